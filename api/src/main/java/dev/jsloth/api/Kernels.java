@@ -1,0 +1,131 @@
+package dev.jsloth.api;
+
+/**
+ * The compute primitives every backend implements: the SPI beneath the operators in
+ * {@link dev.jsloth.api.ops}. The maths of each forward and backward is derived and documented there; this
+ * interface states the data contract.
+ *
+ * <p>Common rules. Tensors are row-major and contiguous; "viewed as a matrix" means {@code [rows, cols]} with
+ * cols the last dimension. Floating tensors may be F32, F64, BF16 or F16; a kernel computes in F64 when its
+ * output is F64 and in at least F32 otherwise, and rounds to the output's type on store. Index tensors are
+ * I32. Output tensors are written, never resized; "accumulate" means {@code +=}. Unless a method says so,
+ * outputs must not alias inputs. Shape mismatches throw {@link IllegalArgumentException}.
+ */
+public interface Kernels {
+
+    // ---------------------------------------------------------------- linear algebra
+
+    /**
+     * {@code C = alpha * op(A) * op(B) + beta * C} with {@code op(X) = X} or {@code X^T}; A, B, C viewed as
+     * matrices. With {@code beta = 0} C's old contents are ignored (NaN included).
+     */
+    void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c);
+
+    /**
+     * {@link #gemm} for each of {@code batch} independent matrices: A, B, C are viewed as
+     * {@code [batch, rows, cols]} with rows*cols taken from their last two dimensions.
+     */
+    void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c);
+
+    // ---------------------------------------------------------------- normalization and activations
+
+    /** {@code rstd_i = 1/sqrt(mean_j x_ij^2 + eps); y_ij = w_j * x_ij * rstd_i}. x, y {@code [n, d]}; w {@code [d]}; rstd {@code [n]}. */
+    void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd);
+
+    /**
+     * {@code dx_i = rstd_i * (g_i - xhat_i * mean_j(g_ij * xhat_ij))} with {@code g = dy * w} and
+     * {@code xhat = x * rstd}; if {@code dWeight} is non-null, {@code dWeight_j += sum_i dy_ij * xhat_ij}.
+     */
+    void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight);
+
+    /**
+     * Rotary embedding in place, Hugging Face's rotate-half layout: x is {@code [n, heads*headDim]}, cos and sin
+     * {@code [n, headDim/2]} per token; for each head, with halves x1, x2:
+     * {@code x1' = x1*cos - x2*sin, x2' = x2*cos + x1*sin}. {@code inverse} rotates by the negative angle
+     * (which is the backward pass).
+     */
+    void rope(Tensor x, Tensor cos, Tensor sin, int heads, boolean inverse);
+
+    /** {@code out = silu(gate) * up}, {@code silu(g) = g * sigmoid(g)}; all the same shape. */
+    void swigluForward(Tensor gate, Tensor up, Tensor out);
+
+    /**
+     * {@code dGate = dOut * up * sigmoid(g) * (1 + g*(1 - sigmoid(g)))}, {@code dUp = dOut * silu(g)}.
+     */
+    void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp);
+
+    // ---------------------------------------------------------------- attention
+
+    /**
+     * Causal grouped-query attention. Query position i of a sequence attends to key positions {@code j <= i}
+     * with {@code segments[b,j] == segments[b,i]} when {@code segments} (I32 {@code [batch, seq]}) is given
+     * (packed batches), else to every {@code j <= i}. {@code out = softmax(scale * q k^T) v};
+     * {@code lse} ({@code [batch, qHeads, seq]}) receives each row's log-sum-exp of the scaled scores, so the
+     * backward pass needs no stored probability matrix.
+     */
+    void attentionForward(AttentionDims dims, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
+                          Tensor out, Tensor lse);
+
+    /**
+     * Gradients of {@link #attentionForward}: with {@code P = exp(scale*qk^T - lse)},
+     * {@code D_i = sum(dOut_i * out_i)}, {@code dS = P * (dOut v^T - D)}: {@code dq = scale * dS k},
+     * {@code dk = scale * dS^T q}, {@code dv = P^T dOut}, summed over the query heads of a group. dq, dk, dv
+     * are overwritten.
+     */
+    void attentionBackward(AttentionDims dims, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments,
+                           double scale, Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv);
+
+    // ---------------------------------------------------------------- loss
+
+    /**
+     * Per-row cross-entropy: {@code lse_i = log sum_c exp(logits_ic)}, {@code loss_i = lse_i - logits_i,label_i},
+     * or 0 where {@code labels_i == ignoreIndex}. logits {@code [n, vocab]}, labels I32 {@code [n]}, loss and lse
+     * {@code [n]}. A label outside {@code [0, vocab)} other than ignoreIndex is an error.
+     */
+    void crossEntropyForward(Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse);
+
+    /**
+     * {@code dLogits_ic = scale * (exp(logits_ic - lse_i) - [c == label_i])}, 0 on ignored rows. {@code dLogits}
+     * may be {@code logits} itself (computed in place).
+     */
+    void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale,
+                              Tensor dLogits);
+
+    // ---------------------------------------------------------------- embedding
+
+    /** {@code out[i,:] = table[ids[i],:]}; an id outside {@code [0, vocab)} is an error. */
+    void embeddingForward(Tensor table, Tensor ids, Tensor out);
+
+    /** {@code dTable[ids[i],:] += dOut[i,:]} (repeated ids accumulate). */
+    void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable);
+
+    // ---------------------------------------------------------------- optimizer
+
+    /** One AdamW update of {@code param} in place, with moments m and v (same shape) updated in place. */
+    void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep step);
+
+    // ---------------------------------------------------------------- elementwise
+
+    /** {@code out = a + b}; out may alias a or b. */
+    void add(Tensor a, Tensor b, Tensor out);
+
+    /** {@code y += alpha * x}. */
+    void axpy(double alpha, Tensor x, Tensor y);
+
+    /** {@code x *= alpha} in place. */
+    void scale(Tensor x, double alpha);
+
+    void fill(Tensor x, double value);
+
+    /** Copies {@code src} into {@code dst} (same element count), converting the element type. */
+    void copy(Tensor src, Tensor dst);
+
+    /** {@code x[i,:] += bias} for every row of x viewed as a matrix. */
+    void addRowVector(Tensor x, Tensor bias);
+
+    /** {@code out[j] = sum_i x[i,j]} (or {@code +=} when accumulate) over x viewed as a matrix. */
+    void sumRows(Tensor x, Tensor out, boolean accumulate);
+
+    /** {@code sum x^2} in double; NaN or infinity if any element is not finite. */
+    double sumOfSquares(Tensor x);
+}

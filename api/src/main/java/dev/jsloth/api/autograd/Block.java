@@ -1,0 +1,24 @@
+package dev.jsloth.api.autograd;
+
+import dev.jsloth.api.Tensor;
+
+/**
+ * A unit of the manual-autograd tape: a forward that returns its output and the activations its hand-written
+ * backward needs, and that backward. Blocks map {@code [tokens, hidden]} to {@code [tokens, hidden]}.
+ *
+ * @param <S> what forward saves; closing it frees the saved activations
+ */
+public interface Block<S extends AutoCloseable> {
+
+    /** The output and the saved state. The output is a new tensor owned by the caller. */
+    record Forward<S extends AutoCloseable>(Tensor y, S saved) {
+    }
+
+    /** Runs forward on x (not consumed; x must stay alive while the saved state is in use). */
+    Forward<S> forward(Tensor x, BatchContext ctx);
+
+    /**
+     * Returns a new dX for dY and accumulates parameter gradients. Does not close {@code saved} or {@code dy}.
+     */
+    Tensor backward(Tensor dy, S saved, BatchContext ctx);
+}

@@ -1,0 +1,51 @@
+package dev.jsloth.api.autograd;
+
+import dev.jsloth.api.Tensor;
+
+/**
+ * A trainable tensor and its gradient. The gradient is allocated on first use with the value's type and shape,
+ * and backward passes accumulate into it ({@code +=}); {@link #zeroGrad()} clears it between optimizer steps.
+ */
+public final class Parameter implements AutoCloseable {
+    private final String name;
+    private final Tensor value;
+    private Tensor grad;
+
+    public Parameter(String name, Tensor value) {
+        this.name = name;
+        this.value = value;
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public Tensor value() {
+        return value;
+    }
+
+    /** The gradient tensor, allocated (zero) on first call. */
+    public Tensor grad() {
+        if (grad == null) grad = value.backend().allocate(value.dtype(), value.shape());
+        return grad;
+    }
+
+    public boolean hasGrad() {
+        return grad != null;
+    }
+
+    public void zeroGrad() {
+        if (grad != null) value.backend().kernels().fill(grad, 0);
+    }
+
+    @Override
+    public void close() {
+        value.close();
+        if (grad != null) grad.close();
+    }
+
+    @Override
+    public String toString() {
+        return name + value.shape();
+    }
+}

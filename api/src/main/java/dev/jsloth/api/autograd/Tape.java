@@ -1,0 +1,108 @@
+package dev.jsloth.api.autograd;
+
+import dev.jsloth.api.Tensor;
+
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+
+/**
+ * Records blocks as they run forward and replays their hand-written backward passes in reverse.
+ *
+ * <p>With gradient checkpointing a block's saved activations are freed right after its forward and recomputed
+ * from its input when backward reaches it, so only block inputs stay alive between the passes: memory falls
+ * from O(layers x activations per layer) to O(layers x hidden) + one layer's activations, at the cost of one
+ * more forward per block.
+ *
+ * <p>Ownership: the tape owns every block output it returns and every saved state; {@link #close()} frees them.
+ * The first input stays the caller's.
+ */
+public final class Tape implements AutoCloseable {
+    private final boolean checkpointing;
+    private final BatchContext ctx;
+    private final Deque<Entry<?>> entries = new ArrayDeque<>();
+    private final List<Tensor> owned = new ArrayList<>();
+
+    private static final class Entry<S extends AutoCloseable> {
+        final Block<S> block;
+        final Tensor input;
+        S saved;
+
+        Entry(Block<S> block, Tensor input, S saved) {
+            this.block = block;
+            this.input = input;
+            this.saved = saved;
+        }
+
+        S savedOrRecompute(BatchContext ctx) {
+            if (saved == null) {
+                Block.Forward<S> f = block.forward(input, ctx);
+                f.y().close();
+                saved = f.saved();
+            }
+            return saved;
+        }
+
+        void release() {
+            if (saved != null) {
+                try {
+                    saved.close();
+                } catch (Exception e) {
+                    throw new IllegalStateException("closing saved activations failed", e);
+                }
+                saved = null;
+            }
+        }
+    }
+
+    public Tape(BatchContext ctx, boolean checkpointing) {
+        this.ctx = ctx;
+        this.checkpointing = checkpointing;
+    }
+
+    public boolean checkpointing() {
+        return checkpointing;
+    }
+
+    /** Runs {@code block} forward on x and records it; returns the output (owned by the tape). */
+    public <S extends AutoCloseable> Tensor forward(Block<S> block, Tensor x) {
+        Block.Forward<S> f = block.forward(x, ctx);
+        Entry<S> e = new Entry<>(block, x, f.saved());
+        if (checkpointing) e.release();
+        entries.push(e);
+        owned.add(f.y());
+        return f.y();
+    }
+
+    /**
+     * Runs every recorded block's backward in reverse order from dY (the caller's) and returns dX of the first
+     * input (a new tensor, the caller's). The recorded entries are consumed.
+     */
+    public Tensor backward(Tensor dy) {
+        Tensor grad = dy;
+        while (!entries.isEmpty()) {
+            Entry<?> e = entries.pop();
+            Tensor next = step(e, grad);
+            if (grad != dy) grad.close();
+            grad = next;
+        }
+        return grad;
+    }
+
+    private <S extends AutoCloseable> Tensor step(Entry<S> e, Tensor grad) {
+        try {
+            return e.block.backward(grad, e.savedOrRecompute(ctx), ctx);
+        } finally {
+            e.release();
+        }
+    }
+
+    @Override
+    public void close() {
+        for (Entry<?> e : entries) e.release();
+        entries.clear();
+        for (Tensor t : owned) t.close();
+        owned.clear();
+    }
+}

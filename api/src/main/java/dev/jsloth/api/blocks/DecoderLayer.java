@@ -1,0 +1,51 @@
+package dev.jsloth.api.blocks;
+
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.BatchContext;
+import dev.jsloth.api.autograd.Block;
+
+/**
+ * One Llama decoder layer: {@code y = mlp(attention(x))}, both halves residual. As a tape block it is the unit
+ * of gradient checkpointing: with checkpointing on, only its input is kept between the passes.
+ */
+public final class DecoderLayer implements Block<DecoderLayer.Saved> {
+    private final LoraAttentionBlock attention;
+    private final LoraMlpBlock mlp;
+
+    public DecoderLayer(LoraAttentionBlock attention, LoraMlpBlock mlp) {
+        this.attention = attention;
+        this.mlp = mlp;
+    }
+
+    public LoraAttentionBlock attention() {
+        return attention;
+    }
+
+    public LoraMlpBlock mlp() {
+        return mlp;
+    }
+
+    /** Both halves' saved activations and the intermediate (owned). */
+    public record Saved(LoraAttentionBlock.Saved attention, Tensor mid, LoraMlpBlock.Saved mlp) implements AutoCloseable {
+        @Override
+        public void close() {
+            mlp.close();
+            attention.close();
+            mid.close();
+        }
+    }
+
+    @Override
+    public Forward<Saved> forward(Tensor x, BatchContext ctx) {
+        Forward<LoraAttentionBlock.Saved> a = attention.forward(x, ctx);
+        Forward<LoraMlpBlock.Saved> m = mlp.forward(a.y(), ctx);
+        return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
+    }
+
+    @Override
+    public Tensor backward(Tensor dy, Saved saved, BatchContext ctx) {
+        try (Tensor dMid = mlp.backward(dy, saved.mlp(), ctx)) {
+            return attention.backward(dMid, saved.attention(), ctx);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+package dev.jsloth.api.blocks;
+
+import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.BatchContext;
+import dev.jsloth.api.autograd.Block;
+import dev.jsloth.api.ops.LoraLinear;
+
+/**
+ * The attention half of a Llama decoder layer, with LoRA on its projections:
+ * <pre>
+ *   h = RMSNorm(x; w_in)
+ *   q = rope(h Wq^T + LoRA), k = rope(h Wk^T + LoRA), v = h Wv^T + LoRA
+ *   a = causal GQA attention(q, k, v)              scale = 1/sqrt(headDim)
+ *   y = x + (a Wo^T + LoRA)
+ * </pre>
+ * Backward runs the same steps in reverse: {@code da = Lo'(dy)}, attention backward, inverse rotation of
+ * dq and dk, the three projection backwards summed into dh, RMSNorm backward, plus the residual dy.
+ */
+public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved> {
+    private final Tensor inputNorm;
+    private final double eps;
+    private final LoraLinear q, k, v, o;
+    private final int qHeads, kvHeads, headDim;
+
+    public LoraAttentionBlock(Tensor inputNorm, double eps, LoraLinear q, LoraLinear k, LoraLinear v, LoraLinear o,
+                              int qHeads, int kvHeads, int headDim) {
+        if (q.outFeatures() != qHeads * headDim || k.outFeatures() != kvHeads * headDim
+                || v.outFeatures() != kvHeads * headDim || o.inFeatures() != qHeads * headDim)
+            throw new IllegalArgumentException("projection sizes do not match " + qHeads + " query heads, "
+                    + kvHeads + " key/value heads of dimension " + headDim);
+        this.inputNorm = inputNorm;
+        this.eps = eps;
+        this.q = q;
+        this.k = k;
+        this.v = v;
+        this.o = o;
+        this.qHeads = qHeads;
+        this.kvHeads = kvHeads;
+        this.headDim = headDim;
+    }
+
+    /** Activations kept for backward; closing frees those the block allocated (x is the caller's). */
+    public record Saved(Tensor x, Tensor h, Tensor rstd, LoraLinear.Saved qs, LoraLinear.Saved ks, LoraLinear.Saved vs,
+                        Tensor q, Tensor k, Tensor v, Tensor attn, Tensor lse, LoraLinear.Saved os)
+            implements AutoCloseable {
+        @Override
+        public void close() {
+            qs.close();
+            ks.close();
+            vs.close();
+            os.close();
+            for (Tensor t : new Tensor[]{h, rstd, q, k, v, attn, lse}) t.close();
+        }
+    }
+
+    private AttentionDims dims(BatchContext ctx) {
+        return new AttentionDims(ctx.batch(), ctx.seq(), qHeads, kvHeads, headDim);
+    }
+
+    public double scale() {
+        return 1.0 / Math.sqrt(headDim);
+    }
+
+    @Override
+    public Forward<Saved> forward(Tensor x, BatchContext ctx) {
+        Backend be = x.backend();
+        Kernels kern = be.kernels();
+        DType dt = x.dtype();
+        int n = ctx.tokens();
+        Tensor h = be.allocate(dt, Shape.of(n, x.shape().cols()));
+        Tensor rstd = be.allocate(dt, Shape.of(n));
+        kern.rmsNormForward(x, inputNorm, eps, h, rstd);
+        LoraLinear.Forward fq = q.forwardSaving(h), fk = k.forwardSaving(h), fv = v.forwardSaving(h);
+        kern.rope(fq.y(), ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
+        kern.rope(fk.y(), ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
+        AttentionDims d = dims(ctx);
+        Tensor attn = be.allocate(dt, Shape.of(n, qHeads * headDim));
+        Tensor lse = be.allocate(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
+        kern.attentionForward(d, fq.y(), fk.y(), fv.y(), ctx.segments(), scale(), attn, lse);
+        LoraLinear.Forward fo = o.forwardSaving(attn);
+        Tensor y = fo.y();
+        kern.add(y, x, y);
+        return new Forward<>(y, new Saved(x, h, rstd, fq.saved(), fk.saved(), fv.saved(), fq.y(), fk.y(), fv.y(), attn, lse, fo.saved()));
+    }
+
+    @Override
+    public Tensor backward(Tensor dy, Saved s, BatchContext ctx) {
+        Backend be = dy.backend();
+        Kernels kern = be.kernels();
+        DType dt = dy.dtype();
+        int n = ctx.tokens();
+        Tensor dx;
+        try (Tensor dAttn = o.backward(dy, s.os());
+             Tensor dq = be.allocate(dt, s.q().shape());
+             Tensor dk = be.allocate(dt, s.k().shape());
+             Tensor dv = be.allocate(dt, s.v().shape())) {
+            kern.attentionBackward(dims(ctx), dAttn, s.q(), s.k(), s.v(), ctx.segments(), scale(), s.attn(), s.lse(), dq, dk, dv);
+            kern.rope(dq, ctx.ropeCos(), ctx.ropeSin(), qHeads, true);
+            kern.rope(dk, ctx.ropeCos(), ctx.ropeSin(), kvHeads, true);
+            try (Tensor dh = q.backward(dq, s.qs());
+                 Tensor dhk = k.backward(dk, s.ks());
+                 Tensor dhv = v.backward(dv, s.vs())) {
+                kern.add(dh, dhk, dh);
+                kern.add(dh, dhv, dh);
+                dx = be.allocate(dt, Shape.of(n, dy.shape().cols()));
+                kern.rmsNormBackward(dh, s.x(), inputNorm, s.rstd(), dx, null);
+            }
+        }
+        kern.add(dx, dy, dx);
+        return dx;
+    }
+}

@@ -1,0 +1,84 @@
+package dev.jsloth.api.blocks;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.BatchContext;
+import dev.jsloth.api.autograd.Block;
+import dev.jsloth.api.ops.LoraLinear;
+
+/**
+ * The MLP half of a Llama decoder layer, with LoRA on its projections:
+ * <pre>
+ *   h = RMSNorm(x; w_post);  g = h Wg^T + LoRA;  u = h Wu^T + LoRA
+ *   y = x + (silu(g) * u) Wd^T + LoRA
+ * </pre>
+ * Backward: {@code da = Ld'(dy)}, SwiGLU backward to dg and du, {@code dh = Lg'(dg) + Lu'(du)}, RMSNorm
+ * backward, plus the residual dy.
+ */
+public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
+    private final Tensor postNorm;
+    private final double eps;
+    private final LoraLinear gate, up, down;
+
+    public LoraMlpBlock(Tensor postNorm, double eps, LoraLinear gate, LoraLinear up, LoraLinear down) {
+        if (gate.outFeatures() != up.outFeatures() || down.inFeatures() != gate.outFeatures())
+            throw new IllegalArgumentException("gate/up/down projection sizes do not agree");
+        this.postNorm = postNorm;
+        this.eps = eps;
+        this.gate = gate;
+        this.up = up;
+        this.down = down;
+    }
+
+    /** Activations kept for backward; closing frees those the block allocated (x is the caller's). */
+    public record Saved(Tensor x, Tensor h, Tensor rstd, LoraLinear.Saved gs, LoraLinear.Saved us, Tensor g,
+                        Tensor u, Tensor act, LoraLinear.Saved ds) implements AutoCloseable {
+        @Override
+        public void close() {
+            gs.close();
+            us.close();
+            ds.close();
+            for (Tensor t : new Tensor[]{h, rstd, g, u, act}) t.close();
+        }
+    }
+
+    @Override
+    public Forward<Saved> forward(Tensor x, BatchContext ctx) {
+        Backend be = x.backend();
+        Kernels kern = be.kernels();
+        DType dt = x.dtype();
+        int n = Math.toIntExact(x.shape().rows());
+        Tensor h = be.allocate(dt, Shape.of(n, x.shape().cols()));
+        Tensor rstd = be.allocate(dt, Shape.of(n));
+        kern.rmsNormForward(x, postNorm, eps, h, rstd);
+        LoraLinear.Forward fg = gate.forwardSaving(h), fu = up.forwardSaving(h);
+        Tensor act = be.allocate(dt, fg.y().shape());
+        kern.swigluForward(fg.y(), fu.y(), act);
+        LoraLinear.Forward fd = down.forwardSaving(act);
+        Tensor y = fd.y();
+        kern.add(y, x, y);
+        return new Forward<>(y, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, fd.saved()));
+    }
+
+    @Override
+    public Tensor backward(Tensor dy, Saved s, BatchContext ctx) {
+        Backend be = dy.backend();
+        Kernels kern = be.kernels();
+        Tensor dx = be.allocate(dy.dtype(), s.x().shape().rank() == 2 ? s.x().shape()
+                : Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols()));
+        try (Tensor dAct = down.backward(dy, s.ds());
+             Tensor dg = be.allocate(dy.dtype(), s.g().shape());
+             Tensor du = be.allocate(dy.dtype(), s.u().shape())) {
+            kern.swigluBackward(dAct, s.g(), s.u(), dg, du);
+            try (Tensor dh = gate.backward(dg, s.gs()); Tensor dhu = up.backward(du, s.us())) {
+                kern.add(dh, dhu, dh);
+                kern.rmsNormBackward(dh, s.x(), postNorm, s.rstd(), dx, null);
+            }
+        }
+        kern.add(dx, dy, dx);
+        return dx;
+    }
+}

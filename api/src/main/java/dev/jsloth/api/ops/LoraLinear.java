@@ -1,0 +1,165 @@
+package dev.jsloth.api.ops;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.Parameter;
+
+/**
+ * A frozen linear layer with an optional LoRA adapter:
+ * <pre>
+ *   Y = X W^T + b + s * (X A^T) B^T          X [n, in], W [out, in], A [r, in], B [out, r]
+ * </pre>
+ * with {@code s = alpha / r} (or {@code alpha / sqrt(r)} for rsLoRA). The rank-r product {@code XA = X A^T}
+ * ({@code [n, r]}) is formed first, so the adapter costs {@code 2nr(in+out)} flops instead of forming
+ * {@code B A}. Forward saves X (by reference) and XA.
+ *
+ * <p>Backward, from {@code dY [n, out]} (W frozen, so no dW):
+ * <pre>
+ *   dYB = dY B                    [n, r]    computed once, used twice
+ *   dX  = dY W + s * dYB A        [n, in]
+ *   dA += s * dYB^T X             [r, in]
+ *   dB += s * dY^T XA             [out, r]
+ *   db  = sum_rows dY             (only if the bias were trainable; it is frozen here)
+ * </pre>
+ */
+public final class LoraLinear {
+    private final Tensor weight;
+    private final Tensor bias;
+    private final Parameter loraA;
+    private final Parameter loraB;
+    private final double scaling;
+
+    /** What forward keeps for backward: the input (not owned) and the rank-r product (owned, may be null). */
+    public record Saved(Tensor x, Tensor xa) implements AutoCloseable {
+        @Override
+        public void close() {
+            if (xa != null) xa.close();
+        }
+    }
+
+    /** A plain frozen linear layer (no adapter). */
+    public LoraLinear(Tensor weight, Tensor bias) {
+        this(weight, bias, null, null, 0);
+    }
+
+    public LoraLinear(Tensor weight, Tensor bias, Parameter loraA, Parameter loraB, double scaling) {
+        if (weight.shape().rank() != 2) throw new IllegalArgumentException("weight must be [out, in], got " + weight.shape());
+        if ((loraA == null) != (loraB == null)) throw new IllegalArgumentException("LoRA needs both A and B");
+        if (loraA != null) {
+            Shape a = loraA.value().shape(), b = loraB.value().shape();
+            if (a.rank() != 2 || b.rank() != 2 || a.dim(1) != inFeatures(weight) || b.dim(0) != outFeatures(weight) || a.dim(0) != b.dim(1))
+                throw new IllegalArgumentException("LoRA shapes A" + a + " B" + b + " do not fit weight " + weight.shape());
+        }
+        if (bias != null && bias.numel() != outFeatures(weight))
+            throw new IllegalArgumentException("bias " + bias.shape() + " does not fit weight " + weight.shape());
+        this.weight = weight;
+        this.bias = bias;
+        this.loraA = loraA;
+        this.loraB = loraB;
+        this.scaling = scaling;
+    }
+
+    /** LoRA's scale: {@code alpha/r}, or {@code alpha/sqrt(r)} with rsLoRA. */
+    public static double scaling(double alpha, int rank, boolean rsLora) {
+        return rsLora ? alpha / Math.sqrt(rank) : alpha / rank;
+    }
+
+    private static int inFeatures(Tensor w) {
+        return w.shape().dim(1);
+    }
+
+    private static int outFeatures(Tensor w) {
+        return w.shape().dim(0);
+    }
+
+    public int inFeatures() {
+        return inFeatures(weight);
+    }
+
+    public int outFeatures() {
+        return outFeatures(weight);
+    }
+
+    public Tensor weight() {
+        return weight;
+    }
+
+    public Tensor bias() {
+        return bias;
+    }
+
+    public Parameter loraA() {
+        return loraA;
+    }
+
+    public Parameter loraB() {
+        return loraB;
+    }
+
+    public double scaling() {
+        return scaling;
+    }
+
+    public boolean hasAdapter() {
+        return loraA != null;
+    }
+
+    /** The output of a training forward: Y and what backward needs. */
+    public record Forward(Tensor y, Saved saved) {
+    }
+
+    /** Inference forward: a new tensor {@code [n, out]} of x's type; nothing is kept. */
+    public Tensor forward(Tensor x) {
+        Forward f = forwardSaving(x);
+        f.saved().close();
+        return f.y();
+    }
+
+    /** Training forward: Y plus the saved activations for {@link #backward}. */
+    public Forward forwardSaving(Tensor x) {
+        Backend be = x.backend();
+        Kernels k = be.kernels();
+        checkInput(x);
+        int n = Math.toIntExact(x.shape().rows());
+        Tensor y = be.allocate(x.dtype(), Shape.of(n, outFeatures()));
+        k.gemm(false, true, 1.0, x, weight, 0.0, y);
+        if (bias != null) k.addRowVector(y, bias);
+        Tensor xa = null;
+        if (loraA != null) {
+            xa = be.allocate(x.dtype(), Shape.of(n, loraA.value().shape().dim(0)));
+            k.gemm(false, true, 1.0, x, loraA.value(), 0.0, xa);
+            k.gemm(false, true, scaling, xa, loraB.value(), 1.0, y);
+        }
+        return new Forward(y, new Saved(x, xa));
+    }
+
+    /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
+    public Tensor backward(Tensor dy, Saved saved) {
+        Backend be = dy.backend();
+        Kernels k = be.kernels();
+        Tensor x = saved.x();
+        int n = Math.toIntExact(x.shape().rows());
+        Tensor dx = be.allocate(dy.dtype(), Shape.of(n, inFeatures()));
+        k.gemm(false, false, 1.0, dy, weight, 0.0, dx);
+        if (loraA != null) {
+            int r = loraA.value().shape().dim(0);
+            try (Tensor dyb = be.allocate(dy.dtype(), Shape.of(n, r))) {
+                k.gemm(false, false, 1.0, dy, loraB.value(), 0.0, dyb);
+                k.gemm(false, false, scaling, dyb, loraA.value(), 1.0, dx);
+                k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
+            }
+            k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
+        }
+        return dx;
+    }
+
+    private void checkInput(Tensor x) {
+        if (x.shape().cols() != inFeatures())
+            throw new IllegalArgumentException("input " + x.shape() + " does not fit weight " + weight.shape());
+        if (!x.dtype().isFloating() || x.dtype() == DType.NF4)
+            throw new IllegalArgumentException("input must be floating, got " + x.dtype());
+    }
+}

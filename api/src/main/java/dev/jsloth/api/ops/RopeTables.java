@@ -1,0 +1,99 @@
+package dev.jsloth.api.ops;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+
+/**
+ * Per-token cos/sin tables for rotary position embeddings, computed exactly as Hugging Face transformers does:
+ * the inverse frequencies {@code theta^(-2i/d)} in float32, {@code freq = inv_freq * position} in float32, cos and
+ * sin of that float32 angle rounded to float32 and multiplied by the attention scaling, then widened. Matching
+ * these roundings is what lets an F64 run agree with transformers to 1e-9.
+ *
+ * <p>Rope types: {@code default} and {@code llama3} (frequency-dependent scaling by {@code factor} between
+ * {@code low_freq_factor} and {@code high_freq_factor} wavelengths of the original context length).
+ */
+public final class RopeTables {
+
+    /** Rotary configuration; {@code type} is {@code default} or {@code llama3}. */
+    public record Config(double theta, String type, double factor, double lowFreqFactor, double highFreqFactor,
+                         int originalMaxPositions, double attentionScaling) {
+        public static Config standard(double theta) {
+            return new Config(theta, "default", 1, 1, 1, 0, 1.0);
+        }
+
+        public static Config llama3(double theta, double factor, double lowFreqFactor, double highFreqFactor,
+                                    int originalMaxPositions) {
+            return new Config(theta, "llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositions, 1.0);
+        }
+    }
+
+    /** A pair of {@code [n, headDim/2]} tables; closing closes both. */
+    public record Tables(Tensor cos, Tensor sin) implements AutoCloseable {
+        @Override
+        public void close() {
+            cos.close();
+            sin.close();
+        }
+    }
+
+    private RopeTables() {
+    }
+
+    /** The float32 inverse frequencies, {@code headDim/2} of them. */
+    public static float[] inverseFrequencies(Config c, int headDim) {
+        if (headDim <= 0 || headDim % 2 != 0) throw new IllegalArgumentException("head_dim must be even and positive, got " + headDim);
+        int half = headDim / 2;
+        float[] inv = new float[half];
+        float base = (float) c.theta();
+        for (int i = 0; i < half; i++) {
+            float exponent = (float) (2 * i) / (float) headDim;
+            float pow = (float) Math.pow(base, exponent);
+            inv[i] = 1.0f / pow;
+        }
+        switch (c.type()) {
+            case "default" -> { }
+            case "llama3" -> applyLlama3(c, inv);
+            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, llama3)");
+        }
+        return inv;
+    }
+
+    // transformers' _compute_llama3_parameters, in float32 like the torch tensors it uses
+    private static void applyLlama3(Config c, float[] inv) {
+        float factor = (float) c.factor();
+        float low = (float) c.lowFreqFactor();
+        float high = (float) c.highFreqFactor();
+        float oldLen = c.originalMaxPositions();
+        float lowWavelen = oldLen / low;
+        float highWavelen = oldLen / high;
+        for (int i = 0; i < inv.length; i++) {
+            float wavelen = (float) (2 * Math.PI) / inv[i];
+            float llama = wavelen > lowWavelen ? inv[i] / factor : inv[i];
+            float smooth = (oldLen / wavelen - low) / (high - low);
+            float smoothed = (1 - smooth) * llama / factor + smooth * llama;
+            boolean medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
+            inv[i] = medium ? smoothed : llama;
+        }
+    }
+
+    /** Tables for the given token positions (one row per token). */
+    public static Tables compute(Backend backend, DType dtype, Config c, int headDim, int[] positions) {
+        float[] inv = inverseFrequencies(c, headDim);
+        int half = inv.length;
+        double[] cos = new double[positions.length * half];
+        double[] sin = new double[positions.length * half];
+        float scaling = (float) c.attentionScaling();
+        for (int t = 0; t < positions.length; t++) {
+            float pos = positions[t];
+            for (int i = 0; i < half; i++) {
+                float angle = inv[i] * pos;
+                cos[t * half + i] = (float) Math.cos(angle) * scaling;
+                sin[t * half + i] = (float) Math.sin(angle) * scaling;
+            }
+        }
+        Shape shape = Shape.of(positions.length, half);
+        return new Tables(backend.upload(dtype, shape, cos), backend.upload(dtype, shape, sin));
+    }
+}

@@ -1,0 +1,122 @@
+package dev.jsloth.cpu;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Causal grouped-query attention in double precision, one (batch, head) pair per task. Forward keeps only the
+ * row log-sum-exp; backward rebuilds the probabilities from it (FlashAttention-2's recurrence, without the
+ * GPU tiling). Backward tasks are (batch, key/value head) pairs so that the query heads of one group, which
+ * share dK and dV, never race.
+ */
+final class AttentionKernel {
+    private AttentionKernel() {
+    }
+
+    record Dims(int batch, int seq, int qHeads, int kvHeads, int headDim) {
+        int group() {
+            return qHeads / kvHeads;
+        }
+    }
+
+    /** Copies head h of batch b ({@code [seq, headDim]}) out of a {@code [batch, seq, heads, headDim]} tensor. */
+    private static void gather(Buffer src, int b, int h, int heads, Dims d, double[] dst) {
+        for (int t = 0; t < d.seq(); t++) {
+            long off = (((long) b * d.seq() + t) * heads + h) * d.headDim();
+            src.read(off, dst, t * d.headDim(), d.headDim());
+        }
+    }
+
+    private static void scatter(Buffer dst, int b, int h, int heads, Dims d, double[] src) {
+        for (int t = 0; t < d.seq(); t++) {
+            long off = (((long) b * d.seq() + t) * heads + h) * d.headDim();
+            dst.write(off, src, t * d.headDim(), d.headDim());
+        }
+    }
+
+    private static int[] segments(MemorySegment seg, int b, int seq) {
+        if (seg == null) return null;
+        int[] s = new int[seq];
+        MemorySegment.copy(seg, CpuBackend.INT, (long) b * seq * 4, s, 0, seq);
+        return s;
+    }
+
+    private static boolean visible(int[] seg, int i, int j) {
+        return j <= i && (seg == null || seg[i] == seg[j]);
+    }
+
+    static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
+        int T = d.seq(), hd = d.headDim();
+        Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
+            double[] qh = new double[T * hd], kh = new double[T * hd], vh = new double[T * hd], oh = new double[T * hd];
+            double[] s = new double[T];
+            for (int task = lo; task < hi; task++) {
+                int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
+                int[] seg = segments(segs, b, T);
+                gather(q, b, h, d.qHeads(), d, qh);
+                gather(k, b, g, d.kvHeads(), d, kh);
+                gather(v, b, g, d.kvHeads(), d, vh);
+                java.util.Arrays.fill(oh, 0);
+                for (int i = 0; i < T; i++) {
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j <= i; j++) {
+                        if (!visible(seg, i, j)) continue;
+                        s[j] = GemmF64.dot(qh, i * hd, kh, j * hd, hd) * scale;
+                        if (s[j] > max) max = s[j];
+                    }
+                    double sum = 0;
+                    for (int j = 0; j <= i; j++) {
+                        if (!visible(seg, i, j)) continue;
+                        double p = Math.exp(s[j] - max);
+                        sum += p;
+                        GemmF64.axpy(p, vh, j * hd, oh, i * hd, hd);
+                    }
+                    double inv = 1.0 / sum;
+                    for (int c = 0; c < hd; c++) oh[i * hd + c] *= inv;
+                    lse.set(((long) b * d.qHeads() + h) * T + i, max + Math.log(sum));
+                }
+                scatter(out, b, h, d.qHeads(), d, oh);
+            }
+        });
+    }
+
+    static void backward(Dims d, Buffer dOut, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale,
+                         Buffer out, Buffer lse, Buffer dq, Buffer dk, Buffer dv) {
+        int T = d.seq(), hd = d.headDim();
+        Parallel.forRange(d.batch() * d.kvHeads(), 1, (lo, hi) -> {
+            int n = T * hd;
+            double[] qh = new double[n], kh = new double[n], vh = new double[n], oh = new double[n], doh = new double[n];
+            double[] dqh = new double[n], dkh = new double[n], dvh = new double[n];
+            double[] rowLse = new double[T], delta = new double[T];
+            for (int task = lo; task < hi; task++) {
+                int b = task / d.kvHeads(), g = task % d.kvHeads();
+                int[] seg = segments(segs, b, T);
+                gather(k, b, g, d.kvHeads(), d, kh);
+                gather(v, b, g, d.kvHeads(), d, vh);
+                java.util.Arrays.fill(dkh, 0);
+                java.util.Arrays.fill(dvh, 0);
+                for (int h = g * d.group(); h < (g + 1) * d.group(); h++) {
+                    gather(q, b, h, d.qHeads(), d, qh);
+                    gather(out, b, h, d.qHeads(), d, oh);
+                    gather(dOut, b, h, d.qHeads(), d, doh);
+                    lse.read(((long) b * d.qHeads() + h) * T, rowLse, 0, T);
+                    java.util.Arrays.fill(dqh, 0);
+                    for (int i = 0; i < T; i++) {
+                        delta[i] = GemmF64.dot(doh, i * hd, oh, i * hd, hd);
+                        for (int j = 0; j <= i; j++) {
+                            if (!visible(seg, i, j)) continue;
+                            double p = Math.exp(GemmF64.dot(qh, i * hd, kh, j * hd, hd) * scale - rowLse[i]);
+                            GemmF64.axpy(p, doh, i * hd, dvh, j * hd, hd);
+                            double dp = GemmF64.dot(doh, i * hd, vh, j * hd, hd);
+                            double ds = p * (dp - delta[i]) * scale;
+                            GemmF64.axpy(ds, kh, j * hd, dqh, i * hd, hd);
+                            GemmF64.axpy(ds, qh, i * hd, dkh, j * hd, hd);
+                        }
+                    }
+                    scatter(dq, b, h, d.qHeads(), d, dqh);
+                }
+                scatter(dk, b, g, d.kvHeads(), d, dkh);
+                scatter(dv, b, g, d.kvHeads(), d, dvh);
+            }
+        });
+    }
+}

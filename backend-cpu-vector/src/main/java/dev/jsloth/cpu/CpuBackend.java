@@ -1,0 +1,134 @@
+package dev.jsloth.cpu;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.MemoryStats;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import jdk.incubator.vector.FloatVector;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+/** The reference backend: native memory, Java Vector API kernels, all cores. */
+public final class CpuBackend implements Backend {
+    static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private final Set<CpuTensor> live = ConcurrentHashMap.newKeySet();
+    private final AtomicLong liveBytes = new AtomicLong();
+    private final AtomicLong peakBytes = new AtomicLong();
+    private final CpuKernels kernels = new CpuKernels(this);
+    private volatile boolean closed;
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    @Override
+    public String description() {
+        return "CPU, " + Parallel.THREADS + " threads, " + FloatVector.SPECIES_PREFERRED.vectorBitSize() + "-bit vectors";
+    }
+
+    @Override
+    public Tensor allocate(DType dtype, Shape shape) {
+        if (closed) throw new IllegalStateException("backend is closed");
+        long bytes = dtype.byteSize(shape.numel());
+        MemorySegment seg = NativeMemory.calloc(bytes);
+        CpuTensor t = new CpuTensor(this, dtype, shape, seg, null);
+        live.add(t);
+        long now = liveBytes.addAndGet(bytes);
+        peakBytes.accumulateAndGet(now, Math::max);
+        return t;
+    }
+
+    void release(CpuTensor t) {
+        if (live.remove(t)) {
+            liveBytes.addAndGet(-t.rawSegment().byteSize());
+            NativeMemory.free(t.rawSegment());
+        }
+    }
+
+    @Override
+    public Tensor upload(DType dtype, Shape shape, double[] values) {
+        if (!dtype.isFloating()) throw new IllegalArgumentException("upload needs a floating type, got " + dtype);
+        if (values.length != shape.numel())
+            throw new IllegalArgumentException(values.length + " values for shape " + shape);
+        Tensor t = allocate(dtype, shape);
+        ElementCodec.of(dtype).write(seg(t), 0, values, 0, values.length);
+        return t;
+    }
+
+    @Override
+    public Tensor uploadInts(Shape shape, int[] values) {
+        if (values.length != shape.numel())
+            throw new IllegalArgumentException(values.length + " values for shape " + shape);
+        Tensor t = allocate(DType.I32, shape);
+        MemorySegment.copy(values, 0, seg(t), INT, 0, values.length);
+        return t;
+    }
+
+    @Override
+    public Tensor uploadRaw(DType dtype, Shape shape, MemorySegment bytes) {
+        long want = dtype.byteSize(shape.numel());
+        if (bytes.byteSize() != want)
+            throw new IllegalArgumentException(shape + " " + dtype + " needs " + want + " bytes, got " + bytes.byteSize());
+        Tensor t = allocate(dtype, shape);
+        MemorySegment.copy(bytes, 0, seg(t), 0, want);
+        return t;
+    }
+
+    @Override
+    public double[] download(Tensor t) {
+        if (!t.dtype().isFloating()) throw new IllegalArgumentException("download needs a floating tensor, got " + t.dtype());
+        double[] out = new double[Math.toIntExact(t.numel())];
+        ElementCodec.of(t.dtype()).read(seg(t), 0, out, 0, out.length);
+        return out;
+    }
+
+    @Override
+    public int[] downloadInts(Tensor t) {
+        if (t.dtype() != DType.I32) throw new IllegalArgumentException("downloadInts needs an I32 tensor, got " + t.dtype());
+        int[] out = new int[Math.toIntExact(t.numel())];
+        MemorySegment.copy(seg(t), INT, 0, out, 0, out.length);
+        return out;
+    }
+
+    /** The memory of a tensor of this backend (checked: alive, and ours). */
+    MemorySegment seg(Tensor t) {
+        if (!(t instanceof CpuTensor c) || c.backend() != this)
+            throw new IllegalArgumentException("tensor " + t + " does not belong to this CPU backend");
+        return c.segment();
+    }
+
+    @Override
+    public Kernels kernels() {
+        return kernels;
+    }
+
+    @Override
+    public MemoryStats memoryStats() {
+        return new MemoryStats(liveBytes.get(), peakBytes.get(), live.size());
+    }
+
+    @Override
+    public void resetPeak() {
+        peakBytes.set(liveBytes.get());
+    }
+
+    @Override
+    public void synchronize() {
+        // kernels run synchronously
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        for (CpuTensor t : live.toArray(CpuTensor[]::new)) t.close();
+    }
+}

@@ -1,0 +1,327 @@
+package dev.jsloth.cpu;
+
+import dev.jsloth.api.AdamWStep;
+import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+
+import java.lang.foreign.MemorySegment;
+
+/** The CPU backend's {@link Kernels}: argument checks, then the kernel classes of this package. */
+final class CpuKernels implements Kernels {
+    private final CpuBackend be;
+
+    CpuKernels(CpuBackend be) {
+        this.be = be;
+    }
+
+    private Buffer buf(Tensor t) {
+        return new Buffer(be.seg(t), ElementCodec.of(t.dtype()));
+    }
+
+    private Buffer optional(Tensor t) {
+        return t == null ? null : buf(t);
+    }
+
+    private int[] ints(Tensor t, String what) {
+        if (t.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + t.dtype());
+        return be.downloadInts(t);
+    }
+
+    private static void requireNumel(Tensor t, long numel, String what) {
+        if (t.numel() != numel)
+            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
+    }
+
+    private static void requireFloating(Tensor... ts) {
+        for (Tensor t : ts)
+            if (t != null && !t.dtype().isFloating())
+                throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    @Override
+    public void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
+        gemmInto(transA, transB, alpha, a, 0, b, 0, beta, c, 0, a.shape().rows(), a.shape().cols(),
+                b.shape().rows(), b.shape().cols(), c.shape().rows(), c.shape().cols());
+    }
+
+    @Override
+    public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
+        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
+            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = a.shape().dim(0);
+        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
+            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        long ar = a.shape().dim(1), ac = a.shape().dim(2), br = b.shape().dim(1), bc = b.shape().dim(2);
+        long cr = c.shape().dim(1), cc = c.shape().dim(2);
+        for (int i = 0; i < batch; i++) {
+            gemmInto(transA, transB, alpha, a, i * ar * ac, b, i * br * bc, beta, c, i * cr * cc, ar, ac, br, bc, cr, cc);
+        }
+    }
+
+    private void gemmInto(boolean transA, boolean transB, double alpha, Tensor a, long aBase, Tensor b, long bBase,
+                          double beta, Tensor c, long cBase, long ar, long ac, long br, long bc, long cr, long cc) {
+        requireFloating(a, b, c);
+        Matrix ma = new Matrix(be.seg(a), ElementCodec.of(a.dtype()), aBase, Math.toIntExact(ar), Math.toIntExact(ac), transA);
+        Matrix mb = new Matrix(be.seg(b), ElementCodec.of(b.dtype()), bBase, Math.toIntExact(br), Math.toIntExact(bc), transB);
+        int m = ma.opRows(), k = ma.opCols(), n = mb.opCols();
+        if (mb.opRows() != k || cr != m || cc != n)
+            throw new IllegalArgumentException("GEMM shapes do not agree: op(A) " + m + "x" + k + ", op(B) " + mb.opRows() + "x" + n
+                    + ", C " + cr + "x" + cc + " (A " + a.shape() + (transA ? "^T" : "") + ", B " + b.shape() + (transB ? "^T" : "") + ", C " + c.shape() + ")");
+        if (a == c || b == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        MemorySegment cs = be.seg(c);
+        long count = (long) m * n;
+        switch (c.dtype()) {
+            case F64 -> {
+                MemorySegment cv = cs.asSlice(cBase * 8, count * 8);
+                prescale(new Buffer(cv, ElementCodec.F64), beta, count);
+                GemmF64.multiply(m, n, k, alpha, ma, mb, cv);
+            }
+            case F32 -> {
+                MemorySegment cv = cs.asSlice(cBase * 4, count * 4);
+                prescale(new Buffer(cv, ElementCodec.F32), beta, count);
+                GemmF32.multiply(m, n, k, (float) alpha, ma, mb, cv);
+            }
+            default -> { // 16-bit output: accumulate in an F32 scratch, then round once
+                try (Tensor tmp = be.allocate(DType.F32, Shape.of(m, n))) {
+                    Buffer cb = new Buffer(cs.asSlice(cBase * 2, count * 2), ElementCodec.of(c.dtype()));
+                    Buffer tb = buf(tmp);
+                    if (beta != 0) ElementwiseKernels.copy(cb, tb, count);
+                    prescale(tb, beta, count);
+                    GemmF32.multiply(m, n, k, (float) alpha, ma, mb, be.seg(tmp));
+                    ElementwiseKernels.copy(tb, cb, count);
+                }
+            }
+        }
+    }
+
+    private static void prescale(Buffer c, double beta, long count) {
+        if (beta == 0) c.seg().fill((byte) 0);
+        else if (beta != 1) ElementwiseKernels.scale(c, beta, count);
+    }
+
+    // ---------------------------------------------------------------- norms and activations
+
+    @Override
+    public void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd) {
+        requireFloating(x, weight, y, rstd);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(weight, d, "RMSNorm weight");
+        requireNumel(y, x.numel(), "RMSNorm output");
+        requireNumel(rstd, n, "RMSNorm rstd");
+        NormKernels.rmsNormForward(buf(x), buf(weight), eps, buf(y), buf(rstd), n, d);
+    }
+
+    @Override
+    public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
+        requireFloating(dy, x, weight, rstd, dx, dWeight);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(dy, x.numel(), "RMSNorm dy");
+        requireNumel(dx, x.numel(), "RMSNorm dx");
+        requireNumel(weight, d, "RMSNorm weight");
+        requireNumel(rstd, n, "RMSNorm rstd");
+        if (dWeight != null) requireNumel(dWeight, d, "RMSNorm dWeight");
+        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), buf(dx), optional(dWeight), n, d);
+    }
+
+    @Override
+    public void rope(Tensor x, Tensor cos, Tensor sin, int heads, boolean inverse) {
+        requireFloating(x, cos, sin);
+        int width = x.shape().cols();
+        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
+            throw new IllegalArgumentException("RoPE: row width " + width + " is not " + heads + " heads of an even dimension");
+        int headDim = width / heads;
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(cos, (long) n * (headDim / 2), "RoPE cos table");
+        requireNumel(sin, (long) n * (headDim / 2), "RoPE sin table");
+        NormKernels.rope(buf(x), buf(cos), buf(sin), n, heads, headDim, inverse);
+    }
+
+    @Override
+    public void swigluForward(Tensor gate, Tensor up, Tensor out) {
+        requireFloating(gate, up, out);
+        requireNumel(up, gate.numel(), "SwiGLU up");
+        requireNumel(out, gate.numel(), "SwiGLU out");
+        NormKernels.swigluForward(buf(gate), buf(up), buf(out), gate.numel());
+    }
+
+    @Override
+    public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
+        requireFloating(dOut, gate, up, dGate, dUp);
+        for (Tensor t : new Tensor[]{dOut, up, dGate, dUp}) requireNumel(t, gate.numel(), "SwiGLU operand");
+        NormKernels.swigluBackward(buf(dOut), buf(gate), buf(up), buf(dGate), buf(dUp), gate.numel());
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    private AttentionKernel.Dims checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
+        requireFloating(q, k, v, lse);
+        requireNumel(q, d.queryElements(), "attention q");
+        requireNumel(k, d.kvElements(), "attention k");
+        requireNumel(v, d.kvElements(), "attention v");
+        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
+        if (segments != null) {
+            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
+            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
+        }
+        return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim());
+    }
+
+    @Override
+    public void attentionForward(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out, Tensor lse) {
+        AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
+        requireNumel(out, d.queryElements(), "attention out");
+        AttentionKernel.forward(dims, buf(q), buf(k), buf(v), segments == null ? null : be.seg(segments), scale, buf(out), buf(lse));
+    }
+
+    @Override
+    public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
+                                  Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
+        AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
+        requireFloating(dOut, out, dq, dk, dv);
+        requireNumel(dOut, d.queryElements(), "attention dOut");
+        requireNumel(out, d.queryElements(), "attention out");
+        requireNumel(dq, d.queryElements(), "attention dq");
+        requireNumel(dk, d.kvElements(), "attention dk");
+        requireNumel(dv, d.kvElements(), "attention dv");
+        AttentionKernel.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segments == null ? null : be.seg(segments), scale,
+                buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
+    }
+
+    // ---------------------------------------------------------------- loss
+
+    private int[] checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
+        int n = Math.toIntExact(logits.shape().rows());
+        int vocab = logits.shape().cols();
+        requireNumel(labels, n, "labels");
+        int[] y = ints(labels, "labels");
+        for (int i = 0; i < n; i++)
+            if (y[i] != ignoreIndex && (y[i] < 0 || y[i] >= vocab))
+                throw new IllegalArgumentException("label " + y[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return y;
+    }
+
+    @Override
+    public void crossEntropyForward(Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse) {
+        requireFloating(logits, loss, lse);
+        int[] y = checkLabels(logits, labels, ignoreIndex);
+        requireNumel(loss, y.length, "loss");
+        requireNumel(lse, y.length, "lse");
+        CrossEntropyKernel.forward(buf(logits), y, ignoreIndex, buf(loss), buf(lse), y.length, logits.shape().cols());
+    }
+
+    @Override
+    public void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale, Tensor dLogits) {
+        requireFloating(logits, lse, dLogits);
+        int[] y = checkLabels(logits, labels, ignoreIndex);
+        requireNumel(lse, y.length, "lse");
+        requireNumel(dLogits, logits.numel(), "dLogits");
+        CrossEntropyKernel.backward(buf(logits), y, buf(lse), ignoreIndex, scale, buf(dLogits), y.length, logits.shape().cols());
+    }
+
+    // ---------------------------------------------------------------- embedding
+
+    private int[] checkIds(Tensor table, Tensor ids) {
+        int[] idv = ints(ids, "ids");
+        int vocab = Math.toIntExact(table.shape().rows());
+        for (int i = 0; i < idv.length; i++)
+            if (idv[i] < 0 || idv[i] >= vocab)
+                throw new IllegalArgumentException("token id " + idv[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return idv;
+    }
+
+    @Override
+    public void embeddingForward(Tensor table, Tensor ids, Tensor out) {
+        requireFloating(table, out);
+        int[] idv = checkIds(table, ids);
+        int dim = table.shape().cols();
+        requireNumel(out, (long) idv.length * dim, "embedding output");
+        ElementwiseKernels.embeddingForward(buf(table), idv, buf(out), Math.toIntExact(table.shape().rows()), dim);
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
+        requireFloating(dOut, dTable);
+        int[] idv = checkIds(dTable, ids);
+        int dim = dTable.shape().cols();
+        requireNumel(dOut, (long) idv.length * dim, "embedding dOut");
+        ElementwiseKernels.embeddingBackward(buf(dOut), idv, buf(dTable), dim);
+    }
+
+    // ---------------------------------------------------------------- optimizer and elementwise
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep step) {
+        requireFloating(param, grad, m, v);
+        for (Tensor t : new Tensor[]{grad, m, v}) requireNumel(t, param.numel(), "AdamW operand");
+        ElementwiseKernels.adamw(buf(param), buf(grad), buf(m), buf(v), step, param.numel());
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        requireFloating(a, b, out);
+        requireNumel(b, a.numel(), "add operand");
+        requireNumel(out, a.numel(), "add output");
+        ElementwiseKernels.add(buf(a), buf(b), buf(out), a.numel());
+    }
+
+    @Override
+    public void axpy(double alpha, Tensor x, Tensor y) {
+        requireFloating(x, y);
+        requireNumel(y, x.numel(), "axpy y");
+        ElementwiseKernels.axpy(alpha, buf(x), buf(y), x.numel());
+    }
+
+    @Override
+    public void scale(Tensor x, double alpha) {
+        requireFloating(x);
+        ElementwiseKernels.scale(buf(x), alpha, x.numel());
+    }
+
+    @Override
+    public void fill(Tensor x, double value) {
+        if (x.dtype() == DType.I32 && value == 0) {
+            be.seg(x).fill((byte) 0);
+            return;
+        }
+        requireFloating(x);
+        ElementwiseKernels.fill(buf(x), value, x.numel());
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        requireNumel(dst, src.numel(), "copy destination");
+        if (src.dtype() == dst.dtype()) {
+            MemorySegment.copy(be.seg(src), 0, be.seg(dst), 0, src.dtype().byteSize(src.numel()));
+            return;
+        }
+        requireFloating(src, dst);
+        ElementwiseKernels.copy(buf(src), buf(dst), src.numel());
+    }
+
+    @Override
+    public void addRowVector(Tensor x, Tensor bias) {
+        requireFloating(x, bias);
+        requireNumel(bias, x.shape().cols(), "bias");
+        ElementwiseKernels.addRowVector(buf(x), buf(bias), x.shape().rows(), x.shape().cols());
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out, boolean accumulate) {
+        requireFloating(x, out);
+        requireNumel(out, x.shape().cols(), "sumRows output");
+        ElementwiseKernels.sumRows(buf(x), buf(out), x.shape().rows(), x.shape().cols(), accumulate);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        requireFloating(x);
+        return ElementwiseKernels.sumOfSquares(buf(x), x.numel());
+    }
+}

@@ -1,0 +1,174 @@
+package dev.jsloth.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
+/**
+ * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed
+ * into {@code KC x NR} column panels and A into {@code MR x KC} row panels (any storage type is widened to float
+ * while packing), and a register-blocked {@code MR x NR} microkernel with {@code MR*NR/L} vector accumulators
+ * runs over the packed panels. Work is split over (row block, column-panel range) pairs so that both tall and
+ * short-wide products (LoRA's) keep every thread busy.
+ */
+final class GemmF32 {
+    private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
+    private static final int L = SP.length();
+    static final int MR = 6;
+    static final int NR = 2 * L;
+    private static final int KC = 256;
+    private static final int MC = MR * 16;
+    private static final int NC = NR * (2048 / NR);
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    private static final ThreadLocal<float[]> A_PACK = ThreadLocal.withInitial(() -> new float[MC * KC]);
+    private static final ThreadLocal<float[]> B_PACK = ThreadLocal.withInitial(() -> new float[KC * NC]);
+    private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[KC]);
+
+    private GemmF32() {
+    }
+
+    /** C (F32, row-major m x n, already scaled by beta) += alpha * op(A) op(B). */
+    static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c) {
+        if (m == 0 || n == 0 || k == 0 || alpha == 0) return;
+        float[] bp = B_PACK.get();
+        for (int jc = 0; jc < n; jc += NC) {
+            int nc = Math.min(NC, n - jc);
+            int panels = ceilDiv(nc, NR);
+            for (int pc = 0; pc < k; pc += KC) {
+                int kc = Math.min(KC, k - pc);
+                int jcf = jc, pcf = pc;
+                Parallel.forRange(panels, 8, (lo, hi) -> {
+                    for (int q = lo; q < hi; q++) packB(b, pcf, kc, jcf + q * NR, Math.min(NR, nc - q * NR), bp, q * kc * NR);
+                });
+                int mBlocks = ceilDiv(m, MC);
+                int splits = Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks)));
+                Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
+                    float[] ap = A_PACK.get();
+                    for (int u = lo; u < hi; u++) {
+                        int ib = u / splits, s = u % splits;
+                        int ic = ib * MC, mc = Math.min(MC, m - ic);
+                        packA(a, ic, mc, pcf, kc, ap);
+                        int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
+                        for (int q = q0; q < q1; q++) {
+                            int col = jcf + q * NR, nr = Math.min(NR, n - col);
+                            for (int ir = 0; ir < mc; ir += MR) {
+                                microkernel(kc, ap, ir * kc, bp, q * kc * NR, c, n, ic + ir, col, Math.min(MR, mc - ir), nr, alpha);
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    private static int ceilDiv(int a, int b) {
+        return (a + b - 1) / b;
+    }
+
+    /** Packs op(A)[ic..ic+mc, pc..pc+kc] as MR-row panels, k-major inside a panel, zero-padded. */
+    private static void packA(Matrix a, int ic, int mc, int pc, int kc, float[] ap) {
+        for (int ir = 0; ir < mc; ir += MR) {
+            int mr = Math.min(MR, mc - ir);
+            int base = ir * kc;
+            if (a.trans()) {
+                for (int p = 0; p < kc; p++) {
+                    a.codec().readFloats(a.seg(), a.at(ic + ir, pc + p), ap, base + p * MR, mr);
+                    for (int r = mr; r < MR; r++) ap[base + p * MR + r] = 0f;
+                }
+            } else {
+                float[] row = ROW.get();
+                for (int r = 0; r < MR; r++) {
+                    if (r < mr) {
+                        a.codec().readFloats(a.seg(), a.at(ic + ir + r, pc), row, 0, kc);
+                        for (int p = 0; p < kc; p++) ap[base + p * MR + r] = row[p];
+                    } else {
+                        for (int p = 0; p < kc; p++) ap[base + p * MR + r] = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /** Packs op(B)[pc..pc+kc, col..col+nr] as one NR-column panel, row-major inside, zero-padded. */
+    private static void packB(Matrix b, int pc, int kc, int col, int nr, float[] bp, int base) {
+        if (!b.trans()) {
+            for (int p = 0; p < kc; p++) {
+                b.codec().readFloats(b.seg(), b.at(pc + p, col), bp, base + p * NR, nr);
+                for (int j = nr; j < NR; j++) bp[base + p * NR + j] = 0f;
+            }
+        } else {
+            float[] row = ROW.get();
+            for (int j = 0; j < NR; j++) {
+                if (j < nr) {
+                    b.codec().readFloats(b.seg(), b.at(pc, col + j), row, 0, kc);
+                    for (int p = 0; p < kc; p++) bp[base + p * NR + j] = row[p];
+                } else {
+                    for (int p = 0; p < kc; p++) bp[base + p * NR + j] = 0f;
+                }
+            }
+        }
+    }
+
+    /** C[row.., col..] += alpha * (A panel x B panel) for an mr x nr tile (MR x NR when full). */
+    private static void microkernel(int kc, float[] ap, int ao, float[] bp, int bo, MemorySegment c, int ldc,
+                                    int row, int col, int mr, int nr, float alpha) {
+        FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
+        FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
+        FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
+        FloatVector c30 = FloatVector.zero(SP), c31 = FloatVector.zero(SP);
+        FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
+        FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
+        for (int p = 0; p < kc; p++, ao += MR, bo += NR) {
+            FloatVector b0 = FloatVector.fromArray(SP, bp, bo);
+            FloatVector b1 = FloatVector.fromArray(SP, bp, bo + L);
+            FloatVector a = FloatVector.broadcast(SP, ap[ao]);
+            c00 = a.fma(b0, c00);
+            c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(SP, ap[ao + 1]);
+            c10 = a.fma(b0, c10);
+            c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(SP, ap[ao + 2]);
+            c20 = a.fma(b0, c20);
+            c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(SP, ap[ao + 3]);
+            c30 = a.fma(b0, c30);
+            c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(SP, ap[ao + 4]);
+            c40 = a.fma(b0, c40);
+            c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(SP, ap[ao + 5]);
+            c50 = a.fma(b0, c50);
+            c51 = a.fma(b1, c51);
+        }
+        if (mr == MR && nr == NR) {
+            long off = ((long) row * ldc + col) * 4;
+            long ld = (long) ldc * 4;
+            update(c, off, c00, c01, alpha);
+            update(c, off + ld, c10, c11, alpha);
+            update(c, off + 2 * ld, c20, c21, alpha);
+            update(c, off + 3 * ld, c30, c31, alpha);
+            update(c, off + 4 * ld, c40, c41, alpha);
+            update(c, off + 5 * ld, c50, c51, alpha);
+        } else {
+            float[] tile = new float[MR * NR];
+            FloatVector[] acc = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+            for (int i = 0; i < acc.length; i++) acc[i].intoArray(tile, i * L);
+            for (int r = 0; r < mr; r++) {
+                long off = (long) (row + r) * ldc + col;
+                for (int j = 0; j < nr; j++) {
+                    long idx = off + j;
+                    c.setAtIndex(ElementCodec.FLOAT, idx, c.getAtIndex(ElementCodec.FLOAT, idx) + alpha * tile[r * NR + j]);
+                }
+            }
+        }
+    }
+
+    private static void update(MemorySegment c, long off, FloatVector lo, FloatVector hi, float alpha) {
+        FloatVector a = FloatVector.broadcast(SP, alpha);
+        lo.fma(a, FloatVector.fromMemorySegment(SP, c, off, LE)).intoMemorySegment(c, off, LE);
+        hi.fma(a, FloatVector.fromMemorySegment(SP, c, off + 4L * L, LE)).intoMemorySegment(c, off + 4L * L, LE);
+    }
+}

@@ -1,0 +1,135 @@
+package dev.jsloth.cpu;
+
+/** RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type. */
+final class NormKernels {
+    private static final int CHUNK = 4096;
+
+    private NormKernels() {
+    }
+
+    static void rmsNormForward(Buffer x, Buffer w, double eps, Buffer y, Buffer rstd, int n, int d) {
+        double[] wv = new double[d];
+        w.read(0, wv, 0, d);
+        Parallel.forRange(n, Math.max(1, 16384 / Math.max(1, d)), (lo, hi) -> {
+            double[] row = new double[d];
+            for (int i = lo; i < hi; i++) {
+                long base = (long) i * d;
+                x.read(base, row, 0, d);
+                double ss = 0;
+                for (int j = 0; j < d; j++) ss += row[j] * row[j];
+                double r = 1.0 / Math.sqrt(ss / d + eps);
+                for (int j = 0; j < d; j++) row[j] = wv[j] * (row[j] * r);
+                y.write(base, row, 0, d);
+                rstd.set(i, r);
+            }
+        });
+    }
+
+    static void rmsNormBackward(Buffer dy, Buffer x, Buffer w, Buffer rstd, Buffer dx, Buffer dw, int n, int d) {
+        double[] wv = new double[d];
+        w.read(0, wv, 0, d);
+        double[] dwTotal = dw == null ? null : new double[d];
+        Parallel.forRange(n, Math.max(1, 16384 / Math.max(1, d)), (lo, hi) -> {
+            double[] g = new double[d], xh = new double[d], dyr = new double[d];
+            double[] dwPart = dw == null ? null : new double[d];
+            for (int i = lo; i < hi; i++) {
+                long base = (long) i * d;
+                dy.read(base, dyr, 0, d);
+                x.read(base, xh, 0, d);
+                double r = rstd.get(i);
+                double dot = 0;
+                for (int j = 0; j < d; j++) {
+                    xh[j] *= r;
+                    g[j] = dyr[j] * wv[j];
+                    dot += g[j] * xh[j];
+                }
+                dot /= d;
+                if (dwPart != null) for (int j = 0; j < d; j++) dwPart[j] += dyr[j] * xh[j];
+                for (int j = 0; j < d; j++) g[j] = r * (g[j] - xh[j] * dot);
+                dx.write(base, g, 0, d);
+            }
+            if (dwPart != null) synchronized (dwTotal) {
+                for (int j = 0; j < d; j++) dwTotal[j] += dwPart[j];
+            }
+        });
+        if (dw != null) {
+            double[] cur = new double[d];
+            dw.read(0, cur, 0, d);
+            for (int j = 0; j < d; j++) cur[j] += dwTotal[j];
+            dw.write(0, cur, 0, d);
+        }
+    }
+
+    static void rope(Buffer x, Buffer cos, Buffer sin, int n, int heads, int headDim, boolean inverse) {
+        int half = headDim / 2;
+        int width = heads * headDim;
+        double sign = inverse ? -1 : 1;
+        Parallel.forRange(n, Math.max(1, 16384 / Math.max(1, width)), (lo, hi) -> {
+            double[] row = new double[width], c = new double[half], s = new double[half];
+            for (int t = lo; t < hi; t++) {
+                cos.read((long) t * half, c, 0, half);
+                sin.read((long) t * half, s, 0, half);
+                long base = (long) t * width;
+                x.read(base, row, 0, width);
+                for (int h = 0; h < heads; h++) {
+                    int o = h * headDim;
+                    for (int i = 0; i < half; i++) {
+                        double x1 = row[o + i], x2 = row[o + half + i];
+                        double si = sign * s[i];
+                        row[o + i] = x1 * c[i] - x2 * si;
+                        row[o + half + i] = x2 * c[i] + x1 * si;
+                    }
+                }
+                x.write(base, row, 0, width);
+            }
+        });
+    }
+
+    static void swigluForward(Buffer gate, Buffer up, Buffer out, long numel) {
+        chunks(numel, (start, len) -> {
+            double[] g = new double[len], u = new double[len];
+            gate.read(start, g, 0, len);
+            up.read(start, u, 0, len);
+            for (int j = 0; j < len; j++) g[j] = g[j] * sigmoid(g[j]) * u[j];
+            out.write(start, g, 0, len);
+        });
+    }
+
+    static void swigluBackward(Buffer dOut, Buffer gate, Buffer up, Buffer dGate, Buffer dUp, long numel) {
+        chunks(numel, (start, len) -> {
+            double[] d = new double[len], g = new double[len], u = new double[len];
+            dOut.read(start, d, 0, len);
+            gate.read(start, g, 0, len);
+            up.read(start, u, 0, len);
+            for (int j = 0; j < len; j++) {
+                double s = sigmoid(g[j]);
+                double silu = g[j] * s;
+                double dg = d[j] * u[j] * s * (1 + g[j] * (1 - s));
+                u[j] = d[j] * silu;
+                g[j] = dg;
+            }
+            dGate.write(start, g, 0, len);
+            dUp.write(start, u, 0, len);
+        });
+    }
+
+    static double sigmoid(double v) {
+        return 1.0 / (1.0 + Math.exp(-v));
+    }
+
+    /** A contiguous piece {@code [start, start+len)} of a flat element range. */
+    interface Chunk {
+        void run(long start, int len);
+    }
+
+    /** Runs {@code body} over {@code [0, numel)} in chunks of up to CHUNK elements, in parallel. */
+    static void chunks(long numel, Chunk body) {
+        int count = Math.toIntExact((numel + CHUNK - 1) / CHUNK);
+        Parallel.forRange(count, 4, (lo, hi) -> {
+            for (int c = lo; c < hi; c++) {
+                long start = (long) c * CHUNK;
+                body.run(start, (int) Math.min(CHUNK, numel - start));
+            }
+        });
+    }
+}

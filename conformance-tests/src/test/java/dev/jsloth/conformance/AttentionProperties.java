@@ -1,0 +1,71 @@
+package dev.jsloth.conformance;
+
+import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+
+import java.util.SplittableRandom;
+
+/** Causal GQA attention, with and without packed-sequence segments, on every backend. */
+class AttentionProperties {
+
+    @Provide
+    Arbitrary<DType> computeTypes() {
+        return Arbitraries.of(DType.F32, DType.F64);
+    }
+
+    @Provide
+    Arbitrary<int[]> heads() { // {qHeads, kvHeads}: MHA, GQA ratios 2, 3, 4, and MQA
+        return Arbitraries.of(new int[]{1, 1}, new int[]{2, 2}, new int[]{4, 2}, new int[]{6, 2}, new int[]{4, 1}, new int[]{8, 2}, new int[]{3, 1});
+    }
+
+    @Property(tries = 60)
+    void attentionForwardAndBackward(@ForAll @IntRange(min = 1, max = 2) int batch, @ForAll @IntRange(min = 1, max = 17) int seq,
+                                     @ForAll("heads") int[] heads, @ForAll @IntRange(min = 1, max = 9) int halfDim,
+                                     @ForAll boolean packed, @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        int hq = heads[0], hkv = heads[1], hd = 2 * halfDim;
+        AttentionDims d = new AttentionDims(batch, seq, hq, hkv, hd);
+        double scale = 1 / Math.sqrt(hd);
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            int[] seg = null;
+            if (packed) {
+                seg = new int[batch * seq];
+                for (int b = 0; b < batch; b++) {
+                    int id = 0;
+                    for (int t = 0; t < seq; t++) {
+                        if (t > 0 && r.nextInt(4) == 0) id++;
+                        seg[b * seq + t] = id;
+                    }
+                }
+            }
+            try (var q = TestData.random(be, dt, r, -2, 2, batch, seq, hq, hd);
+                 var k = TestData.random(be, dt, r, -2, 2, batch, seq, hkv, hd);
+                 var v = TestData.random(be, dt, r, -1, 1, batch, seq, hkv, hd);
+                 var dOut = TestData.random(be, dt, r, -1, 1, batch, seq, hq, hd);
+                 Tensor segments = seg == null ? null : be.uploadInts(Shape.of(batch, seq), seg);
+                 Tensor out = be.allocate(dt, batch, seq, hq, hd); Tensor lse = be.allocate(dt, batch, hq, seq);
+                 Tensor dq = be.allocate(dt, batch, seq, hq, hd); Tensor dk = be.allocate(dt, batch, seq, hkv, hd);
+                 Tensor dv = be.allocate(dt, batch, seq, hkv, hd)) {
+                be.kernels().attentionForward(d, q.tensor(), k.tensor(), v.tensor(), segments, scale, out, lse);
+                double[][] want = Reference.attention(batch, seq, hq, hkv, hd, q.values(), k.values(), v.values(), seg, scale);
+                String tag = be.name() + " attention " + d + (packed ? " packed" : "");
+                Compare.close(tag + " out", want[0], be.download(out), dt);
+                Compare.close(tag + " lse", want[1], be.download(lse), dt);
+                be.kernels().attentionBackward(d, dOut.tensor(), q.tensor(), k.tensor(), v.tensor(), segments, scale, out, lse, dq, dk, dv);
+                double[][] grads = Reference.attentionBackward(batch, seq, hq, hkv, hd, q.values(), k.values(), v.values(), seg, scale, dOut.values());
+                Compare.close(tag + " dq", grads[0], be.download(dq), dt);
+                Compare.close(tag + " dk", grads[1], be.download(dk), dt);
+                Compare.close(tag + " dv", grads[2], be.download(dv), dt);
+            }
+        }
+    }
+}

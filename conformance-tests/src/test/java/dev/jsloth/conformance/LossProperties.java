@@ -1,0 +1,98 @@
+package dev.jsloth.conformance;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.ops.CrossEntropy;
+import net.jqwik.api.Arbitraries;
+import net.jqwik.api.Arbitrary;
+import net.jqwik.api.Example;
+import net.jqwik.api.ForAll;
+import net.jqwik.api.Property;
+import net.jqwik.api.Provide;
+import net.jqwik.api.constraints.IntRange;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+/** Cross-entropy kernels and the chunked, head-fused loss on every backend. */
+class LossProperties {
+
+    @Provide
+    Arbitrary<DType> computeTypes() {
+        return Arbitraries.of(DType.F32, DType.F64);
+    }
+
+    @Provide
+    Arbitrary<Integer> vocabs() { // crosses the CPU kernel's 4096-wide vocabulary chunks
+        return Arbitraries.oneOf(Arbitraries.of(1, 2, 13, 4095, 4096, 4097, 9000), Arbitraries.integers().between(1, 600));
+    }
+
+    static int[] labels(SplittableRandom r, int n, int vocab) {
+        int[] y = new int[n];
+        for (int i = 0; i < n; i++) y[i] = r.nextInt(5) == 0 ? CrossEntropy.IGNORE_INDEX : r.nextInt(vocab);
+        return y;
+    }
+
+    @Property(tries = 60)
+    void crossEntropyKernels(@ForAll @IntRange(min = 1, max = 12) int n, @ForAll("vocabs") int vocab,
+                             @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            int[] y = labels(r, n, vocab);
+            try (var logits = TestData.random(be, dt, r, -8, 8, n, vocab); Tensor lab = be.uploadInts(Shape.of(n), y);
+                 Tensor loss = be.allocate(dt, n); Tensor lse = be.allocate(dt, n); Tensor d = be.allocate(dt, n, vocab)) {
+                be.kernels().crossEntropyForward(logits.tensor(), lab, CrossEntropy.IGNORE_INDEX, loss, lse);
+                double[][] want = Reference.crossEntropy(logits.values(), y, CrossEntropy.IGNORE_INDEX, n, vocab);
+                Compare.close(be.name() + " CE loss", want[0], be.download(loss), dt);
+                Compare.close(be.name() + " CE lse", want[1], be.download(lse), dt);
+                be.kernels().crossEntropyBackward(logits.tensor(), lab, lse, CrossEntropy.IGNORE_INDEX, 0.25, d);
+                Compare.close(be.name() + " CE dlogits", Reference.crossEntropyBackward(logits.values(), y, CrossEntropy.IGNORE_INDEX, 0.25, n, vocab),
+                        be.download(d), dt);
+                // in place, as the fused loss uses it
+                be.kernels().crossEntropyBackward(logits.tensor(), lab, lse, CrossEntropy.IGNORE_INDEX, 0.25, logits.tensor());
+                Compare.close(be.name() + " CE dlogits in place", be.download(d), be.download(logits.tensor()), dt);
+            }
+        }
+    }
+
+    @Property(tries = 40)
+    void fusedHeadLossMatchesMaterialisedLogits(@ForAll @IntRange(min = 1, max = 40) int n, @ForAll @IntRange(min = 1, max = 50) int dim,
+                                                @ForAll @IntRange(min = 1, max = 300) int vocab, @ForAll @IntRange(min = 1, max = 16) int chunk,
+                                                @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            int[] y = labels(r, n, vocab);
+            try (var h = TestData.random(be, dt, r, -1, 1, n, dim); var w = TestData.random(be, dt, r, -1, 1, vocab, dim)) {
+                long counted = CrossEntropy.countTargets(y);
+                double scale = counted == 0 ? 0 : 1.0 / counted;
+                CrossEntropy.Result res = CrossEntropy.lmHead(h.tensor(), w.tensor(), y, true, scale, chunk);
+                double[] logits = Reference.gemm(false, true, 1, h.values(), n, dim, w.values(), vocab, dim, 0, null);
+                double[] loss = Reference.crossEntropy(logits, y, CrossEntropy.IGNORE_INDEX, n, vocab)[0];
+                double sum = 0;
+                for (double l : loss) sum += l;
+                assertEquals(counted, res.counted());
+                Compare.close(be.name() + " fused loss sum", new double[]{sum}, new double[]{res.lossSum()}, dt);
+                double[] dl = Reference.crossEntropyBackward(logits, y, CrossEntropy.IGNORE_INDEX, scale, n, vocab);
+                double[] dh = Reference.gemm(false, false, 1, dl, n, vocab, w.values(), vocab, dim, 0, null);
+                try (Tensor got = res.dHidden()) {
+                    Compare.close(be.name() + " fused dH", dh, be.download(got), dt);
+                }
+            }
+        }
+    }
+
+    @Example
+    void labelOutsideVocabularyIsAClearError() {
+        Backend be = BackendsUnderTest.cpu();
+        try (Tensor logits = be.allocate(DType.F32, 2, 5); Tensor lab = be.uploadInts(Shape.of(2), new int[]{1, 7});
+             Tensor loss = be.allocate(DType.F32, 2); Tensor lse = be.allocate(DType.F32, 2)) {
+            var e = assertThrows(IllegalArgumentException.class,
+                    () -> be.kernels().crossEntropyForward(logits, lab, CrossEntropy.IGNORE_INDEX, loss, lse));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("label 7 at row 1"), e.getMessage());
+        }
+    }
+}

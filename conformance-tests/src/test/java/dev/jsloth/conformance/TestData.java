@@ -1,0 +1,38 @@
+package dev.jsloth.conformance;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+
+import java.util.SplittableRandom;
+
+/** Random inputs placed on a backend, with the values as actually stored (after rounding to the dtype). */
+final class TestData {
+    private TestData() {
+    }
+
+    static double[] uniform(SplittableRandom r, int n, double lo, double hi) {
+        double[] v = new double[n];
+        for (int i = 0; i < n; i++) v[i] = r.nextDouble(lo, hi);
+        return v;
+    }
+
+    /** A tensor and the values it holds. */
+    record Placed(Tensor tensor, double[] values) implements AutoCloseable {
+        @Override
+        public void close() {
+            tensor.close();
+        }
+    }
+
+    static Placed place(Backend be, DType dt, Shape shape, double[] values) {
+        Tensor t = be.upload(dt, shape, values);
+        return new Placed(t, be.download(t));
+    }
+
+    static Placed random(Backend be, DType dt, SplittableRandom r, double lo, double hi, int... dims) {
+        Shape s = Shape.of(dims);
+        return place(be, dt, s, uniform(r, Math.toIntExact(s.numel()), lo, hi));
+    }
+}
