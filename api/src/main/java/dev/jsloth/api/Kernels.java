@@ -61,7 +61,8 @@ public interface Kernels {
      * with {@code segments[b,j] == segments[b,i]} when {@code segments} (I32 {@code [batch, seq]}) is given
      * (packed batches), else to every {@code j <= i}. {@code out = softmax(scale * q k^T) v};
      * {@code lse} ({@code [batch, qHeads, seq]}) receives each row's log-sum-exp of the scaled scores, so the
-     * backward pass needs no stored probability matrix.
+     * backward pass needs no stored probability matrix. With {@code dims.kvSeq() > dims.seq()} (decoding with a
+     * KV cache; no segments) query i is at position {@code kvSeq - seq + i}.
      */
     void attentionForward(AttentionDims dims, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                           Tensor out, Tensor lse);
@@ -70,7 +71,7 @@ public interface Kernels {
      * Gradients of {@link #attentionForward}: with {@code P = exp(scale*qk^T - lse)},
      * {@code D_i = sum(dOut_i * out_i)}, {@code dS = P * (dOut v^T - D)}: {@code dq = scale * dS k},
      * {@code dk = scale * dS^T q}, {@code dv = P^T dOut}, summed over the query heads of a group. dq, dk, dv
-     * are overwritten.
+     * are overwritten. Requires {@code kvSeq == seq}.
      */
     void attentionBackward(AttentionDims dims, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments,
                            double scale, Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv);

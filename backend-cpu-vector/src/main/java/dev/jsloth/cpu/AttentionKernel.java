@@ -12,27 +12,32 @@ final class AttentionKernel {
     private AttentionKernel() {
     }
 
-    record Dims(int batch, int seq, int qHeads, int kvHeads, int headDim) {
+    record Dims(int batch, int seq, int qHeads, int kvHeads, int headDim, int kvSeq) {
         int group() {
             return qHeads / kvHeads;
         }
-    }
 
-    /** Copies head h of batch b ({@code [seq, headDim]}) out of a {@code [batch, seq, heads, headDim]} tensor. */
-    private static void gather(Buffer src, int b, int h, int heads, Dims d, double[] dst) {
-        for (int t = 0; t < d.seq(); t++) {
-            long off = (((long) b * d.seq() + t) * heads + h) * d.headDim();
-            src.read(off, dst, t * d.headDim(), d.headDim());
+        int offset() {
+            return kvSeq - seq;
         }
     }
 
-    private static void scatter(Buffer dst, int b, int h, int heads, Dims d, double[] src) {
-        for (int t = 0; t < d.seq(); t++) {
-            long off = (((long) b * d.seq() + t) * heads + h) * d.headDim();
-            dst.write(off, src, t * d.headDim(), d.headDim());
+    /** Copies head h of batch b ({@code [len, headDim]}) out of a {@code [batch, len, heads, headDim]} tensor. */
+    private static void gather(Buffer src, int b, int h, int heads, int len, int hd, double[] dst) {
+        for (int t = 0; t < len; t++) {
+            long off = (((long) b * len + t) * heads + h) * hd;
+            src.read(off, dst, t * hd, hd);
         }
     }
 
+    private static void scatter(Buffer dst, int b, int h, int heads, int len, int hd, double[] src) {
+        for (int t = 0; t < len; t++) {
+            long off = (((long) b * len + t) * heads + h) * hd;
+            dst.write(off, src, t * hd, hd);
+        }
+    }
+
+    /** Segment ids of batch row b (null without packing); only defined when kvSeq == seq. */
     private static int[] segments(MemorySegment seg, int b, int seq) {
         if (seg == null) return null;
         int[] s = new int[seq];
@@ -45,27 +50,28 @@ final class AttentionKernel {
     }
 
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
-        int T = d.seq(), hd = d.headDim();
+        int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset();
         Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
-            double[] qh = new double[T * hd], kh = new double[T * hd], vh = new double[T * hd], oh = new double[T * hd];
-            double[] s = new double[T];
+            double[] qh = new double[T * hd], kh = new double[S * hd], vh = new double[S * hd], oh = new double[T * hd];
+            double[] s = new double[S];
             for (int task = lo; task < hi; task++) {
                 int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
                 int[] seg = segments(segs, b, T);
-                gather(q, b, h, d.qHeads(), d, qh);
-                gather(k, b, g, d.kvHeads(), d, kh);
-                gather(v, b, g, d.kvHeads(), d, vh);
+                gather(q, b, h, d.qHeads(), T, hd, qh);
+                gather(k, b, g, d.kvHeads(), S, hd, kh);
+                gather(v, b, g, d.kvHeads(), S, hd, vh);
                 java.util.Arrays.fill(oh, 0);
                 for (int i = 0; i < T; i++) {
                     double max = Double.NEGATIVE_INFINITY;
-                    for (int j = 0; j <= i; j++) {
-                        if (!visible(seg, i, j)) continue;
+                    int last = i + off;
+                    for (int j = 0; j <= last; j++) {
+                        if (!visible(seg, last, j)) continue;
                         s[j] = GemmF64.dot(qh, i * hd, kh, j * hd, hd) * scale;
                         if (s[j] > max) max = s[j];
                     }
                     double sum = 0;
-                    for (int j = 0; j <= i; j++) {
-                        if (!visible(seg, i, j)) continue;
+                    for (int j = 0; j <= last; j++) {
+                        if (!visible(seg, last, j)) continue;
                         double p = Math.exp(s[j] - max);
                         sum += p;
                         GemmF64.axpy(p, vh, j * hd, oh, i * hd, hd);
@@ -74,7 +80,7 @@ final class AttentionKernel {
                     for (int c = 0; c < hd; c++) oh[i * hd + c] *= inv;
                     lse.set(((long) b * d.qHeads() + h) * T + i, max + Math.log(sum));
                 }
-                scatter(out, b, h, d.qHeads(), d, oh);
+                scatter(out, b, h, d.qHeads(), T, hd, oh);
             }
         });
     }
@@ -90,14 +96,14 @@ final class AttentionKernel {
             for (int task = lo; task < hi; task++) {
                 int b = task / d.kvHeads(), g = task % d.kvHeads();
                 int[] seg = segments(segs, b, T);
-                gather(k, b, g, d.kvHeads(), d, kh);
-                gather(v, b, g, d.kvHeads(), d, vh);
+                gather(k, b, g, d.kvHeads(), T, hd, kh);
+                gather(v, b, g, d.kvHeads(), T, hd, vh);
                 java.util.Arrays.fill(dkh, 0);
                 java.util.Arrays.fill(dvh, 0);
                 for (int h = g * d.group(); h < (g + 1) * d.group(); h++) {
-                    gather(q, b, h, d.qHeads(), d, qh);
-                    gather(out, b, h, d.qHeads(), d, oh);
-                    gather(dOut, b, h, d.qHeads(), d, doh);
+                    gather(q, b, h, d.qHeads(), T, hd, qh);
+                    gather(out, b, h, d.qHeads(), T, hd, oh);
+                    gather(dOut, b, h, d.qHeads(), T, hd, doh);
                     lse.read(((long) b * d.qHeads() + h) * T, rowLse, 0, T);
                     java.util.Arrays.fill(dqh, 0);
                     for (int i = 0; i < T; i++) {
@@ -112,10 +118,10 @@ final class AttentionKernel {
                             GemmF64.axpy(ds, qh, i * hd, dkh, j * hd, hd);
                         }
                     }
-                    scatter(dq, b, h, d.qHeads(), d, dqh);
+                    scatter(dq, b, h, d.qHeads(), T, hd, dqh);
                 }
-                scatter(dk, b, g, d.kvHeads(), d, dkh);
-                scatter(dv, b, g, d.kvHeads(), d, dvh);
+                scatter(dk, b, g, d.kvHeads(), T, hd, dkh);
+                scatter(dv, b, g, d.kvHeads(), T, hd, dvh);
             }
         });
     }

@@ -167,10 +167,11 @@ final class CpuKernels implements Kernels {
         requireNumel(v, d.kvElements(), "attention v");
         requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
         if (segments != null) {
+            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
             if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
             requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
         }
-        return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim());
+        return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim(), d.kvSeq());
     }
 
     @Override
@@ -184,6 +185,7 @@ final class CpuKernels implements Kernels {
     public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                                   Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
         AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
+        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
         requireFloating(dOut, out, dq, dk, dv);
         requireNumel(dOut, d.queryElements(), "attention dOut");
         requireNumel(out, d.queryElements(), "attention out");

@@ -68,4 +68,33 @@ class AttentionProperties {
             }
         }
     }
+
+    /** Decoding with a KV cache: the last {@code seq} queries over {@code kvSeq} keys equal the last rows of full attention. */
+    @Property(tries = 40)
+    void attentionWithKvCacheMatchesLastRows(@ForAll @IntRange(min = 1, max = 2) int batch, @ForAll @IntRange(min = 1, max = 15) int kvSeq,
+                                             @ForAll @IntRange(min = 1, max = 15) int seqWanted, @ForAll("heads") int[] heads,
+                                             @ForAll @IntRange(min = 1, max = 6) int halfDim, @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        int seq = Math.min(seqWanted, kvSeq), hq = heads[0], hkv = heads[1], hd = 2 * halfDim;
+        double scale = 1 / Math.sqrt(hd);
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            try (var qFull = TestData.random(be, dt, r, -2, 2, batch, kvSeq, hq, hd);
+                 var k = TestData.random(be, dt, r, -2, 2, batch, kvSeq, hkv, hd);
+                 var v = TestData.random(be, dt, r, -1, 1, batch, kvSeq, hkv, hd)) {
+                double[][] full = Reference.attention(batch, kvSeq, hq, hkv, hd, qFull.values(), k.values(), v.values(), null, scale);
+                int rowLen = hq * hd;
+                double[] qLast = new double[batch * seq * rowLen], want = new double[batch * seq * rowLen];
+                for (int b = 0; b < batch; b++) {
+                    int from = (b * kvSeq + kvSeq - seq) * rowLen;
+                    System.arraycopy(qFull.values(), from, qLast, b * seq * rowLen, seq * rowLen);
+                    System.arraycopy(full[0], from, want, b * seq * rowLen, seq * rowLen);
+                }
+                try (Tensor q = be.upload(dt, Shape.of(batch, seq, hq, hd), qLast); Tensor out = be.allocate(dt, batch, seq, hq, hd);
+                     Tensor lse = be.allocate(dt, batch, hq, seq)) {
+                    be.kernels().attentionForward(new AttentionDims(batch, seq, hq, hkv, hd, kvSeq), q, k.tensor(), v.tensor(), null, scale, out, lse);
+                    Compare.close(be.name() + " attention with KV cache kvSeq=" + kvSeq + " seq=" + seq, want, be.download(out), dt);
+                }
+            }
+        }
+    }
 }

@@ -42,6 +42,15 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
         return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
     }
 
+    /** Inference with a KV cache for the attention half; returns the layer output. */
+    public Tensor forwardCached(Tensor x, BatchContext ctx, KvCache cache) {
+        try (Tensor mid = attention.forwardCached(x, ctx, cache)) {
+            Forward<LoraMlpBlock.Saved> m = mlp.forward(mid, ctx);
+            m.saved().close();
+            return m.y();
+        }
+    }
+
     @Override
     public Tensor backward(Tensor dy, Saved saved, BatchContext ctx) {
         try (Tensor dMid = mlp.backward(dy, saved.mlp(), ctx)) {

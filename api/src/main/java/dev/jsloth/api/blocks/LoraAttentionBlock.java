@@ -68,6 +68,20 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
 
     @Override
     public Forward<Saved> forward(Tensor x, BatchContext ctx) {
+        return run(x, ctx, null);
+    }
+
+    /**
+     * Inference step with a KV cache (batch 1): the new tokens' keys and values are appended to the cache and
+     * their queries attend to everything cached so far. Returns the block output; nothing is saved.
+     */
+    public Tensor forwardCached(Tensor x, BatchContext ctx, KvCache cache) {
+        Forward<Saved> f = run(x, ctx, cache);
+        f.saved().close();
+        return f.y();
+    }
+
+    private Forward<Saved> run(Tensor x, BatchContext ctx, KvCache cache) {
         Backend be = x.backend();
         Kernels kern = be.kernels();
         DType dt = x.dtype();
@@ -78,10 +92,16 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         LoraLinear.Forward fq = q.forwardSaving(h), fk = k.forwardSaving(h), fv = v.forwardSaving(h);
         kern.rope(fq.y(), ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
         kern.rope(fk.y(), ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
-        AttentionDims d = dims(ctx);
         Tensor attn = be.allocate(dt, Shape.of(n, qHeads * headDim));
         Tensor lse = be.allocate(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
-        kern.attentionForward(d, fq.y(), fk.y(), fv.y(), ctx.segments(), scale(), attn, lse);
+        if (cache == null) {
+            kern.attentionForward(dims(ctx), fq.y(), fk.y(), fv.y(), ctx.segments(), scale(), attn, lse);
+        } else {
+            if (ctx.batch() != 1) throw new IllegalArgumentException("KV-cached decoding runs one sequence at a time");
+            cache.append(kern, fk.y(), fv.y());
+            AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
+            kern.attentionForward(d, fq.y(), cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
+        }
         LoraLinear.Forward fo = o.forwardSaving(attn);
         Tensor y = fo.y();
         kern.add(y, x, y);

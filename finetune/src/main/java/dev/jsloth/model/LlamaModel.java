@@ -1,0 +1,276 @@
+package dev.jsloth.model;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.BatchContext;
+import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.autograd.Tape;
+import dev.jsloth.api.blocks.DecoderLayer;
+import dev.jsloth.api.blocks.KvCache;
+import dev.jsloth.api.blocks.LoraAttentionBlock;
+import dev.jsloth.api.blocks.LoraMlpBlock;
+import dev.jsloth.api.ops.CrossEntropy;
+import dev.jsloth.api.ops.LoraLinear;
+import dev.jsloth.api.ops.RopeTables;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.IntConsumer;
+
+/**
+ * A Llama-family causal language model with an optional LoRA adapter, built from the api's blocks:
+ * embedding, N decoder layers (each a tape block, checkpointed during training by default), final RMSNorm, and
+ * the output projection fused with the cross-entropy loss.
+ */
+public final class LlamaModel implements AutoCloseable {
+    private static final long LOGITS_CHUNK_ELEMENTS = 1L << 22;
+
+    private final Path dir;
+    private final LlamaConfig config;
+    private final Backend backend;
+    private final DType computeType;
+    private final LlamaWeights weights;
+    private LoraAdapter adapter;
+    private List<DecoderLayer> layers;
+
+    private LlamaModel(Path dir, LlamaConfig config, Backend backend, DType computeType, LlamaWeights weights) {
+        this.dir = dir;
+        this.config = config;
+        this.backend = backend;
+        this.computeType = computeType;
+        this.weights = weights;
+        this.layers = buildLayers();
+    }
+
+    /** Loads {@code config.json} and the safetensors weights of a checkpoint directory; compute in F32 or F64. */
+    public static LlamaModel load(Path dir, Backend backend, DType computeType) throws IOException {
+        if (computeType != DType.F32 && computeType != DType.F64)
+            throw new IllegalArgumentException("compute type must be F32 or F64, got " + computeType);
+        LlamaConfig c = LlamaConfig.read(dir);
+        return new LlamaModel(dir, c, backend, computeType, LlamaWeights.load(dir, c, backend, null));
+    }
+
+    public Path directory() {
+        return dir;
+    }
+
+    public LlamaConfig config() {
+        return config;
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    public DType computeType() {
+        return computeType;
+    }
+
+    public LlamaWeights weights() {
+        return weights;
+    }
+
+    public LoraAdapter adapter() {
+        return adapter;
+    }
+
+    /** Attaches a LoRA adapter (the model does not own it); null detaches. */
+    public void attach(LoraAdapter a) {
+        this.adapter = a;
+        this.layers = buildLayers();
+    }
+
+    /** A fresh PEFT-initialised adapter for this model, attached. */
+    public LoraAdapter attachNewAdapter(LoraSettings s, long seed) {
+        LoraAdapter a = LoraAdapter.initialise(config, s, backend, computeType, seed);
+        attach(a);
+        return a;
+    }
+
+    public List<Parameter> trainableParameters() {
+        return adapter == null ? List.of() : adapter.parameters();
+    }
+
+    private LoraLinear linear(int l, Projection p) {
+        LlamaWeights.Layer w = weights.layer(l);
+        LoraAdapter.Pair pair = adapter == null ? null : adapter.pair(l, p);
+        return pair == null ? new LoraLinear(w.weights().get(p), w.biases().get(p))
+                : new LoraLinear(w.weights().get(p), w.biases().get(p), pair.a(), pair.b(), pair.scaling());
+    }
+
+    private List<DecoderLayer> buildLayers() {
+        List<DecoderLayer> out = new ArrayList<>();
+        for (int l = 0; l < config.numLayers(); l++) {
+            LlamaWeights.Layer w = weights.layer(l);
+            LoraAttentionBlock attn = new LoraAttentionBlock(w.inputNorm(), config.rmsNormEps(), linear(l, Projection.Q),
+                    linear(l, Projection.K), linear(l, Projection.V), linear(l, Projection.O),
+                    config.numHeads(), config.numKvHeads(), config.headDim());
+            LoraMlpBlock mlp = new LoraMlpBlock(w.postNorm(), config.rmsNormEps(), linear(l, Projection.GATE),
+                    linear(l, Projection.UP), linear(l, Projection.DOWN));
+            out.add(new DecoderLayer(attn, mlp));
+        }
+        return out;
+    }
+
+    /** Loss summed over counted tokens and their number. */
+    public record LossResult(double lossSum, long tokens) {
+        public double meanLoss() {
+            return tokens == 0 ? Double.NaN : lossSum / tokens;
+        }
+    }
+
+    /** Forward only: the loss of a batch. */
+    public LossResult loss(Batch b) {
+        return run(b, false, 0, false, null);
+    }
+
+    /**
+     * Forward and backward: accumulates {@code gradScale * d(sum of token losses)} into the LoRA gradients. For the
+     * mean loss of one batch, {@code gradScale = 1 / b.countedTokens()}; with gradient accumulation, one over the
+     * tokens counted across all micro-batches.
+     */
+    public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing) {
+        if (adapter == null) throw new IllegalStateException("no LoRA adapter attached: nothing to train");
+        return run(b, true, gradScale, checkpointing, null);
+    }
+
+    /** The full logits {@code [batch*seq*vocab]} (row-major), for checks and scoring. */
+    public double[] logits(Batch b) {
+        double[][] out = new double[1][];
+        run(b, false, 0, false, out);
+        return out[0];
+    }
+
+    private void checkIds(Batch b) {
+        for (int i = 0; i < b.inputIds().length; i++) {
+            int id = b.inputIds()[i];
+            if (id < 0 || id >= config.vocabSize())
+                throw new IllegalArgumentException("input id " + id + " at row " + (i / b.seq()) + ", position " + (i % b.seq())
+                        + " is outside the vocabulary [0, " + config.vocabSize() + ")");
+        }
+        for (int i = 0; i < b.labels().length; i++) {
+            int l = b.labels()[i];
+            if (l != CrossEntropy.IGNORE_INDEX && (l < 0 || l >= config.vocabSize()))
+                throw new IllegalArgumentException("label " + l + " at row " + (i / b.seq()) + ", position " + (i % b.seq())
+                        + " is outside the vocabulary [0, " + config.vocabSize() + ") and is not -100");
+        }
+        if (config.slidingWindow() != null && b.seq() > config.slidingWindow())
+            throw new IllegalArgumentException("sequence length " + b.seq() + " exceeds the model's sliding window " + config.slidingWindow());
+    }
+
+    private LossResult run(Batch b, boolean backward, double gradScale, boolean checkpointing, double[][] logitsOut) {
+        checkIds(b);
+        Kernels k = backend.kernels();
+        int n = b.batch() * b.seq(), d = config.hiddenSize();
+        try (Tensor ids = backend.uploadInts(Shape.of(n), b.inputIds());
+             RopeTables.Tables rope = RopeTables.compute(backend, computeType, config.rope(), config.headDim(), b.positions());
+             Tensor seg = b.segments() == null ? null : backend.uploadInts(Shape.of(b.batch(), b.seq()), b.segments());
+             Tensor x = backend.allocate(computeType, n, d)) {
+            k.embeddingForward(weights.embedding(), ids, x);
+            BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg);
+            try (Tape tape = new Tape(ctx, checkpointing)) {
+                Tensor h = x;
+                for (DecoderLayer layer : layers) h = tape.forward(layer, h);
+                try (Tensor normed = backend.allocate(computeType, n, d); Tensor rstd = backend.allocate(computeType, n)) {
+                    k.rmsNormForward(h, weights.finalNorm(), config.rmsNormEps(), normed, rstd);
+                    if (logitsOut != null) logitsOut[0] = fullLogits(normed);
+                    int[] shifted = b.shiftedLabels();
+                    int chunk = (int) Math.max(1, Math.min(n, LOGITS_CHUNK_ELEMENTS / config.vocabSize()));
+                    CrossEntropy.Result r = CrossEntropy.lmHead(normed, weights.lmHead(), shifted, backward, gradScale, chunk);
+                    if (backward) {
+                        try (Tensor dNormed = r.dHidden(); Tensor dh = backend.allocate(computeType, n, d)) {
+                            k.rmsNormBackward(dNormed, h, weights.finalNorm(), rstd, dh, null);
+                            tape.backward(dh).close();
+                        }
+                    }
+                    return new LossResult(r.lossSum(), r.counted());
+                }
+            }
+        }
+    }
+
+    private double[] fullLogits(Tensor normed) {
+        int n = Math.toIntExact(normed.shape().rows());
+        try (Tensor logits = backend.allocate(computeType, n, config.vocabSize())) {
+            backend.kernels().gemm(false, true, 1.0, normed, weights.lmHead(), 0.0, logits);
+            return backend.download(logits);
+        }
+    }
+
+    /**
+     * Generates up to {@code opts.maxNewTokens()} tokens after {@code prompt} with a KV cache, calling
+     * {@code onToken} for each as it is chosen; returns the new tokens.
+     */
+    public int[] generate(int[] prompt, GenerationOptions opts, IntConsumer onToken) {
+        if (prompt.length == 0) throw new IllegalArgumentException("the prompt must hold at least one token");
+        checkIds(new Batch(1, prompt.length, prompt, null, null));
+        int capacity = prompt.length + opts.maxNewTokens();
+        List<KvCache> caches = new ArrayList<>();
+        SplittableRandom rnd = new SplittableRandom(opts.seed());
+        int[] out = new int[opts.maxNewTokens()];
+        int produced = 0;
+        try {
+            for (int l = 0; l < layers.size(); l++) caches.add(new KvCache(backend, computeType, capacity, config.kvDim()));
+            int[] feed = prompt;
+            int pos = 0;
+            while (produced < opts.maxNewTokens()) {
+                double[] logits = lastLogits(feed, pos, caches);
+                pos += feed.length;
+                int next = Sampling.choose(logits, opts, rnd);
+                out[produced++] = next;
+                if (onToken != null) onToken.accept(next);
+                if (opts.stopAtEos() && opts.eosTokenId() != null && next == opts.eosTokenId()) break;
+                feed = new int[]{next};
+            }
+        } finally {
+            caches.forEach(KvCache::close);
+        }
+        return Arrays.copyOf(out, produced);
+    }
+
+    private double[] lastLogits(int[] tokens, int startPos, List<KvCache> caches) {
+        Kernels k = backend.kernels();
+        int n = tokens.length, d = config.hiddenSize();
+        int[] pos = new int[n];
+        for (int i = 0; i < n; i++) pos[i] = startPos + i;
+        try (Tensor ids = backend.uploadInts(Shape.of(n), tokens);
+             RopeTables.Tables rope = RopeTables.compute(backend, computeType, config.rope(), config.headDim(), pos);
+             Tensor x = backend.allocate(computeType, n, d)) {
+            k.embeddingForward(weights.embedding(), ids, x);
+            BatchContext ctx = new BatchContext(1, n, rope.cos(), rope.sin(), null);
+            Tensor h = x;
+            for (int l = 0; l < layers.size(); l++) {
+                Tensor next = layers.get(l).forwardCached(h, ctx, caches.get(l));
+                if (h != x) h.close();
+                h = next;
+            }
+            try (Tensor last = backend.allocate(computeType, 1, d); Tensor rstd = backend.allocate(computeType, 1);
+                 Tensor logits = backend.allocate(computeType, 1, config.vocabSize())) {
+                k.rmsNormForward(h.rows(n - 1, 1), weights.finalNorm(), config.rmsNormEps(), last, rstd);
+                if (h != x) h.close();
+                k.gemm(false, true, 1.0, last, weights.lmHead(), 0.0, logits);
+                return backend.download(logits);
+            }
+        }
+    }
+
+    /** Loads the LoRA adapter in {@code adapterDir} for this model and attaches it. */
+    public LoraAdapter loadAdapter(Path adapterDir) throws IOException {
+        LoraAdapter a = LoraAdapter.load(adapterDir, config, backend, computeType);
+        attach(a);
+        return a;
+    }
+
+    @Override
+    public void close() {
+        weights.close();
+    }
+
+}

@@ -1,0 +1,116 @@
+package dev.jsloth.model;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.io.CheckpointFormatException;
+import dev.jsloth.io.SafeTensorsCheckpoint;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The frozen base weights of a Llama checkpoint on a backend, kept in their stored type (kernels widen BF16/F16
+ * exactly) unless a storage type is forced. Names follow Hugging Face: {@code model.embed_tokens.weight},
+ * {@code model.layers.N.{input_layernorm, post_attention_layernorm}.weight}, the seven projections,
+ * {@code model.norm.weight}, {@code lm_head.weight} (absent when tied).
+ */
+public final class LlamaWeights implements AutoCloseable {
+    /** One decoder layer's tensors. */
+    public record Layer(Tensor inputNorm, Tensor postNorm, Map<Projection, Tensor> weights, Map<Projection, Tensor> biases) {
+    }
+
+    private final Tensor embedding;
+    private final Tensor finalNorm;
+    private final Tensor lmHead; // == embedding when tied
+    private final List<Layer> layers;
+    private final List<Tensor> owned = new ArrayList<>();
+
+    private LlamaWeights(Tensor embedding, Tensor finalNorm, Tensor lmHead, List<Layer> layers) {
+        this.embedding = embedding;
+        this.finalNorm = finalNorm;
+        this.lmHead = lmHead;
+        this.layers = layers;
+    }
+
+    /** Loads every tensor the config needs; {@code storage} null keeps each tensor's stored type. */
+    public static LlamaWeights load(Path dir, LlamaConfig c, Backend be, DType storage) throws IOException {
+        List<Tensor> owned = new ArrayList<>();
+        try (SafeTensorsCheckpoint ck = SafeTensorsCheckpoint.open(dir)) {
+            java.util.function.BiFunction<String, int[], Tensor> get = (name, shape) -> {
+                try {
+                    Tensor t = Weights.upload(be, ck, name, shape, storage);
+                    owned.add(t);
+                    return t;
+                } catch (CheckpointFormatException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            };
+            try {
+                int d = c.hiddenSize();
+                Tensor emb = get.apply("model.embed_tokens.weight", new int[]{c.vocabSize(), d});
+                List<Layer> layers = new ArrayList<>();
+                for (int l = 0; l < c.numLayers(); l++) {
+                    Map<Projection, Tensor> w = new EnumMap<>(Projection.class), b = new EnumMap<>(Projection.class);
+                    for (Projection p : Projection.values()) {
+                        w.put(p, get.apply(p.path(l) + ".weight", p.shape(c)));
+                        if (p.hasBias(c)) b.put(p, get.apply(p.path(l) + ".bias", new int[]{p.shape(c)[0]}));
+                    }
+                    layers.add(new Layer(get.apply("model.layers." + l + ".input_layernorm.weight", new int[]{d}),
+                            get.apply("model.layers." + l + ".post_attention_layernorm.weight", new int[]{d}), w, b));
+                }
+                Tensor norm = get.apply("model.norm.weight", new int[]{d});
+                Tensor head;
+                if (c.tieWordEmbeddings()) head = emb;
+                else if (ck.contains("lm_head.weight")) head = get.apply("lm_head.weight", new int[]{c.vocabSize(), d});
+                else throw new CheckpointFormatException(dir, "lm_head.weight", "missing and tie_word_embeddings is false");
+                LlamaWeights lw = new LlamaWeights(emb, norm, head, layers);
+                lw.owned.addAll(owned);
+                return lw;
+            } catch (java.io.UncheckedIOException e) {
+                owned.forEach(Tensor::close);
+                throw e.getCause();
+            } catch (IOException | RuntimeException e) {
+                owned.forEach(Tensor::close);
+                throw e;
+            }
+        }
+    }
+
+    public Tensor embedding() {
+        return embedding;
+    }
+
+    public Tensor finalNorm() {
+        return finalNorm;
+    }
+
+    public Tensor lmHead() {
+        return lmHead;
+    }
+
+    public Layer layer(int i) {
+        return layers.get(i);
+    }
+
+    public int numLayers() {
+        return layers.size();
+    }
+
+    /** Bytes of all base weights on the backend. */
+    public long bytes() {
+        long n = 0;
+        for (Tensor t : owned) n += t.dtype().byteSize(t.numel());
+        return n;
+    }
+
+    @Override
+    public void close() {
+        owned.forEach(Tensor::close);
+        owned.clear();
+    }
+}

@@ -1,0 +1,224 @@
+package dev.jsloth.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.io.CheckpointFormatException;
+import dev.jsloth.io.Json;
+import dev.jsloth.io.SafeTensorsFile;
+import dev.jsloth.io.SafeTensorsWriter;
+import dev.jsloth.io.TensorEntry;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.EnumSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.TreeSet;
+
+/**
+ * The trainable LoRA weights of a model, one {@code (A, B)} pair per adapted projection, in Hugging Face PEFT's
+ * on-disk format: {@code adapter_config.json} and {@code adapter_model.safetensors} with tensors named
+ * {@code base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight} ({@code [r, in]}) and
+ * {@code ...lora_B.weight} ({@code [out, r]}).
+ */
+public final class LoraAdapter implements AutoCloseable {
+    public static final String CONFIG_FILE = "adapter_config.json";
+    public static final String WEIGHTS_FILE = "adapter_model.safetensors";
+    private static final String PREFIX = "base_model.model.";
+
+    /** One adapted projection. */
+    public record Pair(int layer, Projection projection, Parameter a, Parameter b, double scaling) {
+    }
+
+    private final LoraSettings settings;
+    private final Map<String, Pair> pairs; // key: layer + "." + projection
+
+    private LoraAdapter(LoraSettings settings, Map<String, Pair> pairs) {
+        this.settings = settings;
+        this.pairs = pairs;
+    }
+
+    private static String key(int layer, Projection p) {
+        return layer + "." + p.name();
+    }
+
+    public LoraSettings settings() {
+        return settings;
+    }
+
+    /** The pair adapting {@code p} in {@code layer}, or null. */
+    public Pair pair(int layer, Projection p) {
+        return pairs.get(key(layer, p));
+    }
+
+    public List<Pair> pairs() {
+        return List.copyOf(pairs.values());
+    }
+
+    /** Every trainable tensor: A then B of each pair, in layer and projection order. */
+    public List<Parameter> parameters() {
+        List<Parameter> out = new ArrayList<>();
+        for (Pair p : pairs.values()) {
+            out.add(p.a());
+            out.add(p.b());
+        }
+        return out;
+    }
+
+    public long parameterCount() {
+        long n = 0;
+        for (Parameter p : parameters()) n += p.value().numel();
+        return n;
+    }
+
+    /**
+     * A fresh adapter with PEFT's default initialisation: A ~ kaiming-uniform(a = sqrt 5), i.e. U(-1/sqrt(in),
+     * 1/sqrt(in)), and B = 0, so the adapted model starts equal to the base.
+     */
+    public static LoraAdapter initialise(LlamaConfig cfg, LoraSettings s, Backend be, DType dtype, long seed) {
+        SplittableRandom rnd = new SplittableRandom(seed);
+        Map<String, Pair> pairs = new LinkedHashMap<>();
+        for (int l = 0; l < cfg.numLayers(); l++) {
+            for (Projection p : Projection.values()) {
+                if (!s.targets().contains(p)) continue;
+                int[] shape = p.shape(cfg);
+                int out = shape[0], in = shape[1];
+                double bound = 1.0 / Math.sqrt(in);
+                double[] a = new double[s.rank() * in];
+                for (int i = 0; i < a.length; i++) a[i] = rnd.nextDouble(-bound, bound);
+                Parameter pa = new Parameter(peftName(l, p, "lora_A"), be.upload(dtype, Shape.of(s.rank(), in), a));
+                Parameter pb = new Parameter(peftName(l, p, "lora_B"), be.allocate(dtype, Shape.of(out, s.rank())));
+                pairs.put(key(l, p), new Pair(l, p, pa, pb, s.scaling()));
+            }
+        }
+        return new LoraAdapter(s, pairs);
+    }
+
+    /** The PEFT tensor name (without the {@code .weight} suffix). */
+    public static String peftName(int layer, Projection p, String which) {
+        return PREFIX + p.path(layer) + "." + which;
+    }
+
+    /** Loads a PEFT LoRA adapter directory for a model of config {@code cfg}. */
+    public static LoraAdapter load(Path dir, LlamaConfig cfg, Backend be, DType dtype) throws IOException {
+        Path cfgFile = dir.resolve(CONFIG_FILE);
+        JsonNode c = Json.read(cfgFile);
+        String type = c.path("peft_type").asText("LORA");
+        if (!type.equals("LORA")) throw new CheckpointFormatException(cfgFile, "peft_type", "'" + type + "' is not supported (only LORA)");
+        if (c.path("use_dora").asBoolean(false)) throw new CheckpointFormatException(cfgFile, "use_dora", "DoRA is not supported");
+        if (!c.path("bias").asText("none").equals("none"))
+            throw new CheckpointFormatException(cfgFile, "bias", "'" + c.path("bias").asText() + "' is not supported (only \"none\")");
+        if (c.path("fan_in_fan_out").asBoolean(false)) throw new CheckpointFormatException(cfgFile, "fan_in_fan_out", "must be false for Llama");
+        if (c.hasNonNull("modules_to_save") && !c.get("modules_to_save").isEmpty())
+            throw new CheckpointFormatException(cfgFile, "modules_to_save", "fully trained extra modules are not supported");
+        if (c.hasNonNull("alpha_pattern") && !c.get("alpha_pattern").isEmpty())
+            throw new CheckpointFormatException(cfgFile, "alpha_pattern", "per-module alpha is not supported");
+        JsonNode rNode = c.get("r"), alphaNode = c.get("lora_alpha");
+        if (rNode == null || !rNode.canConvertToInt() || rNode.asInt() <= 0) throw new CheckpointFormatException(cfgFile, "r", "missing or not a positive integer");
+        if (alphaNode == null || !alphaNode.isNumber()) throw new CheckpointFormatException(cfgFile, "lora_alpha", "missing or not a number");
+        boolean rs = c.path("use_rslora").asBoolean(false);
+        double alpha = alphaNode.asDouble();
+
+        Path weights = dir.resolve(WEIGHTS_FILE);
+        if (!Files.isRegularFile(weights)) throw new CheckpointFormatException(dir, WEIGHTS_FILE, "missing (a .bin adapter is never read: it would be a pickle)");
+        Map<String, Pair> pairs = new LinkedHashMap<>();
+        Set<Projection> targets = EnumSet.noneOf(Projection.class);
+        try (SafeTensorsFile f = SafeTensorsFile.open(weights)) {
+            Set<String> used = new TreeSet<>();
+            for (int l = 0; l < cfg.numLayers(); l++) {
+                for (Projection p : Projection.values()) {
+                    String aName = find(f, l, p, "lora_A"), bName = find(f, l, p, "lora_B");
+                    if (aName == null && bName == null) continue;
+                    if (aName == null || bName == null)
+                        throw new CheckpointFormatException(weights, "tensor '" + (aName == null ? bName : aName) + "'", "has no matching " + (aName == null ? "lora_A" : "lora_B"));
+                    int[] shape = p.shape(cfg);
+                    TensorEntry ea = f.entry(aName), eb = f.entry(bName);
+                    if (ea.shape().length != 2 || eb.shape().length != 2 || ea.shape()[1] != shape[1] || eb.shape()[0] != shape[0] || ea.shape()[0] != eb.shape()[1])
+                        throw new CheckpointFormatException(weights, "tensor '" + aName + "'", "shapes A" + java.util.Arrays.toString(ea.shape())
+                                + " B" + java.util.Arrays.toString(eb.shape()) + " do not fit " + p.module() + " [" + shape[0] + ", " + shape[1] + "]");
+                    int r = (int) ea.shape()[0];
+                    Parameter pa = new Parameter(peftName(l, p, "lora_A"), Weights.upload(be, f, aName, dtype));
+                    Parameter pb = new Parameter(peftName(l, p, "lora_B"), Weights.upload(be, f, bName, dtype));
+                    pairs.put(key(l, p), new Pair(l, p, pa, pb, dev.jsloth.api.ops.LoraLinear.scaling(alpha, r, rs)));
+                    targets.add(p);
+                    used.add(aName);
+                    used.add(bName);
+                }
+            }
+            for (String n : f.names())
+                if (!used.contains(n)) throw new CheckpointFormatException(weights, "tensor '" + n + "'", "is not a LoRA weight of this model");
+        }
+        if (pairs.isEmpty()) throw new CheckpointFormatException(weights, "", "holds no LoRA weights");
+        return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets), pairs);
+    }
+
+    private static String find(SafeTensorsFile f, int layer, Projection p, String which) {
+        String base = peftName(layer, p, which);
+        for (String cand : new String[]{base + ".weight", base + ".default.weight"}) if (f.contains(cand)) return cand;
+        return null;
+    }
+
+    /** Writes {@code adapter_config.json} and {@code adapter_model.safetensors} (each atomically). */
+    public void save(Path dir, String baseModel) throws IOException {
+        Files.createDirectories(dir);
+        SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
+        try (Arena arena = Arena.ofConfined()) {
+            for (Pair p : pairs.values()) {
+                for (Parameter param : List.of(p.a(), p.b())) {
+                    Tensor t = param.value();
+                    double[] v = t.backend().download(t);
+                    boolean f64 = t.dtype() == DType.F64;
+                    MemorySegment seg = arena.allocate((long) v.length * (f64 ? 8 : 4));
+                    for (int i = 0; i < v.length; i++) {
+                        if (f64) seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), i, v[i]);
+                        else seg.setAtIndex(java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), i, (float) v[i]);
+                    }
+                    w.add(param.name() + ".weight", f64 ? "F64" : "F32", t.shape().dims(), seg);
+                }
+            }
+            w.write(dir.resolve(WEIGHTS_FILE));
+        }
+        ObjectNode c = Json.MAPPER.createObjectNode();
+        c.put("peft_type", "LORA");
+        c.put("task_type", "CAUSAL_LM");
+        c.put("base_model_name_or_path", baseModel);
+        c.put("r", settings.rank());
+        c.put("lora_alpha", settings.alpha());
+        c.put("lora_dropout", 0.0);
+        c.put("use_rslora", settings.rsLora());
+        c.put("bias", "none");
+        c.put("fan_in_fan_out", false);
+        c.put("init_lora_weights", true);
+        c.put("inference_mode", true);
+        c.put("use_dora", false);
+        c.putNull("modules_to_save");
+        c.putNull("layers_to_transform");
+        c.putObject("rank_pattern");
+        c.putObject("alpha_pattern");
+        ArrayNode t = c.putArray("target_modules");
+        List<String> names = new ArrayList<>();
+        for (Projection p : settings.targets()) names.add(p.module());
+        Collections.sort(names);
+        names.forEach(t::add);
+        Json.write(dir.resolve(CONFIG_FILE), c);
+    }
+
+    @Override
+    public void close() {
+        for (Parameter p : parameters()) p.close();
+    }
+}

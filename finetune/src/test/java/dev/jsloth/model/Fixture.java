@@ -1,0 +1,60 @@
+package dev.jsloth.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.jsloth.io.Json;
+import dev.jsloth.io.SafeTensorsFile;
+
+import java.io.IOException;
+import java.lang.foreign.ValueLayout;
+import java.net.URISyntaxException;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+
+/** One Hugging Face golden case from the test resources (copied from shared/fixtures/hf). */
+record Fixture(String name, Path dir, JsonNode expected, SafeTensorsFile tensors) implements AutoCloseable {
+    static final String[] CASES = {"gqa-untied", "tied-odd", "mha-bf16"};
+
+    static Fixture open(String name) throws IOException {
+        try {
+            Path dir = Path.of(Fixture.class.getResource("/hf/" + name + "/config.json").toURI()).getParent();
+            return new Fixture(name, dir, Json.read(dir.resolve("expected.json")), SafeTensorsFile.open(dir.resolve("expected.safetensors")));
+        } catch (URISyntaxException e) {
+            throw new IOException(e);
+        }
+    }
+
+    int[][] ints(String key) throws IOException {
+        long[] shape = tensors.entry(key).shape();
+        int[] flat = tensors.bytes(key).toArray(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN));
+        int rows = (int) shape[0], cols = (int) shape[1];
+        int[][] out = new int[rows][cols];
+        for (int r = 0; r < rows; r++) System.arraycopy(flat, r * cols, out[r], 0, cols);
+        return out;
+    }
+
+    double[] doubles(String key) throws IOException {
+        return tensors.bytes(key).toArray(ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN));
+    }
+
+    int[] intList(String field) {
+        JsonNode a = expected.get(field);
+        int[] out = new int[a.size()];
+        for (int i = 0; i < out.length; i++) out[i] = a.get(i).asInt();
+        return out;
+    }
+
+    @Override
+    public void close() {
+        tensors.close();
+    }
+
+    /** max |a - b| / max |b|. */
+    static double relError(double[] actual, double[] expected) {
+        double num = 0, den = 0;
+        for (int i = 0; i < expected.length; i++) {
+            num = Math.max(num, Math.abs(actual[i] - expected[i]));
+            den = Math.max(den, Math.abs(expected[i]));
+        }
+        return num / den;
+    }
+}

@@ -1,0 +1,104 @@
+package dev.jsloth.model;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.spi.Backends;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.IOException;
+import java.util.Locale;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Loss, logits, LoRA gradients and greedy generations against transformers + PEFT (float64 goldens).
+ *
+ * <p>Bounds. The goldens come from a float64 model, but transformers keeps float32 "islands" in it: RMSNorm
+ * casts its input to float32 ({@code hidden_states.to(torch.float32)}), eager attention takes its softmax in
+ * float32, RoPE tables are float32, and the loss upcasts logits with {@code logits.float()} (a float32 loss).
+ * Those roundings, through torch's own float32 exp and reductions, put a floor of about 1e-7 relative under any
+ * independent float64 implementation (emulating the islands with correctly rounded float32 maths does not lower
+ * it). The F64 bounds below sit just above that floor; F32 is checked at 1e-5.
+ */
+class HfParityTest {
+    static final double F64_LOSS = 2e-7, F64_LOGITS = 1e-6, F64_GRAD = 5e-6, F32_BOUND = 1e-5;
+    static Backend be;
+
+    @BeforeAll
+    static void start() {
+        be = Backends.create("cpu");
+    }
+
+    @AfterAll
+    static void stop() {
+        be.close();
+    }
+
+    private static final java.util.List<String> failures = new java.util.ArrayList<>();
+
+    private static void report(String what, double err, double bound) {
+        System.out.printf(Locale.ROOT, "[parity] %-40s rel err %.3e (bound %.0e)%n", what, err, bound);
+        if (!(err <= bound)) failures.add(what + ": relative error " + err + " > " + bound);
+    }
+
+    @org.junit.jupiter.api.AfterEach
+    void noFailures() {
+        java.util.List<String> f = new java.util.ArrayList<>(failures);
+        failures.clear();
+        assertTrue(f.isEmpty(), String.join("\n", f));
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"gqa-untied", "tied-odd", "mha-bf16"})
+    void f64LossLogitsAndGradients(String name) throws IOException {
+        try (Fixture fx = Fixture.open(name); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            LlamaModel.LossResult base = m.loss(b);
+            report(name + " f64 base loss", Math.abs(base.meanLoss() - fx.expected().get("base_loss").asDouble()) / fx.expected().get("base_loss").asDouble(), F64_LOSS);
+            report(name + " f64 base logits", Fixture.relError(m.logits(b), fx.doubles("base.logits")), F64_LOGITS);
+            try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                LlamaModel.LossResult lora = m.lossAndBackward(b, 1.0 / b.countedTokens(), true);
+                report(name + " f64 lora loss", Math.abs(lora.meanLoss() - fx.expected().get("lora_loss").asDouble()) / fx.expected().get("lora_loss").asDouble(), F64_LOSS);
+                report(name + " f64 lora logits", Fixture.relError(m.logits(b), fx.doubles("lora.logits")), F64_LOGITS);
+                double worst = 0;
+                for (Parameter p : a.parameters()) {
+                    String key = "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
+                    worst = Math.max(worst, Fixture.relError(be.download(p.grad()), fx.doubles(key)));
+                }
+                report(name + " f64 worst LoRA gradient", worst, F64_GRAD);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"gqa-untied", "tied-odd", "mha-bf16"})
+    void f32LossAndLogits(String name) throws IOException {
+        try (Fixture fx = Fixture.open(name); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F32)) {
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            report(name + " f32 base loss", Math.abs(m.loss(b).meanLoss() - fx.expected().get("base_loss").asDouble()) / fx.expected().get("base_loss").asDouble(), F32_BOUND);
+            report(name + " f32 base logits", Fixture.relError(m.logits(b), fx.doubles("base.logits")), F32_BOUND);
+            try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                report(name + " f32 lora logits", Fixture.relError(m.logits(b), fx.doubles("lora.logits")), F32_BOUND);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"gqa-untied", "tied-odd", "mha-bf16"})
+    void greedyGenerations(String name) throws IOException {
+        try (Fixture fx = Fixture.open(name); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            int[] prompt = fx.intList("gen_prompt");
+            assertArrayEquals(fx.intList("gen_base"), m.generate(prompt, GenerationOptions.greedy(16), null), name + " base generation");
+            try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                assertArrayEquals(fx.intList("gen_lora"), m.generate(prompt, GenerationOptions.greedy(16), null), name + " LoRA generation");
+                assertEquals(fx.expected().get("n_grads").asInt(), a.parameters().size());
+            }
+        }
+    }
+}
