@@ -1,0 +1,108 @@
+package dev.jsloth.model;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.spi.Backends;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Adapter save/load and merge round trips give the same logits; a fresh adapter starts equal to the base. */
+class AdapterAndMergeTest {
+    static Backend be;
+
+    @BeforeAll
+    static void start() {
+        be = Backends.create("cpu");
+    }
+
+    @AfterAll
+    static void stop() {
+        be.close();
+    }
+
+    @Test
+    void savedAdapterReloadsToIdenticalLogits(@TempDir Path tmp) throws IOException {
+        try (Fixture fx = Fixture.open("tied-odd"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            double[] before;
+            try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                before = m.logits(b);
+                a.save(tmp, fx.dir().toString());
+            }
+            assertTrue(Files.isRegularFile(tmp.resolve(LoraAdapter.CONFIG_FILE)));
+            try (LoraAdapter again = m.loadAdapter(tmp)) {
+                assertArrayEquals(before, m.logits(b), 0.0);
+                assertEquals(7, again.settings().targets().size());
+            }
+        }
+    }
+
+    @Test
+    void mergedCheckpointEqualsBasePlusAdapter(@TempDir Path tmp) throws IOException {
+        for (String name : Fixture.CASES) {
+            Path out = tmp.resolve(name);
+            try (Fixture fx = Fixture.open(name)) {
+                Merge.merge(fx.dir(), fx.dir().resolve("adapter"), out, be);
+                Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+                double[] withAdapter;
+                try (LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64); LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                    withAdapter = m.logits(b);
+                }
+                try (LlamaModel merged = LlamaModel.load(out, be, DType.F64)) {
+                    double err = Fixture.relError(merged.logits(b), withAdapter);
+                    // fp32 checkpoints: one float32 rounding of W'; bf16: one bf16 rounding (8 bits)
+                    double bound = name.endsWith("bf16") ? 3e-2 : 1e-5;
+                    System.out.printf("[merge] %s merged vs base+adapter logits rel err %.3e%n", name, err);
+                    assertTrue(err < bound, name + ": " + err);
+                }
+                assertTrue(Files.isRegularFile(out.resolve("config.json")));
+            }
+        }
+    }
+
+    @Test
+    void freshAdapterStartsAtTheBaseModelAndOnlyLoraGetsGradients() throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            double base = m.loss(b).meanLoss();
+            try (LoraAdapter a = m.attachNewAdapter(new LoraSettings(4, 8, true, java.util.EnumSet.of(Projection.Q, Projection.V)), 7)) {
+                assertEquals(base, m.loss(b).meanLoss(), 1e-12);
+                assertEquals(2 * 2 * 2, a.parameters().size()); // 2 layers x 2 projections x (A, B)
+                m.lossAndBackward(b, 1.0 / b.countedTokens(), true);
+                for (Parameter p : a.parameters()) {
+                    double norm = be.kernels().sumOfSquares(p.grad());
+                    // B starts at zero, so dA = s * dYB^T X is zero; dB is not
+                    if (p.name().endsWith("lora_B")) assertTrue(norm > 0, p.name());
+                    else assertEquals(0.0, norm, 0.0, p.name());
+                }
+            }
+        }
+    }
+
+    @Test
+    void checkpointingDoesNotChangeGradients() throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64);
+             LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            m.lossAndBackward(b, 1.0 / b.countedTokens(), false);
+            java.util.List<double[]> plain = new java.util.ArrayList<>();
+            for (Parameter p : a.parameters()) {
+                plain.add(be.download(p.grad()));
+                p.zeroGrad();
+            }
+            m.lossAndBackward(b, 1.0 / b.countedTokens(), true);
+            for (int i = 0; i < plain.size(); i++) assertArrayEquals(plain.get(i), be.download(a.parameters().get(i).grad()), 0.0);
+        }
+    }
+}

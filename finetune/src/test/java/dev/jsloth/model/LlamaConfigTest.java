@@ -1,0 +1,70 @@
+package dev.jsloth.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.jsloth.io.CheckpointFormatException;
+import dev.jsloth.io.Json;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** config.json in both rotary forms, head_dim precedence, and unsupported fields rejected by name. */
+class LlamaConfigTest {
+    static final Path FILE = Path.of("config.json");
+
+    static LlamaConfig parse(String json) throws Exception {
+        JsonNode n = Json.MAPPER.readTree(json);
+        return LlamaConfig.parse(FILE, n);
+    }
+
+    static final String BASE = "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100";
+
+    @Test
+    void transformers5RopeParameters() throws Exception {
+        LlamaConfig c = parse("{" + BASE + ",\"num_key_value_heads\":2,\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"default\"}}");
+        assertEquals(500000.0, c.rope().theta());
+        assertEquals(16, c.headDim());
+        assertEquals(2, c.numKvHeads());
+    }
+
+    @Test
+    void olderRopeThetaAndLlama3Scaling() throws Exception {
+        LlamaConfig c = parse("{" + BASE + ",\"rope_theta\":500000.0,\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,"
+                + "\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}");
+        assertEquals("llama3", c.rope().type());
+        assertEquals(8.0, c.rope().factor());
+        assertEquals(4, c.numKvHeads()); // defaults to num_attention_heads
+        LlamaConfig v5 = parse("{" + BASE + ",\"rope_parameters\":{\"rope_theta\":500000.0,\"rope_type\":\"llama3\",\"factor\":8.0,"
+                + "\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":8192}}");
+        assertEquals(c.rope(), v5.rope());
+        float[] inv = dev.jsloth.api.ops.RopeTables.inverseFrequencies(c.rope(), 128);
+        float[] plain = dev.jsloth.api.ops.RopeTables.inverseFrequencies(dev.jsloth.api.ops.RopeTables.Config.standard(500000), 128);
+        assertEquals(plain[0], inv[0]);                 // high frequencies kept
+        assertEquals(plain[63] / 8f, inv[63], 1e-12f);  // low frequencies divided by the factor
+    }
+
+    @Test
+    void headDimWinsOverHiddenOverHeads() throws Exception {
+        assertEquals(32, parse("{" + BASE + ",\"head_dim\":32}").headDim());
+    }
+
+    @Test
+    void unsupportedFieldsAreNamed() {
+        String[][] cases = {
+                {"\"hidden_act\":\"gelu\"", "hidden_act"},
+                {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}", "rope_scaling.rope_type"},
+                {"\"model_type\":\"gpt2\"", "model_type"},
+                {"\"num_key_value_heads\":3", "num_key_value_heads"},
+                {"\"rms_norm_eps\":\"small\"", "rms_norm_eps"},
+        };
+        for (String[] c : cases) {
+            CheckpointFormatException e = assertThrows(CheckpointFormatException.class, () -> parse("{" + BASE + "," + c[0] + "}"));
+            assertTrue(e.getMessage().contains("config.json: " + c[1]), e.getMessage());
+        }
+        CheckpointFormatException missing = assertThrows(CheckpointFormatException.class, () -> parse("{\"hidden_size\":64}"));
+        assertTrue(missing.getMessage().contains("intermediate_size"), missing.getMessage());
+    }
+}
