@@ -2,8 +2,6 @@ package dev.jsloth.cpu;
 
 import dev.jsloth.api.AdamWStep;
 
-import java.util.concurrent.atomic.DoubleAdder;
-
 /** Elementwise maps, row broadcasts and reductions, embedding gather/scatter, and AdamW. */
 final class ElementwiseKernels {
     private ElementwiseKernels() {
@@ -68,15 +66,11 @@ final class ElementwiseKernels {
     }
 
     static void sumRows(Buffer x, Buffer out, long rows, int cols, boolean accumulate) {
-        double[] total = new double[cols];
-        Parallel.forRange(Math.toIntExact(rows), Math.max(1, 8192 / Math.max(1, cols)), (lo, hi) -> {
-            double[] row = new double[cols], part = new double[cols];
+        double[] total = Parallel.sum(Math.toIntExact(rows), Math.max(1, 8192 / Math.max(1, cols)), cols, (lo, hi, part) -> {
+            double[] row = new double[cols];
             for (int i = lo; i < hi; i++) {
                 x.read((long) i * cols, row, 0, cols);
                 for (int j = 0; j < cols; j++) part[j] += row[j];
-            }
-            synchronized (total) {
-                for (int j = 0; j < cols; j++) total[j] += part[j];
             }
         });
         if (accumulate) {
@@ -88,15 +82,14 @@ final class ElementwiseKernels {
     }
 
     static double sumOfSquares(Buffer x, long numel) {
-        DoubleAdder acc = new DoubleAdder();
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] v = new double[len];
-            x.read(start, v, 0, len);
-            double s = 0;
-            for (int j = 0; j < len; j++) s += v[j] * v[j];
-            acc.add(s);
-        });
-        return acc.sum();
+        return Parallel.sum(NormKernels.pieces(numel), 4, 1, (lo, hi, acc) -> {
+            for (int c = lo; c < hi; c++) {
+                int len = NormKernels.pieceLength(numel, c);
+                double[] v = new double[len];
+                x.read(NormKernels.pieceStart(c), v, 0, len);
+                for (int j = 0; j < len; j++) acc[0] += v[j] * v[j];
+            }
+        })[0];
     }
 
     static void embeddingForward(Buffer table, int[] ids, Buffer out, int vocab, int dim) {

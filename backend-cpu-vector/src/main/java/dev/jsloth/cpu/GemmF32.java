@@ -153,9 +153,19 @@ final class GemmF32 {
             update(c, off + 4 * ld, c40, c41, alpha);
             update(c, off + 5 * ld, c50, c51, alpha);
         } else {
-            float[] tile = new float[MR * NR];
-            FloatVector[] acc = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
-            for (int i = 0; i < acc.length; i++) acc[i].intoArray(tile, i * L);
+            float[] tile = new float[MR * NR]; // edge tile: spill the accumulators (no vector arrays: they defeat C2)
+            c00.intoArray(tile, 0);
+            c01.intoArray(tile, L);
+            c10.intoArray(tile, 2 * L);
+            c11.intoArray(tile, 3 * L);
+            c20.intoArray(tile, 4 * L);
+            c21.intoArray(tile, 5 * L);
+            c30.intoArray(tile, 6 * L);
+            c31.intoArray(tile, 7 * L);
+            c40.intoArray(tile, 8 * L);
+            c41.intoArray(tile, 9 * L);
+            c50.intoArray(tile, 10 * L);
+            c51.intoArray(tile, 11 * L);
             for (int r = 0; r < mr; r++) {
                 long off = (long) (row + r) * ldc + col;
                 for (int j = 0; j < nr; j++) {

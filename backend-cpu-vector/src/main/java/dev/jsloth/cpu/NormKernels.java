@@ -28,10 +28,8 @@ final class NormKernels {
     static void rmsNormBackward(Buffer dy, Buffer x, Buffer w, Buffer rstd, Buffer dx, Buffer dw, int n, int d) {
         double[] wv = new double[d];
         w.read(0, wv, 0, d);
-        double[] dwTotal = dw == null ? null : new double[d];
-        Parallel.forRange(n, Math.max(1, 16384 / Math.max(1, d)), (lo, hi) -> {
+        double[] dwTotal = Parallel.sum(n, Math.max(1, 16384 / Math.max(1, d)), dw == null ? 0 : d, (lo, hi, dwPart) -> {
             double[] g = new double[d], xh = new double[d], dyr = new double[d];
-            double[] dwPart = dw == null ? null : new double[d];
             for (int i = lo; i < hi; i++) {
                 long base = (long) i * d;
                 dy.read(base, dyr, 0, d);
@@ -44,12 +42,9 @@ final class NormKernels {
                     dot += g[j] * xh[j];
                 }
                 dot /= d;
-                if (dwPart != null) for (int j = 0; j < d; j++) dwPart[j] += dyr[j] * xh[j];
+                if (dw != null) for (int j = 0; j < d; j++) dwPart[j] += dyr[j] * xh[j];
                 for (int j = 0; j < d; j++) g[j] = r * (g[j] - xh[j] * dot);
                 dx.write(base, g, 0, d);
-            }
-            if (dwPart != null) synchronized (dwTotal) {
-                for (int j = 0; j < d; j++) dwTotal[j] += dwPart[j];
             }
         });
         if (dw != null) {
@@ -120,6 +115,20 @@ final class NormKernels {
     /** A contiguous piece {@code [start, start+len)} of a flat element range. */
     interface Chunk {
         void run(long start, int len);
+    }
+
+    /** Number of CHUNK-sized pieces of a flat range. */
+    static int pieces(long numel) {
+        return Math.toIntExact((numel + CHUNK - 1) / CHUNK);
+    }
+
+    /** Element range of piece {@code c}: {@code [c*CHUNK, ...)}. */
+    static long pieceStart(int c) {
+        return (long) c * CHUNK;
+    }
+
+    static int pieceLength(long numel, int c) {
+        return (int) Math.min(CHUNK, numel - pieceStart(c));
     }
 
     /** Runs {@code body} over {@code [0, numel)} in chunks of up to CHUNK elements, in parallel. */

@@ -28,22 +28,59 @@ final class Parallel {
     private Parallel() {
     }
 
+    /** Work on items {@code [lo, hi)}, chunk number {@code chunk} of the split. */
+    interface ChunkRange {
+        void run(int chunk, int lo, int hi);
+    }
+
+    /** Contributes a vector of partial sums over items {@code [lo, hi)} into {@code acc} (zeroed, owned by the chunk). */
+    interface PartialSum {
+        void run(int lo, int hi, double[] acc);
+    }
+
     /** Runs {@code body} over {@code [0, n)} split into chunks of at least {@code minChunk} items. */
     static void forRange(int n, int minChunk, Range body) {
-        if (n <= 0) return;
+        forChunks(n, minChunk, (c, lo, hi) -> body.run(lo, hi));
+    }
+
+    /** How many chunks {@link #forChunks} splits {@code n} items into: a function of n, minChunk and THREADS only. */
+    static int chunkCount(int n, int minChunk) {
+        if (n <= 0) return 0;
         int chunks = Math.min(THREADS * 4, Math.max(1, n / Math.max(1, minChunk)));
-        if (chunks <= 1 || THREADS == 1) {
-            body.run(0, n);
+        return THREADS == 1 ? 1 : Math.min(chunks, n);
+    }
+
+    /**
+     * Deterministic parallel sum: each chunk accumulates its own partial vector, and the partials are added in
+     * chunk order, so the result does not depend on thread timing (resumed runs reproduce uninterrupted ones).
+     */
+    static double[] sum(int n, int minChunk, int dim, PartialSum body) {
+        double[][] partial = new double[Math.max(1, chunkCount(n, minChunk))][];
+        forChunks(n, minChunk, (c, lo, hi) -> {
+            double[] acc = new double[dim];
+            body.run(lo, hi, acc);
+            partial[c] = acc;
+        });
+        double[] total = new double[dim];
+        for (double[] p : partial) if (p != null) for (int j = 0; j < dim; j++) total[j] += p[j];
+        return total;
+    }
+
+    /** Runs {@code body} over {@code [0, n)} in {@link #chunkCount} contiguous chunks. */
+    static void forChunks(int n, int minChunk, ChunkRange body) {
+        int chunks = chunkCount(n, minChunk);
+        if (chunks == 0) return;
+        if (chunks == 1) {
+            body.run(0, 0, n);
             return;
         }
-        chunks = Math.min(chunks, n);
         List<RecursiveAction> tasks = new ArrayList<>(chunks);
         for (int c = 0; c < chunks; c++) {
-            int lo = (int) ((long) n * c / chunks), hi = (int) ((long) n * (c + 1) / chunks);
+            int lo = (int) ((long) n * c / chunks), hi = (int) ((long) n * (c + 1) / chunks), chunk = c;
             tasks.add(new RecursiveAction() {
                 @Override
                 protected void compute() {
-                    body.run(lo, hi);
+                    body.run(chunk, lo, hi);
                 }
             });
         }

@@ -57,6 +57,11 @@ public final class LlamaModel implements AutoCloseable {
         return new LlamaModel(dir, c, backend, computeType, LlamaWeights.load(dir, c, backend, null));
     }
 
+    /** A model over already-built weights (e.g. {@link LlamaWeights#random}); {@code dir} may be null. */
+    public static LlamaModel of(Path dir, LlamaConfig config, LlamaWeights weights, Backend backend, DType computeType) {
+        return new LlamaModel(dir, config, backend, computeType, weights);
+    }
+
     public Path directory() {
         return dir;
     }

@@ -81,6 +81,58 @@ public final class LlamaWeights implements AutoCloseable {
         }
     }
 
+    /**
+     * Random weights of the given architecture (values N(0, std) from a fast seeded generator, norms 1), for
+     * benchmarks and tests that need a model of a real shape without a checkpoint.
+     */
+    public static LlamaWeights random(LlamaConfig c, Backend be, DType storage, long seed, double std) {
+        List<Tensor> owned = new ArrayList<>();
+        java.util.function.Function<int[], Tensor> rnd = shape -> {
+            Tensor t = be.allocate(storage, shape);
+            owned.add(t);
+            fillRandom(be, t, seed + owned.size() * 7919L, std);
+            return t;
+        };
+        java.util.function.Function<Integer, Tensor> ones = d -> {
+            Tensor t = be.allocate(storage, d);
+            owned.add(t);
+            be.kernels().fill(t, 1.0);
+            return t;
+        };
+        int d = c.hiddenSize();
+        Tensor emb = rnd.apply(new int[]{c.vocabSize(), d});
+        List<Layer> layers = new ArrayList<>();
+        for (int l = 0; l < c.numLayers(); l++) {
+            Map<Projection, Tensor> w = new EnumMap<>(Projection.class), b = new EnumMap<>(Projection.class);
+            for (Projection p : Projection.values()) {
+                w.put(p, rnd.apply(p.shape(c)));
+                if (p.hasBias(c)) b.put(p, rnd.apply(new int[]{p.shape(c)[0]}));
+            }
+            layers.add(new Layer(ones.apply(d), ones.apply(d), w, b));
+        }
+        Tensor norm = ones.apply(d);
+        Tensor head = c.tieWordEmbeddings() ? emb : rnd.apply(new int[]{c.vocabSize(), d});
+        LlamaWeights lw = new LlamaWeights(emb, norm, head, layers);
+        lw.owned.addAll(owned);
+        return lw;
+    }
+
+    /** Fills a tensor with approximately N(0, std) values, generated on the host in slices of at most 1M values. */
+    private static void fillRandom(Backend be, Tensor t, long seed, double std) {
+        long n = t.numel();
+        int slice = 1 << 20;
+        Tensor flat = t.view(Math.toIntExact(n));
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        for (long start = 0; start < n; start += slice) {
+            int len = (int) Math.min(slice, n - start);
+            double[] v = new double[len];
+            for (int i = 0; i < len; i++) v[i] = (r.nextDouble() + r.nextDouble() + r.nextDouble() - 1.5) * 2 * std; // Irwin-Hall, variance std^2
+            try (Tensor tmp = be.upload(t.dtype(), dev.jsloth.api.Shape.of(len), v)) {
+                be.kernels().copy(tmp, flat.rows(Math.toIntExact(start), len));
+            }
+        }
+    }
+
     public Tensor embedding() {
         return embedding;
     }

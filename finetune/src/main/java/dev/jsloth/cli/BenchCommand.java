@@ -1,0 +1,155 @@
+package dev.jsloth.cli;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.model.Batch;
+import dev.jsloth.model.LlamaConfig;
+import dev.jsloth.model.LlamaModel;
+import dev.jsloth.model.LlamaWeights;
+import dev.jsloth.model.LoraAdapter;
+import dev.jsloth.model.LoraSettings;
+import dev.jsloth.model.Shapes;
+import dev.jsloth.train.AdamW;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code jsloth bench}: GEMM throughput ({@code --gemm MxNxK}) or LoRA training steps of a named shape
+ * ({@code --shape NAME}); prints one JSON line.
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Benchmark GEMM (--gemm MxNxK) or LoRA training steps of a model shape (--shape NAME). Prints one JSON line.")
+final class BenchCommand implements Callable<Integer> {
+    @Option(names = "--gemm", paramLabel = "MxNxK", description = "C[M,N] = A[M,K] B[K,N] in F32.")
+    String gemm;
+
+    @Option(names = "--trans-b", description = "With --gemm: B stored [N,K] and transposed (the X W^T of a linear layer).")
+    boolean transB;
+
+    @Option(names = "--shape", paramLabel = "NAME", description = "tiny, llama-25m, tinyllama-1.1b, llama3.2-1b, llama3.1-8b.")
+    String shape;
+
+    @Option(names = "--batch", defaultValue = "1")
+    int batch;
+
+    @Option(names = "--seq", defaultValue = "256")
+    int seq;
+
+    @Option(names = "--steps", defaultValue = "5", description = "Measured steps (after 2 warm-up steps).")
+    int steps;
+
+    @Option(names = "--no-gc", description = "Disable gradient checkpointing.")
+    boolean noGc;
+
+    @Option(names = "--qlora", description = "NF4 base weights (not implemented yet: fails clearly).")
+    boolean qlora;
+
+    @Option(names = "--lora-r", defaultValue = "16")
+    int rank;
+
+    @Option(names = "--threads", paramLabel = "T", description = "CPU threads (default: all cores).")
+    Integer threads;
+
+    @Option(names = "--backend", paramLabel = "NAME")
+    String backend;
+
+    @Option(names = "--repeats", defaultValue = "7", description = "Timed GEMM repetitions (median reported).")
+    int repeats;
+
+    @Override
+    public Integer call() throws Exception {
+        if (threads != null) System.setProperty("jsloth.threads", Integer.toString(threads));
+        if ((gemm == null) == (shape == null)) throw new IllegalArgumentException("give exactly one of --gemm MxNxK or --shape NAME");
+        if (qlora) throw new UnsupportedOperationException("--qlora: NF4 base weights are not implemented yet (see the QLoRA issue)");
+        try (Backend be = dev.jsloth.api.spi.Backends.create(backend != null ? backend : dev.jsloth.api.spi.Backends.requestedName())) {
+            JsonLine.print(gemm != null ? gemm(be) : shape(be));
+        }
+        return 0;
+    }
+
+    private Map<String, Object> gemm(Backend be) {
+        String[] p = gemm.toLowerCase().split("x");
+        if (p.length != 3) throw new IllegalArgumentException("--gemm takes MxNxK, e.g. 2048x2048x2048");
+        int m = Integer.parseInt(p[0]), n = Integer.parseInt(p[1]), k = Integer.parseInt(p[2]);
+        SplittableRandom r = new SplittableRandom(1);
+        double[] av = new double[m * k], bv = new double[k * n];
+        for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
+        for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
+        try (Tensor a = be.upload(DType.F32, dev.jsloth.api.Shape.of(m, k), av);
+             Tensor b = be.upload(DType.F32, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
+             Tensor c = be.allocate(DType.F32, m, n)) {
+            for (int i = 0; i < 3; i++) be.kernels().gemm(false, transB, 1, a, b, 0, c);
+            be.synchronize();
+            double[] secs = new double[Math.max(1, repeats)];
+            for (int i = 0; i < secs.length; i++) {
+                long t0 = System.nanoTime();
+                be.kernels().gemm(false, transB, 1, a, b, 0, c);
+                be.synchronize();
+                secs[i] = (System.nanoTime() - t0) / 1e9;
+            }
+            Arrays.sort(secs);
+            double median = secs[secs.length / 2];
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("gemm", m + "x" + n + "x" + k);
+            out.put("trans_b", transB);
+            out.put("backend", be.name());
+            out.put("threads", threads);
+            out.put("median_s", median);
+            out.put("gflops", 2.0 * m * n * k / median / 1e9);
+            out.put("best_gflops", 2.0 * m * n * k / secs[0] / 1e9);
+            return out;
+        }
+    }
+
+    private Map<String, Object> shape(Backend be) {
+        LlamaConfig c = Shapes.get(shape);
+        DType storage = be.name().equals("cpu") ? DType.F32 : DType.BF16;
+        SplittableRandom r = new SplittableRandom(2);
+        int[] ids = new int[batch * seq];
+        for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());
+        Batch b = new Batch(batch, seq, ids, null, null);
+        try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02);
+             LlamaModel m = LlamaModel.of(null, c, w, be, DType.F32);
+             LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
+             AdamW opt = new AdamW(a.parameters(), 0.9, 0.999, 1e-8, 0.0)) {
+            be.resetPeak();
+            double[] secs = new double[steps];
+            double loss = 0;
+            for (int i = -2; i < steps; i++) {
+                long t0 = System.nanoTime();
+                for (var p : a.parameters()) p.zeroGrad();
+                loss = m.lossAndBackward(b, 1.0 / b.countedTokens(), !noGc).meanLoss();
+                opt.step(1e-4);
+                be.synchronize();
+                if (i >= 0) secs[i] = (System.nanoTime() - t0) / 1e9;
+            }
+            Arrays.sort(secs);
+            double step = secs[secs.length / 2];
+            double tokS = batch * seq / step;
+            double flops = Shapes.trainingFlopsPerToken(c, seq, rank) * tokS;
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("shape", shape);
+            out.put("backend", be.name());
+            out.put("batch", batch);
+            out.put("seq", seq);
+            out.put("gradient_checkpointing", !noGc);
+            out.put("lora_r", rank);
+            out.put("params", Shapes.totalParameters(c));
+            out.put("trainable_params", a.parameterCount());
+            out.put("tok_s", tokS);
+            out.put("step_s", step);
+            out.put("peak_bytes", be.memoryStats().peakBytes());
+            out.put("gflops", flops / 1e9);
+            out.put("mfu", null);
+            out.put("loss", loss);
+            return out;
+        }
+    }
+}

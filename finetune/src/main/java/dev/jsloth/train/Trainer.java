@@ -1,0 +1,271 @@
+package dev.jsloth.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.data.Example;
+import dev.jsloth.io.AtomicFiles;
+import dev.jsloth.io.Json;
+import dev.jsloth.model.Batch;
+import dev.jsloth.model.LlamaModel;
+import dev.jsloth.model.LoraAdapter;
+
+import java.io.IOException;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryPoolMXBean;
+import java.lang.management.MemoryType;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The LoRA training loop: micro-batches from a {@link Batcher}, gradient accumulation with token-weighted loss
+ * (every micro-batch's gradient is scaled by one over the tokens counted across the whole accumulated step, so
+ * accumulation equals one large batch), global-norm clipping, AdamW with a warmup schedule, periodic atomic
+ * checkpoints, evaluation, metrics. The data position is a pure function of the step, so {@code resume}
+ * reproduces the uninterrupted run's loss curve exactly on the same backend.
+ */
+public final class Trainer {
+    private static final ObjectMapper COMPACT = new ObjectMapper();
+
+    private final LlamaModel model;
+    private final LoraAdapter adapter;
+    private final List<Example> train;
+    private final List<Example> eval;
+    private final TrainingConfig cfg;
+    private final Path output;
+    private final int padId;
+    private final List<TrainingListener> listeners = new ArrayList<>();
+    private final List<double[]> lossHistory = new ArrayList<>();
+    private final List<double[]> evalHistory = new ArrayList<>();
+
+    public Trainer(LlamaModel model, List<Example> train, List<Example> eval, TrainingConfig cfg, Path output, int padId) {
+        if (model.adapter() == null) throw new IllegalArgumentException("attach a LoRA adapter to the model before training");
+        this.model = model;
+        this.adapter = model.adapter();
+        this.train = train;
+        this.eval = eval;
+        this.cfg = cfg;
+        this.output = output;
+        this.padId = padId;
+    }
+
+    public Trainer listen(TrainingListener l) {
+        listeners.add(l);
+        return this;
+    }
+
+    public Path output() {
+        return output;
+    }
+
+    /** Steps per epoch for this data and configuration. */
+    public long stepsPerEpoch() {
+        int micro = new Batcher(train, cfg.batchSize(), cfg.seqLen(), cfg.packing(), padId, cfg.seed()).epoch(0).size();
+        return (micro + cfg.gradAccum() - 1) / cfg.gradAccum();
+    }
+
+    public long totalSteps() {
+        return cfg.maxSteps() > 0 ? cfg.maxSteps() : cfg.epochs() * stepsPerEpoch();
+    }
+
+    /** Trains from scratch, or from the latest complete checkpoint in the output directory when {@code resume}. */
+    public TrainingSummary run(boolean resume) throws IOException {
+        Files.createDirectories(output);
+        Backend be = model.backend();
+        be.resetPeak();
+        Batcher batcher = new Batcher(train, cfg.batchSize(), cfg.seqLen(), cfg.packing(), padId, cfg.seed());
+        long perEpoch = stepsPerEpoch(), total = totalSteps();
+        CheckpointStore store = new CheckpointStore(output, cfg.saveTotalLimit());
+        Path metrics = output.resolve("metrics.jsonl");
+        try (AdamW opt = new AdamW(adapter.parameters(), cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay())) {
+            long start = 0;
+            if (resume) {
+                Optional<Path> ck = store.latest();
+                if (ck.isEmpty()) throw new TrainingException("--resume: no complete checkpoint in " + output);
+                JsonNode state = CheckpointStore.restore(ck.get(), adapter, opt);
+                checkCompatible(state, ck.get());
+                start = state.get("step").asLong();
+                keepMetricsUpTo(metrics, start);
+            } else {
+                Files.deleteIfExists(metrics);
+            }
+            for (TrainingListener l : listeners) l.onStart(start, total);
+            long t0 = System.nanoTime(), tokens = 0;
+            int cachedEpoch = -1;
+            List<Batcher.MicroBatch> epochBatches = List.of();
+            Path lastCheckpoint = store.latest().orElse(null);
+            for (long step = start + 1; step <= total; step++) {
+                int epoch = (int) ((step - 1) / perEpoch);
+                if (epoch != cachedEpoch) {
+                    epochBatches = batcher.epoch(epoch);
+                    cachedEpoch = epoch;
+                }
+                int first = (int) ((step - 1) % perEpoch) * cfg.gradAccum();
+                List<Batcher.MicroBatch> group = epochBatches.subList(first, Math.min(first + cfg.gradAccum(), epochBatches.size()));
+                long counted = 0;
+                for (Batcher.MicroBatch mb : group) counted += mb.batch().countedTokens();
+                for (Parameter p : adapter.parameters()) p.zeroGrad();
+                double lossSum = 0;
+                if (counted > 0) {
+                    for (Batcher.MicroBatch mb : group) {
+                        lossSum += model.lossAndBackward(mb.batch(), 1.0 / counted, cfg.checkpointing()).lossSum();
+                        tokens += mb.tokens();
+                    }
+                }
+                double loss = counted == 0 ? Double.NaN : lossSum / counted;
+                double norm = gradNorm();
+                boolean skipped = counted == 0;
+                if (!skipped && (!Double.isFinite(loss) || !Double.isFinite(norm))) {
+                    String what = String.format("step %d: %s (loss %s, gradient norm %s)", step,
+                            Double.isFinite(loss) ? "non-finite gradients" : "non-finite loss", loss, norm);
+                    if (!cfg.skipNonFinite())
+                        throw new TrainingException(what + "; stopped. Last good checkpoint: "
+                                + (lastCheckpoint == null ? "none (no checkpoint was written yet)" : lastCheckpoint)
+                                + ". Lower the learning rate, check the data, or pass --skip-nonfinite to skip such steps.");
+                    skipped = true;
+                    System.err.println("jsloth: skipping " + what);
+                }
+                double lr = cfg.learningRate(step, total);
+                if (!skipped) {
+                    clip(norm);
+                    opt.step(lr);
+                }
+                double elapsed = (System.nanoTime() - t0) / 1e9;
+                TrainingListener.StepMetrics m = new TrainingListener.StepMetrics(step, total, epoch, loss, lr, norm, tokens,
+                        elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
+                if (!skipped) lossHistory.add(new double[]{step, loss});
+                appendMetrics(metrics, m);
+                for (TrainingListener l : listeners) l.onStep(m);
+                if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) evaluate(step, metrics);
+                if (cfg.saveEvery() > 0 && step % cfg.saveEvery() == 0) {
+                    lastCheckpoint = store.save(step, adapter, opt, state(step, epoch), baseModelName());
+                    for (TrainingListener l : listeners) l.onCheckpoint(step, lastCheckpoint);
+                }
+            }
+            Double finalEval = null;
+            if (!eval.isEmpty()) finalEval = evaluate(total, metrics);
+            Path adapterDir = output.resolve("adapter");
+            adapter.save(adapterDir, baseModelName());
+            Path plot = output.resolve("loss.png");
+            List<double[]> history = readHistory(metrics);
+            LossPlot.write(plot, history, evalHistory);
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            TrainingSummary s = new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0,
+                    history.isEmpty() ? Double.NaN : history.getFirst()[1], history.isEmpty() ? Double.NaN : history.getLast()[1],
+                    finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
+            Json.write(output.resolve("summary.json"), Json.MAPPER.valueToTree(s));
+            for (TrainingListener l : listeners) l.onEnd(s);
+            return s;
+        }
+    }
+
+    private String baseModelName() {
+        return model.directory() == null ? "(in-memory model)" : model.directory().toString();
+    }
+
+    private double gradNorm() {
+        double ss = 0;
+        for (Parameter p : adapter.parameters()) ss += p.value().backend().kernels().sumOfSquares(p.grad());
+        return Math.sqrt(ss);
+    }
+
+    /** torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
+    private void clip(double norm) {
+        if (cfg.maxGradNorm() <= 0) return;
+        double coef = cfg.maxGradNorm() / (norm + 1e-6);
+        if (coef >= 1) return;
+        for (Parameter p : adapter.parameters()) p.value().backend().kernels().scale(p.grad(), coef);
+    }
+
+    /** Token-weighted mean loss over the evaluation examples. */
+    private double evaluate(long step, Path metrics) throws IOException {
+        Batcher b = new Batcher(eval, cfg.batchSize(), cfg.seqLen(), false, padId, cfg.seed());
+        double sum = 0;
+        long n = 0;
+        for (Batcher.MicroBatch mb : b.epoch(0)) {
+            LlamaModel.LossResult r = model.loss(mb.batch());
+            sum += r.lossSum();
+            n += r.tokens();
+        }
+        double loss = n == 0 ? Double.NaN : sum / n;
+        evalHistory.add(new double[]{step, loss});
+        ObjectNode o = COMPACT.createObjectNode().put("step", step).put("eval_loss", loss);
+        Files.writeString(metrics, COMPACT.writeValueAsString(o) + "\n", StandardCharsets.UTF_8,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+        for (TrainingListener l : listeners) l.onEval(step, loss);
+        return loss;
+    }
+
+    private JsonNode state(long step, int epoch) {
+        ObjectNode s = Json.MAPPER.createObjectNode();
+        s.put("step", step);
+        s.put("epoch", epoch);
+        s.put("seed", cfg.seed());
+        s.put("train_examples", train.size());
+        s.set("config", Json.MAPPER.valueToTree(cfg));
+        return s;
+    }
+
+    private void checkCompatible(JsonNode state, Path ck) {
+        JsonNode saved = state.get("config");
+        JsonNode now = Json.MAPPER.valueToTree(cfg);
+        for (String key : List.of("batchSize", "gradAccum", "seqLen", "packing", "seed")) {
+            if (saved != null && saved.has(key) && !saved.get(key).equals(now.get(key)))
+                throw new TrainingException("--resume: " + key + " was " + saved.get(key) + " in " + ck + " but is " + now.get(key)
+                        + " now; the data order would differ. Resume with the same settings.");
+        }
+        if (state.has("train_examples") && state.get("train_examples").asInt() != train.size())
+            throw new TrainingException("--resume: the checkpoint was trained on " + state.get("train_examples").asInt()
+                    + " examples, the data now gives " + train.size());
+    }
+
+    private static void appendMetrics(Path metrics, TrainingListener.StepMetrics m) throws IOException {
+        ObjectNode o = COMPACT.createObjectNode();
+        o.put("step", m.step()).put("epoch", m.epoch()).put("loss", m.loss()).put("lr", m.learningRate())
+                .put("grad_norm", m.gradNorm()).put("tokens", m.tokens()).put("tokens_per_s", m.tokensPerSecond())
+                .put("elapsed_s", m.elapsedSeconds());
+        if (m.skipped()) o.put("skipped", true);
+        Files.writeString(metrics, COMPACT.writeValueAsString(o) + "\n", StandardCharsets.UTF_8,
+                java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
+    }
+
+    /** On resume, drop metric lines of steps after the checkpoint (an interrupted run may have logged them). */
+    private static void keepMetricsUpTo(Path metrics, long step) throws IOException {
+        if (!Files.exists(metrics)) return;
+        StringBuilder kept = new StringBuilder();
+        for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
+            if (line.isBlank()) continue;
+            try {
+                JsonNode n = COMPACT.readTree(line);
+                if (n.path("step").asLong(Long.MAX_VALUE) <= step && !n.has("eval_loss")) kept.append(line).append('\n');
+            } catch (IOException e) {
+                // a torn last line from a crash: dropped
+            }
+        }
+        AtomicFiles.write(metrics, kept.toString().getBytes(StandardCharsets.UTF_8));
+    }
+
+    private static List<double[]> readHistory(Path metrics) throws IOException {
+        List<double[]> out = new ArrayList<>();
+        if (!Files.exists(metrics)) return out;
+        for (String line : Files.readAllLines(metrics, StandardCharsets.UTF_8)) {
+            JsonNode n = COMPACT.readTree(line);
+            if (n.has("loss") && !n.path("skipped").asBoolean(false) && Double.isFinite(n.get("loss").asDouble()))
+                out.add(new double[]{n.get("step").asDouble(), n.get("loss").asDouble()});
+        }
+        return out;
+    }
+
+    private static long peakHeap() {
+        long peak = 0;
+        for (MemoryPoolMXBean p : ManagementFactory.getMemoryPoolMXBeans())
+            if (p.getType() == MemoryType.HEAP && p.getPeakUsage() != null) peak += p.getPeakUsage().getUsed();
+        return peak;
+    }
+}

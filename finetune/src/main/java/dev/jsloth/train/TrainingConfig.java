@@ -1,0 +1,72 @@
+package dev.jsloth.train;
+
+/**
+ * Hyper-parameters of a LoRA training run. {@code maxSteps > 0} overrides {@code epochs}; {@code warmupSteps}
+ * counts optimizer steps; {@code saveEvery}/{@code evalEvery} of 0 disable periodic checkpoints/evaluation
+ * (a final adapter is always written).
+ */
+public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAccum, int seqLen, double lr,
+                             double weightDecay, double beta1, double beta2, double eps, Schedule schedule,
+                             int warmupSteps, double maxGradNorm, boolean checkpointing, boolean packing,
+                             int saveEvery, int saveTotalLimit, int evalEvery, long seed, boolean skipNonFinite,
+                             int logEvery) {
+    /** Learning-rate schedules, each after a linear warmup from 0. */
+    public enum Schedule { CONSTANT, LINEAR, COSINE }
+
+    public TrainingConfig {
+        if (epochs <= 0 && maxSteps <= 0) throw new IllegalArgumentException("need epochs > 0 or max steps > 0");
+        if (batchSize <= 0 || gradAccum <= 0 || seqLen <= 1) throw new IllegalArgumentException("batch size, grad accumulation must be positive and seq len > 1");
+        if (!(lr > 0)) throw new IllegalArgumentException("learning rate must be positive");
+        if (warmupSteps < 0 || saveEvery < 0 || evalEvery < 0 || saveTotalLimit < 0) throw new IllegalArgumentException("negative step counts");
+        if (!(maxGradNorm >= 0)) throw new IllegalArgumentException("max grad norm must be >= 0 (0 = no clipping)");
+    }
+
+    /** Unsloth-like defaults: lr 2e-4, AdamW(0.9, 0.999, 1e-8), wd 0.01, linear schedule, 5 warmup steps, clip 1.0. */
+    public static TrainingConfig defaults() {
+        return new TrainingConfig(1, 0, 2, 4, 512, 2e-4, 0.01, 0.9, 0.999, 1e-8, Schedule.LINEAR, 5, 1.0,
+                true, false, 0, 2, 0, 3407, false, 1);
+    }
+
+    public TrainingConfig withSteps(int epochs, int maxSteps) {
+        return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, beta1, beta2, eps, schedule,
+                warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
+    }
+
+    public TrainingConfig withBatch(int batchSize, int gradAccum, int seqLen, boolean packing) {
+        return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, beta1, beta2, eps, schedule,
+                warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
+    }
+
+    public TrainingConfig withOptimizer(double lr, double weightDecay, Schedule schedule, int warmupSteps, double maxGradNorm) {
+        return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, beta1, beta2, eps, schedule,
+                warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
+    }
+
+    public TrainingConfig withSchedule(int saveEvery, int saveTotalLimit, int evalEvery, int logEvery) {
+        return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, beta1, beta2, eps, schedule,
+                warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
+    }
+
+    public TrainingConfig withRun(boolean checkpointing, long seed, boolean skipNonFinite) {
+        return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, beta1, beta2, eps, schedule,
+                warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
+    }
+
+    /**
+     * The learning rate of optimizer step {@code step} (counted from 1) of {@code total}, exactly as transformers'
+     * schedulers give it (they see the 0-based step {@code s = step - 1}): {@code lr * s / warmup} during warmup,
+     * then constant, linear to 0 ({@code (total - s) / (total - warmup)}) or half-cosine to 0.
+     */
+    public double learningRate(long step, long total) {
+        long s = step - 1;
+        if (s < warmupSteps) return lr * s / Math.max(1, warmupSteps);
+        return switch (schedule) {
+            case CONSTANT -> lr;
+            case LINEAR -> lr * Math.max(0.0, (double) (total - s) / Math.max(1, total - warmupSteps));
+            case COSINE -> {
+                double progress = (double) (s - warmupSteps) / Math.max(1, total - warmupSteps);
+                yield lr * Math.max(0.0, 0.5 * (1 + Math.cos(Math.PI * progress)));
+            }
+        };
+    }
+}
