@@ -79,7 +79,12 @@ final class GemmF64 {
         for (int upper = SP.loopBound(n); j < upper; j += SP.length()) {
             acc = DoubleVector.fromArray(SP, x, xo + j).fma(DoubleVector.fromArray(SP, y, yo + j), acc);
         }
-        double s = acc.reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+        // lanes summed in a fixed order: reduceLanes may associate differently when interpreted and when
+        // compiled, which would make results depend on JIT timing (and resumed runs differ from uninterrupted ones)
+        double[] lanes = new double[SP.length()];
+        acc.intoArray(lanes, 0);
+        double s = 0;
+        for (double l : lanes) s += l;
         for (; j < n; j++) s += x[xo + j] * y[yo + j];
         return s;
     }
