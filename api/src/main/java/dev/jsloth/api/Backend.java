@@ -32,7 +32,16 @@ public interface Backend extends AutoCloseable {
      */
     Tensor uploadRaw(DType dtype, Shape shape, MemorySegment bytes);
 
-    /** The values of a floating tensor, widened to double. */
+    /**
+     * A new {@link DType#NF4} tensor of logical shape {@code shape}: {@code packedCodes} holds two 4-bit codes per
+     * byte (first element in the high nibble, bitsandbytes' layout), {@code blockScales} one float32 scale per
+     * 64-element block of the flattened weight (the absmax, already reconstructed if it was double-quantized).
+     * Kernels that read it (GEMM operands, {@link Kernels#copy}) dequantize on the fly:
+     * {@code w_i = NF4[q_i] * scale[i/64]}.
+     */
+    Tensor uploadNf4(Shape shape, MemorySegment packedCodes, float[] blockScales);
+
+    /** The values of a floating tensor, widened to double (an NF4 tensor is dequantized). */
     double[] download(Tensor t);
 
     /** The values of an {@link DType#I32} tensor. */

@@ -3,7 +3,7 @@ package dev.jsloth.cpu;
 import java.lang.foreign.MemorySegment;
 
 /** A tensor's memory with the codec of its element type: what the row-wise kernels read and write. */
-record Buffer(MemorySegment seg, ElementCodec codec) {
+record Buffer(MemorySegment seg, Codec codec) {
     void read(long index, double[] dst, int off, int n) {
         codec.read(seg, index, dst, off, n);
     }

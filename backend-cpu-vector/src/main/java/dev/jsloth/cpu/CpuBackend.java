@@ -47,9 +47,29 @@ public final class CpuBackend implements Backend {
         return t;
     }
 
+    @Override
+    public Tensor uploadNf4(Shape shape, MemorySegment packedCodes, float[] blockScales) {
+        if (closed) throw new IllegalStateException("backend is closed");
+        long bytes = DType.NF4.byteSize(shape.numel());
+        if (shape.numel() % 2 != 0) throw new IllegalArgumentException("NF4 tensors need an even element count, got " + shape);
+        if (packedCodes.byteSize() != bytes)
+            throw new IllegalArgumentException("NF4 " + shape + " needs " + bytes + " packed bytes, got " + packedCodes.byteSize());
+        int blocks = dev.jsloth.api.quant.Nf4.blocks(shape.numel());
+        if (blockScales.length != blocks)
+            throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.length);
+        MemorySegment seg = NativeMemory.calloc(bytes);
+        MemorySegment.copy(packedCodes, 0, seg, 0, bytes);
+        long heap = 4L * blocks;
+        CpuTensor t = new CpuTensor(this, DType.NF4, shape, seg, null, new Nf4Codec(blockScales.clone()), heap);
+        live.add(t);
+        long now = liveBytes.addAndGet(bytes + heap);
+        peakBytes.accumulateAndGet(now, Math::max);
+        return t;
+    }
+
     void release(CpuTensor t) {
         if (live.remove(t)) {
-            liveBytes.addAndGet(-t.rawSegment().byteSize());
+            liveBytes.addAndGet(-t.rawSegment().byteSize() - t.heapBytes());
             NativeMemory.free(t.rawSegment());
         }
     }
@@ -85,10 +105,18 @@ public final class CpuBackend implements Backend {
 
     @Override
     public double[] download(Tensor t) {
-        if (!t.dtype().isFloating()) throw new IllegalArgumentException("download needs a floating tensor, got " + t.dtype());
+        Codec c = codec(t);
         double[] out = new double[Math.toIntExact(t.numel())];
-        ElementCodec.of(t.dtype()).read(seg(t), 0, out, 0, out.length);
+        c.read(seg(t), 0, out, 0, out.length);
         return out;
+    }
+
+    /** The element codec of a floating or NF4 tensor of this backend. */
+    Codec codec(Tensor t) {
+        seg(t);
+        Codec c = ((CpuTensor) t).codec();
+        if (c == null) throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
+        return c;
     }
 
     @Override

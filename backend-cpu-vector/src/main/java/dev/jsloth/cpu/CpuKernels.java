@@ -18,7 +18,7 @@ final class CpuKernels implements Kernels {
     }
 
     private Buffer buf(Tensor t) {
-        return new Buffer(be.seg(t), ElementCodec.of(t.dtype()));
+        return new Buffer(be.seg(t), be.codec(t));
     }
 
     private Buffer optional(Tensor t) {
@@ -65,9 +65,9 @@ final class CpuKernels implements Kernels {
 
     private void gemmInto(boolean transA, boolean transB, double alpha, Tensor a, long aBase, Tensor b, long bBase,
                           double beta, Tensor c, long cBase, long ar, long ac, long br, long bc, long cr, long cc) {
-        requireFloating(a, b, c);
-        Matrix ma = new Matrix(be.seg(a), ElementCodec.of(a.dtype()), aBase, Math.toIntExact(ar), Math.toIntExact(ac), transA);
-        Matrix mb = new Matrix(be.seg(b), ElementCodec.of(b.dtype()), bBase, Math.toIntExact(br), Math.toIntExact(bc), transB);
+        requireFloating(c);
+        Matrix ma = new Matrix(be.seg(a), be.codec(a), aBase, Math.toIntExact(ar), Math.toIntExact(ac), transA);
+        Matrix mb = new Matrix(be.seg(b), be.codec(b), bBase, Math.toIntExact(br), Math.toIntExact(bc), transB);
         int m = ma.opRows(), k = ma.opCols(), n = mb.opCols();
         if (mb.opRows() != k || cr != m || cc != n)
             throw new IllegalArgumentException("GEMM shapes do not agree: op(A) " + m + "x" + k + ", op(B) " + mb.opRows() + "x" + n
@@ -299,11 +299,11 @@ final class CpuKernels implements Kernels {
     @Override
     public void copy(Tensor src, Tensor dst) {
         requireNumel(dst, src.numel(), "copy destination");
-        if (src.dtype() == dst.dtype()) {
+        if (src.dtype() == dst.dtype() && src.dtype() != DType.NF4) {
             MemorySegment.copy(be.seg(src), 0, be.seg(dst), 0, src.dtype().byteSize(src.numel()));
             return;
         }
-        requireFloating(src, dst);
+        requireFloating(dst);
         ElementwiseKernels.copy(buf(src), buf(dst), src.numel());
     }
 

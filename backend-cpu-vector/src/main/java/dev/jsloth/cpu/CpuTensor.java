@@ -14,14 +14,31 @@ final class CpuTensor implements Tensor {
     private final Shape shape;
     private final MemorySegment segment;
     private final CpuTensor root; // null for an owning tensor
+    private final Codec codec;
+    private final long heapBytes; // bytes held on the heap beside the segment (NF4 block scales)
     private volatile boolean closed;
 
     CpuTensor(CpuBackend backend, DType dtype, Shape shape, MemorySegment segment, CpuTensor root) {
+        this(backend, dtype, shape, segment, root, dtype.isFloating() ? ElementCodec.of(dtype) : null, 0);
+    }
+
+    CpuTensor(CpuBackend backend, DType dtype, Shape shape, MemorySegment segment, CpuTensor root, Codec codec, long heapBytes) {
         this.backend = backend;
         this.dtype = dtype;
         this.shape = shape;
         this.segment = segment;
         this.root = root;
+        this.codec = codec;
+        this.heapBytes = heapBytes;
+    }
+
+    /** How elements are read and written; null for integer tensors. */
+    Codec codec() {
+        return codec;
+    }
+
+    long heapBytes() {
+        return heapBytes;
     }
 
     @Override
@@ -49,7 +66,7 @@ final class CpuTensor implements Tensor {
     public Tensor view(Shape newShape) {
         if (newShape.numel() != shape.numel())
             throw new IllegalArgumentException("cannot view " + shape + " as " + newShape);
-        return new CpuTensor(backend, dtype, newShape, segment(), owner());
+        return new CpuTensor(backend, dtype, newShape, segment(), owner(), codec, 0);
     }
 
     @Override

@@ -10,68 +10,68 @@ import java.nio.ByteOrder;
  * Reads and writes runs of elements of one floating storage type, widening to float/double on read and
  * rounding (to nearest even) on write. Indices are in elements. Little-endian, as safetensors.
  */
-enum ElementCodec {
+enum ElementCodec implements Codec {
     F32 {
         @Override
-        double get(MemorySegment s, long i) {
+        public double get(MemorySegment s, long i) {
             return s.getAtIndex(FLOAT, i);
         }
 
         @Override
-        void set(MemorySegment s, long i, double v) {
+        public void set(MemorySegment s, long i, double v) {
             s.setAtIndex(FLOAT, i, (float) v);
         }
 
         @Override
-        void readFloats(MemorySegment s, long i, float[] dst, int off, int n) {
+        public void readFloats(MemorySegment s, long i, float[] dst, int off, int n) {
             MemorySegment.copy(s, FLOAT, i * 4, dst, off, n);
         }
 
         @Override
-        void writeFloats(MemorySegment s, long i, float[] src, int off, int n) {
+        public void writeFloats(MemorySegment s, long i, float[] src, int off, int n) {
             MemorySegment.copy(src, off, s, FLOAT, i * 4, n);
         }
     },
     F64 {
         @Override
-        double get(MemorySegment s, long i) {
+        public double get(MemorySegment s, long i) {
             return s.getAtIndex(DOUBLE, i);
         }
 
         @Override
-        void set(MemorySegment s, long i, double v) {
+        public void set(MemorySegment s, long i, double v) {
             s.setAtIndex(DOUBLE, i, v);
         }
 
         @Override
-        void read(MemorySegment s, long i, double[] dst, int off, int n) {
+        public void read(MemorySegment s, long i, double[] dst, int off, int n) {
             MemorySegment.copy(s, DOUBLE, i * 8, dst, off, n);
         }
 
         @Override
-        void write(MemorySegment s, long i, double[] src, int off, int n) {
+        public void write(MemorySegment s, long i, double[] src, int off, int n) {
             MemorySegment.copy(src, off, s, DOUBLE, i * 8, n);
         }
     },
     BF16 {
         @Override
-        double get(MemorySegment s, long i) {
+        public double get(MemorySegment s, long i) {
             return Float.intBitsToFloat((s.getAtIndex(SHORT, i) & 0xFFFF) << 16);
         }
 
         @Override
-        void set(MemorySegment s, long i, double v) {
+        public void set(MemorySegment s, long i, double v) {
             s.setAtIndex(SHORT, i, toBf16((float) v));
         }
     },
     F16 {
         @Override
-        double get(MemorySegment s, long i) {
+        public double get(MemorySegment s, long i) {
             return Float.float16ToFloat(s.getAtIndex(SHORT, i));
         }
 
         @Override
-        void set(MemorySegment s, long i, double v) {
+        public void set(MemorySegment s, long i, double v) {
             s.setAtIndex(SHORT, i, Float.floatToFloat16((float) v));
         }
     };
@@ -80,25 +80,11 @@ enum ElementCodec {
     static final ValueLayout.OfDouble DOUBLE = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    abstract double get(MemorySegment s, long i);
+    @Override
+    public abstract double get(MemorySegment s, long i);
 
-    abstract void set(MemorySegment s, long i, double v);
-
-    void read(MemorySegment s, long i, double[] dst, int off, int n) {
-        for (int j = 0; j < n; j++) dst[off + j] = get(s, i + j);
-    }
-
-    void write(MemorySegment s, long i, double[] src, int off, int n) {
-        for (int j = 0; j < n; j++) set(s, i + j, src[off + j]);
-    }
-
-    void readFloats(MemorySegment s, long i, float[] dst, int off, int n) {
-        for (int j = 0; j < n; j++) dst[off + j] = (float) get(s, i + j);
-    }
-
-    void writeFloats(MemorySegment s, long i, float[] src, int off, int n) {
-        for (int j = 0; j < n; j++) set(s, i + j, src[off + j]);
-    }
+    @Override
+    public abstract void set(MemorySegment s, long i, double v);
 
     /** float to bfloat16 bits, round to nearest even; NaN stays NaN. */
     static short toBf16(float f) {

@@ -7,7 +7,7 @@ import java.lang.foreign.MemorySegment;
  * {@code op(M)} has {@link #opRows()} x {@link #opCols()} elements; element (i, p) of op(M) is read by
  * {@link #at}.
  */
-record Matrix(MemorySegment seg, ElementCodec codec, long base, int rows, int cols, boolean trans) {
+record Matrix(MemorySegment seg, Codec codec, long base, int rows, int cols, boolean trans) {
     int opRows() {
         return trans ? cols : rows;
     }

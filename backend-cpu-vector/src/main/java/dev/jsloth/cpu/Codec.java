@@ -1,0 +1,26 @@
+package dev.jsloth.cpu;
+
+import java.lang.foreign.MemorySegment;
+
+/** Element access for one storage layout: widening reads, rounding writes (read-only layouts refuse writes). */
+interface Codec {
+    double get(MemorySegment s, long i);
+
+    void set(MemorySegment s, long i, double v);
+
+    default void read(MemorySegment s, long i, double[] dst, int off, int n) {
+        for (int j = 0; j < n; j++) dst[off + j] = get(s, i + j);
+    }
+
+    default void write(MemorySegment s, long i, double[] src, int off, int n) {
+        for (int j = 0; j < n; j++) set(s, i + j, src[off + j]);
+    }
+
+    default void readFloats(MemorySegment s, long i, float[] dst, int off, int n) {
+        for (int j = 0; j < n; j++) dst[off + j] = (float) get(s, i + j);
+    }
+
+    default void writeFloats(MemorySegment s, long i, float[] src, int off, int n) {
+        for (int j = 0; j < n; j++) set(s, i + j, src[off + j]);
+    }
+}
