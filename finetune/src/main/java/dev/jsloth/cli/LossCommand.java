@@ -32,10 +32,14 @@ final class LossCommand implements Callable<Integer> {
     @Mixin
     BackendOptions backendOptions;
 
+    @Option(names = "--qlora", description = "Quantize the projection weights to NF4 at load (QLoRA base weights).")
+    boolean qlora;
+
     @Override
     public Integer call() throws Exception {
         Batch batch = readBatch(batchFile);
-        try (Backend be = backendOptions.create(); LlamaModel m = LlamaModel.load(model, be, backendOptions.computeType())) {
+        try (Backend be = backendOptions.create(); LlamaModel m = LlamaModel.load(model, be, backendOptions.computeType(),
+                     qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE)) {
             LoraAdapter a = adapter == null ? null : m.loadAdapter(adapter);
             try {
                 LlamaModel.LossResult r = m.loss(batch);
@@ -44,6 +48,8 @@ final class LossCommand implements Callable<Integer> {
                 out.put("tokens", r.tokens());
                 out.put("loss_sum", r.lossSum());
                 out.put("backend", be.name());
+                out.put("qlora", qlora || m.weights().hasNf4());
+                out.put("weight_bytes", m.weights().backendBytes());
                 out.put("precision", backendOptions.precision.name());
                 JsonLine.print(out);
             } finally {

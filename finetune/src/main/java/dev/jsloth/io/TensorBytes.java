@@ -28,6 +28,22 @@ public final class TensorBytes {
         return s;
     }
 
+    /** The values of a floating tensor's little-endian bytes (F32, F64, F16, BF16) as floats. */
+    public static float[] decodeFloats(String dtype, MemorySegment bytes) {
+        int n = Math.toIntExact(bytes.byteSize() / TensorEntry.elementSize(dtype));
+        float[] out = new float[n];
+        for (int i = 0; i < n; i++) {
+            out[i] = switch (dtype) {
+                case "F32" -> bytes.getAtIndex(F32, i);
+                case "F64" -> (float) bytes.getAtIndex(F64, i);
+                case "F16" -> Float.float16ToFloat(bytes.getAtIndex(I16, i));
+                case "BF16" -> Float.intBitsToFloat((bytes.getAtIndex(I16, i) & 0xFFFF) << 16);
+                default -> throw new IllegalArgumentException("cannot decode " + dtype + " as floats");
+            };
+        }
+        return out;
+    }
+
     /** float to bfloat16 bits, round to nearest even; NaN stays NaN. */
     public static short bf16(float f) {
         int bits = Float.floatToRawIntBits(f);

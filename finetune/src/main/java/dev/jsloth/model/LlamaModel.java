@@ -51,10 +51,15 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Loads {@code config.json} and the safetensors weights of a checkpoint directory; compute in F32 or F64. */
     public static LlamaModel load(Path dir, Backend backend, DType computeType) throws IOException {
+        return load(dir, backend, computeType, LlamaWeights.Quantization.NONE);
+    }
+
+    /** As {@link #load(Path, Backend, DType)}, with QLoRA's NF4 projection weights when {@code quant} asks for them. */
+    public static LlamaModel load(Path dir, Backend backend, DType computeType, LlamaWeights.Quantization quant) throws IOException {
         if (computeType != DType.F32 && computeType != DType.F64)
             throw new IllegalArgumentException("compute type must be F32 or F64, got " + computeType);
         LlamaConfig c = LlamaConfig.read(dir);
-        return new LlamaModel(dir, c, backend, computeType, LlamaWeights.load(dir, c, backend, null));
+        return new LlamaModel(dir, c, backend, computeType, LlamaWeights.load(dir, c, backend, null, quant));
     }
 
     /** A model over already-built weights (e.g. {@link LlamaWeights#random}); {@code dir} may be null. */

@@ -3,8 +3,12 @@ package dev.jsloth.model;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.quant.Nf4Weight;
+import dev.jsloth.io.BnbNf4;
 import dev.jsloth.io.CheckpointFormatException;
 import dev.jsloth.io.SafeTensorsCheckpoint;
+import dev.jsloth.io.TensorBytes;
 
 import java.io.IOException;
 import java.nio.file.Path;
@@ -39,6 +43,18 @@ public final class LlamaWeights implements AutoCloseable {
 
     /** Loads every tensor the config needs; {@code storage} null keeps each tensor's stored type. */
     public static LlamaWeights load(Path dir, LlamaConfig c, Backend be, DType storage) throws IOException {
+        return load(dir, c, be, storage, Quantization.NONE);
+    }
+
+    /** How projection weights are held: as stored, or NF4 (quantized at load, with or without double quantization). */
+    public enum Quantization { NONE, NF4, NF4_DOUBLE }
+
+    /**
+     * Loads the weights; with {@code quant != NONE} the seven projection weights of every layer become NF4 tensors
+     * (embeddings, norms and the output head keep their type). Weights a checkpoint already stores in bitsandbytes
+     * 4-bit form are read as NF4 whatever {@code quant} says.
+     */
+    public static LlamaWeights load(Path dir, LlamaConfig c, Backend be, DType storage, Quantization quant) throws IOException {
         List<Tensor> owned = new ArrayList<>();
         try (SafeTensorsCheckpoint ck = SafeTensorsCheckpoint.open(dir)) {
             java.util.function.BiFunction<String, int[], Tensor> get = (name, shape) -> {
@@ -57,7 +73,14 @@ public final class LlamaWeights implements AutoCloseable {
                 for (int l = 0; l < c.numLayers(); l++) {
                     Map<Projection, Tensor> w = new EnumMap<>(Projection.class), b = new EnumMap<>(Projection.class);
                     for (Projection p : Projection.values()) {
-                        w.put(p, get.apply(p.path(l) + ".weight", p.shape(c)));
+                        String name = p.path(l) + ".weight";
+                        if (BnbNf4.isQuantized(ck, name) || quant != Quantization.NONE) {
+                            Tensor t = nf4(be, ck, name, p.shape(c), quant == Quantization.NF4_DOUBLE || quant == Quantization.NONE);
+                            owned.add(t);
+                            w.put(p, t);
+                        } else {
+                            w.put(p, get.apply(name, p.shape(c)));
+                        }
                         if (p.hasBias(c)) b.put(p, get.apply(p.path(l) + ".bias", new int[]{p.shape(c)[0]}));
                     }
                     layers.add(new Layer(get.apply("model.layers." + l + ".input_layernorm.weight", new int[]{d}),
@@ -131,6 +154,39 @@ public final class LlamaWeights implements AutoCloseable {
                 be.kernels().copy(tmp, flat.rows(Math.toIntExact(start), len));
             }
         }
+    }
+
+    /** One projection weight as NF4: read from the bitsandbytes layout, or quantized now from the stored values. */
+    private static Tensor nf4(Backend be, SafeTensorsCheckpoint ck, String name, int[] shape, boolean doubleQuant) throws CheckpointFormatException {
+        try {
+            if (BnbNf4.isQuantized(ck, name)) {
+                BnbNf4.Loaded q = BnbNf4.read(ck, name, shape);
+                return be.uploadNf4(dev.jsloth.api.Shape.of(shape), q.packed(), q.scales());
+            }
+            dev.jsloth.io.TensorEntry e = ck.entry(name);
+            if (!java.util.Arrays.equals(e.intShape(), shape))
+                throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "shape " + java.util.Arrays.toString(e.shape())
+                        + " does not match the config's " + java.util.Arrays.toString(shape));
+            Nf4Weight q = Nf4.quantize(TensorBytes.decodeFloats(e.dtype(), ck.bytes(name)), doubleQuant);
+            return be.uploadNf4(dev.jsloth.api.Shape.of(shape), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.blockScales());
+        } catch (CheckpointFormatException e) {
+            throw e;
+        } catch (IOException e) {
+            throw new CheckpointFormatException(e.getMessage(), e);
+        }
+    }
+
+    /** Whether any weight is held in NF4. */
+    public boolean hasNf4() {
+        for (Tensor t : owned) if (t.dtype() == DType.NF4) return true;
+        return false;
+    }
+
+    /** Bytes the base weights occupy on the backend (NF4 weights count packed codes and scales). */
+    public long backendBytes() {
+        long n = 0;
+        for (Tensor t : owned) n += t.dtype() == DType.NF4 ? t.numel() / 2 + 4L * Nf4.blocks(t.numel()) : t.dtype().byteSize(t.numel());
+        return n;
     }
 
     public Tensor embedding() {
