@@ -1,0 +1,89 @@
+package dev.jsloth.data;
+
+import com.hubspot.jinjava.interpret.JinjavaInterpreter;
+import com.hubspot.jinjava.lib.filter.Filter;
+
+import java.util.AbstractMap;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Filters that Hugging Face chat templates rely on with Python/Jinja2 semantics, registered over (or next to)
+ * Jinjava's own: {@code tojson} (Python {@code json.dumps}, plain data only), {@code trim} (Python {@code str.strip})
+ * and {@code items} (Jinja2 3.1's dict items).
+ */
+final class TemplateFilters {
+    private TemplateFilters() {
+    }
+
+    static List<Filter> all() {
+        return List.of(new ToJson(), new Trim(), new Items());
+    }
+
+    /** {@code value | tojson(indent=None, sort_keys=False, ensure_ascii=False, separators=None)}. */
+    static final class ToJson implements Filter {
+        @Override
+        public String getName() {
+            return "tojson";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            return filter(var, interpreter, (Object[]) args, Map.of());
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, Object[] args, Map<String, Object> kwargs) {
+            Object indentArg = kwargs.containsKey("indent") ? kwargs.get("indent") : args.length > 0 ? args[0] : null;
+            String indent = switch (indentArg) {
+                case null -> null;
+                case Number n -> " ".repeat(Math.max(0, Math.min(64, n.intValue())));
+                case CharSequence cs -> cs.toString();
+                default -> throw new IllegalArgumentException("tojson: indent must be an int or a string");
+            };
+            String itemSep = indent == null ? ", " : ",";
+            String keySep = ": ";
+            if (kwargs.get("separators") instanceof List<?> seps && seps.size() == 2) {
+                itemSep = String.valueOf(seps.get(0));
+                keySep = String.valueOf(seps.get(1));
+            }
+            return PyJson.dumps(var, indent, itemSep, keySep, truthy(kwargs.get("sort_keys")), truthy(kwargs.get("ensure_ascii")));
+        }
+
+        private static boolean truthy(Object o) {
+            return o instanceof Boolean b ? b : o != null;
+        }
+    }
+
+    /** {@code value | trim(chars=None)}: Python's {@code str.strip}, which also strips Unicode whitespace. */
+    static final class Trim implements Filter {
+        @Override
+        public String getName() {
+            return "trim";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            String s = var == null ? "" : var.toString();
+            return PyStrings.strip(s, args.length > 0 ? args[0] : null, true, true);
+        }
+    }
+
+    /** {@code mapping | items}: the (key, value) pairs of a dict; an undefined value gives none. */
+    static final class Items implements Filter {
+        @Override
+        public String getName() {
+            return "items";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            if (var == null) return List.of();
+            if (!(var instanceof Map<?, ?> m)) throw new IllegalArgumentException("items: expected a dict, got " + TemplateValues.typeName(var));
+            List<Map.Entry<Object, Object>> items = new ArrayList<>(m.size());
+            for (Map.Entry<?, ?> e : m.entrySet()) items.add(new AbstractMap.SimpleImmutableEntry<>(e.getKey(), e.getValue()));
+            return items;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+package dev.jsloth.data;
+
+import org.junit.jupiter.api.Test;
+
+import java.time.LocalDateTime;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The Python/Jinja2 behaviour HF templates depend on: str methods, dict/list methods, tojson, trim, items, loop. */
+class ChatTemplatePythonTest {
+    static String render(String source, Message... messages) throws TemplateException {
+        return ChatTemplate.of(source, "<s>", "</s>").render(List.of(messages), false);
+    }
+
+    static String eval(String expression) throws TemplateException {
+        return render("{{ " + expression + " }}", new Message("user", "  Hello, World \n"));
+    }
+
+    @Test
+    void stringMethods() throws TemplateException {
+        assertEquals("[Hello, World]", render("[{{ messages[0].content.strip() }}]", new Message("user", " \t Hello, World \u00a0\n")));
+        assertEquals("Hello, World \n", eval("messages[0]['content'].lstrip()"));
+        assertEquals("ell", eval("'xxellxx'.strip('x')"));
+        assertEquals("true|false|true|true", eval("'abc'.startswith('ab') ~ '|' ~ 'abc'.endswith('ab') ~ '|' ~ 'abc'.endswith(['x', 'bc']) ~ '|' ~ 'abc'.startswith('b', 1)"));
+        assertEquals("['a', 'b', '', 'c']", eval("'a,b,,c'.split(',')"));
+        assertEquals("['a', 'b c']", eval("' a  b c '.split(none, 1)"));
+        assertEquals("['a', 'b', 'c']", eval("' a\tb\n c '.split()"));
+        assertEquals("['a,b', 'c']", eval("'a,b,c'.rsplit(',', 1)"));
+        assertEquals("['x', 'y']", eval("'x\\r\\ny'.splitlines()"));
+        assertEquals("HI|hi|Hello World|Hello world", eval("'hI'.upper() ~ '|' ~ 'Hi'.lower() ~ '|' ~ 'hello wORLD'.title() ~ '|' ~ 'hello WORLD'.capitalize()"));
+        assertEquals("a-b-c|a-b,c", eval("'a,b,c'.replace(',', '-') ~ '|' ~ 'a,b,c'.replace(',', '-', 1)"));
+        assertEquals("2|-1|2|a+b+c|lo", eval("'hello'.find('l') ~ '|' ~ 'hello'.find('z') ~ '|' ~ 'hello'.count('l') ~ '|' ~ '+'.join(['a', 'b', 'c']) ~ '|' ~ 'hello'.removeprefix('hel')"));
+        assertEquals("e|o|ell", eval("'hello'[1] ~ '|' ~ 'hello'[-1] ~ '|' ~ 'hello'[1:4]"));
+        assertEquals("true|false", eval("' \\n'.isspace() ~ '|' ~ 'a1'.isdigit()"));
+    }
+
+    @Test
+    void pythonStringHelpersDirectly() {
+        assertEquals(List.of("a", "b,c"), PyStrings.split("a,b,c", ",", 1, false));
+        assertEquals(List.of("", ""), PyStrings.split(",", ",", -1, false));
+        assertEquals(List.of(), PyStrings.split("   ", null, -1, false));
+        assertEquals("-a-bc", PyStrings.call("abc", "replace", new Object[]{"", "-", 2L}));
+        assertEquals(PyStrings.NO_METHOD, PyStrings.call("abc", "getClass", new Object[0]));
+    }
+
+    @Test
+    void dictListAndLoop() throws TemplateException {
+        Message m = new Message("user", "u");
+        assertEquals("role=user;content=u;", render("{% for k, v in messages[0].items() %}{{ k }}={{ v }};{% endfor %}", m));
+        assertEquals("role=user;content=u;", render("{% for k, v in messages[0]|items %}{{ k }}={{ v }};{% endfor %}", m));
+        assertEquals("role,content|none|dflt|true|false", render("{{ messages[0].keys()|join(',') }}|{{ 'none' if messages[0].get('tool_calls') is none }}"
+                + "|{{ messages[0].get('x', 'dflt') }}|{{ 'role' in messages[0] }}|{{ 'tool_calls' in messages[0] }}", m));
+        assertEquals("[1, 2]", render("{% set xs = [1] %}{% do xs.append(2) %}{{ xs }}", m));
+        assertEquals("found", render("{% set ns = namespace(hit=false) %}{% for m in messages %}{% set ns.hit = true %}{% endfor %}{{ 'found' if ns.hit }}", m));
+        assertEquals("0:1:2:true:false:b;1:2:1:false:true:a;", render(
+                "{% for m in messages %}{{ loop.index0 }}:{{ loop.index }}:{{ loop.revindex }}:{{ loop.first }}:{{ loop.last }}:{{ loop.cycle('b', 'a') }};{% endfor %}", m, m));
+        assertEquals("1", render("{{ messages[1:]|length }}", m, m));
+        assertEquals("<s>x</s>", render("{{ bos_token + 'x' + eos_token }}", m));
+    }
+
+    @Test
+    void tojsonIsPythonsJsonDumps() throws TemplateException {
+        assertEquals("{\"name\": \"f\", \"args\": {\"x\": [1, 2.5, null, true]}, \"u\": \"é\\n\\\"\"}",
+                eval("{'name': 'f', 'args': {'x': [1, 2.5, none, true]}, 'u': 'é\\n\"'}|tojson"));
+        assertEquals("{\n    \"a\": [\n        1\n    ],\n    \"b\": {}\n}", eval("{'b': {}, 'a': [1]}|tojson(indent=4, sort_keys=true)"));
+        assertEquals("\"\\u00e9\"", eval("'é'|tojson(ensure_ascii=true)"));
+        assertEquals("1e-05|0.0001|1e+16|123.0|-0.5", String.join("|", PyJson.pyFloat(1e-5), PyJson.pyFloat(1e-4),
+                PyJson.pyFloat(1e16), PyJson.pyFloat(123.0), PyJson.pyFloat(-0.5)));
+        assertTrue(assertThrowsTemplate("{% for m in messages %}{{ loop|tojson }}{% endfor %}").contains("not JSON serializable"));
+    }
+
+    private static String assertThrowsTemplate(String source) {
+        return org.junit.jupiter.api.Assertions.assertThrows(TemplateException.class,
+                () -> render(source, new Message("user", "u"))).getMessage();
+    }
+
+    @Test
+    void trimIsPythonStrip() throws TemplateException {
+        assertEquals("[a b]", render("[{{ messages[0].content|trim }}]", new Message("user", "\u2003 a b\n\u00a0")));
+    }
+
+    @Test
+    void whitespaceControlMatchesJinja2() throws TemplateException {
+        Message m = new Message("user", "u");
+        assertEquals("ab", render("a\n  {{- 'b' }}", m));
+        assertEquals("a\n  bc", render("a\n  {{ 'b' -}}\n  c", m));
+        assertEquals("ab", render("a\n{#- note #}\nb", m));
+        assertEquals("  x\ny", render("{% if true %}\n  x\n{% endif %}\ny", m));
+        assertEquals("XX", render("{%- for m in messages %}\n    {%- if true %}\n        {{- 'X' }}\n    {%- endif %}\n{%- endfor %}", m, m));
+    }
+
+    @Test
+    void generationBlockRendersItsBody() throws TemplateException {
+        assertEquals("A:u.", render("{% for m in messages %}A:{% generation %}{{ m.content }}{% endgeneration %}.{% endfor %}", new Message("user", "u")));
+    }
+
+    @Test
+    void strftime() throws TemplateException {
+        assertEquals("05 Mar 2024 Tuesday 09:07", TemplateFunctions.strftime(LocalDateTime.of(2024, 3, 5, 9, 7), "%d %b %Y %A %H:%M"));
+        assertTrue(eval("strftime_now('%Y')").matches("\\d{4}"));
+    }
+}
