@@ -1,0 +1,151 @@
+package dev.jsloth.cli;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.spi.Backends;
+import dev.jsloth.data.BadRowPolicy;
+import dev.jsloth.data.ChatTemplate;
+import dev.jsloth.data.DatasetFormat;
+import dev.jsloth.data.Message;
+import dev.jsloth.demo.DemoAssets;
+import dev.jsloth.model.GenerationOptions;
+import dev.jsloth.model.LlamaModel;
+import dev.jsloth.model.LoraAdapter;
+import dev.jsloth.model.LoraSettings;
+import dev.jsloth.model.Projection;
+import dev.jsloth.tokenizer.Tokenizer;
+import dev.jsloth.train.FineTuneJob;
+import dev.jsloth.train.TrainingConfig;
+import dev.jsloth.train.TrainingSummary;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.Callable;
+
+/** {@code jsloth finetune}: the main job. With no arguments, the built-in demo. */
+@Command(name = "finetune", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Fine-tune a Llama-family model with LoRA.",
+                "With no --model/--data: the built-in demo (a tiny model generated deterministically learns a small instruction dataset)."})
+final class FinetuneCommand implements Callable<Integer> {
+    @Option(names = "--model", paramLabel = "DIR", description = "Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json).")
+    Path model;
+    @Option(names = "--data", paramLabel = "FILE", description = "Dataset: .jsonl or .json; Alpaca (instruction/input/output), chat (messages) or text rows.")
+    Path data;
+    @Option(names = "--output", paramLabel = "DIR", description = "Output directory (default: jsloth-out/run, or jsloth-out/demo for the demo).")
+    Path output;
+    @Option(names = "--format", defaultValue = "auto", description = "auto, alpaca, chat or text (default: ${DEFAULT-VALUE}).")
+    String format;
+    @Option(names = "--template", paramLabel = "NAME", description = "Chat template: the model's own by default; or llama3, chatml, alpaca.")
+    String template;
+    @Option(names = "--train-on-prompts", description = "Train on prompt tokens too (default: loss on responses only).")
+    boolean trainOnPrompts;
+    @Option(names = "--bad-rows", defaultValue = "skip", description = "skip (with a count) or fail on malformed rows (default: ${DEFAULT-VALUE}).")
+    String badRows;
+    @Option(names = "--lora-r", defaultValue = "16") int rank;
+    @Option(names = "--lora-alpha", defaultValue = "16") double alpha;
+    @Option(names = "--rslora", description = "Scale by alpha/sqrt(r) instead of alpha/r.") boolean rsLora;
+    @Option(names = "--targets", split = ",", paramLabel = "PROJ", description = "Projections to adapt (default: all seven: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
+    List<String> targets;
+    @Option(names = "--lr", defaultValue = "2e-4") double lr;
+    @Option(names = "--epochs", defaultValue = "1") int epochs;
+    @Option(names = "--max-steps", defaultValue = "0", description = "Stop after N optimizer steps (overrides --epochs).") int maxSteps;
+    @Option(names = "--batch-size", defaultValue = "2") int batchSize;
+    @Option(names = "--grad-accum", defaultValue = "4") int gradAccum;
+    @Option(names = "--seq-len", defaultValue = "512") int seqLen;
+    @Option(names = "--packing", description = "Pack several examples per sequence (attention kept within each).") boolean packing;
+    @Option(names = "--schedule", defaultValue = "linear", description = "constant, linear or cosine (after warmup).") String schedule;
+    @Option(names = "--warmup-steps", defaultValue = "5") int warmup;
+    @Option(names = "--weight-decay", defaultValue = "0.01") double weightDecay;
+    @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "Clip the global gradient norm (0 = off).") double maxGradNorm;
+    @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of rows held out for evaluation.") double evalSplit;
+    @Option(names = "--eval-every", defaultValue = "0", description = "Evaluate every N steps (and at the end).") int evalEvery;
+    @Option(names = "--save-every", defaultValue = "0", description = "Checkpoint every N steps (atomic; --resume continues from the latest).") int saveEvery;
+    @Option(names = "--save-total-limit", defaultValue = "2") int saveLimit;
+    @Option(names = "--resume", description = "Continue from the latest complete checkpoint in --output.") boolean resume;
+    @Option(names = "--no-gc", description = "Disable gradient checkpointing.") boolean noGc;
+    @Option(names = "--seed", defaultValue = "3407") long seed;
+    @Option(names = "--skip-nonfinite", description = "Skip steps with NaN/Inf loss or gradients instead of stopping.") boolean skipNonFinite;
+    @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
+    @Option(names = "--backend", paramLabel = "NAME") String backend;
+    @Option(names = "--precision", defaultValue = "f32", description = "f32 or f64.") String precision;
+    @Option(names = "--qlora", description = "NF4 base weights (see the QLoRA issue; not available yet).") boolean qlora;
+
+    @Override
+    public Integer call() throws Exception {
+        if (qlora) throw new UnsupportedOperationException("--qlora: NF4 base weights are not implemented yet");
+        boolean demo = model == null && data == null;
+        if (!demo && (model == null || data == null)) throw new IllegalArgumentException("give both --model DIR and --data FILE (or neither, for the demo)");
+        TrainingConfig cfg = demo ? demoConfig() : config();
+        Set<Projection> targetSet = EnumSet.noneOf(Projection.class);
+        if (targets == null || targets.isEmpty()) targetSet = EnumSet.allOf(Projection.class);
+        else for (String t : targets) targetSet.add(Projection.parse(t));
+        LoraSettings lora = demo ? new LoraSettings(16, 32, false, EnumSet.allOf(Projection.class)) : new LoraSettings(rank, alpha, rsLora, targetSet);
+        Path modelDir = model, dataFile = data, out = output;
+        if (demo) {
+            Path assets = DemoAssets.ensure(Path.of("jsloth-out", "demo-assets"));
+            modelDir = DemoAssets.modelDir(assets);
+            dataFile = DemoAssets.dataset(assets);
+            if (out == null) out = Path.of("jsloth-out", "demo");
+            System.out.println("jsloth demo: fine-tuning a tiny Llama (" + DemoAssets.LAYERS + " layers, hidden " + DemoAssets.HIDDEN
+                    + ", generated deterministically) on " + dataFile + " (country capitals, chat format)");
+            System.out.println();
+            printGenerations("before training", modelDir, null);
+        }
+        if (out == null) out = Path.of("jsloth-out", "run");
+        FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
+                .backend(backend).precision(precision.equalsIgnoreCase("f64") ? DType.F64 : DType.F32)
+                .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
+                .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge).build();
+        TrainingSummary s = job.run(List.of(new ProgressListener()));
+        System.out.println();
+        System.out.printf(Locale.ROOT, "trained %d steps in %.1f s: loss %.4f -> %.4f%s, %,.0f tokens/s, peak tensor memory %.1f MiB, peak heap %.1f MiB%n",
+                s.steps(), s.seconds(), s.firstLoss(), s.lastLoss(), s.evalLoss() == null ? "" : String.format(Locale.ROOT, " (eval %.4f)", s.evalLoss()),
+                s.tokensPerSecond(), s.peakBackendBytes() / 1048576.0, s.peakHeapBytes() / 1048576.0);
+        System.out.println("adapter (PEFT format): " + s.adapterDir().toAbsolutePath());
+        System.out.println("metrics:               " + s.metricsFile().toAbsolutePath());
+        System.out.println("loss curve:            " + s.plotFile().toAbsolutePath());
+        if (demo) {
+            System.out.println();
+            printGenerations("after training", modelDir, s.adapterDir());
+        }
+        return 0;
+    }
+
+    private TrainingConfig config() {
+        return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, 0.9, 0.999, 1e-8,
+                TrainingConfig.Schedule.valueOf(schedule.toUpperCase(Locale.ROOT)), warmup, maxGradNorm, !noGc, packing,
+                saveEvery, saveLimit, evalEvery, seed, skipNonFinite, 1);
+    }
+
+    /** The demo's settings: small batches, a high learning rate for a tiny model, a cosine schedule. */
+    private TrainingConfig demoConfig() {
+        return new TrainingConfig(1, maxSteps > 0 ? maxSteps : 80, 5, 1, 128, 4e-3, 0.0, 0.9, 0.999, 1e-8,
+                TrainingConfig.Schedule.COSINE, 5, 1.0, !noGc, false, saveEvery, saveLimit, 0, seed, skipNonFinite, 1);
+    }
+
+    private void printGenerations(String when, Path modelDir, Path adapterDir) throws Exception {
+        Tokenizer tok = Tokenizer.load(modelDir);
+        ChatTemplate tpl = FineTuneJob.template(modelDir, null);
+        try (Backend be = Backends.create(backend != null ? backend : Backends.requestedName());
+             LlamaModel m = LlamaModel.load(modelDir, be, DType.F32)) {
+            LoraAdapter a = adapterDir == null ? null : m.loadAdapter(adapterDir);
+            try {
+                System.out.println("generations " + when + ":");
+                for (String country : new String[]{"France", "Japan", "Kenya"}) {
+                    String prompt = tpl.render(List.of(new Message("user", DemoAssets.question(country))), true);
+                    int[] ids = tok.encode(prompt, true);
+                    int[] out = m.generate(ids, new GenerationOptions(24, 0, 1, 0, true, FineTuneJob.eosId(m, tok)), null);
+                    String text = tok.decode(out, true).replace("\n", "\\n");
+                    System.out.println("  " + DemoAssets.question(country) + "  ->  " + text);
+                }
+            } finally {
+                if (a != null) a.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+package dev.jsloth.train;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.spi.Backends;
+import dev.jsloth.data.BadRowPolicy;
+import dev.jsloth.data.ChatTemplate;
+import dev.jsloth.data.DatasetException;
+import dev.jsloth.data.DatasetFormat;
+import dev.jsloth.data.DatasetLoader;
+import dev.jsloth.data.Example;
+import dev.jsloth.data.ExampleBuilder;
+import dev.jsloth.data.LoadedDataset;
+import dev.jsloth.data.Record;
+import dev.jsloth.model.LlamaModel;
+import dev.jsloth.model.LoraAdapter;
+import dev.jsloth.model.LoraSettings;
+import dev.jsloth.model.Merge;
+import dev.jsloth.tokenizer.Tokenizer;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Optional;
+import java.util.SplittableRandom;
+import java.util.function.Consumer;
+
+/**
+ * A complete fine-tuning run as a Java API (the {@code jsloth finetune} command is a thin layer over it): load a
+ * Hugging Face checkpoint and its tokenizer, read a JSON/JSONL dataset (Alpaca, chat or plain text), render and
+ * tokenize it with completion-only masking, split off an evaluation set, attach a fresh LoRA adapter, train, and
+ * write the PEFT adapter (and optionally merged weights).
+ *
+ * <pre>{@code
+ * TrainingSummary s = FineTuneJob.builder()
+ *         .model(Path.of("my-llama")).data(Path.of("train.jsonl")).output(Path.of("out"))
+ *         .lora(LoraSettings.allProjections(16, 16))
+ *         .training(TrainingConfig.defaults().withSteps(1, 100))
+ *         .build().run(List.of());
+ * }</pre>
+ */
+public final class FineTuneJob {
+    private final Path model, data, output;
+    private final LoraSettings lora;
+    private final TrainingConfig training;
+    private final String backendName;
+    private final DType precision;
+    private final DatasetFormat format;
+    private final BadRowPolicy badRows;
+    private final String templateName;
+    private final boolean completionOnly;
+    private final double evalSplit;
+    private final boolean resume;
+    private final boolean merge;
+    private final Consumer<String> log;
+
+    private FineTuneJob(Builder b) {
+        this.model = b.model;
+        this.data = b.data;
+        this.output = b.output;
+        this.lora = b.lora;
+        this.training = b.training;
+        this.backendName = b.backend;
+        this.precision = b.precision;
+        this.format = b.format;
+        this.badRows = b.badRows;
+        this.templateName = b.template;
+        this.completionOnly = b.completionOnly;
+        this.evalSplit = b.evalSplit;
+        this.resume = b.resume;
+        this.merge = b.merge;
+        this.log = b.log;
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** Builder with Unsloth-like defaults (r 16, alpha 16, all seven projections). */
+    public static final class Builder {
+        private Path model, data, output = Path.of("jsloth-out");
+        private LoraSettings lora = LoraSettings.allProjections(16, 16);
+        private TrainingConfig training = TrainingConfig.defaults();
+        private String backend;
+        private DType precision = DType.F32;
+        private DatasetFormat format = DatasetFormat.AUTO;
+        private BadRowPolicy badRows = BadRowPolicy.SKIP;
+        private String template;
+        private boolean completionOnly = true, resume, merge;
+        private double evalSplit;
+        private Consumer<String> log = System.out::println;
+
+        public Builder model(Path p) { this.model = p; return this; }
+        public Builder data(Path p) { this.data = p; return this; }
+        public Builder output(Path p) { this.output = p; return this; }
+        public Builder lora(LoraSettings s) { this.lora = s; return this; }
+        public Builder training(TrainingConfig c) { this.training = c; return this; }
+        /** Backend name; null = {@code -Djsloth.backend}/{@code JSLOTH_BACKEND} or the best available. */
+        public Builder backend(String name) { this.backend = name; return this; }
+        public Builder precision(DType t) { this.precision = t; return this; }
+        public Builder format(DatasetFormat f) { this.format = f; return this; }
+        public Builder badRows(BadRowPolicy p) { this.badRows = p; return this; }
+        /** Chat template: null = the model's own (tokenizer_config.json), else a built-in (llama3, chatml, alpaca). */
+        public Builder template(String name) { this.template = name; return this; }
+        public Builder completionOnly(boolean on) { this.completionOnly = on; return this; }
+        public Builder evalSplit(double fraction) { this.evalSplit = fraction; return this; }
+        public Builder resume(boolean on) { this.resume = on; return this; }
+        public Builder merge(boolean on) { this.merge = on; return this; }
+        public Builder log(Consumer<String> sink) { this.log = sink; return this; }
+
+        public FineTuneJob build() {
+            if (model == null) throw new IllegalArgumentException("no model directory given");
+            if (data == null) throw new IllegalArgumentException("no dataset file given");
+            if (!(evalSplit >= 0 && evalSplit < 1)) throw new IllegalArgumentException("eval split must be in [0, 1)");
+            return new FineTuneJob(this);
+        }
+    }
+
+    /** The tokenized data of a run: training and evaluation examples, and how many rows were dropped or cut. */
+    public record PreparedData(List<Example> train, List<Example> eval, int skippedRows, int truncated, List<String> problems) {
+    }
+
+    /** Loads, renders, masks, tokenizes and splits the dataset. */
+    public static PreparedData prepare(Path data, Tokenizer tok, ChatTemplate template, int eosId, DatasetFormat format,
+                                       BadRowPolicy policy, boolean completionOnly, int seqLen, double evalSplit, long seed)
+            throws IOException {
+        LoadedDataset ds = DatasetLoader.load(data, format, policy);
+        ExampleBuilder eb = new ExampleBuilder(tok, template, completionOnly, true, eosId);
+        List<Example> all = new ArrayList<>();
+        List<String> problems = new ArrayList<>(ds.problems());
+        int truncated = 0, skipped = ds.skipped();
+        for (Record r : ds.records()) {
+            Example e;
+            try {
+                e = eb.build(r);
+            } catch (DatasetException ex) {
+                if (policy == BadRowPolicy.FAIL) throw ex;
+                problems.add(ex.getMessage());
+                skipped++;
+                continue;
+            }
+            if (e.inputIds().length > seqLen) {
+                e = new Example(Arrays.copyOf(e.inputIds(), seqLen), Arrays.copyOf(e.labels(), seqLen));
+                truncated++;
+            }
+            if (e.inputIds().length < 2 || e.trainedTokens() == 0) {
+                problems.add(data + ": a row has no trained tokens after masking/truncation; skipped");
+                skipped++;
+                continue;
+            }
+            all.add(e);
+        }
+        if (all.isEmpty()) throw new DatasetException(data + ": no usable training rows (" + skipped + " skipped)");
+        int[] order = new int[all.size()];
+        for (int i = 0; i < order.length; i++) order[i] = i;
+        SplittableRandom r = new SplittableRandom(seed ^ 0x5EEDL);
+        for (int i = order.length - 1; i > 0; i--) {
+            int j = r.nextInt(i + 1), t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        int nEval = (int) Math.floor(all.size() * evalSplit);
+        if (evalSplit > 0 && nEval == 0 && all.size() > 1) nEval = 1;
+        List<Example> eval = new ArrayList<>(), train = new ArrayList<>();
+        for (int i = 0; i < order.length; i++) (i < nEval ? eval : train).add(all.get(order[i]));
+        return new PreparedData(train, eval, skipped, truncated, problems);
+    }
+
+    /** The chat template for a model directory: a named built-in, else the model's own, else ChatML. */
+    public static ChatTemplate template(Path modelDir, String name) throws IOException {
+        if (name != null) return ChatTemplate.builtin(name);
+        Path cfg = modelDir.resolve("tokenizer_config.json");
+        if (Files.isRegularFile(cfg)) {
+            Optional<ChatTemplate> own = ChatTemplate.fromTokenizerConfig(cfg);
+            if (own.isPresent()) return own.get();
+        }
+        return ChatTemplate.builtin("chatml");
+    }
+
+    /** Runs the job; {@code listeners} receive progress. */
+    public TrainingSummary run(List<TrainingListener> listeners) throws IOException {
+        Tokenizer tok = Tokenizer.load(model);
+        ChatTemplate tpl = template(model, templateName);
+        try (Backend be = Backends.create(backendName != null ? backendName : Backends.requestedName());
+             LlamaModel m = LlamaModel.load(model, be, precision)) {
+            int eos = eosId(m, tok);
+            PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, completionOnly, training.seqLen(), evalSplit, training.seed());
+            log.accept(String.format("data: %d training and %d evaluation examples from %s (%d rows skipped, %d truncated to %d tokens)",
+                    pd.train().size(), pd.eval().size(), data, pd.skippedRows(), pd.truncated(), training.seqLen()));
+            for (String p : pd.problems().subList(0, Math.min(5, pd.problems().size()))) log.accept("  skipped: " + p);
+            try (LoraAdapter a = m.attachNewAdapter(lora, training.seed())) {
+                log.accept(String.format("model: %s on %s (%s); LoRA r=%d alpha=%s on %s: %,d trainable parameters",
+                        model, be.name(), be.description(), lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
+                Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos);
+                listeners.forEach(t::listen);
+                TrainingSummary s = t.run(resume);
+                if (merge) {
+                    Path merged = output.resolve("merged");
+                    Merge.merge(model, s.adapterDir(), merged, be);
+                    log.accept("merged weights written to " + merged);
+                }
+                return s;
+            }
+        }
+    }
+
+    /** End-of-sequence id: the config's, else the tokenizer's {@code </s>}/{@code <|end_of_text|>}/{@code <|im_end|>}. */
+    public static int eosId(LlamaModel m, Tokenizer tok) {
+        if (m.config().eosTokenId() != null) return m.config().eosTokenId();
+        for (String s : List.of("</s>", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>")) {
+            var id = tok.tokenToId(s);
+            if (id.isPresent()) return id.getAsInt();
+        }
+        throw new IllegalArgumentException("no eos_token_id in config.json and no known end-of-sequence token in the tokenizer");
+    }
+}
