@@ -1,0 +1,527 @@
+package dev.jsloth.tokenizer;
+
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ThreadLocalRandom;
+
+/**
+ * The BPE model of tokenizers: a vocabulary and ranked merges, applied to one pre-tokenized word at
+ * a time.
+ *
+ * <p>A word starts as one symbol per character (unknown characters become their {@code <0xNN>}
+ * byte tokens with {@code byte_fallback}, else the unknown token, consecutive ones fused with
+ * {@code fuse_unk}). Merges are then applied lowest rank first, leftmost first, with a priority
+ * queue over a linked list of symbols, so a word of n symbols costs O(n log n). Results for words
+ * shorter than 256 UTF-8 bytes are cached.
+ */
+final class Bpe {
+    private static final int CACHE_CAPACITY = 10_000;
+    private static final int CACHE_MAX_WORD_BYTES = 256;
+
+    private final Map<String, Integer> vocab;
+    private final Map<Integer, String> vocabReverse;
+    private final PairMap merges;
+    private final String unkToken;
+    private final String continuingSubwordPrefix;
+    private final String endOfWordSuffix;
+    private final boolean fuseUnk;
+    private final boolean byteFallback;
+    private final boolean ignoreMerges;
+    private final float dropout;
+    private final int[] byteFallbackIds;
+    private final Map<String, int[]> cache = new ConcurrentHashMap<>();
+    /** Id used for unknown characters when the unknown token is not in the model vocabulary (-1: none). */
+    private int unkFallbackId = -1;
+
+    private Bpe(Map<String, Integer> vocab, PairMap merges, String unkToken, String continuingSubwordPrefix,
+                String endOfWordSuffix, boolean fuseUnk, boolean byteFallback, boolean ignoreMerges,
+                float dropout) {
+        this.vocab = vocab;
+        this.vocabReverse = new HashMap<>(vocab.size() * 2);
+        for (Map.Entry<String, Integer> e : vocab.entrySet()) {
+            vocabReverse.putIfAbsent(e.getValue(), e.getKey());
+        }
+        this.merges = merges;
+        this.unkToken = unkToken;
+        this.continuingSubwordPrefix = continuingSubwordPrefix;
+        this.endOfWordSuffix = endOfWordSuffix;
+        this.fuseUnk = fuseUnk;
+        this.byteFallback = byteFallback;
+        this.ignoreMerges = ignoreMerges;
+        this.dropout = dropout;
+        this.byteFallbackIds = new int[256];
+        for (int b = 0; b < 256; b++) {
+            Integer id = vocab.get(String.format("<0x%02X>", b));
+            byteFallbackIds[b] = id == null ? -1 : id;
+        }
+    }
+
+    /** Parses a {@code model} object of type BPE. */
+    static Bpe parse(Json json) throws TokenizerFormatException {
+        Json vocabJson = json.require("vocab");
+        Map<String, Integer> vocab = new HashMap<>();
+        for (Map.Entry<String, Json> e : vocabJson.fields()) {
+            vocab.put(e.getKey(), e.getValue().asNonNegativeInt());
+        }
+        String prefix = json.optString("continuing_subword_prefix", null);
+        byte[] prefixBytes = prefix == null ? new byte[0] : UnicodeText.utf8(prefix);
+        Json mergesJson = json.get("merges");
+        List<Json> mergeList = mergesJson.isNull() ? List.of() : mergesJson.elements();
+        PairMap merges = new PairMap(mergeList.size());
+        for (int rank = 0; rank < mergeList.size(); rank++) {
+            Json m = mergeList.get(rank);
+            String a;
+            String b;
+            if (m.isString()) {
+                String[] parts = m.asString().split(" ", -1);
+                if (parts.length != 2) {
+                    throw m.error("expected a merge \"left right\" with exactly one space, found \""
+                            + m.asString() + "\"");
+                }
+                a = parts[0];
+                b = parts[1];
+            } else if (m.isArray()) {
+                List<Json> pair = m.elements();
+                if (pair.size() != 2) {
+                    throw m.error("expected a pair [left, right], found " + pair.size() + " elements");
+                }
+                a = pair.get(0).asString();
+                b = pair.get(1).asString();
+            } else {
+                throw m.error("expected a merge as a string \"left right\" or a pair [left, right], found "
+                        + m.describe());
+            }
+            Integer aId = vocab.get(a);
+            Integer bId = vocab.get(b);
+            if (aId == null || bId == null) {
+                throw m.error("merge token '" + (aId == null ? a : b) + "' is not in the vocabulary");
+            }
+            String merged = a + stripPrefixBytes(b, prefixBytes.length);
+            Integer newId = vocab.get(merged);
+            if (newId == null) {
+                throw m.error("merged token '" + merged + "' is not in the vocabulary");
+            }
+            merges.put(aId, bId, rank, newId);
+        }
+        Json dropoutJson = json.get("dropout");
+        float dropout = 0f;
+        if (!dropoutJson.isNull()) {
+            if (!dropoutJson.node().isNumber()) {
+                throw dropoutJson.error("expected a number, found " + dropoutJson.describe());
+            }
+            dropout = dropoutJson.node().floatValue();
+            if (!(dropout >= 0f && dropout <= 1f)) {
+                throw dropoutJson.error("dropout must be between 0 and 1");
+            }
+        }
+        return new Bpe(vocab, merges, json.optString("unk_token", null), prefix,
+                json.optString("end_of_word_suffix", null), json.bool("fuse_unk", false),
+                json.bool("byte_fallback", false), json.bool("ignore_merges", false), dropout);
+    }
+
+    private static String stripPrefixBytes(String b, int prefixBytes) {
+        if (prefixBytes == 0) {
+            return b;
+        }
+        byte[] bytes = UnicodeText.utf8(b);
+        if (bytes.length < prefixBytes) {
+            return "";
+        }
+        return new String(bytes, prefixBytes, bytes.length - prefixBytes, java.nio.charset.StandardCharsets.UTF_8);
+    }
+
+    /** Declares the id to use for unknown characters when the unknown token is only an added token. */
+    void setUnknownFallback(Integer id) {
+        unkFallbackId = id == null ? -1 : id;
+    }
+
+    Integer tokenToId(String token) {
+        return vocab.get(token);
+    }
+
+    String idToToken(int id) {
+        return vocabReverse.get(id);
+    }
+
+    int maxId() {
+        int max = -1;
+        for (int id : vocabReverse.keySet()) {
+            max = Math.max(max, id);
+        }
+        return max;
+    }
+
+    String unkToken() {
+        return unkToken;
+    }
+
+    /** The ids of one pre-tokenized word. */
+    int[] tokenize(String word) {
+        if (word.isEmpty()) {
+            return new int[0];
+        }
+        boolean deterministic = dropout == 0f;
+        if (ignoreMerges) {
+            Integer id = vocab.get(word);
+            if (id != null) {
+                return new int[] {id};
+            }
+        }
+        if (deterministic) {
+            int[] hit = cache.get(word);
+            if (hit != null) {
+                return hit;
+            }
+        }
+        int[] ids = mergeWord(word);
+        if (deterministic && cache.size() < CACHE_CAPACITY && utf8LengthBelow(word, CACHE_MAX_WORD_BYTES)) {
+            cache.putIfAbsent(word, ids);
+        }
+        return ids;
+    }
+
+    private static boolean utf8LengthBelow(String s, int limit) {
+        int n = 0;
+        for (int i = 0; i < s.length(); ) {
+            int cp = s.codePointAt(i);
+            n += UnicodeText.utf8Length(cp);
+            if (n >= limit) {
+                return false;
+            }
+            i += Character.charCount(cp);
+        }
+        return true;
+    }
+
+    private int unknownId() {
+        Integer id = unkToken == null ? null : vocab.get(unkToken);
+        return id != null ? id : unkFallbackId;
+    }
+
+    /** Splits the word into initial symbols, then applies the merges. */
+    private int[] mergeWord(String w) {
+        Word word = new Word(w.length());
+        int pendingUnk = -1;
+        int pendingUnkLen = 0;
+        int n = w.length();
+        for (int i = 0; i < n; ) {
+            int cp = w.codePointAt(i);
+            int next = i + Character.charCount(cp);
+            boolean first = i == 0;
+            boolean last = next >= n;
+            String s = w.substring(i, next);
+            int byteLen = UnicodeText.utf8Length(cp);
+            if (!first && continuingSubwordPrefix != null) {
+                s = continuingSubwordPrefix + s;
+            }
+            if (last && endOfWordSuffix != null) {
+                s = s + endOfWordSuffix;
+            }
+            i = next;
+            Integer id = vocab.get(s);
+            if (id != null) {
+                if (pendingUnk >= 0) {
+                    word.add(pendingUnk);
+                    pendingUnk = -1;
+                }
+                word.add(id);
+                continue;
+            }
+            if (byteFallback && addByteFallback(word, s)) {
+                continue; // like tokenizers, a pending unknown token stays pending
+            }
+            if (unkToken != null) {
+                int unk = unknownId();
+                if (unk < 0) {
+                    continue; // no id at all for the unknown token: the character is dropped
+                }
+                if (pendingUnk >= 0 && fuseUnk) {
+                    pendingUnkLen += byteLen;
+                } else {
+                    if (pendingUnk >= 0) {
+                        word.add(pendingUnk);
+                    }
+                    pendingUnk = unk;
+                    pendingUnkLen = byteLen;
+                }
+            }
+        }
+        if (pendingUnk >= 0) {
+            word.add(pendingUnk);
+        }
+        return word.mergeAll(merges, dropout);
+    }
+
+    private boolean addByteFallback(Word word, String s) {
+        byte[] bytes = UnicodeText.utf8(s);
+        for (byte b : bytes) {
+            if (byteFallbackIds[b & 0xFF] < 0) {
+                return false;
+            }
+        }
+        for (byte b : bytes) {
+            word.add(byteFallbackIds[b & 0xFF]);
+        }
+        return true;
+    }
+
+    /** Symbols of a word being merged: a doubly linked list in arrays. */
+    private static final class Word {
+        private int[] ids;
+        private int[] prev;
+        private int[] next;
+        private boolean[] removed;
+        private int size;
+
+        Word(int capacity) {
+            capacity = Math.max(capacity, 4);
+            ids = new int[capacity];
+            prev = new int[capacity];
+            next = new int[capacity];
+            removed = new boolean[capacity];
+        }
+
+        void add(int id) {
+            if (size == ids.length) {
+                int cap = size * 2;
+                ids = java.util.Arrays.copyOf(ids, cap);
+                prev = java.util.Arrays.copyOf(prev, cap);
+                next = java.util.Arrays.copyOf(next, cap);
+                removed = java.util.Arrays.copyOf(removed, cap);
+            }
+            ids[size] = id;
+            prev[size] = size - 1;
+            next[size] = -1;
+            if (size > 0) {
+                next[size - 1] = size;
+            }
+            size++;
+        }
+
+        int[] mergeAll(PairMap merges, float dropout) {
+            MergeQueue queue = new MergeQueue(Math.max(4, size));
+            for (int i = 0; i + 1 < size; i++) {
+                long m = merges.get(ids[i], ids[i + 1]);
+                if (m != PairMap.ABSENT) {
+                    queue.push(PairMap.rank(m), i, PairMap.newId(m));
+                }
+            }
+            MergeQueue skipped = dropout > 0f ? new MergeQueue(4) : null;
+            while (!queue.isEmpty()) {
+                int rank = queue.topRank();
+                int pos = queue.topPos();
+                int newId = queue.topNewId();
+                queue.pop();
+                if (skipped != null) {
+                    if (ThreadLocalRandom.current().nextFloat() < dropout) {
+                        skipped.push(rank, pos, newId);
+                        continue;
+                    }
+                    while (!skipped.isEmpty()) {
+                        queue.push(skipped.topRank(), skipped.topPos(), skipped.topNewId());
+                        skipped.pop();
+                    }
+                }
+                if (removed[pos] || next[pos] < 0) {
+                    continue;
+                }
+                int right = next[pos];
+                long current = merges.get(ids[pos], ids[right]);
+                if (current == PairMap.ABSENT || PairMap.newId(current) != newId) {
+                    continue; // stale entry: the pair at pos has changed since it was queued
+                }
+                ids[pos] = newId;
+                next[pos] = next[right];
+                removed[right] = true;
+                if (next[right] >= 0) {
+                    prev[next[right]] = pos;
+                }
+                if (prev[pos] >= 0) {
+                    long m = merges.get(ids[prev[pos]], ids[pos]);
+                    if (m != PairMap.ABSENT) {
+                        queue.push(PairMap.rank(m), prev[pos], PairMap.newId(m));
+                    }
+                }
+                if (next[pos] >= 0) {
+                    long m = merges.get(ids[pos], ids[next[pos]]);
+                    if (m != PairMap.ABSENT) {
+                        queue.push(PairMap.rank(m), pos, PairMap.newId(m));
+                    }
+                }
+            }
+            int count = 0;
+            for (int i = 0; i < size; i++) {
+                if (!removed[i]) {
+                    count++;
+                }
+            }
+            int[] out = new int[count];
+            for (int i = 0, k = 0; i < size; i++) {
+                if (!removed[i]) {
+                    out[k++] = ids[i];
+                }
+            }
+            return out;
+        }
+    }
+
+    /** A binary min-heap of pending merges ordered by (rank, position). */
+    private static final class MergeQueue {
+        private long[] keys; // rank << 32 | pos
+        private int[] newIds;
+        private int size;
+
+        MergeQueue(int capacity) {
+            keys = new long[capacity];
+            newIds = new int[capacity];
+        }
+
+        boolean isEmpty() {
+            return size == 0;
+        }
+
+        int topRank() {
+            return (int) (keys[0] >>> 32);
+        }
+
+        int topPos() {
+            return (int) keys[0];
+        }
+
+        int topNewId() {
+            return newIds[0];
+        }
+
+        void push(int rank, int pos, int newId) {
+            if (size == keys.length) {
+                keys = java.util.Arrays.copyOf(keys, size * 2);
+                newIds = java.util.Arrays.copyOf(newIds, size * 2);
+            }
+            long key = ((long) rank << 32) | (pos & 0xFFFFFFFFL);
+            int i = size++;
+            while (i > 0) {
+                int parent = (i - 1) >>> 1;
+                if (keys[parent] <= key) {
+                    break;
+                }
+                keys[i] = keys[parent];
+                newIds[i] = newIds[parent];
+                i = parent;
+            }
+            keys[i] = key;
+            newIds[i] = newId;
+        }
+
+        void pop() {
+            size--;
+            if (size == 0) {
+                return;
+            }
+            long key = keys[size];
+            int id = newIds[size];
+            int i = 0;
+            while (true) {
+                int child = 2 * i + 1;
+                if (child >= size) {
+                    break;
+                }
+                if (child + 1 < size && keys[child + 1] < keys[child]) {
+                    child++;
+                }
+                if (keys[child] >= key) {
+                    break;
+                }
+                keys[i] = keys[child];
+                newIds[i] = newIds[child];
+                i = child;
+            }
+            keys[i] = key;
+            newIds[i] = id;
+        }
+    }
+
+    /** An open-addressing map from a pair of token ids to (rank, merged id). */
+    static final class PairMap {
+        static final long ABSENT = -1L;
+        private long[] keys;
+        private long[] values;
+        private int size;
+        private int mask;
+
+        PairMap(int expected) {
+            int cap = Integer.highestOneBit(Math.max(16, expected * 2) - 1) << 1;
+            keys = new long[cap];
+            values = new long[cap];
+            java.util.Arrays.fill(keys, -1L);
+            mask = cap - 1;
+        }
+
+        static int rank(long value) {
+            return (int) (value >>> 32);
+        }
+
+        static int newId(long value) {
+            return (int) value;
+        }
+
+        private static long key(int a, int b) {
+            return ((long) a << 32) | (b & 0xFFFFFFFFL);
+        }
+
+        private static int hash(long k) {
+            k ^= k >>> 33;
+            k *= 0xff51afd7ed558ccdL;
+            k ^= k >>> 33;
+            return (int) k;
+        }
+
+        /** Later merges of the same pair replace earlier ones, as when tokenizers builds its map. */
+        void put(int a, int b, int rank, int newId) {
+            if ((size + 1) * 2 > keys.length) {
+                grow();
+            }
+            long k = key(a, b);
+            int i = hash(k) & mask;
+            while (keys[i] != -1L && keys[i] != k) {
+                i = (i + 1) & mask;
+            }
+            if (keys[i] == -1L) {
+                size++;
+            }
+            keys[i] = k;
+            values[i] = ((long) rank << 32) | (newId & 0xFFFFFFFFL);
+        }
+
+        long get(int a, int b) {
+            long k = key(a, b);
+            int i = hash(k) & mask;
+            while (true) {
+                long found = keys[i];
+                if (found == k) {
+                    return values[i];
+                }
+                if (found == -1L) {
+                    return ABSENT;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+
+        private void grow() {
+            long[] oldKeys = keys;
+            long[] oldValues = values;
+            keys = new long[oldKeys.length * 2];
+            values = new long[oldKeys.length * 2];
+            java.util.Arrays.fill(keys, -1L);
+            mask = keys.length - 1;
+            size = 0;
+            for (int i = 0; i < oldKeys.length; i++) {
+                if (oldKeys[i] != -1L) {
+                    put((int) (oldKeys[i] >>> 32), (int) oldKeys[i], rank(oldValues[i]), newId(oldValues[i]));
+                }
+            }
+        }
+    }
+}
