@@ -25,6 +25,8 @@ final class AddedVocabulary {
     private final Map<String, Integer> idsByContent = new HashMap<>();
     private final Map<Integer, AddedToken> tokensById = new HashMap<>();
     private final Set<String> specialContents = new HashSet<>();
+    /** For normalized tokens whose normalized form differs, that form: what decoding shows. */
+    private final Map<Integer, String> normalizedForms = new HashMap<>();
     private final Matcher rawMatcher;
     private final Matcher normalizedMatcher;
 
@@ -53,6 +55,9 @@ final class AddedVocabulary {
             }
             if (t.normalized()) {
                 String pattern = normalizer == null ? t.content() : normalizer.normalize(t.content());
+                if (!pattern.equals(t.content())) {
+                    normalizedForms.put(t.id(), pattern);
+                }
                 if (!pattern.isEmpty()) {
                     norm.putIfAbsent(pattern, t);
                 }
@@ -99,6 +104,15 @@ final class AddedVocabulary {
     String idToToken(int id) {
         AddedToken t = tokensById.get(id);
         return t == null ? null : t.content();
+    }
+
+    /**
+     * The string decoding uses for this id, or null: as in tokenizers 0.23, a normalized token
+     * decodes as its normalized form (and is then no longer recognized as special by content).
+     */
+    String decodingForm(int id) {
+        String form = normalizedForms.get(id);
+        return form != null ? form : idToToken(id);
     }
 
     boolean isSpecialContent(String content) {

@@ -17,7 +17,7 @@ import java.util.concurrent.ThreadLocalRandom;
  * shorter than 256 UTF-8 bytes are cached.
  */
 final class Bpe {
-    private static final int CACHE_CAPACITY = 10_000;
+    private static final int CACHE_CAPACITY = 100_000;
     private static final int CACHE_MAX_WORD_BYTES = 256;
 
     private final Map<String, Integer> vocab;
@@ -31,6 +31,11 @@ final class Bpe {
     private final boolean ignoreMerges;
     private final float dropout;
     private final int[] byteFallbackIds;
+    /**
+     * The id of each single BMP character as a token (-1 if absent), when no subword prefix or
+     * suffix changes how characters are looked up; null otherwise.
+     */
+    private final int[] charIds;
     private final Map<String, int[]> cache = new ConcurrentHashMap<>();
     /** Id used for unknown characters when the unknown token is not in the model vocabulary (-1: none). */
     private int unkFallbackId = -1;
@@ -55,6 +60,18 @@ final class Bpe {
         for (int b = 0; b < 256; b++) {
             Integer id = vocab.get(String.format("<0x%02X>", b));
             byteFallbackIds[b] = id == null ? -1 : id;
+        }
+        if (continuingSubwordPrefix == null && endOfWordSuffix == null) {
+            charIds = new int[0x10000];
+            java.util.Arrays.fill(charIds, -1);
+            for (Map.Entry<String, Integer> e : vocab.entrySet()) {
+                String k = e.getKey();
+                if (k.length() == 1 && !Character.isSurrogate(k.charAt(0))) {
+                    charIds[k.charAt(0)] = e.getValue();
+                }
+            }
+        } else {
+            charIds = null;
         }
     }
 
@@ -209,6 +226,15 @@ final class Bpe {
         for (int i = 0; i < n; ) {
             int cp = w.codePointAt(i);
             int next = i + Character.charCount(cp);
+            if (charIds != null && cp < 0x10000 && charIds[cp] >= 0) {
+                if (pendingUnk >= 0) {
+                    word.add(pendingUnk);
+                    pendingUnk = -1;
+                }
+                word.add(charIds[cp]);
+                i = next;
+                continue;
+            }
             boolean first = i == 0;
             boolean last = next >= n;
             String s = w.substring(i, next);

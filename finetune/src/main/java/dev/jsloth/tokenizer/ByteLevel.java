@@ -19,6 +19,8 @@ final class ByteLevel {
     private static final char[] BYTE_TO_CHAR = new char[256];
     private static final int[] CHAR_TO_BYTE = new int[324];
     private static final TextPattern GPT2 = TextPattern.regex(GPT2_REGEX);
+    /** The byte characters of the 128 ASCII bytes (one UTF-8 byte each). */
+    private static final char[] ASCII_TO_CHAR = new char[128];
 
     static {
         java.util.Arrays.fill(CHAR_TO_BYTE, -1);
@@ -29,6 +31,7 @@ final class ByteLevel {
             BYTE_TO_CHAR[b] = c;
             CHAR_TO_BYTE[c] = b;
         }
+        System.arraycopy(BYTE_TO_CHAR, 0, ASCII_TO_CHAR, 0, 128);
     }
 
     private ByteLevel() {}
@@ -58,7 +61,9 @@ final class ByteLevel {
 
     /** Replaces every character of {@code ns} by the byte characters of its UTF-8 form. */
     static void toByteChars(NormalizedString ns) {
-        ns.mapCodePoints(ByteLevel::encodeCodePoint);
+        if (!ns.mapCharsIfAllBelow(ASCII_TO_CHAR)) {
+            ns.mapCodePoints(ByteLevel::encodeCodePoint);
+        }
     }
 
     /** The {@code ByteLevel} pre-tokenizer. */

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.MissingNode;
 
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 
@@ -14,22 +13,42 @@ import java.util.Map;
  */
 final class Json {
     private final String file;
-    private final String path;
+    /** The parent node, or null for the root; the path is only built when an error needs it. */
+    private final Json parent;
+    /** The field name in the parent object, or null for an array element or the root. */
+    private final String key;
+    /** The index in the parent array (when {@link #key} is null and there is a parent). */
+    private final int index;
     private final JsonNode node;
 
-    private Json(String file, String path, JsonNode node) {
+    private Json(String file, Json parent, String key, int index, JsonNode node) {
         this.file = file;
-        this.path = path;
+        this.parent = parent;
+        this.key = key;
+        this.index = index;
         this.node = node == null ? MissingNode.getInstance() : node;
     }
 
     /** The root object of the file named {@code file}. */
     static Json root(String file, JsonNode node) {
-        return new Json(file, "", node);
+        return new Json(file, null, null, -1, node);
     }
 
+    /** The path of this node, such as {@code model.merges[12]}. */
     String path() {
-        return path.isEmpty() ? "<root>" : path;
+        String p = rawPath();
+        return p.isEmpty() ? "<root>" : p;
+    }
+
+    private String rawPath() {
+        if (parent == null) {
+            return "";
+        }
+        String base = parent.rawPath();
+        if (key == null) {
+            return base + "[" + index + "]";
+        }
+        return childPath(base, key);
     }
 
     JsonNode node() {
@@ -70,7 +89,7 @@ final class Json {
     /** The child field {@code name} (possibly absent); this node must be an object. */
     Json get(String name) throws TokenizerFormatException {
         requireObject();
-        return new Json(file, childPath(name), node.get(name));
+        return new Json(file, this, name, -1, node.get(name));
     }
 
     /** The child field {@code name}, which must be present and not null. */
@@ -143,7 +162,7 @@ final class Json {
         }
         List<Json> out = new ArrayList<>(node.size());
         for (int i = 0; i < node.size(); i++) {
-            out.add(new Json(file, path + "[" + i + "]", node.get(i)));
+            out.add(new Json(file, this, null, i, node.get(i)));
         }
         return out;
     }
@@ -152,9 +171,8 @@ final class Json {
     List<Map.Entry<String, Json>> fields() throws TokenizerFormatException {
         requireObject();
         List<Map.Entry<String, Json>> out = new ArrayList<>(node.size());
-        for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            out.add(Map.entry(e.getKey(), new Json(file, childPath(e.getKey()), e.getValue())));
+        for (Map.Entry<String, JsonNode> e : node.properties()) {
+            out.add(Map.entry(e.getKey(), new Json(file, this, e.getKey(), -1, e.getValue())));
         }
         return out;
     }
@@ -185,7 +203,7 @@ final class Json {
         };
     }
 
-    private String childPath(String name) {
+    private static String childPath(String path, String name) {
         boolean plain = !name.isEmpty();
         for (int i = 0; i < name.length() && plain; i++) {
             char c = name.charAt(i);

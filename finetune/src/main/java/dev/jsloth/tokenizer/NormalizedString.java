@@ -129,6 +129,24 @@ final class NormalizedString {
         return this;
     }
 
+    /**
+     * Replaces every UTF-16 unit by {@code table[unit]} when all units are below
+     * {@code table.length} (a length-preserving fast path); returns false, changing nothing,
+     * otherwise.
+     */
+    boolean mapCharsIfAllBelow(char[] table) {
+        char[] chars = text.toCharArray();
+        for (int i = 0; i < chars.length; i++) {
+            char c = chars[i];
+            if (c >= table.length) {
+                return false;
+            }
+            chars[i] = table[c];
+        }
+        text = new String(chars);
+        return true;
+    }
+
     /** Removes leading and/or trailing white space (Unicode White_Space). */
     NormalizedString strip(boolean left, boolean right) {
         int start = 0;

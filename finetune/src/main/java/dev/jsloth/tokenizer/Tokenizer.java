@@ -161,7 +161,7 @@ public final class Tokenizer {
     public String decode(int[] ids, boolean skipSpecialTokens) {
         List<String> tokens = new ArrayList<>(ids.length);
         for (int id : ids) {
-            String token = added.idToToken(id);
+            String token = added.decodingForm(id);
             if (token == null) {
                 token = model.idToToken(id);
             }
