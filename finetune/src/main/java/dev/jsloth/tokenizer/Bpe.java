@@ -4,7 +4,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ThreadLocalRandom;
 
 /**
  * The BPE model of tokenizers: a vocabulary and ranked merges, applied to one pre-tokenized word at
@@ -22,7 +21,7 @@ final class Bpe {
 
     private final Map<String, Integer> vocab;
     private final Map<Integer, String> vocabReverse;
-    private final PairMap merges;
+    private final BpeMerges merges;
     private final String unkToken;
     private final String continuingSubwordPrefix;
     private final String endOfWordSuffix;
@@ -40,7 +39,7 @@ final class Bpe {
     /** Id used for unknown characters when the unknown token is not in the model vocabulary (-1: none). */
     private int unkFallbackId = -1;
 
-    private Bpe(Map<String, Integer> vocab, PairMap merges, String unkToken, String continuingSubwordPrefix,
+    private Bpe(Map<String, Integer> vocab, BpeMerges merges, String unkToken, String continuingSubwordPrefix,
                 String endOfWordSuffix, boolean fuseUnk, boolean byteFallback, boolean ignoreMerges,
                 float dropout) {
         this.vocab = vocab;
@@ -86,7 +85,7 @@ final class Bpe {
         byte[] prefixBytes = prefix == null ? new byte[0] : UnicodeText.utf8(prefix);
         Json mergesJson = json.get("merges");
         List<Json> mergeList = mergesJson.isNull() ? List.of() : mergesJson.elements();
-        PairMap merges = new PairMap(mergeList.size());
+        BpeMerges merges = new BpeMerges(mergeList.size());
         for (int rank = 0; rank < mergeList.size(); rank++) {
             Json m = mergeList.get(rank);
             String a;
@@ -219,7 +218,7 @@ final class Bpe {
 
     /** Splits the word into initial symbols, then applies the merges. */
     private int[] mergeWord(String w) {
-        Word word = new Word(w.length());
+        BpeWord word = new BpeWord(w.length());
         int pendingUnk = -1;
         int pendingUnkLen = 0;
         int n = w.length();
@@ -280,7 +279,7 @@ final class Bpe {
         return word.mergeAll(merges, dropout);
     }
 
-    private boolean addByteFallback(Word word, String s) {
+    private boolean addByteFallback(BpeWord word, String s) {
         byte[] bytes = UnicodeText.utf8(s);
         for (byte b : bytes) {
             if (byteFallbackIds[b & 0xFF] < 0) {
@@ -291,263 +290,5 @@ final class Bpe {
             word.add(byteFallbackIds[b & 0xFF]);
         }
         return true;
-    }
-
-    /** Symbols of a word being merged: a doubly linked list in arrays. */
-    private static final class Word {
-        private int[] ids;
-        private int[] prev;
-        private int[] next;
-        private boolean[] removed;
-        private int size;
-
-        Word(int capacity) {
-            capacity = Math.max(capacity, 4);
-            ids = new int[capacity];
-            prev = new int[capacity];
-            next = new int[capacity];
-            removed = new boolean[capacity];
-        }
-
-        void add(int id) {
-            if (size == ids.length) {
-                int cap = size * 2;
-                ids = java.util.Arrays.copyOf(ids, cap);
-                prev = java.util.Arrays.copyOf(prev, cap);
-                next = java.util.Arrays.copyOf(next, cap);
-                removed = java.util.Arrays.copyOf(removed, cap);
-            }
-            ids[size] = id;
-            prev[size] = size - 1;
-            next[size] = -1;
-            if (size > 0) {
-                next[size - 1] = size;
-            }
-            size++;
-        }
-
-        int[] mergeAll(PairMap merges, float dropout) {
-            MergeQueue queue = new MergeQueue(Math.max(4, size));
-            for (int i = 0; i + 1 < size; i++) {
-                long m = merges.get(ids[i], ids[i + 1]);
-                if (m != PairMap.ABSENT) {
-                    queue.push(PairMap.rank(m), i, PairMap.newId(m));
-                }
-            }
-            MergeQueue skipped = dropout > 0f ? new MergeQueue(4) : null;
-            while (!queue.isEmpty()) {
-                int rank = queue.topRank();
-                int pos = queue.topPos();
-                int newId = queue.topNewId();
-                queue.pop();
-                if (skipped != null) {
-                    if (ThreadLocalRandom.current().nextFloat() < dropout) {
-                        skipped.push(rank, pos, newId);
-                        continue;
-                    }
-                    while (!skipped.isEmpty()) {
-                        queue.push(skipped.topRank(), skipped.topPos(), skipped.topNewId());
-                        skipped.pop();
-                    }
-                }
-                if (removed[pos] || next[pos] < 0) {
-                    continue;
-                }
-                int right = next[pos];
-                long current = merges.get(ids[pos], ids[right]);
-                if (current == PairMap.ABSENT || PairMap.newId(current) != newId) {
-                    continue; // stale entry: the pair at pos has changed since it was queued
-                }
-                ids[pos] = newId;
-                next[pos] = next[right];
-                removed[right] = true;
-                if (next[right] >= 0) {
-                    prev[next[right]] = pos;
-                }
-                if (prev[pos] >= 0) {
-                    long m = merges.get(ids[prev[pos]], ids[pos]);
-                    if (m != PairMap.ABSENT) {
-                        queue.push(PairMap.rank(m), prev[pos], PairMap.newId(m));
-                    }
-                }
-                if (next[pos] >= 0) {
-                    long m = merges.get(ids[pos], ids[next[pos]]);
-                    if (m != PairMap.ABSENT) {
-                        queue.push(PairMap.rank(m), pos, PairMap.newId(m));
-                    }
-                }
-            }
-            int count = 0;
-            for (int i = 0; i < size; i++) {
-                if (!removed[i]) {
-                    count++;
-                }
-            }
-            int[] out = new int[count];
-            for (int i = 0, k = 0; i < size; i++) {
-                if (!removed[i]) {
-                    out[k++] = ids[i];
-                }
-            }
-            return out;
-        }
-    }
-
-    /** A binary min-heap of pending merges ordered by (rank, position). */
-    private static final class MergeQueue {
-        private long[] keys; // rank << 32 | pos
-        private int[] newIds;
-        private int size;
-
-        MergeQueue(int capacity) {
-            keys = new long[capacity];
-            newIds = new int[capacity];
-        }
-
-        boolean isEmpty() {
-            return size == 0;
-        }
-
-        int topRank() {
-            return (int) (keys[0] >>> 32);
-        }
-
-        int topPos() {
-            return (int) keys[0];
-        }
-
-        int topNewId() {
-            return newIds[0];
-        }
-
-        void push(int rank, int pos, int newId) {
-            if (size == keys.length) {
-                keys = java.util.Arrays.copyOf(keys, size * 2);
-                newIds = java.util.Arrays.copyOf(newIds, size * 2);
-            }
-            long key = ((long) rank << 32) | (pos & 0xFFFFFFFFL);
-            int i = size++;
-            while (i > 0) {
-                int parent = (i - 1) >>> 1;
-                if (keys[parent] <= key) {
-                    break;
-                }
-                keys[i] = keys[parent];
-                newIds[i] = newIds[parent];
-                i = parent;
-            }
-            keys[i] = key;
-            newIds[i] = newId;
-        }
-
-        void pop() {
-            size--;
-            if (size == 0) {
-                return;
-            }
-            long key = keys[size];
-            int id = newIds[size];
-            int i = 0;
-            while (true) {
-                int child = 2 * i + 1;
-                if (child >= size) {
-                    break;
-                }
-                if (child + 1 < size && keys[child + 1] < keys[child]) {
-                    child++;
-                }
-                if (keys[child] >= key) {
-                    break;
-                }
-                keys[i] = keys[child];
-                newIds[i] = newIds[child];
-                i = child;
-            }
-            keys[i] = key;
-            newIds[i] = id;
-        }
-    }
-
-    /** An open-addressing map from a pair of token ids to (rank, merged id). */
-    static final class PairMap {
-        static final long ABSENT = -1L;
-        private long[] keys;
-        private long[] values;
-        private int size;
-        private int mask;
-
-        PairMap(int expected) {
-            int cap = Integer.highestOneBit(Math.max(16, expected * 2) - 1) << 1;
-            keys = new long[cap];
-            values = new long[cap];
-            java.util.Arrays.fill(keys, -1L);
-            mask = cap - 1;
-        }
-
-        static int rank(long value) {
-            return (int) (value >>> 32);
-        }
-
-        static int newId(long value) {
-            return (int) value;
-        }
-
-        private static long key(int a, int b) {
-            return ((long) a << 32) | (b & 0xFFFFFFFFL);
-        }
-
-        private static int hash(long k) {
-            k ^= k >>> 33;
-            k *= 0xff51afd7ed558ccdL;
-            k ^= k >>> 33;
-            return (int) k;
-        }
-
-        /** Later merges of the same pair replace earlier ones, as when tokenizers builds its map. */
-        void put(int a, int b, int rank, int newId) {
-            if ((size + 1) * 2 > keys.length) {
-                grow();
-            }
-            long k = key(a, b);
-            int i = hash(k) & mask;
-            while (keys[i] != -1L && keys[i] != k) {
-                i = (i + 1) & mask;
-            }
-            if (keys[i] == -1L) {
-                size++;
-            }
-            keys[i] = k;
-            values[i] = ((long) rank << 32) | (newId & 0xFFFFFFFFL);
-        }
-
-        long get(int a, int b) {
-            long k = key(a, b);
-            int i = hash(k) & mask;
-            while (true) {
-                long found = keys[i];
-                if (found == k) {
-                    return values[i];
-                }
-                if (found == -1L) {
-                    return ABSENT;
-                }
-                i = (i + 1) & mask;
-            }
-        }
-
-        private void grow() {
-            long[] oldKeys = keys;
-            long[] oldValues = values;
-            keys = new long[oldKeys.length * 2];
-            values = new long[oldKeys.length * 2];
-            java.util.Arrays.fill(keys, -1L);
-            mask = keys.length - 1;
-            size = 0;
-            for (int i = 0; i < oldKeys.length; i++) {
-                if (oldKeys[i] != -1L) {
-                    put((int) (oldKeys[i] >>> 32), (int) oldKeys[i], rank(oldValues[i]), newId(oldValues[i]));
-                }
-            }
-        }
     }
 }
