@@ -186,6 +186,56 @@ variants['spm-first'] = clone(SPM);
   variants['spm-nfkd-whitespace'] = t;
 }
 
+{
+  // Llama 2 legacy normalizer with normalized added tokens (matched on the normalized text, and
+  // decoded in their normalized form by tokenizers 0.23).
+  const t = clone(variants['spm-llama2-legacy']);
+  const next = Object.keys(t.model.vocab).length;
+  t.added_tokens.push(
+    { id: next, content: '<pad>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+    { id: next + 1, content: 'hello', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true });
+  variants['spm-legacy-normalized-added'] = t;
+}
+{
+  // Byte fallback with some byte tokens missing: those characters become <unk> (fused).
+  const t = clone(SPM);
+  for (const b of ['<0xE6>', '<0x98>', '<0xF0>']) delete t.model.vocab[b];
+  variants['spm-missing-bytes'] = t;
+}
+/** A consistent random BPE over letters with a continuing-subword prefix or an end-of-word suffix. */
+function affixBpe(prefix, suffix) {
+  const letters = 'abcdefghijklmnopqrstuvwxyz'.split('');
+  const vocab = { '[UNK]': 0 };
+  const add = (tok) => { if (!(tok in vocab)) vocab[tok] = Object.keys(vocab).length; };
+  const tokens = [];
+  for (const c of letters) {
+    add(c); tokens.push(c);
+    if (prefix) { add(prefix + c); tokens.push(prefix + c); }
+    if (suffix) { add(c + suffix); tokens.push(c + suffix); }
+  }
+  const merges = [];
+  while (merges.length < 400) {
+    const a = pick(tokens);
+    const b = pick(tokens);
+    if (suffix && a.endsWith(suffix)) continue;
+    if (prefix && !b.startsWith(prefix)) continue;
+    const merged = a + (prefix ? b.slice(prefix.length) : b);
+    if (merged.length > 10) continue;
+    add(merged); tokens.push(merged);
+    merges.push([a, b]);
+  }
+  return { version: '1.0', truncation: null, padding: null,
+    added_tokens: [{ id: 0, content: '[UNK]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: { type: 'Lowercase' },
+    pre_tokenizer: { type: 'Whitespace' },
+    post_processor: null,
+    decoder: prefix ? { type: 'WordPiece', prefix: prefix, cleanup: true } : { type: 'BPEDecoder', suffix: suffix },
+    model: { type: 'BPE', dropout: null, unk_token: '[UNK]', continuing_subword_prefix: prefix, end_of_word_suffix: suffix,
+      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges } };
+}
+variants['bpe-prefix-wordpiece'] = affixBpe('##', null);
+variants['bpe-suffix'] = affixBpe(null, '</w>');
+
 // ---------------------------------------------------------------- generation
 (async () => {
   const outRoot = process.env.OUT || path.join(resources, 'tok-variants');
