@@ -9,6 +9,10 @@
 // Each variant is a tokenizer.json derived from the two reference fixtures (byte-level BPE and
 // SentencePiece-style BPE) with other settings; cases.json holds, for every text, the ids without
 // and with special tokens and the decoded text (with and without skipping special tokens).
+//
+// Larger fuzzing runs (not committed): OUT=/tmp/fuzz SEED=7 RANDOM_TEXTS=2000 WIDE_TEXTS=500 ...
+// then: mvn -o -pl finetune test -Dtest=TokenizerVariantsTest -Dtokenizer.variants=/tmp/fuzz
+// (WIDE_TEXTS draws arbitrary code points; see the Unicode-version notes in the tokenizer package).
 'use strict';
 const fs = require('fs');
 const path = require('path');

@@ -7,5 +7,12 @@
  * {@code Normalizers}, {@code PreTokenizers} (with {@code ByteLevel} and {@code Metaspace}), the
  * {@code Bpe} model, {@code PostProcessor} and {@code Decoders}. Regular expressions written for
  * Oniguruma are translated by {@code OnigRegex}.
+ *
+ * <p>Known differences from tokenizers: {@code truncation} and {@code padding} are ignored; Unicode
+ * data comes from the JDK. The classes used by the regular expressions ({@code \p{L}},
+ * {@code \p{N}}, {@code \s}) agree with the Oniguruma build of tokenizers 0.23 on every code point,
+ * but the NFC/NFD/NFKC/NFKD normalizers, {@code StripAccents} and the {@code Punctuation}
+ * pre-tokenizer use the JDK's newer tables, so they treat some characters assigned after Unicode
+ * 9 to 11 differently (for example U+32FF under NFKC, or U+2E45 as punctuation).
  */
 package dev.jsloth.tokenizer;
