@@ -124,7 +124,7 @@ final class FinetuneCommand implements Callable<Integer> {
 
     /** The demo's settings: small batches, a high learning rate for a tiny model, a cosine schedule. */
     private TrainingConfig demoConfig() {
-        return new TrainingConfig(1, maxSteps > 0 ? maxSteps : 80, 5, 1, 128, 4e-3, 0.0, 0.9, 0.999, 1e-8,
+        return new TrainingConfig(1, maxSteps > 0 ? maxSteps : 100, 5, 1, 128, 4e-3, 0.0, 0.9, 0.999, 1e-8,
                 TrainingConfig.Schedule.COSINE, 5, 1.0, !noGc, false, saveEvery, saveLimit, 0, seed, skipNonFinite, 1);
     }
 
@@ -139,7 +139,7 @@ final class FinetuneCommand implements Callable<Integer> {
                 for (String country : new String[]{"France", "Japan", "Kenya"}) {
                     String prompt = tpl.render(List.of(new Message("user", DemoAssets.question(country))), true);
                     int[] ids = tok.encode(prompt, true);
-                    int[] out = m.generate(ids, new GenerationOptions(24, 0, 1, 0, true, FineTuneJob.eosId(m, tok)), null);
+                    int[] out = m.generate(ids, new GenerationOptions(24, 0, 1, 0, FineTuneJob.stopTokens(m, tok)), null);
                     String text = tok.decode(out, true).replace("\n", "\\n");
                     System.out.println("  " + DemoAssets.question(country) + "  ->  " + text);
                 }

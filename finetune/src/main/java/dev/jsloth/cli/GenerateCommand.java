@@ -24,8 +24,17 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--adapter", paramLabel = "DIR", description = "PEFT LoRA adapter directory.")
     Path adapter;
 
-    @Option(names = "--prompt-ids", required = true, split = ",", paramLabel = "ID,ID,...", description = "Prompt token ids, comma-separated.")
+    @Option(names = "--prompt-ids", split = ",", paramLabel = "ID,ID,...", description = "Prompt token ids, comma-separated (prints JSON ids).")
     int[] promptIds;
+
+    @Option(names = "--prompt", paramLabel = "TEXT", description = "Text prompt: tokenized with the model's tokenizer; the reply streams as text.")
+    String prompt;
+
+    @Option(names = "--chat", description = "With --prompt: wrap it as a user turn in the model's chat template (default: raw text).")
+    boolean chat;
+
+    @Option(names = "--template", paramLabel = "NAME", description = "With --chat: a built-in template instead of the model's own.")
+    String template;
 
     @Option(names = "--max-new-tokens", defaultValue = "32", paramLabel = "N")
     int maxNewTokens;
@@ -45,12 +54,40 @@ final class GenerateCommand implements Callable<Integer> {
     @Mixin
     BackendOptions backendOptions;
 
+    /** Text in, text out, printed token by token as it is generated; stops at end of sequence or turn. */
+    private void generateText(LlamaModel m) throws Exception {
+        dev.jsloth.tokenizer.Tokenizer tok = dev.jsloth.tokenizer.Tokenizer.load(model);
+        String text = prompt;
+        if (chat) text = dev.jsloth.train.FineTuneJob.template(model, template)
+                .render(java.util.List.of(new dev.jsloth.data.Message("user", prompt)), true);
+        int[] ids = tok.encode(text, true);
+        int[] stops = dev.jsloth.train.FineTuneJob.stopTokens(m, tok);
+        java.util.List<Integer> produced = new java.util.ArrayList<>();
+        int[] printed = {0};
+        m.generate(ids, new GenerationOptions(maxNewTokens, temperature, topP, seed, stops), token -> {
+            produced.add(token);
+            String all = tok.decode(produced.stream().mapToInt(Integer::intValue).toArray(), true);
+            if (all.length() > printed[0] && !all.endsWith("\uFFFD")) { // hold back incomplete UTF-8 sequences
+                System.out.print(all.substring(printed[0]));
+                System.out.flush();
+                printed[0] = all.length();
+            }
+        });
+        System.out.println();
+    }
+
     @Override
     public Integer call() throws Exception {
+        if ((promptIds == null) == (prompt == null)) throw new IllegalArgumentException("give exactly one of --prompt-ids or --prompt");
         try (Backend be = backendOptions.create(); LlamaModel m = LlamaModel.load(model, be, backendOptions.computeType())) {
             LoraAdapter a = adapter == null ? null : m.loadAdapter(adapter);
             try {
-                GenerationOptions o = new GenerationOptions(maxNewTokens, temperature, topP, seed, stopAtEos, m.config().eosTokenId());
+                if (prompt != null) {
+                    generateText(m);
+                    return 0;
+                }
+                int[] stops = stopAtEos && m.config().eosTokenId() != null ? new int[]{m.config().eosTokenId()} : new int[0];
+                GenerationOptions o = new GenerationOptions(maxNewTokens, temperature, topP, seed, stops);
                 int[] ids = m.generate(promptIds, o, null);
                 Map<String, Object> out = new LinkedHashMap<>();
                 out.put("ids", Arrays.stream(ids).boxed().toList());

@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** The {@code jsloth} command line: a thin layer over the Java API. */
 @Command(name = "jsloth", mixinStandardHelpOptions = true, version = "jsloth 0.1.0",
         description = "Fast LoRA and QLoRA fine-tuning of Llama-family models on the JVM.",
-        subcommands = {BackendsCommand.class, LossCommand.class, GenerateCommand.class, MergeCommand.class, BenchCommand.class, QuantizeCommand.class, FinetuneCommand.class})
+        subcommands = {BackendsCommand.class, LossCommand.class, GenerateCommand.class, MergeCommand.class, BenchCommand.class, QuantizeCommand.class, FinetuneCommand.class, TokenizeCommand.class})
 public final class Main implements Runnable {
     public static void main(String[] args) {
         System.exit(commandLine().execute(args));

@@ -15,8 +15,10 @@ import java.nio.file.Path;
 import java.util.SplittableRandom;
 
 /**
- * The built-in demo: a tiny Llama-architecture model generated deterministically (fixed seed, Hugging Face's
- * N(0, 0.02) initialisation), a byte-level BPE tokenizer with ChatML special tokens, and a small instruction
+ * The built-in demo: a tiny Llama-architecture model generated deterministically (fixed seed; random normal
+ * weights scaled so that a frozen random base still lets LoRA express confident predictions: unit-variance
+ * embeddings, output head std 0.2, projections std 0.08), a byte-level BPE tokenizer whose merges make every demo
+ * word one token, with ChatML special tokens, and a small instruction
  * dataset (country capitals) that LoRA learns in a few dozen steps, written as an ordinary checkpoint directory
  * and JSONL file so the demo runs exactly the code path of a real fine-tune.
  */
@@ -24,7 +26,7 @@ public final class DemoAssets {
     public static final int HIDDEN = 128, INTERMEDIATE = 344, LAYERS = 4, HEADS = 4, KV_HEADS = 2;
     public static final String BOS = "<|begin_of_text|>", EOS = "<|end_of_text|>", IM_START = "<|im_start|>", IM_END = "<|im_end|>";
     static final long SEED = 20260101L;
-    static final String VERSION = "1";
+    static final String VERSION = "3";
 
     /** Country, capital pairs: the demo's facts. */
     static final String[][] CAPITALS = {
@@ -65,8 +67,38 @@ public final class DemoAssets {
         return root.resolve("capitals.jsonl");
     }
 
+    /** Bytes 0..255, one merged token per demo word (built by merges), then the four special tokens. */
     static int vocabSize() {
-        return 256 + 4;
+        return 256 + wordMerges().size() + 4;
+    }
+
+    static int specialId(int i) {
+        return 256 + wordMerges().size() + i;
+    }
+
+    /** Every word of the demo's texts, in byte-level symbols with GPT-2's space marker, made one token by merges. */
+    static java.util.List<String[]> wordMerges() {
+        java.util.LinkedHashSet<String> words = new java.util.LinkedHashSet<>();
+        java.util.List<String> texts = new java.util.ArrayList<>(java.util.List.of("user", "assistant", "What is the capital of", "The capital of"));
+        for (String[] c : CAPITALS) {
+            texts.add(question(c[0]));
+            texts.add("The capital of " + c[0] + " is " + c[1] + ".");
+        }
+        for (String t : texts) {
+            String[] parts = t.split("(?=[ ?.])|(?<=[?.])");
+            for (String p : parts) if (p.length() > 1) words.add(p.replace(' ', '\u0120'));
+        }
+        java.util.List<String[]> merges = new java.util.ArrayList<>();
+        java.util.Set<String> made = new java.util.HashSet<>();
+        for (String w : words) {
+            String prefix = w.substring(0, 1);
+            for (int i = 1; i < w.length(); i++) {
+                String next = prefix + w.charAt(i);
+                if (made.add(next)) merges.add(new String[]{prefix, String.valueOf(w.charAt(i))});
+                prefix = next;
+            }
+        }
+        return merges;
     }
 
     private static void writeConfig(Path dir) throws IOException {
@@ -86,8 +118,8 @@ public final class DemoAssets {
         c.put("tie_word_embeddings", false);
         c.put("attention_bias", false);
         c.put("mlp_bias", false);
-        c.put("bos_token_id", 256);
-        c.put("eos_token_id", 257);
+        c.put("bos_token_id", specialId(0));
+        c.put("eos_token_id", specialId(1));
         c.put("dtype", "float32");
         ObjectNode rope = c.putObject("rope_parameters");
         rope.put("rope_theta", 10000.0);
@@ -115,7 +147,7 @@ public final class DemoAssets {
         String[] specials = {BOS, EOS, IM_START, IM_END};
         for (int i = 0; i < specials.length; i++) {
             ObjectNode a = added.addObject();
-            a.put("id", 256 + i).put("content", specials[i]).put("single_word", false).put("lstrip", false)
+            a.put("id", specialId(i)).put("content", specials[i]).put("single_word", false).put("lstrip", false)
                     .put("rstrip", false).put("normalized", false).put("special", true);
         }
         t.putNull("normalizer");
@@ -132,7 +164,7 @@ public final class DemoAssets {
         pair.addObject().putObject("Sequence").put("id", "B").put("type_id", 1);
         ObjectNode st = post.putObject("special_tokens").putObject(BOS);
         st.put("id", BOS);
-        st.putArray("ids").add(256);
+        st.putArray("ids").add(specialId(0));
         st.putArray("tokens").add(BOS);
         ObjectNode dec = t.putObject("decoder");
         dec.put("type", "ByteLevel").put("add_prefix_space", true).put("trim_offsets", true).put("use_regex", true);
@@ -142,7 +174,12 @@ public final class DemoAssets {
         ObjectNode vocab = model.putObject("vocab");
         String[] sym = byteSymbols();
         for (int b = 0; b < 256; b++) vocab.put(sym[b], b);
-        model.putArray("merges");
+        ArrayNode merges = model.putArray("merges");
+        int next = 256;
+        for (String[] m : wordMerges()) {
+            vocab.put(m[0] + m[1], next++);
+            merges.add(m[0] + " " + m[1]);
+        }
         Json.write(dir.resolve("tokenizer.json"), t);
 
         ObjectNode tc = Json.MAPPER.createObjectNode();
@@ -159,30 +196,32 @@ public final class DemoAssets {
         SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
         int v = vocabSize(), d = HIDDEN, hd = HIDDEN / HEADS;
         try (Arena arena = Arena.ofConfined()) {
-            w.add("model.embed_tokens.weight", "F32", new int[]{v, d}, TensorBytes.encode("F32", normal(rnd, v * d), arena));
+            w.add("model.embed_tokens.weight", "F32", new int[]{v, d}, TensorBytes.encode("F32", normal(rnd, v * d, 1.0), arena));
             for (int l = 0; l < LAYERS; l++) {
                 String p = "model.layers." + l + ".";
                 w.add(p + "input_layernorm.weight", "F32", new int[]{d}, TensorBytes.encode("F32", ones(d), arena));
-                w.add(p + "self_attn.q_proj.weight", "F32", new int[]{HEADS * hd, d}, TensorBytes.encode("F32", normal(rnd, HEADS * hd * d), arena));
-                w.add(p + "self_attn.k_proj.weight", "F32", new int[]{KV_HEADS * hd, d}, TensorBytes.encode("F32", normal(rnd, KV_HEADS * hd * d), arena));
-                w.add(p + "self_attn.v_proj.weight", "F32", new int[]{KV_HEADS * hd, d}, TensorBytes.encode("F32", normal(rnd, KV_HEADS * hd * d), arena));
-                w.add(p + "self_attn.o_proj.weight", "F32", new int[]{d, HEADS * hd}, TensorBytes.encode("F32", normal(rnd, d * HEADS * hd), arena));
+                w.add(p + "self_attn.q_proj.weight", "F32", new int[]{HEADS * hd, d}, TensorBytes.encode("F32", normal(rnd, HEADS * hd * d, PROJ_STD), arena));
+                w.add(p + "self_attn.k_proj.weight", "F32", new int[]{KV_HEADS * hd, d}, TensorBytes.encode("F32", normal(rnd, KV_HEADS * hd * d, PROJ_STD), arena));
+                w.add(p + "self_attn.v_proj.weight", "F32", new int[]{KV_HEADS * hd, d}, TensorBytes.encode("F32", normal(rnd, KV_HEADS * hd * d, PROJ_STD), arena));
+                w.add(p + "self_attn.o_proj.weight", "F32", new int[]{d, HEADS * hd}, TensorBytes.encode("F32", normal(rnd, d * HEADS * hd, PROJ_STD), arena));
                 w.add(p + "post_attention_layernorm.weight", "F32", new int[]{d}, TensorBytes.encode("F32", ones(d), arena));
-                w.add(p + "mlp.gate_proj.weight", "F32", new int[]{INTERMEDIATE, d}, TensorBytes.encode("F32", normal(rnd, INTERMEDIATE * d), arena));
-                w.add(p + "mlp.up_proj.weight", "F32", new int[]{INTERMEDIATE, d}, TensorBytes.encode("F32", normal(rnd, INTERMEDIATE * d), arena));
-                w.add(p + "mlp.down_proj.weight", "F32", new int[]{d, INTERMEDIATE}, TensorBytes.encode("F32", normal(rnd, d * INTERMEDIATE), arena));
+                w.add(p + "mlp.gate_proj.weight", "F32", new int[]{INTERMEDIATE, d}, TensorBytes.encode("F32", normal(rnd, INTERMEDIATE * d, PROJ_STD), arena));
+                w.add(p + "mlp.up_proj.weight", "F32", new int[]{INTERMEDIATE, d}, TensorBytes.encode("F32", normal(rnd, INTERMEDIATE * d, PROJ_STD), arena));
+                w.add(p + "mlp.down_proj.weight", "F32", new int[]{d, INTERMEDIATE}, TensorBytes.encode("F32", normal(rnd, d * INTERMEDIATE, PROJ_STD), arena));
             }
             w.add("model.norm.weight", "F32", new int[]{d}, TensorBytes.encode("F32", ones(d), arena));
-            w.add("lm_head.weight", "F32", new int[]{v, d}, TensorBytes.encode("F32", normal(rnd, v * d), arena));
+            w.add("lm_head.weight", "F32", new int[]{v, d}, TensorBytes.encode("F32", normal(rnd, v * d, 0.2), arena));
             w.write(dir.resolve("model.safetensors"));
         }
     }
 
-    private static double[] normal(SplittableRandom r, int n) {
+    private static final double PROJ_STD = 0.08;
+
+    private static double[] normal(SplittableRandom r, int n, double std) {
         double[] x = new double[n];
         for (int i = 0; i < n; i += 2) {
             double u1 = 1 - r.nextDouble(), u2 = r.nextDouble();
-            double mag = 0.02 * Math.sqrt(-2 * Math.log(u1));
+            double mag = std * Math.sqrt(-2 * Math.log(u1));
             x[i] = mag * Math.cos(2 * Math.PI * u2);
             if (i + 1 < n) x[i + 1] = mag * Math.sin(2 * Math.PI * u2);
         }

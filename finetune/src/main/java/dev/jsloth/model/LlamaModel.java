@@ -236,7 +236,7 @@ public final class LlamaModel implements AutoCloseable {
                 int next = Sampling.choose(logits, opts, rnd);
                 out[produced++] = next;
                 if (onToken != null) onToken.accept(next);
-                if (opts.stopAtEos() && opts.eosTokenId() != null && next == opts.eosTokenId()) break;
+                if (opts.stopsAt(next)) break;
                 feed = new int[]{next};
             }
         } finally {

@@ -207,6 +207,15 @@ public final class FineTuneJob {
         }
     }
 
+    /** Tokens that end generation: the eos id and the usual end-of-turn tokens the tokenizer has. */
+    public static int[] stopTokens(LlamaModel m, Tokenizer tok) {
+        java.util.LinkedHashSet<Integer> ids = new java.util.LinkedHashSet<>();
+        ids.add(eosId(m, tok));
+        for (String s : List.of("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "</s>", "<|endoftext|>"))
+            tok.tokenToId(s).ifPresent(ids::add);
+        return ids.stream().mapToInt(Integer::intValue).toArray();
+    }
+
     /** End-of-sequence id: the config's, else the tokenizer's {@code </s>}/{@code <|end_of_text|>}/{@code <|im_end|>}. */
     public static int eosId(LlamaModel m, Tokenizer tok) {
         if (m.config().eosTokenId() != null) return m.config().eosTokenId();
