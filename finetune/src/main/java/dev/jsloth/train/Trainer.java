@@ -216,7 +216,7 @@ public final class Trainer {
         JsonNode saved = state.get("config");
         JsonNode now = Json.MAPPER.valueToTree(cfg);
         for (String key : List.of("batchSize", "gradAccum", "seqLen", "packing", "seed")) {
-            if (saved != null && saved.has(key) && !saved.get(key).equals(now.get(key)))
+            if (saved != null && saved.has(key) && !saved.get(key).asText().equals(now.get(key).asText()))
                 throw new TrainingException("--resume: " + key + " was " + saved.get(key) + " in " + ck + " but is " + now.get(key)
                         + " now; the data order would differ. Resume with the same settings.");
         }

@@ -1,0 +1,185 @@
+package dev.jsloth.train;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.spi.Backends;
+import dev.jsloth.data.Example;
+import dev.jsloth.model.Batch;
+import dev.jsloth.model.LlamaModel;
+import dev.jsloth.model.LoraAdapter;
+import dev.jsloth.model.LoraSettings;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.net.URISyntaxException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Gradient accumulation, packing, resume and non-finite handling of the trainer, on a fixture model in F64. */
+class TrainerTest {
+    static Backend be;
+    static Path modelDir;
+
+    @BeforeAll
+    static void start() throws URISyntaxException {
+        be = Backends.create("cpu");
+        modelDir = Path.of(TrainerTest.class.getResource("/hf/gqa-untied/config.json").toURI()).getParent();
+    }
+
+    @AfterAll
+    static void stop() {
+        be.close();
+    }
+
+    static List<Example> examples(int n, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        List<Example> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            int len = 5 + r.nextInt(12), prompt = 1 + r.nextInt(3);
+            int[] ids = new int[len], labels = new int[len];
+            for (int t = 0; t < len; t++) {
+                ids[t] = 3 + r.nextInt(250);
+                labels[t] = t < prompt ? -100 : ids[t];
+            }
+            out.add(new Example(ids, labels));
+        }
+        return out;
+    }
+
+    static TrainingConfig config(int batch, int accum, int steps, boolean packing) {
+        return TrainingConfig.defaults().withSteps(1, steps).withBatch(batch, accum, 64, packing)
+                .withOptimizer(1e-3, 0.01, TrainingConfig.Schedule.LINEAR, 1, 1.0).withSchedule(0, 2, 0, 1).withRun(true, 7, false);
+    }
+
+    static List<double[]> train(TrainingConfig cfg, List<Example> data, Path out) throws Exception {
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            // non-zero B so that every parameter gets a gradient from the first step
+            for (Parameter p : a.parameters()) if (p.name().endsWith("lora_B")) be.kernels().fill(p.value(), 0.01);
+            new Trainer(m, data, List.of(), cfg, out, 0).run(false);
+            List<double[]> params = new ArrayList<>();
+            for (Parameter p : a.parameters()) params.add(be.download(p.value()));
+            return params;
+        }
+    }
+
+    /** Batch 4 with no accumulation equals batch 2 x 2 and batch 1 x 4: the loss is token-weighted over the whole step. */
+    @Test
+    void gradientAccumulationEqualsOneLargeBatch(@TempDir Path tmp) throws Exception {
+        List<Example> data = examples(8, 1);
+        List<double[]> big = train(config(4, 1, 2, false), data, tmp.resolve("a"));
+        List<double[]> accum2 = train(config(2, 2, 2, false), data, tmp.resolve("b"));
+        List<double[]> accum4 = train(config(1, 4, 2, false), data, tmp.resolve("c"));
+        for (int i = 0; i < big.size(); i++) {
+            assertArrayEquals(big.get(i), accum2.get(i), 1e-12, "param " + i + " (2x2)");
+            assertArrayEquals(big.get(i), accum4.get(i), 1e-12, "param " + i + " (1x4)");
+        }
+    }
+
+    /** A packed row's loss equals the sum of its examples' losses: attention stays inside each, positions restart. */
+    @Test
+    void packedSequencesAreIndependent() throws Exception {
+        List<Example> data = examples(4, 2);
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64)) {
+            double separate = 0;
+            long tokens = 0;
+            for (Example e : data) {
+                int[] labels = e.labels().clone();
+                LlamaModel.LossResult r = m.loss(new Batch(1, e.length(), e.inputIds(), labels, null));
+                separate += r.lossSum();
+                tokens += r.tokens();
+            }
+            Batcher b = new Batcher(data, 1, 64, true, 0, 3);
+            double packed = 0;
+            long packedTokens = 0;
+            for (Batcher.MicroBatch mb : b.epoch(0)) {
+                assertTrue(mb.batch().segments() != null);
+                LlamaModel.LossResult r = m.loss(mb.batch());
+                packed += r.lossSum();
+                packedTokens += r.tokens();
+            }
+            assertEquals(tokens, packedTokens);
+            assertEquals(separate, packed, 1e-9 * Math.abs(separate));
+        }
+    }
+
+    /** Stop after a checkpoint, resume: the loss curve and the final adapter equal an uninterrupted run exactly. */
+    @Test
+    void resumeReproducesTheUninterruptedRun(@TempDir Path tmp) throws Exception {
+        List<Example> data = examples(12, 4);
+        TrainingConfig cfg = config(2, 1, 6, false).withSchedule(2, 2, 0, 1);
+        List<double[]> straight = train(cfg, data, tmp.resolve("straight"));
+        Path out = tmp.resolve("resumed");
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            for (Parameter p : a.parameters()) if (p.name().endsWith("lora_B")) be.kernels().fill(p.value(), 0.01);
+            Trainer t = new Trainer(m, data, List.of(), cfg, out, 0).listen(new TrainingListener() {
+                @Override
+                public void onStep(StepMetrics s) {
+                    if (s.step() == 5) throw new IllegalStateException("simulated crash after step 5");
+                }
+            });
+            assertThrows(IllegalStateException.class, () -> t.run(false));
+        }
+        assertTrue(Files.isRegularFile(out.resolve("checkpoint-4").resolve("trainer_state.json")));
+        List<double[]> resumed;
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 99)) {
+            new Trainer(m, data, List.of(), cfg, out, 0).run(true);
+            resumed = new ArrayList<>();
+            for (Parameter p : a.parameters()) resumed.add(be.download(p.value()));
+        }
+        for (int i = 0; i < straight.size(); i++) assertArrayEquals(straight.get(i), resumed.get(i), 0.0, "param " + i);
+        assertEquals(losses(tmp.resolve("straight")), losses(out));
+    }
+
+    static List<String> losses(Path out) throws Exception {
+        List<String> l = new ArrayList<>();
+        for (String line : Files.readAllLines(out.resolve("metrics.jsonl"), StandardCharsets.UTF_8)) {
+            var n = dev.jsloth.io.Json.MAPPER.readTree(line);
+            if (n.has("loss")) l.add(n.get("step").asText() + ":" + n.get("loss").asText() + ":" + n.get("grad_norm").asText());
+        }
+        return l;
+    }
+
+    /** A NaN in the weights stops the run with a clear message; the last checkpoint stays complete and loadable. */
+    @Test
+    void nonFiniteLossStopsAndKeepsTheLastGoodCheckpoint(@TempDir Path tmp) throws Exception {
+        List<Example> data = examples(8, 5);
+        TrainingConfig cfg = config(2, 1, 6, false).withSchedule(1, 3, 0, 1);
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            Trainer t = new Trainer(m, data, List.of(), cfg, tmp, 0).listen(new TrainingListener() {
+                @Override
+                public void onCheckpoint(long step, Path dir) {
+                    if (step == 2) be.kernels().fill(a.parameters().getFirst().value(), Double.NaN);
+                }
+            });
+            TrainingException e = assertThrows(TrainingException.class, () -> t.run(false));
+            assertTrue(e.getMessage().contains("step 3") && e.getMessage().contains("non-finite") && e.getMessage().contains("checkpoint-2"), e.getMessage());
+        }
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter ok = m.loadAdapter(tmp.resolve("checkpoint-2"))) {
+            for (Parameter p : ok.parameters()) assertTrue(Double.isFinite(be.kernels().sumOfSquares(p.value())));
+        }
+    }
+
+    @Test
+    void skipNonFiniteSkipsTheStepInstead(@TempDir Path tmp) throws Exception {
+        List<Example> data = examples(8, 6);
+        TrainingConfig cfg = config(2, 1, 3, false).withRun(true, 7, true);
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            be.kernels().fill(a.parameters().getFirst().value(), Double.POSITIVE_INFINITY);
+            TrainingSummary s = new Trainer(m, data, List.of(), cfg, tmp, 0).run(false);
+            assertEquals(3, s.steps());
+            assertTrue(Files.readString(tmp.resolve("metrics.jsonl")).contains("\"skipped\":true"));
+        }
+    }
+}
