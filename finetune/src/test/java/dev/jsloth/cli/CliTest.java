@@ -1,0 +1,108 @@
+package dev.jsloth.cli;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The command line end to end: a real fine-tune on an HF checkpoint + Alpaca JSONL, and bad input reported clearly. */
+class CliTest {
+    record Run(int code, String out, String err) {
+    }
+
+    static Run run(String... args) {
+        CommandLine cl = Main.commandLine();
+        StringWriter err = new StringWriter();
+        cl.setErr(new PrintWriter(err));
+        PrintStream old = System.out;
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(out, true));
+        try {
+            return new Run(cl.execute(args), out.toString(), err.toString());
+        } finally {
+            System.setOut(old);
+        }
+    }
+
+    static Path fixture(String name) throws Exception {
+        return Path.of(CliTest.class.getResource("/hf/" + name + "/config.json").toURI()).getParent();
+    }
+
+    @Test
+    void finetunesAnHfCheckpointOnAlpacaJsonl(@TempDir Path tmp) throws Exception {
+        // the fixture checkpoint has no tokenizer: give it a byte-level one whose ids (0..255) fit its 256-token vocabulary
+        Path model = tmp.resolve("model");
+        Files.createDirectories(model);
+        for (String f : new String[]{"config.json", "model.safetensors"}) Files.copy(fixture("gqa-untied").resolve(f), model.resolve(f));
+        Files.copy(Path.of(CliTest.class.getResource("/fixtures/byte-tokenizer.json").toURI()), model.resolve("tokenizer.json"));
+        Path data = tmp.resolve("train.jsonl");
+        Files.writeString(data, """
+                {"instruction": "Say hi", "input": "", "output": "hi"}
+                {"instruction": "Add", "input": "1+1", "output": "2"}
+                {"instruction": "Broken row", "output": 5}
+                {"instruction": "Name a colour", "input": "", "output": "red"}
+                """);
+        Run r = run("finetune", "--model", model.toString(), "--data", data.toString(), "--output", tmp.resolve("out").toString(),
+                "--max-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "512", "--lora-r", "4", "--save-every", "2");
+        assertEquals(0, r.code(), r.err() + r.out());
+        assertTrue(r.out().contains("1 rows skipped") && r.out().contains("train.jsonl:3"), r.out());
+        assertTrue(Files.isRegularFile(tmp.resolve("out/adapter/adapter_config.json")));
+        assertTrue(Files.isRegularFile(tmp.resolve("out/loss.png")));
+        assertTrue(Files.isRegularFile(tmp.resolve("out/checkpoint-2/trainer_state.json")));
+        assertEquals(3, Files.readAllLines(tmp.resolve("out/metrics.jsonl")).size());
+
+        Run strict = run("finetune", "--model", model.toString(), "--data", data.toString(), "--output", tmp.resolve("out2").toString(),
+                "--max-steps", "1", "--bad-rows", "fail");
+        assertEquals(1, strict.code());
+        assertTrue(strict.err().contains("train.jsonl:3") && strict.err().contains("output"), strict.err());
+    }
+
+    @Test
+    void missingFilesAndBadBatchesAreClearErrors(@TempDir Path tmp) throws Exception {
+        Run r = run("loss", "--model", tmp.resolve("nope").toString(), "--batch", tmp.resolve("b.json").toString());
+        assertEquals(1, r.code());
+        assertTrue(r.err().contains("no such file") && r.err().contains("b.json"), r.err());
+        Path batch = tmp.resolve("b.json");
+        Files.writeString(batch, "{\"input_ids\": [[1, 2, 3]]}");
+        Run noModel = run("loss", "--model", tmp.resolve("nope").toString(), "--batch", batch.toString());
+        assertTrue(noModel.err().contains("no such file") && noModel.err().contains("nope"), noModel.err());
+        Files.writeString(batch, "{\"input_ids\": [[1, 2, 3], [4, 5]]}");
+        Run ragged = run("loss", "--model", fixture("gqa-untied").toString(), "--batch", batch.toString());
+        assertEquals(1, ragged.code());
+        assertTrue(ragged.err().contains("input_ids[1]"), ragged.err());
+        Files.writeString(batch, "{\"input_ids\": [[1, 2, 300]]}");
+        Run range = run("loss", "--model", fixture("gqa-untied").toString(), "--batch", batch.toString());
+        assertTrue(range.err().contains("input id 300") && range.err().contains("vocabulary"), range.err());
+    }
+
+    @Test
+    void lossAndGenerateMatchTheFixture() throws Exception {
+        Path dir = fixture("tied-odd");
+        Run g = run("generate", "--model", dir.toString(), "--prompt-ids", String.join(",", ids(dir, "gen_prompt")), "--max-new-tokens", "16", "--precision", "f64");
+        assertEquals(0, g.code(), g.err());
+        assertEquals("{\"ids\":[" + String.join(",", ids(dir, "gen_base")) + "]}", g.out().trim());
+    }
+
+    static String[] ids(Path dir, String field) throws Exception {
+        var n = dev.jsloth.io.Json.read(dir.resolve("expected.json")).get(field);
+        String[] out = new String[n.size()];
+        for (int i = 0; i < out.length; i++) out[i] = n.get(i).asText();
+        return out;
+    }
+
+    @Test
+    void backendsListsTheCpuBackend() {
+        Run r = run("backends");
+        assertEquals(0, r.code());
+        assertTrue(r.out().contains("cpu") && r.out().contains("available"), r.out());
+    }
+}
