@@ -6,10 +6,11 @@ import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 
 /**
- * Per-token cos/sin tables for rotary position embeddings, computed exactly as Hugging Face transformers does:
- * the inverse frequencies {@code theta^(-2i/d)} in float32, {@code freq = inv_freq * position} in float32, cos and
- * sin of that float32 angle rounded to float32 and multiplied by the attention scaling, then widened. Matching
- * these roundings is what lets an F64 run agree with transformers to 1e-9.
+ * Per-token cos/sin tables for rotary position embeddings, computed as Hugging Face transformers does: the
+ * inverse frequencies {@code theta^(-2i/d)} in float32 and {@code angle = inv_freq * position} in float32 (the
+ * positions transformers feeds RoPE are float32). For F32 tables cos and sin are rounded to float32, as
+ * transformers does; for F64 tables they are taken in double precision of that same float32 angle, so an F64 run
+ * keeps full precision downstream while using exactly transformers' angles.
  *
  * <p>Rope types: {@code default} and {@code llama3} (frequency-dependent scaling by {@code factor} between
  * {@code low_freq_factor} and {@code high_freq_factor} wavelengths of the original context length).
@@ -89,8 +90,9 @@ public final class RopeTables {
             float pos = positions[t];
             for (int i = 0; i < half; i++) {
                 float angle = inv[i] * pos;
-                cos[t * half + i] = (float) Math.cos(angle) * scaling;
-                sin[t * half + i] = (float) Math.sin(angle) * scaling;
+                double cv = Math.cos(angle) * scaling, sv = Math.sin(angle) * scaling;
+                cos[t * half + i] = dtype == DType.F64 ? cv : (float) cv;
+                sin[t * half + i] = dtype == DType.F64 ? sv : (float) sv;
             }
         }
         Shape shape = Shape.of(positions.length, half);
