@@ -129,8 +129,11 @@ public final class LoraAdapter implements AutoCloseable {
             throw new CheckpointFormatException(cfgFile, "alpha_pattern", "per-module alpha is not supported");
         JsonNode rNode = c.get("r"), alphaNode = c.get("lora_alpha");
         if (rNode == null || !rNode.canConvertToInt() || rNode.asInt() <= 0) throw new CheckpointFormatException(cfgFile, "r", "missing or not a positive integer");
-        if (alphaNode == null || !alphaNode.isNumber()) throw new CheckpointFormatException(cfgFile, "lora_alpha", "missing or not a number");
-        boolean rs = c.path("use_rslora").asBoolean(false);
+        if (alphaNode == null || !alphaNode.isNumber() || !(alphaNode.asDouble() > 0) || Double.isInfinite(alphaNode.asDouble()))
+            throw new CheckpointFormatException(cfgFile, "lora_alpha", "missing or not a positive number, got " + alphaNode);
+        JsonNode rsNode = c.get("use_rslora");
+        if (rsNode != null && !rsNode.isNull() && !rsNode.isBoolean()) throw new CheckpointFormatException(cfgFile, "use_rslora", "must be true or false, got " + rsNode);
+        boolean rs = rsNode != null && rsNode.asBoolean(false);
         double alpha = alphaNode.asDouble();
 
         Path weights = dir.resolve(WEIGHTS_FILE);

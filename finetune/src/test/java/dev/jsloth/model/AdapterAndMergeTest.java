@@ -105,4 +105,16 @@ class AdapterAndMergeTest {
             for (int i = 0; i < plain.size(); i++) assertArrayEquals(plain.get(i), be.download(a.parameters().get(i).grad()), 0.0);
         }
     }
+
+    /** Fuzzer finding (adapter iteration 742): a negative lora_alpha escaped as IllegalArgumentException. */
+    @Test
+    void adapterConfigWithNegativeAlphaIsAFormatError(@TempDir Path tmp) throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            Files.copy(fx.dir().resolve("adapter/adapter_model.safetensors"), tmp.resolve(LoraAdapter.WEIGHTS_FILE));
+            Files.writeString(tmp.resolve(LoraAdapter.CONFIG_FILE), "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": -1}");
+            var e = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class,
+                    () -> LoraAdapter.load(tmp, LlamaConfig.read(fx.dir()), be, DType.F32));
+            assertTrue(e.getMessage().contains("lora_alpha"), e.getMessage());
+        }
+    }
 }
