@@ -151,7 +151,7 @@ public final class Trainer {
             Double finalEval = null;
             if (!eval.isEmpty()) finalEval = evaluate(total, metrics);
             Path adapterDir = output.resolve("adapter");
-            adapter.save(adapterDir, baseModelName());
+            saveAtomically(adapterDir);
             Path plot = output.resolve("loss.png");
             List<double[]> history = readHistory(metrics);
             LossPlot.write(plot, history, evalHistory);
@@ -162,6 +162,25 @@ public final class Trainer {
             Json.write(output.resolve("summary.json"), Json.MAPPER.valueToTree(s));
             for (TrainingListener l : listeners) l.onEnd(s);
             return s;
+        }
+    }
+
+    /** Writes the adapter into a temporary directory, then renames it into place (replacing an older one). */
+    private void saveAtomically(Path dir) throws IOException {
+        Path tmp = Files.createTempDirectory(output, ".tmp-adapter-");
+        try {
+            adapter.save(tmp, baseModelName());
+            if (Files.exists(dir)) {
+                Path old = output.resolve(".old-adapter-" + System.nanoTime());
+                Files.move(dir, old, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                Files.move(tmp, dir, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+                CheckpointStore.deleteTree(old);
+            } else {
+                Files.move(tmp, dir, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            }
+            AtomicFiles.syncDirectory(output);
+        } finally {
+            CheckpointStore.deleteTree(tmp);
         }
     }
 
