@@ -39,7 +39,7 @@ public final class CpuBackend implements Backend {
     public Tensor allocate(DType dtype, Shape shape) {
         if (closed) throw new IllegalStateException("backend is closed");
         long bytes = dtype.byteSize(shape.numel());
-        MemorySegment seg = NativeMemory.calloc(bytes);
+        MemorySegment seg = calloc(bytes, shape + " " + dtype);
         CpuTensor t = new CpuTensor(this, dtype, shape, seg, null);
         live.add(t);
         long now = liveBytes.addAndGet(bytes);
@@ -57,7 +57,7 @@ public final class CpuBackend implements Backend {
         int blocks = dev.jsloth.api.quant.Nf4.blocks(shape.numel());
         if (blockScales.length != blocks)
             throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.length);
-        MemorySegment seg = NativeMemory.calloc(bytes);
+        MemorySegment seg = calloc(bytes, shape + " NF4");
         MemorySegment.copy(packedCodes, 0, seg, 0, bytes);
         long heap = 4L * blocks;
         CpuTensor t = new CpuTensor(this, DType.NF4, shape, seg, null, new Nf4Codec(blockScales.clone()), heap);
@@ -65,6 +65,12 @@ public final class CpuBackend implements Backend {
         long now = liveBytes.addAndGet(bytes + heap);
         peakBytes.accumulateAndGet(now, Math::max);
         return t;
+    }
+
+    private MemorySegment calloc(long bytes, String what) {
+        MemorySegment seg = NativeMemory.calloc(bytes);
+        if (seg == null) throw new dev.jsloth.api.DeviceOutOfMemoryException("cpu", bytes, liveBytes.get(), "tensor " + what);
+        return seg;
     }
 
     void release(CpuTensor t) {

@@ -24,7 +24,7 @@ final class NativeMemory {
     private NativeMemory() {
     }
 
-    /** {@code bytes} zeroed bytes (at least one is allocated so every tensor has a distinct address). */
+    /** {@code bytes} zeroed bytes (at least one is allocated so every tensor has a distinct address), or null if refused. */
     static MemorySegment calloc(long bytes) {
         MemorySegment p;
         try {
@@ -32,8 +32,7 @@ final class NativeMemory {
         } catch (Throwable t) {
             throw new IllegalStateException("calloc failed", t);
         }
-        if (p.equals(MemorySegment.NULL))
-            throw new OutOfMemoryError("native allocation of " + bytes + " bytes failed (host memory exhausted?)");
+        if (p.equals(MemorySegment.NULL)) return null;
         return p.reinterpret(bytes);
     }
 
