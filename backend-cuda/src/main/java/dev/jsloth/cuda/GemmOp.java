@@ -61,6 +61,7 @@ final class GemmOp {
         if (want == null) { // a 16-bit C that cuBLASLt cannot write from these operands: accumulate in F32
             try (CudaTensor acc = be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(cCount)))) {
                 if (beta != 0) Conversions.convert(be, c.address(), ct, acc.address(), ElementType.F32, cCount);
+                else be.zero(acc.address(), cCount * ElementType.F32.bytes);
                 MatrixRef accRef = MatrixRef.dense(acc.address(), ElementType.F32, m, n, false);
                 product(oa, ob, accRef, alpha, beta, batch);
                 Conversions.convert(be, acc.address(), ElementType.F32, c.address(), ct, cCount);
