@@ -59,6 +59,7 @@ fi
     --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
     --select-package dev.jsloth.conformance --select-package dev.jsloth.cuda \
     --include-classname '^.*(Test|Tests|Properties|Checks)$' \
+    --config "jqwik.database=${TMPDIR:-/tmp}/jsloth-gpu-check.jqwik-database" \
     --reports-dir "$reports" "$@" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 echo "== gpu-check exit status $status (reports and log in $reports)" | tee -a "$log"

@@ -4,9 +4,11 @@ import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
 
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 /**
  * Operands that one kernel template parameter covers, so they must share an element type. When the tensors
@@ -19,6 +21,7 @@ final class TypeGroup implements AutoCloseable {
     private final CudaBackend be;
     private final ElementType type;
     private final Map<Tensor, CudaTensor> copies = new IdentityHashMap<>();
+    private final Set<Tensor> filled = Collections.newSetFromMap(new IdentityHashMap<>());
     private final List<Tensor> writeBack = new ArrayList<>();
 
     private TypeGroup(CudaBackend be, ElementType type) {
@@ -51,7 +54,9 @@ final class TypeGroup implements AutoCloseable {
         if (t == null) return 0;
         CudaTensor c = be.tensor(t);
         if (ElementType.of(c.dtype()) == type) return c.address();
-        return copies.computeIfAbsent(t, k -> Conversions.copyAs(be, c, type, c.shape())).address();
+        CudaTensor copy = copies.computeIfAbsent(t, k -> be.allocateUninitialized(type.dtype, c.shape()));
+        if (filled.add(t)) Conversions.read(be, c, 0, c.numel(), copy.address(), type);
+        return copy.address();
     }
 
     /** The address the kernel writes {@code t}'s new values to (converted back into t on close); 0 for null. */
@@ -60,7 +65,7 @@ final class TypeGroup implements AutoCloseable {
         CudaTensor c = be.tensor(t);
         if (ElementType.of(c.dtype()) == type) return c.address();
         CudaTensor copy = copies.computeIfAbsent(t, k -> be.allocateUninitialized(type.dtype, c.shape()));
-        if (!writeBack.contains(t)) writeBack.add(t);
+        if (writeBack.stream().noneMatch(w -> w == t)) writeBack.add(t);
         return copy.address();
     }
 

@@ -51,7 +51,7 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * tile;
     const int g = h / (qHeads / kvHeads);
     const int offset = kvSeq - seq;
-    const int nq = min(tile, seq - q0);
+    const int nq = smaller(tile, seq - q0);
     const A scale = (A) scaleArg;
     const int tid = threadIdx.x, nt = blockDim.x;
 
@@ -66,7 +66,7 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
 
     const int lastKey = offset + q0 + nq - 1; // the last key any query of this tile sees
     for (int k0 = 0; k0 <= lastKey; k0 += tile) {
-        const int nk = min(tile, kvSeq - k0);
+        const int nk = smaller(tile, kvSeq - k0);
         load_tile(Ks, k, b, k0, nk, kvSeq, kvHeads, g, D, tile);
         load_tile(Vs, v, b, k0, nk, kvSeq, kvHeads, g, D, tile);
         load_segments(segK, segments, b, k0, nk, seq, tile);
@@ -195,7 +195,7 @@ __global__ void attention_backward_dkdv_kernel(const T* dOut, const T* q, const 
     int* segK = segQ + tile;
 
     const int b = blockIdx.z, g = blockIdx.y, k0 = blockIdx.x * tile;
-    const int nk = min(tile, seq - k0);
+    const int nk = smaller(tile, seq - k0);
     const int group = qHeads / kvHeads;
     const A scale = (A) scaleArg;
     const int tid = threadIdx.x, nt = blockDim.x;
@@ -211,7 +211,7 @@ __global__ void attention_backward_dkdv_kernel(const T* dOut, const T* q, const 
 
     for (int h = g * group; h < (g + 1) * group; h++) {
         for (int q0 = (k0 / tile) * tile; q0 < seq; q0 += tile) { // query tiles holding rows >= k0
-            const int nq = min(tile, seq - q0);
+            const int nq = smaller(tile, seq - q0);
             load_tile(Qs, q, b, q0, nq, seq, qHeads, h, D, tile);
             load_tile(dOs, dOut, b, q0, nq, seq, qHeads, h, D, tile);
             load_row_stats(lseRow, deltaRow, lse, delta, b, h, q0, nq, seq, qHeads, tile);
@@ -261,7 +261,7 @@ __global__ void attention_backward_dq_kernel(const T* dOut, const T* q, const T*
 
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * tile;
     const int g = h / (qHeads / kvHeads);
-    const int nq = min(tile, seq - q0);
+    const int nq = smaller(tile, seq - q0);
     const A scale = (A) scaleArg;
     const int tid = threadIdx.x, nt = blockDim.x;
 
@@ -274,7 +274,7 @@ __global__ void attention_backward_dq_kernel(const T* dOut, const T* q, const T*
 
     const int lastKey = q0 + nq - 1;
     for (int k0 = 0; k0 <= lastKey; k0 += tile) {
-        const int nk = min(tile, seq - k0);
+        const int nk = smaller(tile, seq - k0);
         load_tile(Ks, k, b, k0, nk, seq, kvHeads, g, D, tile);
         load_tile(Vs, v, b, k0, nk, seq, kvHeads, g, D, tile);
         load_segments(segK, segments, b, k0, nk, seq, tile);

@@ -118,6 +118,9 @@ template <> __device__ __forceinline__ double neg_inf<double>() { return __longl
 
 // ------------------------------------------------------------------ loops and reductions
 
+/** The smaller of two values (own helper: NVRTC programs get no standard headers). */
+template <typename X> __device__ __forceinline__ X smaller(X a, X b) { return a < b ? a : b; }
+
 /** Grid-stride loop over [0, n) with a 64-bit index. */
 #define JSLOTH_GRID_STRIDE(i, n) \
     for (i64 i = (i64) blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64) blockDim.x * gridDim.x)

@@ -52,7 +52,7 @@ __global__ void rms_norm_weight_partials_kernel(const T* dy, const T* x, const T
     const i64 j = (i64) blockIdx.x * 32 + threadIdx.x;
     const i64 chunk = blockIdx.y;
     const i64 r0 = chunk * rowsPerChunk;
-    const i64 r1 = min(rows, r0 + rowsPerChunk);
+    const i64 r1 = smaller(rows, r0 + rowsPerChunk);
     double acc = 0;
     if (j < d)
         for (i64 r = r0 + threadIdx.y; r < r1; r += 8)

@@ -11,7 +11,7 @@ __global__ void column_partial_sums_kernel(const T* x, i64 rows, i64 cols, i64 r
     const i64 j = (i64) blockIdx.x * 32 + threadIdx.x;
     const i64 chunk = blockIdx.y;
     const i64 r0 = chunk * rowsPerChunk;
-    const i64 r1 = min(rows, r0 + rowsPerChunk);
+    const i64 r1 = smaller(rows, r0 + rowsPerChunk);
     double acc = 0;
     if (j < cols)
         for (i64 r = r0 + threadIdx.y; r < r1; r += 8) acc += f64_of(x[r * cols + j]);
