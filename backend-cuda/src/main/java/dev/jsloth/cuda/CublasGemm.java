@@ -1,0 +1,143 @@
+package dev.jsloth.cuda;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Matrix products through cuBLASLt for the type combinations it supports here: all-F64 (compute 64F), and
+ * F32/BF16/F16 operands of one type with an F32 or same-type output (compute 32F, never TF32). Descriptors,
+ * layouts and the heuristic's algorithm are cached per problem (shape, types, batch, pointer alignment), so a
+ * training step's repeated shapes pay for the heuristic once.
+ */
+final class CublasGemm implements AutoCloseable {
+    static final long WORKSPACE_BYTES = 32L << 20;
+    private static final int MAX_PLANS = 512;
+
+    private record PlanKey(ColumnMajorGemm problem, int batch, long strideA, long strideB, long strideC, int alignA,
+                           int alignB, int alignC) {
+    }
+
+    /** Everything cuBLASLt needs for one problem, created once. */
+    private final class Plan implements AutoCloseable {
+        final MemorySegment desc, layoutA, layoutB, layoutC, algo;
+        final long workspace;
+        final boolean doubles;
+        private final Arena arena = Arena.ofShared();
+
+        Plan(PlanKey key) {
+            ColumnMajorGemm p = key.problem();
+            doubles = p.c().type() == ElementType.F64;
+            desc = lt.createMatmulDesc(doubles ? CublasLt.COMPUTE_64F : CublasLt.COMPUTE_32F,
+                    doubles ? ElementType.F64.cudaDataType : ElementType.F32.cudaDataType);
+            lt.setMatmulDescInt(desc, CublasLt.DESC_TRANSA, p.transa());
+            lt.setMatmulDescInt(desc, CublasLt.DESC_TRANSB, p.transb());
+            layoutA = layout(p.a(), key.batch(), key.strideA());
+            layoutB = layout(p.b(), key.batch(), key.strideB());
+            layoutC = layout(p.c(), key.batch(), key.strideC());
+            MemorySegment pref = lt.createPreference(WORKSPACE_BYTES, new int[]{key.alignA(), key.alignB(), key.alignC(), key.alignC()});
+            try {
+                algo = arena.allocate(CublasLt.ALGO_BYTES, 16);
+                workspace = lt.bestAlgorithm(handle, desc, layoutA, layoutB, layoutC, layoutC, pref, algo, describe(key));
+            } finally {
+                lt.destroyPreference(pref);
+            }
+        }
+
+        private MemorySegment layout(ColumnMajorGemm.Layout l, int batch, long stride) {
+            MemorySegment m = lt.createLayout(l.type().cudaDataType, l.rows(), l.cols(), l.ld());
+            if (batch > 1) lt.setBatch(m, batch, stride);
+            return m;
+        }
+
+        @Override
+        public void close() {
+            lt.destroyLayout(layoutA);
+            lt.destroyLayout(layoutB);
+            lt.destroyLayout(layoutC);
+            lt.destroyMatmulDesc(desc);
+            arena.close();
+        }
+    }
+
+    private final CublasLt lt;
+    private final CudaDevice device;
+    private final MemorySegment handle;
+    private final DeviceAllocator allocator;
+    private final DeviceAllocator.Block workspace;
+    private final Map<PlanKey, Plan> plans = new LinkedHashMap<>(64, 0.75f, true) {
+        @Override
+        protected boolean removeEldestEntry(Map.Entry<PlanKey, Plan> eldest) {
+            if (size() <= MAX_PLANS) return false;
+            eldest.getValue().close();
+            return true;
+        }
+    };
+
+    CublasGemm(CublasLt lt, CudaDevice device, DeviceAllocator allocator) {
+        this.lt = lt;
+        this.device = device;
+        this.allocator = allocator;
+        device.bind();
+        this.handle = lt.createHandle();
+        this.workspace = allocator.allocate(WORKSPACE_BYTES);
+    }
+
+    /** Whether cuBLASLt takes operands of type {@code in} with an output of type {@code out} here. */
+    static boolean supports(ElementType in, ElementType out) {
+        if (out == ElementType.F64) return in == ElementType.F64;
+        if (in == ElementType.F64) return false;
+        return out == ElementType.F32 || out == in;
+    }
+
+    /**
+     * {@code C = alpha op(A) op(B) + beta C} for {@code batch} matrices of each operand, {@code stride*} elements
+     * apart (ignored for one). A and B must share a type that {@link #supports} C's.
+     */
+    synchronized void multiply(MatrixRef a, MatrixRef b, MatrixRef c, double alpha, double beta, int batch, long strideA,
+                               long strideB, long strideC) {
+        if (a.type() != b.type() || !supports(a.type(), c.type()))
+            throw new IllegalArgumentException("cuBLASLt GEMM does not take " + a.type() + " x " + b.type() + " -> " + c.type());
+        device.bind();
+        ColumnMajorGemm p = ColumnMajorGemm.of(a, b, c);
+        // cuBLAS's first operand is our B, its second our A
+        PlanKey key = new PlanKey(p, batch, batch > 1 ? strideB : 0, batch > 1 ? strideA : 0, batch > 1 ? strideC : 0,
+                alignment(b.ptr()), alignment(a.ptr()), alignment(c.ptr()));
+        Plan plan = plans.get(key);
+        if (plan == null) {
+            plan = new Plan(key);
+            plans.put(key, plan);
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment alphaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, alpha) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) alpha);
+            MemorySegment betaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, beta) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) beta);
+            lt.matmul(handle, plan.desc, alphaSeg, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, betaSeg, c.ptr(), plan.layoutC,
+                    c.ptr(), plan.layoutC, plan.algo, workspace.pointer(), Math.min(plan.workspace, WORKSPACE_BYTES),
+                    device.stream(), describe(key));
+        }
+    }
+
+    /** The largest power of two (at most 256) dividing the address. */
+    static int alignment(long ptr) {
+        if (ptr == 0) return 256;
+        return (int) Math.min(256, Long.lowestOneBit(ptr));
+    }
+
+    private static String describe(PlanKey k) {
+        ColumnMajorGemm p = k.problem();
+        return "column-major m=" + p.m() + " n=" + p.n() + " k=" + p.k() + " op(" + (p.transa() == CublasLt.OP_T ? "T" : "N")
+                + "," + (p.transb() == CublasLt.OP_T ? "T" : "N") + ") " + p.a().type() + "x" + p.b().type() + "->" + p.c().type()
+                + " lda=" + p.a().ld() + " ldb=" + p.b().ld() + " ldc=" + p.c().ld() + (k.batch() > 1 ? " batch=" + k.batch() : "");
+    }
+
+    @Override
+    public synchronized void close() {
+        device.bind();
+        for (Plan p : plans.values()) p.close();
+        plans.clear();
+        lt.destroyHandle(handle);
+        allocator.release(workspace);
+    }
+}

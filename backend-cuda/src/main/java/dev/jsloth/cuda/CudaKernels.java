@@ -1,0 +1,314 @@
+package dev.jsloth.cuda;
+
+import dev.jsloth.api.AdamWStep;
+import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Tensor;
+
+/**
+ * The CUDA backend's {@link Kernels}: the CPU backend's argument checks (same rules, same messages), then the op
+ * classes of this package. Label and token-id tensors are read back to validate them, as the CPU backend does.
+ */
+final class CudaKernels implements Kernels {
+    private final CudaBackend be;
+    private final GemmOp gemm;
+
+    CudaKernels(CudaBackend be) {
+        this.be = be;
+        this.gemm = new GemmOp(be);
+    }
+
+    GemmOp gemmOp() {
+        return gemm;
+    }
+
+    private CudaTensor t(Tensor x) {
+        return be.tensor(x);
+    }
+
+    private int[] ints(Tensor x, String what) {
+        if (x.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + x.dtype());
+        return be.downloadInts(x);
+    }
+
+    private static void requireNumel(Tensor t, long numel, String what) {
+        if (t.numel() != numel)
+            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
+    }
+
+    private void requireFloating(Tensor... ts) {
+        for (Tensor x : ts) {
+            if (x == null) continue;
+            t(x);
+            if (!x.dtype().isFloating())
+                throw new IllegalArgumentException("expected a floating tensor, got " + x.dtype() + " " + x.shape());
+        }
+    }
+
+    /** A GEMM operand is floating or NF4 (dequantized on read). */
+    private void requireReadable(Tensor x) {
+        t(x);
+        if (!x.dtype().isFloating() && x.dtype() != DType.NF4)
+            throw new IllegalArgumentException("expected a floating tensor, got " + x.dtype() + " " + x.shape());
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    @Override
+    public void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
+        checkGemm(transA, transB, a, b, c, a.shape().rows(), a.shape().cols(), b.shape().rows(), b.shape().cols(),
+                c.shape().rows(), c.shape().cols());
+        gemm.multiply(transA, transB, alpha, t(a), t(b), beta, t(c), 1, a.shape().rows(), a.shape().cols(),
+                b.shape().rows(), b.shape().cols());
+    }
+
+    @Override
+    public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
+        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
+            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = a.shape().dim(0);
+        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
+            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        long ar = a.shape().dim(1), ac = a.shape().dim(2), br = b.shape().dim(1), bc = b.shape().dim(2);
+        checkGemm(transA, transB, a, b, c, ar, ac, br, bc, c.shape().dim(1), c.shape().dim(2));
+        gemm.multiply(transA, transB, alpha, t(a), t(b), beta, t(c), batch, ar, ac, br, bc);
+    }
+
+    private void checkGemm(boolean transA, boolean transB, Tensor a, Tensor b, Tensor c, long ar, long ac, long br, long bc,
+                           long cr, long cc) {
+        requireFloating(c);
+        requireReadable(a);
+        requireReadable(b);
+        long m = transA ? ac : ar, k = transA ? ar : ac, kb = transB ? bc : br, n = transB ? br : bc;
+        if (kb != k || cr != m || cc != n)
+            throw new IllegalArgumentException("GEMM shapes do not agree: op(A) " + m + "x" + k + ", op(B) " + kb + "x" + n
+                    + ", C " + cr + "x" + cc + " (A " + a.shape() + (transA ? "^T" : "") + ", B " + b.shape() + (transB ? "^T" : "") + ", C " + c.shape() + ")");
+        if (a == c || b == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+    }
+
+    // ---------------------------------------------------------------- norms and activations
+
+    @Override
+    public void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd) {
+        requireFloating(x, weight, y, rstd);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(weight, d, "RMSNorm weight");
+        requireNumel(y, x.numel(), "RMSNorm output");
+        requireNumel(rstd, n, "RMSNorm rstd");
+        NormOps.rmsNormForward(be, x, weight, eps, y, rstd, n, d);
+    }
+
+    @Override
+    public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
+        requireFloating(dy, x, weight, rstd, dx, dWeight);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(dy, x.numel(), "RMSNorm dy");
+        requireNumel(dx, x.numel(), "RMSNorm dx");
+        requireNumel(weight, d, "RMSNorm weight");
+        requireNumel(rstd, n, "RMSNorm rstd");
+        if (dWeight != null) requireNumel(dWeight, d, "RMSNorm dWeight");
+        NormOps.rmsNormBackward(be, dy, x, weight, rstd, dx, dWeight, n, d);
+    }
+
+    @Override
+    public void rope(Tensor x, Tensor cos, Tensor sin, int heads, boolean inverse) {
+        requireFloating(x, cos, sin);
+        int width = x.shape().cols();
+        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
+            throw new IllegalArgumentException("RoPE: row width " + width + " is not " + heads + " heads of an even dimension");
+        int headDim = width / heads;
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(cos, (long) n * (headDim / 2), "RoPE cos table");
+        requireNumel(sin, (long) n * (headDim / 2), "RoPE sin table");
+        NormOps.rope(be, x, cos, sin, n, heads, headDim, inverse);
+    }
+
+    @Override
+    public void swigluForward(Tensor gate, Tensor up, Tensor out) {
+        requireFloating(gate, up, out);
+        requireNumel(up, gate.numel(), "SwiGLU up");
+        requireNumel(out, gate.numel(), "SwiGLU out");
+        NormOps.swigluForward(be, gate, up, out, gate.numel());
+    }
+
+    @Override
+    public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
+        requireFloating(dOut, gate, up, dGate, dUp);
+        for (Tensor x : new Tensor[]{dOut, up, dGate, dUp}) requireNumel(x, gate.numel(), "SwiGLU operand");
+        NormOps.swigluBackward(be, dOut, gate, up, dGate, dUp, gate.numel());
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    private void checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
+        requireFloating(q, k, v, lse);
+        requireNumel(q, d.queryElements(), "attention q");
+        requireNumel(k, d.kvElements(), "attention k");
+        requireNumel(v, d.kvElements(), "attention v");
+        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
+        if (segments != null) {
+            t(segments);
+            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
+            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
+            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
+        }
+    }
+
+    @Override
+    public void attentionForward(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out, Tensor lse) {
+        checkAttention(d, q, k, v, segments, lse);
+        requireFloating(out);
+        requireNumel(out, d.queryElements(), "attention out");
+        AttentionOp.forward(be, d, q, k, v, segments, scale, out, lse);
+    }
+
+    @Override
+    public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
+                                  Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
+        checkAttention(d, q, k, v, segments, lse);
+        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
+        requireFloating(dOut, out, dq, dk, dv);
+        requireNumel(dOut, d.queryElements(), "attention dOut");
+        requireNumel(out, d.queryElements(), "attention out");
+        requireNumel(dq, d.queryElements(), "attention dq");
+        requireNumel(dk, d.kvElements(), "attention dk");
+        requireNumel(dv, d.kvElements(), "attention dv");
+        AttentionOp.backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv);
+    }
+
+    // ---------------------------------------------------------------- loss
+
+    private int[] checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
+        int n = Math.toIntExact(logits.shape().rows());
+        int vocab = logits.shape().cols();
+        requireNumel(labels, n, "labels");
+        int[] y = ints(labels, "labels");
+        for (int i = 0; i < n; i++)
+            if (y[i] != ignoreIndex && (y[i] < 0 || y[i] >= vocab))
+                throw new IllegalArgumentException("label " + y[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return y;
+    }
+
+    @Override
+    public void crossEntropyForward(Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse) {
+        requireFloating(logits, loss, lse);
+        int[] y = checkLabels(logits, labels, ignoreIndex);
+        requireNumel(loss, y.length, "loss");
+        requireNumel(lse, y.length, "lse");
+        CrossEntropyOp.forward(be, logits, labels, ignoreIndex, loss, lse, y.length, logits.shape().cols());
+    }
+
+    @Override
+    public void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale, Tensor dLogits) {
+        requireFloating(logits, lse, dLogits);
+        int[] y = checkLabels(logits, labels, ignoreIndex);
+        requireNumel(lse, y.length, "lse");
+        requireNumel(dLogits, logits.numel(), "dLogits");
+        CrossEntropyOp.backward(be, logits, labels, lse, ignoreIndex, scale, dLogits, y.length, logits.shape().cols());
+    }
+
+    // ---------------------------------------------------------------- embedding
+
+    private int[] checkIds(Tensor table, Tensor ids) {
+        int[] idv = ints(ids, "ids");
+        int vocab = Math.toIntExact(table.shape().rows());
+        for (int i = 0; i < idv.length; i++)
+            if (idv[i] < 0 || idv[i] >= vocab)
+                throw new IllegalArgumentException("token id " + idv[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return idv;
+    }
+
+    @Override
+    public void embeddingForward(Tensor table, Tensor ids, Tensor out) {
+        requireFloating(table, out);
+        int[] idv = checkIds(table, ids);
+        int dim = table.shape().cols();
+        requireNumel(out, (long) idv.length * dim, "embedding output");
+        EmbeddingOp.forward(be, table, ids, out, idv.length, dim);
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
+        requireFloating(dOut, dTable);
+        int[] idv = checkIds(dTable, ids);
+        int dim = dTable.shape().cols();
+        requireNumel(dOut, (long) idv.length * dim, "embedding dOut");
+        EmbeddingOp.backward(be, dOut, idv, dTable, dim);
+    }
+
+    // ---------------------------------------------------------------- optimizer and elementwise
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep step) {
+        requireFloating(param, grad, m, v);
+        for (Tensor x : new Tensor[]{grad, m, v}) requireNumel(x, param.numel(), "AdamW operand");
+        ElementwiseOps.adamw(be, param, grad, m, v, step, param.numel());
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        requireFloating(a, b, out);
+        requireNumel(b, a.numel(), "add operand");
+        requireNumel(out, a.numel(), "add output");
+        ElementwiseOps.add(be, a, b, out, a.numel());
+    }
+
+    @Override
+    public void axpy(double alpha, Tensor x, Tensor y) {
+        requireFloating(x, y);
+        requireNumel(y, x.numel(), "axpy y");
+        ElementwiseOps.axpy(be, alpha, x, y, x.numel());
+    }
+
+    @Override
+    public void scale(Tensor x, double alpha) {
+        requireFloating(x);
+        ElementwiseOps.scale(be, t(x).address(), ElementType.of(x.dtype()), alpha, x.numel());
+    }
+
+    @Override
+    public void fill(Tensor x, double value) {
+        if (x.dtype() == DType.I32 && value == 0) {
+            be.zero(t(x).address(), DType.I32.byteSize(x.numel()));
+            return;
+        }
+        requireFloating(x);
+        ElementwiseOps.fill(be, t(x).address(), ElementType.of(x.dtype()), value, x.numel());
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        requireNumel(dst, src.numel(), "copy destination");
+        CudaTensor s = t(src), d = t(dst);
+        if (src.dtype() == dst.dtype() && src.dtype() != DType.NF4) {
+            be.copyDevice(d.address(), s.address(), src.dtype().byteSize(src.numel()));
+            return;
+        }
+        requireFloating(dst);
+        requireReadable(src);
+        Conversions.read(be, s, 0, src.numel(), d.address(), ElementType.of(dst.dtype()));
+    }
+
+    @Override
+    public void addRowVector(Tensor x, Tensor bias) {
+        requireFloating(x, bias);
+        requireNumel(bias, x.shape().cols(), "bias");
+        ElementwiseOps.addRowVector(be, x, bias, x.shape().rows(), x.shape().cols());
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out, boolean accumulate) {
+        requireFloating(x, out);
+        requireNumel(out, x.shape().cols(), "sumRows output");
+        Reductions.sumRows(be, t(x), t(out), x.shape().rows(), x.shape().cols(), accumulate);
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        requireFloating(x);
+        return Reductions.sumOfSquares(be, t(x));
+    }
+}

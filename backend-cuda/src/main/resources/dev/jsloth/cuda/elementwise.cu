@@ -1,0 +1,62 @@
+// Elementwise maps, row broadcast and the AdamW update. One template parameter: the storage type of every
+// operand; arithmetic in Acc<T> (double for double, float otherwise).
+#include "common.cuh"
+
+/** out = a + b (out may alias a or b). */
+template <typename T>
+__global__ void add_kernel(const T* a, const T* b, T* out, i64 n) {
+    typedef typename Acc<T>::type A;
+    JSLOTH_GRID_STRIDE(i, n) store(out, i, load<A>(a, i) + load<A>(b, i));
+}
+
+/** y += alpha * x. */
+template <typename T>
+__global__ void axpy_kernel(double alpha, const T* x, T* y, i64 n) {
+    typedef typename Acc<T>::type A;
+    const A a = (A) alpha;
+    JSLOTH_GRID_STRIDE(i, n) store(y, i, load<A>(y, i) + a * load<A>(x, i));
+}
+
+/** x *= alpha. */
+template <typename T>
+__global__ void scale_kernel(T* x, double alpha, i64 n) {
+    typedef typename Acc<T>::type A;
+    const A a = (A) alpha;
+    JSLOTH_GRID_STRIDE(i, n) store(x, i, load<A>(x, i) * a);
+}
+
+/** x = value (the double rounded once to T). */
+template <typename T>
+__global__ void fill_kernel(T* x, double value, i64 n) {
+    const T v = Narrow<T>::from(value);
+    JSLOTH_GRID_STRIDE(i, n) x[i] = v;
+}
+
+/** x[i, :] += bias for x [rows, cols]. */
+template <typename T>
+__global__ void add_row_vector_kernel(T* x, const T* bias, i64 rows, i64 cols) {
+    typedef typename Acc<T>::type A;
+    JSLOTH_GRID_STRIDE(i, rows * cols) store(x, i, load<A>(x, i) + load<A>(bias, i % cols));
+}
+
+/**
+ * One AdamW step, PyTorch's single-tensor operation order; the scalars are prepared on the host in double:
+ * decay = 1 - lr*wd, bc2Sqrt = sqrt(1 - beta2^t), stepSize = lr / (1 - beta1^t).
+ */
+template <typename T>
+__global__ void adamw_kernel(T* param, const T* grad, T* m, T* v, i64 n, double decay, double beta2,
+                             double oneMinusBeta1, double oneMinusBeta2, double bc2Sqrt, double stepSize, double eps) {
+    typedef typename Acc<T>::type A;
+    JSLOTH_GRID_STRIDE(i, n) {
+        const A g = load<A>(grad, i);
+        A p = load<A>(param, i) * (A) decay;
+        A mv = load<A>(m, i);
+        mv += (g - mv) * (A) oneMinusBeta1;
+        const A vv = load<A>(v, i) * (A) beta2 + (A) oneMinusBeta2 * g * g;
+        const A denom = math_sqrt(vv) / (A) bc2Sqrt + (A) eps;
+        p -= (A) stepSize * mv / denom;
+        store(param, i, p);
+        store(m, i, mv);
+        store(v, i, vv);
+    }
+}

@@ -1,0 +1,67 @@
+// RMSNorm forward and backward. T: activations, their gradients and rstd; W: the weight and its gradient.
+// One block (a multiple of 32 threads) per row, rows in a grid-stride loop; sums in a fixed order.
+#include "common.cuh"
+
+/** rstd_i = 1/sqrt(mean_j x_ij^2 + eps); y_ij = w_j * (x_ij * rstd_i). x, y [rows, d]. */
+template <typename T, typename W>
+__global__ void rms_norm_forward_kernel(const T* x, const W* w, double eps, T* y, T* rstd, i64 rows, int d) {
+    typedef typename Promote<T, W>::type A;
+    __shared__ A scratch[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+        const T* xr = x + row * d;
+        A ss = 0;
+        for (int j = threadIdx.x; j < d; j += blockDim.x) {
+            const A v = load<A>(xr, j);
+            ss += v * v;
+        }
+        ss = block_sum(ss, scratch);
+        const A r = A(1) / math_sqrt(ss / A(d) + A(eps));
+        for (int j = threadIdx.x; j < d; j += blockDim.x) store(y + row * d, j, load<A>(w, j) * (load<A>(xr, j) * r));
+        if (threadIdx.x == 0) store(rstd, row, r);
+    }
+}
+
+/** dx_i = rstd_i * (g_i - xhat_i * mean_j(g_ij * xhat_ij)) with g = dy * w, xhat = x * rstd. */
+template <typename T, typename W>
+__global__ void rms_norm_backward_kernel(const T* dy, const T* x, const W* w, const T* rstd, T* dx, i64 rows, int d) {
+    typedef typename Promote<T, W>::type A;
+    __shared__ A scratch[32];
+    for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
+        const i64 base = row * d;
+        const A r = load<A>(rstd, row);
+        A dot = 0;
+        for (int j = threadIdx.x; j < d; j += blockDim.x)
+            dot += (load<A>(dy, base + j) * load<A>(w, j)) * (load<A>(x, base + j) * r);
+        dot = block_sum(dot, scratch) / A(d);
+        for (int j = threadIdx.x; j < d; j += blockDim.x) {
+            const A g = load<A>(dy, base + j) * load<A>(w, j);
+            const A xh = load<A>(x, base + j) * r;
+            store(dx, base + j, r * (g - xh * dot));
+        }
+    }
+}
+
+/**
+ * Partial sums for dWeight_j = sum_i dy_ij * x_ij * rstd_i over one chunk of rows, in double; laid out and
+ * finished (reduce_partials_kernel) exactly as the column sums of reduce.cu.
+ */
+template <typename T>
+__global__ void rms_norm_weight_partials_kernel(const T* dy, const T* x, const T* rstd, i64 rows, i64 d,
+                                                i64 rowsPerChunk, double* partial) {
+    __shared__ double part[8][33];
+    const i64 j = (i64) blockIdx.x * 32 + threadIdx.x;
+    const i64 chunk = blockIdx.y;
+    const i64 r0 = chunk * rowsPerChunk;
+    const i64 r1 = smaller(rows, r0 + rowsPerChunk);
+    double acc = 0;
+    if (j < d)
+        for (i64 r = r0 + threadIdx.y; r < r1; r += 8)
+            acc += f64_of(dy[r * d + j]) * (f64_of(x[r * d + j]) * f64_of(rstd[r]));
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < d) {
+        double s = 0;
+        for (int t = 0; t < 8; t++) s += part[t][threadIdx.x];
+        partial[chunk * d + j] = s;
+    }
+}
