@@ -173,11 +173,32 @@ final class CudaDriver {
         }
     }
 
+    /**
+     * Host to device. A heap segment (e.g. {@code MemorySegment.ofArray}) cannot cross a downcall, so it is staged
+     * through native memory; pageable sources are consumed before the call returns, so the staging can be freed.
+     */
     void copyHostToDevice(long dst, MemorySegment src, long bytes, MemorySegment stream) {
+        if (!src.isNative()) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment staged = a.allocate(Math.max(1, bytes));
+                MemorySegment.copy(src, 0, staged, 0, bytes);
+                copyHostToDevice(dst, staged, bytes, stream);
+            }
+            return;
+        }
         call("cuMemcpyHtoDAsync(" + bytes + " bytes)", () -> (int) cuMemcpyHtoDAsync.invokeExact(dst, src, bytes, stream));
     }
 
+    /** Device to host; a heap destination is filled through native staging (the copy completes before return). */
     void copyDeviceToHost(MemorySegment dst, long src, long bytes, MemorySegment stream) {
+        if (!dst.isNative()) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment staged = a.allocate(Math.max(1, bytes));
+                copyDeviceToHost(staged, src, bytes, stream);
+                MemorySegment.copy(staged, 0, dst, 0, bytes);
+            }
+            return;
+        }
         call("cuMemcpyDtoHAsync(" + bytes + " bytes)", () -> (int) cuMemcpyDtoHAsync.invokeExact(dst, src, bytes, stream));
     }
 
