@@ -101,4 +101,40 @@ class HfParityTest {
             }
         }
     }
+
+    /**
+     * Against transformers with its float32 islands patched out (tools/gpu/hf_reference.py, run on the GPU
+     * machine's torch 2.11 / transformers 5.17 / peft 0.21; goldens in hf-pure64/): the issue's own bounds hold —
+     * 1e-9 relative on losses and logits, 1e-7 on every LoRA gradient.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"gqa-untied", "tied-odd", "mha-bf16"})
+    void f64MatchesPureFloat64Transformers(String name) throws IOException {
+        java.nio.file.Path dir;
+        try {
+            dir = java.nio.file.Path.of(HfParityTest.class.getResource("/hf-pure64/pure64-" + name + ".json").toURI()).getParent();
+        } catch (java.net.URISyntaxException e) {
+            throw new IOException(e);
+        }
+        com.fasterxml.jackson.databind.JsonNode losses = dev.jsloth.io.Json.read(dir.resolve("pure64-" + name + ".json"));
+        try (Fixture fx = Fixture.open(name); dev.jsloth.io.SafeTensorsFile pure = dev.jsloth.io.SafeTensorsFile.open(dir.resolve("pure64-" + name + ".safetensors"));
+             LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            var le = java.lang.foreign.ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            double base = losses.get("base_loss").asDouble(), lora = losses.get("lora_loss").asDouble();
+            report(name + " pure-f64 base loss", Math.abs(m.loss(b).meanLoss() - base) / base, 1e-9);
+            report(name + " pure-f64 base logits", Fixture.relError(m.logits(b), pure.bytes("base.logits").toArray(le)), 1e-9);
+            try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                LlamaModel.LossResult r = m.lossAndBackward(b, 1.0 / b.countedTokens(), true);
+                report(name + " pure-f64 lora loss", Math.abs(r.meanLoss() - lora) / lora, 1e-9);
+                report(name + " pure-f64 lora logits", Fixture.relError(m.logits(b), pure.bytes("lora.logits").toArray(le)), 1e-9);
+                double worst = 0;
+                for (Parameter p : a.parameters()) {
+                    String key = "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
+                    worst = Math.max(worst, Fixture.relError(be.download(p.grad()), pure.bytes(key).toArray(le)));
+                }
+                report(name + " pure-f64 worst LoRA gradient", worst, 1e-7);
+            }
+        }
+    }
 }
