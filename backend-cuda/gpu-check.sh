@@ -16,6 +16,12 @@ java="${JAVA:-/tmp/.jre/bin/java}"
 [ -x "$java" ] || java="$(command -v java || true)"
 [ -n "$java" ] && [ -x "$java" ] || { echo "gpu-check: no Java runtime (set JAVA=/path/to/bin/java)" >&2; exit 2; }
 compgen -G ".gpu/*.jar" >/dev/null || { echo "gpu-check: $root/.gpu has no jars: run backend-cuda/gpu-package.sh first" >&2; exit 2; }
+# The modules the jars use (jdeps): a jlinked runtime needs at least these, e.g.
+#   jlink --add-modules java.base,java.logging,java.xml,java.sql,java.management,jdk.unsupported,jdk.zipfs,jdk.incubator.vector --output /tmp/.jre
+modules="$("$java" --list-modules 2>/dev/null)"
+for m in java.logging java.xml jdk.zipfs jdk.incubator.vector; do
+    grep -q "^$m@" <<<"$modules" || { echo "gpu-check: the runtime $java lacks module $m (jlink it in)" >&2; exit 2; }
+done
 
 reports="${OUT:-$root/.gpu-reports}"
 mkdir -p "$reports"
