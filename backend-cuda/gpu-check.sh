@@ -2,8 +2,8 @@
 # Runs the conformance suite (every kernel on every available backend: CPU and, with a usable GPU, CUDA) and the
 # CUDA backend's own tests with the JUnit Platform Console Launcher, from the jars backend-cuda/gpu-package.sh put
 # in .gpu/. Needs no Maven: only a Java 25 runtime with jdk.incubator.vector (default /tmp/.jre/bin/java, or
-# JAVA=/path/to/java, else java on the PATH). Run from anywhere; extra arguments go to the launcher (e.g.
-# --select-class dev.jsloth.cuda.CudaBackendTest to run one class only).
+# JAVA=/path/to/java, else java on the PATH). Run from anywhere. Arguments, if any, replace the default selection
+# (both packages), e.g. --select-class dev.jsloth.cuda.CudaBackendTest to run one class only.
 #
 # It finds NVRTC and cuBLASLt when the dynamic linker does not (CUDA toolkit directories, Python wheels), and
 # writes the launcher's XML reports and a log to $OUT if set, else .gpu-reports/. Exit status: the launcher's
@@ -16,6 +16,12 @@ java="${JAVA:-/tmp/.jre/bin/java}"
 [ -x "$java" ] || java="$(command -v java || true)"
 [ -n "$java" ] && [ -x "$java" ] || { echo "gpu-check: no Java runtime (set JAVA=/path/to/bin/java)" >&2; exit 2; }
 compgen -G ".gpu/*.jar" >/dev/null || { echo "gpu-check: $root/.gpu has no jars: run backend-cuda/gpu-package.sh first" >&2; exit 2; }
+# The modules the jars use (jdeps): a jlinked runtime needs at least these, e.g.
+#   jlink --add-modules java.base,java.logging,java.xml,java.sql,java.management,jdk.unsupported,jdk.zipfs,jdk.incubator.vector --output /tmp/.jre
+modules="$("$java" --list-modules 2>/dev/null)"
+for m in java.logging java.xml jdk.zipfs jdk.incubator.vector; do
+    grep -q "^$m@" <<<"$modules" || { echo "gpu-check: the runtime $java lacks module $m (jlink it in)" >&2; exit 2; }
+done
 
 reports="${OUT:-$root/.gpu-reports}"
 mkdir -p "$reports"
@@ -54,13 +60,15 @@ fi
     echo "JSLOTH_CUDA_LIB_PATH=${JSLOTH_CUDA_LIB_PATH:-}"
 } 2>&1 | tee "$log"
 
+selection=(--select-package dev.jsloth.conformance --select-package dev.jsloth.cuda)
+[ $# -gt 0 ] && selection=("$@")
 "$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m \
     -cp "$root/.gpu/*" org.junit.platform.console.ConsoleLauncher execute \
     --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
-    --select-package dev.jsloth.conformance --select-package dev.jsloth.cuda \
+    "${selection[@]}" \
     --include-classname '^.*(Test|Tests|Properties|Checks)$' \
     --config "jqwik.database=${TMPDIR:-/tmp}/jsloth-gpu-check.jqwik-database" \
-    --reports-dir "$reports" "$@" 2>&1 | tee -a "$log"
+    --reports-dir "$reports" 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 echo "== gpu-check exit status $status (reports and log in $reports)" | tee -a "$log"
 exit "$status"

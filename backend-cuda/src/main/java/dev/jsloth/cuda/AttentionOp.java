@@ -15,20 +15,26 @@ final class AttentionOp {
     private AttentionOp() {
     }
 
-    /** Shared memory layouts, in bytes, for a tile of {@code t} rows of {@code d} elements of {@code acc} bytes. */
+    /**
+     * Shared memory layouts, in bytes, for tiles of {@code t} rows of {@code d} elements of {@code acc} bytes: row
+     * tiles (stride d + 1), square score tiles (stride t, or t + 1 when padded), per-row vectors and two segment-id
+     * vectors, exactly as carved in attention.cu.
+     */
     enum Layout {
-        FORWARD(4, 1, 3), DKDV(6, 2, 2), DQ(5, 1, 2);
+        FORWARD(4, 1, 1, 3), DKDV(6, 2, 0, 2), DQ(5, 1, 0, 2);
 
-        private final int rowTiles, squareTiles, vectors;
+        private final int rowTiles, squareTiles, squarePad, vectors;
 
-        Layout(int rowTiles, int squareTiles, int vectors) {
+        Layout(int rowTiles, int squareTiles, int squarePad, int vectors) {
             this.rowTiles = rowTiles;
             this.squareTiles = squareTiles;
+            this.squarePad = squarePad;
             this.vectors = vectors;
         }
 
         long bytes(int t, int d, int acc) {
-            return ((long) rowTiles * t * d + (long) squareTiles * t * t + (long) vectors * t) * acc + 2L * t * Integer.BYTES;
+            return ((long) rowTiles * t * (d + 1) + (long) squareTiles * t * (t + squarePad) + (long) vectors * t) * acc
+                    + 2L * t * Integer.BYTES;
         }
 
         /** The largest power-of-two tile up to {@code cap} that fits in {@code limit} bytes. */

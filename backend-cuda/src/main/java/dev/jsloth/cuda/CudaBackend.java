@@ -222,12 +222,24 @@ public final class CudaBackend implements Backend {
         return out;
     }
 
-    /** Copies host bytes to the device and waits (the host memory may be freed on return). */
+    /**
+     * Copies host bytes to the device and waits (the host memory may be freed on return). Heap segments (e.g.
+     * {@code MemorySegment.ofArray}) cannot be handed to native code, so they are staged in native memory.
+     */
     void toDevice(long dst, MemorySegment src, long bytes) {
         if (bytes == 0) return;
         device.bind();
-        libs.driver.copyHostToDevice(dst, src, bytes, device.stream());
-        device.synchronize();
+        if (src.isNative()) {
+            libs.driver.copyHostToDevice(dst, src, bytes, device.stream());
+            device.synchronize();
+            return;
+        }
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment staged = a.allocate(bytes, 16);
+            MemorySegment.copy(src, 0, staged, 0, bytes);
+            libs.driver.copyHostToDevice(dst, staged, bytes, device.stream());
+            device.synchronize();
+        }
     }
 
     /** Copies device bytes to the host after all queued work, and waits. */

@@ -6,22 +6,21 @@
 // results are deterministic; the backward pass computes dK/dV (per key tile, over the query heads of the group)
 // and dQ (per query tile) in two kernels instead of accumulating dQ with atomics.
 //
-// Dynamic shared memory, in units of Acc<T> (A) unless noted; the host sizes it with the same formulas
+// Dynamic shared memory, in units of Acc<T> (A) unless noted, with tile rows padded to L = D + 1 elements so that
+// threads reading different rows of a tile hit different banks; the host sizes it with the same formulas
 // (dev.jsloth.cuda.AttentionOp):
-//   forward:  4*tile*D + tile*tile + 3*tile  (A)  +  2*tile ints
-//   dK/dV:    6*tile*D + 2*tile*tile + 2*tile (A) +  2*tile ints
-//   dQ:       5*tile*D + tile*tile + 2*tile   (A) +  2*tile ints
+//   forward:  4*tile*L + tile*(tile+1) + 3*tile  (A)  +  2*tile ints  (score rows padded too)
+//   dK/dV:    6*tile*L + 2*tile*tile + 2*tile (A) +  2*tile ints
+//   dQ:       5*tile*L + tile*tile + 2*tile   (A) +  2*tile ints
 #include "common.cuh"
 
-extern __shared__ double attention_smem[];
-
-/** Copies rows [row0, row0+count) of head h of batch b into a zero-padded [tile, D] tile. */
+/** Copies rows [row0, row0+count) of head h of batch b into a zero-filled [tile, D] tile of row stride D + 1. */
 template <typename A, typename T>
 __device__ __forceinline__ void load_tile(A* dst, const T* src, int b, int row0, int count, int len, int heads, int h,
                                           int D, int tile) {
     for (int e = threadIdx.x; e < tile * D; e += blockDim.x) {
         const int r = e / D, c = e - r * D;
-        dst[e] = r < count ? load<A>(src, (((i64) b * len + row0 + r) * heads + h) * D + c) : A(0);
+        dst[r * (D + 1) + c] = r < count ? load<A>(src, (((i64) b * len + row0 + r) * heads + h) * D + c) : A(0);
     }
 }
 
@@ -36,13 +35,15 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
                                          T* out, T* lse, int batch, int seq, int kvSeq, int qHeads, int kvHeads,
                                          int headDim, int tile) {
     typedef typename Acc<T>::type A;
-    const int D = headDim;
+    JSLOTH_DYNAMIC_SHARED(double, attention_smem);
+    const int D = headDim, L = headDim + 1;
     A* Qs = (A*) attention_smem;
-    A* Ks = Qs + tile * D;
-    A* Vs = Ks + tile * D;
-    A* Os = Vs + tile * D;
-    A* Ss = Os + tile * D;
-    A* rowMax = Ss + tile * tile;
+    A* Ks = Qs + tile * L;
+    A* Vs = Ks + tile * L;
+    A* Os = Vs + tile * L;
+    A* Ss = Os + tile * L;
+    const int SL = tile + 1; // score row stride
+    A* rowMax = Ss + tile * SL;
     A* rowSum = rowMax + tile;
     A* rowScale = rowSum + tile;
     int* segQ = (int*) (rowScale + tile);
@@ -56,7 +57,7 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
     const int tid = threadIdx.x, nt = blockDim.x;
 
     load_tile(Qs, q, b, q0, nq, seq, qHeads, h, D, tile);
-    for (int e = tid; e < tile * D; e += nt) Os[e] = A(0);
+    for (int e = tid; e < tile * L; e += nt) Os[e] = A(0);
     for (int i = tid; i < tile; i += nt) {
         rowMax[i] = neg_inf<A>();
         rowSum[i] = A(0);
@@ -76,21 +77,21 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
             A s = neg_inf<A>();
             if (i < nq && j < nk && k0 + j <= offset + q0 + i && (segments == nullptr || segQ[i] == segK[j])) {
                 A dot = 0;
-                for (int c = 0; c < D; c++) dot += Qs[i * D + c] * Ks[j * D + c];
+                for (int c = 0; c < D; c++) dot += Qs[i * L + c] * Ks[j * L + c];
                 s = dot * scale;
             }
-            Ss[e] = s;
+            Ss[i * SL + j] = s;
         }
         __syncthreads();
         for (int i = tid; i < tile; i += nt) { // online softmax, one thread per query row
             const A oldMax = rowMax[i];
             A m = oldMax;
-            for (int j = 0; j < tile; j++) m = Ss[i * tile + j] > m ? Ss[i * tile + j] : m;
+            for (int j = 0; j < tile; j++) m = Ss[i * SL + j] > m ? Ss[i * SL + j] : m;
             A sum = 0;
             for (int j = 0; j < tile; j++) {
-                const A s = Ss[i * tile + j];
+                const A s = Ss[i * SL + j];
                 const A p = s == neg_inf<A>() ? A(0) : math_exp(s - m);
-                Ss[i * tile + j] = p;
+                Ss[i * SL + j] = p;
                 sum += p;
             }
             const A rescale = m == neg_inf<A>() ? A(1) : math_exp(oldMax - m);
@@ -101,15 +102,15 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
         __syncthreads();
         for (int e = tid; e < tile * D; e += nt) {
             const int i = e / D, c = e - i * D;
-            A acc = Os[e] * rowScale[i];
-            for (int j = 0; j < nk; j++) acc += Ss[i * tile + j] * Vs[j * D + c];
-            Os[e] = acc;
+            A acc = Os[i * L + c] * rowScale[i];
+            for (int j = 0; j < nk; j++) acc += Ss[i * SL + j] * Vs[j * L + c];
+            Os[i * L + c] = acc;
         }
         __syncthreads();
     }
     for (int e = tid; e < nq * D; e += nt) {
         const int i = e / D, c = e - i * D;
-        store(out, (((i64) b * seq + q0 + i) * qHeads + h) * D + c, Os[e] / rowSum[i]);
+        store(out, (((i64) b * seq + q0 + i) * qHeads + h) * D + c, Os[i * L + c] / rowSum[i]);
     }
     for (int i = tid; i < nq; i += nt)
         store(lse, ((i64) b * qHeads + h) * seq + q0 + i, rowMax[i] + math_log(rowSum[i]));
@@ -145,14 +146,15 @@ __device__ __forceinline__ void attention_scores_backward(A* Ps, A* dSs, const A
                                                           const A* Vs, const A* lseRow, const A* deltaRow,
                                                           const int* segQ, const int* segK, bool segmented, int q0,
                                                           int nq, int k0, int nk, int D, int tile, A scale) {
+    const int L = D + 1;
     for (int e = threadIdx.x; e < tile * tile; e += blockDim.x) {
         const int i = e / tile, j = e - i * tile;
         A p = 0, ds = 0;
         if (i < nq && j < nk && k0 + j <= q0 + i && (!segmented || segQ[i] == segK[j])) {
             A dot = 0, dp = 0;
             for (int c = 0; c < D; c++) {
-                dot += Qs[i * D + c] * Ks[j * D + c];
-                dp += dOs[i * D + c] * Vs[j * D + c];
+                dot += Qs[i * L + c] * Ks[j * L + c];
+                dp += dOs[i * L + c] * Vs[j * L + c];
             }
             p = math_exp(dot * scale - lseRow[i]);
             ds = p * (dp - deltaRow[i]) * scale;
@@ -180,14 +182,15 @@ __global__ void attention_backward_dkdv_kernel(const T* dOut, const T* q, const 
                                                T* dk, T* dv, int batch, int seq, int qHeads, int kvHeads, int headDim,
                                                int tile) {
     typedef typename Acc<T>::type A;
-    const int D = headDim;
+    JSLOTH_DYNAMIC_SHARED(double, attention_smem);
+    const int D = headDim, L = headDim + 1;
     A* Ks = (A*) attention_smem;
-    A* Vs = Ks + tile * D;
-    A* dKs = Vs + tile * D;
-    A* dVs = dKs + tile * D;
-    A* Qs = dVs + tile * D;
-    A* dOs = Qs + tile * D;
-    A* Ps = dOs + tile * D;
+    A* Vs = Ks + tile * L;
+    A* dKs = Vs + tile * L;
+    A* dVs = dKs + tile * L;
+    A* Qs = dVs + tile * L;
+    A* dOs = Qs + tile * L;
+    A* Ps = dOs + tile * L;
     A* dSs = Ps + tile * tile;
     A* lseRow = dSs + tile * tile;
     A* deltaRow = lseRow + tile;
@@ -202,7 +205,7 @@ __global__ void attention_backward_dkdv_kernel(const T* dOut, const T* q, const 
 
     load_tile(Ks, k, b, k0, nk, seq, kvHeads, g, D, tile);
     load_tile(Vs, v, b, k0, nk, seq, kvHeads, g, D, tile);
-    for (int e = tid; e < tile * D; e += nt) {
+    for (int e = tid; e < tile * L; e += nt) {
         dKs[e] = A(0);
         dVs[e] = A(0);
     }
@@ -224,11 +227,11 @@ __global__ void attention_backward_dkdv_kernel(const T* dOut, const T* q, const 
                 const int j = e / D, c = e - j * D;
                 A accV = 0, accK = 0;
                 for (int i = 0; i < nq; i++) {
-                    accV += Ps[i * tile + j] * dOs[i * D + c];
-                    accK += dSs[i * tile + j] * Qs[i * D + c];
+                    accV += Ps[i * tile + j] * dOs[i * L + c];
+                    accK += dSs[i * tile + j] * Qs[i * L + c];
                 }
-                dVs[e] += accV;
-                dKs[e] += accK;
+                dVs[j * L + c] += accV;
+                dKs[j * L + c] += accK;
             }
             __syncthreads();
         }
@@ -236,8 +239,8 @@ __global__ void attention_backward_dkdv_kernel(const T* dOut, const T* q, const 
     for (int e = tid; e < nk * D; e += nt) {
         const int j = e / D, c = e - j * D;
         const i64 dst = (((i64) b * seq + k0 + j) * kvHeads + g) * D + c;
-        store(dk, dst, dKs[e]);
-        store(dv, dst, dVs[e]);
+        store(dk, dst, dKs[j * L + c]);
+        store(dv, dst, dVs[j * L + c]);
     }
 }
 
@@ -247,13 +250,14 @@ __global__ void attention_backward_dq_kernel(const T* dOut, const T* q, const T*
                                              double scaleArg, const T* lse, const typename Acc<T>::type* delta, T* dq,
                                              int batch, int seq, int qHeads, int kvHeads, int headDim, int tile) {
     typedef typename Acc<T>::type A;
-    const int D = headDim;
+    JSLOTH_DYNAMIC_SHARED(double, attention_smem);
+    const int D = headDim, L = headDim + 1;
     A* Qs = (A*) attention_smem;
-    A* dOs = Qs + tile * D;
-    A* dQs = dOs + tile * D;
-    A* Ks = dQs + tile * D;
-    A* Vs = Ks + tile * D;
-    A* dSs = Vs + tile * D;
+    A* dOs = Qs + tile * L;
+    A* dQs = dOs + tile * L;
+    A* Ks = dQs + tile * L;
+    A* Vs = Ks + tile * L;
+    A* dSs = Vs + tile * L;
     A* lseRow = dSs + tile * tile;
     A* deltaRow = lseRow + tile;
     int* segQ = (int*) (deltaRow + tile);
@@ -267,7 +271,7 @@ __global__ void attention_backward_dq_kernel(const T* dOut, const T* q, const T*
 
     load_tile(Qs, q, b, q0, nq, seq, qHeads, h, D, tile);
     load_tile(dOs, dOut, b, q0, nq, seq, qHeads, h, D, tile);
-    for (int e = tid; e < tile * D; e += nt) dQs[e] = A(0);
+    for (int e = tid; e < tile * L; e += nt) dQs[e] = A(0);
     load_row_stats(lseRow, deltaRow, lse, delta, b, h, q0, nq, seq, qHeads, tile);
     load_segments(segQ, segments, b, q0, nq, seq, tile);
     __syncthreads();
@@ -285,13 +289,13 @@ __global__ void attention_backward_dq_kernel(const T* dOut, const T* q, const T*
         for (int e = tid; e < tile * D; e += nt) {
             const int i = e / D, c = e - i * D;
             A acc = 0;
-            for (int j = 0; j < nk; j++) acc += dSs[i * tile + j] * Ks[j * D + c];
-            dQs[e] += acc;
+            for (int j = 0; j < nk; j++) acc += dSs[i * tile + j] * Ks[j * L + c];
+            dQs[i * L + c] += acc;
         }
         __syncthreads();
     }
     for (int e = tid; e < nq * D; e += nt) {
         const int i = e / D, c = e - i * D;
-        store(dq, (((i64) b * seq + q0 + i) * qHeads + h) * D + c, dQs[e]);
+        store(dq, (((i64) b * seq + q0 + i) * qHeads + h) * D + c, dQs[i * L + c]);
     }
 }

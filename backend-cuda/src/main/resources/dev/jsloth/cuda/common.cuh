@@ -118,6 +118,14 @@ template <> __device__ __forceinline__ double neg_inf<double>() { return __longl
 
 // ------------------------------------------------------------------ loops and reductions
 
+/**
+ * Declares a kernel's dynamic shared memory (sized at launch). A macro so that the host emulation used by the tests
+ * (backend-cuda/src/test/resources/dev/jsloth/cuda/emulation) can give it block-shared host storage instead.
+ */
+#ifndef JSLOTH_DYNAMIC_SHARED
+#define JSLOTH_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 /** The smaller of two values (own helper: NVRTC programs get no standard headers). */
 template <typename X> __device__ __forceinline__ X smaller(X a, X b) { return a < b ? a : b; }
 
