@@ -69,6 +69,16 @@ public final class CudaBackend implements Backend {
         return "cuda";
     }
 
+    /** A device block; running out of device memory is a {@link dev.jsloth.api.DeviceOutOfMemoryException} with advice. */
+    private DeviceAllocator.Block deviceAllocate(long bytes, String what) {
+        try {
+            return allocator.allocate(bytes);
+        } catch (CudaException e) {
+            if (e.code() != CudaDriver.ERROR_OUT_OF_MEMORY) throw e;
+            throw new dev.jsloth.api.DeviceOutOfMemoryException("cuda (" + device + ")", bytes, liveBytes.get(), "tensor " + what);
+        }
+    }
+
     @Override
     public String description() {
         return String.format(Locale.ROOT, "CUDA, %s (%s, %d SMs, %.0f GiB)", device.name, device.architecture(),
@@ -104,7 +114,7 @@ public final class CudaBackend implements Backend {
     CudaTensor allocateUninitialized(DType dtype, Shape shape) {
         if (closed) throw new IllegalStateException("backend is closed");
         device.bind();
-        DeviceAllocator.Block block = allocator.allocate(dtype.byteSize(shape.numel()));
+        DeviceAllocator.Block block = deviceAllocate(dtype.byteSize(shape.numel()), shape + " " + dtype);
         return register(new CudaTensor(this, dtype, shape, block, null));
     }
 
@@ -174,8 +184,8 @@ public final class CudaBackend implements Backend {
         if (blockScales.length != blocks)
             throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.length);
         device.bind();
-        DeviceAllocator.Block codes = allocator.allocate(bytes);
-        DeviceAllocator.Block scales = allocator.allocate(4L * blocks);
+        DeviceAllocator.Block codes = deviceAllocate(bytes, shape + " NF4");
+        DeviceAllocator.Block scales = deviceAllocate(4L * blocks, shape + " NF4 scales");
         CudaTensor t = register(new CudaTensor(this, DType.NF4, shape, codes, scales));
         toDevice(codes.pointer(), packedCodes, bytes);
         try (Arena a = Arena.ofConfined()) {

@@ -48,7 +48,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--no-gc", description = "Disable gradient checkpointing.")
     boolean noGc;
 
-    @Option(names = "--qlora", description = "NF4 base weights (not implemented yet: fails clearly).")
+    @Option(names = "--qlora", description = "NF4 (double-quantized) projection weights.")
     boolean qlora;
 
     @Option(names = "--lora-r", defaultValue = "16")
@@ -67,7 +67,6 @@ final class BenchCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (threads != null) System.setProperty("jsloth.threads", Integer.toString(threads));
         if ((gemm == null) == (shape == null)) throw new IllegalArgumentException("give exactly one of --gemm MxNxK or --shape NAME");
-        if (qlora) throw new UnsupportedOperationException("--qlora: NF4 base weights are not implemented yet (see the QLoRA issue)");
         try (Backend be = dev.jsloth.api.spi.Backends.create(backend != null ? backend : dev.jsloth.api.spi.Backends.requestedName())) {
             JsonLine.print(gemm != null ? gemm(be) : shape(be));
         }
@@ -115,7 +114,7 @@ final class BenchCommand implements Callable<Integer> {
         int[] ids = new int[batch * seq];
         for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());
         Batch b = new Batch(batch, seq, ids, null, null);
-        try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02);
+        try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02, qlora);
              LlamaModel m = LlamaModel.of(null, c, w, be, DType.F32);
              LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
              AdamW opt = new AdamW(a.parameters(), 0.9, 0.999, 1e-8, 0.0)) {
@@ -140,6 +139,8 @@ final class BenchCommand implements Callable<Integer> {
             out.put("batch", batch);
             out.put("seq", seq);
             out.put("gradient_checkpointing", !noGc);
+            out.put("qlora", qlora);
+            out.put("weight_bytes", w.backendBytes());
             out.put("lora_r", rank);
             out.put("params", Shapes.totalParameters(c));
             out.put("trainable_params", a.parameterCount());

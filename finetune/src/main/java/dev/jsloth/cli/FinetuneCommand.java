@@ -73,11 +73,10 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
     @Option(names = "--backend", paramLabel = "NAME") String backend;
     @Option(names = "--precision", defaultValue = "f32", description = "f32 or f64.") String precision;
-    @Option(names = "--qlora", description = "NF4 base weights (see the QLoRA issue; not available yet).") boolean qlora;
+    @Option(names = "--qlora", description = "QLoRA: quantize the projection weights to NF4 (double quantization) at load; they are dequantized tile by tile inside the GEMMs.") boolean qlora;
 
     @Override
     public Integer call() throws Exception {
-        if (qlora) throw new UnsupportedOperationException("--qlora: NF4 base weights are not implemented yet");
         boolean demo = model == null && data == null;
         if (!demo && (model == null || data == null)) throw new IllegalArgumentException("give both --model DIR and --data FILE (or neither, for the demo)");
         TrainingConfig cfg = demo ? demoConfig() : config();
@@ -100,7 +99,8 @@ final class FinetuneCommand implements Callable<Integer> {
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
                 .backend(backend).precision(precision.equalsIgnoreCase("f64") ? DType.F64 : DType.F32)
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
-                .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge).build();
+                .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
+                .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE).build();
         TrainingSummary s = job.run(List.of(new ProgressListener()));
         System.out.println();
         System.out.printf(Locale.ROOT, "trained %d steps in %.1f s: loss %.4f -> %.4f%s, %,.0f tokens/s, peak tensor memory %.1f MiB, peak heap %.1f MiB%n",

@@ -109,6 +109,11 @@ public final class LlamaWeights implements AutoCloseable {
      * benchmarks and tests that need a model of a real shape without a checkpoint.
      */
     public static LlamaWeights random(LlamaConfig c, Backend be, DType storage, long seed, double std) {
+        return random(c, be, storage, seed, std, false);
+    }
+
+    /** As {@link #random(LlamaConfig, Backend, DType, long, double)}; {@code nf4} makes the projections NF4 (double-quantized). */
+    public static LlamaWeights random(LlamaConfig c, Backend be, DType storage, long seed, double std, boolean nf4) {
         List<Tensor> owned = new ArrayList<>();
         java.util.function.Function<int[], Tensor> rnd = shape -> {
             Tensor t = be.allocate(storage, shape);
@@ -128,7 +133,18 @@ public final class LlamaWeights implements AutoCloseable {
         for (int l = 0; l < c.numLayers(); l++) {
             Map<Projection, Tensor> w = new EnumMap<>(Projection.class), b = new EnumMap<>(Projection.class);
             for (Projection p : Projection.values()) {
-                w.put(p, rnd.apply(p.shape(c)));
+                if (nf4) {
+                    int[] sh = p.shape(c);
+                    java.util.SplittableRandom r = new java.util.SplittableRandom(seed + 31L * l + p.ordinal());
+                    float[] v = new float[sh[0] * sh[1]];
+                    for (int i = 0; i < v.length; i++) v[i] = (float) ((r.nextDouble() + r.nextDouble() + r.nextDouble() - 1.5) * 2 * std);
+                    Nf4Weight q = Nf4.quantize(v, true);
+                    Tensor t = be.uploadNf4(dev.jsloth.api.Shape.of(sh), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.blockScales());
+                    owned.add(t);
+                    w.put(p, t);
+                } else {
+                    w.put(p, rnd.apply(p.shape(c)));
+                }
                 if (p.hasBias(c)) b.put(p, rnd.apply(new int[]{p.shape(c)[0]}));
             }
             layers.add(new Layer(ones.apply(d), ones.apply(d), w, b));

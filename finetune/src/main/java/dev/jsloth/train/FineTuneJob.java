@@ -55,6 +55,7 @@ public final class FineTuneJob {
     private final double evalSplit;
     private final boolean resume;
     private final boolean merge;
+    private final dev.jsloth.model.LlamaWeights.Quantization quantization;
     private final Consumer<String> log;
 
     private FineTuneJob(Builder b) {
@@ -72,6 +73,7 @@ public final class FineTuneJob {
         this.evalSplit = b.evalSplit;
         this.resume = b.resume;
         this.merge = b.merge;
+        this.quantization = b.quantization;
         this.log = b.log;
     }
 
@@ -91,6 +93,7 @@ public final class FineTuneJob {
         private String template;
         private boolean completionOnly = true, resume, merge;
         private double evalSplit;
+        private dev.jsloth.model.LlamaWeights.Quantization quantization = dev.jsloth.model.LlamaWeights.Quantization.NONE;
         private Consumer<String> log = System.out::println;
 
         public Builder model(Path p) { this.model = p; return this; }
@@ -110,6 +113,8 @@ public final class FineTuneJob {
         public Builder resume(boolean on) { this.resume = on; return this; }
         public Builder merge(boolean on) { this.merge = on; return this; }
         public Builder log(Consumer<String> sink) { this.log = sink; return this; }
+        /** QLoRA: NF4 (optionally double-quantized) projection weights, dequantized tile by tile inside the GEMMs. */
+        public Builder quantization(dev.jsloth.model.LlamaWeights.Quantization q) { this.quantization = q; return this; }
 
         public FineTuneJob build() {
             if (model == null) throw new IllegalArgumentException("no model directory given");
@@ -185,15 +190,16 @@ public final class FineTuneJob {
         Tokenizer tok = Tokenizer.load(model);
         ChatTemplate tpl = template(model, templateName);
         try (Backend be = Backends.create(backendName != null ? backendName : Backends.requestedName());
-             LlamaModel m = LlamaModel.load(model, be, precision)) {
+             LlamaModel m = LlamaModel.load(model, be, precision, quantization)) {
             int eos = eosId(m, tok);
             PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, completionOnly, training.seqLen(), evalSplit, training.seed());
             log.accept(String.format("data: %d training and %d evaluation examples from %s (%d rows skipped, %d truncated to %d tokens)",
                     pd.train().size(), pd.eval().size(), data, pd.skippedRows(), pd.truncated(), training.seqLen()));
             for (String p : pd.problems().subList(0, Math.min(5, pd.problems().size()))) log.accept("  skipped: " + p);
             try (LoraAdapter a = m.attachNewAdapter(lora, training.seed())) {
-                log.accept(String.format("model: %s on %s (%s); LoRA r=%d alpha=%s on %s: %,d trainable parameters",
-                        model, be.name(), be.description(), lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
+                log.accept(String.format("model: %s on %s (%s)%s, base weights %.1f MiB; LoRA r=%d alpha=%s on %s: %,d trainable parameters",
+                        model, be.name(), be.description(), m.weights().hasNf4() ? ", QLoRA (NF4 base weights)" : "",
+                        m.weights().backendBytes() / 1048576.0, lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
                 Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos);
                 listeners.forEach(t::listen);
                 TrainingSummary s = t.run(resume);
