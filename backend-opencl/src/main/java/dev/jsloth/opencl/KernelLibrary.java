@@ -1,5 +1,6 @@
 package dev.jsloth.opencl;
 
+import dev.jsloth.api.DType;
 import dev.jsloth.api.quant.Nf4;
 import org.jocl.CL;
 import org.jocl.CLException;
@@ -22,14 +23,16 @@ import java.util.Map;
 
 /**
  * The backend's OpenCL programs, built from the {@code .cl} resources of this package once per context, and their
- * kernels. The main program (GEMM, elementwise, reductions) is built at start-up for float and, where the device
- * has fp64, for double. Attention is specialised per head-dimension bucket ({@link #ATTENTION_BUCKETS}) and built
- * on first use of a bucket. A failed build throws with the compiler's log.
+ * kernels. The main program (elementwise maps, reductions) is built at start-up for float and, where the device
+ * has fp64, for double. Two programs are specialised and built on first use of a specialisation: GEMM per
+ * combination of operand storage types, attention per head-dimension bucket ({@link #ATTENTION_BUCKETS}). A
+ * failed build throws with the compiler's log.
  */
 final class KernelLibrary implements AutoCloseable {
     /** Head-dimension buckets the attention program is compiled for; a head dimension uses the smallest that fits. */
     static final int[] ATTENTION_BUCKETS = {16, 32, 64, 128, 256};
-    private static final String[] MAIN_SOURCES = {"common.cl", "gemm.cl", "elementwise.cl", "reduce.cl"};
+    private static final String[] MAIN_SOURCES = {"common.cl", "elementwise.cl", "reduce.cl"};
+    private static final String[] GEMM_SOURCES = {"common.cl", "gemm.cl"};
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
 
     private final cl_context context;
@@ -56,15 +59,27 @@ final class KernelLibrary implements AutoCloseable {
         return kernel(mainProgram(p), "main/" + p + "/" + name, name);
     }
 
-    /** A kernel of the attention program for the bucket of {@code headDim}. */
+    /** The GEMM kernel for operands stored as {@code a}, {@code b} and {@code c}. */
+    synchronized cl_kernel gemmKernel(Precision p, DType a, DType b, DType c) {
+        String key = "gemm-" + a + "-" + b + "-" + c + "/" + p;
+        return kernel(program(key, p, GEMM_SOURCES, " -DGEMM_A_DT=" + Launch.code(a) + " -DGEMM_B_DT=" + Launch.code(b)
+                + " -DGEMM_C_DT=" + Launch.code(c)), key + "/gemm", "gemm");
+    }
+
+    /** A kernel of the attention program for a head-dimension bucket (one of {@link #ATTENTION_BUCKETS}). */
     synchronized cl_kernel attentionKernel(Precision p, int bucket, String name) {
         String key = "attention" + bucket + "/" + p;
+        return kernel(program(key, p, ATTENTION_SOURCES, " -DATT_D=" + bucket + " -DATT_TILE_MAX=" + LaunchConfig.ATTENTION_TILE_MAX),
+                key + "/" + name, name);
+    }
+
+    private cl_program program(String key, Precision p, String[] files, String options) {
         cl_program program = programs.get(key);
         if (program == null) {
-            program = build(key, p, ATTENTION_SOURCES, " -DATT_D=" + bucket + " -DATT_TILE_MAX=" + LaunchConfig.ATTENTION_TILE_MAX);
+            program = build(key, p, files, options);
             programs.put(key, program);
         }
-        return kernel(program, key + "/" + name, name);
+        return program;
     }
 
     /** The largest work-group the device allows for this kernel (register pressure can lower it below the device's). */
@@ -75,13 +90,7 @@ final class KernelLibrary implements AutoCloseable {
     }
 
     private cl_program mainProgram(Precision p) {
-        String key = "main/" + p;
-        cl_program program = programs.get(key);
-        if (program == null) {
-            program = build(key, p, MAIN_SOURCES, "");
-            programs.put(key, program);
-        }
-        return program;
+        return program("main/" + p, p, MAIN_SOURCES, "");
     }
 
     private cl_kernel kernel(cl_program program, String key, String name) {

@@ -98,7 +98,9 @@ final class OpenClKernels implements Kernels {
             return;
         }
         int side = cfg.gemmSide(), tile = cfg.gemmTile();
-        launch("gemm", a, b, c)
+        Precision p = Precision.of(a, b, c);
+        be.require(p);
+        new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p)
                 .i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
                 .quantTensor(ta).i64(batch == 1 ? 0 : ar * ac)
                 .quantTensor(tb).i64(batch == 1 ? 0 : br * bc)

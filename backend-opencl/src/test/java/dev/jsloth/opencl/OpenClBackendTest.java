@@ -99,7 +99,8 @@ class OpenClBackendTest {
             assertTrue(be.description().contains(d.name()) && be.description().contains(d.platformName()), be.description());
             for (Precision p : Precision.values()) {
                 if (p == Precision.DOUBLE && !d.fp64()) continue;
-                for (String k : new String[]{"gemm", "ew_copy", "rmsnorm_forward", "cross_entropy_forward", "sum_squares_partial"})
+                assertNotNull(be.library().gemmKernel(p, DType.F32, DType.NF4, p == Precision.DOUBLE ? DType.F64 : DType.BF16));
+                for (String k : new String[]{"ew_copy", "rmsnorm_forward", "cross_entropy_forward", "sum_squares_partial"})
                     assertNotNull(be.library().kernel(p, k));
                 for (int bucket : KernelLibrary.ATTENTION_BUCKETS)
                     assertNotNull(be.library().attentionKernel(p, bucket, "attention_forward"));

@@ -18,14 +18,23 @@
 #define ATT_TILE_MAX 32
 #endif
 
+/* Loops over the head dimension: on GPUs (ATT_FULL_UNROLL) fully unrolled up to 64, so that rows stay in
+ * registers; otherwise -- larger rows no longer fit in registers anyway, and CPU compilers (PoCL) take minutes
+ * over fully unrolled work-group functions -- unrolled by 8. */
+#if defined(ATT_FULL_UNROLL) && ATT_D <= 64
+#define ATT_UNROLL _Pragma("unroll")
+#else
+#define ATT_UNROLL _Pragma("unroll 8")
+#endif
+
 inline void load_row(TENSOR(t), long at, int hd, real *dst) {
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++) dst[d] = d < hd ? LD(t, at + d) : 0;
 }
 
 inline real dot_private_local(const real *a, local const real *b) {
     real s = 0;
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++) s = MULADD(a[d], b[d], s);
     return s;
 }
@@ -52,7 +61,7 @@ kernel void attention_forward(int seq, int kvSeq, int qHeads, int kvHeads, int h
 
     real qi[ATT_D], o[ATT_D];
     if (valid) load_row(q, q_off, q_dt, (((long) b * seq + i) * qHeads + h) * hd, hd, qi);
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++) o[d] = 0;
     const int mySeg = hasSeg && valid ? INT_AT(seg, (long) b * seq + i) : 0;
     real m = -INFINITY, l = 0;
@@ -76,7 +85,7 @@ kernel void attention_forward(int seq, int kvSeq, int qHeads, int kvHeads, int h
         const real mNew = fmax(m, tileMax);
         const real corr = l == 0 ? 0 : exp(m - mNew);
         l *= corr;
-#pragma unroll
+ATT_UNROLL
         for (int d = 0; d < ATT_D; d++) o[d] *= corr;
         m = mNew;
         for (int jj = 0; jj < tile; jj++) {
@@ -84,14 +93,14 @@ kernel void attention_forward(int seq, int kvSeq, int qHeads, int kvHeads, int h
             const real p = exp(s[jj] - m);
             l += p;
             local const real *vr = vs + jj * ATT_D;
-#pragma unroll
+ATT_UNROLL
             for (int d = 0; d < ATT_D; d++) o[d] = MULADD(p, vr[d], o[d]);
         }
     }
     if (!valid) return;
     const long at = (((long) b * seq + i) * qHeads + h) * hd;
     const real inv = 1 / l;
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++)
         if (d < hd) ST(out, at + d, o[d] * inv);
     ST(lse, ((long) b * qHeads + h) * seq + i, m + log(l));
@@ -130,7 +139,7 @@ kernel void attention_backward_dkdv(int seq, int qHeads, int kvHeads, int hd, re
         load_row(k, k_off, k_dt, at, hd, kj);
         load_row(v, v_off, v_dt, at, hd, vj);
     }
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++) dkj[d] = dvj[d] = 0;
     const int mySeg = hasSeg && valid ? INT_AT(seg, (long) b * seq + j) : 0;
     const int firstQuery = get_group_id(0) * R;
@@ -156,7 +165,7 @@ kernel void attention_backward_dkdv(int seq, int qHeads, int kvHeads, int hd, re
                 const real p = exp(dot_private_local(kj, qr) * scale - lses[ii]);
                 const real dp = dot_private_local(vj, dor);
                 const real ds = p * (dp - deltas[ii]) * scale;
-#pragma unroll
+ATT_UNROLL
                 for (int d = 0; d < ATT_D; d++) {
                     dvj[d] = MULADD(p, dor[d], dvj[d]);
                     dkj[d] = MULADD(ds, qr[d], dkj[d]);
@@ -165,7 +174,7 @@ kernel void attention_backward_dkdv(int seq, int qHeads, int kvHeads, int hd, re
         }
     }
     if (!valid) return;
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++) {
         if (d < hd) {
             ST(dk, at + d, dkj[d]);
@@ -193,7 +202,7 @@ kernel void attention_backward_dq(int seq, int qHeads, int kvHeads, int hd, real
         rowLse = LD(lse, ((long) b * qHeads + h) * seq + i);
         rowDelta = delta[((long) b * qHeads + h) * seq + i];
     }
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++) dqi[d] = 0;
     const int mySeg = hasSeg && valid ? INT_AT(seg, (long) b * seq + i) : 0;
 
@@ -210,12 +219,12 @@ kernel void attention_backward_dq(int seq, int qHeads, int kvHeads, int hd, real
             local const real *kr = ks + jj * ATT_D, *vr = vs + jj * ATT_D;
             const real p = exp(dot_private_local(qi, kr) * scale - rowLse);
             const real ds = p * (dot_private_local(doi, vr) - rowDelta) * scale;
-#pragma unroll
+ATT_UNROLL
             for (int d = 0; d < ATT_D; d++) dqi[d] = MULADD(ds, kr[d], dqi[d]);
         }
     }
     if (!valid) return;
-#pragma unroll
+ATT_UNROLL
     for (int d = 0; d < ATT_D; d++)
         if (d < hd) ST(dq, at + d, dqi[d]);
 }

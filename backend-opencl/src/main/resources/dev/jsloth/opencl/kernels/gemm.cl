@@ -6,8 +6,14 @@
  * GEMM_TK columns/rows at a time; the staging loads read any storage type (F32, F64, BF16, F16, NF4) and apply
  * the transpose, choosing the element order that keeps consecutive work-items on consecutive addresses. A
  * work-item's rows and columns are strided by GEMM_RTS so that its stores to C coalesce. Accumulation is in
- * `real` (double when C is F64); with beta == 0 the old C is never read.
+ * `real` (double when an operand is F64); with beta == 0 the old C is never read.
+ *
+ * The program is built per combination of storage types (GEMM_A_DT, GEMM_B_DT, GEMM_C_DT): with the types known
+ * at compile time the conversions reduce to a load and a widening, with no per-element dispatch.
  */
+#if !defined(GEMM_A_DT) || !defined(GEMM_B_DT) || !defined(GEMM_C_DT)
+#error "GEMM_A_DT, GEMM_B_DT and GEMM_C_DT (storage type codes) must be defined"
+#endif
 #ifndef GEMM_TS
 #define GEMM_TS 64
 #endif
@@ -48,14 +54,14 @@ kernel void gemm(int M, int N, int K, int transA, int transB, real alpha, real b
             const int ap = transA ? e / GEMM_TS : e % GEMM_TK;
             const int gi = row0 + ai, gp = p0 + ap;
             real av = 0;
-            if (gi < M && gp < K) av = LDQ(A, aBase + (transA ? (long) gp * M + gi : (long) gi * K + gp));
+            if (gi < M && gp < K) av = load_quant(A, A_off + aBase + (transA ? (long) gp * M + gi : (long) gi * K + gp), GEMM_A_DT, A_sc);
             As[ap][ai] = av;
             /* B stored [K,N] (consecutive columns adjacent) or, transposed, [N,K] (consecutive k adjacent) */
             const int bj = transB ? e / GEMM_TK : e % GEMM_TS;
             const int bp = transB ? e % GEMM_TK : e / GEMM_TS;
             const int gj = col0 + bj, gq = p0 + bp;
             real bv = 0;
-            if (gj < N && gq < K) bv = LDQ(B, bBase + (transB ? (long) gj * K + gq : (long) gq * N + gj));
+            if (gj < N && gq < K) bv = load_quant(B, B_off + bBase + (transB ? (long) gj * K + gq : (long) gq * N + gj), GEMM_B_DT, B_sc);
             Bs[bp][bj] = bv;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -85,8 +91,8 @@ kernel void gemm(int M, int N, int K, int transA, int transB, real alpha, real b
             if (col >= N) continue;
             const long idx = C_off + cBase + (long) row * N + col;
             real v = alpha * acc[wi][wj];
-            if (beta != 0) v += beta * load_elem(C, idx, C_dt);
-            store_elem(C, idx, C_dt, v);
+            if (beta != 0) v += beta * load_elem(C, idx, GEMM_C_DT);
+            store_elem(C, idx, GEMM_C_DT, v);
         }
     }
 }
