@@ -105,7 +105,14 @@ final class DeviceSelector {
             platformNames.add(pname);
             if (!filters.platformMatches(pname)) continue;
             anyPlatformMatched = true;
-            for (cl_device_id d : devices(p)) {
+            List<cl_device_id> devices;
+            try {
+                devices = devices(p);
+            } catch (CLException e) { // one broken driver must not hide the others
+                rejected.add("platform " + pname + " (" + e.getMessage() + ")");
+                continue;
+            }
+            for (cl_device_id d : devices) {
                 String dname = ClInfo.deviceString(d, CL.CL_DEVICE_NAME);
                 if (!filters.deviceMatches(dname)) {
                     rejected.add(dname + " (name does not match)");

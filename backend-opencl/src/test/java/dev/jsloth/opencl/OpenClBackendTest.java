@@ -172,6 +172,32 @@ class OpenClBackendTest {
         }
     }
 
+    /** A device without fp64 (simulated: this device with the capability masked) stores F64 but will not compute in it. */
+    @Test
+    void withoutFp64F64ComputeFailsClearlyAndTheRestWorks() {
+        OpenClDevice d = requireDevice();
+        OpenClDevice noFp64 = new OpenClDevice(d.platform(), d.device(), d.platformName(), d.name(), d.type(), d.version(), false,
+                d.computeUnits(), d.maxWorkGroupSize(), d.localMemBytes(), d.globalMemBytes(), d.maxAllocBytes());
+        try (OpenClBackend be = new OpenClBackend(noFp64);
+             Tensor x64 = be.upload(DType.F64, Shape.of(2, 2), new double[]{1, 2, 3, Math.PI});
+             Tensor y64 = be.allocate(DType.F64, 2, 2);
+             Tensor x32 = be.upload(DType.F32, Shape.of(2, 2), new double[]{1, 2, 3, 4});
+             Tensor y32 = be.allocate(DType.F32, 2, 2)) {
+            assertTrue(be.description().contains("no fp64"), be.description());
+            assertArrayEquals(new double[]{1, 2, 3, Math.PI}, be.download(x64), 0.0); // F64 storage still round-trips
+            be.kernels().copy(x64, y64);                                               // and copies byte for byte
+            assertArrayEquals(be.download(x64), be.download(y64), 0.0);
+            for (Runnable op : new Runnable[]{() -> be.kernels().add(x64, x64, y64), () -> be.kernels().gemm(false, false, 1, x32, x32, 0, y64),
+                    () -> be.kernels().copy(x64, y32), () -> be.kernels().sumOfSquares(x64)}) {
+                var e = assertThrows(UnsupportedOperationException.class, op::run);
+                assertTrue(e.getMessage().contains("F64") && e.getMessage().contains(d.name()), e.getMessage());
+            }
+            be.kernels().gemm(false, false, 1, x32, x32, 0, y32);
+            assertArrayEquals(new double[]{7, 10, 15, 22}, be.download(y32), 0.0);
+            assertEquals(30.0, be.kernels().sumOfSquares(x32), 0.0); // accumulated in float without fp64
+        }
+    }
+
     @Test
     void tensorsOfAnotherBackendAreRejected() {
         requireDevice();
