@@ -1,0 +1,59 @@
+package dev.jsloth.opencl;
+
+/**
+ * Work-group shapes chosen once per device, passed to the compiler as {@code -D} options where the sources need
+ * them at compile time. Every size is a function of the device alone, so reductions (whose summation order
+ * follows the work-group shape) give identical results run to run on one device.
+ *
+ * @param reductionGroup work-items per row in the row reductions (a power of two, at most 256)
+ * @param gemmTile       the GEMM's square C tile per work-group
+ * @param gemmWork       the square register block each GEMM work-item computes
+ * @param gemmDepth      the k-depth of the GEMM's local-memory tiles
+ * @param simpleGroup    work-group size of one-work-item-per-element kernels
+ * @param localMemBytes  the device's local memory, for sizing the attention tiles
+ * @param fullUnroll     whether attention unrolls its head-dimension loops completely (GPUs: keeps rows in
+ *                       registers; CPU OpenCL compilers are slow on it and gain nothing)
+ */
+record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDepth, int simpleGroup, long localMemBytes,
+                    boolean fullUnroll) {
+    /** Rows per column-sum chunk ({@code COLSUM_ROWS} in reduce.cl). */
+    static final int COLSUM_ROWS = 64;
+    /** Largest key/query tile of the attention kernels ({@code ATT_TILE_MAX}). */
+    static final int ATTENTION_TILE_MAX = 32;
+    /** Work-items (query or key rows) per attention work-group, at most. */
+    static final int ATTENTION_ROWS = 32;
+
+    /** System property overriding the GEMM shape, {@code TILE,WORK,DEPTH} (e.g. {@code 64,4,16}), for tuning. */
+    static final String GEMM_PROPERTY = "jsloth.opencl.gemm";
+
+    static LaunchConfig forDevice(OpenClDevice d) {
+        int maxGroup = (int) Math.min(Integer.MAX_VALUE, d.maxWorkGroupSize());
+        int reduction = Integer.highestOneBit(Math.min(256, Math.max(1, maxGroup)));
+        // 64x64 tiles with 4x4 register blocks need 256 work-items; smaller devices get 32x32 tiles (64 work-items)
+        int tile = maxGroup >= 256 ? 64 : 32, work = 4, depth = 16;
+        String override = System.getProperty(GEMM_PROPERTY);
+        if (override != null && !override.isBlank()) {
+            String[] p = override.trim().split(",");
+            if (p.length != 3) throw new IllegalArgumentException(GEMM_PROPERTY + " takes TILE,WORK,DEPTH, got '" + override + "'");
+            tile = Integer.parseInt(p[0].trim());
+            work = Integer.parseInt(p[1].trim());
+            depth = Integer.parseInt(p[2].trim());
+            int side = tile / work;
+            if (tile % work != 0 || (tile * depth) % (side * side) != 0 || side * side > maxGroup)
+                throw new IllegalArgumentException(GEMM_PROPERTY + " '" + override + "': TILE must be a multiple of WORK, "
+                        + "TILE*DEPTH a multiple of (TILE/WORK)^2, and (TILE/WORK)^2 <= " + maxGroup);
+        }
+        return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(),
+                d.type() != OpenClDevice.Type.CPU);
+    }
+
+    /** Work-items per side of a GEMM work-group. */
+    int gemmSide() {
+        return gemmTile / gemmWork;
+    }
+
+    String buildOptions() {
+        return "-DRED_WG=" + reductionGroup + " -DCOLSUM_ROWS=" + COLSUM_ROWS + " -DGEMM_TS=" + gemmTile
+                + " -DGEMM_WPT=" + gemmWork + " -DGEMM_TK=" + gemmDepth + (fullUnroll ? " -DATT_FULL_UNROLL" : "");
+    }
+}

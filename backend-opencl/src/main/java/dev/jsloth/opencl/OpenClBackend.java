@@ -1,0 +1,355 @@
+package dev.jsloth.opencl;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.MemoryStats;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.quant.Nf4;
+import org.jocl.CL;
+import org.jocl.Pointer;
+import org.jocl.cl_command_queue;
+import org.jocl.cl_context;
+import org.jocl.cl_context_properties;
+import org.jocl.cl_device_id;
+import org.jocl.cl_mem;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * A backend on one OpenCL device: a context, an in-order command queue, the {@link KernelLibrary} and the live
+ * tensors. Kernels are enqueued asynchronously; downloads (and {@link #synchronize()}) wait for them. Memory
+ * statistics count the device bytes of live tensors (buffers are rounded up to 8 bytes), scratch included.
+ */
+final class OpenClBackend implements Backend {
+    /** Host staging for transfers is done in pieces of at most this many bytes. */
+    private static final long TRANSFER_CHUNK = 64L << 20;
+
+    private final OpenClDevice device;
+    private final LaunchConfig config;
+    private final cl_context context;
+    private final cl_command_queue queue;
+    private final KernelLibrary library;
+    private final cl_mem placeholder;
+    private final OpenClKernels kernels;
+    private final Object launchLock = new Object();
+    private final Set<OpenClTensor> live = ConcurrentHashMap.newKeySet();
+    private long liveBytes;
+    private long peakBytes;
+    private volatile boolean closed;
+
+    OpenClBackend(OpenClDevice device) {
+        this.device = device;
+        this.config = LaunchConfig.forDevice(device);
+        cl_context_properties props = new cl_context_properties();
+        props.addProperty(CL.CL_CONTEXT_PLATFORM, device.platform());
+        this.context = CL.clCreateContext(props, 1, new cl_device_id[]{device.device()}, null, null, null);
+        cl_command_queue q = null;
+        KernelLibrary lib = null;
+        cl_mem ph = null;
+        try {
+            q = createQueue(context, device.device());
+            lib = new KernelLibrary(context, device, config);
+            ph = CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, 16, null, null);
+        } catch (RuntimeException e) {
+            if (lib != null) lib.close();
+            if (q != null) CL.clReleaseCommandQueue(q);
+            CL.clReleaseContext(context);
+            throw e;
+        }
+        this.queue = q;
+        this.library = lib;
+        this.placeholder = ph;
+        this.kernels = new OpenClKernels(this);
+    }
+
+    @SuppressWarnings("deprecation")
+    private static cl_command_queue createQueue(cl_context context, cl_device_id device) {
+        // clCreateCommandQueue is deprecated from OpenCL 2.0 but is the one call every 1.2+ device accepts
+        return CL.clCreateCommandQueue(context, device, 0, null);
+    }
+
+    @Override
+    public String name() {
+        return "opencl";
+    }
+
+    @Override
+    public String description() {
+        return "OpenCL, " + device.describe();
+    }
+
+    OpenClDevice device() {
+        return device;
+    }
+
+    LaunchConfig config() {
+        return config;
+    }
+
+    KernelLibrary library() {
+        return library;
+    }
+
+    cl_command_queue queue() {
+        return queue;
+    }
+
+    Object launchLock() {
+        return launchLock;
+    }
+
+    /** A 16-byte buffer bound to pointer arguments a kernel will not read (absent segments, scales of non-NF4). */
+    cl_mem placeholder() {
+        return placeholder;
+    }
+
+    /** Throws when double precision is needed but the device lacks it. */
+    void require(Precision p) {
+        if (p == Precision.DOUBLE && !device.fp64())
+            throw new UnsupportedOperationException("F64 compute is not supported on " + device.name()
+                    + " (the device has no cl_khr_fp64); use F32/BF16/F16 tensors or another backend");
+    }
+
+    // ---------------------------------------------------------------- allocation and transfer
+
+    private static long deviceSize(long bytes) {
+        return Math.max(8, Launch.roundUp(bytes, 8));
+    }
+
+    private OpenClTensor track(DType dtype, Shape shape, cl_mem buffer, cl_mem scales, long deviceBytes) {
+        OpenClTensor t = new OpenClTensor(this, dtype, shape, buffer, scales, 0, deviceBytes, null);
+        live.add(t);
+        synchronized (this) {
+            liveBytes += deviceBytes;
+            peakBytes = Math.max(peakBytes, liveBytes);
+        }
+        return t;
+    }
+
+    private cl_mem createBuffer(long bytes) {
+        if (closed) throw new IllegalStateException("backend is closed");
+        if (bytes > device.maxAllocBytes())
+            throw new OutOfMemoryError("an OpenCL buffer of " + bytes + " bytes exceeds " + device.name()
+                    + "'s largest allocation (" + device.maxAllocBytes() + " bytes)");
+        return CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, bytes, null, null);
+    }
+
+    /** A tensor with uninitialised contents. */
+    private OpenClTensor create(DType dtype, Shape shape) {
+        long size = deviceSize(dtype.byteSize(shape.numel()));
+        return track(dtype, shape, createBuffer(size), null, size);
+    }
+
+    @Override
+    public Tensor allocate(DType dtype, Shape shape) {
+        OpenClTensor t = create(dtype, shape);
+        CL.clEnqueueFillBuffer(queue, t.rawBuffer(), Pointer.to(new byte[]{0}), 1, 0, t.deviceBytes(), 0, null, null);
+        return t;
+    }
+
+    /** A scratch tensor of {@code count} {@code real}s for a kernel; closing it right after the enqueue is safe. */
+    OpenClTensor scratch(Precision p, long count) {
+        return create(p.scratchType(), Shape.of(Math.toIntExact(Math.max(1, count))));
+    }
+
+    void release(OpenClTensor t) {
+        if (live.remove(t)) {
+            synchronized (this) {
+                liveBytes -= t.deviceBytes();
+            }
+            // OpenCL frees the buffer once the commands already enqueued on it have finished
+            CL.clReleaseMemObject(t.rawBuffer());
+            if (t.rawScales() != null) CL.clReleaseMemObject(t.rawScales());
+        }
+    }
+
+    @Override
+    public Tensor upload(DType dtype, Shape shape, double[] values) {
+        if (!dtype.isFloating()) throw new IllegalArgumentException("upload needs a floating type, got " + dtype);
+        if (values.length != shape.numel())
+            throw new IllegalArgumentException(values.length + " values for shape " + shape);
+        OpenClTensor t = create(dtype, shape);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment host = arena.allocate(Math.max(1, dtype.byteSize(values.length)), 8);
+            HostCodec.encode(dtype, values, host);
+            write(t.rawBuffer(), 0, host.asSlice(0, dtype.byteSize(values.length)));
+        }
+        return t;
+    }
+
+    @Override
+    public Tensor uploadInts(Shape shape, int[] values) {
+        if (values.length != shape.numel())
+            throw new IllegalArgumentException(values.length + " values for shape " + shape);
+        OpenClTensor t = create(DType.I32, shape);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment host = arena.allocate(Math.max(1, 4L * values.length), 8);
+            MemorySegment.copy(values, 0, host, HostCodec.INT, 0, values.length);
+            write(t.rawBuffer(), 0, host.asSlice(0, 4L * values.length));
+        }
+        return t;
+    }
+
+    @Override
+    public Tensor uploadRaw(DType dtype, Shape shape, MemorySegment bytes) {
+        long want = dtype.byteSize(shape.numel());
+        if (bytes.byteSize() != want)
+            throw new IllegalArgumentException(shape + " " + dtype + " needs " + want + " bytes, got " + bytes.byteSize());
+        OpenClTensor t = create(dtype, shape);
+        write(t.rawBuffer(), 0, bytes);
+        return t;
+    }
+
+    @Override
+    public Tensor uploadNf4(Shape shape, MemorySegment packedCodes, float[] blockScales) {
+        long bytes = DType.NF4.byteSize(shape.numel());
+        if (shape.numel() % 2 != 0) throw new IllegalArgumentException("NF4 tensors need an even element count, got " + shape);
+        if (packedCodes.byteSize() != bytes)
+            throw new IllegalArgumentException("NF4 " + shape + " needs " + bytes + " packed bytes, got " + packedCodes.byteSize());
+        int blocks = Nf4.blocks(shape.numel());
+        if (blockScales.length != blocks)
+            throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.length);
+        long codeSize = deviceSize(bytes), scaleSize = deviceSize(4L * blocks);
+        cl_mem codes = createBuffer(codeSize);
+        cl_mem scales;
+        try {
+            scales = createBuffer(scaleSize);
+        } catch (RuntimeException | OutOfMemoryError e) {
+            CL.clReleaseMemObject(codes);
+            throw e;
+        }
+        OpenClTensor t = track(DType.NF4, shape, codes, scales, codeSize + scaleSize);
+        write(codes, 0, packedCodes);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment host = arena.allocate(4L * blocks, 4);
+            MemorySegment.copy(blockScales, 0, host, HostCodec.FLOAT, 0, blocks);
+            write(scales, 0, host);
+        }
+        return t;
+    }
+
+    @Override
+    public double[] download(Tensor t) {
+        OpenClTensor c = tensor(t);
+        double[] out = new double[Math.toIntExact(c.numel())];
+        try (Arena arena = Arena.ofConfined()) {
+            if (c.dtype() == DType.NF4) {
+                if (c.scales() == null) throw new IllegalArgumentException("NF4 tensor " + c.shape() + " has no block scales (not made by uploadNf4)");
+                MemorySegment packed = arena.allocate(Math.max(1, DType.NF4.byteSize(out.length)));
+                read(c.buffer(), 0, packed.asSlice(0, DType.NF4.byteSize(out.length)));
+                int blocks = Nf4.blocks(out.length);
+                MemorySegment sc = arena.allocate(Math.max(1, 4L * blocks), 4);
+                read(c.scales(), 0, sc.asSlice(0, 4L * blocks));
+                HostCodec.decodeNf4(packed, sc.toArray(HostCodec.FLOAT), out);
+                return out;
+            }
+            if (!c.dtype().isFloating())
+                throw new IllegalArgumentException("expected a floating tensor, got " + c.dtype() + " " + c.shape());
+            long bytes = c.dtype().byteSize(out.length);
+            MemorySegment host = arena.allocate(Math.max(1, bytes), 8);
+            read(c.buffer(), c.byteOffset(), host.asSlice(0, bytes));
+            HostCodec.decode(c.dtype(), host, out);
+        }
+        return out;
+    }
+
+    @Override
+    public int[] downloadInts(Tensor t) {
+        OpenClTensor c = tensor(t);
+        if (c.dtype() != DType.I32) throw new IllegalArgumentException("downloadInts needs an I32 tensor, got " + c.dtype());
+        int n = Math.toIntExact(c.numel());
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment host = arena.allocate(Math.max(1, 4L * n), 8);
+            read(c.buffer(), c.byteOffset(), host.asSlice(0, 4L * n));
+            return host.asSlice(0, 4L * n).toArray(HostCodec.INT);
+        }
+    }
+
+    /** Blocking copy of host bytes into a buffer, through a native staging area when the source is on the heap. */
+    private void write(cl_mem dst, long dstOffset, MemorySegment src) {
+        long size = src.byteSize();
+        if (size == 0) return;
+        if (src.isNative()) {
+            for (long at = 0; at < size; at += TRANSFER_CHUNK) {
+                long n = Math.min(TRANSFER_CHUNK, size - at);
+                CL.clEnqueueWriteBuffer(queue, dst, true, dstOffset + at, n, Pointer.to(src.asSlice(at, n).asByteBuffer()), 0, null, null);
+            }
+            return;
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment staging = arena.allocate(Math.min(size, TRANSFER_CHUNK), 8);
+            for (long at = 0; at < size; at += TRANSFER_CHUNK) {
+                long n = Math.min(TRANSFER_CHUNK, size - at);
+                MemorySegment.copy(src, at, staging, 0, n);
+                CL.clEnqueueWriteBuffer(queue, dst, true, dstOffset + at, n, Pointer.to(staging.asSlice(0, n).asByteBuffer()), 0, null, null);
+            }
+        }
+    }
+
+    /** Blocking read of {@code dst.byteSize()} bytes (waits for every kernel enqueued before it). */
+    private void read(cl_mem src, long srcOffset, MemorySegment dst) {
+        long size = dst.byteSize();
+        if (size == 0) return;
+        for (long at = 0; at < size; at += TRANSFER_CHUNK) {
+            long n = Math.min(TRANSFER_CHUNK, size - at);
+            CL.clEnqueueReadBuffer(queue, src, true, srcOffset + at, n, Pointer.to(dst.asSlice(at, n).asByteBuffer()), 0, null, null);
+        }
+    }
+
+    /** Device-side byte copy between buffers (same-type {@link Kernels#copy}). */
+    void copyBytes(OpenClTensor src, OpenClTensor dst, long bytes) {
+        if (bytes == 0) return;
+        CL.clEnqueueCopyBuffer(queue, src.buffer(), dst.buffer(), src.byteOffset(), dst.byteOffset(), bytes, 0, null, null);
+    }
+
+    /** Sets the bytes of a tensor to zero. */
+    void zero(OpenClTensor t, long bytes) {
+        if (bytes == 0) return;
+        CL.clEnqueueFillBuffer(queue, t.buffer(), Pointer.to(new byte[]{0}), 1, t.byteOffset(), bytes, 0, null, null);
+    }
+
+    /** A tensor of this backend, checked alive. */
+    OpenClTensor tensor(Tensor t) {
+        if (!(t instanceof OpenClTensor c) || c.owner() != this)
+            throw new IllegalArgumentException("tensor " + t + " does not belong to this OpenCL backend");
+        c.buffer();
+        return c;
+    }
+
+    @Override
+    public Kernels kernels() {
+        return kernels;
+    }
+
+    @Override
+    public synchronized MemoryStats memoryStats() {
+        return new MemoryStats(liveBytes, peakBytes, live.size());
+    }
+
+    @Override
+    public synchronized void resetPeak() {
+        peakBytes = liveBytes;
+    }
+
+    @Override
+    public void synchronize() {
+        if (!closed) CL.clFinish(queue);
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        CL.clFinish(queue);
+        for (OpenClTensor t : live.toArray(OpenClTensor[]::new)) t.close();
+        library.close();
+        CL.clReleaseMemObject(placeholder);
+        CL.clReleaseCommandQueue(queue);
+        CL.clReleaseContext(context);
+    }
+}

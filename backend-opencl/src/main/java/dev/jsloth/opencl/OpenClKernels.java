@@ -1,0 +1,415 @@
+package dev.jsloth.opencl;
+
+import dev.jsloth.api.AdamWStep;
+import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+
+import java.util.Arrays;
+
+/**
+ * The OpenCL backend's {@link Kernels}: the CPU reference's argument checks (same rules, same messages), then
+ * kernel launches. Each launch computes in the {@link Precision} of its operands. Data-dependent checks (label
+ * and token-id ranges) read the small I32 tensor back to the host, as the CPU backend does.
+ */
+final class OpenClKernels implements Kernels {
+    private final OpenClBackend be;
+    private final LaunchConfig cfg;
+    private final AttentionLauncher attention;
+
+    OpenClKernels(OpenClBackend be) {
+        this.be = be;
+        this.cfg = be.config();
+        this.attention = new AttentionLauncher(be);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private OpenClTensor t(Tensor t) {
+        return be.tensor(t);
+    }
+
+    /** A launch of a main-program kernel in the precision of {@code operands}. */
+    private Launch launch(String kernel, Tensor... operands) {
+        Precision p = Precision.of(operands);
+        be.require(p);
+        return new Launch(be, be.library().kernel(p, kernel), p);
+    }
+
+    private int[] ints(Tensor t, String what) {
+        if (t.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + t.dtype());
+        return be.downloadInts(t);
+    }
+
+    private static void requireNumel(Tensor t, long numel, String what) {
+        if (t.numel() != numel)
+            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
+    }
+
+    private static void requireFloating(Tensor... ts) {
+        for (Tensor t : ts)
+            if (t != null && !t.dtype().isFloating())
+                throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
+    }
+
+    /** A tensor kernels can read as numbers: floating, or NF4 with its scales (GEMM operands, copy sources). */
+    private OpenClTensor readable(Tensor x) {
+        OpenClTensor c = t(x);
+        if (!c.dtype().isFloating() && !(c.dtype() == DType.NF4 && c.scales() != null))
+            throw new IllegalArgumentException("expected a floating tensor, got " + c.dtype() + " " + c.shape());
+        return c;
+    }
+
+    // ---------------------------------------------------------------- GEMM
+
+    @Override
+    public void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
+        gemm(transA, transB, alpha, a, b, beta, c, 1, a.shape().rows(), a.shape().cols(), b.shape().rows(), b.shape().cols(),
+                c.shape().rows(), c.shape().cols());
+    }
+
+    @Override
+    public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
+        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
+            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = a.shape().dim(0);
+        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
+            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        gemm(transA, transB, alpha, a, b, beta, c, batch, a.shape().dim(1), a.shape().dim(2), b.shape().dim(1), b.shape().dim(2),
+                c.shape().dim(1), c.shape().dim(2));
+    }
+
+    private void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c, int batch,
+                      long ar, long ac, long br, long bc, long cr, long cc) {
+        requireFloating(c);
+        OpenClTensor ta = readable(a), tb = readable(b), tc = t(c);
+        int m = Math.toIntExact(transA ? ac : ar), k = Math.toIntExact(transA ? ar : ac);
+        int kb = Math.toIntExact(transB ? bc : br), n = Math.toIntExact(transB ? br : bc);
+        if (kb != k || cr != m || cc != n)
+            throw new IllegalArgumentException("GEMM shapes do not agree: op(A) " + m + "x" + k + ", op(B) " + kb + "x" + n
+                    + ", C " + cr + "x" + cc + " (A " + a.shape() + (transA ? "^T" : "") + ", B " + b.shape() + (transB ? "^T" : "") + ", C " + c.shape() + ")");
+        if (a == c || b == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        if ((long) m * n == 0 || batch == 0) return;
+        if (k == 0 || alpha == 0) { // C = beta * C, as the CPU reference (beta = 0 clears NaNs too)
+            if (beta == 0) be.zero(tc, c.dtype().byteSize(c.numel()));
+            else if (beta != 1) scale(c, beta);
+            return;
+        }
+        int side = cfg.gemmSide(), tile = cfg.gemmTile();
+        Precision p = Precision.of(a, b, c);
+        be.require(p);
+        new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p)
+                .i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
+                .quantTensor(ta).i64(batch == 1 ? 0 : ar * ac)
+                .quantTensor(tb).i64(batch == 1 ? 0 : br * bc)
+                .tensor(tc).i64(batch == 1 ? 0 : cr * cc)
+                .run(new long[]{(long) Math.ceilDiv(n, tile) * side, (long) Math.ceilDiv(m, tile) * side, batch},
+                        new long[]{side, side, 1});
+    }
+
+    // ---------------------------------------------------------------- norms and activations
+
+    @Override
+    public void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd) {
+        requireFloating(x, weight, y, rstd);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(weight, d, "RMSNorm weight");
+        requireNumel(y, x.numel(), "RMSNorm output");
+        requireNumel(rstd, n, "RMSNorm rstd");
+        launch("rmsnorm_forward", x, weight, y, rstd).i32(d).real(eps)
+                .tensor(t(x)).tensor(t(weight)).tensor(t(y)).tensor(t(rstd))
+                .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
+    }
+
+    @Override
+    public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
+        requireFloating(dy, x, weight, rstd, dx, dWeight);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(dy, x.numel(), "RMSNorm dy");
+        requireNumel(dx, x.numel(), "RMSNorm dx");
+        requireNumel(weight, d, "RMSNorm weight");
+        requireNumel(rstd, n, "RMSNorm rstd");
+        if (dWeight != null) requireNumel(dWeight, d, "RMSNorm dWeight");
+        launch("rmsnorm_backward", dy, x, weight, rstd, dx).i32(d)
+                .tensor(t(dy)).tensor(t(x)).tensor(t(weight)).tensor(t(rstd)).tensor(t(dx))
+                .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
+        if (dWeight != null && n > 0 && d > 0) {
+            Precision p = Precision.of(dy, x, rstd, dWeight);
+            int chunks = Math.ceilDiv(n, LaunchConfig.COLSUM_ROWS);
+            try (OpenClTensor partial = be.scratch(p, (long) chunks * d)) {
+                launch("rmsnorm_dweight_partial", dy, x, rstd, dWeight).i32(n).i32(d)
+                        .tensor(t(dy)).tensor(t(x)).tensor(t(rstd)).scratch(partial)
+                        .run(new long[]{Launch.roundUp(d, cfg.simpleGroup()), chunks}, new long[]{cfg.simpleGroup(), 1});
+                columnSumFinal(p, partial, chunks, d, true, dWeight);
+            }
+        }
+    }
+
+    private void columnSumFinal(Precision p, OpenClTensor partial, int chunks, int cols, boolean accumulate, Tensor out) {
+        new Launch(be, be.library().kernel(p, "colsum_final"), p).i32(chunks).i32(cols).flag(accumulate)
+                .scratch(partial).tensor(t(out)).run(cols, cfg.simpleGroup());
+    }
+
+    @Override
+    public void rope(Tensor x, Tensor cos, Tensor sin, int heads, boolean inverse) {
+        requireFloating(x, cos, sin);
+        int width = x.shape().cols();
+        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
+            throw new IllegalArgumentException("RoPE: row width " + width + " is not " + heads + " heads of an even dimension");
+        int half = width / heads / 2;
+        int n = Math.toIntExact(x.shape().rows());
+        requireNumel(cos, (long) n * half, "RoPE cos table");
+        requireNumel(sin, (long) n * half, "RoPE sin table");
+        launch("rope", x, cos, sin).i32(n).i32(heads).i32(half).flag(inverse)
+                .tensor(t(x)).tensor(t(cos)).tensor(t(sin))
+                .run((long) n * heads * half, cfg.simpleGroup());
+    }
+
+    @Override
+    public void swigluForward(Tensor gate, Tensor up, Tensor out) {
+        requireFloating(gate, up, out);
+        requireNumel(up, gate.numel(), "SwiGLU up");
+        requireNumel(out, gate.numel(), "SwiGLU out");
+        launch("swiglu_forward", gate, up, out).i64(gate.numel()).tensor(t(gate)).tensor(t(up)).tensor(t(out))
+                .run(gate.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
+        requireFloating(dOut, gate, up, dGate, dUp);
+        for (Tensor x : new Tensor[]{dOut, up, dGate, dUp}) requireNumel(x, gate.numel(), "SwiGLU operand");
+        launch("swiglu_backward", dOut, gate, up, dGate, dUp).i64(gate.numel())
+                .tensor(t(dOut)).tensor(t(gate)).tensor(t(up)).tensor(t(dGate)).tensor(t(dUp))
+                .run(gate.numel(), cfg.simpleGroup());
+    }
+
+    // ---------------------------------------------------------------- attention
+
+    private void checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
+        requireFloating(q, k, v, lse);
+        requireNumel(q, d.queryElements(), "attention q");
+        requireNumel(k, d.kvElements(), "attention k");
+        requireNumel(v, d.kvElements(), "attention v");
+        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
+        if (segments != null) {
+            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
+            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
+            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
+        }
+    }
+
+    @Override
+    public void attentionForward(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out, Tensor lse) {
+        checkAttention(d, q, k, v, segments, lse);
+        requireNumel(out, d.queryElements(), "attention out");
+        attention.forward(d, t(q), t(k), t(v), segments == null ? null : t(segments), scale, t(out), t(lse));
+    }
+
+    @Override
+    public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
+                                  Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
+        checkAttention(d, q, k, v, segments, lse);
+        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
+        requireFloating(dOut, out, dq, dk, dv);
+        requireNumel(dOut, d.queryElements(), "attention dOut");
+        requireNumel(out, d.queryElements(), "attention out");
+        requireNumel(dq, d.queryElements(), "attention dq");
+        requireNumel(dk, d.kvElements(), "attention dk");
+        requireNumel(dv, d.kvElements(), "attention dv");
+        attention.backward(d, t(dOut), t(q), t(k), t(v), segments == null ? null : t(segments), scale, t(out), t(lse),
+                t(dq), t(dk), t(dv));
+    }
+
+    // ---------------------------------------------------------------- loss
+
+    private void checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
+        int n = Math.toIntExact(logits.shape().rows());
+        int vocab = logits.shape().cols();
+        requireNumel(labels, n, "labels");
+        int[] y = ints(labels, "labels");
+        for (int i = 0; i < n; i++)
+            if (y[i] != ignoreIndex && (y[i] < 0 || y[i] >= vocab))
+                throw new IllegalArgumentException("label " + y[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
+    }
+
+    @Override
+    public void crossEntropyForward(Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse) {
+        requireFloating(logits, loss, lse);
+        checkLabels(logits, labels, ignoreIndex);
+        int n = Math.toIntExact(logits.shape().rows());
+        requireNumel(loss, n, "loss");
+        requireNumel(lse, n, "lse");
+        launch("cross_entropy_forward", logits, loss, lse).i32(logits.shape().cols()).i32(ignoreIndex)
+                .tensor(t(logits)).ints(t(labels)).tensor(t(loss)).tensor(t(lse))
+                .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
+    }
+
+    @Override
+    public void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale, Tensor dLogits) {
+        requireFloating(logits, lse, dLogits);
+        checkLabels(logits, labels, ignoreIndex);
+        requireNumel(lse, logits.shape().rows(), "lse");
+        requireNumel(dLogits, logits.numel(), "dLogits");
+        launch("cross_entropy_backward", logits, lse, dLogits).i64(logits.numel()).i32(logits.shape().cols())
+                .i32(ignoreIndex).real(scale)
+                .tensor(t(logits)).ints(t(labels)).tensor(t(lse)).tensor(t(dLogits))
+                .run(logits.numel(), cfg.simpleGroup());
+    }
+
+    // ---------------------------------------------------------------- embedding
+
+    private int[] checkIds(Tensor table, Tensor ids) {
+        int[] idv = ints(ids, "ids");
+        int vocab = Math.toIntExact(table.shape().rows());
+        for (int i = 0; i < idv.length; i++)
+            if (idv[i] < 0 || idv[i] >= vocab)
+                throw new IllegalArgumentException("token id " + idv[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return idv;
+    }
+
+    @Override
+    public void embeddingForward(Tensor table, Tensor ids, Tensor out) {
+        requireFloating(table, out);
+        int[] idv = checkIds(table, ids);
+        int dim = table.shape().cols();
+        requireNumel(out, (long) idv.length * dim, "embedding output");
+        launch("embedding_forward", table, out).i64(out.numel()).i32(dim)
+                .tensor(t(table)).ints(t(ids)).tensor(t(out))
+                .run(out.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
+        requireFloating(dOut, dTable);
+        int[] idv = checkIds(dTable, ids);
+        int dim = dTable.shape().cols();
+        requireNumel(dOut, (long) idv.length * dim, "embedding dOut");
+        if (idv.length == 0 || dim == 0) return;
+        // group the positions by id, ascending position within a group (a stable sort of (id, position) pairs)
+        long[] keyed = new long[idv.length];
+        for (int i = 0; i < idv.length; i++) keyed[i] = ((long) idv[i] << 32) | i;
+        Arrays.sort(keyed);
+        int[] order = new int[idv.length];
+        int[] start = new int[idv.length + 1];
+        int groups = 0;
+        for (int p = 0; p < keyed.length; p++) {
+            order[p] = (int) keyed[p];
+            if (p == 0 || (keyed[p] >>> 32) != (keyed[p - 1] >>> 32)) start[groups++] = p;
+        }
+        start[groups] = idv.length;
+        try (Tensor orderT = be.uploadInts(Shape.of(order.length), order);
+             Tensor startT = be.uploadInts(Shape.of(groups + 1), Arrays.copyOf(start, groups + 1))) {
+            launch("embedding_backward", dOut, dTable).i64((long) groups * dim).i32(dim)
+                    .tensor(t(dOut)).ints(t(ids)).ints(t(orderT)).ints(t(startT)).tensor(t(dTable))
+                    .run((long) groups * dim, cfg.simpleGroup());
+        }
+    }
+
+    // ---------------------------------------------------------------- optimizer and elementwise
+
+    @Override
+    public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep s) {
+        requireFloating(param, grad, m, v);
+        for (Tensor x : new Tensor[]{grad, m, v}) requireNumel(x, param.numel(), "AdamW operand");
+        double decay = 1 - s.lr() * s.weightDecay();
+        double bc1 = 1 - Math.pow(s.beta1(), s.step());
+        double bc2Sqrt = Math.sqrt(1 - Math.pow(s.beta2(), s.step()));
+        launch("adamw", param, grad, m, v).i64(param.numel())
+                .real(decay).real(1 - s.beta1()).real(s.beta2()).real(1 - s.beta2()).real(bc2Sqrt).real(s.eps()).real(s.lr() / bc1)
+                .tensor(t(param)).tensor(t(grad)).tensor(t(m)).tensor(t(v))
+                .run(param.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void add(Tensor a, Tensor b, Tensor out) {
+        requireFloating(a, b, out);
+        requireNumel(b, a.numel(), "add operand");
+        requireNumel(out, a.numel(), "add output");
+        launch("ew_add", a, b, out).i64(a.numel()).tensor(t(a)).tensor(t(b)).tensor(t(out)).run(a.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void axpy(double alpha, Tensor x, Tensor y) {
+        requireFloating(x, y);
+        requireNumel(y, x.numel(), "axpy y");
+        launch("ew_axpy", x, y).i64(x.numel()).real(alpha).tensor(t(x)).tensor(t(y)).run(x.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void scale(Tensor x, double alpha) {
+        requireFloating(x);
+        launch("ew_scale", x).i64(x.numel()).real(alpha).tensor(t(x)).run(x.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void fill(Tensor x, double value) {
+        if (x.dtype() == DType.I32 && value == 0) {
+            be.zero(t(x), x.dtype().byteSize(x.numel()));
+            return;
+        }
+        requireFloating(x);
+        launch("ew_fill", x).i64(x.numel()).real(value).tensor(t(x)).run(x.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        requireNumel(dst, src.numel(), "copy destination");
+        if (src.dtype() == dst.dtype() && src.dtype() != DType.NF4) {
+            be.copyBytes(t(src), t(dst), src.dtype().byteSize(src.numel()));
+            return;
+        }
+        requireFloating(dst);
+        OpenClTensor s = readable(src);
+        launch("ew_copy", src, dst).i64(src.numel()).quantTensor(s).tensor(t(dst)).run(src.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void addRowVector(Tensor x, Tensor bias) {
+        requireFloating(x, bias);
+        requireNumel(bias, x.shape().cols(), "bias");
+        launch("ew_add_row_vector", x, bias).i64(x.numel()).i32(x.shape().cols()).tensor(t(x)).tensor(t(bias))
+                .run(x.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void sumRows(Tensor x, Tensor out, boolean accumulate) {
+        requireFloating(x, out);
+        int cols = x.shape().cols();
+        requireNumel(out, cols, "sumRows output");
+        int rows = Math.toIntExact(x.shape().rows());
+        if (cols == 0) return;
+        Precision p = Precision.of(x, out);
+        be.require(p);
+        int chunks = Math.max(1, Math.ceilDiv(rows, LaunchConfig.COLSUM_ROWS));
+        try (OpenClTensor partial = be.scratch(p, (long) chunks * cols)) {
+            if (rows == 0) be.zero(partial, (long) p.bytes() * cols);
+            else launch("colsum_partial", x, out).i32(rows).i32(cols).tensor(t(x)).scratch(partial)
+                    .run(new long[]{Launch.roundUp(cols, cfg.simpleGroup()), chunks}, new long[]{cfg.simpleGroup(), 1});
+            columnSumFinal(p, partial, chunks, cols, accumulate, out);
+        }
+    }
+
+    @Override
+    public double sumOfSquares(Tensor x) {
+        requireFloating(x);
+        OpenClTensor tx = t(x);
+        long n = x.numel();
+        if (n == 0) return 0;
+        // accumulate in double wherever the device can (the contract's "in double"), else in float
+        Precision p = be.device().fp64() ? Precision.DOUBLE : Precision.of(x);
+        be.require(p);
+        int group = cfg.reductionGroup();
+        int groups = (int) Math.min(64, Math.ceilDiv(n, group));
+        try (OpenClTensor partial = be.scratch(p, groups)) {
+            new Launch(be, be.library().kernel(p, "sum_squares_partial"), p).i64(n).tensor(tx).scratch(partial)
+                    .run((long) groups * group, group);
+            double total = 0;
+            for (double v : be.download(partial)) total += v;
+            return total;
+        }
+    }
+}

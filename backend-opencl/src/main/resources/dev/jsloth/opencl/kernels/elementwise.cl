@@ -1,0 +1,130 @@
+/*
+ * Elementwise maps, row broadcasts, embedding gather/scatter and AdamW: one work-item per element (or per
+ * element pair / row element), the element count in `n`.
+ */
+
+kernel void ew_add(long n, TENSOR(a), TENSOR(b), TENSOR(out)) {
+    const long i = get_global_id(0);
+    if (i < n) ST(out, i, LD(a, i) + LD(b, i));
+}
+
+kernel void ew_axpy(long n, real alpha, TENSOR(x), TENSOR(y)) {
+    const long i = get_global_id(0);
+    if (i < n) ST(y, i, LD(y, i) + alpha * LD(x, i));
+}
+
+kernel void ew_scale(long n, real alpha, TENSOR(x)) {
+    const long i = get_global_id(0);
+    if (i < n) ST(x, i, LD(x, i) * alpha);
+}
+
+kernel void ew_fill(long n, real value, TENSOR(x)) {
+    const long i = get_global_id(0);
+    if (i < n) ST(x, i, value);
+}
+
+/* dst = src converted; src may be NF4 (dequantized) */
+kernel void ew_copy(long n, QTENSOR(src), TENSOR(dst)) {
+    const long i = get_global_id(0);
+    if (i < n) ST(dst, i, LDQ(src, i));
+}
+
+kernel void ew_add_row_vector(long n, int cols, TENSOR(x), TENSOR(bias)) {
+    const long i = get_global_id(0);
+    if (i < n) ST(x, i, LD(x, i) + LD(bias, i % cols));
+}
+
+inline real sigmoid(real v) {
+    return 1 / (1 + exp(-v));
+}
+
+kernel void swiglu_forward(long n, TENSOR(gate), TENSOR(up), TENSOR(out)) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    const real g = LD(gate, i);
+    ST(out, i, g * sigmoid(g) * LD(up, i));
+}
+
+kernel void swiglu_backward(long n, TENSOR(dOut), TENSOR(gate), TENSOR(up), TENSOR(dGate), TENSOR(dUp)) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    const real d = LD(dOut, i), g = LD(gate, i), u = LD(up, i);
+    const real s = sigmoid(g);
+    ST(dGate, i, d * u * s * (1 + g * (1 - s)));
+    ST(dUp, i, d * (g * s));
+}
+
+/* Rotary embedding in place (rotate-half layout), one work-item per (token, head, pair). */
+kernel void rope(int n, int heads, int half_, int inverse, TENSOR(x), TENSOR(cosT), TENSOR(sinT)) {
+    const long gid = get_global_id(0);
+    if (gid >= (long) n * heads * half_) return;
+    const int i = gid % half_;
+    const long th = gid / half_;
+    const int h = th % heads;
+    const long t = th / heads;
+    const real c = LD(cosT, t * half_ + i);
+    const real s = inverse ? -LD(sinT, t * half_ + i) : LD(sinT, t * half_ + i);
+    const long o = (t * heads + h) * 2 * half_;
+    const real x1 = LD(x, o + i), x2 = LD(x, o + half_ + i);
+    ST(x, o + i, x1 * c - x2 * s);
+    ST(x, o + half_ + i, x2 * c + x1 * s);
+}
+
+/* out[i, :] = table[ids[i], :] (ids checked on the host) */
+kernel void embedding_forward(long n, int dim, TENSOR(table), INTS(ids), TENSOR(out)) {
+    const long gid = get_global_id(0);
+    if (gid >= n) return;
+    const long i = gid / dim;
+    const int j = gid % dim;
+    ST(out, gid, LD(table, (long) INT_AT(ids, i) * dim + j));
+}
+
+/*
+ * dTable[id, :] += sum of dOut[i, :] over the positions i holding id, deterministically: the host groups the
+ * positions by id (`order` lists them, ascending within a group; group g is order[start[g] .. start[g+1])), and
+ * one work-item per (group, column) adds the rows in position order -- no atomics, no races.
+ */
+kernel void embedding_backward(long n, int dim, TENSOR(dOut), INTS(ids), INTS(order), INTS(start), TENSOR(dTable)) {
+    const long gid = get_global_id(0);
+    if (gid >= n) return;
+    const long g = gid / dim;
+    const int j = gid % dim;
+    const int lo = INT_AT(start, g), hi = INT_AT(start, g + 1);
+    const long at = (long) INT_AT(ids, INT_AT(order, lo)) * dim + j;
+    real acc = LD(dTable, at);
+    for (int p = lo; p < hi; p++) acc += LD(dOut, (long) INT_AT(order, p) * dim + j);
+    ST(dTable, at, acc);
+}
+
+/* PyTorch's AdamW (single-tensor path), operation for operation; the step constants come from the host. */
+kernel void adamw(long n, real decay, real oneMinusBeta1, real beta2, real oneMinusBeta2, real bc2Sqrt, real eps,
+                  real stepSize, TENSOR(param), TENSOR(grad), TENSOR(m), TENSOR(v)) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    real p = LD(param, i) * decay;
+    const real g = LD(grad, i);
+    real mv = LD(m, i);
+    mv += (g - mv) * oneMinusBeta1;
+    const real vv = LD(v, i) * beta2 + oneMinusBeta2 * g * g;
+    const real denom = sqrt(vv) / bc2Sqrt + eps;
+    p -= stepSize * mv / denom;
+    ST(param, i, p);
+    ST(m, i, mv);
+    ST(v, i, vv);
+}
+
+/* Cross-entropy backward, one work-item per logit: scale * (softmax - onehot), 0 on ignored rows; in place allowed. */
+kernel void cross_entropy_backward(long n, int vocab, int ignoreIndex, real scale, TENSOR(logits), INTS(labels),
+                                   TENSOR(lse), TENSOR(dLogits)) {
+    const long gid = get_global_id(0);
+    if (gid >= n) return;
+    const long row = gid / vocab;
+    const int c = gid % vocab;
+    const int y = INT_AT(labels, row);
+    real d = 0;
+    if (y != ignoreIndex) {
+        d = scale * exp(LD(logits, gid) - LD(lse, row));
+        if (c == y) d -= scale;
+    }
+    ST(dLogits, gid, d);
+}

@@ -1,0 +1,298 @@
+package dev.jsloth.opencl;
+
+import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.quant.Nf4Weight;
+import dev.jsloth.api.spi.Availability;
+import dev.jsloth.api.spi.Backends;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.function.BiConsumer;
+import java.util.function.Function;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * The OpenCL backend against the CPU reference on what the conformance suite does not reach: Llama-sized head
+ * dimensions (every attention bucket) and sequences spanning several tiles, large vocabularies and rows, F16 and
+ * NF4 GEMM operands with 16-bit outputs, mixed storage types, and bitwise run-to-run determinism.
+ */
+class OpenClMatchesCpuTest {
+    private static Backend cl;
+    private static Backend cpu;
+
+    @BeforeAll
+    static void backends() {
+        Availability a = new OpenClBackendProvider().availability();
+        assumeTrue(a.available(), () -> "OpenCL unavailable: " + a.reason());
+        cl = new OpenClBackendProvider().create();
+        cpu = Backends.create("cpu");
+    }
+
+    @AfterAll
+    static void close() {
+        if (cl != null) {
+            assertEquals(0, cl.memoryStats().liveBytes(), "a test leaked OpenCL tensors: " + cl.memoryStats());
+            cl.close();
+        }
+        if (cpu != null) cpu.close();
+    }
+
+    private static double[] random(SplittableRandom r, long n, double lo, double hi) {
+        double[] v = new double[Math.toIntExact(n)];
+        for (int i = 0; i < v.length; i++) v[i] = r.nextDouble(lo, hi);
+        return v;
+    }
+
+    private static void close(String what, double[] want, double[] got, double tol) {
+        assertEquals(want.length, got.length, what);
+        double ref = 1, worst = 0;
+        int at = 0;
+        for (double w : want) ref = Math.max(ref, Math.abs(w));
+        double maxRef = ref;
+        for (int i = 0; i < want.length; i++) {
+            double e = Math.abs(want[i] - got[i]);
+            if (!(e <= worst)) {
+                worst = Double.isNaN(e) ? Double.POSITIVE_INFINITY : e;
+                at = i;
+            }
+        }
+        double w = worst;
+        int i = at;
+        assertTrue(w <= tol * maxRef, () -> String.format(Locale.ROOT, "%s: element %d is %.9g, expected %.9g (err %.3e > %.1e x %.3g)",
+                what, i, got[i], want[i], w, tol, maxRef));
+    }
+
+    private static double tol(DType t) {
+        return t == DType.F64 ? 1e-10 : t == DType.F32 ? 5e-5 : t == DType.F16 ? 2e-3 : 2e-2;
+    }
+
+    /** Runs {@code op} on both backends with the same uploaded inputs and compares the named outputs. */
+    private record Pair(Tensor cpu, Tensor cl) implements AutoCloseable {
+        @Override
+        public void close() {
+            cpu.close();
+            cl.close();
+        }
+    }
+
+    private static Pair upload(DType dt, double[] v, int... dims) {
+        return new Pair(cpu.upload(dt, Shape.of(dims), v), cl.upload(dt, Shape.of(dims), v));
+    }
+
+    private static Pair ints(int[] v, int... dims) {
+        return new Pair(cpu.uploadInts(Shape.of(dims), v), cl.uploadInts(Shape.of(dims), v));
+    }
+
+    private static Pair zeros(DType dt, int... dims) {
+        return new Pair(cpu.allocate(dt, dims), cl.allocate(dt, dims));
+    }
+
+    private static void compare(String what, Pair p, DType compute) {
+        close(what, cpu.download(p.cpu()), cl.download(p.cl()), tol(compute));
+    }
+
+    @ParameterizedTest
+    @CsvSource({"F32,64,70,8,2,false", "F32,128,40,4,4,true", "F32,256,33,2,1,false", "F64,64,37,4,2,true", "F64,100,20,3,1,false"})
+    void attentionAtLlamaHeadDimensions(DType dt, int hd, int seq, int qHeads, int kvHeads, boolean packed) {
+        SplittableRandom r = new SplittableRandom(hd * 31L + seq);
+        int batch = 2;
+        AttentionDims d = new AttentionDims(batch, seq, qHeads, kvHeads, hd);
+        int[] seg = null;
+        if (packed) {
+            seg = new int[batch * seq];
+            for (int b = 0; b < batch; b++) for (int t = 1; t < seq; t++) seg[b * seq + t] = seg[b * seq + t - 1] + (r.nextInt(9) == 0 ? 1 : 0);
+        }
+        try (Pair q = upload(dt, random(r, d.queryElements(), -2, 2), batch, seq, qHeads, hd);
+             Pair k = upload(dt, random(r, d.kvElements(), -2, 2), batch, seq, kvHeads, hd);
+             Pair v = upload(dt, random(r, d.kvElements(), -1, 1), batch, seq, kvHeads, hd);
+             Pair dOut = upload(dt, random(r, d.queryElements(), -1, 1), batch, seq, qHeads, hd);
+             Pair segs = seg == null ? null : ints(seg, batch, seq);
+             Pair out = zeros(dt, batch, seq, qHeads, hd); Pair lse = zeros(dt, batch, qHeads, seq);
+             Pair dq = zeros(dt, batch, seq, qHeads, hd); Pair dk = zeros(dt, batch, seq, kvHeads, hd);
+             Pair dv = zeros(dt, batch, seq, kvHeads, hd)) {
+            double scale = 1 / Math.sqrt(hd);
+            cpu.kernels().attentionForward(d, q.cpu(), k.cpu(), v.cpu(), segs == null ? null : segs.cpu(), scale, out.cpu(), lse.cpu());
+            cl.kernels().attentionForward(d, q.cl(), k.cl(), v.cl(), segs == null ? null : segs.cl(), scale, out.cl(), lse.cl());
+            compare("attention out", out, dt);
+            compare("attention lse", lse, dt);
+            cpu.kernels().attentionBackward(d, dOut.cpu(), q.cpu(), k.cpu(), v.cpu(), segs == null ? null : segs.cpu(), scale,
+                    out.cpu(), lse.cpu(), dq.cpu(), dk.cpu(), dv.cpu());
+            cl.kernels().attentionBackward(d, dOut.cl(), q.cl(), k.cl(), v.cl(), segs == null ? null : segs.cl(), scale,
+                    out.cl(), lse.cl(), dq.cl(), dk.cl(), dv.cl());
+            compare("attention dq", dq, dt);
+            compare("attention dk", dk, dt);
+            compare("attention dv", dv, dt);
+        }
+    }
+
+    @Test
+    void attentionDecodingWithAKvCacheAtHeadDim128() {
+        SplittableRandom r = new SplittableRandom(7);
+        AttentionDims d = new AttentionDims(1, 3, 8, 2, 128, 75);
+        try (Pair q = upload(DType.F32, random(r, d.queryElements(), -2, 2), 1, 3, 8, 128);
+             Pair k = upload(DType.F32, random(r, d.kvElements(), -2, 2), 1, 75, 2, 128);
+             Pair v = upload(DType.F32, random(r, d.kvElements(), -1, 1), 1, 75, 2, 128);
+             Pair out = zeros(DType.F32, 1, 3, 8, 128); Pair lse = zeros(DType.F32, 1, 8, 3)) {
+            cpu.kernels().attentionForward(d, q.cpu(), k.cpu(), v.cpu(), null, 0.088, out.cpu(), lse.cpu());
+            cl.kernels().attentionForward(d, q.cl(), k.cl(), v.cl(), null, 0.088, out.cl(), lse.cl());
+            compare("decode out", out, DType.F32);
+            compare("decode lse", lse, DType.F32);
+        }
+    }
+
+    @Test
+    void attentionRejectsHeadDimensionsBeyondTheLargestBucket() {
+        AttentionDims d = new AttentionDims(1, 1, 1, 1, 258);
+        try (Tensor q = cl.allocate(DType.F32, 1, 1, 1, 258); Tensor lse = cl.allocate(DType.F32, 1, 1, 1)) {
+            var e = assertThrows(UnsupportedOperationException.class, () -> cl.kernels().attentionForward(d, q, q, q, null, 1, q, lse));
+            assertTrue(e.getMessage().contains("258"), e.getMessage());
+        }
+    }
+
+    @ParameterizedTest
+    @CsvSource({"F16,F16,F32,false,true", "F32,F16,BF16,true,false", "BF16,F32,F16,false,false", "F32,F32,F32,true,true"})
+    void gemmWithSixteenBitOperandsAndOutputs(DType ta, DType tb, DType tc, boolean transA, boolean transB) {
+        SplittableRandom r = new SplittableRandom(11);
+        int m = 130, n = 97, k = 300;
+        try (Pair a = upload(ta, random(r, (long) m * k, -1, 1), transA ? k : m, transA ? m : k);
+             Pair b = upload(tb, random(r, (long) k * n, -1, 1), transB ? n : k, transB ? k : n);
+             Pair c = upload(tc, random(r, (long) m * n, -1, 1), m, n)) {
+            cpu.kernels().gemm(transA, transB, 0.5, a.cpu(), b.cpu(), 0.25, c.cpu());
+            cl.kernels().gemm(transA, transB, 0.5, a.cl(), b.cl(), 0.25, c.cl());
+            compare("gemm " + ta + "x" + tb + "->" + tc, c, tc);
+        }
+    }
+
+    @Test
+    void nf4GemmAndCopyAtLayerSize() {
+        SplittableRandom r = new SplittableRandom(3);
+        int out = 192, in = 320, n = 17;
+        float[] w = new float[out * in];
+        for (int i = 0; i < w.length; i++) w[i] = (float) (r.nextGaussian() * 0.02);
+        Nf4Weight q = Nf4.quantize(w, true);
+        try (Tensor wc = cpu.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+             Tensor wl = cl.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+             Pair x = upload(DType.BF16, random(r, (long) n * in, -1, 1), n, in); Pair y = zeros(DType.F32, n, out);
+             Pair dense = zeros(DType.F16, out, in)) {
+            assertArrayEquals(cpu.download(wc), cl.download(wl), 0.0);
+            cpu.kernels().gemm(false, true, 1, x.cpu(), wc, 0, y.cpu());
+            cl.kernels().gemm(false, true, 1, x.cl(), wl, 0, y.cl());
+            compare("X W_nf4^T", y, DType.F32);
+            cpu.kernels().copy(wc, dense.cpu());
+            cl.kernels().copy(wl, dense.cl());
+            close("NF4 -> F16 copy", cpu.download(dense.cpu()), cl.download(dense.cl()), 0.0);
+        }
+    }
+
+    @Test
+    void largeRowsAndVocabularies() {
+        SplittableRandom r = new SplittableRandom(5);
+        int n = 6, d = 4096, vocab = 32000;
+        try (Pair x = upload(DType.F32, random(r, (long) n * d, -2, 2), n, d); Pair w = upload(DType.BF16, random(r, d, 0.5, 1.5), d);
+             Pair y = zeros(DType.F32, n, d); Pair rstd = zeros(DType.F32, n); Pair dx = zeros(DType.F32, n, d);
+             Pair dw = upload(DType.F32, random(r, d, -1, 1), d)) {
+            cpu.kernels().rmsNormForward(x.cpu(), w.cpu(), 1e-5, y.cpu(), rstd.cpu());
+            cl.kernels().rmsNormForward(x.cl(), w.cl(), 1e-5, y.cl(), rstd.cl());
+            compare("rmsnorm y (BF16 weight)", y, DType.F32);
+            cpu.kernels().rmsNormBackward(y.cpu(), x.cpu(), w.cpu(), rstd.cpu(), dx.cpu(), dw.cpu());
+            cl.kernels().rmsNormBackward(y.cl(), x.cl(), w.cl(), rstd.cl(), dx.cl(), dw.cl());
+            compare("rmsnorm dx", dx, DType.F32);
+            compare("rmsnorm dw", dw, DType.F32);
+        }
+        int[] labels = {5, -100, 31999, 0, 17};
+        try (Pair logits = upload(DType.BF16, random(r, 5L * vocab, -10, 10), 5, vocab); Pair lab = ints(labels, 5);
+             Pair loss = zeros(DType.F32, 5); Pair lse = zeros(DType.F32, 5)) {
+            cpu.kernels().crossEntropyForward(logits.cpu(), lab.cpu(), -100, loss.cpu(), lse.cpu());
+            cl.kernels().crossEntropyForward(logits.cl(), lab.cl(), -100, loss.cl(), lse.cl());
+            compare("CE loss", loss, DType.F32);
+            compare("CE lse", lse, DType.F32);
+            cpu.kernels().crossEntropyBackward(logits.cpu(), lab.cpu(), lse.cpu(), -100, 0.25, logits.cpu());
+            cl.kernels().crossEntropyBackward(logits.cl(), lab.cl(), lse.cl(), -100, 0.25, logits.cl());
+            compare("CE dlogits in place (BF16)", logits, DType.BF16);
+        }
+    }
+
+    @Test
+    void embeddingBackwardWithHeavilyRepeatedIds() {
+        SplittableRandom r = new SplittableRandom(9);
+        int vocab = 50, dim = 96, n = 3000;
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) ids[i] = r.nextInt(4) == 0 ? 7 : r.nextInt(vocab);
+        try (Pair id = ints(ids, n); Pair dOut = upload(DType.F32, random(r, (long) n * dim, -1, 1), n, dim);
+             Pair table = upload(DType.F32, random(r, (long) vocab * dim, -1, 1), vocab, dim)) {
+            cpu.kernels().embeddingBackward(dOut.cpu(), id.cpu(), table.cpu());
+            cl.kernels().embeddingBackward(dOut.cl(), id.cl(), table.cl());
+            compare("embedding backward", table, DType.F32);
+        }
+    }
+
+    /** Runs {@code op} twice on fresh copies of the same inputs; the outputs must agree bit for bit. */
+    private static void deterministic(String what, double[][] inputs, Function<Tensor[], Tensor[]> op) {
+        double[][] first = null;
+        for (int run = 0; run < 2; run++) {
+            Tensor[] in = new Tensor[inputs.length];
+            for (int i = 0; i < inputs.length; i++) in[i] = cl.upload(DType.F32, Shape.of(inputs[i].length), inputs[i]);
+            Tensor[] out = op.apply(in);
+            double[][] got = new double[out.length][];
+            for (int i = 0; i < out.length; i++) got[i] = cl.download(out[i]);
+            for (Tensor t : in) t.close();
+            for (Tensor t : out) t.close();
+            if (first == null) first = got;
+            else for (int i = 0; i < got.length; i++) assertArrayEquals(first[i], got[i], 0.0, what + " output " + i + " differs between runs");
+        }
+    }
+
+    @Test
+    void resultsAreBitwiseReproducible() {
+        SplittableRandom r = new SplittableRandom(13);
+        int seq = 50, hq = 4, hkv = 2, hd = 64;
+        AttentionDims d = new AttentionDims(1, seq, hq, hkv, hd);
+        deterministic("attention", new double[][]{random(r, d.queryElements(), -2, 2), random(r, d.kvElements(), -2, 2),
+                random(r, d.kvElements(), -1, 1), random(r, d.queryElements(), -1, 1)}, in -> {
+            Tensor q = in[0].view(1, seq, hq, hd), k = in[1].view(1, seq, hkv, hd), v = in[2].view(1, seq, hkv, hd), dOut = in[3].view(1, seq, hq, hd);
+            Tensor out = cl.allocate(DType.F32, 1, seq, hq, hd), lse = cl.allocate(DType.F32, 1, hq, seq);
+            Tensor dq = cl.allocate(DType.F32, 1, seq, hq, hd), dk = cl.allocate(DType.F32, 1, seq, hkv, hd), dv = cl.allocate(DType.F32, 1, seq, hkv, hd);
+            cl.kernels().attentionForward(d, q, k, v, null, 0.125, out, lse);
+            cl.kernels().attentionBackward(d, dOut, q, k, v, null, 0.125, out, lse, dq, dk, dv);
+            return new Tensor[]{out, lse, dq, dk, dv};
+        });
+        deterministic("gemm and reductions", new double[][]{random(r, 300 * 200, -1, 1), random(r, 200 * 100, -1, 1)}, in -> {
+            Tensor c = cl.allocate(DType.F32, 300, 100), colSums = cl.allocate(DType.F32, 100);
+            cl.kernels().gemm(false, false, 1, in[0].view(300, 200), in[1].view(200, 100), 0, c);
+            cl.kernels().sumRows(c, colSums, false);
+            Tensor ss = cl.upload(DType.F64, Shape.of(1), new double[]{cl.kernels().sumOfSquares(c)});
+            return new Tensor[]{c, colSums, ss};
+        });
+    }
+
+    @Test
+    void rowViewsReadAndWriteAtTheirOffset() {
+        SplittableRandom r = new SplittableRandom(17);
+        BiConsumer<Backend, Tensor[]> op = (be, t) -> {
+            Tensor x = t[0].rows(3, 4), out = t[1].rows(2, 4);
+            be.kernels().swigluForward(x, x, out);
+            be.kernels().addRowVector(out, t[0].rows(9, 1).view(12));
+        };
+        try (Pair x = upload(DType.F32, random(r, 10 * 12, -2, 2), 10, 12); Pair out = zeros(DType.F32, 8, 12)) {
+            op.accept(cpu, new Tensor[]{x.cpu(), out.cpu()});
+            op.accept(cl, new Tensor[]{x.cl(), out.cl()});
+            compare("views", out, DType.F32);
+        }
+    }
+}
