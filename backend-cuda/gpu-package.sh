@@ -12,15 +12,15 @@ cd "$root"
 export JAVA_HOME="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
 mvn_flags="${MVN_FLAGS--o}"
 
-mvn $mvn_flags -q -B install -DskipTests -pl api,backend-cpu-vector,backend-cuda,conformance-tests -am
+mvn $mvn_flags -q -B install -DskipTests -pl api,backend-cpu-vector,backend-cuda,backend-opencl,conformance-tests -am
 
 rm -rf .gpu
 mkdir -p .gpu
-for module in api backend-cpu-vector backend-cuda conformance-tests; do
+for module in api backend-cpu-vector backend-cuda backend-opencl conformance-tests; do
     cp "$module"/target/jsloth-*.jar .gpu/
 done
 # The standalone launcher bundles JUnit Jupiter, the Platform, opentest4j and apiguardian: leave those out.
-mvn $mvn_flags -q -B dependency:copy-dependencies -pl backend-cuda,conformance-tests \
+mvn $mvn_flags -q -B dependency:copy-dependencies -pl backend-cuda,backend-opencl,conformance-tests \
     -DincludeScope=test -DoutputDirectory="$root/.gpu" \
     -DexcludeArtifactIds=junit-jupiter,junit-jupiter-api,junit-jupiter-engine,junit-jupiter-params,junit-platform-commons,junit-platform-engine,junit-platform-launcher,opentest4j,apiguardian-api
 
