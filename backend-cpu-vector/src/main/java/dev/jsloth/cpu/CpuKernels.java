@@ -3,11 +3,15 @@ package dev.jsloth.cpu;
 import dev.jsloth.api.AdamWStep;
 import dev.jsloth.api.AttentionDims;
 import dev.jsloth.api.DType;
+import dev.jsloth.api.KernelArguments;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 
 import java.lang.foreign.MemorySegment;
+
+import static dev.jsloth.api.KernelArguments.requireFloating;
+import static dev.jsloth.api.KernelArguments.requireNumel;
 
 /** The CPU backend's {@link Kernels}: argument checks, then the kernel classes of this package. */
 final class CpuKernels implements Kernels {
@@ -26,20 +30,13 @@ final class CpuKernels implements Kernels {
     }
 
     private int[] ints(Tensor t, String what) {
-        if (t.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + t.dtype());
+        KernelArguments.requireI32(t, what);
         return be.downloadInts(t);
     }
 
-    private static void requireNumel(Tensor t, long numel, String what) {
-        if (t.numel() != numel)
-            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
-    }
 
-    private static void requireFloating(Tensor... ts) {
-        for (Tensor t : ts)
-            if (t != null && !t.dtype().isFloating())
-                throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
-    }
+
+
 
     // ---------------------------------------------------------------- GEMM
 
@@ -161,16 +158,7 @@ final class CpuKernels implements Kernels {
     // ---------------------------------------------------------------- attention
 
     private AttentionKernel.Dims checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
-        requireFloating(q, k, v, lse);
-        requireNumel(q, d.queryElements(), "attention q");
-        requireNumel(k, d.kvElements(), "attention k");
-        requireNumel(v, d.kvElements(), "attention v");
-        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
-        if (segments != null) {
-            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
-            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
-            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
-        }
+        KernelArguments.checkAttention(d, q, k, v, segments, lse);
         return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim(), d.kvSeq());
     }
 
@@ -185,13 +173,7 @@ final class CpuKernels implements Kernels {
     public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                                   Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
         AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
-        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
-        requireFloating(dOut, out, dq, dk, dv);
-        requireNumel(dOut, d.queryElements(), "attention dOut");
-        requireNumel(out, d.queryElements(), "attention out");
-        requireNumel(dq, d.queryElements(), "attention dq");
-        requireNumel(dk, d.kvElements(), "attention dk");
-        requireNumel(dv, d.kvElements(), "attention dv");
+        KernelArguments.checkAttentionBackward(d, dOut, out, dq, dk, dv);
         AttentionKernel.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segments == null ? null : be.seg(segments), scale,
                 buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
     }
@@ -199,14 +181,8 @@ final class CpuKernels implements Kernels {
     // ---------------------------------------------------------------- loss
 
     private int[] checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
-        int n = Math.toIntExact(logits.shape().rows());
-        int vocab = logits.shape().cols();
-        requireNumel(labels, n, "labels");
-        int[] y = ints(labels, "labels");
-        for (int i = 0; i < n; i++)
-            if (y[i] != ignoreIndex && (y[i] < 0 || y[i] >= vocab))
-                throw new IllegalArgumentException("label " + y[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
-        return y;
+        requireNumel(labels, logits.shape().rows(), "labels");
+        return KernelArguments.checkLabels(ints(labels, "labels"), logits.shape().cols(), ignoreIndex);
     }
 
     @Override
@@ -230,12 +206,7 @@ final class CpuKernels implements Kernels {
     // ---------------------------------------------------------------- embedding
 
     private int[] checkIds(Tensor table, Tensor ids) {
-        int[] idv = ints(ids, "ids");
-        int vocab = Math.toIntExact(table.shape().rows());
-        for (int i = 0; i < idv.length; i++)
-            if (idv[i] < 0 || idv[i] >= vocab)
-                throw new IllegalArgumentException("token id " + idv[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
-        return idv;
+        return KernelArguments.checkIds(ints(ids, "ids"), Math.toIntExact(table.shape().rows()));
     }
 
     @Override

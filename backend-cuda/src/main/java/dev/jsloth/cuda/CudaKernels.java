@@ -3,7 +3,10 @@ package dev.jsloth.cuda;
 import dev.jsloth.api.AdamWStep;
 import dev.jsloth.api.AttentionDims;
 import dev.jsloth.api.DType;
+import dev.jsloth.api.KernelArguments;
 import dev.jsloth.api.Kernels;
+
+import static dev.jsloth.api.KernelArguments.requireNumel;
 import dev.jsloth.api.Tensor;
 
 /**
@@ -28,14 +31,11 @@ final class CudaKernels implements Kernels {
     }
 
     private int[] ints(Tensor x, String what) {
-        if (x.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + x.dtype());
+        KernelArguments.requireI32(x, what);
         return be.downloadInts(x);
     }
 
-    private static void requireNumel(Tensor t, long numel, String what) {
-        if (t.numel() != numel)
-            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
-    }
+
 
     private void requireFloating(Tensor... ts) {
         for (Tensor x : ts) {
@@ -145,16 +145,8 @@ final class CudaKernels implements Kernels {
 
     private void checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
         requireFloating(q, k, v, lse);
-        requireNumel(q, d.queryElements(), "attention q");
-        requireNumel(k, d.kvElements(), "attention k");
-        requireNumel(v, d.kvElements(), "attention v");
-        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
-        if (segments != null) {
-            t(segments);
-            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
-            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
-            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
-        }
+        if (segments != null) t(segments);
+        KernelArguments.checkAttention(d, q, k, v, segments, lse);
     }
 
     @Override
@@ -169,27 +161,16 @@ final class CudaKernels implements Kernels {
     public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                                   Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
         checkAttention(d, q, k, v, segments, lse);
-        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
         requireFloating(dOut, out, dq, dk, dv);
-        requireNumel(dOut, d.queryElements(), "attention dOut");
-        requireNumel(out, d.queryElements(), "attention out");
-        requireNumel(dq, d.queryElements(), "attention dq");
-        requireNumel(dk, d.kvElements(), "attention dk");
-        requireNumel(dv, d.kvElements(), "attention dv");
+        KernelArguments.checkAttentionBackward(d, dOut, out, dq, dk, dv);
         AttentionOp.backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv);
     }
 
     // ---------------------------------------------------------------- loss
 
     private int[] checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
-        int n = Math.toIntExact(logits.shape().rows());
-        int vocab = logits.shape().cols();
-        requireNumel(labels, n, "labels");
-        int[] y = ints(labels, "labels");
-        for (int i = 0; i < n; i++)
-            if (y[i] != ignoreIndex && (y[i] < 0 || y[i] >= vocab))
-                throw new IllegalArgumentException("label " + y[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
-        return y;
+        requireNumel(labels, logits.shape().rows(), "labels");
+        return KernelArguments.checkLabels(ints(labels, "labels"), logits.shape().cols(), ignoreIndex);
     }
 
     @Override
@@ -213,12 +194,7 @@ final class CudaKernels implements Kernels {
     // ---------------------------------------------------------------- embedding
 
     private int[] checkIds(Tensor table, Tensor ids) {
-        int[] idv = ints(ids, "ids");
-        int vocab = Math.toIntExact(table.shape().rows());
-        for (int i = 0; i < idv.length; i++)
-            if (idv[i] < 0 || idv[i] >= vocab)
-                throw new IllegalArgumentException("token id " + idv[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
-        return idv;
+        return KernelArguments.checkIds(ints(ids, "ids"), Math.toIntExact(table.shape().rows()));
     }
 
     @Override

@@ -3,11 +3,15 @@ package dev.jsloth.opencl;
 import dev.jsloth.api.AdamWStep;
 import dev.jsloth.api.AttentionDims;
 import dev.jsloth.api.DType;
+import dev.jsloth.api.KernelArguments;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 
 import java.util.Arrays;
+
+import static dev.jsloth.api.KernelArguments.requireFloating;
+import static dev.jsloth.api.KernelArguments.requireNumel;
 
 /**
  * The OpenCL backend's {@link Kernels}: the CPU reference's argument checks (same rules, same messages), then
@@ -39,20 +43,13 @@ final class OpenClKernels implements Kernels {
     }
 
     private int[] ints(Tensor t, String what) {
-        if (t.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + t.dtype());
+        KernelArguments.requireI32(t, what);
         return be.downloadInts(t);
     }
 
-    private static void requireNumel(Tensor t, long numel, String what) {
-        if (t.numel() != numel)
-            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
-    }
 
-    private static void requireFloating(Tensor... ts) {
-        for (Tensor t : ts)
-            if (t != null && !t.dtype().isFloating())
-                throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
-    }
+
+
 
     /** A tensor kernels can read as numbers: floating, or NF4 with its scales (GEMM operands, copy sources). */
     private OpenClTensor readable(Tensor x) {
@@ -190,16 +187,7 @@ final class OpenClKernels implements Kernels {
     // ---------------------------------------------------------------- attention
 
     private void checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
-        requireFloating(q, k, v, lse);
-        requireNumel(q, d.queryElements(), "attention q");
-        requireNumel(k, d.kvElements(), "attention k");
-        requireNumel(v, d.kvElements(), "attention v");
-        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
-        if (segments != null) {
-            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
-            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
-            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
-        }
+        KernelArguments.checkAttention(d, q, k, v, segments, lse);
     }
 
     @Override
@@ -213,13 +201,7 @@ final class OpenClKernels implements Kernels {
     public void attentionBackward(AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                                   Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
         checkAttention(d, q, k, v, segments, lse);
-        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
-        requireFloating(dOut, out, dq, dk, dv);
-        requireNumel(dOut, d.queryElements(), "attention dOut");
-        requireNumel(out, d.queryElements(), "attention out");
-        requireNumel(dq, d.queryElements(), "attention dq");
-        requireNumel(dk, d.kvElements(), "attention dk");
-        requireNumel(dv, d.kvElements(), "attention dv");
+        KernelArguments.checkAttentionBackward(d, dOut, out, dq, dk, dv);
         attention.backward(d, t(dOut), t(q), t(k), t(v), segments == null ? null : t(segments), scale, t(out), t(lse),
                 t(dq), t(dk), t(dv));
     }
@@ -227,13 +209,8 @@ final class OpenClKernels implements Kernels {
     // ---------------------------------------------------------------- loss
 
     private void checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
-        int n = Math.toIntExact(logits.shape().rows());
-        int vocab = logits.shape().cols();
-        requireNumel(labels, n, "labels");
-        int[] y = ints(labels, "labels");
-        for (int i = 0; i < n; i++)
-            if (y[i] != ignoreIndex && (y[i] < 0 || y[i] >= vocab))
-                throw new IllegalArgumentException("label " + y[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
+        requireNumel(labels, logits.shape().rows(), "labels");
+        KernelArguments.checkLabels(ints(labels, "labels"), logits.shape().cols(), ignoreIndex);
     }
 
     @Override
@@ -263,12 +240,7 @@ final class OpenClKernels implements Kernels {
     // ---------------------------------------------------------------- embedding
 
     private int[] checkIds(Tensor table, Tensor ids) {
-        int[] idv = ints(ids, "ids");
-        int vocab = Math.toIntExact(table.shape().rows());
-        for (int i = 0; i < idv.length; i++)
-            if (idv[i] < 0 || idv[i] >= vocab)
-                throw new IllegalArgumentException("token id " + idv[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
-        return idv;
+        return KernelArguments.checkIds(ints(ids, "ids"), Math.toIntExact(table.shape().rows()));
     }
 
     @Override

@@ -1,0 +1,68 @@
+package dev.jsloth.api;
+
+/**
+ * The argument checks every {@link Kernels} implementation performs, in one place so that all backends reject
+ * the same calls with the same messages (the conformance suite compares those messages across backends). Checks
+ * that need a tensor's contents (label and id ranges) take the values the backend read back.
+ */
+public final class KernelArguments {
+    private KernelArguments() {
+    }
+
+    public static void requireNumel(Tensor t, long numel, String what) {
+        if (t.numel() != numel)
+            throw new IllegalArgumentException(what + " has shape " + t.shape() + " (" + t.numel() + " elements), expected " + numel);
+    }
+
+    /** Every non-null tensor holds real numbers element by element (F32, F64, BF16, F16). */
+    public static void requireFloating(Tensor... ts) {
+        for (Tensor t : ts)
+            if (t != null && !t.dtype().isFloating())
+                throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
+    }
+
+    public static void requireI32(Tensor t, String what) {
+        if (t.dtype() != DType.I32) throw new IllegalArgumentException(what + " must be I32, got " + t.dtype());
+    }
+
+    /** Shapes and types of an attention call's inputs and saved log-sum-exp. */
+    public static void checkAttention(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, Tensor lse) {
+        requireFloating(q, k, v, lse);
+        requireNumel(q, d.queryElements(), "attention q");
+        requireNumel(k, d.kvElements(), "attention k");
+        requireNumel(v, d.kvElements(), "attention v");
+        requireNumel(lse, (long) d.batch() * d.qHeads() * d.seq(), "attention lse");
+        if (segments != null) {
+            if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("packed segments need kvSeq == seq, got " + d);
+            if (segments.dtype() != DType.I32) throw new IllegalArgumentException("segments must be I32");
+            requireNumel(segments, (long) d.batch() * d.seq(), "attention segments");
+        }
+    }
+
+    /** The extra operands of attention backward (which also needs {@code kvSeq == seq}). */
+    public static void checkAttentionBackward(AttentionDims d, Tensor dOut, Tensor out, Tensor dq, Tensor dk, Tensor dv) {
+        if (d.kvSeq() != d.seq()) throw new IllegalArgumentException("attention backward needs kvSeq == seq (no KV cache), got " + d);
+        requireFloating(dOut, out, dq, dk, dv);
+        requireNumel(dOut, d.queryElements(), "attention dOut");
+        requireNumel(out, d.queryElements(), "attention out");
+        requireNumel(dq, d.queryElements(), "attention dq");
+        requireNumel(dk, d.kvElements(), "attention dk");
+        requireNumel(dv, d.kvElements(), "attention dv");
+    }
+
+    /** Labels are in {@code [0, vocab)} or equal to {@code ignoreIndex}; returns them. */
+    public static int[] checkLabels(int[] labels, int vocab, int ignoreIndex) {
+        for (int i = 0; i < labels.length; i++)
+            if (labels[i] != ignoreIndex && (labels[i] < 0 || labels[i] >= vocab))
+                throw new IllegalArgumentException("label " + labels[i] + " at row " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return labels;
+    }
+
+    /** Token ids are in {@code [0, vocab)}; returns them. */
+    public static int[] checkIds(int[] ids, int vocab) {
+        for (int i = 0; i < ids.length; i++)
+            if (ids[i] < 0 || ids[i] >= vocab)
+                throw new IllegalArgumentException("token id " + ids[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
+        return ids;
+    }
+}
