@@ -24,6 +24,7 @@ final class GemmF32 {
     private static final ThreadLocal<float[]> A_PACK = ThreadLocal.withInitial(() -> new float[MC * KC]);
     private static final ThreadLocal<float[]> B_PACK = ThreadLocal.withInitial(() -> new float[KC * NC]);
     private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[KC]);
+    private static final ThreadLocal<float[]> ROW_WIDE = ThreadLocal.withInitial(() -> new float[NC + NR]);
     private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
 
     private GemmF32() {
@@ -39,9 +40,13 @@ final class GemmF32 {
             for (int pc = 0; pc < k; pc += KC) {
                 int kc = Math.min(KC, k - pc);
                 int jcf = jc, pcf = pc;
-                Parallel.forRange(panels, 8, (lo, hi) -> {
-                    for (int q = lo; q < hi; q++) packB(b, pcf, kc, jcf + q * NR, Math.min(NR, nc - q * NR), bp, q * kc * NR);
-                });
+                if (b.trans()) {
+                    Parallel.forRange(panels, 8, (lo, hi) -> {
+                        for (int q = lo; q < hi; q++) packB(b, pcf, kc, jcf + q * NR, Math.min(NR, nc - q * NR), bp, q * kc * NR);
+                    });
+                } else {
+                    Parallel.forRange(kc, 16, (lo, hi) -> packBRows(b, pcf, lo, hi, kc, jcf, nc, bp));
+                }
                 int mBlocks = ceilDiv(m, MC);
                 int splits = Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks)));
                 Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
@@ -88,6 +93,21 @@ final class GemmF32 {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * Packs rows {@code [p0, p1)} of op(B)[pc.., jc..jc+nc] for a non-transposed B: each row is read once, whole
+     * (one bulk copy), and cut into the NR-wide panels — far fewer, larger reads than panel by panel, which matters
+     * when M is small (LoRA's dA = dYB^T X) and packing B is a large share of the work.
+     */
+    private static void packBRows(Matrix b, int pc, int p0, int p1, int kc, int jc, int nc, float[] bp) {
+        float[] row = ROW_WIDE.get();
+        int panels = ceilDiv(nc, NR);
+        for (int p = p0; p < p1; p++) {
+            b.codec().readFloats(b.seg(), b.at(pc + p, jc), row, 0, nc);
+            java.util.Arrays.fill(row, nc, panels * NR, 0f);
+            for (int q = 0; q < panels; q++) System.arraycopy(row, q * NR, bp, q * kc * NR + p * NR, NR);
         }
     }
 
