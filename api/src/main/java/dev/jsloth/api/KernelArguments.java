@@ -65,4 +65,33 @@ public final class KernelArguments {
                 throw new IllegalArgumentException("token id " + ids[i] + " at position " + i + " is outside the vocabulary [0, " + vocab + ")");
         return ids;
     }
+
+    /** A batched GEMM's operands are rank 3 with one batch size; returns it. */
+    public static int checkBatched(Tensor a, Tensor b, Tensor c) {
+        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
+            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = a.shape().dim(0);
+        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
+            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        return batch;
+    }
+
+    public static void checkRmsNormForward(Tensor x, Tensor weight, Tensor y, Tensor rstd) {
+        requireNumel(weight, x.shape().cols(), "RMSNorm weight");
+        requireNumel(y, x.numel(), "RMSNorm output");
+        requireNumel(rstd, x.shape().rows(), "RMSNorm rstd");
+    }
+
+    public static void checkRmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
+        requireNumel(dy, x.numel(), "RMSNorm dy");
+        requireNumel(dx, x.numel(), "RMSNorm dx");
+        requireNumel(weight, x.shape().cols(), "RMSNorm weight");
+        requireNumel(rstd, x.shape().rows(), "RMSNorm rstd");
+        if (dWeight != null) requireNumel(dWeight, x.shape().cols(), "RMSNorm dWeight");
+    }
+
+    /** Every tensor of {@code others} has as many elements as {@code first}. */
+    public static void checkSameNumel(String what, Tensor first, Tensor... others) {
+        for (Tensor t : others) requireNumel(t, first.numel(), what);
+    }
 }

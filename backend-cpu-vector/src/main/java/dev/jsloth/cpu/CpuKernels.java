@@ -48,11 +48,7 @@ final class CpuKernels implements Kernels {
 
     @Override
     public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
-        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
-            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
-        int batch = a.shape().dim(0);
-        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
-            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = KernelArguments.checkBatched(a, b, c);
         long ar = a.shape().dim(1), ac = a.shape().dim(2), br = b.shape().dim(1), bc = b.shape().dim(2);
         long cr = c.shape().dim(1), cc = c.shape().dim(2);
         for (int i = 0; i < batch; i++) {
@@ -106,24 +102,18 @@ final class CpuKernels implements Kernels {
     @Override
     public void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd) {
         requireFloating(x, weight, y, rstd);
+        KernelArguments.checkRmsNormForward(x, weight, y, rstd);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(weight, d, "RMSNorm weight");
-        requireNumel(y, x.numel(), "RMSNorm output");
-        requireNumel(rstd, n, "RMSNorm rstd");
         NormKernels.rmsNormForward(buf(x), buf(weight), eps, buf(y), buf(rstd), n, d);
     }
 
     @Override
     public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
         requireFloating(dy, x, weight, rstd, dx, dWeight);
+        KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(dy, x.numel(), "RMSNorm dy");
-        requireNumel(dx, x.numel(), "RMSNorm dx");
-        requireNumel(weight, d, "RMSNorm weight");
-        requireNumel(rstd, n, "RMSNorm rstd");
-        if (dWeight != null) requireNumel(dWeight, d, "RMSNorm dWeight");
         NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), buf(dx), optional(dWeight), n, d);
     }
 
@@ -143,15 +133,14 @@ final class CpuKernels implements Kernels {
     @Override
     public void swigluForward(Tensor gate, Tensor up, Tensor out) {
         requireFloating(gate, up, out);
-        requireNumel(up, gate.numel(), "SwiGLU up");
-        requireNumel(out, gate.numel(), "SwiGLU out");
+        KernelArguments.checkSameNumel("SwiGLU operand", gate, up, out);
         NormKernels.swigluForward(buf(gate), buf(up), buf(out), gate.numel());
     }
 
     @Override
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         requireFloating(dOut, gate, up, dGate, dUp);
-        for (Tensor t : new Tensor[]{dOut, up, dGate, dUp}) requireNumel(t, gate.numel(), "SwiGLU operand");
+        KernelArguments.checkSameNumel("SwiGLU operand", gate, dOut, up, dGate, dUp);
         NormKernels.swigluBackward(buf(dOut), buf(gate), buf(up), buf(dGate), buf(dUp), gate.numel());
     }
 
@@ -232,7 +221,7 @@ final class CpuKernels implements Kernels {
     @Override
     public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep step) {
         requireFloating(param, grad, m, v);
-        for (Tensor t : new Tensor[]{grad, m, v}) requireNumel(t, param.numel(), "AdamW operand");
+        KernelArguments.checkSameNumel("AdamW operand", param, grad, m, v);
         ElementwiseKernels.adamw(buf(param), buf(grad), buf(m), buf(v), step, param.numel());
     }
 

@@ -65,11 +65,7 @@ final class CudaKernels implements Kernels {
 
     @Override
     public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
-        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
-            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
-        int batch = a.shape().dim(0);
-        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
-            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = KernelArguments.checkBatched(a, b, c);
         long ar = a.shape().dim(1), ac = a.shape().dim(2), br = b.shape().dim(1), bc = b.shape().dim(2);
         checkGemm(transA, transB, a, b, c, ar, ac, br, bc, c.shape().dim(1), c.shape().dim(2));
         gemm.multiply(transA, transB, alpha, t(a), t(b), beta, t(c), batch, ar, ac, br, bc);
@@ -92,24 +88,18 @@ final class CudaKernels implements Kernels {
     @Override
     public void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd) {
         requireFloating(x, weight, y, rstd);
+        KernelArguments.checkRmsNormForward(x, weight, y, rstd);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(weight, d, "RMSNorm weight");
-        requireNumel(y, x.numel(), "RMSNorm output");
-        requireNumel(rstd, n, "RMSNorm rstd");
         NormOps.rmsNormForward(be, x, weight, eps, y, rstd, n, d);
     }
 
     @Override
     public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
         requireFloating(dy, x, weight, rstd, dx, dWeight);
+        KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(dy, x.numel(), "RMSNorm dy");
-        requireNumel(dx, x.numel(), "RMSNorm dx");
-        requireNumel(weight, d, "RMSNorm weight");
-        requireNumel(rstd, n, "RMSNorm rstd");
-        if (dWeight != null) requireNumel(dWeight, d, "RMSNorm dWeight");
         NormOps.rmsNormBackward(be, dy, x, weight, rstd, dx, dWeight, n, d);
     }
 
@@ -129,15 +119,14 @@ final class CudaKernels implements Kernels {
     @Override
     public void swigluForward(Tensor gate, Tensor up, Tensor out) {
         requireFloating(gate, up, out);
-        requireNumel(up, gate.numel(), "SwiGLU up");
-        requireNumel(out, gate.numel(), "SwiGLU out");
+        KernelArguments.checkSameNumel("SwiGLU operand", gate, up, out);
         NormOps.swigluForward(be, gate, up, out, gate.numel());
     }
 
     @Override
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         requireFloating(dOut, gate, up, dGate, dUp);
-        for (Tensor x : new Tensor[]{dOut, up, dGate, dUp}) requireNumel(x, gate.numel(), "SwiGLU operand");
+        KernelArguments.checkSameNumel("SwiGLU operand", gate, dOut, up, dGate, dUp);
         NormOps.swigluBackward(be, dOut, gate, up, dGate, dUp, gate.numel());
     }
 
@@ -220,7 +209,7 @@ final class CudaKernels implements Kernels {
     @Override
     public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep step) {
         requireFloating(param, grad, m, v);
-        for (Tensor x : new Tensor[]{grad, m, v}) requireNumel(x, param.numel(), "AdamW operand");
+        KernelArguments.checkSameNumel("AdamW operand", param, grad, m, v);
         ElementwiseOps.adamw(be, param, grad, m, v, step, param.numel());
     }
 

@@ -69,11 +69,7 @@ final class OpenClKernels implements Kernels {
 
     @Override
     public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
-        if (a.shape().rank() != 3 || b.shape().rank() != 3 || c.shape().rank() != 3)
-            throw new IllegalArgumentException("batched GEMM needs rank-3 tensors, got " + a.shape() + " " + b.shape() + " " + c.shape());
-        int batch = a.shape().dim(0);
-        if (b.shape().dim(0) != batch || c.shape().dim(0) != batch)
-            throw new IllegalArgumentException("batch sizes differ: " + a.shape() + " " + b.shape() + " " + c.shape());
+        int batch = KernelArguments.checkBatched(a, b, c);
         gemm(transA, transB, alpha, a, b, beta, c, batch, a.shape().dim(1), a.shape().dim(2), b.shape().dim(1), b.shape().dim(2),
                 c.shape().dim(1), c.shape().dim(2));
     }
@@ -111,11 +107,9 @@ final class OpenClKernels implements Kernels {
     @Override
     public void rmsNormForward(Tensor x, Tensor weight, double eps, Tensor y, Tensor rstd) {
         requireFloating(x, weight, y, rstd);
+        KernelArguments.checkRmsNormForward(x, weight, y, rstd);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(weight, d, "RMSNorm weight");
-        requireNumel(y, x.numel(), "RMSNorm output");
-        requireNumel(rstd, n, "RMSNorm rstd");
         launch("rmsnorm_forward", x, weight, y, rstd).i32(d).real(eps)
                 .tensor(t(x)).tensor(t(weight)).tensor(t(y)).tensor(t(rstd))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
@@ -124,13 +118,9 @@ final class OpenClKernels implements Kernels {
     @Override
     public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
         requireFloating(dy, x, weight, rstd, dx, dWeight);
+        KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(dy, x.numel(), "RMSNorm dy");
-        requireNumel(dx, x.numel(), "RMSNorm dx");
-        requireNumel(weight, d, "RMSNorm weight");
-        requireNumel(rstd, n, "RMSNorm rstd");
-        if (dWeight != null) requireNumel(dWeight, d, "RMSNorm dWeight");
         launch("rmsnorm_backward", dy, x, weight, rstd, dx).i32(d)
                 .tensor(t(dy)).tensor(t(x)).tensor(t(weight)).tensor(t(rstd)).tensor(t(dx))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
@@ -169,8 +159,7 @@ final class OpenClKernels implements Kernels {
     @Override
     public void swigluForward(Tensor gate, Tensor up, Tensor out) {
         requireFloating(gate, up, out);
-        requireNumel(up, gate.numel(), "SwiGLU up");
-        requireNumel(out, gate.numel(), "SwiGLU out");
+        KernelArguments.checkSameNumel("SwiGLU operand", gate, up, out);
         launch("swiglu_forward", gate, up, out).i64(gate.numel()).tensor(t(gate)).tensor(t(up)).tensor(t(out))
                 .run(gate.numel(), cfg.simpleGroup());
     }
@@ -178,7 +167,7 @@ final class OpenClKernels implements Kernels {
     @Override
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         requireFloating(dOut, gate, up, dGate, dUp);
-        for (Tensor x : new Tensor[]{dOut, up, dGate, dUp}) requireNumel(x, gate.numel(), "SwiGLU operand");
+        KernelArguments.checkSameNumel("SwiGLU operand", gate, dOut, up, dGate, dUp);
         launch("swiglu_backward", dOut, gate, up, dGate, dUp).i64(gate.numel())
                 .tensor(t(dOut)).tensor(t(gate)).tensor(t(up)).tensor(t(dGate)).tensor(t(dUp))
                 .run(gate.numel(), cfg.simpleGroup());
@@ -286,7 +275,7 @@ final class OpenClKernels implements Kernels {
     @Override
     public void adamw(Tensor param, Tensor grad, Tensor m, Tensor v, AdamWStep s) {
         requireFloating(param, grad, m, v);
-        for (Tensor x : new Tensor[]{grad, m, v}) requireNumel(x, param.numel(), "AdamW operand");
+        KernelArguments.checkSameNumel("AdamW operand", param, grad, m, v);
         double decay = 1 - s.lr() * s.weightDecay();
         double bc1 = 1 - Math.pow(s.beta1(), s.step());
         double bc2Sqrt = Math.sqrt(1 - Math.pow(s.beta2(), s.step()));
