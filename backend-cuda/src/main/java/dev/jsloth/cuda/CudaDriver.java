@@ -2,6 +2,7 @@ package dev.jsloth.cuda;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
@@ -301,45 +302,28 @@ final class CudaDriver {
         check(result, operation);
     }
 
+    /** Runs a call that writes one value of {@code layout} through an out-pointer; returns that slot. */
+    private MemorySegment out(String operation, MemoryLayout layout, Arena a, OutCall c) {
+        MemorySegment out = a.allocate(layout);
+        call(operation, () -> c.invoke(out));
+        return out;
+    }
+
     private int intOut(String operation, OutCall c) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment out = a.allocate(INT);
-            int result;
-            try {
-                result = c.invoke(out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            check(result, operation);
-            return out.get(INT, 0);
+            return out(operation, INT, a, c).get(INT, 0);
         }
     }
 
     private long longOut(String operation, OutCall c) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment out = a.allocate(LONG);
-            int result;
-            try {
-                result = c.invoke(out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            check(result, operation);
-            return out.get(LONG, 0);
+            return out(operation, LONG, a, c).get(LONG, 0);
         }
     }
 
     private MemorySegment pointerOut(String operation, OutCall c) {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment out = a.allocate(PTR);
-            int result;
-            try {
-                result = c.invoke(out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            check(result, operation);
-            return out.get(PTR, 0);
+            return out(operation, PTR, a, c).get(PTR, 0);
         }
     }
 }

@@ -41,7 +41,6 @@ public final class Trainer {
     private final Path output;
     private final int padId;
     private final List<TrainingListener> listeners = new ArrayList<>();
-    private final List<double[]> lossHistory = new ArrayList<>();
     private final List<double[]> evalHistory = new ArrayList<>();
 
     public Trainer(LlamaModel model, List<Example> train, List<Example> eval, TrainingConfig cfg, Path output, int padId) {
@@ -139,7 +138,6 @@ public final class Trainer {
                 double elapsed = (System.nanoTime() - t0) / 1e9;
                 TrainingListener.StepMetrics m = new TrainingListener.StepMetrics(step, total, epoch, loss, lr, norm, tokens,
                         elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
-                if (!skipped) lossHistory.add(new double[]{step, loss});
                 appendMetrics(metrics, m);
                 for (TrainingListener l : listeners) l.onStep(m);
                 if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) evaluate(step, metrics);

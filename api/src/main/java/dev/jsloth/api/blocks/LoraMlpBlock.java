@@ -67,8 +67,7 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
     public Tensor backward(Tensor dy, Saved s, BatchContext ctx) {
         Backend be = dy.backend();
         Kernels kern = be.kernels();
-        Tensor dx = be.allocate(dy.dtype(), s.x().shape().rank() == 2 ? s.x().shape()
-                : Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols()));
+        Tensor dx = be.allocate(dy.dtype(), Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols()));
         try (Tensor dAct = down.backward(dy, s.ds());
              Tensor dg = be.allocate(dy.dtype(), s.g().shape());
              Tensor du = be.allocate(dy.dtype(), s.u().shape())) {
