@@ -20,6 +20,14 @@ public interface Backend extends AutoCloseable {
         return allocate(dtype, Shape.of(dims));
     }
 
+    /**
+     * A new tensor whose contents are unspecified (a GPU backend skips the zero fill): for outputs that a kernel
+     * overwrites entirely before anything reads them, e.g. a GEMM result with {@code beta = 0}.
+     */
+    default Tensor allocateForOverwrite(DType dtype, Shape shape) {
+        return allocate(dtype, shape);
+    }
+
     /** A new floating tensor holding {@code values} (row-major), rounded to {@code dtype}. */
     Tensor upload(DType dtype, Shape shape, double[] values);
 

@@ -6,7 +6,7 @@ import dev.jsloth.api.Tensor;
 
 /**
  * Causal grouped-query attention with the kernels of {@code attention.cu} (arguments already checked by
- * {@link CudaKernels}). The tile size (queries and keys per block) is the largest power of two whose shared
+ * {@link CudaKernels}); 16-bit tensors of head dimension 64 or 128 go to the tensor cores ({@link FlashAttention}). The tile size (queries and keys per block) is the largest power of two whose shared
  * memory fits the device, and no larger than the sequence needs; the formulas here match the kernels' layouts.
  */
 final class AttentionOp {
@@ -53,6 +53,10 @@ final class AttentionOp {
 
     static void forward(CudaBackend be, AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out,
                         Tensor lse) {
+        if (FlashAttention.applies(be, d, lse, q, k, v, out)) {
+            FlashAttention.forward(be, d, q, k, v, segments, scale, out, lse);
+            return;
+        }
         try (TypeGroup g = TypeGroup.of(be, q, k, v, out, lse)) {
             ElementType t = g.type();
             int acc = t.accumulator().bytes;
@@ -68,6 +72,10 @@ final class AttentionOp {
 
     static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                          Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
+        if (FlashAttention.applies(be, d, lse, dOut, q, k, v, out, dq, dk, dv)) {
+            FlashAttention.backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv);
+            return;
+        }
         try (TypeGroup g = TypeGroup.of(be, dOut, q, k, v, out, lse, dq, dk, dv)) {
             ElementType t = g.type();
             ElementType accType = t.accumulator();

@@ -110,6 +110,11 @@ public final class CudaBackend implements Backend {
         return t;
     }
 
+    @Override
+    public Tensor allocateForOverwrite(DType dtype, Shape shape) {
+        return allocateUninitialized(dtype, shape);
+    }
+
     /** A new tensor whose contents are undefined (scratch that is written before it is read). */
     CudaTensor allocateUninitialized(DType dtype, Shape shape) {
         if (closed) throw new IllegalStateException("backend is closed");

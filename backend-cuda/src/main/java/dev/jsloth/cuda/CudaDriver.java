@@ -235,9 +235,15 @@ final class CudaDriver {
 
     void launch(MemorySegment function, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
                 MemorySegment stream, MemorySegment params, String what) {
-        call("cuLaunchKernel(" + what + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz
-                        + ", " + sharedBytes + " B shared)",
-                () -> (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, stream, params, MemorySegment.NULL));
+        int result;
+        try {
+            result = (int) cuLaunchKernel.invokeExact(function, gx, gy, gz, bx, by, bz, sharedBytes, stream, params, MemorySegment.NULL);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (result != 0) // the description is built only for an error: launches are the hot path
+            check(result, "cuLaunchKernel(" + what + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz
+                    + ", " + sharedBytes + " B shared)");
     }
 
     // ---------------------------------------------------------------- streams and events

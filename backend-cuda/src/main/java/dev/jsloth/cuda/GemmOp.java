@@ -51,11 +51,12 @@ final class GemmOp {
         ElementType ct = ElementType.of(c.dtype());
         MatrixRef cRef = MatrixRef.dense(c.address(), ct, m, n, false);
         long cCount = m * n * batch;
-        if (beta == 0) be.zero(c.address(), cCount * ct.bytes); // beta = 0 ignores C entirely, NaN included
         if (k == 0 || alpha == 0) {
-            if (beta != 0 && beta != 1) ElementwiseOps.scale(be, c.address(), ct, beta, cCount);
+            if (beta == 0) be.zero(c.address(), cCount * ct.bytes); // beta = 0 ignores C entirely, NaN included
+            else if (beta != 1) ElementwiseOps.scale(be, c.address(), ct, beta, cCount);
             return;
         }
+        // from here on cuBLASLt writes C; with beta = 0 it does not read it (NaN or garbage in C is ignored)
         Operand oa = operand(a, 0, ar, ac, transA), ob = operand(b, 0, br, bc, transB);
         ElementType want = operandType(ct, oa.dtype(), ob.dtype());
         if (want == null) { // a 16-bit C that cuBLASLt cannot write from these operands: accumulate in F32
@@ -76,7 +77,10 @@ final class GemmOp {
         if (c == ElementType.F64) return ElementType.F64;
         boolean sameFloating = a == b && a.isFloating() && a != DType.F64;
         if (c == ElementType.F32) return sameFloating ? ElementType.of(a) : ElementType.F32;
-        return sameFloating && ElementType.of(a) == c ? c : null;
+        if (sameFloating) return ElementType.of(a) == c ? c : null;
+        // a 16-bit C with one NF4 operand (QLoRA) and the other of C's type: dequantize straight to C's type
+        boolean aFits = a == DType.NF4 || ElementType.of(a) == c, bFits = b == DType.NF4 || ElementType.of(b) == c;
+        return aFits && bFits && (a != DType.NF4 || b != DType.NF4) ? c : null;
     }
 
     /** C (whose type cuBLASLt can produce from {@code want} operands) = alpha op(A) op(B) + beta C. */

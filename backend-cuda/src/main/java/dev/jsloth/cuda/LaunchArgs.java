@@ -8,7 +8,7 @@ import java.util.List;
 
 /**
  * The arguments of one kernel launch, in the order of the kernel's C++ parameters: device pointers, 64-bit
- * integers ({@code i64}), 32-bit integers ({@code int}) and doubles. {@link #pack} builds the {@code void**}
+ * integers ({@code i64}), 32-bit integers ({@code int}), floats and doubles. {@link #pack} builds the {@code void**}
  * array that {@code cuLaunchKernel} takes.
  */
 final class LaunchArgs {
@@ -34,6 +34,12 @@ final class LaunchArgs {
 
     LaunchArgs i32(int v) {
         args.add(new Arg(false, v));
+        return this;
+    }
+
+    /** A C++ {@code float}: its 32 bits, like an {@code int}. */
+    LaunchArgs f32(float v) {
+        args.add(new Arg(false, Float.floatToRawIntBits(v)));
         return this;
     }
 

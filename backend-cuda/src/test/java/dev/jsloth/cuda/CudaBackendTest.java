@@ -411,6 +411,90 @@ class CudaBackendTest {
         }
     }
 
+    /** Cosine similarity of two vectors (1 for two zero vectors). */
+    private static double cosine(double[] a, double[] b) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int i = 0; i < a.length; i++) {
+            ab += a[i] * b[i];
+            aa += a[i] * a[i];
+            bb += b[i] * b[i];
+        }
+        return aa == 0 && bb == 0 ? 1 : ab / Math.sqrt(aa * bb);
+    }
+
+    /** A GPU result against an F64 reference: max error relative to the reference's largest magnitude, and cosine. */
+    private static void closeF64(String what, double[] expected, Tensor actualGpu, double tol, double minCosine) {
+        double[] a = gpu.download(actualGpu);
+        assertEquals(expected.length, a.length, what);
+        double maxRef = 0, worst = 0;
+        for (double x : expected) maxRef = Math.max(maxRef, Math.abs(x));
+        for (int i = 0; i < a.length; i++) worst = Math.max(worst, Double.isNaN(a[i]) ? Double.POSITIVE_INFINITY : Math.abs(a[i] - expected[i]));
+        // a reference that is (almost) zero, e.g. dq of a one-token sequence, is checked against an absolute floor
+        double scale = Math.max(maxRef, 1e-3);
+        double cos = cosine(expected, a);
+        System.out.printf(Locale.ROOT, "[cuda flash] %s: max |err| / max |ref| = %.2e, cosine %.7f%n", what, worst / scale, cos);
+        assertTrue(worst <= tol * scale, String.format(Locale.ROOT, "%s: max |err| %.3e > %.1e x %.3e", what, worst, tol, scale));
+        if (maxRef >= 1e-3) assertTrue(cos >= minCosine, what + ": cosine " + cos);
+    }
+
+    @Test
+    void tensorCoreAttentionMatchesAnF64ReferenceOnAwkwardShapes() {
+        assumeGpu();
+        // batch, seq, query heads, kv heads, head dim, packed segments, extra cached keys (forward only)
+        int[][] cases = {{2, 207, 8, 2, 64, 1, 0}, {1, 13, 4, 4, 128, 0, 0}, {1, 130, 4, 1, 128, 1, 0}, {1, 1, 2, 1, 64, 0, 0},
+                {3, 64, 2, 2, 64, 0, 0}, {1, 5, 4, 2, 64, 0, 70}, {1, 33, 2, 1, 128, 0, 100}};
+        for (DType dt : new DType[]{DType.BF16, DType.F16}) {
+            for (int[] cfg : cases) {
+                int batch = cfg[0], seq = cfg[1], hq = cfg[2], hkv = cfg[3], hd = cfg[4], kvSeq = seq + cfg[6];
+                boolean packed = cfg[5] == 1, cached = kvSeq > seq;
+                if (dt == DType.F16 && (packed || cached)) continue;
+                AttentionDims d = new AttentionDims(batch, seq, hq, hkv, hd, kvSeq);
+                SplittableRandom r = new SplittableRandom(seq * 31L + hd);
+                int[] seg = null;
+                if (packed) {
+                    seg = new int[batch * seq];
+                    for (int i = 0; i < seg.length; i++) seg[i] = (i % seq) / 37;
+                }
+                int qn = batch * seq * hq * hd, kn = batch * kvSeq * hkv * hd;
+                String tag = "flash " + dt + " " + d + (packed ? " packed" : "");
+                try (Tensor qg = gpu.upload(dt, Shape.of(batch, seq, hq, hd), random(r, qn, -2, 2));
+                     Tensor kg = gpu.upload(dt, Shape.of(batch, kvSeq, hkv, hd), random(r, kn, -2, 2));
+                     Tensor vg = gpu.upload(dt, Shape.of(batch, kvSeq, hkv, hd), random(r, kn, -1, 1));
+                     Tensor dOg = gpu.upload(dt, Shape.of(batch, seq, hq, hd), random(r, qn, -1, 1));
+                     Tensor sg = seg == null ? null : gpu.uploadInts(Shape.of(batch, seq), seg);
+                     Tensor sc = seg == null ? null : cpu.uploadInts(Shape.of(batch, seq), seg);
+                     Tensor og = gpu.allocate(dt, batch, seq, hq, hd); Tensor lg = gpu.allocate(DType.F32, batch, hq, seq);
+                     // the reference sees exactly the 16-bit inputs, in F64
+                     Tensor qc = cpu.upload(DType.F64, qg.shape(), gpu.download(qg));
+                     Tensor kc = cpu.upload(DType.F64, kg.shape(), gpu.download(kg));
+                     Tensor vc = cpu.upload(DType.F64, vg.shape(), gpu.download(vg));
+                     Tensor dOc = cpu.upload(DType.F64, dOg.shape(), gpu.download(dOg));
+                     Tensor oc = cpu.allocate(DType.F64, batch, seq, hq, hd); Tensor lc = cpu.allocate(DType.F64, batch, hq, seq)) {
+                    double scale = 1 / Math.sqrt(hd);
+                    gpu.kernels().attentionForward(d, qg, kg, vg, sg, scale, og, lg);
+                    cpu.kernels().attentionForward(d, qc, kc, vc, sc, scale, oc, lc);
+                    closeF64(tag + " out", cpu.download(oc), og, 2e-2, 0.9999);
+                    closeF64(tag + " lse", cpu.download(lc), lg, 1e-5, 0.9999999);
+                    if (cached) continue;
+                    try (Tensor dqg = gpu.allocate(dt, qg.shape()); Tensor dkg = gpu.allocate(dt, kg.shape()); Tensor dvg = gpu.allocate(dt, vg.shape());
+                         Tensor dqc = cpu.allocate(DType.F64, qg.shape()); Tensor dkc = cpu.allocate(DType.F64, kg.shape());
+                         Tensor dvc = cpu.allocate(DType.F64, vg.shape()); Tensor dk2 = gpu.allocate(dt, kg.shape());
+                         Tensor dq2 = gpu.allocate(dt, qg.shape()); Tensor dv2 = gpu.allocate(dt, vg.shape())) {
+                        gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dqg, dkg, dvg);
+                        cpu.kernels().attentionBackward(d, dOc, qc, kc, vc, sc, scale, oc, lc, dqc, dkc, dvc);
+                        closeF64(tag + " dq", cpu.download(dqc), dqg, 3e-2, 0.9995);
+                        closeF64(tag + " dk", cpu.download(dkc), dkg, 3e-2, 0.9995);
+                        closeF64(tag + " dv", cpu.download(dvc), dvg, 3e-2, 0.9995);
+                        gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2);
+                        assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq bitwise repeatable");
+                        assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, tag + " dk bitwise repeatable");
+                        assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, tag + " dv bitwise repeatable");
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void bf16ActivationsThroughTheElementwiseKernels() {
         assumeGpu();
@@ -497,6 +581,26 @@ class CudaBackendTest {
             float bwd = gpu.timeMillis(() -> gpu.kernels().attentionBackward(d, o, q, k, v, null, scale, o, lse, dq, dk, dv));
             double flops = 4.0 * batch * hq * seq * (double) seq / 2 * hd;
             lines.add(String.format(Locale.ROOT, "attention F32 %s: forward %.2f ms (%.1f TFLOP/s), backward %.2f ms", d, fwd, flops / fwd / 1e9, bwd));
+        }
+        for (int headDim : new int[]{64, 128}) {
+            int heads = 4096 / headDim / 2, kvh = heads / 4, sq = 2048;
+            AttentionDims db = new AttentionDims(batch, sq, heads, kvh, headDim);
+            try (Tensor q = gpu.allocate(DType.BF16, batch, sq, heads, headDim); Tensor k = gpu.allocate(DType.BF16, batch, sq, kvh, headDim);
+                 Tensor v = gpu.allocate(DType.BF16, batch, sq, kvh, headDim); Tensor o = gpu.allocate(DType.BF16, batch, sq, heads, headDim);
+                 Tensor lse = gpu.allocate(DType.F32, batch, heads, sq); Tensor dq = gpu.allocate(DType.BF16, batch, sq, heads, headDim);
+                 Tensor dk = gpu.allocate(DType.BF16, batch, sq, kvh, headDim); Tensor dv = gpu.allocate(DType.BF16, batch, sq, kvh, headDim)) {
+                gpu.kernels().fill(q, 0.1);
+                gpu.kernels().fill(k, 0.2);
+                gpu.kernels().fill(v, 0.3);
+                double scale = 1 / Math.sqrt(headDim);
+                gpu.kernels().attentionForward(db, q, k, v, null, scale, o, lse);
+                gpu.kernels().attentionBackward(db, o, q, k, v, null, scale, o, lse, dq, dk, dv);
+                float fwd = gpu.timeMillis(() -> gpu.kernels().attentionForward(db, q, k, v, null, scale, o, lse));
+                float bwd = gpu.timeMillis(() -> gpu.kernels().attentionBackward(db, o, q, k, v, null, scale, o, lse, dq, dk, dv));
+                double flops = 4.0 * batch * heads * sq * (double) sq / 2 * headDim;
+                lines.add(String.format(Locale.ROOT, "attention BF16 tensor cores %s: forward %.2f ms (%.1f TFLOP/s), backward %.2f ms (%.1f TFLOP/s)",
+                        db, fwd, flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9));
+            }
         }
         for (String l : lines) System.out.println("[cuda timing] " + l);
     }

@@ -152,6 +152,11 @@ final class OpenClBackend implements Backend {
         return t;
     }
 
+    @Override
+    public Tensor allocateForOverwrite(DType dtype, Shape shape) {
+        return create(dtype, shape);
+    }
+
     /** A scratch tensor of {@code count} {@code real}s for a kernel; closing it right after the enqueue is safe. */
     OpenClTensor scratch(Precision p, long count) {
         return create(p.scratchType(), Shape.of(Math.toIntExact(Math.max(1, count))));

@@ -7,12 +7,12 @@ import picocli.CommandLine.Option;
 
 /** {@code --backend} and {@code --precision}, shared by the commands that compute. */
 final class BackendOptions {
-    enum Precision { f32, f64 }
+    enum Precision { f32, f64, bf16 }
 
     @Option(names = "--backend", paramLabel = "NAME", description = "Backend to run on (default: ${jsloth.backend} or JSLOTH_BACKEND, else the best available). See 'jsloth backends'.")
     String backend;
 
-    @Option(names = "--precision", paramLabel = "f32|f64", defaultValue = "f32", description = "Compute precision (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--precision", paramLabel = "f32|f64|bf16", defaultValue = "f32", description = "Compute precision: f32, f64, or bf16 (bf16 activations, F32 LoRA weights; for GPUs). Default: ${DEFAULT-VALUE}.")
     Precision precision = Precision.f32;
 
     Backend create() {
@@ -20,6 +20,10 @@ final class BackendOptions {
     }
 
     DType computeType() {
-        return precision == Precision.f64 ? DType.F64 : DType.F32;
+        return switch (precision) {
+            case f32 -> DType.F32;
+            case f64 -> DType.F64;
+            case bf16 -> DType.BF16;
+        };
     }
 }

@@ -51,6 +51,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--qlora", description = "NF4 (double-quantized) projection weights.")
     boolean qlora;
 
+    @Option(names = "--dtype", paramLabel = "TYPE",
+            description = "Activation type for --shape: bf16 (mixed precision, F32 LoRA weights) or f32. Default: bf16 on cuda, f32 elsewhere.")
+    String dtype;
+
     @Option(names = "--lora-r", defaultValue = "16")
     int rank;
 
@@ -110,12 +114,17 @@ final class BenchCommand implements Callable<Integer> {
     private Map<String, Object> shape(Backend be) {
         LlamaConfig c = Shapes.get(shape);
         DType storage = be.name().equals("cpu") ? DType.F32 : DType.BF16;
+        DType compute = dtype != null ? switch (dtype.toLowerCase(java.util.Locale.ROOT)) {
+            case "bf16" -> DType.BF16;
+            case "f32" -> DType.F32;
+            default -> throw new IllegalArgumentException("--dtype takes bf16 or f32, got " + dtype);
+        } : be.name().equals("cuda") ? DType.BF16 : DType.F32;
         SplittableRandom r = new SplittableRandom(2);
         int[] ids = new int[batch * seq];
         for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());
         Batch b = new Batch(batch, seq, ids, null, null);
         try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02, qlora);
-             LlamaModel m = LlamaModel.of(null, c, w, be, DType.F32);
+             LlamaModel m = LlamaModel.of(null, c, w, be, compute);
              LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
              AdamW opt = new AdamW(a.parameters(), 0.9, 0.999, 1e-8, 0.0)) {
             be.resetPeak();
@@ -140,6 +149,7 @@ final class BenchCommand implements Callable<Integer> {
             out.put("seq", seq);
             out.put("gradient_checkpointing", !noGc);
             out.put("qlora", qlora);
+            out.put("dtype", compute.name().toLowerCase(java.util.Locale.ROOT));
             out.put("weight_bytes", w.backendBytes());
             out.put("lora_r", rank);
             out.put("params", Shapes.totalParameters(c));

@@ -72,7 +72,7 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--skip-nonfinite", description = "Skip steps with NaN/Inf loss or gradients instead of stopping.") boolean skipNonFinite;
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
     @Option(names = "--backend", paramLabel = "NAME") String backend;
-    @Option(names = "--precision", defaultValue = "f32", description = "f32 or f64.") String precision;
+    @Option(names = "--precision", defaultValue = "f32", description = "f32, f64, or bf16 (bf16 activations, F32 LoRA weights; for GPUs).") String precision;
     @Option(names = "--qlora", description = "QLoRA: quantize the projection weights to NF4 (double quantization) at load; they are dequantized tile by tile inside the GEMMs.") boolean qlora;
 
     @Override
@@ -97,7 +97,7 @@ final class FinetuneCommand implements Callable<Integer> {
         }
         if (out == null) out = Path.of("jsloth-out", "run");
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
-                .backend(backend).precision(precision.equalsIgnoreCase("f64") ? DType.F64 : DType.F32)
+                .backend(backend).precision(parsePrecision(precision))
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
                 .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
                 .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE).build();
@@ -147,5 +147,14 @@ final class FinetuneCommand implements Callable<Integer> {
                 if (a != null) a.close();
             }
         }
+    }
+
+    private static DType parsePrecision(String p) {
+        return switch (p.toLowerCase(java.util.Locale.ROOT)) {
+            case "f32" -> DType.F32;
+            case "f64" -> DType.F64;
+            case "bf16" -> DType.BF16;
+            default -> throw new IllegalArgumentException("--precision takes f32, f64 or bf16, got " + p);
+        };
     }
 }

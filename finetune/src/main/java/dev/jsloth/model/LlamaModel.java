@@ -30,7 +30,7 @@ import java.util.function.IntConsumer;
  * the output projection fused with the cross-entropy loss.
  */
 public final class LlamaModel implements AutoCloseable {
-    private static final long LOGITS_CHUNK_ELEMENTS = 1L << 22;
+    private static final long LOGITS_CHUNK_ELEMENTS = 1L << 25;
 
     private final Path dir;
     private final LlamaConfig config;
@@ -49,17 +49,22 @@ public final class LlamaModel implements AutoCloseable {
         this.layers = buildLayers();
     }
 
-    /** Loads {@code config.json} and the safetensors weights of a checkpoint directory; compute in F32 or F64. */
+    /**
+     * Loads {@code config.json} and the safetensors weights of a checkpoint directory; compute (activations) in
+     * F32, F64, or BF16/F16 (mixed precision: 16-bit activations, F32 LoRA parameters and gradients).
+     */
     public static LlamaModel load(Path dir, Backend backend, DType computeType) throws IOException {
         return load(dir, backend, computeType, LlamaWeights.Quantization.NONE);
     }
 
     /** As {@link #load(Path, Backend, DType)}, with QLoRA's NF4 projection weights when {@code quant} asks for them. */
     public static LlamaModel load(Path dir, Backend backend, DType computeType, LlamaWeights.Quantization quant) throws IOException {
-        if (computeType != DType.F32 && computeType != DType.F64)
-            throw new IllegalArgumentException("compute type must be F32 or F64, got " + computeType);
+        if (!computeType.isFloating() || computeType == DType.NF4)
+            throw new IllegalArgumentException("compute type must be F32, F64, BF16 or F16, got " + computeType);
         LlamaConfig c = LlamaConfig.read(dir);
-        return new LlamaModel(dir, c, backend, computeType, LlamaWeights.load(dir, c, backend, null, quant));
+        // 16-bit compute stores the frozen weights in that type too, so every product runs on the tensor cores
+        DType storage = computeType.byteSize(1) == 2 ? computeType : null;
+        return new LlamaModel(dir, c, backend, computeType, LlamaWeights.load(dir, c, backend, storage, quant));
     }
 
     /** A model over already-built weights (e.g. {@link LlamaWeights#random}); {@code dir} may be null. */
@@ -83,6 +88,11 @@ public final class LlamaModel implements AutoCloseable {
         return computeType;
     }
 
+    /** The type of the LoRA parameters, their gradients and optimizer state: F64 for F64 compute, else F32. */
+    public DType parameterType() {
+        return computeType == DType.F64 ? DType.F64 : DType.F32;
+    }
+
     public LlamaWeights weights() {
         return weights;
     }
@@ -99,7 +109,7 @@ public final class LlamaModel implements AutoCloseable {
 
     /** A fresh PEFT-initialised adapter for this model, attached. */
     public LoraAdapter attachNewAdapter(LoraSettings s, long seed) {
-        LoraAdapter a = LoraAdapter.initialise(config, s, backend, computeType, seed);
+        LoraAdapter a = LoraAdapter.initialise(config, s, backend, parameterType(), seed);
         attach(a);
         return a;
     }
@@ -182,20 +192,20 @@ public final class LlamaModel implements AutoCloseable {
         try (Tensor ids = backend.uploadInts(Shape.of(n), b.inputIds());
              RopeTables.Tables rope = RopeTables.compute(backend, computeType, config.rope(), config.headDim(), b.positions());
              Tensor seg = b.segments() == null ? null : backend.uploadInts(Shape.of(b.batch(), b.seq()), b.segments());
-             Tensor x = backend.allocate(computeType, n, d)) {
+             Tensor x = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
             k.embeddingForward(weights.embedding(), ids, x);
             BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg);
             try (Tape tape = new Tape(ctx, checkpointing)) {
                 Tensor h = x;
                 for (DecoderLayer layer : layers) h = tape.forward(layer, h);
-                try (Tensor normed = backend.allocate(computeType, n, d); Tensor rstd = backend.allocate(computeType, n)) {
+                try (Tensor normed = backend.allocateForOverwrite(computeType, Shape.of(n, d)); Tensor rstd = backend.allocateForOverwrite(computeType, Shape.of(n))) {
                     k.rmsNormForward(h, weights.finalNorm(), config.rmsNormEps(), normed, rstd);
                     if (logitsOut != null) logitsOut[0] = fullLogits(normed);
                     int[] shifted = b.shiftedLabels();
                     int chunk = (int) Math.max(1, Math.min(n, LOGITS_CHUNK_ELEMENTS / config.vocabSize()));
                     CrossEntropy.Result r = CrossEntropy.lmHead(normed, weights.lmHead(), shifted, backward, gradScale, chunk);
                     if (backward) {
-                        try (Tensor dNormed = r.dHidden(); Tensor dh = backend.allocate(computeType, n, d)) {
+                        try (Tensor dNormed = r.dHidden(); Tensor dh = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
                             k.rmsNormBackward(dNormed, h, weights.finalNorm(), rstd, dh, null);
                             tape.backward(dh).close();
                         }
@@ -273,7 +283,7 @@ public final class LlamaModel implements AutoCloseable {
 
     /** Loads the LoRA adapter in {@code adapterDir} for this model and attaches it. */
     public LoraAdapter loadAdapter(Path adapterDir) throws IOException {
-        LoraAdapter a = LoraAdapter.load(adapterDir, config, backend, computeType);
+        LoraAdapter a = LoraAdapter.load(adapterDir, config, backend, parameterType());
         attach(a);
         return a;
     }

@@ -86,14 +86,14 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Kernels kern = be.kernels();
         DType dt = x.dtype();
         int n = ctx.tokens();
-        Tensor h = be.allocate(dt, Shape.of(n, x.shape().cols()));
-        Tensor rstd = be.allocate(dt, Shape.of(n));
+        Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
+        Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, inputNorm, eps, h, rstd);
         LoraLinear.Forward fq = q.forwardSaving(h), fk = k.forwardSaving(h), fv = v.forwardSaving(h);
         kern.rope(fq.y(), ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
         kern.rope(fk.y(), ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
-        Tensor attn = be.allocate(dt, Shape.of(n, qHeads * headDim));
-        Tensor lse = be.allocate(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
+        Tensor attn = be.allocateForOverwrite(dt, Shape.of(n, qHeads * headDim));
+        Tensor lse = be.allocateForOverwrite(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
         if (cache == null) {
             kern.attentionForward(dims(ctx), fq.y(), fk.y(), fv.y(), ctx.segments(), scale(), attn, lse);
         } else {
@@ -116,9 +116,9 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         int n = ctx.tokens();
         Tensor dx;
         try (Tensor dAttn = o.backward(dy, s.os());
-             Tensor dq = be.allocate(dt, s.q().shape());
-             Tensor dk = be.allocate(dt, s.k().shape());
-             Tensor dv = be.allocate(dt, s.v().shape())) {
+             Tensor dq = be.allocateForOverwrite(dt, s.q().shape());
+             Tensor dk = be.allocateForOverwrite(dt, s.k().shape());
+             Tensor dv = be.allocateForOverwrite(dt, s.v().shape())) {
             kern.attentionBackward(dims(ctx), dAttn, s.q(), s.k(), s.v(), ctx.segments(), scale(), s.attn(), s.lse(), dq, dk, dv);
             kern.rope(dq, ctx.ropeCos(), ctx.ropeSin(), qHeads, true);
             kern.rope(dk, ctx.ropeCos(), ctx.ropeSin(), kvHeads, true);
@@ -127,7 +127,7 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
                  Tensor dhv = v.backward(dv, s.vs())) {
                 kern.add(dh, dhk, dh);
                 kern.add(dh, dhv, dh);
-                dx = be.allocate(dt, Shape.of(n, dy.shape().cols()));
+                dx = be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols()));
                 kern.rmsNormBackward(dh, s.x(), inputNorm, s.rstd(), dx, null);
             }
         }

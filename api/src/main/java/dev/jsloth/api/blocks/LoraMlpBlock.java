@@ -51,11 +51,11 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         Kernels kern = be.kernels();
         DType dt = x.dtype();
         int n = Math.toIntExact(x.shape().rows());
-        Tensor h = be.allocate(dt, Shape.of(n, x.shape().cols()));
-        Tensor rstd = be.allocate(dt, Shape.of(n));
+        Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
+        Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, postNorm, eps, h, rstd);
         LoraLinear.Forward fg = gate.forwardSaving(h), fu = up.forwardSaving(h);
-        Tensor act = be.allocate(dt, fg.y().shape());
+        Tensor act = be.allocateForOverwrite(dt, fg.y().shape());
         kern.swigluForward(fg.y(), fu.y(), act);
         LoraLinear.Forward fd = down.forwardSaving(act);
         Tensor y = fd.y();
@@ -67,10 +67,10 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
     public Tensor backward(Tensor dy, Saved s, BatchContext ctx) {
         Backend be = dy.backend();
         Kernels kern = be.kernels();
-        Tensor dx = be.allocate(dy.dtype(), Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols()));
+        Tensor dx = be.allocateForOverwrite(dy.dtype(), Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols()));
         try (Tensor dAct = down.backward(dy, s.ds());
-             Tensor dg = be.allocate(dy.dtype(), s.g().shape());
-             Tensor du = be.allocate(dy.dtype(), s.u().shape())) {
+             Tensor dg = be.allocateForOverwrite(dy.dtype(), s.g().shape());
+             Tensor du = be.allocateForOverwrite(dy.dtype(), s.u().shape())) {
             kern.swigluBackward(dAct, s.g(), s.u(), dg, du);
             try (Tensor dh = gate.backward(dg, s.gs()); Tensor dhu = up.backward(du, s.us())) {
                 kern.add(dh, dhu, dh);

@@ -57,28 +57,26 @@ public final class CrossEntropy {
         if (chunkRows <= 0) throw new IllegalArgumentException("chunkRows must be positive");
         DType dt = hidden.dtype();
         Tensor h2 = hidden.view(n, d);
-        Tensor dH = withGrad ? be.allocate(dt, Shape.of(n, d)) : null;
-        double lossSum = 0;
-        long counted = 0;
-        for (int start = 0; start < n; start += chunkRows) {
-            int rows = Math.min(chunkRows, n - start);
-            int[] chunkLabels = java.util.Arrays.copyOfRange(labels, start, start + rows);
-            long c = countTargets(chunkLabels);
-            if (c == 0 && !withGrad) continue;
-            try (Tensor logits = be.allocate(dt, Shape.of(rows, vocab));
-                 Tensor lab = be.uploadInts(Shape.of(rows), chunkLabels);
-                 Tensor loss = be.allocate(DType.F64, Shape.of(rows));
-                 Tensor lse = be.allocate(DType.F64, Shape.of(rows))) {
-                k.gemm(false, true, 1.0, h2.rows(start, rows), weight, 0.0, logits);
-                k.crossEntropyForward(logits, lab, IGNORE_INDEX, loss, lse);
-                for (double v : be.download(loss)) lossSum += v;
-                counted += c;
-                if (withGrad) {
-                    k.crossEntropyBackward(logits, lab, lse, IGNORE_INDEX, gradScale, logits);
-                    k.gemm(false, false, 1.0, logits, weight, 0.0, dH.rows(start, rows));
+        Tensor dH = withGrad ? be.allocateForOverwrite(dt, Shape.of(n, d)) : null;
+        long counted = countTargets(labels);
+        try (Tensor loss = be.allocate(DType.F64, Shape.of(n)); Tensor lse = be.allocate(DType.F64, Shape.of(n))) {
+            for (int start = 0; start < n; start += chunkRows) {
+                int rows = Math.min(chunkRows, n - start);
+                int[] chunkLabels = java.util.Arrays.copyOfRange(labels, start, start + rows);
+                if (!withGrad && countTargets(chunkLabels) == 0) continue;
+                try (Tensor logits = be.allocateForOverwrite(dt, Shape.of(rows, vocab));
+                     Tensor lab = be.uploadInts(Shape.of(rows), chunkLabels)) {
+                    k.gemm(false, true, 1.0, h2.rows(start, rows), weight, 0.0, logits);
+                    k.crossEntropyForward(logits, lab, IGNORE_INDEX, loss.rows(start, rows), lse.rows(start, rows));
+                    if (withGrad) {
+                        k.crossEntropyBackward(logits, lab, lse.rows(start, rows), IGNORE_INDEX, gradScale, logits);
+                        k.gemm(false, false, 1.0, logits, weight, 0.0, dH.rows(start, rows));
+                    }
                 }
             }
+            double lossSum = 0;
+            for (double v : be.download(loss)) lossSum += v;
+            return new Result(lossSum, counted, dH);
         }
-        return new Result(lossSum, counted, dH);
     }
 }

@@ -16,6 +16,10 @@ import dev.jsloth.api.autograd.Parameter;
  * ({@code [n, r]}) is formed first, so the adapter costs {@code 2nr(in+out)} flops instead of forming
  * {@code B A}. Forward saves X (by reference) and XA.
  *
+ * <p>Mixed precision: when X is 16-bit (bf16 training) and the parameters are F32 (master weights, as PEFT keeps
+ * them), the products run on 16-bit copies of A and B (rounded once per forward) with F32 accumulation, and the
+ * gradients of A and B accumulate in F32.
+ *
  * <p>Backward, from {@code dY [n, out]} (W frozen, so no dW):
  * <pre>
  *   dYB = dY B                    [n, r]    computed once, used twice
@@ -32,12 +36,38 @@ public final class LoraLinear {
     private final Parameter loraB;
     private final double scaling;
 
-    /** What forward keeps for backward: the input (not owned) and the rank-r product (owned, may be null). */
-    public record Saved(Tensor x, Tensor xa) implements AutoCloseable {
+    /**
+     * What forward keeps for backward: the input (not owned), the rank-r product, and the adapter matrices in the
+     * input's type when the parameters are kept in another (the owned ones may be null).
+     */
+    public record Saved(Tensor x, Tensor xa, Factors factors) implements AutoCloseable {
         @Override
         public void close() {
             if (xa != null) xa.close();
+            if (factors != null) factors.close();
         }
+    }
+
+    /** The adapter matrices as the products use them: the parameters themselves, or copies in the input's type. */
+    public record Factors(Tensor a, Tensor b, boolean owned) implements AutoCloseable {
+        @Override
+        public void close() {
+            if (owned) {
+                a.close();
+                b.close();
+            }
+        }
+    }
+
+    /** A and B in {@code type}: the parameters when they already are, else fresh copies. */
+    private Factors factors(DType type) {
+        Tensor a = loraA.value(), b = loraB.value();
+        if (a.dtype() == type && b.dtype() == type) return new Factors(a, b, false);
+        Kernels k = a.backend().kernels();
+        Tensor ac = a.backend().allocateForOverwrite(type, a.shape()), bc = a.backend().allocateForOverwrite(type, b.shape());
+        k.copy(a, ac);
+        k.copy(b, bc);
+        return new Factors(ac, bc, true);
     }
 
     /** A plain frozen linear layer (no adapter). */
@@ -124,16 +154,15 @@ public final class LoraLinear {
         Kernels k = be.kernels();
         checkInput(x);
         int n = Math.toIntExact(x.shape().rows());
-        Tensor y = be.allocate(x.dtype(), Shape.of(n, outFeatures()));
+        Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
         k.gemm(false, true, 1.0, x, weight, 0.0, y);
         if (bias != null) k.addRowVector(y, bias);
-        Tensor xa = null;
-        if (loraA != null) {
-            xa = be.allocate(x.dtype(), Shape.of(n, loraA.value().shape().dim(0)));
-            k.gemm(false, true, 1.0, x, loraA.value(), 0.0, xa);
-            k.gemm(false, true, scaling, xa, loraB.value(), 1.0, y);
-        }
-        return new Forward(y, new Saved(x, xa));
+        if (loraA == null) return new Forward(y, new Saved(x, null, null));
+        Factors f = factors(x.dtype());
+        Tensor xa = be.allocateForOverwrite(x.dtype(), Shape.of(n, loraA.value().shape().dim(0)));
+        k.gemm(false, true, 1.0, x, f.a(), 0.0, xa);
+        k.gemm(false, true, scaling, xa, f.b(), 1.0, y);
+        return new Forward(y, new Saved(x, xa, f));
     }
 
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
@@ -142,13 +171,14 @@ public final class LoraLinear {
         Kernels k = be.kernels();
         Tensor x = saved.x();
         int n = Math.toIntExact(x.shape().rows());
-        Tensor dx = be.allocate(dy.dtype(), Shape.of(n, inFeatures()));
+        Tensor dx = be.allocateForOverwrite(dy.dtype(), Shape.of(n, inFeatures()));
         k.gemm(false, false, 1.0, dy, weight, 0.0, dx);
         if (loraA != null) {
             int r = loraA.value().shape().dim(0);
-            try (Tensor dyb = be.allocate(dy.dtype(), Shape.of(n, r))) {
-                k.gemm(false, false, 1.0, dy, loraB.value(), 0.0, dyb);
-                k.gemm(false, false, scaling, dyb, loraA.value(), 1.0, dx);
+            Factors f = saved.factors();
+            try (Tensor dyb = be.allocateForOverwrite(dy.dtype(), Shape.of(n, r))) {
+                k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
+                k.gemm(false, false, scaling, dyb, f.a(), 1.0, dx);
                 k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
             }
             k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());

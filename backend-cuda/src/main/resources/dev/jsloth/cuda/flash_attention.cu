@@ -1,0 +1,466 @@
+// Causal grouped-query attention on tensor cores for 16-bit storage (bf16, f16), FlashAttention-2 style: the
+// products Q K^T, P V, and in the backward pass K Q^T, V dO^T, P^T dO, dS^T Q, dO V^T and dS K run as warp-level
+// mma.sync m16n8k16 instructions with fp32 accumulation; the softmax is online (exp2 with the scale folded in),
+// probabilities are rounded to the storage type only as mma operands, and no T x T matrix ever reaches global
+// memory. The same contract as attention.cu (which stays the path for F32/F64 and other head dimensions):
+// q, out, dOut, dq: [batch, seq, qHeads, D]; k, v, dk, dv: [batch, kvSeq, kvHeads, D]; lse (fp32, natural log):
+// [batch, qHeads, seq]; delta (fp32, from attention_delta_kernel): same; segments (optional, I32 [batch, seq], only
+// with kvSeq == seq). Query i sits at position kvSeq - seq + i and sees key j <= its position within its segment.
+//
+// Work split (4 warps per block, 16 rows per warp, every sum in a fixed order, so results are deterministic):
+//   forward: a block owns 64 queries of one head and walks the visible key tiles of 64;
+//   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
+//   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32.
+// Shared tiles hold rows of D 16-bit values padded to D + 8, so fragment loads from 8 rows hit distinct banks.
+// The host (dev.jsloth.cuda.FlashAttention) sizes the dynamic shared memory with the same layouts and only
+// launches these kernels for 16-bit tensors with 16-byte aligned rows; the F32/F64 instantiations that the
+// generic catalog compiles trap.
+#include "common.cuh"
+
+/** Sixteen bytes, for whole-row copies of 8 16-bit values. */
+struct alignas(16) flash_chunk {
+    unsigned x, y, z, w;
+};
+
+/** The mma instruction and operand packing of a 16-bit storage type; absent for the others. */
+template <typename T> struct FlashMma {
+    static constexpr bool supported = false;
+};
+
+template <> struct FlashMma<bf16_t> {
+    static constexpr bool supported = true;
+    /** Two floats rounded (to nearest even) into one register, lo in the low half. */
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        unsigned r;
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+        return r;
+    }
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+template <> struct FlashMma<f16_t> {
+    static constexpr bool supported = true;
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        unsigned r;
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+        return r;
+    }
+    static __device__ __forceinline__ void mma(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+#define FLASH_LOG2E 1.4426950408889634f
+#define FLASH_LN2 0.6931471805599453f
+
+/** Copies rows [row0, row0+count) of head h into a zero-filled tile of `rows` rows of stride D + 8. */
+template <int D, typename T>
+__device__ __forceinline__ void flash_load_rows(unsigned short* dst, const T* src, int b, int row0, int count, int rows,
+                                                int len, int heads, int h) {
+    constexpr int C = D / 8;
+    const flash_chunk* s = reinterpret_cast<const flash_chunk*>(src);
+    for (int e = threadIdx.x; e < rows * C; e += blockDim.x) {
+        const int r = e / C, c = e - r * C;
+        flash_chunk v = {0u, 0u, 0u, 0u};
+        if (r < count) v = s[(((i64) b * len + row0 + r) * heads + h) * C + c];
+        *reinterpret_cast<flash_chunk*>(dst + r * (D + 8) + c * 8) = v;
+    }
+}
+
+__device__ __forceinline__ void flash_load_segments(int* dst, const int* segments, int b, int row0, int count, int seq,
+                                                    int rows) {
+    for (int r = threadIdx.x; r < rows; r += blockDim.x)
+        dst[r] = (segments != nullptr && r < count) ? segments[(i64) b * seq + row0 + r] : 0;
+}
+
+/** The 32-bit word holding elements (c, c+1) of row r of a tile (c even). */
+template <int D>
+__device__ __forceinline__ unsigned flash_pair(const unsigned short* tile, int r, int c) {
+    return *reinterpret_cast<const unsigned*>(tile + r * (D + 8) + c);
+}
+
+/** Elements (r, c) and (r+1, c) of a tile in one register: a column pair, for a B operand stored [k][n]. */
+template <int D>
+__device__ __forceinline__ unsigned flash_column_pair(const unsigned short* tile, int r, int c) {
+    return (unsigned) tile[r * (D + 8) + c] | ((unsigned) tile[(r + 1) * (D + 8) + c] << 16);
+}
+
+/** The A fragment (16 rows from r0, columns k0..k0+15) of a row-major tile. */
+template <int D>
+__device__ __forceinline__ void flash_a_fragment(unsigned* a, const unsigned short* tile, int r0, int k0) {
+    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    a[0] = flash_pair<D>(tile, r0 + gr, k0 + 2 * tq);
+    a[1] = flash_pair<D>(tile, r0 + gr + 8, k0 + 2 * tq);
+    a[2] = flash_pair<D>(tile, r0 + gr, k0 + 2 * tq + 8);
+    a[3] = flash_pair<D>(tile, r0 + gr + 8, k0 + 2 * tq + 8);
+}
+
+/**
+ * acc[16 x N] += A[16 x K] * tile^T where A comes as K/16 fragments and tile holds N rows (from n0) of K columns:
+ * a product against rows of a tile, e.g. Q K^T with K's rows as the columns of the result.
+ */
+template <typename T, int D, int N>
+__device__ __forceinline__ void flash_times_rows(float (*acc)[4], const unsigned short* aTile, int aRow0,
+                                                 const unsigned short* tile, int n0) {
+    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        unsigned a[4];
+        flash_a_fragment<D>(a, aTile, aRow0, kk * 16);
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt++) {
+            const int r = n0 + nt * 8 + gr;
+            FlashMma<T>::mma(acc[nt], a, flash_pair<D>(tile, r, kk * 16 + 2 * tq), flash_pair<D>(tile, r, kk * 16 + 2 * tq + 8));
+        }
+    }
+}
+
+/**
+ * acc[16 x D] += P[16 x K] * tile[k0.., 0..D) where P is held as accumulator fragments (K/8 tiles of 16 x 8, the
+ * layout mma produces) and rounded to the storage type here: the FlashAttention register reuse of P as an A operand.
+ */
+template <typename T, int D, int K>
+__device__ __forceinline__ void flash_times_tile(float (*acc)[4], const float (*p)[4], const unsigned short* tile, int k0) {
+    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) {
+        unsigned a[4];
+        a[0] = FlashMma<T>::pack(p[2 * kk][0], p[2 * kk][1]);
+        a[1] = FlashMma<T>::pack(p[2 * kk][2], p[2 * kk][3]);
+        a[2] = FlashMma<T>::pack(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+        a[3] = FlashMma<T>::pack(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+        const int r = k0 + kk * 16 + 2 * tq;
+#pragma unroll
+        for (int nd = 0; nd < D / 8; nd++)
+            FlashMma<T>::mma(acc[nd], a, flash_column_pair<D>(tile, r, nd * 8 + gr), flash_column_pair<D>(tile, r + 8, nd * 8 + gr));
+    }
+}
+
+/** Writes a warp's 16 x D accumulator (times `scale`) as rows row0.. of head h; rows at or past `len` are skipped. */
+template <int D, typename T>
+__device__ __forceinline__ void flash_store_rows(T* dst, const float (*acc)[4], float scaleA, float scaleB, int b, int row0,
+                                                 int len, int heads, int h) {
+    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const int ra = row0 + gr, rb = ra + 8;
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++) {
+        const int c = nd * 8 + 2 * tq;
+        if (ra < len) {
+            const i64 base = (((i64) b * len + ra) * heads + h) * D + c;
+            store(dst, base, acc[nd][0] * scaleA);
+            store(dst, base + 1, acc[nd][1] * scaleA);
+        }
+        if (rb < len) {
+            const i64 base = (((i64) b * len + rb) * heads + h) * D + c;
+            store(dst, base, acc[nd][2] * scaleB);
+            store(dst, base + 1, acc[nd][3] * scaleB);
+        }
+    }
+}
+
+/** Bytes of dynamic shared memory: three 64-row tiles (Q, K, V) and two segment vectors. */
+template <typename T, int D>
+__device__ void flash_forward(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
+                              int seq, int kvSeq, int qHeads, int kvHeads) {
+    constexpr int BQ = 64, BK = 64, LD = D + 8;
+    JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
+    unsigned short* Qs = reinterpret_cast<unsigned short*>(flash_smem);
+    unsigned short* Ks = Qs + BQ * LD;
+    unsigned short* Vs = Ks + BK * LD;
+    int* segQ = reinterpret_cast<int*>(Vs + BK * LD);
+    int* segK = segQ + BQ;
+
+    const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ; // longest rows first
+    const int g = h / (qHeads / kvHeads), offset = kvSeq - seq;
+    const int nq = smaller(BQ, seq - q0);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const float scaleLog2 = scale * FLASH_LOG2E;
+
+    flash_load_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
+    flash_load_segments(segQ, segments, b, q0, nq, seq, BQ);
+    __syncthreads();
+    unsigned qf[D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) flash_a_fragment<D>(qf[kk], Qs, warp * 16, kk * 16);
+    const int rowA = q0 + warp * 16 + gr, rowB = rowA + 8;
+    const int segA = segQ[warp * 16 + gr], segB = segQ[warp * 16 + gr + 8];
+    const int warpLastRow = smaller(q0 + warp * 16 + 15, seq - 1);
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+    float m[2] = {neg_inf<float>(), neg_inf<float>()}, l[2] = {0.f, 0.f};
+
+    const int lastKey = offset + q0 + nq - 1;
+    for (int k0 = 0; k0 <= lastKey; k0 += BK) {
+        const int nk = smaller(BK, kvSeq - k0);
+        __syncthreads(); // every warp is done with the previous tiles
+        flash_load_rows<D>(Ks, k, b, k0, nk, BK, kvSeq, kvHeads, g);
+        flash_load_rows<D>(Vs, v, b, k0, nk, BK, kvSeq, kvHeads, g);
+        flash_load_segments(segK, segments, b, k0, nk, seq, BK);
+        __syncthreads();
+        if (k0 > offset + warpLastRow) continue; // no key of this tile is visible to this warp's rows
+
+        float s[BK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++)
+                FlashMma<T>::mma(s[nt], qf[kk], flash_pair<D>(Ks, nt * 8 + gr, kk * 16 + 2 * tq),
+                                 flash_pair<D>(Ks, nt * 8 + gr, kk * 16 + 2 * tq + 8));
+        }
+        float mx[2] = {neg_inf<float>(), neg_inf<float>()};
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
+                const bool ok = row < seq && key < kvSeq && key <= offset + row
+                                && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB));
+                s[nt][e] = ok ? s[nt][e] * scaleLog2 : neg_inf<float>();
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        float base[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            const float mNew = fmaxf(m[r], mx[r]);
+            base[r] = mNew == neg_inf<float>() ? 0.f : mNew;
+            const float alpha = exp2f(m[r] - base[r]);
+            m[r] = mNew;
+            l[r] *= alpha;
+#pragma unroll
+            for (int nd = 0; nd < D / 8; nd++) {
+                o[nd][2 * r] *= alpha;
+                o[nd][2 * r + 1] *= alpha;
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float p = exp2f(s[nt][e] - base[e >> 1]);
+                s[nt][e] = p;
+                l[e >> 1] += p;
+            }
+        flash_times_tile<T, D, BK>(o, s, Vs, 0);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    flash_store_rows<D>(out, o, l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f, b, q0 + warp * 16, seq, qHeads, h);
+    if (tq == 0) {
+        if (rowA < seq) lse[((i64) b * qHeads + h) * seq + rowA] = l[0] > 0.f ? (m[0] + log2f(l[0])) * FLASH_LN2 : neg_inf<float>();
+        if (rowB < seq) lse[((i64) b * qHeads + h) * seq + rowB] = l[1] > 0.f ? (m[1] + log2f(l[1])) * FLASH_LN2 : neg_inf<float>();
+    }
+}
+
+/**
+ * P^T and dS^T of one warp's 16 keys against N queries, from S^T = K Q^T and dP^T = V dO^T (accumulator layout:
+ * rows keys, columns queries): P^T = exp(scale s - lse), dS^T = P^T (dP^T - delta), 0 where the key is not visible.
+ */
+template <int N>
+__device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)[4], const float* lse2, const float* deltaRow,
+                                                      const int* segQ, const int* segK, bool segmented, int keyA,
+                                                      int keyLocalA, int q0, int seq, float scaleLog2) {
+    const int lane = threadIdx.x & 31, tq = lane & 3;
+#pragma unroll
+    for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = keyA + (e < 2 ? 0 : 8), col = nt * 8 + 2 * tq + (e & 1), query = q0 + col;
+            const bool ok = key < seq && query < seq && key <= query
+                            && (!segmented || segK[keyLocalA + (e < 2 ? 0 : 8)] == segQ[col]);
+            const float p = ok ? exp2f(s[nt][e] * scaleLog2 - lse2[col]) : 0.f;
+            s[nt][e] = p;
+            dp[nt][e] = p * (dp[nt][e] - deltaRow[col]);
+        }
+}
+
+template <typename T, int D>
+__device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
+                                    const float* lse, const float* delta, T* dk, T* dv, int seq, int qHeads, int kvHeads) {
+    constexpr int BK = 64, BQ = 32, LD = D + 8;
+    JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
+    unsigned short* Ks = reinterpret_cast<unsigned short*>(flash_smem);
+    unsigned short* Vs = Ks + BK * LD;
+    unsigned short* Qs = Vs + BK * LD;
+    unsigned short* dOs = Qs + BQ * LD;
+    float* lse2 = reinterpret_cast<float*>(dOs + BQ * LD);
+    float* deltaRow = lse2 + BQ;
+    int* segQ = reinterpret_cast<int*>(deltaRow + BQ);
+    int* segK = segQ + BQ;
+
+    const int b = blockIdx.z, g = blockIdx.y, k0 = blockIdx.x * BK; // first key tiles have the most queries
+    const int nk = smaller(BK, seq - k0), group = qHeads / kvHeads;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2;
+    const float scaleLog2 = scale * FLASH_LOG2E;
+
+    flash_load_rows<D>(Ks, k, b, k0, nk, BK, seq, kvHeads, g);
+    flash_load_rows<D>(Vs, v, b, k0, nk, BK, seq, kvHeads, g);
+    flash_load_segments(segK, segments, b, k0, nk, seq, BK);
+
+    float dka[D / 8][4], dva[D / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dka[nd][e] = dva[nd][e] = 0.f;
+    const int warpFirstKey = k0 + warp * 16, keyA = warpFirstKey + gr;
+
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        for (int q0 = k0; q0 < seq; q0 += BQ) { // query tiles that can see a key of this tile
+            const int nq = smaller(BQ, seq - q0);
+            __syncthreads();
+            flash_load_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
+            flash_load_rows<D>(dOs, dOut, b, q0, nq, BQ, seq, qHeads, h);
+            for (int i = threadIdx.x; i < BQ; i += blockDim.x) {
+                const i64 r = ((i64) b * qHeads + h) * seq + q0 + i;
+                lse2[i] = i < nq ? lse[r] * FLASH_LOG2E : 0.f;
+                deltaRow[i] = i < nq ? delta[r] : 0.f;
+            }
+            flash_load_segments(segQ, segments, b, q0, nq, seq, BQ);
+            __syncthreads();
+            if (warpFirstKey > q0 + nq - 1 || warpFirstKey >= seq) continue; // every key of this warp is after these queries
+
+            float s[BQ / 8][4], dp[BQ / 8][4];
+#pragma unroll
+            for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+            flash_times_rows<T, D, BQ>(s, Ks, warp * 16, Qs, 0);
+            flash_times_rows<T, D, BQ>(dp, Vs, warp * 16, dOs, 0);
+            flash_probabilities_t<BQ>(s, dp, lse2, deltaRow, segQ, segK, segments != nullptr, keyA, warp * 16 + gr, q0, seq,
+                                      scaleLog2);
+            flash_times_tile<T, D, BQ>(dva, s, dOs, 0);
+            flash_times_tile<T, D, BQ>(dka, dp, Qs, 0);
+        }
+    }
+    flash_store_rows<D>(dk, dka, scale, scale, b, warpFirstKey, seq, kvHeads, g);
+    flash_store_rows<D>(dv, dva, 1.f, 1.f, b, warpFirstKey, seq, kvHeads, g);
+}
+
+template <typename T, int D>
+__device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
+                                  const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
+    constexpr int BQ = 64, BK = 32, LD = D + 8;
+    JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
+    unsigned short* Qs = reinterpret_cast<unsigned short*>(flash_smem);
+    unsigned short* dOs = Qs + BQ * LD;
+    unsigned short* Ks = dOs + BQ * LD;
+    unsigned short* Vs = Ks + BK * LD;
+    int* segQ = reinterpret_cast<int*>(Vs + BK * LD);
+    int* segK = segQ + BQ;
+
+    const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
+    const int g = h / (qHeads / kvHeads);
+    const int nq = smaller(BQ, seq - q0);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const float scaleLog2 = scale * FLASH_LOG2E;
+
+    flash_load_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
+    flash_load_rows<D>(dOs, dOut, b, q0, nq, BQ, seq, qHeads, h);
+    flash_load_segments(segQ, segments, b, q0, nq, seq, BQ);
+    const int rowA = q0 + warp * 16 + gr, rowB = rowA + 8;
+    const i64 statA = ((i64) b * qHeads + h) * seq + rowA, statB = statA + 8;
+    const float lseA = rowA < seq ? lse[statA] * FLASH_LOG2E : 0.f, lseB = rowB < seq ? lse[statB] * FLASH_LOG2E : 0.f;
+    const float deltaA = rowA < seq ? delta[statA] : 0.f, deltaB = rowB < seq ? delta[statB] : 0.f;
+    const int warpLastRow = smaller(q0 + warp * 16 + 15, seq - 1);
+
+    float dqa[D / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++) dqa[nd][0] = dqa[nd][1] = dqa[nd][2] = dqa[nd][3] = 0.f;
+
+    const int lastKey = q0 + nq - 1;
+    for (int k0 = 0; k0 <= lastKey; k0 += BK) {
+        const int nk = smaller(BK, seq - k0);
+        __syncthreads();
+        flash_load_rows<D>(Ks, k, b, k0, nk, BK, seq, kvHeads, g);
+        flash_load_rows<D>(Vs, v, b, k0, nk, BK, seq, kvHeads, g);
+        flash_load_segments(segK, segments, b, k0, nk, seq, BK);
+        __syncthreads();
+        if (k0 > warpLastRow) continue;
+        const int segA = segQ[warp * 16 + gr], segB = segQ[warp * 16 + gr + 8];
+
+        float s[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+        flash_times_rows<T, D, BK>(s, Qs, warp * 16, Ks, 0);
+        flash_times_rows<T, D, BK>(dp, dOs, warp * 16, Vs, 0);
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
+                const bool ok = row < seq && key < seq && key <= row
+                                && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB));
+                const float p = ok ? exp2f(s[nt][e] * scaleLog2 - (e < 2 ? lseA : lseB)) : 0.f;
+                dp[nt][e] = p * (dp[nt][e] - (e < 2 ? deltaA : deltaB));
+            }
+        flash_times_tile<T, D, BK>(dqa, dp, Ks, 0);
+    }
+    flash_store_rows<D>(dq, dqa, scale, scale, b, q0 + warp * 16, seq, qHeads, h);
+}
+
+// ------------------------------------------------------------------ kernels, one per head dimension
+
+#define FLASH_FORWARD_ARGS q, k, v, segments, scale, out, lse, seq, kvSeq, qHeads, kvHeads
+#define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, seq, qHeads, kvHeads
+#define FLASH_DQ_ARGS dOut, q, k, v, segments, scale, lse, delta, dq, seq, qHeads, kvHeads
+
+template <typename T>
+__global__ void flash_attention_forward_d64_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
+                                                   T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_forward<T, 64>(FLASH_FORWARD_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_forward_d128_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
+                                                    T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_forward<T, 128>(FLASH_FORWARD_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_dkdv_d64_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                float scale, const float* lse, const float* delta, T* dk, T* dv, int seq,
+                                                int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_backward_dkdv<T, 64>(FLASH_DKDV_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_dkdv_d128_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                 float scale, const float* lse, const float* delta, T* dk, T* dv, int seq,
+                                                 int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_backward_dkdv<T, 128>(FLASH_DKDV_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_dq_d64_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                              float scale, const float* lse, const float* delta, T* dq, int seq, int qHeads,
+                                              int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 64>(FLASH_DQ_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_dq_d128_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                               float scale, const float* lse, const float* delta, T* dq, int seq, int qHeads,
+                                               int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 128>(FLASH_DQ_ARGS);
+    else __trap();
+}
