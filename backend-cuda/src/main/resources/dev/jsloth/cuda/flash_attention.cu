@@ -79,44 +79,69 @@ __device__ __forceinline__ void flash_load_segments(int* dst, const int* segment
         dst[r] = (segments != nullptr && r < count) ? segments[(i64) b * seq + row0 + r] : 0;
 }
 
-/** The 32-bit word holding elements (c, c+1) of row r of a tile (c even). */
-template <int D>
-__device__ __forceinline__ unsigned flash_pair(const unsigned short* tile, int r, int c) {
-    return *reinterpret_cast<const unsigned*>(tile + r * (D + 8) + c);
+/** The 32-bit shared-memory address of a pointer into shared memory (what ldmatrix takes). */
+__device__ __forceinline__ unsigned flash_shared_address(const void* p) {
+    unsigned a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
 }
 
-/** Elements (r, c) and (r+1, c) of a tile in one register: a column pair, for a B operand stored [k][n]. */
-template <int D>
-__device__ __forceinline__ unsigned flash_column_pair(const unsigned short* tile, int r, int c) {
-    return (unsigned) tile[r * (D + 8) + c] | ((unsigned) tile[(r + 1) * (D + 8) + c] << 16);
+/**
+ * Four 8x8 matrices of 16-bit values from shared memory in one instruction: lane L gives the address of row L % 8 of
+ * matrix L / 8 and receives, in register i, elements (L / 4, 2 (L % 4)) and (L / 4, 2 (L % 4) + 1) of matrix i, or
+ * with `trans` elements (2 (L % 4), L / 4) and (2 (L % 4) + 1, L / 4): exactly the mma operand fragments.
+ */
+__device__ __forceinline__ void flash_ldmatrix(unsigned* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(flash_shared_address(p)));
+}
+
+__device__ __forceinline__ void flash_ldmatrix_trans(unsigned* r, const unsigned short* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(flash_shared_address(p)));
 }
 
 /** The A fragment (16 rows from r0, columns k0..k0+15) of a row-major tile. */
 template <int D>
 __device__ __forceinline__ void flash_a_fragment(unsigned* a, const unsigned short* tile, int r0, int k0) {
-    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
-    a[0] = flash_pair<D>(tile, r0 + gr, k0 + 2 * tq);
-    a[1] = flash_pair<D>(tile, r0 + gr + 8, k0 + 2 * tq);
-    a[2] = flash_pair<D>(tile, r0 + gr, k0 + 2 * tq + 8);
-    a[3] = flash_pair<D>(tile, r0 + gr + 8, k0 + 2 * tq + 8);
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    flash_ldmatrix(a, tile + (r0 + (m & 1) * 8 + r) * (D + 8) + k0 + (m >> 1) * 8);
 }
 
 /**
- * acc[16 x N] += A[16 x K] * tile^T where A comes as K/16 fragments and tile holds N rows (from n0) of K columns:
- * a product against rows of a tile, e.g. Q K^T with K's rows as the columns of the result.
+ * B fragments of two adjacent 8-column tiles (n0 and n0 + 8) at k0..k0+15 for a product against the rows of a tile
+ * (B[k][n] = tile[n][k]): b[0], b[1] for n0 and b[2], b[3] for n0 + 8.
+ */
+template <int D>
+__device__ __forceinline__ void flash_b_fragments_of_rows(unsigned* b, const unsigned short* tile, int n0, int k0) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    flash_ldmatrix(b, tile + (n0 + (m >> 1) * 8 + r) * (D + 8) + k0 + (m & 1) * 8);
+}
+
+/** The same for a product against a tile stored [k][n] (B[k][n] = tile[k][n]), through the transposing load. */
+template <int D>
+__device__ __forceinline__ void flash_b_fragments_of_columns(unsigned* b, const unsigned short* tile, int k0, int n0) {
+    const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
+    flash_ldmatrix_trans(b, tile + (k0 + (m & 1) * 8 + r) * (D + 8) + n0 + (m >> 1) * 8);
+}
+
+/**
+ * acc[16 x N] += A[16 x K] * tile^T where A is rows aRow0.. of aTile and tile holds N rows (from n0) of K = D
+ * columns: a product against rows of a tile, e.g. Q K^T with K's rows as the columns of the result.
  */
 template <typename T, int D, int N>
 __device__ __forceinline__ void flash_times_rows(float (*acc)[4], const unsigned short* aTile, int aRow0,
                                                  const unsigned short* tile, int n0) {
-    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         unsigned a[4];
         flash_a_fragment<D>(a, aTile, aRow0, kk * 16);
 #pragma unroll
-        for (int nt = 0; nt < N / 8; nt++) {
-            const int r = n0 + nt * 8 + gr;
-            FlashMma<T>::mma(acc[nt], a, flash_pair<D>(tile, r, kk * 16 + 2 * tq), flash_pair<D>(tile, r, kk * 16 + 2 * tq + 8));
+        for (int nt = 0; nt < N / 8; nt += 2) {
+            unsigned b[4];
+            flash_b_fragments_of_rows<D>(b, tile, n0 + nt * 8, kk * 16);
+            FlashMma<T>::mma(acc[nt], a, b[0], b[1]);
+            FlashMma<T>::mma(acc[nt + 1], a, b[2], b[3]);
         }
     }
 }
@@ -127,7 +152,6 @@ __device__ __forceinline__ void flash_times_rows(float (*acc)[4], const unsigned
  */
 template <typename T, int D, int K>
 __device__ __forceinline__ void flash_times_tile(float (*acc)[4], const float (*p)[4], const unsigned short* tile, int k0) {
-    const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
 #pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
         unsigned a[4];
@@ -135,10 +159,13 @@ __device__ __forceinline__ void flash_times_tile(float (*acc)[4], const float (*
         a[1] = FlashMma<T>::pack(p[2 * kk][2], p[2 * kk][3]);
         a[2] = FlashMma<T>::pack(p[2 * kk + 1][0], p[2 * kk + 1][1]);
         a[3] = FlashMma<T>::pack(p[2 * kk + 1][2], p[2 * kk + 1][3]);
-        const int r = k0 + kk * 16 + 2 * tq;
 #pragma unroll
-        for (int nd = 0; nd < D / 8; nd++)
-            FlashMma<T>::mma(acc[nd], a, flash_column_pair<D>(tile, r, nd * 8 + gr), flash_column_pair<D>(tile, r + 8, nd * 8 + gr));
+        for (int nd = 0; nd < D / 8; nd += 2) {
+            unsigned b[4];
+            flash_b_fragments_of_columns<D>(b, tile, k0 + kk * 16, nd * 8);
+            FlashMma<T>::mma(acc[nd], a, b[0], b[1]);
+            FlashMma<T>::mma(acc[nd + 1], a, b[2], b[3]);
+        }
     }
 }
 
@@ -209,21 +236,27 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
 
         float s[BK / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        for (int nt = 0; nt < BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
-                FlashMma<T>::mma(s[nt], qf[kk], flash_pair<D>(Ks, nt * 8 + gr, kk * 16 + 2 * tq),
-                                 flash_pair<D>(Ks, nt * 8 + gr, kk * 16 + 2 * tq + 8));
-        }
+        for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt += 2) {
+                unsigned kb[4];
+                flash_b_fragments_of_rows<D>(kb, Ks, nt * 8, kk * 16);
+                FlashMma<T>::mma(s[nt], qf[kk], kb[0], kb[1]);
+                FlashMma<T>::mma(s[nt + 1], qf[kk], kb[2], kb[3]);
+            }
+        // a tile every key of which this warp's rows all see needs no mask
+        const bool whole = segments == nullptr && k0 + BK <= kvSeq && k0 + BK - 1 <= offset + q0 + warp * 16
+                           && q0 + warp * 16 + 15 < seq;
         float mx[2] = {neg_inf<float>(), neg_inf<float>()};
 #pragma unroll
         for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
-                const bool ok = row < seq && key < kvSeq && key <= offset + row
-                                && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB));
+                const bool ok = whole || (row < seq && key < kvSeq && key <= offset + row
+                                          && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
                 s[nt][e] = ok ? s[nt][e] * scaleLog2 : neg_inf<float>();
                 mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
             }
@@ -272,15 +305,15 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
 template <int N>
 __device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)[4], const float* lse2, const float* deltaRow,
                                                       const int* segQ, const int* segK, bool segmented, int keyA,
-                                                      int keyLocalA, int q0, int seq, float scaleLog2) {
+                                                      int keyLocalA, int q0, int seq, float scaleLog2, bool whole) {
     const int lane = threadIdx.x & 31, tq = lane & 3;
 #pragma unroll
     for (int nt = 0; nt < N / 8; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int key = keyA + (e < 2 ? 0 : 8), col = nt * 8 + 2 * tq + (e & 1), query = q0 + col;
-            const bool ok = key < seq && query < seq && key <= query
-                            && (!segmented || segK[keyLocalA + (e < 2 ? 0 : 8)] == segQ[col]);
+            const bool ok = whole || (key < seq && query < seq && key <= query
+                                      && (!segmented || segK[keyLocalA + (e < 2 ? 0 : 8)] == segQ[col]));
             const float p = ok ? exp2f(s[nt][e] * scaleLog2 - lse2[col]) : 0.f;
             s[nt][e] = p;
             dp[nt][e] = p * (dp[nt][e] - deltaRow[col]);
@@ -339,8 +372,9 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
                 for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
             flash_times_rows<T, D, BQ>(s, Ks, warp * 16, Qs, 0);
             flash_times_rows<T, D, BQ>(dp, Vs, warp * 16, dOs, 0);
+            const bool whole = segments == nullptr && q0 + BQ <= seq && warpFirstKey + 15 < seq && warpFirstKey + 15 <= q0;
             flash_probabilities_t<BQ>(s, dp, lse2, deltaRow, segQ, segK, segments != nullptr, keyA, warp * 16 + gr, q0, seq,
-                                      scaleLog2);
+                                      scaleLog2, whole);
             flash_times_tile<T, D, BQ>(dva, s, dOs, 0);
             flash_times_tile<T, D, BQ>(dka, dp, Qs, 0);
         }
@@ -398,13 +432,14 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
             for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
         flash_times_rows<T, D, BK>(s, Qs, warp * 16, Ks, 0);
         flash_times_rows<T, D, BK>(dp, dOs, warp * 16, Vs, 0);
+        const bool whole = segments == nullptr && k0 + BK <= seq && k0 + BK - 1 <= q0 + warp * 16 && q0 + warp * 16 + 15 < seq;
 #pragma unroll
         for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
-                const bool ok = row < seq && key < seq && key <= row
-                                && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB));
+                const bool ok = whole || (row < seq && key < seq && key <= row
+                                          && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
                 const float p = ok ? exp2f(s[nt][e] * scaleLog2 - (e < 2 ? lseA : lseB)) : 0.f;
                 dp[nt][e] = p * (dp[nt][e] - (e < 2 ? deltaA : deltaB));
             }
