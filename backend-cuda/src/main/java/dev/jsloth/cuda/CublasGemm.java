@@ -24,11 +24,15 @@ final class CublasGemm implements AutoCloseable {
     private final class Plan implements AutoCloseable {
         final MemorySegment desc, layoutA, layoutB, layoutC, algo;
         final long workspace;
+        final String description, profileName; // built once: a GEMM is too hot a path to format strings
         final boolean doubles;
         private final Arena arena = Arena.ofShared();
 
         Plan(PlanKey key) {
             ColumnMajorGemm p = key.problem();
+            description = describe(key);
+            profileName = "cublasLt " + p.a().type() + "->" + p.c().type() + " m=" + p.m() + " n=" + p.n() + " k=" + p.k()
+                    + (key.batch() > 1 ? " batch=" + key.batch() : "");
             doubles = p.c().type() == ElementType.F64;
             desc = lt.createMatmulDesc(doubles ? CublasLt.COMPUTE_64F : CublasLt.COMPUTE_32F,
                     doubles ? ElementType.F64.cudaDataType : ElementType.F32.cudaDataType);
@@ -113,9 +117,12 @@ final class CublasGemm implements AutoCloseable {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment alphaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, alpha) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) alpha);
             MemorySegment betaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, beta) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) beta);
+            KernelProfiler profiler = device.profiler;
+            MemorySegment start = profiler == null ? null : profiler.begin();
             lt.matmul(handle, plan.desc, alphaSeg, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, betaSeg, c.ptr(), plan.layoutC,
                     c.ptr(), plan.layoutC, plan.algo, workspace.pointer(), Math.min(plan.workspace, WORKSPACE_BYTES),
-                    device.stream(), describe(key));
+                    device.stream(), plan.description);
+            if (profiler != null) profiler.end(plan.profileName, start);
         }
     }
 

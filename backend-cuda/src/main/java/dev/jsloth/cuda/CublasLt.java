@@ -195,8 +195,14 @@ final class CublasLt {
     void matmul(MemorySegment handle, MemorySegment desc, MemorySegment alpha, long a, MemorySegment aDesc, long b,
                 MemorySegment bDesc, MemorySegment beta, long c, MemorySegment cDesc, long d, MemorySegment dDesc,
                 MemorySegment algo, long workspace, long workspaceBytes, MemorySegment stream, String what) {
-        call("cublasLtMatmul(" + what + ")", () -> (int) matmul.invokeExact(handle, desc, alpha, a, aDesc, b, bDesc, beta,
-                c, cDesc, d, dDesc, algo, workspace, workspaceBytes, stream));
+        int status;
+        try {
+            status = (int) matmul.invokeExact(handle, desc, alpha, a, aDesc, b, bDesc, beta, c, cDesc, d, dDesc, algo, workspace,
+                    workspaceBytes, stream);
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+        if (status != 0) check(status, "cublasLtMatmul(" + what + ")"); // the text only for an error: the hot path
     }
 
     @FunctionalInterface

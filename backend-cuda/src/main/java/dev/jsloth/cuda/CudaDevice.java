@@ -18,6 +18,8 @@ final class CudaDevice implements AutoCloseable {
     final long totalMemory;
     private final MemorySegment context;
     private final MemorySegment stream;
+    /** GPU time per kernel when profiling is on ({@link KernelProfiler#ENABLED}), else null. */
+    final KernelProfiler profiler;
     private final ThreadLocal<Boolean> bound = ThreadLocal.withInitial(() -> Boolean.FALSE);
     private boolean closed;
 
@@ -34,6 +36,7 @@ final class CudaDevice implements AutoCloseable {
         this.context = driver.retainPrimaryContext(handle);
         bind();
         this.stream = driver.createStream();
+        this.profiler = KernelProfiler.ENABLED ? new KernelProfiler(this) : null;
     }
 
     /** Makes this device's context current on the calling thread (once per thread). */
@@ -80,6 +83,10 @@ final class CudaDevice implements AutoCloseable {
         closed = true;
         bind();
         driver.synchronize(stream);
+        if (profiler != null) {
+            System.err.print(profiler.report(40));
+            profiler.close();
+        }
         driver.destroyStream(stream);
         driver.releasePrimaryContext(handle);
     }

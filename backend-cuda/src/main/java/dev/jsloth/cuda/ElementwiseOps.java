@@ -12,7 +12,7 @@ final class ElementwiseOps {
         if (n == 0) return;
         try (TypeGroup g = TypeGroup.of(be, a, b, out)) {
             long pa = g.in(a), pb = g.in(b), po = g.out(out);
-            be.kernel(KernelId.ADD, g.type()).launch(Grid.linear(n), LaunchArgs.of().ptr(pa).ptr(pb).ptr(po).i64(n));
+            be.kernel(KernelId.ADD, g.type()).launch(Grid.packed(n, g.type().bytes), LaunchArgs.of().ptr(pa).ptr(pb).ptr(po).i64(n));
         }
     }
 

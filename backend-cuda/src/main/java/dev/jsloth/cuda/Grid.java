@@ -17,6 +17,11 @@ record Grid(int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes) {
         return new Grid((int) Math.max(1, Math.min(MAX_BLOCKS, Math.ceilDiv(n, THREADS))), 1, 1, THREADS, 1, 1, 0);
     }
 
+    /** A grid-stride launch over {@code n} elements of {@code bytes} each that a thread takes 16 bytes at a time. */
+    static Grid packed(long n, int bytes) {
+        return linear(Math.ceilDiv(n * bytes, 16));
+    }
+
     /** {@code blocks} one-dimensional blocks of {@code threads} (capped for grid-stride kernels). */
     static Grid blocks(long blocks, int threads) {
         return new Grid((int) Math.max(1, Math.min(MAX_BLOCKS, blocks)), 1, 1, threads, 1, 1, 0);

@@ -1,6 +1,5 @@
 package dev.jsloth.cuda;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /** One loaded kernel instantiation, launched on the device's stream. */
@@ -34,9 +33,10 @@ final class Kernel {
                 sharedLimit = g.sharedBytes();
             }
         }
-        try (Arena arena = Arena.ofConfined()) {
-            device.driver.launch(function, g.gx(), g.gy(), g.gz(), g.bx(), g.by(), g.bz(), g.sharedBytes(), device.stream(),
-                    args.pack(arena), name);
-        }
+        KernelProfiler profiler = device.profiler;
+        java.lang.foreign.MemorySegment start = profiler == null ? null : profiler.begin();
+        device.driver.launch(function, g.gx(), g.gy(), g.gz(), g.bx(), g.by(), g.bz(), g.sharedBytes(), device.stream(),
+                args.packReused(), name);
+        if (profiler != null) profiler.end(name, start);
     }
 }

@@ -25,11 +25,22 @@ final class KernelModules implements AutoCloseable {
         this.compiler = compiler;
     }
 
+    /** A kernel request as a map key: building the name expression on every launch cost a microsecond. */
+    private record Request(KernelId id, List<ElementType> types) {
+    }
+
+    private final Map<Request, Kernel> loaded = new ConcurrentHashMap<>();
+
     Kernel get(KernelId id, ElementType... types) {
-        List<ElementType> typeList = Arrays.asList(types);
+        Request r = new Request(id, Arrays.asList(types));
+        Kernel k = loaded.get(r);
+        if (k != null) return k;
+        List<ElementType> typeList = List.of(types);
         String expr = id.nameExpression(typeList);
-        Kernel k = kernels.get(expr);
-        return k != null ? k : load(id, typeList, expr);
+        k = kernels.get(expr);
+        if (k == null) k = load(id, typeList, expr);
+        loaded.put(new Request(id, typeList), k);
+        return k;
     }
 
     private synchronized Kernel load(KernelId id, List<ElementType> types, String expr) {
@@ -62,5 +73,6 @@ final class KernelModules implements AutoCloseable {
         for (MemorySegment m : modules) device.driver.unloadModule(m);
         modules.clear();
         kernels.clear();
+        loaded.clear();
     }
 }

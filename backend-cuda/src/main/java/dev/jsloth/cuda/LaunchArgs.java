@@ -56,6 +56,29 @@ final class LaunchArgs {
     MemorySegment pack(Arena arena) {
         MemorySegment slots = arena.allocate(8L * Math.max(1, args.size()), 8);
         MemorySegment pointers = arena.allocate(ValueLayout.ADDRESS, Math.max(1, args.size()));
+        return fill(slots, pointers);
+    }
+
+    /** The most arguments a kernel of this backend takes (the per-thread launch buffer holds that many). */
+    static final int MAX_ARGS = 32;
+
+    private record Buffer(MemorySegment slots, MemorySegment pointers) {
+    }
+
+    // cuLaunchKernel copies the argument values before it returns, so one buffer per thread serves every launch
+    private static final ThreadLocal<Buffer> BUFFERS = ThreadLocal.withInitial(() -> {
+        Arena a = Arena.ofAuto();
+        return new Buffer(a.allocate(8L * MAX_ARGS, 8), a.allocate(ValueLayout.ADDRESS, MAX_ARGS));
+    });
+
+    /** {@link #pack} into this thread's reusable buffer: valid until the thread's next launch. */
+    MemorySegment packReused() {
+        if (args.size() > MAX_ARGS) throw new IllegalStateException(args.size() + " kernel arguments, at most " + MAX_ARGS);
+        Buffer b = BUFFERS.get();
+        return fill(b.slots(), b.pointers());
+    }
+
+    private MemorySegment fill(MemorySegment slots, MemorySegment pointers) {
         for (int i = 0; i < args.size(); i++) {
             Arg a = args.get(i);
             MemorySegment slot = slots.asSlice(8L * i, 8);

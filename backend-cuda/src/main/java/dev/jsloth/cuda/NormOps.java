@@ -50,7 +50,7 @@ final class NormOps {
         if (pairs == 0) return;
         try (TypeGroup g = TypeGroup.of(be, x, cos, sin)) {
             long px = g.inOut(x), pc = g.in(cos), ps = g.in(sin);
-            be.kernel(KernelId.ROPE, g.type()).launch(Grid.linear(pairs),
+            be.kernel(KernelId.ROPE, g.type()).launch(Grid.packed(pairs, g.type().bytes),
                     LaunchArgs.of().ptr(px).ptr(pc).ptr(ps).i64(n).i32(heads).i32(headDim).i32(inverse ? 1 : 0));
         }
     }
@@ -59,7 +59,7 @@ final class NormOps {
         if (n == 0) return;
         try (TypeGroup g = TypeGroup.of(be, gate, up, out)) {
             long pg = g.in(gate), pu = g.in(up), po = g.out(out);
-            be.kernel(KernelId.SWIGLU_FORWARD, g.type()).launch(Grid.linear(n), LaunchArgs.of().ptr(pg).ptr(pu).ptr(po).i64(n));
+            be.kernel(KernelId.SWIGLU_FORWARD, g.type()).launch(Grid.packed(n, g.type().bytes), LaunchArgs.of().ptr(pg).ptr(pu).ptr(po).i64(n));
         }
     }
 
@@ -67,7 +67,7 @@ final class NormOps {
         if (n == 0) return;
         try (TypeGroup g = TypeGroup.of(be, dOut, gate, up, dGate, dUp)) {
             long pd = g.in(dOut), pg = g.in(gate), pu = g.in(up), pdg = g.out(dGate), pdu = g.out(dUp);
-            be.kernel(KernelId.SWIGLU_BACKWARD, g.type()).launch(Grid.linear(n),
+            be.kernel(KernelId.SWIGLU_BACKWARD, g.type()).launch(Grid.packed(n, g.type().bytes),
                     LaunchArgs.of().ptr(pd).ptr(pg).ptr(pu).ptr(pdg).ptr(pdu).i64(n));
         }
     }

@@ -133,6 +133,37 @@ template <typename X> __device__ __forceinline__ X smaller(X a, X b) { return a 
 #define JSLOTH_GRID_STRIDE(i, n) \
     for (i64 i = (i64) blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64) blockDim.x * gridDim.x)
 
+// ------------------------------------------------------------------ 16-byte packs
+
+/** 16 bytes of T (8 bf16/f16, 4 float, 2 double): the unit of the vectorized elementwise loops. */
+template <typename T> struct alignas(16) Pack16 {
+    static constexpr int N = 16 / (int) sizeof(T);
+    T v[N];
+};
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (((unsigned long long) p) & 15u) == 0; }
+
+template <typename T> __device__ __forceinline__ Pack16<T> load_pack(const T* p, i64 pack) {
+    return reinterpret_cast<const Pack16<T>*>(p)[pack];
+}
+
+template <typename T> __device__ __forceinline__ void store_pack(T* p, i64 pack, const Pack16<T>& v) {
+    reinterpret_cast<Pack16<T>*>(p)[pack] = v;
+}
+
+/**
+ * A grid-stride loop over [0, n) that runs packed(p) for each whole 16-byte pack p (elements [p*N, p*N + N)) when
+ * `aligned` (every pointer involved 16-byte aligned), and single(i) for the elements left: one 16-byte load per
+ * operand instead of one per element, so a bf16 map reaches the memory bandwidth.
+ */
+template <typename T, typename Packed, typename Single>
+__device__ __forceinline__ void for_each_packed(i64 n, bool aligned, Packed packed, Single single) {
+    constexpr int N = Pack16<T>::N;
+    const i64 packs = aligned ? n / N : 0;
+    JSLOTH_GRID_STRIDE(p, packs) packed(p);
+    JSLOTH_GRID_STRIDE(i, n - packs * N) single(packs * N + i);
+}
+
 /**
  * Sum of v over a one-dimensional block whose size is a multiple of 32, in a fixed order (so the result does not
  * depend on timing). Every thread of the block must call it; every thread gets the sum. scratch holds 32 values.

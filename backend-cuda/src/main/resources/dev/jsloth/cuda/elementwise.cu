@@ -6,7 +6,14 @@
 template <typename T>
 __global__ void add_kernel(const T* a, const T* b, T* out, i64 n) {
     typedef typename Acc<T>::type A;
-    JSLOTH_GRID_STRIDE(i, n) store(out, i, load<A>(a, i) + load<A>(b, i));
+    for_each_packed<T>(n, aligned16(a) && aligned16(b) && aligned16(out),
+        [&](i64 p) {
+            const Pack16<T> x = load_pack(a, p), y = load_pack(b, p);
+            Pack16<T> r;
+            for (int k = 0; k < Pack16<T>::N; k++) r.v[k] = Narrow<T>::from(Widen<A>::from(x.v[k]) + Widen<A>::from(y.v[k]));
+            store_pack(out, p, r);
+        },
+        [&](i64 i) { store(out, i, load<A>(a, i) + load<A>(b, i)); });
 }
 
 /** y += alpha * x. */

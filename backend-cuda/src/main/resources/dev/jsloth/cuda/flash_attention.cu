@@ -10,7 +10,7 @@
 // Work split (4 warps per block, 16 rows per warp, every sum in a fixed order, so results are deterministic):
 //   forward: a block owns 64 queries of one head and walks the visible key tiles of 64;
 //   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
-//   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32.
+//   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower).
 // Shared tiles hold rows of D 16-bit values padded to D + 8, so fragment loads from 8 rows hit distinct banks.
 // The host (dev.jsloth.cuda.FlashAttention) sizes the dynamic shared memory with the same layouts and only
 // launches these kernels for 16-bit tensors with 16-byte aligned rows; the F32/F64 instantiations that the
@@ -59,31 +59,51 @@ template <> struct FlashMma<f16_t> {
 #define FLASH_LOG2E 1.4426950408889634f
 #define FLASH_LN2 0.6931471805599453f
 
-/** Copies rows [row0, row0+count) of head h into a zero-filled tile of `rows` rows of stride D + 8. */
-template <int D, typename T>
-__device__ __forceinline__ void flash_load_rows(unsigned short* dst, const T* src, int b, int row0, int count, int rows,
-                                                int len, int heads, int h) {
-    constexpr int C = D / 8;
-    const flash_chunk* s = reinterpret_cast<const flash_chunk*>(src);
-    for (int e = threadIdx.x; e < rows * C; e += blockDim.x) {
-        const int r = e / C, c = e - r * C;
-        flash_chunk v = {0u, 0u, 0u, 0u};
-        if (r < count) v = s[(((i64) b * len + row0 + r) * heads + h) * C + c];
-        *reinterpret_cast<flash_chunk*>(dst + r * (D + 8) + c * 8) = v;
-    }
-}
-
-__device__ __forceinline__ void flash_load_segments(int* dst, const int* segments, int b, int row0, int count, int seq,
-                                                    int rows) {
-    for (int r = threadIdx.x; r < rows; r += blockDim.x)
-        dst[r] = (segments != nullptr && r < count) ? segments[(i64) b * seq + row0 + r] : 0;
-}
-
-/** The 32-bit shared-memory address of a pointer into shared memory (what ldmatrix takes). */
+/** The 32-bit shared-memory address of a pointer into shared memory (what ldmatrix and cp.async take). */
 __device__ __forceinline__ unsigned flash_shared_address(const void* p) {
     unsigned a;
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
     return a;
+}
+
+/** Queues a 16-byte global-to-shared copy that bypasses registers; !valid writes 16 zero bytes instead. */
+__device__ __forceinline__ void flash_copy16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(flash_shared_address(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+
+/** The same for 4 bytes. */
+__device__ __forceinline__ void flash_copy4(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(flash_shared_address(dst)), "l"(src), "r"(valid ? 4 : 0));
+}
+
+/** Closes the group of copies queued so far by this thread. */
+__device__ __forceinline__ void flash_commit() {
+    asm volatile("cp.async.commit_group;");
+}
+
+/** Waits until at most N of this thread's newest groups are still in flight. */
+template <int N>
+__device__ __forceinline__ void flash_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N));
+}
+
+/** Queues the copy of rows [row0, row0+count) of head h into a tile of `rows` rows of stride D + 8 (zeros past count). */
+template <int D, typename T>
+__device__ __forceinline__ void flash_fetch_rows(unsigned short* dst, const T* src, int b, int row0, int count, int rows,
+                                                 int len, int heads, int h) {
+    constexpr int C = D / 8;
+    const flash_chunk* s = reinterpret_cast<const flash_chunk*>(src);
+    for (int e = threadIdx.x; e < rows * C; e += blockDim.x) {
+        const int r = e / C, c = e - r * C;
+        const bool valid = r < count;
+        flash_copy16(dst + r * (D + 8) + c * 8, valid ? s + (((i64) b * len + row0 + r) * heads + h) * C + c : s, valid);
+    }
+}
+
+/** Queues the copy of `rows` 4-byte values from src[0..count) (zeros past count). */
+template <typename V>
+__device__ __forceinline__ void flash_fetch_vector(V* dst, const V* src, int count, int rows) {
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) flash_copy4(dst + r, r < count ? src + r : src, r < count);
 }
 
 /**
@@ -191,32 +211,42 @@ __device__ __forceinline__ void flash_store_rows(T* dst, const float (*acc)[4], 
     }
 }
 
-/** Bytes of dynamic shared memory: three 64-row tiles (Q, K, V) and two segment vectors. */
+/**
+ * Forward. Shared memory: the query tile, two buffers of (K, V) tiles so that the next key tile is copied (cp.async)
+ * while this one is multiplied, then segment ids of the queries and of both key buffers.
+ */
 template <typename T, int D>
 __device__ void flash_forward(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
                               int seq, int kvSeq, int qHeads, int kvHeads) {
     constexpr int BQ = 64, BK = 64, LD = D + 8;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     unsigned short* Qs = reinterpret_cast<unsigned short*>(flash_smem);
-    unsigned short* Ks = Qs + BQ * LD;
-    unsigned short* Vs = Ks + BK * LD;
-    int* segQ = reinterpret_cast<int*>(Vs + BK * LD);
-    int* segK = segQ + BQ;
+    unsigned short* Kb = Qs + BQ * LD;      // two buffers of BK rows
+    unsigned short* Vb = Kb + 2 * BK * LD;  // two buffers of BK rows
+    int* segQ = reinterpret_cast<int*>(Vb + 2 * BK * LD);
+    int* segKb = segQ + BQ;                 // two buffers of BK ids
 
     const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ; // longest rows first
     const int g = h / (qHeads / kvHeads), offset = kvSeq - seq;
     const int nq = smaller(BQ, seq - q0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
     const float scaleLog2 = scale * FLASH_LOG2E;
+    const int tiles = (offset + q0 + nq - 1) / BK + 1; // key tiles up to the last key any query here sees
 
-    flash_load_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
-    flash_load_segments(segQ, segments, b, q0, nq, seq, BQ);
+    flash_fetch_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
+    if (segments != nullptr) flash_fetch_vector(segQ, segments + (i64) b * seq + q0, nq, BQ);
+    flash_commit();
+    flash_fetch_rows<D>(Kb, k, b, 0, smaller(BK, kvSeq), BK, kvSeq, kvHeads, g);
+    flash_fetch_rows<D>(Vb, v, b, 0, smaller(BK, kvSeq), BK, kvSeq, kvHeads, g);
+    if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, kvSeq), BK);
+    flash_commit();
+    flash_wait<1>(); // the query tile
     __syncthreads();
     unsigned qf[D / 16][4];
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) flash_a_fragment<D>(qf[kk], Qs, warp * 16, kk * 16);
     const int rowA = q0 + warp * 16 + gr, rowB = rowA + 8;
-    const int segA = segQ[warp * 16 + gr], segB = segQ[warp * 16 + gr + 8];
+    const int segA = segments != nullptr ? segQ[warp * 16 + gr] : 0, segB = segments != nullptr ? segQ[warp * 16 + gr + 8] : 0;
     const int warpLastRow = smaller(q0 + warp * 16 + 15, seq - 1);
 
     float o[D / 8][4];
@@ -224,67 +254,74 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
     for (int nd = 0; nd < D / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
     float m[2] = {neg_inf<float>(), neg_inf<float>()}, l[2] = {0.f, 0.f};
 
-    const int lastKey = offset + q0 + nq - 1;
-    for (int k0 = 0; k0 <= lastKey; k0 += BK) {
-        const int nk = smaller(BK, kvSeq - k0);
-        __syncthreads(); // every warp is done with the previous tiles
-        flash_load_rows<D>(Ks, k, b, k0, nk, BK, kvSeq, kvHeads, g);
-        flash_load_rows<D>(Vs, v, b, k0, nk, BK, kvSeq, kvHeads, g);
-        flash_load_segments(segK, segments, b, k0, nk, seq, BK);
-        __syncthreads();
-        if (k0 > offset + warpLastRow) continue; // no key of this tile is visible to this warp's rows
-
-        float s[BK / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++)
-#pragma unroll
-            for (int nt = 0; nt < BK / 8; nt += 2) {
-                unsigned kb[4];
-                flash_b_fragments_of_rows<D>(kb, Ks, nt * 8, kk * 16);
-                FlashMma<T>::mma(s[nt], qf[kk], kb[0], kb[1]);
-                FlashMma<T>::mma(s[nt + 1], qf[kk], kb[2], kb[3]);
-            }
-        // a tile every key of which this warp's rows all see needs no mask
-        const bool whole = segments == nullptr && k0 + BK <= kvSeq && k0 + BK - 1 <= offset + q0 + warp * 16
-                           && q0 + warp * 16 + 15 < seq;
-        float mx[2] = {neg_inf<float>(), neg_inf<float>()};
-#pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
-                const bool ok = whole || (row < seq && key < kvSeq && key <= offset + row
-                                          && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
-                s[nt][e] = ok ? s[nt][e] * scaleLog2 : neg_inf<float>();
-                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-            }
-        float base[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            const float mNew = fmaxf(m[r], mx[r]);
-            base[r] = mNew == neg_inf<float>() ? 0.f : mNew;
-            const float alpha = exp2f(m[r] - base[r]);
-            m[r] = mNew;
-            l[r] *= alpha;
-#pragma unroll
-            for (int nd = 0; nd < D / 8; nd++) {
-                o[nd][2 * r] *= alpha;
-                o[nd][2 * r + 1] *= alpha;
-            }
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = it * BK, buf = it & 1;
+        if (it + 1 < tiles) { // queue the next tile into the other buffer (free since the barrier ending the last step)
+            const int n0 = k0 + BK, nn = smaller(BK, kvSeq - n0);
+            flash_fetch_rows<D>(Kb + (buf ^ 1) * BK * LD, k, b, n0, nn, BK, kvSeq, kvHeads, g);
+            flash_fetch_rows<D>(Vb + (buf ^ 1) * BK * LD, v, b, n0, nn, BK, kvSeq, kvHeads, g);
+            if (segments != nullptr) flash_fetch_vector(segKb + (buf ^ 1) * BK, segments + (i64) b * seq + n0, nn, BK);
         }
+        flash_commit();
+        flash_wait<1>(); // this tile's copies are done (the next tile's may still run)
+        __syncthreads();
+        const unsigned short* Ks = Kb + buf * BK * LD;
+        const unsigned short* Vs = Vb + buf * BK * LD;
+        const int* segK = segKb + buf * BK;
+        if (k0 <= offset + warpLastRow) { // some key of this tile is visible to this warp's rows
+            float s[BK / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++)
+            for (int nt = 0; nt < BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float p = exp2f(s[nt][e] - base[e >> 1]);
-                s[nt][e] = p;
-                l[e >> 1] += p;
+            for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt += 2) {
+                    unsigned kb[4];
+                    flash_b_fragments_of_rows<D>(kb, Ks, nt * 8, kk * 16);
+                    FlashMma<T>::mma(s[nt], qf[kk], kb[0], kb[1]);
+                    FlashMma<T>::mma(s[nt + 1], qf[kk], kb[2], kb[3]);
+                }
+            // a tile every key of which this warp's rows all see needs no mask
+            const bool whole = segments == nullptr && k0 + BK <= kvSeq && k0 + BK - 1 <= offset + q0 + warp * 16
+                               && q0 + warp * 16 + 15 < seq;
+            float mx[2] = {neg_inf<float>(), neg_inf<float>()};
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
+                    const bool ok = whole || (row < seq && key < kvSeq && key <= offset + row
+                                              && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
+                    s[nt][e] = ok ? s[nt][e] * scaleLog2 : neg_inf<float>();
+                    mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+                }
+            float base[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                const float mNew = fmaxf(m[r], mx[r]);
+                base[r] = mNew == neg_inf<float>() ? 0.f : mNew;
+                const float alpha = exp2f(m[r] - base[r]);
+                m[r] = mNew;
+                l[r] *= alpha;
+#pragma unroll
+                for (int nd = 0; nd < D / 8; nd++) {
+                    o[nd][2 * r] *= alpha;
+                    o[nd][2 * r + 1] *= alpha;
+                }
             }
-        flash_times_tile<T, D, BK>(o, s, Vs, 0);
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float p = exp2f(s[nt][e] - base[e >> 1]);
+                    s[nt][e] = p;
+                    l[e >> 1] += p;
+                }
+            flash_times_tile<T, D, BK>(o, s, Vs, 0);
+        }
+        __syncthreads(); // every warp is done with this buffer before the next step refills it
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -303,7 +340,7 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
  * rows keys, columns queries): P^T = exp(scale s - lse), dS^T = P^T (dP^T - delta), 0 where the key is not visible.
  */
 template <int N>
-__device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)[4], const float* lse2, const float* deltaRow,
+__device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)[4], const float* lseRow, const float* deltaRow,
                                                       const int* segQ, const int* segK, bool segmented, int keyA,
                                                       int keyLocalA, int q0, int seq, float scaleLog2, bool whole) {
     const int lane = threadIdx.x & 31, tq = lane & 3;
@@ -314,34 +351,54 @@ __device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)
             const int key = keyA + (e < 2 ? 0 : 8), col = nt * 8 + 2 * tq + (e & 1), query = q0 + col;
             const bool ok = whole || (key < seq && query < seq && key <= query
                                       && (!segmented || segK[keyLocalA + (e < 2 ? 0 : 8)] == segQ[col]));
-            const float p = ok ? exp2f(s[nt][e] * scaleLog2 - lse2[col]) : 0.f;
+            const float p = ok ? exp2f(s[nt][e] * scaleLog2 - lseRow[col] * FLASH_LOG2E) : 0.f;
             s[nt][e] = p;
             dp[nt][e] = p * (dp[nt][e] - deltaRow[col]);
         }
 }
 
+/**
+ * dK and dV of one key tile for one query head: written to dk/dv when every kv head serves one query head, else as
+ * fp32 partials [batch, seq, qHeads, D] that flash_attention_group_sum_kernel adds up over each group in a fixed
+ * order (one block per (key tile, query head) keeps the GPU busy where a block per kv head would walk the whole
+ * group serially). Shared memory: the K and V tiles, two buffers of (Q, dO) tiles, two of the rows' lse and delta,
+ * two of their segment ids, and the keys' segment ids: the next query tile is copied while this one is multiplied.
+ */
 template <typename T, int D>
 __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
-                                    const float* lse, const float* delta, T* dk, T* dv, int seq, int qHeads, int kvHeads) {
+                                    const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart,
+                                    int seq, int qHeads, int kvHeads) {
     constexpr int BK = 64, BQ = 32, LD = D + 8;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     unsigned short* Ks = reinterpret_cast<unsigned short*>(flash_smem);
     unsigned short* Vs = Ks + BK * LD;
-    unsigned short* Qs = Vs + BK * LD;
-    unsigned short* dOs = Qs + BQ * LD;
-    float* lse2 = reinterpret_cast<float*>(dOs + BQ * LD);
-    float* deltaRow = lse2 + BQ;
-    int* segQ = reinterpret_cast<int*>(deltaRow + BQ);
-    int* segK = segQ + BQ;
+    unsigned short* Qb = Vs + BK * LD;      // two buffers of BQ rows
+    unsigned short* dOb = Qb + 2 * BQ * LD; // two buffers of BQ rows
+    float* lseb = reinterpret_cast<float*>(dOb + 2 * BQ * LD);
+    float* deltab = lseb + 2 * BQ;
+    int* segQb = reinterpret_cast<int*>(deltab + 2 * BQ);
+    int* segK = segQb + 2 * BQ;
 
-    const int b = blockIdx.z, g = blockIdx.y, k0 = blockIdx.x * BK; // first key tiles have the most queries
-    const int nk = smaller(BK, seq - k0), group = qHeads / kvHeads;
+    const int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * BK; // first key tiles have the most queries
+    const int nk = smaller(BK, seq - k0), g = h / (qHeads / kvHeads);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2;
     const float scaleLog2 = scale * FLASH_LOG2E;
+    const int steps = (seq - k0 + BQ - 1) / BQ; // query tiles from k0 on
 
-    flash_load_rows<D>(Ks, k, b, k0, nk, BK, seq, kvHeads, g);
-    flash_load_rows<D>(Vs, v, b, k0, nk, BK, seq, kvHeads, g);
-    flash_load_segments(segK, segments, b, k0, nk, seq, BK);
+    flash_fetch_rows<D>(Ks, k, b, k0, nk, BK, seq, kvHeads, g);
+    flash_fetch_rows<D>(Vs, v, b, k0, nk, BK, seq, kvHeads, g);
+    if (segments != nullptr) flash_fetch_vector(segK, segments + (i64) b * seq + k0, nk, BK);
+    auto fetch = [&](int step, int buf) {
+        const int q0 = k0 + step * BQ, nq = smaller(BQ, seq - q0);
+        flash_fetch_rows<D>(Qb + buf * BQ * LD, q, b, q0, nq, BQ, seq, qHeads, h);
+        flash_fetch_rows<D>(dOb + buf * BQ * LD, dOut, b, q0, nq, BQ, seq, qHeads, h);
+        const i64 r = ((i64) b * qHeads + h) * seq + q0;
+        flash_fetch_vector(lseb + buf * BQ, lse + r, nq, BQ);
+        flash_fetch_vector(deltab + buf * BQ, delta + r, nq, BQ);
+        if (segments != nullptr) flash_fetch_vector(segQb + buf * BQ, segments + (i64) b * seq + q0, nq, BQ);
+    };
+    fetch(0, 0);
+    flash_commit();
 
     float dka[D / 8][4], dva[D / 8][4];
 #pragma unroll
@@ -350,21 +407,15 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
         for (int e = 0; e < 4; e++) dka[nd][e] = dva[nd][e] = 0.f;
     const int warpFirstKey = k0 + warp * 16, keyA = warpFirstKey + gr;
 
-    for (int h = g * group; h < (g + 1) * group; h++) {
-        for (int q0 = k0; q0 < seq; q0 += BQ) { // query tiles that can see a key of this tile
-            const int nq = smaller(BQ, seq - q0);
-            __syncthreads();
-            flash_load_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
-            flash_load_rows<D>(dOs, dOut, b, q0, nq, BQ, seq, qHeads, h);
-            for (int i = threadIdx.x; i < BQ; i += blockDim.x) {
-                const i64 r = ((i64) b * qHeads + h) * seq + q0 + i;
-                lse2[i] = i < nq ? lse[r] * FLASH_LOG2E : 0.f;
-                deltaRow[i] = i < nq ? delta[r] : 0.f;
-            }
-            flash_load_segments(segQ, segments, b, q0, nq, seq, BQ);
-            __syncthreads();
-            if (warpFirstKey > q0 + nq - 1 || warpFirstKey >= seq) continue; // every key of this warp is after these queries
-
+    for (int step = 0; step < steps; step++) {
+        const int buf = step & 1, q0 = k0 + step * BQ, nq = smaller(BQ, seq - q0);
+        if (step + 1 < steps) fetch(step + 1, buf ^ 1);
+        flash_commit();
+        flash_wait<1>();
+        __syncthreads();
+        if (warpFirstKey <= q0 + nq - 1 && warpFirstKey < seq) { // some query here sees a key of this warp
+            const unsigned short* Qs = Qb + buf * BQ * LD;
+            const unsigned short* dOs = dOb + buf * BQ * LD;
             float s[BQ / 8][4], dp[BQ / 8][4];
 #pragma unroll
             for (int nt = 0; nt < BQ / 8; nt++)
@@ -373,16 +424,26 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
             flash_times_rows<T, D, BQ>(s, Ks, warp * 16, Qs, 0);
             flash_times_rows<T, D, BQ>(dp, Vs, warp * 16, dOs, 0);
             const bool whole = segments == nullptr && q0 + BQ <= seq && warpFirstKey + 15 < seq && warpFirstKey + 15 <= q0;
-            flash_probabilities_t<BQ>(s, dp, lse2, deltaRow, segQ, segK, segments != nullptr, keyA, warp * 16 + gr, q0, seq,
-                                      scaleLog2, whole);
+            flash_probabilities_t<BQ>(s, dp, lseb + buf * BQ, deltab + buf * BQ, segQb + buf * BQ, segK, segments != nullptr,
+                                      keyA, warp * 16 + gr, q0, seq, scaleLog2, whole);
             flash_times_tile<T, D, BQ>(dva, s, dOs, 0);
             flash_times_tile<T, D, BQ>(dka, dp, Qs, 0);
         }
+        __syncthreads();
     }
-    flash_store_rows<D>(dk, dka, scale, scale, b, warpFirstKey, seq, kvHeads, g);
-    flash_store_rows<D>(dv, dva, 1.f, 1.f, b, warpFirstKey, seq, kvHeads, g);
+    if (dkPart == nullptr) {
+        flash_store_rows<D>(dk, dka, scale, scale, b, warpFirstKey, seq, kvHeads, g);
+        flash_store_rows<D>(dv, dva, 1.f, 1.f, b, warpFirstKey, seq, kvHeads, g);
+    } else {
+        flash_store_rows<D>(dkPart, dka, scale, scale, b, warpFirstKey, seq, qHeads, h);
+        flash_store_rows<D>(dvPart, dva, 1.f, 1.f, b, warpFirstKey, seq, qHeads, h);
+    }
 }
 
+/**
+ * dQ of one query tile. Shared memory: the Q and dO tiles, two buffers of (K, V) tiles, the queries' segment ids and
+ * two buffers of the keys'.
+ */
 template <typename T, int D>
 __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                   const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
@@ -390,20 +451,25 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     unsigned short* Qs = reinterpret_cast<unsigned short*>(flash_smem);
     unsigned short* dOs = Qs + BQ * LD;
-    unsigned short* Ks = dOs + BQ * LD;
-    unsigned short* Vs = Ks + BK * LD;
-    int* segQ = reinterpret_cast<int*>(Vs + BK * LD);
-    int* segK = segQ + BQ;
+    unsigned short* Kb = dOs + BQ * LD;     // two buffers of BK rows
+    unsigned short* Vb = Kb + 2 * BK * LD;  // two buffers of BK rows
+    int* segQ = reinterpret_cast<int*>(Vb + 2 * BK * LD);
+    int* segKb = segQ + BQ;                 // two buffers of BK ids
 
     const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
     const int g = h / (qHeads / kvHeads);
     const int nq = smaller(BQ, seq - q0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
     const float scaleLog2 = scale * FLASH_LOG2E;
+    const int tiles = (q0 + nq - 1) / BK + 1;
 
-    flash_load_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
-    flash_load_rows<D>(dOs, dOut, b, q0, nq, BQ, seq, qHeads, h);
-    flash_load_segments(segQ, segments, b, q0, nq, seq, BQ);
+    flash_fetch_rows<D>(Qs, q, b, q0, nq, BQ, seq, qHeads, h);
+    flash_fetch_rows<D>(dOs, dOut, b, q0, nq, BQ, seq, qHeads, h);
+    if (segments != nullptr) flash_fetch_vector(segQ, segments + (i64) b * seq + q0, nq, BQ);
+    flash_fetch_rows<D>(Kb, k, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
+    flash_fetch_rows<D>(Vb, v, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
+    if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, seq), BK);
+    flash_commit();
     const int rowA = q0 + warp * 16 + gr, rowB = rowA + 8;
     const i64 statA = ((i64) b * qHeads + h) * seq + rowA, statB = statA + 8;
     const float lseA = rowA < seq ? lse[statA] * FLASH_LOG2E : 0.f, lseB = rowB < seq ? lse[statB] * FLASH_LOG2E : 0.f;
@@ -414,36 +480,43 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
 #pragma unroll
     for (int nd = 0; nd < D / 8; nd++) dqa[nd][0] = dqa[nd][1] = dqa[nd][2] = dqa[nd][3] = 0.f;
 
-    const int lastKey = q0 + nq - 1;
-    for (int k0 = 0; k0 <= lastKey; k0 += BK) {
-        const int nk = smaller(BK, seq - k0);
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = it * BK, buf = it & 1;
+        if (it + 1 < tiles) {
+            const int n0 = k0 + BK, nn = smaller(BK, seq - n0);
+            flash_fetch_rows<D>(Kb + (buf ^ 1) * BK * LD, k, b, n0, nn, BK, seq, kvHeads, g);
+            flash_fetch_rows<D>(Vb + (buf ^ 1) * BK * LD, v, b, n0, nn, BK, seq, kvHeads, g);
+            if (segments != nullptr) flash_fetch_vector(segKb + (buf ^ 1) * BK, segments + (i64) b * seq + n0, nn, BK);
+        }
+        flash_commit();
+        flash_wait<1>();
         __syncthreads();
-        flash_load_rows<D>(Ks, k, b, k0, nk, BK, seq, kvHeads, g);
-        flash_load_rows<D>(Vs, v, b, k0, nk, BK, seq, kvHeads, g);
-        flash_load_segments(segK, segments, b, k0, nk, seq, BK);
+        if (k0 <= warpLastRow) {
+            const unsigned short* Ks = Kb + buf * BK * LD;
+            const unsigned short* Vs = Vb + buf * BK * LD;
+            const int* segK = segKb + buf * BK;
+            const int segA = segments != nullptr ? segQ[warp * 16 + gr] : 0, segB = segments != nullptr ? segQ[warp * 16 + gr + 8] : 0;
+            float s[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+            flash_times_rows<T, D, BK>(s, Qs, warp * 16, Ks, 0);
+            flash_times_rows<T, D, BK>(dp, dOs, warp * 16, Vs, 0);
+            const bool whole = segments == nullptr && k0 + BK <= seq && k0 + BK - 1 <= q0 + warp * 16 && q0 + warp * 16 + 15 < seq;
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
+                    const bool ok = whole || (row < seq && key < seq && key <= row
+                                              && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
+                    const float p = ok ? exp2f(s[nt][e] * scaleLog2 - (e < 2 ? lseA : lseB)) : 0.f;
+                    dp[nt][e] = p * (dp[nt][e] - (e < 2 ? deltaA : deltaB));
+                }
+            flash_times_tile<T, D, BK>(dqa, dp, Ks, 0);
+        }
         __syncthreads();
-        if (k0 > warpLastRow) continue;
-        const int segA = segQ[warp * 16 + gr], segB = segQ[warp * 16 + gr + 8];
-
-        float s[BK / 8][4], dp[BK / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
-        flash_times_rows<T, D, BK>(s, Qs, warp * 16, Ks, 0);
-        flash_times_rows<T, D, BK>(dp, dOs, warp * 16, Vs, 0);
-        const bool whole = segments == nullptr && k0 + BK <= seq && k0 + BK - 1 <= q0 + warp * 16 && q0 + warp * 16 + 15 < seq;
-#pragma unroll
-        for (int nt = 0; nt < BK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
-                const bool ok = whole || (row < seq && key < seq && key <= row
-                                          && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
-                const float p = ok ? exp2f(s[nt][e] * scaleLog2 - (e < 2 ? lseA : lseB)) : 0.f;
-                dp[nt][e] = p * (dp[nt][e] - (e < 2 ? deltaA : deltaB));
-            }
-        flash_times_tile<T, D, BK>(dqa, dp, Ks, 0);
     }
     flash_store_rows<D>(dq, dqa, scale, scale, b, q0 + warp * 16, seq, qHeads, h);
 }
@@ -451,7 +524,7 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
 // ------------------------------------------------------------------ kernels, one per head dimension
 
 #define FLASH_FORWARD_ARGS q, k, v, segments, scale, out, lse, seq, kvSeq, qHeads, kvHeads
-#define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, seq, qHeads, kvHeads
+#define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, dkPart, dvPart, seq, qHeads, kvHeads
 #define FLASH_DQ_ARGS dOut, q, k, v, segments, scale, lse, delta, dq, seq, qHeads, kvHeads
 
 template <typename T>
@@ -470,16 +543,16 @@ __global__ void flash_attention_forward_d128_kernel(const T* q, const T* k, cons
 
 template <typename T>
 __global__ void flash_attention_dkdv_d64_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
-                                                float scale, const float* lse, const float* delta, T* dk, T* dv, int seq,
-                                                int qHeads, int kvHeads) {
+                                                float scale, const float* lse, const float* delta, T* dk, T* dv,
+                                                float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
     if constexpr (FlashMma<T>::supported) flash_backward_dkdv<T, 64>(FLASH_DKDV_ARGS);
     else __trap();
 }
 
 template <typename T>
 __global__ void flash_attention_dkdv_d128_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
-                                                 float scale, const float* lse, const float* delta, T* dk, T* dv, int seq,
-                                                 int qHeads, int kvHeads) {
+                                                 float scale, const float* lse, const float* delta, T* dk, T* dv,
+                                                 float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
     if constexpr (FlashMma<T>::supported) flash_backward_dkdv<T, 128>(FLASH_DKDV_ARGS);
     else __trap();
 }
@@ -498,4 +571,17 @@ __global__ void flash_attention_dq_d128_kernel(const T* dOut, const T* q, const 
                                                int kvHeads) {
     if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 128>(FLASH_DQ_ARGS);
     else __trap();
+}
+
+/** out[b, t, g, :] = sum over j < group of part[b, t, g*group + j, :], in that order: dK or dV of each kv head. */
+template <typename T>
+__global__ void flash_attention_group_sum_kernel(const float* part, T* out, i64 kvRows, int group, int headDim) {
+    JSLOTH_GRID_STRIDE(i, kvRows * headDim) {
+        const i64 row = i / headDim;
+        const int c = (int) (i - row * headDim);
+        const float* p = part + row * group * headDim + c;
+        float sum = 0.f;
+        for (int j = 0; j < group; j++) sum += p[(i64) j * headDim];
+        store(out, i, sum);
+    }
 }

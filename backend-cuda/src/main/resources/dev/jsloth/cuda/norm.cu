@@ -9,14 +9,36 @@ __global__ void rms_norm_forward_kernel(const T* x, const W* w, double eps, T* y
     __shared__ A scratch[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
         const T* xr = x + row * d;
+        T* yr = y + row * d;
+        constexpr int N = Pack16<T>::N;
+        const bool packed = d % N == 0 && aligned16(x) && aligned16(y); // rows then start 16-byte aligned too
         A ss = 0;
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const A v = load<A>(xr, j);
-            ss += v * v;
+        if (packed) {
+            for (int jp = threadIdx.x; jp < d / N; jp += blockDim.x) {
+                const Pack16<T> xv = load_pack(xr, jp);
+                for (int k = 0; k < N; k++) {
+                    const A v = Widen<A>::from(xv.v[k]);
+                    ss += v * v;
+                }
+            }
+        } else {
+            for (int j = threadIdx.x; j < d; j += blockDim.x) {
+                const A v = load<A>(xr, j);
+                ss += v * v;
+            }
         }
         ss = block_sum(ss, scratch);
         const A r = A(1) / math_sqrt(ss / A(d) + A(eps));
-        for (int j = threadIdx.x; j < d; j += blockDim.x) store(y + row * d, j, load<A>(w, j) * (load<A>(xr, j) * r));
+        if (packed) {
+            for (int jp = threadIdx.x; jp < d / N; jp += blockDim.x) {
+                const Pack16<T> xv = load_pack(xr, jp);
+                Pack16<T> yv;
+                for (int k = 0; k < N; k++) yv.v[k] = Narrow<T>::from(load<A>(w, jp * N + k) * (Widen<A>::from(xv.v[k]) * r));
+                store_pack(yr, jp, yv);
+            }
+        } else {
+            for (int j = threadIdx.x; j < d; j += blockDim.x) store(yr, j, load<A>(w, j) * (load<A>(xr, j) * r));
+        }
         if (threadIdx.x == 0) store(rstd, row, r);
     }
 }
@@ -29,14 +51,37 @@ __global__ void rms_norm_backward_kernel(const T* dy, const T* x, const W* w, co
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
         const i64 base = row * d;
         const A r = load<A>(rstd, row);
+        constexpr int N = Pack16<T>::N;
+        const bool packed = d % N == 0 && aligned16(dy) && aligned16(x) && aligned16(dx);
         A dot = 0;
-        for (int j = threadIdx.x; j < d; j += blockDim.x)
-            dot += (load<A>(dy, base + j) * load<A>(w, j)) * (load<A>(x, base + j) * r);
+        if (packed) {
+            for (int jp = threadIdx.x; jp < d / N; jp += blockDim.x) {
+                const Pack16<T> dv = load_pack(dy + base, jp), xv = load_pack(x + base, jp);
+                for (int k = 0; k < N; k++)
+                    dot += (Widen<A>::from(dv.v[k]) * load<A>(w, jp * N + k)) * (Widen<A>::from(xv.v[k]) * r);
+            }
+        } else {
+            for (int j = threadIdx.x; j < d; j += blockDim.x)
+                dot += (load<A>(dy, base + j) * load<A>(w, j)) * (load<A>(x, base + j) * r);
+        }
         dot = block_sum(dot, scratch) / A(d);
-        for (int j = threadIdx.x; j < d; j += blockDim.x) {
-            const A g = load<A>(dy, base + j) * load<A>(w, j);
-            const A xh = load<A>(x, base + j) * r;
-            store(dx, base + j, r * (g - xh * dot));
+        if (packed) {
+            for (int jp = threadIdx.x; jp < d / N; jp += blockDim.x) {
+                const Pack16<T> dv = load_pack(dy + base, jp), xv = load_pack(x + base, jp);
+                Pack16<T> out;
+                for (int k = 0; k < N; k++) {
+                    const A g = Widen<A>::from(dv.v[k]) * load<A>(w, jp * N + k);
+                    const A xh = Widen<A>::from(xv.v[k]) * r;
+                    out.v[k] = Narrow<T>::from(r * (g - xh * dot));
+                }
+                store_pack(dx + base, jp, out);
+            }
+        } else {
+            for (int j = threadIdx.x; j < d; j += blockDim.x) {
+                const A g = load<A>(dy, base + j) * load<A>(w, j);
+                const A xh = load<A>(x, base + j) * r;
+                store(dx, base + j, r * (g - xh * dot));
+            }
         }
     }
 }

@@ -602,6 +602,17 @@ class CudaBackendTest {
                         db, fwd, flops / fwd / 1e9, bwd, 2.5 * flops / bwd / 1e9));
             }
         }
+        try (Tensor one = gpu.allocate(DType.F32, 1)) { // host cost of a launch: what a step of ~5,000 kernels pays
+            int n = 20_000;
+            for (int i = 0; i < 1000; i++) gpu.kernels().fill(one, i);
+            gpu.synchronize();
+            long t0 = System.nanoTime();
+            for (int i = 0; i < n; i++) gpu.kernels().fill(one, i);
+            long enqueued = System.nanoTime();
+            gpu.synchronize();
+            lines.add(String.format(Locale.ROOT, "launch: %.2f us per kernel enqueued from Java, %.2f us per kernel until done",
+                    (enqueued - t0) / 1e3 / n, (System.nanoTime() - t0) / 1e3 / n));
+        }
         for (String l : lines) System.out.println("[cuda timing] " + l);
     }
 }

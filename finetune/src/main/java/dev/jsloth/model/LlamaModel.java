@@ -39,6 +39,8 @@ public final class LlamaModel implements AutoCloseable {
     private final LlamaWeights weights;
     private LoraAdapter adapter;
     private List<DecoderLayer> layers;
+    private int[] ropePositions;
+    private RopeTables.Tables ropeTables; // of the last batch's positions: training repeats them every step
 
     private LlamaModel(Path dir, LlamaConfig config, Backend backend, DType computeType, LlamaWeights weights) {
         this.dir = dir;
@@ -189,8 +191,8 @@ public final class LlamaModel implements AutoCloseable {
         checkIds(b);
         Kernels k = backend.kernels();
         int n = b.batch() * b.seq(), d = config.hiddenSize();
+        RopeTables.Tables rope = ropeTables(b.positions());
         try (Tensor ids = backend.uploadInts(Shape.of(n), b.inputIds());
-             RopeTables.Tables rope = RopeTables.compute(backend, computeType, config.rope(), config.headDim(), b.positions());
              Tensor seg = b.segments() == null ? null : backend.uploadInts(Shape.of(b.batch(), b.seq()), b.segments());
              Tensor x = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
             k.embeddingForward(weights.embedding(), ids, x);
@@ -214,6 +216,16 @@ public final class LlamaModel implements AutoCloseable {
                 }
             }
         }
+    }
+
+    private RopeTables.Tables ropeTables(int[] positions) {
+        if (ropeTables == null || !Arrays.equals(positions, ropePositions)) {
+            if (ropeTables != null) ropeTables.close();
+            ropeTables = null;
+            ropeTables = RopeTables.compute(backend, computeType, config.rope(), config.headDim(), positions);
+            ropePositions = positions.clone();
+        }
+        return ropeTables;
     }
 
     private double[] fullLogits(Tensor normed) {
@@ -290,6 +302,7 @@ public final class LlamaModel implements AutoCloseable {
 
     @Override
     public void close() {
+        if (ropeTables != null) ropeTables.close();
         weights.close();
     }
 

@@ -86,7 +86,15 @@ public final class RopeTables {
         double[] cos = new double[positions.length * half];
         double[] sin = new double[positions.length * half];
         float scaling = (float) c.attentionScaling();
+        // a batch repeats positions (0..seq-1 in every row): each distinct position's row is computed once
+        java.util.Map<Integer, Integer> firstRow = new java.util.HashMap<>();
         for (int t = 0; t < positions.length; t++) {
+            Integer seen = firstRow.putIfAbsent(positions[t], t);
+            if (seen != null) {
+                System.arraycopy(cos, seen * half, cos, t * half, half);
+                System.arraycopy(sin, seen * half, sin, t * half, half);
+                continue;
+            }
             float pos = positions[t];
             for (int i = 0; i < half; i++) {
                 float angle = inv[i] * pos;
