@@ -67,4 +67,13 @@ public interface Backend extends AutoCloseable {
 
     @Override
     void close();
+
+    /**
+     * A communicator over the processes of {@code group} for data-parallel training (blocks until every rank has
+     * joined). The default moves host copies of tensors over TCP ({@link dev.jsloth.api.distributed.TcpCommunicator});
+     * GPU backends override it with their collective library (NCCL for CUDA).
+     */
+    default dev.jsloth.api.distributed.Communicator communicator(dev.jsloth.api.distributed.ProcessGroup group) throws java.io.IOException {
+        return dev.jsloth.api.distributed.TcpCommunicator.connect(group, this, dev.jsloth.api.distributed.TcpCommunicator.DEFAULT_TIMEOUT);
+    }
 }

@@ -329,4 +329,20 @@ public final class CudaBackend implements Backend {
         allocator.releaseCached();
         device.close();
     }
+
+    /**
+     * NCCL when one process per GPU trains together (WORLD_SIZE > 1); the TCP fallback, with a warning, when no NCCL
+     * library loads.
+     */
+    @Override
+    public dev.jsloth.api.distributed.Communicator communicator(dev.jsloth.api.distributed.ProcessGroup group) throws java.io.IOException {
+        if (group.worldSize() == 1) return dev.jsloth.api.Backend.super.communicator(group);
+        java.util.Optional<Nccl> nccl = Nccl.load();
+        if (nccl.isEmpty()) {
+            System.err.println("jsloth: NCCL not found (" + NativeLibraries.describeSearch(Nccl.LIBRARIES)
+                    + "): gradients are all-reduced through host memory over TCP, which is slow");
+            return dev.jsloth.api.Backend.super.communicator(group);
+        }
+        return NcclCommunicator.connect(this, nccl.get(), group);
+    }
 }

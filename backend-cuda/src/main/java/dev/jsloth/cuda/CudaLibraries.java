@@ -90,10 +90,14 @@ final class CudaLibraries {
         return new Probe(null, Availability.unavailable(why));
     }
 
-    /** The device to use: system property {@value #DEVICE_PROPERTY}, else {@value #DEVICE_ENV}, else 0. */
+    /**
+     * The device to use: system property {@value #DEVICE_PROPERTY}, else {@value #DEVICE_ENV}, else {@code LOCAL_RANK}
+     * in a data-parallel process group (one GPU per process), else 0.
+     */
     static int deviceOrdinal() {
         String s = System.getProperty(DEVICE_PROPERTY);
         if (s == null || s.isBlank()) s = System.getenv(DEVICE_ENV);
+        if ((s == null || s.isBlank()) && System.getenv("WORLD_SIZE") != null) s = System.getenv("LOCAL_RANK");
         if (s == null || s.isBlank()) return 0;
         try {
             return Integer.parseInt(s.trim());

@@ -3,6 +3,8 @@ package dev.jsloth.cli;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.distributed.Communicator;
+import dev.jsloth.api.distributed.ProcessGroup;
 import dev.jsloth.model.Batch;
 import dev.jsloth.model.LlamaConfig;
 import dev.jsloth.model.LlamaModel;
@@ -58,6 +60,13 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--lora-r", defaultValue = "16")
     int rank;
 
+    @Option(names = "--gpus", paramLabel = "N", description = "With --shape: data-parallel steps on N GPUs of this host (one process "
+            + "each, --batch sequences per GPU, gradients all-reduced with NCCL); tok_s counts all GPUs.")
+    Integer gpus;
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
     @Option(names = "--threads", paramLabel = "T", description = "CPU threads (default: all cores).")
     Integer threads;
 
@@ -71,8 +80,13 @@ final class BenchCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (threads != null) System.setProperty("jsloth.threads", Integer.toString(threads));
         if ((gemm == null) == (shape == null)) throw new IllegalArgumentException("give exactly one of --gemm MxNxK or --shape NAME");
+        if (ProcessLauncher.shouldLaunch(gpus)) {
+            if (shape == null) throw new IllegalArgumentException("--gpus goes with --shape");
+            return ProcessLauncher.launch(gpus, "bench", FinetuneCommand.argumentsAfter(spec));
+        }
         try (Backend be = dev.jsloth.api.spi.Backends.create(backend != null ? backend : dev.jsloth.api.spi.Backends.requestedName())) {
-            JsonLine.print(gemm != null ? gemm(be) : shape(be));
+            Map<String, Object> result = gemm != null ? gemm(be) : shape(be);
+            if (result != null) JsonLine.print(result);
         }
         return 0;
     }
@@ -111,7 +125,8 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
-    private Map<String, Object> shape(Backend be) {
+    private Map<String, Object> shape(Backend be) throws java.io.IOException {
+        ProcessGroup group = ProcessLauncher.currentGroup().orElse(ProcessGroup.single());
         LlamaConfig c = Shapes.get(shape);
         DType storage = be.name().equals("cpu") ? DType.F32 : DType.BF16;
         DType compute = dtype != null ? switch (dtype.toLowerCase(java.util.Locale.ROOT)) {
@@ -119,32 +134,37 @@ final class BenchCommand implements Callable<Integer> {
             case "f32" -> DType.F32;
             default -> throw new IllegalArgumentException("--dtype takes bf16 or f32, got " + dtype);
         } : be.name().equals("cuda") ? DType.BF16 : DType.F32;
-        SplittableRandom r = new SplittableRandom(2);
+        SplittableRandom r = new SplittableRandom(2 + group.rank()); // each rank its own data
         int[] ids = new int[batch * seq];
         for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());
         Batch b = new Batch(batch, seq, ids, null, null);
         try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02, qlora);
              LlamaModel m = LlamaModel.of(null, c, w, be, compute);
              LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
-             AdamW opt = new AdamW(a.parameters(), 0.9, 0.999, 1e-8, 0.0)) {
+             AdamW opt = new AdamW(a.parameters(), 0.9, 0.999, 1e-8, 0.0);
+             Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
+            java.util.List<Tensor> grads = a.parameters().stream().map(dev.jsloth.api.autograd.Parameter::grad).toList();
             be.resetPeak();
             double[] secs = new double[steps];
             double loss = 0;
             for (int i = -2; i < steps; i++) {
                 long t0 = System.nanoTime();
                 for (var p : a.parameters()) p.zeroGrad();
-                loss = m.lossAndBackward(b, 1.0 / b.countedTokens(), !noGc).meanLoss();
+                loss = m.lossAndBackward(b, 1.0 / (b.countedTokens() * group.worldSize()), !noGc).meanLoss();
+                if (comm != null) comm.allReduceSum(grads);
                 opt.step(1e-4);
                 be.synchronize();
                 if (i >= 0) secs[i] = (System.nanoTime() - t0) / 1e9;
             }
             Arrays.sort(secs);
             double step = secs[secs.length / 2];
-            double tokS = batch * seq / step;
+            double tokS = (double) batch * seq * group.worldSize() / step;
+            if (!group.isRoot()) return null;
             double flops = Shapes.trainingFlopsPerToken(c, seq, rank) * tokS;
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("shape", shape);
             out.put("backend", be.name());
+            out.put("gpus", group.worldSize());
             out.put("batch", batch);
             out.put("seq", seq);
             out.put("gradient_checkpointing", !noGc);

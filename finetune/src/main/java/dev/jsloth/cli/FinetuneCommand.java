@@ -73,10 +73,20 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
     @Option(names = "--backend", paramLabel = "NAME") String backend;
     @Option(names = "--precision", defaultValue = "f32", description = "f32, f64, or bf16 (bf16 activations, F32 LoRA weights; for GPUs).") String precision;
+    @Option(names = "--gpus", paramLabel = "N", description = "Data-parallel training on N GPUs of this host: one process per GPU, "
+            + "--batch-size sequences each, LoRA gradients all-reduced with NCCL; only rank 0 writes. Across hosts start one process per GPU "
+            + "with WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set (README).") Integer gpus;
+    @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
     @Option(names = "--qlora", description = "QLoRA: quantize the projection weights to NF4 (double quantization) at load; they are dequantized tile by tile inside the GEMMs.") boolean qlora;
 
     @Override
     public Integer call() throws Exception {
+        if (ProcessLauncher.shouldLaunch(gpus)) {
+            if (model == null && data == null) DemoAssets.ensure(Path.of("jsloth-out", "demo-assets")); // once, before the ranks read it
+            return ProcessLauncher.launch(gpus, "finetune", argumentsAfter(spec));
+        }
+        dev.jsloth.api.distributed.ProcessGroup group = ProcessLauncher.currentGroup().orElse(dev.jsloth.api.distributed.ProcessGroup.single());
+        boolean root = group.isRoot();
         boolean demo = model == null && data == null;
         if (!demo && (model == null || data == null)) throw new IllegalArgumentException("give both --model DIR and --data FILE (or neither, for the demo)");
         TrainingConfig cfg = demo ? demoConfig() : config();
@@ -90,18 +100,22 @@ final class FinetuneCommand implements Callable<Integer> {
             modelDir = DemoAssets.modelDir(assets);
             dataFile = DemoAssets.dataset(assets);
             if (out == null) out = Path.of("jsloth-out", "demo");
-            System.out.println("jsloth demo: fine-tuning a tiny Llama (" + DemoAssets.LAYERS + " layers, hidden " + DemoAssets.HIDDEN
+            if (root) System.out.println("jsloth demo: fine-tuning a tiny Llama (" + DemoAssets.LAYERS + " layers, hidden " + DemoAssets.HIDDEN
                     + ", generated deterministically) on " + dataFile + " (country capitals, chat format)");
-            System.out.println();
-            printGenerations("before training", modelDir, null);
+            if (root) {
+                System.out.println();
+                printGenerations("before training", modelDir, null);
+            }
         }
         if (out == null) out = Path.of("jsloth-out", "run");
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
                 .backend(backend).precision(parsePrecision(precision))
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
                 .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
-                .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE).build();
-        TrainingSummary s = job.run(List.of(new ProgressListener()));
+                .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE)
+                .processGroup(group).build();
+        TrainingSummary s = job.run(root ? List.of(new ProgressListener()) : List.of());
+        if (!root) return 0;
         System.out.println();
         System.out.printf(Locale.ROOT, "trained %d steps in %.1f s: loss %.4f -> %.4f%s, %,.0f tokens/s, peak tensor memory %.1f MiB, peak heap %.1f MiB%n",
                 s.steps(), s.seconds(), s.firstLoss(), s.lastLoss(), s.evalLoss() == null ? "" : String.format(Locale.ROOT, " (eval %.4f)", s.evalLoss()),
@@ -156,5 +170,12 @@ final class FinetuneCommand implements Callable<Integer> {
             case "bf16" -> DType.BF16;
             default -> throw new IllegalArgumentException("--precision takes f32, f64 or bf16, got " + p);
         };
+    }
+
+    /** This subcommand's own arguments as given (for re-launching it once per GPU). */
+    static List<String> argumentsAfter(picocli.CommandLine.Model.CommandSpec spec) {
+        List<String> all = spec.commandLine().getParseResult().originalArgs();
+        int at = all.indexOf(spec.name());
+        return at < 0 ? all : all.subList(at + 1, all.size());
     }
 }

@@ -63,4 +63,13 @@ public record Batch(int batch, int seq, int[] inputIds, int[] labels, int[] segm
     public long countedTokens() {
         return CrossEntropy.countTargets(shiftedLabels());
     }
+
+    /** Rows {@code [from, from + count)} as a batch of their own (a data-parallel rank's share of a global batch). */
+    public Batch rows(int from, int count) {
+        if (from < 0 || count <= 0 || from + count > batch)
+            throw new IllegalArgumentException("rows [" + from + ", " + (from + count) + ") of a batch of " + batch);
+        int a = from * seq, b = (from + count) * seq;
+        return new Batch(count, seq, java.util.Arrays.copyOfRange(inputIds, a, b), java.util.Arrays.copyOfRange(labels, a, b),
+                segments == null ? null : java.util.Arrays.copyOfRange(segments, a, b));
+    }
 }

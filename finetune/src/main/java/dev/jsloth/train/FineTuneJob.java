@@ -1,6 +1,8 @@
 package dev.jsloth.train;
 
 import dev.jsloth.api.Backend;
+import dev.jsloth.api.distributed.Communicator;
+import dev.jsloth.api.distributed.ProcessGroup;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.spi.Backends;
 import dev.jsloth.data.BadRowPolicy;
@@ -57,6 +59,7 @@ public final class FineTuneJob {
     private final boolean merge;
     private final dev.jsloth.model.LlamaWeights.Quantization quantization;
     private final Consumer<String> log;
+    private final ProcessGroup group;
 
     private FineTuneJob(Builder b) {
         this.model = b.model;
@@ -74,7 +77,8 @@ public final class FineTuneJob {
         this.resume = b.resume;
         this.merge = b.merge;
         this.quantization = b.quantization;
-        this.log = b.log;
+        this.group = b.group;
+        this.log = b.group.isRoot() ? b.log : line -> { };
     }
 
     public static Builder builder() {
@@ -95,6 +99,7 @@ public final class FineTuneJob {
         private double evalSplit;
         private dev.jsloth.model.LlamaWeights.Quantization quantization = dev.jsloth.model.LlamaWeights.Quantization.NONE;
         private Consumer<String> log = System.out::println;
+        private ProcessGroup group = ProcessGroup.single();
 
         public Builder model(Path p) { this.model = p; return this; }
         public Builder data(Path p) { this.data = p; return this; }
@@ -113,6 +118,8 @@ public final class FineTuneJob {
         public Builder resume(boolean on) { this.resume = on; return this; }
         public Builder merge(boolean on) { this.merge = on; return this; }
         public Builder log(Consumer<String> sink) { this.log = sink; return this; }
+        /** Data parallelism: this process's place among the ranks (one per GPU); default a single process. */
+        public Builder processGroup(ProcessGroup g) { this.group = g; return this; }
         /** QLoRA: NF4 (optionally double-quantized) projection weights, dequantized tile by tile inside the GEMMs. */
         public Builder quantization(dev.jsloth.model.LlamaWeights.Quantization q) { this.quantization = q; return this; }
 
@@ -202,8 +209,17 @@ public final class FineTuneJob {
                         m.weights().backendBytes() / 1048576.0, lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
                 Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos);
                 listeners.forEach(t::listen);
-                TrainingSummary s = t.run(resume);
-                if (merge) {
+                TrainingSummary s;
+                if (group.worldSize() > 1) {
+                    try (Communicator comm = be.communicator(group)) {
+                        log.accept(String.format("data parallel: %d processes, this is rank %d (GPU %d); %d sequences per micro-batch in all",
+                                group.worldSize(), group.rank(), group.localRank(), training.batchSize() * group.worldSize()));
+                        s = t.distributed(comm).run(resume);
+                    }
+                } else {
+                    s = t.run(resume);
+                }
+                if (merge && group.isRoot()) {
                     Path merged = output.resolve("merged");
                     Merge.merge(model, s.adapterDir(), merged, be);
                     log.accept("merged weights written to " + merged);

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jsloth.api.Backend;
+import dev.jsloth.api.distributed.Communicator;
 import dev.jsloth.api.autograd.Parameter;
 import dev.jsloth.data.Example;
 import dev.jsloth.io.AtomicFiles;
@@ -42,6 +43,7 @@ public final class Trainer {
     private final int padId;
     private final List<TrainingListener> listeners = new ArrayList<>();
     private final List<double[]> evalHistory = new ArrayList<>();
+    private Communicator comm; // data parallelism: null = one process
 
     public Trainer(LlamaModel model, List<Example> train, List<Example> eval, TrainingConfig cfg, Path output, int padId) {
         if (model.adapter() == null) throw new IllegalArgumentException("attach a LoRA adapter to the model before training");
@@ -59,13 +61,42 @@ public final class Trainer {
         return this;
     }
 
+    /**
+     * Data-parallel training over {@code c}'s ranks: {@code batchSize} is per rank, so a global micro-batch holds
+     * {@code batchSize x worldSize} rows in the data order a single process with that batch size would see; each rank
+     * runs its rows, the LoRA gradients are summed over the ranks (one fused all-reduce after the backward passes) and
+     * every rank takes the same optimizer step. Only rank 0 writes metrics, checkpoints and the adapter.
+     */
+    public Trainer distributed(Communicator c) {
+        this.comm = c;
+        return this;
+    }
+
+    private int world() {
+        return comm == null ? 1 : comm.worldSize();
+    }
+
+    private boolean root() {
+        return comm == null || comm.rank() == 0;
+    }
+
+    private Batcher batcher() {
+        return new Batcher(train, cfg.batchSize() * world(), cfg.seqLen(), cfg.packing(), padId, cfg.seed());
+    }
+
+    /** This rank's rows of a global micro-batch. */
+    private Batch share(Batch global) {
+        if (world() == 1) return global;
+        return global.rows(comm.rank() * cfg.batchSize(), cfg.batchSize());
+    }
+
     public Path output() {
         return output;
     }
 
     /** Steps per epoch for this data and configuration. */
     public long stepsPerEpoch() {
-        int micro = new Batcher(train, cfg.batchSize(), cfg.seqLen(), cfg.packing(), padId, cfg.seed()).epoch(0).size();
+        int micro = batcher().epoch(0).size();
         return (micro + cfg.gradAccum() - 1) / cfg.gradAccum();
     }
 
@@ -75,10 +106,10 @@ public final class Trainer {
 
     /** Trains from scratch, or from the latest complete checkpoint in the output directory when {@code resume}. */
     public TrainingSummary run(boolean resume) throws IOException {
-        Files.createDirectories(output);
+        if (root()) Files.createDirectories(output);
         Backend be = model.backend();
         be.resetPeak();
-        Batcher batcher = new Batcher(train, cfg.batchSize(), cfg.seqLen(), cfg.packing(), padId, cfg.seed());
+        Batcher batcher = batcher();
         long perEpoch = stepsPerEpoch(), total = totalSteps();
         CheckpointStore store = new CheckpointStore(output, cfg.saveTotalLimit());
         Path metrics = output.resolve("metrics.jsonl");
@@ -90,10 +121,12 @@ public final class Trainer {
                 JsonNode state = CheckpointStore.restore(ck.get(), adapter, opt);
                 checkCompatible(state, ck.get());
                 start = state.get("step").asLong();
-                keepMetricsUpTo(metrics, start);
-            } else {
+                if (root()) keepMetricsUpTo(metrics, start);
+            } else if (root()) {
                 Files.deleteIfExists(metrics);
             }
+            if (world() > 1) comm.broadcast(adapter.parameters().stream().map(Parameter::value).toList(), 0); // one start on every rank
+            List<TrainingListener> listeners = root() ? this.listeners : List.of();
             for (TrainingListener l : listeners) l.onStart(start, total);
             long t0 = System.nanoTime(), tokens = 0;
             int cachedEpoch = -1;
@@ -113,8 +146,13 @@ public final class Trainer {
                 double lossSum = 0;
                 if (counted > 0) {
                     for (Batcher.MicroBatch mb : group) {
-                        lossSum += model.lossAndBackward(mb.batch(), 1.0 / counted, cfg.checkpointing()).lossSum();
+                        Batch mine = share(mb.batch());
+                        if (mine.countedTokens() > 0) lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing()).lossSum();
                         tokens += mb.tokens();
+                    }
+                    if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take
+                        comm.allReduceSum(adapter.parameters().stream().map(Parameter::grad).toList());
+                        lossSum = comm.allReduceSum(new double[]{lossSum})[0];
                     }
                 }
                 double loss = counted == 0 ? Double.NaN : lossSum / counted;
@@ -138,10 +176,10 @@ public final class Trainer {
                 double elapsed = (System.nanoTime() - t0) / 1e9;
                 TrainingListener.StepMetrics m = new TrainingListener.StepMetrics(step, total, epoch, loss, lr, norm, tokens,
                         elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
-                appendMetrics(metrics, m);
+                if (root()) appendMetrics(metrics, m);
                 for (TrainingListener l : listeners) l.onStep(m);
                 if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) evaluate(step, metrics);
-                if (cfg.saveEvery() > 0 && step % cfg.saveEvery() == 0) {
+                if (cfg.saveEvery() > 0 && step % cfg.saveEvery() == 0 && root()) {
                     lastCheckpoint = store.save(step, adapter, opt, state(step, epoch), baseModelName());
                     for (TrainingListener l : listeners) l.onCheckpoint(step, lastCheckpoint);
                 }
@@ -149,8 +187,13 @@ public final class Trainer {
             Double finalEval = null;
             if (!eval.isEmpty()) finalEval = evaluate(total, metrics);
             Path adapterDir = output.resolve("adapter");
-            saveAtomically(adapterDir);
             Path plot = output.resolve("loss.png");
+            if (!root()) { // the root writes; the others report what they computed
+                double seconds = (System.nanoTime() - t0) / 1e9;
+                return new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, Double.NaN, Double.NaN,
+                        finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
+            }
+            saveAtomically(adapterDir);
             List<double[]> history = readHistory(metrics);
             LossPlot.write(plot, history, evalHistory);
             double seconds = (System.nanoTime() - t0) / 1e9;
@@ -205,13 +248,21 @@ public final class Trainer {
         Batcher b = new Batcher(eval, cfg.batchSize(), cfg.seqLen(), false, padId, cfg.seed());
         double sum = 0;
         long n = 0;
-        for (Batcher.MicroBatch mb : b.epoch(0)) {
-            LlamaModel.LossResult r = model.loss(mb.batch());
+        List<Batcher.MicroBatch> all = b.epoch(0);
+        for (int i = 0; i < all.size(); i++) {
+            if (i % world() != (comm == null ? 0 : comm.rank())) continue; // micro-batches dealt out over the ranks
+            LlamaModel.LossResult r = model.loss(all.get(i).batch());
             sum += r.lossSum();
             n += r.tokens();
         }
+        if (world() > 1) {
+            double[] both = comm.allReduceSum(new double[]{sum, n});
+            sum = both[0];
+            n = (long) both[1];
+        }
         double loss = n == 0 ? Double.NaN : sum / n;
         evalHistory.add(new double[]{step, loss});
+        if (!root()) return loss;
         ObjectNode o = COMPACT.createObjectNode().put("step", step).put("eval_loss", loss);
         Files.writeString(metrics, COMPACT.writeValueAsString(o) + "\n", StandardCharsets.UTF_8,
                 java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
@@ -225,6 +276,8 @@ public final class Trainer {
         s.put("epoch", epoch);
         s.put("seed", cfg.seed());
         s.put("train_examples", train.size());
+        s.put("world_size", world());
+        s.put("global_batch", cfg.batchSize() * world());
         s.set("config", Json.MAPPER.valueToTree(cfg));
         return s;
     }
@@ -232,7 +285,14 @@ public final class Trainer {
     private void checkCompatible(JsonNode state, Path ck) {
         JsonNode saved = state.get("config");
         JsonNode now = Json.MAPPER.valueToTree(cfg);
-        for (String key : List.of("batchSize", "gradAccum", "seqLen", "packing", "seed")) {
+        int savedGlobal = state.has("global_batch") ? state.get("global_batch").asInt()
+                : saved != null && saved.has("batchSize") ? saved.get("batchSize").asInt() : cfg.batchSize() * world();
+        if (savedGlobal != cfg.batchSize() * world())
+            throw new TrainingException("--resume: the checkpoint " + ck + " was trained with " + savedGlobal + " sequences per micro-batch over all "
+                    + "processes, now it would be " + cfg.batchSize() + " x " + world() + "; keep batch size x processes the same "
+                    + (savedGlobal % world() == 0 ? "(--batch-size " + savedGlobal / world() + " with " + world() + " process(es))" : "")
+                    + " so the data order stays the same");
+        for (String key : List.of("gradAccum", "seqLen", "packing", "seed")) {
             if (saved != null && saved.has(key) && !saved.get(key).asText().equals(now.get(key).asText()))
                 throw new TrainingException("--resume: " + key + " was " + saved.get(key) + " in " + ck + " but is " + now.get(key)
                         + " now; the data order would differ. Resume with the same settings.");

@@ -10,6 +10,7 @@ import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -64,6 +65,42 @@ class CliTest {
                 "--max-steps", "1", "--bad-rows", "fail");
         assertEquals(1, strict.code());
         assertTrue(strict.err().contains("train.jsonl:3") && strict.err().contains("output"), strict.err());
+    }
+
+    /**
+     * {@code --gpus 2} on the CPU backend: two child JVMs as ranks 0 and 1 (the TCP communicator stands in for NCCL),
+     * batch 1 each, train like one process of batch 2; rank 0 alone writes.
+     */
+    @Test
+    void gpusLaunchesOneProcessPerRankThatTrainsLikeOneLargerBatch(@TempDir Path tmp) throws Exception {
+        Path model = tmp.resolve("model");
+        Files.createDirectories(model);
+        for (String f : new String[]{"config.json", "model.safetensors"}) Files.copy(fixture("gqa-untied").resolve(f), model.resolve(f));
+        Files.copy(Path.of(CliTest.class.getResource("/fixtures/byte-tokenizer.json").toURI()), model.resolve("tokenizer.json"));
+        Path data = tmp.resolve("train.jsonl");
+        StringBuilder rows = new StringBuilder();
+        for (int i = 0; i < 8; i++) rows.append("{\"instruction\": \"Count to ").append(i).append("\", \"input\": \"\", \"output\": \"")
+                .append("1 2 3 4 5 6 7 8 9".substring(0, 2 * i + 1)).append("\"}\n");
+        Files.writeString(data, rows);
+        String[] common = {"--model", model.toString(), "--data", data.toString(), "--max-steps", "3", "--grad-accum", "1", "--seq-len", "512",
+                "--lora-r", "4", "--backend", "cpu", "--precision", "f64"};
+        Run one = run(concat(new String[]{"finetune", "--output", tmp.resolve("one").toString(), "--batch-size", "2"}, common));
+        assertEquals(0, one.code(), one.err() + one.out());
+        Run two = run(concat(new String[]{"finetune", "--output", tmp.resolve("two").toString(), "--batch-size", "1", "--gpus", "2"}, common));
+        assertEquals(0, two.code(), two.err() + two.out());
+        List<String> a = Files.readAllLines(tmp.resolve("one/metrics.jsonl")), b = Files.readAllLines(tmp.resolve("two/metrics.jsonl"));
+        assertEquals(3, b.size(), "rank 0 alone writes the metrics");
+        for (int i = 0; i < 3; i++) {
+            double la = dev.jsloth.io.Json.MAPPER.readTree(a.get(i)).get("loss").asDouble(), lb = dev.jsloth.io.Json.MAPPER.readTree(b.get(i)).get("loss").asDouble();
+            assertEquals(la, lb, 1e-10 * Math.abs(la), "step " + (i + 1) + " loss");
+        }
+        assertTrue(Files.isRegularFile(tmp.resolve("two/adapter/adapter_model.safetensors")));
+    }
+
+    static String[] concat(String[] a, String[] b) {
+        String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
     }
 
     @Test

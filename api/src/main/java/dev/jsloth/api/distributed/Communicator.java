@@ -1,0 +1,42 @@
+package dev.jsloth.api.distributed;
+
+import dev.jsloth.api.Tensor;
+
+import java.util.List;
+
+/**
+ * Collective operations among the processes of a {@link ProcessGroup}: what data-parallel training needs. Every
+ * rank must make the same calls in the same order. Obtain one from {@link dev.jsloth.api.Backend#communicator}:
+ * CUDA uses NCCL; the generic implementation ({@link TcpCommunicator}) moves host copies over TCP.
+ */
+public interface Communicator extends AutoCloseable {
+    ProcessGroup group();
+
+    default int rank() {
+        return group().rank();
+    }
+
+    default int worldSize() {
+        return group().worldSize();
+    }
+
+    /**
+     * Replaces each tensor by its sum over the ranks, in place; every rank ends with identical values. The tensors
+     * travel as one group (NCCL fuses them; the TCP implementation sends one message).
+     */
+    void allReduceSum(List<Tensor> tensors);
+
+    /** Sums host values over the ranks (element by element, in rank order); every rank gets the sums. */
+    double[] allReduceSum(double[] values);
+
+    /** Overwrites each tensor with the root's values. */
+    void broadcast(List<Tensor> tensors, int root);
+
+    /** Returns once every rank has called it. */
+    default void barrier() {
+        allReduceSum(new double[1]);
+    }
+
+    @Override
+    void close();
+}

@@ -1,0 +1,280 @@
+package dev.jsloth.api.distributed;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.Tensor;
+
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.DataOutputStream;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The rendezvous of a process group, and collectives over it on host memory: rank 0 listens on
+ * {@code MASTER_PORT}, the other ranks connect to {@code MASTER_ADDR:MASTER_PORT} (retrying until the timeout, so
+ * start order does not matter) and introduce themselves; all traffic then goes through the root, which sums in
+ * rank order, so every rank gets bit-identical results. GPU backends use it only to exchange NCCL's unique id and
+ * small host values; for tensors it is the portable fallback (every backend, e.g. data-parallel CPU training):
+ * tensors travel as doubles, so F32/BF16 values are summed exactly and rounded once.
+ */
+public final class TcpCommunicator implements Communicator {
+    private static final int MAGIC = 0x4A534C54; // "JSLT"
+    /** How long the rendezvous waits for the other ranks ({@code JSLOTH_RENDEZVOUS_TIMEOUT_S} overrides). */
+    public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(envSeconds("JSLOTH_RENDEZVOUS_TIMEOUT_S", 300));
+
+    private final ProcessGroup group;
+    private final Backend backend;
+    private final Socket[] sockets; // root: by peer rank (0 unused); other ranks: [0] = the root
+    private final DataInputStream[] in;
+    private final DataOutputStream[] out;
+
+    private TcpCommunicator(ProcessGroup group, Backend backend, Socket[] sockets) throws IOException {
+        this.group = group;
+        this.backend = backend;
+        this.sockets = sockets;
+        this.in = new DataInputStream[sockets.length];
+        this.out = new DataOutputStream[sockets.length];
+        for (int i = 0; i < sockets.length; i++) {
+            if (sockets[i] == null) continue;
+            in[i] = new DataInputStream(new BufferedInputStream(sockets[i].getInputStream(), 1 << 16));
+            out[i] = new DataOutputStream(new BufferedOutputStream(sockets[i].getOutputStream(), 1 << 16));
+        }
+    }
+
+    private static long envSeconds(String name, long fallback) {
+        String v = System.getenv(name);
+        try {
+            return v == null ? fallback : Long.parseLong(v.trim());
+        } catch (NumberFormatException e) {
+            return fallback;
+        }
+    }
+
+    /** Connects the group (blocking until every rank has joined, or the timeout). {@code backend} may be null (host values only). */
+    public static TcpCommunicator connect(ProcessGroup g, Backend backend, Duration timeout) throws IOException {
+        if (g.worldSize() == 1) return new TcpCommunicator(g, backend, new Socket[0]);
+        return g.isRoot() ? accept(g, backend, timeout) : join(g, backend, timeout);
+    }
+
+    private static TcpCommunicator accept(ProcessGroup g, Backend backend, Duration timeout) throws IOException {
+        Socket[] peers = new Socket[g.worldSize()];
+        long deadline = System.nanoTime() + timeout.toNanos();
+        try (ServerSocket server = new ServerSocket()) {
+            server.setReuseAddress(true);
+            server.bind(new InetSocketAddress(g.masterPort()), g.worldSize());
+            int joined = 0;
+            while (joined < g.worldSize() - 1) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0) throw timeout(g, joined);
+                server.setSoTimeout((int) Math.min(Integer.MAX_VALUE, left));
+                Socket s;
+                try {
+                    s = server.accept();
+                } catch (SocketTimeoutException e) {
+                    throw timeout(g, joined);
+                }
+                s.setTcpNoDelay(true);
+                DataInputStream din = new DataInputStream(s.getInputStream());
+                s.setSoTimeout(30_000);
+                int magic = din.readInt(), rank = din.readInt(), world = din.readInt();
+                s.setSoTimeout(0);
+                if (magic != MAGIC) {
+                    s.close(); // not one of ours: keep listening
+                    continue;
+                }
+                if (world != g.worldSize())
+                    throw new IOException("rendezvous: rank " + rank + " says WORLD_SIZE=" + world + ", the root has " + g.worldSize());
+                if (rank <= 0 || rank >= g.worldSize() || peers[rank] != null)
+                    throw new IOException("rendezvous: a second process claims RANK=" + rank + " (each rank must be unique, 1.."
+                            + (g.worldSize() - 1) + " besides the root)");
+                peers[rank] = s;
+                joined++;
+            }
+        } catch (IOException e) {
+            for (Socket s : peers) if (s != null) s.close();
+            throw e;
+        }
+        TcpCommunicator c = new TcpCommunicator(g, backend, peers);
+        for (int r = 1; r < peers.length; r++) { // everyone is in: release the others
+            c.out[r].writeInt(MAGIC);
+            c.out[r].flush();
+        }
+        return c;
+    }
+
+    private static IOException timeout(ProcessGroup g, int joined) {
+        return new IOException("rendezvous: only " + (joined + 1) + " of WORLD_SIZE=" + g.worldSize() + " ranks reached the root on port "
+                + g.masterPort() + " within the timeout (start every rank with the same MASTER_ADDR/MASTER_PORT; JSLOTH_RENDEZVOUS_TIMEOUT_S sets the wait)");
+    }
+
+    private static TcpCommunicator join(ProcessGroup g, Backend backend, Duration timeout) throws IOException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        IOException last = null;
+        while (System.nanoTime() < deadline) {
+            Socket s = new Socket();
+            try {
+                s.connect(new InetSocketAddress(g.masterAddr(), g.masterPort()), 2000);
+                s.setTcpNoDelay(true);
+                TcpCommunicator c = new TcpCommunicator(g, backend, new Socket[]{s});
+                c.out[0].writeInt(MAGIC);
+                c.out[0].writeInt(g.rank());
+                c.out[0].writeInt(g.worldSize());
+                c.out[0].flush();
+                if (c.in[0].readInt() != MAGIC) throw new IOException("rendezvous: unexpected reply from " + g.masterAddr() + ":" + g.masterPort());
+                return c;
+            } catch (IOException e) {
+                s.close();
+                last = e;
+                try {
+                    Thread.sleep(200);
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("rendezvous interrupted", ie);
+                }
+            }
+        }
+        throw new IOException("rendezvous: rank " + g.rank() + " could not join the root at " + g.masterAddr() + ":" + g.masterPort()
+                + " within the timeout (is rank 0 running? check MASTER_ADDR/MASTER_PORT)" + (last == null ? "" : ": " + last.getMessage()), last);
+    }
+
+    @Override
+    public ProcessGroup group() {
+        return group;
+    }
+
+    private static void write(DataOutputStream o, double[] v) throws IOException {
+        byte[] bytes = new byte[v.length * 8];
+        ByteBuffer.wrap(bytes).asDoubleBuffer().put(v);
+        o.writeInt(v.length);
+        o.write(bytes);
+        o.flush();
+    }
+
+    private static double[] read(DataInputStream i, int expected, int from) throws IOException {
+        int n = i.readInt();
+        if (expected >= 0 && n != expected)
+            throw new IOException("rank " + from + " sent " + n + " values where this rank has " + expected + ": the ranks' calls differ");
+        byte[] bytes = new byte[n * 8];
+        i.readFully(bytes);
+        double[] v = new double[n];
+        ByteBuffer.wrap(bytes).asDoubleBuffer().get(v);
+        return v;
+    }
+
+    @Override
+    public double[] allReduceSum(double[] values) {
+        if (group.worldSize() == 1) return values.clone();
+        try {
+            if (group.isRoot()) {
+                double[] sum = values.clone();
+                for (int r = 1; r < group.worldSize(); r++) {
+                    double[] v = read(in[r], values.length, r);
+                    for (int i = 0; i < sum.length; i++) sum[i] += v[i];
+                }
+                for (int r = 1; r < group.worldSize(); r++) write(out[r], sum);
+                return sum;
+            }
+            write(out[0], values);
+            return read(in[0], values.length, 0);
+        } catch (IOException e) {
+            throw new UncheckedIOException("all-reduce over TCP (rank " + group.rank() + " of " + group.worldSize() + ")", e);
+        }
+    }
+
+    /** The root's bytes on every rank (e.g. NCCL's unique id). */
+    public byte[] broadcastBytes(byte[] rootBytes) {
+        if (group.worldSize() == 1) return rootBytes.clone();
+        try {
+            if (group.isRoot()) {
+                for (int r = 1; r < group.worldSize(); r++) {
+                    out[r].writeInt(rootBytes.length);
+                    out[r].write(rootBytes);
+                    out[r].flush();
+                }
+                return rootBytes.clone();
+            }
+            byte[] b = new byte[in[0].readInt()];
+            in[0].readFully(b);
+            return b;
+        } catch (IOException e) {
+            throw new UncheckedIOException("broadcast over TCP (rank " + group.rank() + ")", e);
+        }
+    }
+
+    private Backend backend() {
+        if (backend == null) throw new IllegalStateException("this communicator was made for host values only");
+        return backend;
+    }
+
+    @Override
+    public void allReduceSum(List<Tensor> tensors) {
+        if (group.worldSize() == 1 || tensors.isEmpty()) return;
+        Backend be = backend();
+        List<double[]> parts = new ArrayList<>();
+        int total = 0;
+        for (Tensor t : tensors) {
+            double[] v = be.download(t);
+            parts.add(v);
+            total += v.length;
+        }
+        double[] flat = new double[total];
+        int at = 0;
+        for (double[] p : parts) {
+            System.arraycopy(p, 0, flat, at, p.length);
+            at += p.length;
+        }
+        double[] sum = allReduceSum(flat);
+        at = 0;
+        for (Tensor t : tensors) {
+            int n = Math.toIntExact(t.numel());
+            double[] v = java.util.Arrays.copyOfRange(sum, at, at + n);
+            at += n;
+            try (Tensor tmp = be.upload(t.dtype(), t.shape(), v)) {
+                be.kernels().copy(tmp, t);
+            }
+        }
+    }
+
+    @Override
+    public void broadcast(List<Tensor> tensors, int root) {
+        if (root != 0) throw new IllegalArgumentException("the TCP communicator broadcasts from rank 0 only, got root " + root);
+        if (group.worldSize() == 1 || tensors.isEmpty()) return;
+        Backend be = backend();
+        try {
+            for (Tensor t : tensors) {
+                if (group.isRoot()) {
+                    double[] v = be.download(t);
+                    for (int r = 1; r < group.worldSize(); r++) write(out[r], v);
+                } else {
+                    double[] v = read(in[0], Math.toIntExact(t.numel()), 0);
+                    try (Tensor tmp = be.upload(t.dtype(), t.shape(), v)) {
+                        be.kernels().copy(tmp, t);
+                    }
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("broadcast over TCP (rank " + group.rank() + ")", e);
+        }
+    }
+
+    @Override
+    public void close() {
+        for (Socket s : sockets) {
+            if (s == null) continue;
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // closing: nothing left to do
+            }
+        }
+    }
+}
