@@ -84,10 +84,15 @@ public final class Trainer {
         return new Batcher(train, cfg.batchSize() * world(), cfg.seqLen(), cfg.packing(), padId, cfg.seed());
     }
 
-    /** This rank's rows of a global micro-batch. */
+    /**
+     * This rank's rows of a global micro-batch, or null when it has none (an epoch's last micro-batch may be short: the
+     * rows go to the first ranks, exactly the rows one process would see).
+     */
     private Batch share(Batch global) {
         if (world() == 1) return global;
-        return global.rows(comm.rank() * cfg.batchSize(), cfg.batchSize());
+        int from = comm.rank() * cfg.batchSize();
+        if (from >= global.batch()) return null;
+        return global.rows(from, Math.min(cfg.batchSize(), global.batch() - from));
     }
 
     public Path output() {
@@ -147,7 +152,7 @@ public final class Trainer {
                 if (counted > 0) {
                     for (Batcher.MicroBatch mb : group) {
                         Batch mine = share(mb.batch());
-                        if (mine.countedTokens() > 0) lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing()).lossSum();
+                        if (mine != null && mine.countedTokens() > 0) lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing()).lossSum();
                         tokens += mb.tokens();
                     }
                     if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take
@@ -195,7 +200,11 @@ public final class Trainer {
             }
             saveAtomically(adapterDir);
             List<double[]> history = readHistory(metrics);
-            LossPlot.write(plot, history, evalHistory);
+            try {
+                LossPlot.write(plot, history, evalHistory);
+            } catch (IOException | RuntimeException | Error e) { // e.g. a headless server without fonts: the run still counts
+                System.err.println("jsloth: the loss plot " + plot + " was not written (" + e + "); the curve is in " + metrics);
+            }
             double seconds = (System.nanoTime() - t0) / 1e9;
             TrainingSummary s = new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0,
                     history.isEmpty() ? Double.NaN : history.getFirst()[1], history.isEmpty() ? Double.NaN : history.getLast()[1],
