@@ -6,7 +6,9 @@ import java.lang.foreign.MemorySegment;
  * Causal grouped-query attention in double precision, one (batch, head) pair per task. Forward keeps only the
  * row log-sum-exp; backward rebuilds the probabilities from it (FlashAttention-2's recurrence, without the
  * GPU tiling). Backward tasks are (batch, key/value head) pairs so that the query heads of one group, which
- * share dK and dV, never race.
+ * share dK and dV, never race. A query's scores against all its keys ({@code q K^T}, and {@code dO V^T} in
+ * backward) are formed as headDim vector updates over a transposed K (V), so the inner loops run along the keys
+ * with no per-pair horizontal sums.
  */
 final class AttentionKernel {
     private AttentionKernel() {
@@ -49,24 +51,38 @@ final class AttentionKernel {
         return j <= i && (seg == null || seg[i] == seg[j]);
     }
 
+    /** xT[c * len + t] = x[t * hd + c]: a head's rows as columns. */
+    private static void transpose(double[] x, int len, int hd, double[] xT) {
+        for (int t = 0; t < len; t++)
+            for (int c = 0; c < hd; c++) xT[c * len + t] = x[t * hd + c];
+    }
+
+    /** out[0..n) = sum over c of x[xo + c] * yT[c * len + (0..n)]: one row of x times the first n columns of y^T. */
+    private static void rowTimesTransposed(double[] x, int xo, double[] yT, int len, int hd, int n, double[] out) {
+        java.util.Arrays.fill(out, 0, n, 0.0);
+        for (int c = 0; c < hd; c++) GemmF64.axpy(x[xo + c], yT, c * len, out, 0, n);
+    }
+
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
         int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset();
         Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
-            double[] qh = new double[T * hd], kh = new double[S * hd], vh = new double[S * hd], oh = new double[T * hd];
-            double[] s = new double[S];
+            double[] qh = new double[T * hd], kh = new double[S * hd], kT = new double[S * hd], vh = new double[S * hd];
+            double[] oh = new double[T * hd], s = new double[S];
             for (int task = lo; task < hi; task++) {
                 int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
                 int[] seg = segments(segs, b, T);
                 gather(q, b, h, d.qHeads(), T, hd, qh);
                 gather(k, b, g, d.kvHeads(), S, hd, kh);
                 gather(v, b, g, d.kvHeads(), S, hd, vh);
+                transpose(kh, S, hd, kT);
                 java.util.Arrays.fill(oh, 0);
                 for (int i = 0; i < T; i++) {
-                    double max = Double.NEGATIVE_INFINITY;
                     int last = i + off;
+                    rowTimesTransposed(qh, i * hd, kT, S, hd, last + 1, s);
+                    double max = Double.NEGATIVE_INFINITY;
                     for (int j = 0; j <= last; j++) {
                         if (!visible(seg, last, j)) continue;
-                        s[j] = GemmF64.dot(qh, i * hd, kh, j * hd, hd) * scale;
+                        s[j] *= scale;
                         if (s[j] > max) max = s[j];
                     }
                     double sum = 0;
@@ -91,6 +107,7 @@ final class AttentionKernel {
         Parallel.forRange(d.batch() * d.kvHeads(), 1, (lo, hi) -> {
             int n = T * hd;
             double[] qh = new double[n], kh = new double[n], vh = new double[n], oh = new double[n], doh = new double[n];
+            double[] kT = new double[n], vT = new double[n], srow = new double[T], dprow = new double[T];
             double[] dqh = new double[n], dkh = new double[n], dvh = new double[n];
             double[] rowLse = new double[T], delta = new double[T];
             for (int task = lo; task < hi; task++) {
@@ -98,6 +115,8 @@ final class AttentionKernel {
                 int[] seg = segments(segs, b, T);
                 gather(k, b, g, d.kvHeads(), T, hd, kh);
                 gather(v, b, g, d.kvHeads(), T, hd, vh);
+                transpose(kh, T, hd, kT);
+                transpose(vh, T, hd, vT);
                 java.util.Arrays.fill(dkh, 0);
                 java.util.Arrays.fill(dvh, 0);
                 for (int h = g * d.group(); h < (g + 1) * d.group(); h++) {
@@ -108,12 +127,13 @@ final class AttentionKernel {
                     java.util.Arrays.fill(dqh, 0);
                     for (int i = 0; i < T; i++) {
                         delta[i] = GemmF64.dot(doh, i * hd, oh, i * hd, hd);
+                        rowTimesTransposed(qh, i * hd, kT, T, hd, i + 1, srow);
+                        rowTimesTransposed(doh, i * hd, vT, T, hd, i + 1, dprow);
                         for (int j = 0; j <= i; j++) {
                             if (!visible(seg, i, j)) continue;
-                            double p = Math.exp(GemmF64.dot(qh, i * hd, kh, j * hd, hd) * scale - rowLse[i]);
+                            double p = Math.exp(srow[j] * scale - rowLse[i]);
                             GemmF64.axpy(p, doh, i * hd, dvh, j * hd, hd);
-                            double dp = GemmF64.dot(doh, i * hd, vh, j * hd, hd);
-                            double ds = p * (dp - delta[i]) * scale;
+                            double ds = p * (dprow[j] - delta[i]) * scale;
                             GemmF64.axpy(ds, kh, j * hd, dqh, i * hd, hd);
                             GemmF64.axpy(ds, qh, i * hd, dkh, j * hd, hd);
                         }
