@@ -21,4 +21,17 @@ public interface Block<S extends AutoCloseable> {
      * Returns a new dX for dY and accumulates parameter gradients. Does not close {@code saved} or {@code dy}.
      */
     Tensor backward(Tensor dy, S saved, BatchContext ctx);
+
+    /**
+     * Selective checkpointing: what a checkpointed block keeps from its forward besides its input, because
+     * recomputing it costs more than its memory (new tensors, owned by the returned object; null = nothing).
+     */
+    default AutoCloseable keepForRecompute(S saved) {
+        return null;
+    }
+
+    /** The forward again, for backward, reusing what {@link #keepForRecompute} kept (ownership passes to the result). */
+    default Forward<S> recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        return forward(x, ctx);
+    }
 }

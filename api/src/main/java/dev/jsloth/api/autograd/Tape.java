@@ -13,7 +13,8 @@ import java.util.List;
  * <p>With gradient checkpointing a block's saved activations are freed right after its forward and recomputed
  * from its input when backward reaches it, so only block inputs stay alive between the passes: memory falls
  * from O(layers x activations per layer) to O(layers x hidden) + one layer's activations, at the cost of one
- * more forward per block.
+ * more forward per block. A block may keep part of its forward across the checkpoint when recomputing it costs
+ * more than its memory ({@link Block#keepForRecompute}: the decoder layer keeps its attention output).
  *
  * <p>Ownership: the tape owns every block output it returns and every saved state; {@link #close()} frees them.
  * The first input stays the caller's.
@@ -28,6 +29,7 @@ public final class Tape implements AutoCloseable {
         final Block<S> block;
         final Tensor input;
         S saved;
+        AutoCloseable kept; // what the block keeps across checkpointing (selective recompute), or null
 
         Entry(Block<S> block, Tensor input, S saved) {
             this.block = block;
@@ -37,22 +39,24 @@ public final class Tape implements AutoCloseable {
 
         S savedOrRecompute(BatchContext ctx) {
             if (saved == null) {
-                Block.Forward<S> f = block.forward(input, ctx);
+                Block.Forward<S> f = kept == null ? block.forward(input, ctx) : block.recompute(input, kept, ctx);
+                kept = null; // now owned by the recomputed state
                 f.y().close();
                 saved = f.saved();
             }
             return saved;
         }
 
-        void release() {
-            if (saved != null) {
-                try {
-                    saved.close();
-                } catch (Exception e) {
-                    throw new IllegalStateException("closing saved activations failed", e);
-                }
-                saved = null;
+        /** Frees the saved state; what the block keeps for its recompute stays unless {@code all}. */
+        void release(boolean all) {
+            try {
+                if (saved != null) saved.close();
+                if (all && kept != null) kept.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing saved activations failed", e);
             }
+            saved = null;
+            if (all) kept = null;
         }
     }
 
@@ -69,7 +73,10 @@ public final class Tape implements AutoCloseable {
     public <S extends AutoCloseable> Tensor forward(Block<S> block, Tensor x) {
         Block.Forward<S> f = block.forward(x, ctx);
         Entry<S> e = new Entry<>(block, x, f.saved());
-        if (checkpointing) e.release();
+        if (checkpointing) {
+            e.kept = block.keepForRecompute(f.saved());
+            e.release(false);
+        }
         entries.push(e);
         owned.add(f.y());
         return f.y();
@@ -94,13 +101,13 @@ public final class Tape implements AutoCloseable {
         try {
             return e.block.backward(grad, e.savedOrRecompute(ctx), ctx);
         } finally {
-            e.release();
+            e.release(true);
         }
     }
 
     @Override
     public void close() {
-        for (Entry<?> e : entries) e.release();
+        for (Entry<?> e : entries) e.release(true);
         entries.clear();
         for (Tensor t : owned) t.close();
         owned.clear();

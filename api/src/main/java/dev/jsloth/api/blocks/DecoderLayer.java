@@ -42,6 +42,19 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
         return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
     }
 
+    /** Keeps the attention half's output across checkpointing (see {@link LoraAttentionBlock#keepForRecompute}). */
+    @Override
+    public AutoCloseable keepForRecompute(Saved saved) {
+        return attention.keepForRecompute(saved.attention());
+    }
+
+    @Override
+    public Forward<Saved> recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        Forward<LoraAttentionBlock.Saved> a = attention.recompute(x, kept, ctx);
+        Forward<LoraMlpBlock.Saved> m = mlp.forward(a.y(), ctx);
+        return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
+    }
+
     /** Inference with a KV cache for the attention half; returns the layer output. */
     public Tensor forwardCached(Tensor x, BatchContext ctx, KvCache cache) {
         try (Tensor mid = attention.forwardCached(x, ctx, cache)) {

@@ -68,7 +68,36 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
 
     @Override
     public Forward<Saved> forward(Tensor x, BatchContext ctx) {
-        return run(x, ctx, null);
+        return run(x, ctx, null, null);
+    }
+
+    /** The attention output and its log-sum-exp, kept across gradient checkpointing (owned until a recompute takes them). */
+    public record KeptAttention(Tensor attn, Tensor lse) implements AutoCloseable {
+        @Override
+        public void close() {
+            attn.close();
+            lse.close();
+        }
+    }
+
+    /**
+     * Selective checkpointing: the attention output and lse are copied and kept, so the recompute before backward
+     * runs the projections again but not the attention kernel (the costliest part of the forward at long sequences;
+     * the copies cost {@code n x (hidden + heads)} values per layer).
+     */
+    @Override
+    public AutoCloseable keepForRecompute(Saved s) {
+        Backend be = s.attn().backend();
+        Tensor attn = be.allocateForOverwrite(s.attn().dtype(), s.attn().shape());
+        Tensor lse = be.allocateForOverwrite(s.lse().dtype(), s.lse().shape());
+        be.kernels().copy(s.attn(), attn);
+        be.kernels().copy(s.lse(), lse);
+        return new KeptAttention(attn, lse);
+    }
+
+    @Override
+    public Forward<Saved> recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        return run(x, ctx, null, (KeptAttention) kept);
     }
 
     /**
@@ -76,12 +105,12 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
      * their queries attend to everything cached so far. Returns the block output; nothing is saved.
      */
     public Tensor forwardCached(Tensor x, BatchContext ctx, KvCache cache) {
-        Forward<Saved> f = run(x, ctx, cache);
+        Forward<Saved> f = run(x, ctx, cache, null);
         f.saved().close();
         return f.y();
     }
 
-    private Forward<Saved> run(Tensor x, BatchContext ctx, KvCache cache) {
+    private Forward<Saved> run(Tensor x, BatchContext ctx, KvCache cache, KeptAttention kept) {
         Backend be = x.backend();
         Kernels kern = be.kernels();
         DType dt = x.dtype();
@@ -92,9 +121,17 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         LoraLinear.Forward fq = q.forwardSaving(h), fk = k.forwardSaving(h), fv = v.forwardSaving(h);
         kern.rope(fq.y(), ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
         kern.rope(fk.y(), ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
-        Tensor attn = be.allocateForOverwrite(dt, Shape.of(n, qHeads * headDim));
-        Tensor lse = be.allocateForOverwrite(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
-        if (cache == null) {
+        Tensor attn, lse;
+        if (kept != null) { // recompute: the kept output stands in for the attention kernel
+            attn = kept.attn();
+            lse = kept.lse();
+        } else {
+            attn = be.allocateForOverwrite(dt, Shape.of(n, qHeads * headDim));
+            lse = be.allocateForOverwrite(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
+        }
+        if (kept != null) {
+            // nothing to compute
+        } else if (cache == null) {
             kern.attentionForward(dims(ctx), fq.y(), fk.y(), fv.y(), ctx.segments(), scale(), attn, lse);
         } else {
             if (ctx.batch() != 1) throw new IllegalArgumentException("KV-cached decoding runs one sequence at a time");
@@ -122,11 +159,9 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             kern.attentionBackward(dims(ctx), dAttn, s.q(), s.k(), s.v(), ctx.segments(), scale(), s.attn(), s.lse(), dq, dk, dv);
             kern.rope(dq, ctx.ropeCos(), ctx.ropeSin(), qHeads, true);
             kern.rope(dk, ctx.ropeCos(), ctx.ropeSin(), kvHeads, true);
-            try (Tensor dh = q.backward(dq, s.qs());
-                 Tensor dhk = k.backward(dk, s.ks());
-                 Tensor dhv = v.backward(dv, s.vs())) {
-                kern.add(dh, dhk, dh);
-                kern.add(dh, dhv, dh);
+            try (Tensor dh = q.backward(dq, s.qs())) {
+                k.backwardInto(dk, s.ks(), dh);
+                v.backwardInto(dv, s.vs(), dh);
                 dx = be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols()));
                 kern.rmsNormBackward(dh, s.x(), inputNorm, s.rstd(), dx, null);
             }

@@ -72,8 +72,8 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
              Tensor dg = be.allocateForOverwrite(dy.dtype(), s.g().shape());
              Tensor du = be.allocateForOverwrite(dy.dtype(), s.u().shape())) {
             kern.swigluBackward(dAct, s.g(), s.u(), dg, du);
-            try (Tensor dh = gate.backward(dg, s.gs()); Tensor dhu = up.backward(du, s.us())) {
-                kern.add(dh, dhu, dh);
+            try (Tensor dh = gate.backward(dg, s.gs())) {
+                up.backwardInto(du, s.us(), dh);
                 kern.rmsNormBackward(dh, s.x(), postNorm, s.rstd(), dx, null);
             }
         }

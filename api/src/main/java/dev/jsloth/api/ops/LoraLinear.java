@@ -167,12 +167,26 @@ public final class LoraLinear {
 
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
     public Tensor backward(Tensor dy, Saved saved) {
+        int n = Math.toIntExact(saved.x().shape().rows());
+        Tensor dx = dy.backend().allocateForOverwrite(dy.dtype(), Shape.of(n, inFeatures()));
+        backward(dy, saved, dx, false);
+        return dx;
+    }
+
+    /**
+     * Backward adding dX into {@code dx} (the products accumulate with beta = 1: no separate sum when several
+     * projections read the same input, as Q, K and V do).
+     */
+    public void backwardInto(Tensor dy, Saved saved, Tensor dx) {
+        backward(dy, saved, dx, true);
+    }
+
+    private void backward(Tensor dy, Saved saved, Tensor dx, boolean accumulate) {
         Backend be = dy.backend();
         Kernels k = be.kernels();
         Tensor x = saved.x();
         int n = Math.toIntExact(x.shape().rows());
-        Tensor dx = be.allocateForOverwrite(dy.dtype(), Shape.of(n, inFeatures()));
-        k.gemm(false, false, 1.0, dy, weight, 0.0, dx);
+        k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
         if (loraA != null) {
             int r = loraA.value().shape().dim(0);
             Factors f = saved.factors();
@@ -183,7 +197,6 @@ public final class LoraLinear {
             }
             k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
         }
-        return dx;
     }
 
     private void checkInput(Tensor x) {
