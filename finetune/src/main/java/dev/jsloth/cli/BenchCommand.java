@@ -141,15 +141,15 @@ final class BenchCommand implements Callable<Integer> {
         try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02, qlora);
              LlamaModel m = LlamaModel.of(null, c, w, be, compute);
              LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
-             AdamW opt = new AdamW(a.parameters(), 0.9, 0.999, 1e-8, 0.0);
+             AdamW opt = new AdamW(a.buffer(), 0.9, 0.999, 1e-8, 0.0);
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
-            java.util.List<Tensor> grads = a.parameters().stream().map(dev.jsloth.api.autograd.Parameter::grad).toList();
+            java.util.List<Tensor> grads = java.util.List.of(a.buffer().grads());
             be.resetPeak();
             double[] secs = new double[steps];
             double loss = 0;
             for (int i = -2; i < steps; i++) {
                 long t0 = System.nanoTime();
-                for (var p : a.parameters()) p.zeroGrad();
+                a.zeroGrads();
                 loss = m.lossAndBackward(b, 1.0 / (b.countedTokens() * group.worldSize()), !noGc).meanLoss();
                 if (comm != null) comm.allReduceSum(grads);
                 opt.step(1e-4);

@@ -8,6 +8,7 @@ import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.autograd.ParameterBuffer;
 import dev.jsloth.io.CheckpointFormatException;
 import dev.jsloth.io.Json;
 import dev.jsloth.io.SafeTensorsFile;
@@ -46,10 +47,34 @@ public final class LoraAdapter implements AutoCloseable {
 
     private final LoraSettings settings;
     private final Map<String, Pair> pairs; // key: layer + "." + projection
+    private final ParameterBuffer buffer;  // every A and B, end to end (null for an adapter without pairs)
 
     private LoraAdapter(LoraSettings settings, Map<String, Pair> pairs) {
         this.settings = settings;
-        this.pairs = pairs;
+        List<Parameter> all = new ArrayList<>();
+        for (Pair p : pairs.values()) {
+            all.add(p.a());
+            all.add(p.b());
+        }
+        this.buffer = all.isEmpty() ? null : ParameterBuffer.of(all);
+        Map<String, Pair> moved = new LinkedHashMap<>();
+        int i = 0;
+        for (Map.Entry<String, Pair> e : pairs.entrySet()) {
+            Pair p = e.getValue();
+            moved.put(e.getKey(), new Pair(p.layer(), p.projection(), buffer.parameters().get(i), buffer.parameters().get(i + 1), p.scaling()));
+            i += 2;
+        }
+        this.pairs = moved;
+    }
+
+    /** The parameters' shared storage (one optimizer launch, one gradient clear): null when nothing is adapted. */
+    public ParameterBuffer buffer() {
+        return buffer;
+    }
+
+    /** Clears every gradient (one fill over the shared buffer). */
+    public void zeroGrads() {
+        if (buffer != null) buffer.zeroGrads();
     }
 
     private static String key(int layer, Projection p) {
@@ -222,6 +247,6 @@ public final class LoraAdapter implements AutoCloseable {
 
     @Override
     public void close() {
-        for (Parameter p : parameters()) p.close();
+        if (buffer != null) buffer.close();
     }
 }

@@ -4,6 +4,7 @@ import dev.jsloth.api.AdamWStep;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.autograd.ParameterBuffer;
 
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -17,15 +18,41 @@ public final class AdamW implements AutoCloseable {
     private final double beta1, beta2, eps, weightDecay;
     private long step;
 
+    private final ParameterBuffer buffer;   // the parameters' shared storage, when they have one
+    private final Tensor flatM, flatV;      // with a buffer: both moments end to end; the map holds views
+
     public AdamW(List<Parameter> params, double beta1, double beta2, double eps, double weightDecay) {
+        this(params, null, beta1, beta2, eps, weightDecay);
+    }
+
+    /** AdamW over the parameters of one buffer: one kernel launch per step for all of them (PyTorch's "foreach"). */
+    public AdamW(ParameterBuffer buffer, double beta1, double beta2, double eps, double weightDecay) {
+        this(buffer.parameters(), buffer, beta1, beta2, eps, weightDecay);
+    }
+
+    private AdamW(List<Parameter> params, ParameterBuffer buffer, double beta1, double beta2, double eps, double weightDecay) {
         this.params = List.copyOf(params);
+        this.buffer = buffer;
         this.beta1 = beta1;
         this.beta2 = beta2;
         this.eps = eps;
         this.weightDecay = weightDecay;
-        for (Parameter p : params) {
-            Backend be = p.value().backend();
-            moments.put(p.name(), new Tensor[]{be.allocate(p.value().dtype(), p.value().shape()), be.allocate(p.value().dtype(), p.value().shape())});
+        if (buffer != null) {
+            Backend be = buffer.values().backend();
+            flatM = be.allocate(buffer.values().dtype(), buffer.values().shape());
+            flatV = be.allocate(buffer.values().dtype(), buffer.values().shape());
+            int at = 0;
+            for (Parameter p : params) {
+                int n = Math.toIntExact(p.value().numel());
+                moments.put(p.name(), new Tensor[]{flatM.rows(at, n).view(p.value().shape()), flatV.rows(at, n).view(p.value().shape())});
+                at += n;
+            }
+        } else {
+            flatM = flatV = null;
+            for (Parameter p : params) {
+                Backend be = p.value().backend();
+                moments.put(p.name(), new Tensor[]{be.allocate(p.value().dtype(), p.value().shape()), be.allocate(p.value().dtype(), p.value().shape())});
+            }
         }
     }
 
@@ -33,6 +60,10 @@ public final class AdamW implements AutoCloseable {
     public void step(double lr) {
         step++;
         AdamWStep s = new AdamWStep(lr, beta1, beta2, eps, weightDecay, step);
+        if (buffer != null) { // elementwise, so one launch over the buffer equals one per parameter, bit for bit
+            buffer.values().backend().kernels().adamw(buffer.values(), buffer.grads(), flatM, flatV, s);
+            return;
+        }
         for (Parameter p : params) {
             Tensor[] m = moments.get(p.name());
             p.value().backend().kernels().adamw(p.value(), p.grad(), m[0], m[1], s);
@@ -59,6 +90,11 @@ public final class AdamW implements AutoCloseable {
 
     @Override
     public void close() {
+        if (buffer != null) {
+            flatM.close();
+            flatV.close();
+            return;
+        }
         for (Tensor[] m : moments.values()) {
             m[0].close();
             m[1].close();

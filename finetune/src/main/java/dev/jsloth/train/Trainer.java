@@ -118,7 +118,8 @@ public final class Trainer {
         long perEpoch = stepsPerEpoch(), total = totalSteps();
         CheckpointStore store = new CheckpointStore(output, cfg.saveTotalLimit());
         Path metrics = output.resolve("metrics.jsonl");
-        try (AdamW opt = new AdamW(adapter.parameters(), cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay())) {
+        try (AdamW opt = adapter.buffer() != null ? new AdamW(adapter.buffer(), cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay())
+                : new AdamW(adapter.parameters(), cfg.beta1(), cfg.beta2(), cfg.eps(), cfg.weightDecay())) {
             long start = 0;
             if (resume) {
                 Optional<Path> ck = store.latest();
@@ -130,7 +131,7 @@ public final class Trainer {
             } else if (root()) {
                 Files.deleteIfExists(metrics);
             }
-            if (world() > 1) comm.broadcast(adapter.parameters().stream().map(Parameter::value).toList(), 0); // one start on every rank
+            if (world() > 1) comm.broadcast(List.of(adapter.buffer().values()), 0); // one start on every rank
             List<TrainingListener> listeners = root() ? this.listeners : List.of();
             for (TrainingListener l : listeners) l.onStart(start, total);
             long t0 = System.nanoTime(), tokens = 0;
@@ -147,7 +148,7 @@ public final class Trainer {
                 List<Batcher.MicroBatch> group = epochBatches.subList(first, Math.min(first + cfg.gradAccum(), epochBatches.size()));
                 long counted = 0;
                 for (Batcher.MicroBatch mb : group) counted += mb.batch().countedTokens();
-                for (Parameter p : adapter.parameters()) p.zeroGrad();
+                adapter.zeroGrads();
                 double lossSum = 0;
                 if (counted > 0) {
                     for (Batcher.MicroBatch mb : group) {
@@ -156,7 +157,7 @@ public final class Trainer {
                         tokens += mb.tokens();
                     }
                     if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take
-                        comm.allReduceSum(adapter.parameters().stream().map(Parameter::grad).toList());
+                        comm.allReduceSum(List.of(adapter.buffer().grads()));
                         lossSum = comm.allReduceSum(new double[]{lossSum})[0];
                     }
                 }
@@ -240,7 +241,7 @@ public final class Trainer {
 
     private double gradNorm() {
         double ss = 0;
-        for (Parameter p : adapter.parameters()) ss += p.value().backend().kernels().sumOfSquares(p.grad());
+        ss += adapter.buffer().values().backend().kernels().sumOfSquares(adapter.buffer().grads());
         return Math.sqrt(ss);
     }
 
@@ -249,7 +250,7 @@ public final class Trainer {
         if (cfg.maxGradNorm() <= 0) return;
         double coef = cfg.maxGradNorm() / (norm + 1e-6);
         if (coef >= 1) return;
-        for (Parameter p : adapter.parameters()) p.value().backend().kernels().scale(p.grad(), coef);
+        adapter.buffer().values().backend().kernels().scale(adapter.buffer().grads(), coef);
     }
 
     /** Token-weighted mean loss over the evaluation examples. */

@@ -16,6 +16,15 @@ public final class Parameter implements AutoCloseable {
         this.value = value;
     }
 
+    /** A parameter whose gradient lives in {@code grad} (same shape and type; e.g. a view of a {@link ParameterBuffer}). */
+    public Parameter(String name, Tensor value, Tensor grad) {
+        if (!grad.shape().equals(value.shape()) || grad.dtype() != value.dtype())
+            throw new IllegalArgumentException("gradient " + grad.shape() + " " + grad.dtype() + " does not fit " + value.shape() + " " + value.dtype());
+        this.name = name;
+        this.value = value;
+        this.grad = grad;
+    }
+
     public String name() {
         return name;
     }
