@@ -189,6 +189,19 @@ public final class LlamaModel implements AutoCloseable {
 
     private LossResult run(Batch b, boolean backward, double gradScale, boolean checkpointing, double[][] logitsOut) {
         checkIds(b);
+        if (adapter != null && adapter.buffer() != null && computeType != adapter.buffer().values().dtype()) {
+            try (AutoCloseable pass = adapter.buffer().beginCompute(computeType)) { // A and B in bf16 once for the pass
+                return runPass(b, backward, gradScale, checkpointing, logitsOut);
+            } catch (RuntimeException | Error e) {
+                throw e;
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        }
+        return runPass(b, backward, gradScale, checkpointing, logitsOut);
+    }
+
+    private LossResult runPass(Batch b, boolean backward, double gradScale, boolean checkpointing, double[][] logitsOut) {
         Kernels k = backend.kernels();
         int n = b.batch() * b.seq(), d = config.hiddenSize();
         RopeTables.Tables rope = ropeTables(b.positions());

@@ -1,5 +1,6 @@
 package dev.jsloth.api.autograd;
 
+import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
 
 /**
@@ -10,6 +11,7 @@ public final class Parameter implements AutoCloseable {
     private final String name;
     private final Tensor value;
     private Tensor grad;
+    private Tensor computeCopy; // the value in the compute type, during one pass (see ParameterBuffer#beginCompute)
 
     public Parameter(String name, Tensor value) {
         this.name = name;
@@ -37,6 +39,16 @@ public final class Parameter implements AutoCloseable {
     public Tensor grad() {
         if (grad == null) grad = value.backend().allocate(value.dtype(), value.shape());
         return grad;
+    }
+
+    /** The value converted to {@code type} for the current pass, if one was made; else null. */
+    public Tensor computeCopy(DType type) {
+        Tensor c = computeCopy;
+        return c != null && c.dtype() == type ? c : null;
+    }
+
+    void setComputeCopy(Tensor copy) {
+        this.computeCopy = copy;
     }
 
     public boolean hasGrad() {

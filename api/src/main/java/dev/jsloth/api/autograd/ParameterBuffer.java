@@ -67,6 +67,29 @@ public final class ParameterBuffer implements AutoCloseable {
         return grads;
     }
 
+    /**
+     * For one forward/backward pass in a narrower compute type (bf16 training with F32 parameters): converts all
+     * values once (one launch) and hands every parameter a view of the copy ({@link Parameter#computeCopy}), instead
+     * of each product converting its own A and B twice a step. Closing the result ends the pass: the copies go away,
+     * so no later write to the values can leave a stale copy behind.
+     */
+    public AutoCloseable beginCompute(DType type) {
+        if (type == values.dtype()) return () -> { };
+        Backend be = values.backend();
+        Tensor copy = be.allocateForOverwrite(type, values.shape());
+        be.kernels().copy(values, copy);
+        int at = 0;
+        for (Parameter p : parameters) {
+            int n = Math.toIntExact(p.value().numel());
+            p.setComputeCopy(copy.rows(at, n).view(p.value().shape()));
+            at += n;
+        }
+        return () -> {
+            for (Parameter p : parameters) p.setComputeCopy(null);
+            copy.close();
+        };
+    }
+
     public void zeroGrads() {
         values.backend().kernels().fill(grads, 0);
     }

@@ -63,6 +63,8 @@ public final class LoraLinear {
     private Factors factors(DType type) {
         Tensor a = loraA.value(), b = loraB.value();
         if (a.dtype() == type && b.dtype() == type) return new Factors(a, b, false);
+        Tensor ca = loraA.computeCopy(type), cb = loraB.computeCopy(type);
+        if (ca != null && cb != null) return new Factors(ca, cb, false); // converted once for the whole pass
         Kernels k = a.backend().kernels();
         Tensor ac = a.backend().allocateForOverwrite(type, a.shape()), bc = a.backend().allocateForOverwrite(type, b.shape());
         k.copy(a, ac);
