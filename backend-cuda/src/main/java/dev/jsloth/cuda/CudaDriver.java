@@ -38,6 +38,7 @@ final class CudaDriver {
     private final MethodHandle cuModuleLoadData, cuModuleGetFunction, cuModuleUnload, cuFuncSetAttribute, cuLaunchKernel;
     private final MethodHandle cuStreamCreate, cuStreamSynchronize, cuStreamDestroy;
     private final MethodHandle cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy;
+    private final MethodHandle cuStreamWaitEvent;
 
     CudaDriver(NativeLibraries.Loaded library) {
         lib = new NativeFunctions(library, LIBRARY);
@@ -75,6 +76,7 @@ final class CudaDriver {
         FunctionDescriptor elapsed = FunctionDescriptor.of(INT, PTR, PTR, PTR);
         cuEventElapsedTime = lib.optional("cuEventElapsedTime_v2", elapsed).orElseGet(() -> lib.bind("cuEventElapsedTime", elapsed));
         cuEventDestroy = lib.bind("cuEventDestroy_v2", FunctionDescriptor.of(INT, PTR));
+        cuStreamWaitEvent = lib.bind("cuStreamWaitEvent", FunctionDescriptor.of(INT, PTR, PTR, INT));
     }
 
     String location() {
@@ -280,6 +282,11 @@ final class CudaDriver {
         } catch (Throwable t) {
             throw rethrow(t);
         }
+    }
+
+    /** Work queued on {@code stream} from now on waits for {@code event} (recorded on another stream). */
+    void waitEvent(MemorySegment stream, MemorySegment event) {
+        call("cuStreamWaitEvent", () -> (int) cuStreamWaitEvent.invokeExact(stream, event, 0));
     }
 
     void destroyEvent(MemorySegment event) {

@@ -26,12 +26,49 @@ final class NcclCommunicator implements Communicator {
     private final Nccl nccl;
     private final TcpCommunicator host;
     private final MemorySegment comm;
+    /**
+     * Asynchronous reductions on their own stream ({@code -Djsloth.nccl.overlap=true}): they then overlap the
+     * backward passes queued meanwhile. Off by default until measured on a multi-GPU machine; otherwise they are
+     * queued on the compute stream, in order (correct, not overlapped).
+     */
+    static final boolean OVERLAP = Boolean.getBoolean("jsloth.nccl.overlap");
+    private MemorySegment sideStream;
 
     private NcclCommunicator(CudaBackend be, Nccl nccl, TcpCommunicator host, MemorySegment comm) {
         this.be = be;
         this.nccl = nccl;
         this.host = host;
         this.comm = comm;
+    }
+
+    /**
+     * With {@link #OVERLAP}: the side stream waits for the gradients (an event on the compute stream), reduces them,
+     * and {@link Pending#await} makes the compute stream wait for that in turn. The host never blocks.
+     */
+    @Override
+    public Pending allReduceSumAsync(List<Tensor> tensors) {
+        if (!OVERLAP || worldSize() == 1 || tensors.isEmpty()) return Communicator.super.allReduceSumAsync(tensors);
+        be.device.bind();
+        CudaDriver d = be.device.driver;
+        if (sideStream == null) sideStream = d.createStream();
+        MemorySegment ready = d.createEvent(), done = d.createEvent();
+        d.record(ready, be.device.stream());
+        d.waitEvent(sideStream, ready);
+        nccl.groupStart();
+        try {
+            for (Tensor t : tensors) {
+                CudaTensor c = be.tensor(t);
+                nccl.allReduceSum(c.address(), c.numel(), ncclType(c.dtype()), comm, sideStream);
+            }
+        } finally {
+            nccl.groupEnd();
+        }
+        d.record(done, sideStream);
+        return () -> {
+            d.waitEvent(be.device.stream(), done);
+            d.destroyEvent(ready); // destroying a recorded event is deferred by the driver until it completes
+            d.destroyEvent(done);
+        };
     }
 
     static NcclCommunicator connect(CudaBackend be, Nccl nccl, ProcessGroup group) throws IOException {
@@ -119,6 +156,10 @@ final class NcclCommunicator implements Communicator {
     public void close() {
         try {
             be.device.synchronize();
+            if (sideStream != null) {
+                be.device.driver.synchronize(sideStream);
+                be.device.driver.destroyStream(sideStream);
+            }
             nccl.destroy(comm);
         } finally {
             host.close();

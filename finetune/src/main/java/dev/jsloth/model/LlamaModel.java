@@ -41,6 +41,7 @@ public final class LlamaModel implements AutoCloseable {
     private List<DecoderLayer> layers;
     private int[] ropePositions;
     private RopeTables.Tables ropeTables; // of the last batch's positions: training repeats them every step
+    private java.util.function.IntConsumer afterLayer; // during lossAndBackward only
 
     private LlamaModel(Path dir, LlamaConfig config, Backend backend, DType computeType, LlamaWeights weights) {
         this.dir = dir;
@@ -159,8 +160,21 @@ public final class LlamaModel implements AutoCloseable {
      * tokens counted across all micro-batches.
      */
     public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing) {
+        return lossAndBackward(b, gradScale, checkpointing, null);
+    }
+
+    /**
+     * {@link #lossAndBackward(Batch, double, boolean)}, calling {@code afterLayer} with each decoder layer's index as
+     * soon as its backward is queued (its LoRA gradients are final from then on).
+     */
+    public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing, java.util.function.IntConsumer afterLayer) {
         if (adapter == null) throw new IllegalStateException("no LoRA adapter attached: nothing to train");
-        return run(b, true, gradScale, checkpointing, null);
+        this.afterLayer = afterLayer;
+        try {
+            return run(b, true, gradScale, checkpointing, null);
+        } finally {
+            this.afterLayer = null;
+        }
     }
 
     /** The full logits {@code [batch*seq*vocab]} (row-major), for checks and scoring. */
@@ -222,7 +236,7 @@ public final class LlamaModel implements AutoCloseable {
                     if (backward) {
                         try (Tensor dNormed = r.dHidden(); Tensor dh = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
                             k.rmsNormBackward(dNormed, h, weights.finalNorm(), rstd, dh, null);
-                            tape.backward(dh).close();
+                            tape.backward(dh, afterLayer).close();
                         }
                     }
                     return new LossResult(r.lossSum(), r.counted());

@@ -72,6 +72,23 @@ public final class LoraAdapter implements AutoCloseable {
         return buffer;
     }
 
+    /**
+     * The gradients of layer {@code layer}'s pairs as one view of the shared gradient buffer (pairs are stored layer
+     * by layer), or null when the layer has none.
+     */
+    public Tensor layerGradients(int layer) {
+        long start = -1, count = 0, at = 0;
+        for (Pair p : pairs.values()) {
+            long n = p.a().value().numel() + p.b().value().numel();
+            if (p.layer() == layer) {
+                if (start < 0) start = at;
+                count += n;
+            }
+            at += n;
+        }
+        return start < 0 ? null : buffer.grads().rows(Math.toIntExact(start), Math.toIntExact(count));
+    }
+
     /** Clears every gradient (one fill over the shared buffer). */
     public void zeroGrads() {
         if (buffer != null) buffer.zeroGrads();

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jsloth.api.Backend;
+import dev.jsloth.api.Tensor;
 import dev.jsloth.api.distributed.Communicator;
 import dev.jsloth.api.autograd.Parameter;
 import dev.jsloth.data.Example;
@@ -151,13 +152,27 @@ public final class Trainer {
                 adapter.zeroGrads();
                 double lossSum = 0;
                 if (counted > 0) {
-                    for (Batcher.MicroBatch mb : group) {
+                    int layers = model.config().numLayers();
+                    boolean[] reduced = new boolean[layers];
+                    List<Communicator.Pending> pending = new ArrayList<>();
+                    // the last micro-batch's backward finishes each layer's gradients in turn: reduce them while the
+                    // layers below still run backward (one bucket per layer, in the same order on every rank)
+                    java.util.function.IntConsumer reduceLayer = l -> {
+                        Tensor g = adapter.layerGradients(l);
+                        if (g != null) pending.add(comm.allReduceSumAsync(List.of(g)));
+                        reduced[l] = true;
+                    };
+                    for (int i = 0; i < group.size(); i++) {
+                        Batcher.MicroBatch mb = group.get(i);
                         Batch mine = share(mb.batch());
-                        if (mine != null && mine.countedTokens() > 0) lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing()).lossSum();
+                        java.util.function.IntConsumer hook = world() > 1 && i == group.size() - 1 ? reduceLayer : null;
+                        if (mine != null && mine.countedTokens() > 0)
+                            lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing(), hook).lossSum();
                         tokens += mb.tokens();
                     }
                     if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take
-                        comm.allReduceSum(List.of(adapter.buffer().grads()));
+                        for (int l = layers - 1; l >= 0; l--) if (!reduced[l]) reduceLayer.accept(l); // a rank without rows
+                        for (Communicator.Pending p : pending) p.await();
                         lossSum = comm.allReduceSum(new double[]{lossSum})[0];
                     }
                 }

@@ -87,12 +87,23 @@ public final class Tape implements AutoCloseable {
      * input (a new tensor, the caller's). The recorded entries are consumed.
      */
     public Tensor backward(Tensor dy) {
+        return backward(dy, null);
+    }
+
+    /**
+     * {@link #backward(Tensor)}, calling {@code afterBlock} with each block's position (0 = first recorded) as soon
+     * as its backward is queued: from then on its parameters' gradients are final, so a data-parallel trainer can
+     * start reducing them while the blocks before it run backward.
+     */
+    public Tensor backward(Tensor dy, java.util.function.IntConsumer afterBlock) {
         Tensor grad = dy;
         while (!entries.isEmpty()) {
+            int position = entries.size() - 1;
             Entry<?> e = entries.pop();
             Tensor next = step(e, grad);
             if (grad != dy) grad.close();
             grad = next;
+            if (afterBlock != null) afterBlock.accept(position);
         }
         return grad;
     }

@@ -26,6 +26,21 @@ public interface Communicator extends AutoCloseable {
      */
     void allReduceSum(List<Tensor> tensors);
 
+    /** A collective under way: {@link #await} returns once its results are in place (for the backend's later work). */
+    interface Pending {
+        void await();
+    }
+
+    /**
+     * {@link #allReduceSum(List)} started now and finished by {@link Pending#await}, so it can overlap the work queued
+     * in between (the tensors must not be touched until then). Every rank must start the same collectives in the same
+     * order. The default completes before returning.
+     */
+    default Pending allReduceSumAsync(List<Tensor> tensors) {
+        allReduceSum(tensors);
+        return () -> { };
+    }
+
     /** Sums host values over the ranks (element by element, in rank order); every rank gets the sums. */
     double[] allReduceSum(double[] values);
 

@@ -36,6 +36,12 @@ public final class TcpCommunicator implements Communicator {
     private final Socket[] sockets; // root: by peer rank (0 unused); other ranks: [0] = the root
     private final DataInputStream[] in;
     private final DataOutputStream[] out;
+    /** Every exchange runs here, one at a time in call order, so asynchronous reductions overlap the caller's work. */
+    private final java.util.concurrent.ExecutorService io = java.util.concurrent.Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "jsloth-tcp-collectives");
+        t.setDaemon(true);
+        return t;
+    });
 
     private TcpCommunicator(ProcessGroup group, Backend backend, Socket[] sockets) throws IOException {
         this.group = group;
@@ -173,6 +179,23 @@ public final class TcpCommunicator implements Communicator {
     @Override
     public double[] allReduceSum(double[] values) {
         if (group.worldSize() == 1) return values.clone();
+        return awaitIo(io.submit(() -> exchange(values)));
+    }
+
+    private static <T> T awaitIo(java.util.concurrent.Future<T> f) {
+        try {
+            return f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted during a collective", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            throw new IllegalStateException(e.getCause());
+        }
+    }
+
+    /** The sum over the ranks, through the root (on the I/O thread). */
+    private double[] exchange(double[] values) {
         try {
             if (group.isRoot()) {
                 double[] sum = values.clone();
@@ -217,7 +240,13 @@ public final class TcpCommunicator implements Communicator {
 
     @Override
     public void allReduceSum(List<Tensor> tensors) {
-        if (group.worldSize() == 1 || tensors.isEmpty()) return;
+        allReduceSumAsync(tensors).await();
+    }
+
+    /** Host copies taken now, summed over the network on the I/O thread, written back by {@link Pending#await}. */
+    @Override
+    public Pending allReduceSumAsync(List<Tensor> tensors) {
+        if (group.worldSize() == 1 || tensors.isEmpty()) return () -> { };
         Backend be = backend();
         List<double[]> parts = new ArrayList<>();
         int total = 0;
@@ -232,16 +261,19 @@ public final class TcpCommunicator implements Communicator {
             System.arraycopy(p, 0, flat, at, p.length);
             at += p.length;
         }
-        double[] sum = allReduceSum(flat);
-        at = 0;
-        for (Tensor t : tensors) {
-            int n = Math.toIntExact(t.numel());
-            double[] v = java.util.Arrays.copyOfRange(sum, at, at + n);
-            at += n;
-            try (Tensor tmp = be.upload(t.dtype(), t.shape(), v)) {
-                be.kernels().copy(tmp, t);
+        java.util.concurrent.Future<double[]> reduced = io.submit(() -> exchange(flat));
+        return () -> {
+            double[] sum = awaitIo(reduced);
+            int from = 0;
+            for (Tensor t : tensors) {
+                int n = Math.toIntExact(t.numel());
+                double[] v = java.util.Arrays.copyOfRange(sum, from, from + n);
+                from += n;
+                try (Tensor tmp = be.upload(t.dtype(), t.shape(), v)) {
+                    be.kernels().copy(tmp, t);
+                }
             }
-        }
+        };
     }
 
     @Override
@@ -249,25 +281,30 @@ public final class TcpCommunicator implements Communicator {
         if (root != 0) throw new IllegalArgumentException("the TCP communicator broadcasts from rank 0 only, got root " + root);
         if (group.worldSize() == 1 || tensors.isEmpty()) return;
         Backend be = backend();
-        try {
-            for (Tensor t : tensors) {
-                if (group.isRoot()) {
-                    double[] v = be.download(t);
-                    for (int r = 1; r < group.worldSize(); r++) write(out[r], v);
-                } else {
-                    double[] v = read(in[0], Math.toIntExact(t.numel()), 0);
-                    try (Tensor tmp = be.upload(t.dtype(), t.shape(), v)) {
-                        be.kernels().copy(tmp, t);
+        for (Tensor t : tensors) {
+            double[] mine = group.isRoot() ? be.download(t) : null;
+            double[] v = awaitIo(io.submit(() -> {
+                try {
+                    if (group.isRoot()) {
+                        for (int r = 1; r < group.worldSize(); r++) write(out[r], mine);
+                        return mine;
                     }
+                    return read(in[0], Math.toIntExact(t.numel()), 0);
+                } catch (IOException e) {
+                    throw new UncheckedIOException("broadcast over TCP (rank " + group.rank() + ")", e);
+                }
+            }));
+            if (!group.isRoot()) {
+                try (Tensor tmp = be.upload(t.dtype(), t.shape(), v)) {
+                    be.kernels().copy(tmp, t);
                 }
             }
-        } catch (IOException e) {
-            throw new UncheckedIOException("broadcast over TCP (rank " + group.rank() + ")", e);
         }
     }
 
     @Override
     public void close() {
+        io.shutdownNow();
         for (Socket s : sockets) {
             if (s == null) continue;
             try {
