@@ -54,15 +54,7 @@ final class NcclCommunicator implements Communicator {
         MemorySegment ready = d.createEvent(), done = d.createEvent();
         d.record(ready, be.device.stream());
         d.waitEvent(sideStream, ready);
-        nccl.groupStart();
-        try {
-            for (Tensor t : tensors) {
-                CudaTensor c = be.tensor(t);
-                nccl.allReduceSum(c.address(), c.numel(), ncclType(c.dtype()), comm, sideStream);
-            }
-        } finally {
-            nccl.groupEnd();
-        }
+        grouped(tensors, c -> nccl.allReduceSum(c.address(), c.numel(), ncclType(c.dtype()), comm, sideStream));
         d.record(done, sideStream);
         return () -> {
             d.waitEvent(be.device.stream(), done);
@@ -121,12 +113,14 @@ final class NcclCommunicator implements Communicator {
     public void allReduceSum(List<Tensor> tensors) {
         if (worldSize() == 1 || tensors.isEmpty()) return;
         be.device.bind();
-        nccl.groupStart(); // one fused launch for all of them
+        grouped(tensors, c -> nccl.allReduceSum(c.address(), c.numel(), ncclType(c.dtype()), comm, be.device.stream()));
+    }
+
+    /** One NCCL call per tensor inside a group: NCCL fuses them into one launch. */
+    private void grouped(List<Tensor> tensors, java.util.function.Consumer<CudaTensor> call) {
+        nccl.groupStart();
         try {
-            for (Tensor t : tensors) {
-                CudaTensor c = be.tensor(t);
-                nccl.allReduceSum(c.address(), c.numel(), ncclType(c.dtype()), comm, be.device.stream());
-            }
+            for (Tensor t : tensors) call.accept(be.tensor(t));
         } finally {
             nccl.groupEnd();
         }
@@ -141,15 +135,7 @@ final class NcclCommunicator implements Communicator {
     public void broadcast(List<Tensor> tensors, int root) {
         if (worldSize() == 1 || tensors.isEmpty()) return;
         be.device.bind();
-        nccl.groupStart();
-        try {
-            for (Tensor t : tensors) {
-                CudaTensor c = be.tensor(t);
-                nccl.broadcast(c.address(), c.numel(), ncclType(c.dtype()), root, comm, be.device.stream());
-            }
-        } finally {
-            nccl.groupEnd();
-        }
+        grouped(tensors, c -> nccl.broadcast(c.address(), c.numel(), ncclType(c.dtype()), root, comm, be.device.stream()));
     }
 
     @Override

@@ -7,7 +7,16 @@ import picocli.CommandLine.Option;
 
 /** {@code --backend} and {@code --precision}, shared by the commands that compute. */
 final class BackendOptions {
-    enum Precision { f32, f64, bf16 }
+    /** The compute types the command line offers. */
+    enum Precision {
+        f32(DType.F32), f64(DType.F64), bf16(DType.BF16);
+
+        final DType dtype;
+
+        Precision(DType dtype) {
+            this.dtype = dtype;
+        }
+    }
 
     @Option(names = "--backend", paramLabel = "NAME", description = "Backend to run on (default: ${jsloth.backend} or JSLOTH_BACKEND, else the best available). See 'jsloth backends'.")
     String backend;
@@ -20,10 +29,6 @@ final class BackendOptions {
     }
 
     DType computeType() {
-        return switch (precision) {
-            case f32 -> DType.F32;
-            case f64 -> DType.F64;
-            case bf16 -> DType.BF16;
-        };
+        return precision.dtype;
     }
 }

@@ -55,7 +55,7 @@ final class BenchCommand implements Callable<Integer> {
 
     @Option(names = "--dtype", paramLabel = "TYPE",
             description = "Activation type for --shape: bf16 (mixed precision, F32 LoRA weights) or f32. Default: bf16 on cuda, f32 elsewhere.")
-    String dtype;
+    BackendOptions.Precision dtype;
 
     @Option(names = "--lora-r", defaultValue = "16")
     int rank;
@@ -129,11 +129,8 @@ final class BenchCommand implements Callable<Integer> {
         ProcessGroup group = ProcessLauncher.currentGroup().orElse(ProcessGroup.single());
         LlamaConfig c = Shapes.get(shape);
         DType storage = be.name().equals("cpu") ? DType.F32 : DType.BF16;
-        DType compute = dtype != null ? switch (dtype.toLowerCase(java.util.Locale.ROOT)) {
-            case "bf16" -> DType.BF16;
-            case "f32" -> DType.F32;
-            default -> throw new IllegalArgumentException("--dtype takes bf16 or f32, got " + dtype);
-        } : be.name().equals("cuda") ? DType.BF16 : DType.F32;
+        if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
+        DType compute = dtype != null ? dtype.dtype : be.name().equals("cuda") ? DType.BF16 : DType.F32;
         SplittableRandom r = new SplittableRandom(2 + group.rank()); // each rank its own data
         int[] ids = new int[batch * seq];
         for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());

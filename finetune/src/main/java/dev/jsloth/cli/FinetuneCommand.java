@@ -72,7 +72,7 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--skip-nonfinite", description = "Skip steps with NaN/Inf loss or gradients instead of stopping.") boolean skipNonFinite;
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
     @Option(names = "--backend", paramLabel = "NAME") String backend;
-    @Option(names = "--precision", defaultValue = "f32", description = "f32, f64, or bf16 (bf16 activations, F32 LoRA weights; for GPUs).") String precision;
+    @Option(names = "--precision", defaultValue = "f32", description = "f32, f64, or bf16 (bf16 activations, F32 LoRA weights; for GPUs).") BackendOptions.Precision precision;
     @Option(names = "--gpus", paramLabel = "N", description = "Data-parallel training on N GPUs of this host: one process per GPU, "
             + "--batch-size sequences each, LoRA gradients all-reduced with NCCL; only rank 0 writes. Across hosts start one process per GPU "
             + "with WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set (README).") Integer gpus;
@@ -109,7 +109,7 @@ final class FinetuneCommand implements Callable<Integer> {
         }
         if (out == null) out = Path.of("jsloth-out", "run");
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
-                .backend(backend).precision(parsePrecision(precision))
+                .backend(backend).precision(precision.dtype)
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
                 .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
                 .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE)
@@ -163,14 +163,6 @@ final class FinetuneCommand implements Callable<Integer> {
         }
     }
 
-    private static DType parsePrecision(String p) {
-        return switch (p.toLowerCase(java.util.Locale.ROOT)) {
-            case "f32" -> DType.F32;
-            case "f64" -> DType.F64;
-            case "bf16" -> DType.BF16;
-            default -> throw new IllegalArgumentException("--precision takes f32, f64 or bf16, got " + p);
-        };
-    }
 
     /** This subcommand's own arguments as given (for re-launching it once per GPU). */
     static List<String> argumentsAfter(picocli.CommandLine.Model.CommandSpec spec) {

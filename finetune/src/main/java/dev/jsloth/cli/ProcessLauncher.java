@@ -5,6 +5,7 @@ import dev.jsloth.api.distributed.ProcessGroup;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.net.ServerSocket;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;

@@ -204,12 +204,8 @@ public final class LlamaModel implements AutoCloseable {
     private LossResult run(Batch b, boolean backward, double gradScale, boolean checkpointing, double[][] logitsOut) {
         checkIds(b);
         if (adapter != null && adapter.buffer() != null && computeType != adapter.buffer().values().dtype()) {
-            try (AutoCloseable pass = adapter.buffer().beginCompute(computeType)) { // A and B in bf16 once for the pass
+            try (var pass = adapter.buffer().beginCompute(computeType)) { // A and B in bf16 once for the pass
                 return runPass(b, backward, gradScale, checkpointing, logitsOut);
-            } catch (RuntimeException | Error e) {
-                throw e;
-            } catch (Exception e) {
-                throw new IllegalStateException(e);
             }
         }
         return runPass(b, backward, gradScale, checkpointing, logitsOut);

@@ -6,7 +6,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.distributed.Communicator;
-import dev.jsloth.api.autograd.Parameter;
 import dev.jsloth.data.Example;
 import dev.jsloth.io.AtomicFiles;
 import dev.jsloth.io.Json;
@@ -133,8 +132,8 @@ public final class Trainer {
                 Files.deleteIfExists(metrics);
             }
             if (world() > 1) comm.broadcast(List.of(adapter.buffer().values()), 0); // one start on every rank
-            List<TrainingListener> listeners = root() ? this.listeners : List.of();
-            for (TrainingListener l : listeners) l.onStart(start, total);
+            List<TrainingListener> active = root() ? listeners : List.of(); // only rank 0 reports
+            for (TrainingListener l : active) l.onStart(start, total);
             long t0 = System.nanoTime(), tokens = 0;
             int cachedEpoch = -1;
             List<Batcher.MicroBatch> epochBatches = List.of();
@@ -198,11 +197,11 @@ public final class Trainer {
                 TrainingListener.StepMetrics m = new TrainingListener.StepMetrics(step, total, epoch, loss, lr, norm, tokens,
                         elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
                 if (root()) appendMetrics(metrics, m);
-                for (TrainingListener l : listeners) l.onStep(m);
+                for (TrainingListener l : active) l.onStep(m);
                 if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) evaluate(step, metrics);
                 if (cfg.saveEvery() > 0 && step % cfg.saveEvery() == 0 && root()) {
                     lastCheckpoint = store.save(step, adapter, opt, state(step, epoch), baseModelName());
-                    for (TrainingListener l : listeners) l.onCheckpoint(step, lastCheckpoint);
+                    for (TrainingListener l : active) l.onCheckpoint(step, lastCheckpoint);
                 }
             }
             Double finalEval = null;
@@ -226,7 +225,7 @@ public final class Trainer {
                     history.isEmpty() ? Double.NaN : history.getFirst()[1], history.isEmpty() ? Double.NaN : history.getLast()[1],
                     finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
             Json.write(output.resolve("summary.json"), Json.MAPPER.valueToTree(s));
-            for (TrainingListener l : listeners) l.onEnd(s);
+            for (TrainingListener l : active) l.onEnd(s);
             return s;
         }
     }

@@ -73,7 +73,7 @@ public final class ParameterBuffer implements AutoCloseable {
      * of each product converting its own A and B twice a step. Closing the result ends the pass: the copies go away,
      * so no later write to the values can leave a stale copy behind.
      */
-    public AutoCloseable beginCompute(DType type) {
+    public ComputePass beginCompute(DType type) {
         if (type == values.dtype()) return () -> { };
         Backend be = values.backend();
         Tensor copy = be.allocateForOverwrite(type, values.shape());
@@ -88,6 +88,12 @@ public final class ParameterBuffer implements AutoCloseable {
             for (Parameter p : parameters) p.setComputeCopy(null);
             copy.close();
         };
+    }
+
+    /** The end of a pass begun by {@link #beginCompute}. */
+    public interface ComputePass extends AutoCloseable {
+        @Override
+        void close();
     }
 
     public void zeroGrads() {
