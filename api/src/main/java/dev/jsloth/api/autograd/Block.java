@@ -30,8 +30,14 @@ public interface Block<S extends AutoCloseable> {
         return null;
     }
 
-    /** The forward again, for backward, reusing what {@link #keepForRecompute} kept (ownership passes to the result). */
-    default Forward<S> recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
-        return forward(x, ctx);
+    /**
+     * The saved state again, for backward, reusing what {@link #keepForRecompute} kept (null if nothing; ownership
+     * passes to the result). The block's output is not needed then (the next block's input was kept), so a block
+     * may skip the work that only the output needs.
+     */
+    default S recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        Forward<S> f = forward(x, ctx);
+        f.y().close();
+        return f.saved();
     }
 }

@@ -39,10 +39,8 @@ public final class Tape implements AutoCloseable {
 
         S savedOrRecompute(BatchContext ctx) {
             if (saved == null) {
-                Block.Forward<S> f = kept == null ? block.forward(input, ctx) : block.recompute(input, kept, ctx);
+                saved = block.recompute(input, kept, ctx);
                 kept = null; // now owned by the recomputed state
-                f.y().close();
-                saved = f.saved();
             }
             return saved;
         }

@@ -48,11 +48,11 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
         return attention.keepForRecompute(saved.attention());
     }
 
+    /** Backward's forward again: the layer output is not needed, so the MLP stops at what its backward reads. */
     @Override
-    public Forward<Saved> recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
-        Forward<LoraAttentionBlock.Saved> a = attention.recompute(x, kept, ctx);
-        Forward<LoraMlpBlock.Saved> m = mlp.forward(a.y(), ctx);
-        return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
+    public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        Forward<LoraAttentionBlock.Saved> a = attention.rerun(x, (LoraAttentionBlock.KeptAttention) kept, ctx);
+        return new Saved(a.saved(), a.y(), mlp.recompute(a.y(), null, ctx));
     }
 
     /** Inference with a KV cache for the attention half; returns the layer output. */

@@ -96,8 +96,15 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
     }
 
     @Override
-    public Forward<Saved> recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
-        return run(x, ctx, null, (KeptAttention) kept);
+    public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        Forward<Saved> f = rerun(x, (KeptAttention) kept, ctx);
+        f.y().close();
+        return f.saved();
+    }
+
+    /** The forward again with the kept attention output standing in for the attention kernel (null: run it). */
+    public Forward<Saved> rerun(Tensor x, KeptAttention kept, BatchContext ctx) {
+        return run(x, ctx, null, kept);
     }
 
     /**

@@ -167,6 +167,20 @@ public final class LoraLinear {
         return new Forward(y, new Saved(x, xa, f));
     }
 
+    /**
+     * What {@link #forwardSaving} saves, without Y: for a recompute before backward, where only the input's rank-r
+     * product is needed ({@code 2nr in} flops instead of {@code 2n out (in + r)}).
+     */
+    public Saved saveForBackward(Tensor x) {
+        checkInput(x);
+        if (loraA == null) return new Saved(x, null, null);
+        Backend be = x.backend();
+        Factors f = factors(x.dtype());
+        Tensor xa = be.allocateForOverwrite(x.dtype(), Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
+        be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
+        return new Saved(x, xa, f);
+    }
+
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
     public Tensor backward(Tensor dy, Saved saved) {
         int n = Math.toIntExact(saved.x().shape().rows());
