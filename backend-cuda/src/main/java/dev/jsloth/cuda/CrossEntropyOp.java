@@ -28,7 +28,11 @@ final class CrossEntropyOp {
         if (n * vocab == 0) return;
         try (TypeGroup x = TypeGroup.of(be, logits, dLogits); TypeGroup s = TypeGroup.of(be, lse)) {
             long pl = x.in(logits), plse = s.in(lse), pd = x.out(dLogits);
-            be.kernel(KernelId.CROSS_ENTROPY_BACKWARD, x.type(), s.type()).launch(Grid.linear(n * vocab),
+            // rows on grid y, each row's 16-byte packs on grid x (both grid-stride)
+            long packsPerRow = Math.ceilDiv(vocab * x.type().bytes, 16);
+            Grid grid = new Grid((int) Math.min(Grid.MAX_BLOCKS, Math.ceilDiv(packsPerRow, Grid.THREADS)), (int) Math.min(n, 65535), 1,
+                    Grid.THREADS, 1, 1, 0);
+            be.kernel(KernelId.CROSS_ENTROPY_BACKWARD, x.type(), s.type()).launch(grid,
                     LaunchArgs.of().ptr(pl).ptr(be.ptr(labels)).ptr(plse).i32(ignoreIndex).f64(scale).ptr(pd).i64(n).i64(vocab));
         }
     }
