@@ -9,12 +9,23 @@ import java.util.Map;
 /**
  * Matrix products through cuBLASLt for the type combinations it supports here: all-F64 (compute 64F), and
  * F32/BF16/F16 operands of one type with an F32 or same-type output (compute 32F, never TF32). Descriptors,
- * layouts and the heuristic's algorithm are cached per problem (shape, types, batch, pointer alignment), so a
- * training step's repeated shapes pay for the heuristic once.
+ * layouts and the algorithm are cached per problem (shape, types, batch, pointer alignment), so a training step's
+ * repeated shapes pay for the choice once.
+ *
+ * <p>Autotuning: the heuristic's first choice is often far from the best for LoRA's skinny products (rank 16 against
+ * thousands of tokens), so a problem of at least {@link #TUNE_MIN_FLOPS} that recurs ({@link #TUNE_AFTER_USES}
+ * uses: a training step's shapes, not a one-off) is timed once with each of the heuristic's first
+ * {@link #CANDIDATES} algorithms, on its real operands (into a scratch output when it accumulates into C), and keeps
+ * the fastest. Off with {@code -Djsloth.cuda.autotune=false}; with the profiler on, each choice is printed.
  */
 final class CublasGemm implements AutoCloseable {
     static final long WORKSPACE_BYTES = 32L << 20;
     private static final int MAX_PLANS = 512;
+    static final boolean AUTOTUNE = !"false".equals(System.getProperty("jsloth.cuda.autotune"));
+    static final int CANDIDATES = 8;
+    static final int TUNE_AFTER_USES = 3;
+    static final double TUNE_MIN_FLOPS = 1e8;
+    private static final int TUNE_REPEATS = 3;
 
     private record PlanKey(ColumnMajorGemm problem, int batch, long strideA, long strideB, long strideC, int alignA,
                            int alignB, int alignC) {
@@ -22,8 +33,12 @@ final class CublasGemm implements AutoCloseable {
 
     /** Everything cuBLASLt needs for one problem, created once. */
     private final class Plan implements AutoCloseable {
-        final MemorySegment desc, layoutA, layoutB, layoutC, algo;
-        final long workspace;
+        final MemorySegment desc, layoutA, layoutB, layoutC;
+        final java.util.List<CublasLt.Candidate> candidates;
+        MemorySegment algo; // the chosen candidate's
+        long workspace;
+        int uses;
+        boolean tuned; // chosen for good: by timing, or because there is nothing to time
         final String description, profileName; // built once: a GEMM is too hot a path to format strings
         final boolean doubles;
         private final Arena arena = Arena.ofShared();
@@ -43,8 +58,11 @@ final class CublasGemm implements AutoCloseable {
             layoutC = layout(p.c(), key.batch(), key.strideC());
             MemorySegment pref = lt.createPreference(WORKSPACE_BYTES, new int[]{key.alignA(), key.alignB(), key.alignC(), key.alignC()});
             try {
-                algo = arena.allocate(CublasLt.ALGO_BYTES, 16);
-                workspace = lt.bestAlgorithm(handle, desc, layoutA, layoutB, layoutC, layoutC, pref, algo, describe(key));
+                candidates = lt.algorithms(handle, desc, layoutA, layoutB, layoutC, layoutC, pref, AUTOTUNE ? CANDIDATES : 1, arena,
+                        description);
+                algo = candidates.getFirst().algo();
+                workspace = candidates.getFirst().workspaceBytes();
+                tuned = candidates.size() < 2 || 2.0 * p.m() * p.n() * p.k() * key.batch() < TUNE_MIN_FLOPS;
             } finally {
                 lt.destroyPreference(pref);
             }
@@ -117,6 +135,16 @@ final class CublasGemm implements AutoCloseable {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment alphaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, alpha) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) alpha);
             MemorySegment betaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, beta) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) beta);
+            if (!plan.tuned && ++plan.uses >= TUNE_AFTER_USES) {
+                try {
+                    tune(plan, a, b, c, alphaSeg, betaSeg, beta != 0, batch, strideC);
+                } catch (CudaException e) { // keep the heuristic's choice: timing is an optimisation, not a requirement
+                    plan.algo = plan.candidates.getFirst().algo();
+                    plan.workspace = plan.candidates.getFirst().workspaceBytes();
+                    System.err.println("jsloth: cuBLASLt autotuning of " + plan.description + " failed (" + e.getMessage()
+                            + "); using the heuristic's choice");
+                }
+            }
             KernelProfiler profiler = device.profiler;
             MemorySegment start = profiler == null ? null : profiler.begin();
             lt.matmul(handle, plan.desc, alphaSeg, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, betaSeg, c.ptr(), plan.layoutC,
@@ -124,6 +152,55 @@ final class CublasGemm implements AutoCloseable {
                     device.stream(), plan.description);
             if (profiler != null) profiler.end(plan.profileName, start);
         }
+    }
+
+    /**
+     * Times each candidate algorithm of the plan on these operands ({@link #TUNE_REPEATS} runs after one warm-up)
+     * and keeps the fastest. Runs that only overwrite C write the real C (the chosen algorithm overwrites it again
+     * right after); runs that accumulate write a scratch copy, so C is read but never changed.
+     */
+    private void tune(Plan plan, MatrixRef a, MatrixRef b, MatrixRef c, MemorySegment alpha, MemorySegment beta, boolean accumulates,
+                      int batch, long strideC) {
+        plan.tuned = true;
+        CudaDriver driver = device.driver;
+        long outputBytes = ((batch > 1 ? (batch - 1) * strideC : 0) + (c.rows() - 1) * c.ld() + c.cols()) * c.type().bytes;
+        DeviceAllocator.Block scratch = accumulates ? allocator.allocate(outputBytes) : null;
+        long d = scratch == null ? c.ptr() : scratch.pointer();
+        MemorySegment start = driver.createEvent(), end = driver.createEvent();
+        try {
+            float best = Float.MAX_VALUE, first = Float.NaN;
+            int chosen = 0;
+            for (int i = 0; i < plan.candidates.size(); i++) {
+                CublasLt.Candidate cand = plan.candidates.get(i);
+                if (cand.workspaceBytes() > WORKSPACE_BYTES) continue;
+                if (run(plan, cand, a, b, c, d, alpha, beta) != 0) continue; // warm-up, and whether it runs at all
+                driver.record(start, device.stream());
+                for (int r = 0; r < TUNE_REPEATS; r++) run(plan, cand, a, b, c, d, alpha, beta);
+                driver.record(end, device.stream());
+                driver.synchronizeEvent(end);
+                float ms = driver.elapsedMillis(start, end) / TUNE_REPEATS;
+                if (i == 0) first = ms;
+                if (ms < best) {
+                    best = ms;
+                    chosen = i;
+                }
+            }
+            plan.algo = plan.candidates.get(chosen).algo();
+            plan.workspace = plan.candidates.get(chosen).workspaceBytes();
+            if (device.profiler != null)
+                System.err.printf(java.util.Locale.ROOT, "[cuda autotune] %s: heuristic's first %.1f us, chosen #%d of %d %.1f us%n",
+                        plan.profileName, first * 1e3, chosen, plan.candidates.size(), best * 1e3);
+        } finally {
+            driver.destroyEvent(start);
+            driver.destroyEvent(end);
+            if (scratch != null) allocator.release(scratch);
+        }
+    }
+
+    private int run(Plan plan, CublasLt.Candidate cand, MatrixRef a, MatrixRef b, MatrixRef c, long d, MemorySegment alpha,
+                    MemorySegment beta) {
+        return lt.tryMatmul(handle, plan.desc, alpha, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, beta, c.ptr(), plan.layoutC,
+                d, plan.layoutC, cand.algo(), workspace.pointer(), Math.min(cand.workspaceBytes(), WORKSPACE_BYTES), device.stream());
     }
 
     /** The largest power of two (at most 256) dividing the address. */

@@ -170,24 +170,47 @@ final class CublasLt {
         call("cublasLtMatmulPreferenceDestroy", () -> (int) prefDestroy.invokeExact(pref));
     }
 
+    /** One algorithm the heuristic offers: its opaque description ({@link #ALGO_BYTES}) and workspace need. */
+    record Candidate(MemorySegment algo, long workspaceBytes) {
+    }
+
     /**
-     * The heuristic's best algorithm for the problem, copied into {@code algo} ({@link #ALGO_BYTES} bytes);
-     * returns its workspace size in bytes. Throws when no algorithm supports the problem.
+     * Up to {@code requested} algorithms for the problem, the heuristic's best first (descriptions allocated in
+     * {@code into}). Throws when none supports the problem.
      */
-    long bestAlgorithm(MemorySegment handle, MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c,
-                       MemorySegment d, MemorySegment pref, MemorySegment algo, String what) {
+    java.util.List<Candidate> algorithms(MemorySegment handle, MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c,
+                                         MemorySegment d, MemorySegment pref, int requested, Arena into, String what) {
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment results = arena.allocate(HEURISTIC_RESULT_BYTES * 2, 16);
+            MemorySegment results = arena.allocate(HEURISTIC_RESULT_BYTES * requested, 16);
             MemorySegment count = arena.allocate(INT);
             call("cublasLtMatmulAlgoGetHeuristic(" + what + ")",
-                    () -> (int) heuristic.invokeExact(handle, desc, a, b, c, d, pref, 1, results, count));
-            if (count.get(INT, 0) < 1)
-                throw new CudaException("cublasLtMatmulAlgoGetHeuristic(" + what + ") found no algorithm: "
-                        + statusName(15));
-            int state = results.get(INT, ALGO_BYTES + 8);
-            check(state, "cublasLtMatmulAlgoGetHeuristic(" + what + ") result");
-            MemorySegment.copy(results, 0, algo, 0, ALGO_BYTES);
-            return results.get(LONG, ALGO_BYTES);
+                    () -> (int) heuristic.invokeExact(handle, desc, a, b, c, d, pref, requested, results, count));
+            java.util.List<Candidate> out = new java.util.ArrayList<>();
+            for (int i = 0; i < count.get(INT, 0); i++) {
+                long base = i * HEURISTIC_RESULT_BYTES;
+                if (results.get(INT, base + ALGO_BYTES + 8) != 0) continue; // this one does not apply
+                MemorySegment algo = into.allocate(ALGO_BYTES, 16);
+                MemorySegment.copy(results, base, algo, 0, ALGO_BYTES);
+                out.add(new Candidate(algo, results.get(LONG, base + ALGO_BYTES)));
+            }
+            if (out.isEmpty())
+                throw new CudaException("cublasLtMatmulAlgoGetHeuristic(" + what + ") found no algorithm: " + statusName(15));
+            return out;
+        }
+    }
+
+    /**
+     * D = alpha * op(A) op(B) + beta * C; returns the cuBLASLt status instead of throwing (for trying candidate
+     * algorithms, some of which may refuse a problem at run time).
+     */
+    int tryMatmul(MemorySegment handle, MemorySegment desc, MemorySegment alpha, long a, MemorySegment aDesc, long b,
+                  MemorySegment bDesc, MemorySegment beta, long c, MemorySegment cDesc, long d, MemorySegment dDesc,
+                  MemorySegment algo, long workspace, long workspaceBytes, MemorySegment stream) {
+        try {
+            return (int) matmul.invokeExact(handle, desc, alpha, a, aDesc, b, bDesc, beta, c, cDesc, d, dDesc, algo, workspace,
+                    workspaceBytes, stream);
+        } catch (Throwable t) {
+            throw rethrow(t);
         }
     }
 
