@@ -27,11 +27,11 @@ final class NcclCommunicator implements Communicator {
     private final TcpCommunicator host;
     private final MemorySegment comm;
     /**
-     * Asynchronous reductions on their own stream ({@code -Djsloth.nccl.overlap=true}): they then overlap the
-     * backward passes queued meanwhile. Off by default until measured on a multi-GPU machine; otherwise they are
-     * queued on the compute stream, in order (correct, not overlapped).
+     * Asynchronous reductions on their own stream: they overlap the backward passes queued meanwhile (measured on
+     * two H200s: losses identical to the in-order reductions). {@code -Djsloth.nccl.overlap=false} queues them on the
+     * compute stream instead, in order.
      */
-    static final boolean OVERLAP = Boolean.getBoolean("jsloth.nccl.overlap");
+    static final boolean OVERLAP = !"false".equals(System.getProperty("jsloth.nccl.overlap"));
     private MemorySegment sideStream;
 
     private NcclCommunicator(CudaBackend be, Nccl nccl, TcpCommunicator host, MemorySegment comm) {

@@ -13,6 +13,7 @@ import dev.jsloth.model.LoraAdapter;
 import dev.jsloth.model.LoraSettings;
 import dev.jsloth.model.Shapes;
 import dev.jsloth.train.AdamW;
+import dev.jsloth.train.GradientBuckets;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -140,15 +141,16 @@ final class BenchCommand implements Callable<Integer> {
              LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
              AdamW opt = new AdamW(a.buffer(), 0.9, 0.999, 1e-8, 0.0);
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
-            java.util.List<Tensor> grads = java.util.List.of(a.buffer().grads());
             be.resetPeak();
             double[] secs = new double[steps];
             double loss = 0;
             for (int i = -2; i < steps; i++) {
                 long t0 = System.nanoTime();
                 a.zeroGrads();
-                loss = m.lossAndBackward(b, 1.0 / (b.countedTokens() * group.worldSize()), !noGc).meanLoss();
-                if (comm != null) comm.allReduceSum(grads);
+                // as the trainer does: gradients all-reduced in buckets while the layers below run backward
+                GradientBuckets buckets = comm == null ? null : new GradientBuckets(a, comm, c.numLayers(), GradientBuckets.DEFAULT_CAP_BYTES);
+                loss = m.lossAndBackward(b, 1.0 / (b.countedTokens() * group.worldSize()), !noGc, buckets).meanLoss();
+                if (buckets != null) buckets.finish();
                 opt.step(1e-4);
                 be.synchronize();
                 if (i >= 0) secs[i] = (System.nanoTime() - t0) / 1e9;

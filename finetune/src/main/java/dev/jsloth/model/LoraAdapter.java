@@ -77,10 +77,15 @@ public final class LoraAdapter implements AutoCloseable {
      * by layer), or null when the layer has none.
      */
     public Tensor layerGradients(int layer) {
+        return layerGradients(layer, layer);
+    }
+
+    /** The gradients of layers {@code first..last}'s pairs as one view (contiguous: pairs are stored layer by layer), or null. */
+    public Tensor layerGradients(int first, int last) {
         long start = -1, count = 0, at = 0;
         for (Pair p : pairs.values()) {
             long n = p.a().value().numel() + p.b().value().numel();
-            if (p.layer() == layer) {
+            if (p.layer() >= first && p.layer() <= last) {
                 if (start < 0) start = at;
                 count += n;
             }

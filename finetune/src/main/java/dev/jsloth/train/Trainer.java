@@ -151,27 +151,20 @@ public final class Trainer {
                 adapter.zeroGrads();
                 double lossSum = 0;
                 if (counted > 0) {
-                    int layers = model.config().numLayers();
-                    boolean[] reduced = new boolean[layers];
-                    List<Communicator.Pending> pending = new ArrayList<>();
-                    // the last micro-batch's backward finishes each layer's gradients in turn: reduce them while the
-                    // layers below still run backward (one bucket per layer, in the same order on every rank)
-                    java.util.function.IntConsumer reduceLayer = l -> {
-                        Tensor g = adapter.layerGradients(l);
-                        if (g != null) pending.add(comm.allReduceSumAsync(List.of(g)));
-                        reduced[l] = true;
-                    };
+                    // the last micro-batch's backward finishes each layer's gradients in turn: they are reduced in
+                    // buckets while the layers below still run backward
+                    GradientBuckets buckets = world() > 1
+                            ? new GradientBuckets(adapter, comm, model.config().numLayers(), GradientBuckets.DEFAULT_CAP_BYTES) : null;
                     for (int i = 0; i < group.size(); i++) {
                         Batcher.MicroBatch mb = group.get(i);
                         Batch mine = share(mb.batch());
-                        java.util.function.IntConsumer hook = world() > 1 && i == group.size() - 1 ? reduceLayer : null;
+                        java.util.function.IntConsumer hook = buckets != null && i == group.size() - 1 ? buckets : null;
                         if (mine != null && mine.countedTokens() > 0)
                             lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing(), hook).lossSum();
                         tokens += mb.tokens();
                     }
                     if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take
-                        for (int l = layers - 1; l >= 0; l--) if (!reduced[l]) reduceLayer.accept(l); // a rank without rows
-                        for (Communicator.Pending p : pending) p.await();
+                        buckets.finish(); // all of it here on a rank without rows in the last micro-batch
                         lossSum = comm.allReduceSum(new double[]{lossSum})[0];
                     }
                 }
