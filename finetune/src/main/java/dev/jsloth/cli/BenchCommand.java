@@ -51,6 +51,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--no-gc", description = "Disable gradient checkpointing.")
     boolean noGc;
 
+    @Option(names = "--recompute", defaultValue = "mlp", paramLabel = "POLICY",
+            description = "What gradient checkpointing recomputes: all, all-but-attention or mlp (default).")
+    String recompute;
+
     @Option(names = "--qlora", description = "NF4 (double-quantized) projection weights.")
     boolean qlora;
 
@@ -141,6 +145,7 @@ final class BenchCommand implements Callable<Integer> {
              LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
              AdamW opt = new AdamW(a.buffer(), 0.9, 0.999, 1e-8, 0.0);
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
+            m.recompute(dev.jsloth.api.blocks.Recompute.parse(recompute));
             be.resetPeak();
             double[] secs = new double[steps];
             double loss = 0;
@@ -167,6 +172,7 @@ final class BenchCommand implements Callable<Integer> {
             out.put("batch", batch);
             out.put("seq", seq);
             out.put("gradient_checkpointing", !noGc);
+            if (!noGc) out.put("recompute", m.recompute().cliName());
             out.put("qlora", qlora);
             out.put("dtype", compute.name().toLowerCase(java.util.Locale.ROOT));
             out.put("weight_bytes", w.backendBytes());

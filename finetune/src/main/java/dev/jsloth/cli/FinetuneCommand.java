@@ -68,6 +68,10 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--save-total-limit", defaultValue = "2") int saveLimit;
     @Option(names = "--resume", description = "Continue from the latest complete checkpoint in --output.") boolean resume;
     @Option(names = "--no-gc", description = "Disable gradient checkpointing.") boolean noGc;
+    @Option(names = "--recompute", defaultValue = "mlp", paramLabel = "POLICY",
+            description = "What gradient checkpointing recomputes before each layer's backward: all (keeps the least, as "
+                    + "Hugging Face does), all-but-attention (keeps the attention output), mlp (keeps the attention half; "
+                    + "default, fastest). Default: ${DEFAULT-VALUE}.") String recompute;
     @Option(names = "--seed", defaultValue = "3407") long seed;
     @Option(names = "--skip-nonfinite", description = "Skip steps with NaN/Inf loss or gradients instead of stopping.") boolean skipNonFinite;
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
@@ -109,7 +113,7 @@ final class FinetuneCommand implements Callable<Integer> {
         }
         if (out == null) out = Path.of("jsloth-out", "run");
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
-                .backend(backend).precision(precision.dtype)
+                .backend(backend).precision(precision.dtype).recompute(dev.jsloth.api.blocks.Recompute.parse(recompute))
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
                 .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
                 .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE)

@@ -39,6 +39,7 @@ public final class LlamaModel implements AutoCloseable {
     private final LlamaWeights weights;
     private LoraAdapter adapter;
     private List<DecoderLayer> layers;
+    private dev.jsloth.api.blocks.Recompute recompute = dev.jsloth.api.blocks.Recompute.MLP;
     private int[] ropePositions;
     private RopeTables.Tables ropeTables; // of the last batch's positions: training repeats them every step
     private java.util.function.IntConsumer afterLayer; // during lossAndBackward only
@@ -104,6 +105,16 @@ public final class LlamaModel implements AutoCloseable {
         return adapter;
     }
 
+    /** What gradient checkpointing recomputes before each layer's backward (default: the MLP half only). */
+    public void recompute(dev.jsloth.api.blocks.Recompute policy) {
+        recompute = java.util.Objects.requireNonNull(policy);
+        for (DecoderLayer l : layers) l.recompute(policy);
+    }
+
+    public dev.jsloth.api.blocks.Recompute recompute() {
+        return recompute;
+    }
+
     /** Attaches a LoRA adapter (the model does not own it); null detaches. */
     public void attach(LoraAdapter a) {
         this.adapter = a;
@@ -137,7 +148,9 @@ public final class LlamaModel implements AutoCloseable {
                     config.numHeads(), config.numKvHeads(), config.headDim());
             LoraMlpBlock mlp = new LoraMlpBlock(w.postNorm(), config.rmsNormEps(), linear(l, Projection.GATE),
                     linear(l, Projection.UP), linear(l, Projection.DOWN));
-            out.add(new DecoderLayer(attn, mlp));
+            DecoderLayer layer = new DecoderLayer(attn, mlp);
+            layer.recompute(recompute);
+            out.add(layer);
         }
         return out;
     }

@@ -50,6 +50,7 @@ public final class FineTuneJob {
     private final TrainingConfig training;
     private final String backendName;
     private final DType precision;
+    private final dev.jsloth.api.blocks.Recompute recompute;
     private final DatasetFormat format;
     private final BadRowPolicy badRows;
     private final String templateName;
@@ -69,6 +70,7 @@ public final class FineTuneJob {
         this.training = b.training;
         this.backendName = b.backend;
         this.precision = b.precision;
+        this.recompute = b.recompute;
         this.format = b.format;
         this.badRows = b.badRows;
         this.templateName = b.template;
@@ -92,6 +94,7 @@ public final class FineTuneJob {
         private TrainingConfig training = TrainingConfig.defaults();
         private String backend;
         private DType precision = DType.F32;
+        private dev.jsloth.api.blocks.Recompute recompute = dev.jsloth.api.blocks.Recompute.MLP;
         private DatasetFormat format = DatasetFormat.AUTO;
         private BadRowPolicy badRows = BadRowPolicy.SKIP;
         private String template;
@@ -109,6 +112,8 @@ public final class FineTuneJob {
         /** Backend name; null = {@code -Djsloth.backend}/{@code JSLOTH_BACKEND} or the best available. */
         public Builder backend(String name) { this.backend = name; return this; }
         public Builder precision(DType t) { this.precision = t; return this; }
+        /** What gradient checkpointing recomputes (default: the MLP half only). */
+        public Builder recompute(dev.jsloth.api.blocks.Recompute r) { this.recompute = java.util.Objects.requireNonNull(r); return this; }
         public Builder format(DatasetFormat f) { this.format = f; return this; }
         public Builder badRows(BadRowPolicy p) { this.badRows = p; return this; }
         /** Chat template: null = the model's own (tokenizer_config.json), else a built-in (llama3, chatml, alpaca). */
@@ -198,6 +203,7 @@ public final class FineTuneJob {
         ChatTemplate tpl = template(model, templateName);
         try (Backend be = Backends.create(backendName != null ? backendName : Backends.requestedName());
              LlamaModel m = LlamaModel.load(model, be, precision, quantization)) {
+            m.recompute(recompute);
             int eos = eosId(m, tok);
             PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, completionOnly, training.seqLen(), evalSplit, training.seed());
             log.accept(String.format("data: %d training and %d evaluation examples from %s (%d rows skipped, %d truncated to %d tokens)",

@@ -23,10 +23,16 @@ public interface Block<S extends AutoCloseable> {
     Tensor backward(Tensor dy, S saved, BatchContext ctx);
 
     /**
-     * Selective checkpointing: what a checkpointed block keeps from its forward besides its input, because
-     * recomputing it costs more than its memory (new tensors, owned by the returned object; null = nothing).
+     * Selective checkpointing: a checkpointed block's saved state is handed over right after its forward; the block
+     * keeps what recomputing would cost more than its memory (owned by the returned object; null = nothing) and
+     * frees the rest. Default: keeps nothing.
      */
     default AutoCloseable keepForRecompute(S saved) {
+        try {
+            saved.close();
+        } catch (Exception e) {
+            throw new IllegalStateException("closing saved activations failed", e);
+        }
         return null;
     }
 

@@ -14,7 +14,8 @@ import java.util.List;
  * from its input when backward reaches it, so only block inputs stay alive between the passes: memory falls
  * from O(layers x activations per layer) to O(layers x hidden) + one layer's activations, at the cost of one
  * more forward per block. A block may keep part of its forward across the checkpoint when recomputing it costs
- * more than its memory ({@link Block#keepForRecompute}: the decoder layer keeps its attention output).
+ * more than its memory ({@link Block#keepForRecompute}: the decoder layer keeps its attention output, or its whole
+ * attention half, see {@link dev.jsloth.api.blocks.Recompute}).
  *
  * <p>Ownership: the tape owns every block output it returns and every saved state; {@link #close()} frees them.
  * The first input stays the caller's.
@@ -45,16 +46,16 @@ public final class Tape implements AutoCloseable {
             return saved;
         }
 
-        /** Frees the saved state; what the block keeps for its recompute stays unless {@code all}. */
-        void release(boolean all) {
+        /** Frees the saved state and what the block kept for its recompute. */
+        void release() {
             try {
                 if (saved != null) saved.close();
-                if (all && kept != null) kept.close();
+                if (kept != null) kept.close();
             } catch (Exception e) {
                 throw new IllegalStateException("closing saved activations failed", e);
             }
             saved = null;
-            if (all) kept = null;
+            kept = null;
         }
     }
 
@@ -72,8 +73,8 @@ public final class Tape implements AutoCloseable {
         Block.Forward<S> f = block.forward(x, ctx);
         Entry<S> e = new Entry<>(block, x, f.saved());
         if (checkpointing) {
+            e.saved = null; // handed over: the block keeps part of it and frees the rest
             e.kept = block.keepForRecompute(f.saved());
-            e.release(false);
         }
         entries.push(e);
         owned.add(f.y());
@@ -110,13 +111,13 @@ public final class Tape implements AutoCloseable {
         try {
             return e.block.backward(grad, e.savedOrRecompute(ctx), ctx);
         } finally {
-            e.release(true);
+            e.release();
         }
     }
 
     @Override
     public void close() {
-        for (Entry<?> e : entries) e.release(true);
+        for (Entry<?> e : entries) e.release();
         entries.clear();
         for (Tensor t : owned) t.close();
         owned.clear();

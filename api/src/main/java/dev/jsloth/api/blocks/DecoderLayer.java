@@ -6,11 +6,13 @@ import dev.jsloth.api.autograd.Block;
 
 /**
  * One Llama decoder layer: {@code y = mlp(attention(x))}, both halves residual. As a tape block it is the unit
- * of gradient checkpointing: with checkpointing on, only its input is kept between the passes.
+ * of gradient checkpointing: with checkpointing on, its input and what its {@link Recompute} policy keeps stay
+ * between the passes, and the rest is recomputed before its backward.
  */
 public final class DecoderLayer implements Block<DecoderLayer.Saved> {
     private final LoraAttentionBlock attention;
     private final LoraMlpBlock mlp;
+    private volatile Recompute recompute = Recompute.MLP;
 
     public DecoderLayer(LoraAttentionBlock attention, LoraMlpBlock mlp) {
         this.attention = attention;
@@ -23,6 +25,24 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
 
     public LoraMlpBlock mlp() {
         return mlp;
+    }
+
+    /** What checkpointing recomputes before this layer's backward (default {@link Recompute#MLP}). */
+    public Recompute recompute() {
+        return recompute;
+    }
+
+    public void recompute(Recompute policy) {
+        recompute = java.util.Objects.requireNonNull(policy);
+    }
+
+    /** What the layer keeps across checkpointing: the attention half's part, and with {@link Recompute#MLP} its output. */
+    private record Kept(AutoCloseable attention, Tensor mid) implements AutoCloseable {
+        @Override
+        public void close() throws Exception {
+            if (attention != null) attention.close();
+            if (mid != null) mid.close();
+        }
     }
 
     /** Both halves' saved activations and the intermediate (owned). */
@@ -42,17 +62,32 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
         return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
     }
 
-    /** Keeps the attention half's output across checkpointing (see {@link LoraAttentionBlock#keepForRecompute}). */
+    /** Keeps what the {@link #recompute()} policy says (see {@link LoraAttentionBlock#keep}), frees the rest. */
     @Override
     public AutoCloseable keepForRecompute(Saved saved) {
-        return attention.keepForRecompute(saved.attention());
+        Recompute policy = recompute;
+        saved.mlp().close();
+        AutoCloseable a = attention.keep(saved.attention(), policy);
+        Tensor mid = policy == Recompute.MLP ? saved.mid() : null;
+        if (mid == null) saved.mid().close();
+        return a == null && mid == null ? null : new Kept(a, mid);
     }
 
     /** Backward's forward again: the layer output is not needed, so the MLP stops at what its backward reads. */
     @Override
     public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
-        Forward<LoraAttentionBlock.Saved> a = attention.rerun(x, (LoraAttentionBlock.KeptAttention) kept, ctx);
-        return new Saved(a.saved(), a.y(), mlp.recompute(a.y(), null, ctx));
+        Kept k = (Kept) kept;
+        LoraAttentionBlock.Saved a;
+        Tensor mid;
+        if (k != null && k.mid() != null) {
+            a = attention.resume(x, (LoraAttentionBlock.KeptHalf) k.attention(), ctx);
+            mid = k.mid();
+        } else {
+            Forward<LoraAttentionBlock.Saved> f = attention.rerun(x, k == null ? null : (LoraAttentionBlock.KeptAttention) k.attention(), ctx);
+            a = f.saved();
+            mid = f.y();
+        }
+        return new Saved(a, mid, mlp.recompute(mid, null, ctx));
     }
 
     /** Inference with a KV cache for the attention half; returns the layer output. */

@@ -81,22 +81,51 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
     }
 
     /**
-     * Selective checkpointing: the attention output and lse are copied and kept, so the recompute before backward
-     * runs the projections again but not the attention kernel (the costliest part of the forward at long sequences;
-     * the copies cost {@code n x (hidden + heads)} values per layer).
+     * The whole attention half kept across checkpointing ({@link Recompute#MLP}): rotated queries and keys, values,
+     * attention output and lse, and the four projections' rank-r products; only the RMSNorm is recomputed.
      */
+    public record KeptHalf(Tensor q, Tensor k, Tensor v, Tensor attn, Tensor lse, Tensor qxa, Tensor kxa, Tensor vxa, Tensor oxa)
+            implements AutoCloseable {
+        @Override
+        public void close() {
+            for (Tensor t : new Tensor[]{q, k, v, attn, lse, qxa, kxa, vxa, oxa}) if (t != null) t.close();
+        }
+    }
+
+    /** Keeps the attention output and lse ({@link #keep} with {@link Recompute#ALL_BUT_ATTENTION}). */
     @Override
     public AutoCloseable keepForRecompute(Saved s) {
-        Backend be = s.attn().backend();
-        Tensor attn = be.allocateForOverwrite(s.attn().dtype(), s.attn().shape());
-        Tensor lse = be.allocateForOverwrite(s.lse().dtype(), s.lse().shape());
-        be.kernels().copy(s.attn(), attn);
-        be.kernels().copy(s.lse(), lse);
-        return new KeptAttention(attn, lse);
+        return keep(s, Recompute.ALL_BUT_ATTENTION);
+    }
+
+    /**
+     * Takes over a forward's saved state: hands what {@code policy} keeps to the result (no copies) and frees the
+     * rest. Returns null (ALL), a {@link KeptAttention} or a {@link KeptHalf}.
+     */
+    public AutoCloseable keep(Saved s, Recompute policy) {
+        switch (policy) {
+            case ALL -> {
+                s.close();
+                return null;
+            }
+            case ALL_BUT_ATTENTION -> {
+                for (LoraLinear.Saved p : new LoraLinear.Saved[]{s.qs(), s.ks(), s.vs(), s.os()}) p.close();
+                for (Tensor t : new Tensor[]{s.h(), s.rstd(), s.q(), s.k(), s.v()}) t.close();
+                return new KeptAttention(s.attn(), s.lse());
+            }
+            default -> {
+                for (LoraLinear.Saved p : new LoraLinear.Saved[]{s.qs(), s.ks(), s.vs(), s.os()})
+                    if (p.factors() != null) p.factors().close();
+                s.h().close();
+                s.rstd().close();
+                return new KeptHalf(s.q(), s.k(), s.v(), s.attn(), s.lse(), s.qs().xa(), s.ks().xa(), s.vs().xa(), s.os().xa());
+            }
+        }
     }
 
     @Override
     public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
+        if (kept instanceof KeptHalf half) return resume(x, half, ctx);
         Forward<Saved> f = rerun(x, (KeptAttention) kept, ctx);
         f.y().close();
         return f.saved();
@@ -105,6 +134,18 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
     /** The forward again with the kept attention output standing in for the attention kernel (null: run it). */
     public Forward<Saved> rerun(Tensor x, KeptAttention kept, BatchContext ctx) {
         return run(x, ctx, null, kept);
+    }
+
+    /** The saved state from a kept attention half: only the RMSNorm runs again (ownership of {@code kept} passes on). */
+    public Saved resume(Tensor x, KeptHalf kept, BatchContext ctx) {
+        Backend be = x.backend();
+        DType dt = x.dtype();
+        int n = ctx.tokens();
+        Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
+        Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
+        be.kernels().rmsNormForward(x, inputNorm, eps, h, rstd);
+        return new Saved(x, h, rstd, q.savedWith(h, kept.qxa()), k.savedWith(h, kept.kxa()), v.savedWith(h, kept.vxa()),
+                kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(), o.savedWith(kept.attn(), kept.oxa()));
     }
 
     /**

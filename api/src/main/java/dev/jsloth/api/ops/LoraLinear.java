@@ -181,6 +181,15 @@ public final class LoraLinear {
         return new Saved(x, xa, f);
     }
 
+    /**
+     * The saved state from a kept rank-r product {@code xa} (ownership passes to the result; null without an
+     * adapter): for a recompute that kept XA instead of forming it again.
+     */
+    public Saved savedWith(Tensor x, Tensor xa) {
+        checkInput(x);
+        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(x.dtype()));
+    }
+
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
     public Tensor backward(Tensor dy, Saved saved) {
         int n = Math.toIntExact(saved.x().shape().rows());

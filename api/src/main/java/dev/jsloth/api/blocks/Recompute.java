@@ -1,0 +1,32 @@
+package dev.jsloth.api.blocks;
+
+/**
+ * What a checkpointed decoder layer recomputes before its backward, against what it keeps from its forward (per
+ * token and layer, in the activation type; {@code kv} = key/value width, r = LoRA rank). Each level recomputes less
+ * than the one before and keeps more; all give the same gradients bit for bit.
+ */
+public enum Recompute {
+    /** Everything from the layer input, as Hugging Face's gradient checkpointing does. Keeps {@code hidden}. */
+    ALL,
+    /**
+     * Everything but the attention kernel (its output and log-sum-exp are kept): the costliest part of the forward
+     * at long sequences. Keeps {@code 2 hidden + heads x 2} (the lse in F32).
+     */
+    ALL_BUT_ATTENTION,
+    /**
+     * The MLP half only (and the attention half's RMSNorm): the attention half's projections, rotated queries and
+     * keys, values, attention output and output are kept, so only the gate and up products are recomputed (about
+     * a third of the layer's forward flops instead of all of them). Keeps {@code 4 hidden + 2 kv + 4 r + heads x 2}.
+     */
+    MLP;
+
+    /** The CLI spelling: lower case with dashes. */
+    public String cliName() {
+        return name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
+    }
+
+    public static Recompute parse(String s) {
+        for (Recompute r : values()) if (r.cliName().equals(s) || r.name().equalsIgnoreCase(s)) return r;
+        throw new IllegalArgumentException("recompute policy must be one of all, all-but-attention, mlp; got '" + s + "'");
+    }
+}
