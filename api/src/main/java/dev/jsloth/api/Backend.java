@@ -69,6 +69,14 @@ public interface Backend extends AutoCloseable {
     void close();
 
     /**
+     * The device's peak dense arithmetic rate in FLOP/s for products computed in {@code compute} (tensor cores for
+     * 16-bit types), when the backend knows it: the denominator of model FLOPs utilisation. Empty by default.
+     */
+    default java.util.OptionalDouble peakFlops(DType compute) {
+        return java.util.OptionalDouble.empty();
+    }
+
+    /**
      * A communicator over the processes of {@code group} for data-parallel training (blocks until every rank has
      * joined). The default moves host copies of tensors over TCP ({@link dev.jsloth.api.distributed.TcpCommunicator});
      * GPU backends override it with their collective library (NCCL for CUDA).

@@ -85,6 +85,24 @@ public final class CudaBackend implements Backend {
                 device.multiprocessors, device.totalMemory / (double) (1L << 30));
     }
 
+    /**
+     * NVIDIA's datasheet peak dense rates (no sparsity) for the GPUs we know: 16-bit tensor-core and FP32 FLOP/s.
+     * Matched on the device name, most specific first; other GPUs report none.
+     */
+    private static final String[][] PEAKS = {
+            {"H100 PCIe", "756e12", "51.2e12"}, {"H100 NVL", "835e12", "60e12"}, {"H200 NVL", "835e12", "60e12"},
+            {"H200", "989.4e12", "66.9e12"}, {"H100", "989.4e12", "66.9e12"}, {"A100", "312e12", "19.5e12"}};
+
+    @Override
+    public java.util.OptionalDouble peakFlops(dev.jsloth.api.DType compute) {
+        for (String[] p : PEAKS)
+            if (device.name.contains(p[0])) {
+                if (compute == dev.jsloth.api.DType.BF16 || compute == dev.jsloth.api.DType.F16) return java.util.OptionalDouble.of(Double.parseDouble(p[1]));
+                if (compute == dev.jsloth.api.DType.F32) return java.util.OptionalDouble.of(Double.parseDouble(p[2]));
+            }
+        return java.util.OptionalDouble.empty();
+    }
+
     /** The GPU's name, e.g. {@code NVIDIA H200}. */
     public String deviceName() {
         return device.name;

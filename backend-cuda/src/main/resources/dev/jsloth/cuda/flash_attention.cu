@@ -10,7 +10,8 @@
 // Work split (4 warps per block, 16 rows per warp, every sum in a fixed order, so results are deterministic):
 //   forward: a block owns 64 queries of one head and walks the visible key tiles of 64;
 //   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
-//   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower).
+//   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower);
+//            each warp holds its Q and dO rows as mma fragments in registers (only K and V are read from shared memory).
 // Shared tiles hold rows of D 16-bit values padded to D + 8, so fragment loads from 8 rows hit distinct banks.
 // The host (dev.jsloth.cuda.FlashAttention) sizes the dynamic shared memory with the same layouts and only
 // launches these kernels for 16-bit tensors with 16-byte aligned rows; the F32/F64 instantiations that the
@@ -164,6 +165,20 @@ __device__ __forceinline__ void flash_times_rows(float (*acc)[4], const unsigned
             FlashMma<T>::mma(acc[nt + 1], a, b[2], b[3]);
         }
     }
+}
+
+/** {@link flash_times_rows} with the A fragments (D / 16 of them, one per 16 columns) already in registers. */
+template <typename T, int D, int N>
+__device__ __forceinline__ void flash_times_rows_held(float (*acc)[4], const unsigned (*a)[4], const unsigned short* tile, int n0) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt += 2) {
+            unsigned b[4];
+            flash_b_fragments_of_rows<D>(b, tile, n0 + nt * 8, kk * 16);
+            FlashMma<T>::mma(acc[nt], a[kk], b[0], b[1]);
+            FlashMma<T>::mma(acc[nt + 1], a[kk], b[2], b[3]);
+        }
 }
 
 /**
@@ -479,6 +494,8 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
     float dqa[D / 8][4];
 #pragma unroll
     for (int nd = 0; nd < D / 8; nd++) dqa[nd][0] = dqa[nd][1] = dqa[nd][2] = dqa[nd][3] = 0.f;
+    unsigned qf[D / 16][4], dof[D / 16][4]; // this warp's rows of Q and dO as mma A fragments, held for every key tile
+    bool held = false;
 
     for (int it = 0; it < tiles; it++) {
         const int k0 = it * BK, buf = it & 1;
@@ -501,8 +518,16 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
             for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
-            flash_times_rows<T, D, BK>(s, Qs, warp * 16, Ks, 0);
-            flash_times_rows<T, D, BK>(dp, dOs, warp * 16, Vs, 0);
+            if (!held) { // the block's Q and dO fragments, loaded once (the tiles arrived with the first key tile)
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++) {
+                    flash_a_fragment<D>(qf[kk], Qs, warp * 16, kk * 16);
+                    flash_a_fragment<D>(dof[kk], dOs, warp * 16, kk * 16);
+                }
+                held = true;
+            }
+            flash_times_rows_held<T, D, BK>(s, qf, Ks, 0);
+            flash_times_rows_held<T, D, BK>(dp, dof, Vs, 0);
             const bool whole = segments == nullptr && k0 + BK <= seq && k0 + BK - 1 <= q0 + warp * 16 && q0 + warp * 16 + 15 < seq;
 #pragma unroll
             for (int nt = 0; nt < BK / 8; nt++)

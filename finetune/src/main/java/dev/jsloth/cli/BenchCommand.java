@@ -183,7 +183,8 @@ final class BenchCommand implements Callable<Integer> {
             out.put("step_s", step);
             out.put("peak_bytes", be.memoryStats().peakBytes());
             out.put("gflops", flops / 1e9);
-            out.put("mfu", null);
+            java.util.OptionalDouble peak = be.peakFlops(compute); // per device: the flops above are per device too
+            out.put("mfu", peak.isPresent() ? flops / group.worldSize() / peak.getAsDouble() : null);
             out.put("loss", loss);
             return out;
         }
