@@ -37,8 +37,7 @@ final class CublasGemm implements AutoCloseable {
     private final class Plan implements AutoCloseable {
         final MemorySegment desc, layoutA, layoutB, layoutC;
         final java.util.List<CublasLt.Candidate> candidates;
-        MemorySegment algo; // the chosen candidate's
-        long workspace;
+        CublasLt.Candidate chosen;
         int uses;
         boolean tuned; // chosen for good: by timing, or because there is nothing to time
         final String description, profileName; // built once: a GEMM is too hot a path to format strings
@@ -62,8 +61,7 @@ final class CublasGemm implements AutoCloseable {
             try {
                 candidates = lt.algorithms(handle, desc, layoutA, layoutB, layoutC, layoutC, pref, AUTOTUNE ? CANDIDATES : 1, arena,
                         description);
-                algo = candidates.getFirst().algo();
-                workspace = candidates.getFirst().workspaceBytes();
+                chosen = candidates.getFirst();
                 tuned = candidates.size() < 2 || 2.0 * p.m() * p.n() * p.k() * key.batch() < TUNE_MIN_FLOPS;
             } finally {
                 lt.destroyPreference(pref);
@@ -140,9 +138,7 @@ final class CublasGemm implements AutoCloseable {
             if (!plan.tuned && ++plan.uses >= TUNE_AFTER_USES) {
                 try {
                     tune(plan, a, b, c, alphaSeg, betaSeg, beta != 0, batch, strideC);
-                } catch (CudaException e) { // keep the heuristic's choice: timing is an optimisation, not a requirement
-                    plan.algo = plan.candidates.getFirst().algo();
-                    plan.workspace = plan.candidates.getFirst().workspaceBytes();
+                } catch (CudaException e) { // the heuristic's choice stays: timing is an optimisation, not a requirement
                     System.err.println("jsloth: cuBLASLt autotuning of " + plan.description + " failed (" + e.getMessage()
                             + "); using the heuristic's choice");
                 }
@@ -150,7 +146,7 @@ final class CublasGemm implements AutoCloseable {
             KernelProfiler profiler = device.profiler;
             MemorySegment start = profiler == null ? null : profiler.begin();
             lt.matmul(handle, plan.desc, alphaSeg, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, betaSeg, c.ptr(), plan.layoutC,
-                    c.ptr(), plan.layoutC, plan.algo, workspace.pointer(), Math.min(plan.workspace, WORKSPACE_BYTES),
+                    c.ptr(), plan.layoutC, plan.chosen.algo(), workspace.pointer(), Math.min(plan.chosen.workspaceBytes(), WORKSPACE_BYTES),
                     device.stream(), plan.description);
             if (profiler != null) profiler.end(plan.profileName, start);
         }
@@ -171,7 +167,7 @@ final class CublasGemm implements AutoCloseable {
         MemorySegment start = driver.createEvent(), end = driver.createEvent();
         try {
             float best = Float.MAX_VALUE, first = Float.NaN;
-            int chosen = 0;
+            int pick = 0;
             for (int i = 0; i < plan.candidates.size(); i++) {
                 CublasLt.Candidate cand = plan.candidates.get(i);
                 if (cand.workspaceBytes() > WORKSPACE_BYTES) continue;
@@ -184,14 +180,13 @@ final class CublasGemm implements AutoCloseable {
                 if (i == 0) first = ms;
                 if (ms < best) {
                     best = ms;
-                    chosen = i;
+                    pick = i;
                 }
             }
-            plan.algo = plan.candidates.get(chosen).algo();
-            plan.workspace = plan.candidates.get(chosen).workspaceBytes();
+            plan.chosen = plan.candidates.get(pick);
             if (device.profiler != null)
                 System.err.printf(java.util.Locale.ROOT, "[cuda autotune] %s: heuristic's first %.1f us, chosen #%d of %d %.1f us%n",
-                        plan.profileName, first * 1e3, chosen, plan.candidates.size(), best * 1e3);
+                        plan.profileName, first * 1e3, pick, plan.candidates.size(), best * 1e3);
         } finally {
             driver.destroyEvent(start);
             driver.destroyEvent(end);

@@ -159,12 +159,9 @@ public final class LoraLinear {
         Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
         k.gemm(false, true, 1.0, x, weight, 0.0, y);
         if (bias != null) k.addRowVector(y, bias);
-        if (loraA == null) return new Forward(y, new Saved(x, null, null));
-        Factors f = factors(x.dtype());
-        Tensor xa = be.allocateForOverwrite(x.dtype(), Shape.of(n, loraA.value().shape().dim(0)));
-        k.gemm(false, true, 1.0, x, f.a(), 0.0, xa);
-        k.gemm(false, true, scaling, xa, f.b(), 1.0, y);
-        return new Forward(y, new Saved(x, xa, f));
+        Saved saved = saveForBackward(x);
+        if (saved.xa() != null) k.gemm(false, true, scaling, saved.xa(), saved.factors().b(), 1.0, y);
+        return new Forward(y, saved);
     }
 
     /**
