@@ -3,7 +3,7 @@ package dev.jsloth.opencl;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
-import dev.jsloth.api.Tensor;
+import dev.jsloth.api.spi.BackendTensor;
 import org.jocl.cl_mem;
 
 /**
@@ -11,27 +11,21 @@ import org.jocl.cl_mem;
  * offset and its root's liveness; kernels receive the buffer with that offset. An NF4 tensor carries a second
  * buffer with its float block scales.
  */
-final class OpenClTensor implements Tensor {
+final class OpenClTensor extends BackendTensor<OpenClTensor> {
     private final OpenClBackend backend;
-    private final DType dtype;
-    private final Shape shape;
     private final cl_mem buffer;
     private final cl_mem scales; // NF4 block scales, else null
     private final long offset;   // in elements
     private final long deviceBytes; // bytes of device memory an owning tensor holds (buffers rounded up), 0 for views
-    private final OpenClTensor root; // null for an owning tensor
-    private volatile boolean closed;
 
     OpenClTensor(OpenClBackend backend, DType dtype, Shape shape, cl_mem buffer, cl_mem scales, long offset,
                  long deviceBytes, OpenClTensor root) {
+        super(dtype, shape, root);
         this.backend = backend;
-        this.dtype = dtype;
-        this.shape = shape;
         this.buffer = buffer;
         this.scales = scales;
         this.offset = offset;
         this.deviceBytes = deviceBytes;
-        this.root = root;
     }
 
     @Override
@@ -43,19 +37,9 @@ final class OpenClTensor implements Tensor {
         return backend;
     }
 
-    @Override
-    public DType dtype() {
-        return dtype;
-    }
-
-    @Override
-    public Shape shape() {
-        return shape;
-    }
-
     /** The buffer, after checking the tensor is alive. */
     cl_mem buffer() {
-        if (isClosed()) throw new IllegalStateException("tensor " + shape + " " + dtype + " is closed");
+        checkAlive();
         return buffer;
     }
 
@@ -72,7 +56,7 @@ final class OpenClTensor implements Tensor {
 
     /** Byte offset of this tensor in its buffer (not defined for NF4, whose views all start at 0). */
     long byteOffset() {
-        return dtype == DType.NF4 ? 0 : offset * (dtype.bits() / 8);
+        return dtype() == DType.NF4 ? 0 : offset * (dtype().bits() / 8);
     }
 
     long deviceBytes() {
@@ -80,24 +64,13 @@ final class OpenClTensor implements Tensor {
     }
 
     @Override
-    public Tensor view(Shape newShape) {
-        if (newShape.numel() != shape.numel())
-            throw new IllegalArgumentException("cannot view " + shape + " as " + newShape);
-        return new OpenClTensor(backend, dtype, newShape, buffer(), scales, offset, 0, rootOrSelf());
+    protected OpenClTensor viewAs(Shape newShape) {
+        return new OpenClTensor(backend, dtype(), newShape, buffer, scales, offset, 0, rootOrSelf());
     }
 
     @Override
-    public Tensor rows(int start, int count) {
-        if (shape.rank() == 0) throw new IllegalArgumentException("a scalar has no rows");
-        if (start < 0 || count < 0 || start + count > shape.dim(0))
-            throw new IndexOutOfBoundsException("rows [" + start + ", " + (start + count) + ") of " + shape);
-        if (dtype == DType.NF4) throw new IllegalArgumentException("row views of packed NF4 tensors are not supported");
-        long perRow = shape.numel() / Math.max(1, shape.dim(0));
-        return new OpenClTensor(backend, dtype, shape.withFirst(count), buffer(), null, offset + start * perRow, 0, rootOrSelf());
-    }
-
-    private OpenClTensor rootOrSelf() {
-        return root == null ? this : root;
+    protected OpenClTensor rowsFrom(Shape rows, long elementOffset) {
+        return new OpenClTensor(backend, dtype(), rows, buffer, null, offset + elementOffset, 0, rootOrSelf());
     }
 
     /** The raw buffers for the backend's release (no liveness check). */
@@ -110,22 +83,7 @@ final class OpenClTensor implements Tensor {
     }
 
     @Override
-    public boolean isClosed() {
-        return root == null ? closed : root.isClosed();
-    }
-
-    @Override
-    public void close() {
-        if (root != null || closed) return;
-        synchronized (this) {
-            if (closed) return;
-            closed = true;
-        }
+    protected void release() {
         backend.release(this);
-    }
-
-    @Override
-    public String toString() {
-        return "OpenClTensor" + shape + " " + dtype + (isClosed() ? " (closed)" : "");
     }
 }
