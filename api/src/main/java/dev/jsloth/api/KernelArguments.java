@@ -58,6 +58,59 @@ public final class KernelArguments {
         return labels;
     }
 
+    /**
+     * RoPE's rows are {@code heads} heads of an even dimension and the tables hold {@code headDim / 2} values per row
+     * (after the backend's floating checks); returns the head dimension.
+     */
+    public static int checkRope(Tensor x, Tensor cos, Tensor sin, int heads) {
+        int width = x.shape().cols();
+        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
+            throw new IllegalArgumentException("RoPE: row width " + width + " is not " + heads + " heads of an even dimension");
+        int headDim = width / heads;
+        long n = x.shape().rows();
+        requireNumel(cos, n * (headDim / 2), "RoPE cos table");
+        requireNumel(sin, n * (headDim / 2), "RoPE sin table");
+        return headDim;
+    }
+
+    /** An I32 tensor's values as {@code be} reads them back, after checking its type. */
+    public static int[] ints(Backend be, Tensor t, String what) {
+        requireI32(t, what);
+        return be.downloadInts(t);
+    }
+
+    /** One label per row of the logits, each a column or {@code ignoreIndex}; returns them as {@code be} reads them. */
+    public static int[] checkLabels(Backend be, Tensor logits, Tensor labels, int ignoreIndex) {
+        requireNumel(labels, logits.shape().rows(), "labels");
+        return checkLabels(ints(be, labels, "labels"), logits.shape().cols(), ignoreIndex);
+    }
+
+    /** Cross-entropy forward's labels and per-row outputs (after the backend's floating checks); returns the labels. */
+    public static int[] checkCrossEntropyForward(Backend be, Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse) {
+        int[] y = checkLabels(be, logits, labels, ignoreIndex);
+        requireNumel(loss, y.length, "loss");
+        requireNumel(lse, y.length, "lse");
+        return y;
+    }
+
+    /** Cross-entropy backward's labels, lse and gradient (after the backend's floating checks); returns the labels. */
+    public static int[] checkCrossEntropyBackward(Backend be, Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, Tensor dLogits) {
+        int[] y = checkLabels(be, logits, labels, ignoreIndex);
+        requireNumel(lse, y.length, "lse");
+        requireNumel(dLogits, logits.numel(), "dLogits");
+        return y;
+    }
+
+    /**
+     * An embedding call's ids (each a row of {@code table}) and its {@code [ids, dim]} operand {@code rows} (the output
+     * forward, dOut backward; {@code what} names it); returns the ids as {@code be} reads them.
+     */
+    public static int[] checkEmbedding(Backend be, Tensor table, Tensor ids, Tensor rows, String what) {
+        int[] idv = checkIds(ints(be, ids, "ids"), Math.toIntExact(table.shape().rows()));
+        requireNumel(rows, (long) idv.length * table.shape().cols(), what);
+        return idv;
+    }
+
     /** Token ids are in {@code [0, vocab)}; returns them. */
     public static int[] checkIds(int[] ids, int vocab) {
         for (int i = 0; i < ids.length; i++)

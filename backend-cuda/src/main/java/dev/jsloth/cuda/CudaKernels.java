@@ -30,13 +30,6 @@ final class CudaKernels implements Kernels {
         return be.tensor(x);
     }
 
-    private int[] ints(Tensor x, String what) {
-        KernelArguments.requireI32(x, what);
-        return be.downloadInts(x);
-    }
-
-
-
     private void requireFloating(Tensor... ts) {
         for (Tensor x : ts) {
             if (x == null) continue;
@@ -106,13 +99,8 @@ final class CudaKernels implements Kernels {
     @Override
     public void rope(Tensor x, Tensor cos, Tensor sin, int heads, boolean inverse) {
         requireFloating(x, cos, sin);
-        int width = x.shape().cols();
-        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
-            throw new IllegalArgumentException("RoPE: row width " + width + " is not " + heads + " heads of an even dimension");
-        int headDim = width / heads;
+        int headDim = KernelArguments.checkRope(x, cos, sin, heads);
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(cos, (long) n * (headDim / 2), "RoPE cos table");
-        requireNumel(sin, (long) n * (headDim / 2), "RoPE sin table");
         NormOps.rope(be, x, cos, sin, n, heads, headDim, inverse);
     }
 
@@ -157,50 +145,35 @@ final class CudaKernels implements Kernels {
 
     // ---------------------------------------------------------------- loss
 
-    private int[] checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
-        requireNumel(labels, logits.shape().rows(), "labels");
-        return KernelArguments.checkLabels(ints(labels, "labels"), logits.shape().cols(), ignoreIndex);
-    }
-
     @Override
     public void crossEntropyForward(Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse) {
         requireFloating(logits, loss, lse);
-        int[] y = checkLabels(logits, labels, ignoreIndex);
-        requireNumel(loss, y.length, "loss");
-        requireNumel(lse, y.length, "lse");
+        int[] y = KernelArguments.checkCrossEntropyForward(be, logits, labels, ignoreIndex, loss, lse);
         CrossEntropyOp.forward(be, logits, labels, ignoreIndex, loss, lse, y.length, logits.shape().cols());
     }
 
     @Override
     public void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale, Tensor dLogits) {
         requireFloating(logits, lse, dLogits);
-        int[] y = checkLabels(logits, labels, ignoreIndex);
-        requireNumel(lse, y.length, "lse");
-        requireNumel(dLogits, logits.numel(), "dLogits");
+        int[] y = KernelArguments.checkCrossEntropyBackward(be, logits, labels, lse, ignoreIndex, dLogits);
         CrossEntropyOp.backward(be, logits, labels, lse, ignoreIndex, scale, dLogits, y.length, logits.shape().cols());
     }
 
     // ---------------------------------------------------------------- embedding
 
-    private int[] checkIds(Tensor table, Tensor ids) {
-        return KernelArguments.checkIds(ints(ids, "ids"), Math.toIntExact(table.shape().rows()));
-    }
-
     @Override
     public void embeddingForward(Tensor table, Tensor ids, Tensor out) {
         requireFloating(table, out);
-        int[] idv = checkIds(table, ids);
+        int[] idv = KernelArguments.checkEmbedding(be, table, ids, out, "embedding output");
         int dim = table.shape().cols();
-        requireNumel(out, (long) idv.length * dim, "embedding output");
         EmbeddingOp.forward(be, table, ids, out, idv.length, dim);
     }
 
     @Override
     public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
         requireFloating(dOut, dTable);
-        int[] idv = checkIds(dTable, ids);
+        int[] idv = KernelArguments.checkEmbedding(be, dTable, ids, dOut, "embedding dOut");
         int dim = dTable.shape().cols();
-        requireNumel(dOut, (long) idv.length * dim, "embedding dOut");
         EmbeddingOp.backward(be, dOut, idv, dTable, dim);
     }
 

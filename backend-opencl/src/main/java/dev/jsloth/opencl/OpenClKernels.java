@@ -42,15 +42,6 @@ final class OpenClKernels implements Kernels {
         return new Launch(be, be.library().kernel(p, kernel), p);
     }
 
-    private int[] ints(Tensor t, String what) {
-        KernelArguments.requireI32(t, what);
-        return be.downloadInts(t);
-    }
-
-
-
-
-
     /** A tensor kernels can read as numbers: floating, or NF4 with its scales (GEMM operands, copy sources). */
     private OpenClTensor readable(Tensor x) {
         OpenClTensor c = t(x);
@@ -144,13 +135,8 @@ final class OpenClKernels implements Kernels {
     @Override
     public void rope(Tensor x, Tensor cos, Tensor sin, int heads, boolean inverse) {
         requireFloating(x, cos, sin);
-        int width = x.shape().cols();
-        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
-            throw new IllegalArgumentException("RoPE: row width " + width + " is not " + heads + " heads of an even dimension");
-        int half = width / heads / 2;
+        int half = KernelArguments.checkRope(x, cos, sin, heads) / 2;
         int n = Math.toIntExact(x.shape().rows());
-        requireNumel(cos, (long) n * half, "RoPE cos table");
-        requireNumel(sin, (long) n * half, "RoPE sin table");
         launch("rope", x, cos, sin).i32(n).i32(heads).i32(half).flag(inverse)
                 .tensor(t(x)).tensor(t(cos)).tensor(t(sin))
                 .run((long) n * heads * half, cfg.simpleGroup());
@@ -197,18 +183,10 @@ final class OpenClKernels implements Kernels {
 
     // ---------------------------------------------------------------- loss
 
-    private void checkLabels(Tensor logits, Tensor labels, int ignoreIndex) {
-        requireNumel(labels, logits.shape().rows(), "labels");
-        KernelArguments.checkLabels(ints(labels, "labels"), logits.shape().cols(), ignoreIndex);
-    }
-
     @Override
     public void crossEntropyForward(Tensor logits, Tensor labels, int ignoreIndex, Tensor loss, Tensor lse) {
         requireFloating(logits, loss, lse);
-        checkLabels(logits, labels, ignoreIndex);
-        int n = Math.toIntExact(logits.shape().rows());
-        requireNumel(loss, n, "loss");
-        requireNumel(lse, n, "lse");
+        int n = KernelArguments.checkCrossEntropyForward(be, logits, labels, ignoreIndex, loss, lse).length;
         launch("cross_entropy_forward", logits, loss, lse).i32(logits.shape().cols()).i32(ignoreIndex)
                 .tensor(t(logits)).ints(t(labels)).tensor(t(loss)).tensor(t(lse))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
@@ -217,9 +195,7 @@ final class OpenClKernels implements Kernels {
     @Override
     public void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale, Tensor dLogits) {
         requireFloating(logits, lse, dLogits);
-        checkLabels(logits, labels, ignoreIndex);
-        requireNumel(lse, logits.shape().rows(), "lse");
-        requireNumel(dLogits, logits.numel(), "dLogits");
+        KernelArguments.checkCrossEntropyBackward(be, logits, labels, lse, ignoreIndex, dLogits);
         launch("cross_entropy_backward", logits, lse, dLogits).i64(logits.numel()).i32(logits.shape().cols())
                 .i32(ignoreIndex).real(scale)
                 .tensor(t(logits)).ints(t(labels)).tensor(t(lse)).tensor(t(dLogits))
@@ -228,16 +204,11 @@ final class OpenClKernels implements Kernels {
 
     // ---------------------------------------------------------------- embedding
 
-    private int[] checkIds(Tensor table, Tensor ids) {
-        return KernelArguments.checkIds(ints(ids, "ids"), Math.toIntExact(table.shape().rows()));
-    }
-
     @Override
     public void embeddingForward(Tensor table, Tensor ids, Tensor out) {
         requireFloating(table, out);
-        int[] idv = checkIds(table, ids);
+        int[] idv = KernelArguments.checkEmbedding(be, table, ids, out, "embedding output");
         int dim = table.shape().cols();
-        requireNumel(out, (long) idv.length * dim, "embedding output");
         launch("embedding_forward", table, out).i64(out.numel()).i32(dim)
                 .tensor(t(table)).ints(t(ids)).tensor(t(out))
                 .run(out.numel(), cfg.simpleGroup());
@@ -246,9 +217,8 @@ final class OpenClKernels implements Kernels {
     @Override
     public void embeddingBackward(Tensor dOut, Tensor ids, Tensor dTable) {
         requireFloating(dOut, dTable);
-        int[] idv = checkIds(dTable, ids);
+        int[] idv = KernelArguments.checkEmbedding(be, dTable, ids, dOut, "embedding dOut");
         int dim = dTable.shape().cols();
-        requireNumel(dOut, (long) idv.length * dim, "embedding dOut");
         if (idv.length == 0 || dim == 0) return;
         // group the positions by id, ascending position within a group (a stable sort of (id, position) pairs)
         long[] keyed = new long[idv.length];
