@@ -6,22 +6,18 @@ import dev.jsloth.api.Kernels;
 import dev.jsloth.api.MemoryStats;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.spi.LiveTensors;
 import jdk.incubator.vector.FloatVector;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
 
 /** The reference backend: native memory, Java Vector API kernels, all cores. */
 public final class CpuBackend implements Backend {
     static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    private final Set<CpuTensor> live = ConcurrentHashMap.newKeySet();
-    private final AtomicLong liveBytes = new AtomicLong();
-    private final AtomicLong peakBytes = new AtomicLong();
+    private final LiveTensors<CpuTensor> live = new LiveTensors<>();
     private final CpuKernels kernels = new CpuKernels(this);
     private volatile boolean closed;
 
@@ -40,11 +36,7 @@ public final class CpuBackend implements Backend {
         if (closed) throw new IllegalStateException("backend is closed");
         long bytes = dtype.byteSize(shape.numel());
         MemorySegment seg = calloc(bytes, shape + " " + dtype);
-        CpuTensor t = new CpuTensor(this, dtype, shape, seg, null);
-        live.add(t);
-        long now = liveBytes.addAndGet(bytes);
-        peakBytes.accumulateAndGet(now, Math::max);
-        return t;
+        return live.add(new CpuTensor(this, dtype, shape, seg, null), bytes);
     }
 
     @Override
@@ -60,24 +52,17 @@ public final class CpuBackend implements Backend {
         MemorySegment seg = calloc(bytes, shape + " NF4");
         MemorySegment.copy(packedCodes, 0, seg, 0, bytes);
         long heap = 4L * blocks;
-        CpuTensor t = new CpuTensor(this, DType.NF4, shape, seg, null, new Nf4Codec(blockScales.clone()), heap);
-        live.add(t);
-        long now = liveBytes.addAndGet(bytes + heap);
-        peakBytes.accumulateAndGet(now, Math::max);
-        return t;
+        return live.add(new CpuTensor(this, DType.NF4, shape, seg, null, new Nf4Codec(blockScales.clone()), heap), bytes + heap);
     }
 
     private MemorySegment calloc(long bytes, String what) {
         MemorySegment seg = NativeMemory.calloc(bytes);
-        if (seg == null) throw new dev.jsloth.api.DeviceOutOfMemoryException("cpu", bytes, liveBytes.get(), "tensor " + what);
+        if (seg == null) throw new dev.jsloth.api.DeviceOutOfMemoryException("cpu", bytes, live.liveBytes(), "tensor " + what);
         return seg;
     }
 
     void release(CpuTensor t) {
-        if (live.remove(t)) {
-            liveBytes.addAndGet(-t.rawSegment().byteSize() - t.heapBytes());
-            NativeMemory.free(t.rawSegment());
-        }
+        if (live.remove(t, t.rawSegment().byteSize() + t.heapBytes())) NativeMemory.free(t.rawSegment());
     }
 
     @Override
@@ -147,12 +132,12 @@ public final class CpuBackend implements Backend {
 
     @Override
     public MemoryStats memoryStats() {
-        return new MemoryStats(liveBytes.get(), peakBytes.get(), live.size());
+        return live.stats();
     }
 
     @Override
     public void resetPeak() {
-        peakBytes.set(liveBytes.get());
+        live.resetPeak();
     }
 
     @Override
@@ -163,6 +148,6 @@ public final class CpuBackend implements Backend {
     @Override
     public void close() {
         closed = true;
-        for (CpuTensor t : live.toArray(CpuTensor[]::new)) t.close();
+        live.closeAll();
     }
 }

@@ -206,58 +206,26 @@ final class CublasLt {
     int tryMatmul(MemorySegment handle, MemorySegment desc, MemorySegment alpha, long a, MemorySegment aDesc, long b,
                   MemorySegment bDesc, MemorySegment beta, long c, MemorySegment cDesc, long d, MemorySegment dDesc,
                   MemorySegment algo, long workspace, long workspaceBytes, MemorySegment stream) {
-        try {
-            return (int) matmul.invokeExact(handle, desc, alpha, a, aDesc, b, bDesc, beta, c, cDesc, d, dDesc, algo, workspace,
-                    workspaceBytes, stream);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
+        return NativeFunctions.status(() -> (int) matmul.invokeExact(handle, desc, alpha, a, aDesc, b, bDesc, beta, c, cDesc, d, dDesc,
+                algo, workspace, workspaceBytes, stream));
     }
 
     /** D = alpha * op(A) op(B) + beta * C (cuBLAS's column-major convention); alpha, beta are host pointers. */
     void matmul(MemorySegment handle, MemorySegment desc, MemorySegment alpha, long a, MemorySegment aDesc, long b,
                 MemorySegment bDesc, MemorySegment beta, long c, MemorySegment cDesc, long d, MemorySegment dDesc,
                 MemorySegment algo, long workspace, long workspaceBytes, MemorySegment stream, String what) {
-        int status;
-        try {
-            status = (int) matmul.invokeExact(handle, desc, alpha, a, aDesc, b, bDesc, beta, c, cDesc, d, dDesc, algo, workspace,
-                    workspaceBytes, stream);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
+        int status = tryMatmul(handle, desc, alpha, a, aDesc, b, bDesc, beta, c, cDesc, d, dDesc, algo, workspace, workspaceBytes, stream);
         if (status != 0) check(status, "cublasLtMatmul(" + what + ")"); // the text only for an error: the hot path
     }
 
-    @FunctionalInterface
-    private interface Call {
-        int invoke() throws Throwable;
+    private void call(String operation, NativeFunctions.Call c) {
+        check(NativeFunctions.status(c), operation);
     }
 
-    @FunctionalInterface
-    private interface OutCall {
-        int invoke(MemorySegment out) throws Throwable;
-    }
-
-    private void call(String operation, Call c) {
-        int status;
-        try {
-            status = c.invoke();
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-        check(status, operation);
-    }
-
-    private MemorySegment pointerOut(String operation, OutCall c) {
+    private MemorySegment pointerOut(String operation, NativeFunctions.OutCall c) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(PTR);
-            int status;
-            try {
-                status = c.invoke(out);
-            } catch (Throwable t) {
-                throw rethrow(t);
-            }
-            check(status, operation);
+            call(operation, () -> c.invoke(out));
             return out.get(PTR, 0);
         }
     }

@@ -7,15 +7,14 @@ import dev.jsloth.api.MemoryStats;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.spi.LiveTensors;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.List;
 import java.util.Locale;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The CUDA backend: tensors in device memory from a caching allocator, kernels compiled from CUDA C++ by NVRTC at
@@ -32,9 +31,7 @@ public final class CudaBackend implements Backend {
     private final KernelModules modules;
     final CublasGemm blas;
     private final CudaKernels kernels;
-    private final Set<CudaTensor> live = ConcurrentHashMap.newKeySet();
-    private final AtomicLong liveBytes = new AtomicLong();
-    private final AtomicLong peakBytes = new AtomicLong();
+    private final LiveTensors<CudaTensor> live = new LiveTensors<>();
     private volatile boolean closed;
 
     CudaBackend(CudaLibraries libs) {
@@ -75,7 +72,7 @@ public final class CudaBackend implements Backend {
             return allocator.allocate(bytes);
         } catch (CudaException e) {
             if (e.code() != CudaDriver.ERROR_OUT_OF_MEMORY) throw e;
-            throw new dev.jsloth.api.DeviceOutOfMemoryException("cuda (" + device + ")", bytes, liveBytes.get(), "tensor " + what);
+            throw new dev.jsloth.api.DeviceOutOfMemoryException("cuda (" + device + ")", bytes, live.liveBytes(), "tensor " + what);
         }
     }
 
@@ -89,16 +86,19 @@ public final class CudaBackend implements Backend {
      * NVIDIA's datasheet peak dense rates (no sparsity) for the GPUs we know: 16-bit tensor-core and FP32 FLOP/s.
      * Matched on the device name, most specific first; other GPUs report none.
      */
-    private static final String[][] PEAKS = {
-            {"H100 PCIe", "756e12", "51.2e12"}, {"H100 NVL", "835e12", "60e12"}, {"H200 NVL", "835e12", "60e12"},
-            {"H200", "989.4e12", "66.9e12"}, {"H100", "989.4e12", "66.9e12"}, {"A100", "312e12", "19.5e12"}};
+    private record Peak(String name, double sixteenBit, double f32) {
+    }
+
+    private static final List<Peak> PEAKS = List.of(new Peak("H100 PCIe", 756e12, 51.2e12), new Peak("H100 NVL", 835e12, 60e12),
+            new Peak("H200 NVL", 835e12, 60e12), new Peak("H200", 989.4e12, 66.9e12), new Peak("H100", 989.4e12, 66.9e12),
+            new Peak("A100", 312e12, 19.5e12));
 
     @Override
-    public java.util.OptionalDouble peakFlops(dev.jsloth.api.DType compute) {
-        for (String[] p : PEAKS)
-            if (device.name.contains(p[0])) {
-                if (compute == dev.jsloth.api.DType.BF16 || compute == dev.jsloth.api.DType.F16) return java.util.OptionalDouble.of(Double.parseDouble(p[1]));
-                if (compute == dev.jsloth.api.DType.F32) return java.util.OptionalDouble.of(Double.parseDouble(p[2]));
+    public java.util.OptionalDouble peakFlops(DType compute) {
+        for (Peak p : PEAKS)
+            if (device.name.contains(p.name())) {
+                if (compute == DType.BF16 || compute == DType.F16) return java.util.OptionalDouble.of(p.sixteenBit());
+                if (compute == DType.F32) return java.util.OptionalDouble.of(p.f32());
             }
         return java.util.OptionalDouble.empty();
     }
@@ -142,15 +142,11 @@ public final class CudaBackend implements Backend {
     }
 
     private CudaTensor register(CudaTensor t) {
-        live.add(t);
-        long now = liveBytes.addAndGet(t.accountedBytes());
-        peakBytes.accumulateAndGet(now, Math::max);
-        return t;
+        return live.add(t, t.accountedBytes());
     }
 
     void release(CudaTensor t) {
-        if (live.remove(t)) {
-            liveBytes.addAndGet(-t.accountedBytes());
+        if (live.remove(t, t.accountedBytes())) {
             allocator.release(t.block());
             if (t.scalesBlock() != null) allocator.release(t.scalesBlock());
         }
@@ -323,12 +319,12 @@ public final class CudaBackend implements Backend {
 
     @Override
     public MemoryStats memoryStats() {
-        return new MemoryStats(liveBytes.get(), peakBytes.get(), live.size());
+        return live.stats();
     }
 
     @Override
     public void resetPeak() {
-        peakBytes.set(liveBytes.get());
+        live.resetPeak();
     }
 
     @Override
@@ -341,7 +337,7 @@ public final class CudaBackend implements Backend {
         if (closed) return;
         closed = true;
         device.synchronize();
-        for (CudaTensor t : live.toArray(CudaTensor[]::new)) t.close();
+        live.closeAll();
         blas.close();
         modules.close();
         allocator.releaseCached();

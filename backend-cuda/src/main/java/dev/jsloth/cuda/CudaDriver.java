@@ -105,11 +105,7 @@ final class CudaDriver {
 
     /** cuInit(0); returns the CUresult instead of throwing, for the availability check. */
     int init() {
-        try {
-            return (int) cuInit.invokeExact(0);
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
+        return NativeFunctions.status(() -> (int) cuInit.invokeExact(0));
     }
 
     /** The driver's CUDA version as major*1000 + minor*10. */
@@ -295,46 +291,30 @@ final class CudaDriver {
 
     // ---------------------------------------------------------------- call helpers
 
-    @FunctionalInterface
-    private interface Call {
-        int invoke() throws Throwable;
-    }
-
-    @FunctionalInterface
-    private interface OutCall {
-        int invoke(MemorySegment out) throws Throwable;
-    }
-
-    private void call(String operation, Call c) {
-        int result;
-        try {
-            result = c.invoke();
-        } catch (Throwable t) {
-            throw rethrow(t);
-        }
-        check(result, operation);
+    private void call(String operation, NativeFunctions.Call c) {
+        check(NativeFunctions.status(c), operation);
     }
 
     /** Runs a call that writes one value of {@code layout} through an out-pointer; returns that slot. */
-    private MemorySegment out(String operation, MemoryLayout layout, Arena a, OutCall c) {
+    private MemorySegment out(String operation, MemoryLayout layout, Arena a, NativeFunctions.OutCall c) {
         MemorySegment out = a.allocate(layout);
         call(operation, () -> c.invoke(out));
         return out;
     }
 
-    private int intOut(String operation, OutCall c) {
+    private int intOut(String operation, NativeFunctions.OutCall c) {
         try (Arena a = Arena.ofConfined()) {
             return out(operation, INT, a, c).get(INT, 0);
         }
     }
 
-    private long longOut(String operation, OutCall c) {
+    private long longOut(String operation, NativeFunctions.OutCall c) {
         try (Arena a = Arena.ofConfined()) {
             return out(operation, LONG, a, c).get(LONG, 0);
         }
     }
 
-    private MemorySegment pointerOut(String operation, OutCall c) {
+    private MemorySegment pointerOut(String operation, NativeFunctions.OutCall c) {
         try (Arena a = Arena.ofConfined()) {
             return out(operation, PTR, a, c).get(PTR, 0);
         }

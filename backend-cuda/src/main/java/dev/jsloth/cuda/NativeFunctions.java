@@ -52,6 +52,27 @@ final class NativeFunctions {
         return array;
     }
 
+    /** A native call returning a status code (MethodHandle invocations declare Throwable). */
+    @FunctionalInterface
+    interface Call {
+        int invoke() throws Throwable;
+    }
+
+    /** A native call that writes its result through the out-pointer it is given and returns a status code. */
+    @FunctionalInterface
+    interface OutCall {
+        int invoke(MemorySegment out) throws Throwable;
+    }
+
+    /** Runs {@code c} and returns its status; what the invocation throws is rethrown ({@link #rethrow}). */
+    static int status(Call c) {
+        try {
+            return c.invoke();
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
     /** Rethrows what a MethodHandle invocation threw: unchecked as is, checked wrapped. */
     static RuntimeException rethrow(Throwable t) {
         if (t instanceof RuntimeException r) return r;

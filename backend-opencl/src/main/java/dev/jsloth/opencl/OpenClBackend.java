@@ -6,6 +6,7 @@ import dev.jsloth.api.Kernels;
 import dev.jsloth.api.MemoryStats;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.spi.LiveTensors;
 import dev.jsloth.api.quant.Nf4;
 import org.jocl.CL;
 import org.jocl.Pointer;
@@ -17,8 +18,6 @@ import org.jocl.cl_mem;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * A backend on one OpenCL device: a context, an in-order command queue, the {@link KernelLibrary} and the live
@@ -37,9 +36,7 @@ final class OpenClBackend implements Backend {
     private final cl_mem placeholder;
     private final OpenClKernels kernels;
     private final Object launchLock = new Object();
-    private final Set<OpenClTensor> live = ConcurrentHashMap.newKeySet();
-    private long liveBytes;
-    private long peakBytes;
+    private final LiveTensors<OpenClTensor> live = new LiveTensors<>();
     private volatile boolean closed;
 
     OpenClBackend(OpenClDevice device) {
@@ -122,13 +119,7 @@ final class OpenClBackend implements Backend {
     }
 
     private OpenClTensor track(DType dtype, Shape shape, cl_mem buffer, cl_mem scales, long deviceBytes) {
-        OpenClTensor t = new OpenClTensor(this, dtype, shape, buffer, scales, 0, deviceBytes, null);
-        live.add(t);
-        synchronized (this) {
-            liveBytes += deviceBytes;
-            peakBytes = Math.max(peakBytes, liveBytes);
-        }
-        return t;
+        return live.add(new OpenClTensor(this, dtype, shape, buffer, scales, 0, deviceBytes, null), deviceBytes);
     }
 
     private cl_mem createBuffer(long bytes) {
@@ -163,10 +154,7 @@ final class OpenClBackend implements Backend {
     }
 
     void release(OpenClTensor t) {
-        if (live.remove(t)) {
-            synchronized (this) {
-                liveBytes -= t.deviceBytes();
-            }
+        if (live.remove(t, t.deviceBytes())) {
             // OpenCL frees the buffer once the commands already enqueued on it have finished
             CL.clReleaseMemObject(t.rawBuffer());
             if (t.rawScales() != null) CL.clReleaseMemObject(t.rawScales());
@@ -332,13 +320,13 @@ final class OpenClBackend implements Backend {
     }
 
     @Override
-    public synchronized MemoryStats memoryStats() {
-        return new MemoryStats(liveBytes, peakBytes, live.size());
+    public MemoryStats memoryStats() {
+        return live.stats();
     }
 
     @Override
-    public synchronized void resetPeak() {
-        peakBytes = liveBytes;
+    public void resetPeak() {
+        live.resetPeak();
     }
 
     @Override
@@ -351,7 +339,7 @@ final class OpenClBackend implements Backend {
         if (closed) return;
         closed = true;
         CL.clFinish(queue);
-        for (OpenClTensor t : live.toArray(OpenClTensor[]::new)) t.close();
+        live.closeAll();
         library.close();
         CL.clReleaseMemObject(placeholder);
         CL.clReleaseCommandQueue(queue);
