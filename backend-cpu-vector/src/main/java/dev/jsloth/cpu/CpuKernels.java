@@ -67,16 +67,18 @@ final class CpuKernels implements Kernels {
             }
             case F32 -> {
                 MemorySegment cv = cs.asSlice(cBase * 4, count * 4);
-                prescale(new Buffer(cv, ElementCodec.F32), beta, count);
-                GemmF32.multiply(m, n, k, (float) alpha, ma, mb, cv);
+                if (beta != 0) prescale(new Buffer(cv, ElementCodec.F32), beta, count);
+                GemmF32.multiply(m, n, k, (float) alpha, ma, mb, cv, beta == 0); // beta = 0: the GEMM's first pass stores
             }
             default -> { // 16-bit output: accumulate in an F32 scratch, then round once
                 try (Tensor tmp = be.allocate(DType.F32, Shape.of(m, n))) {
                     Buffer cb = new Buffer(cs.asSlice(cBase * 2, count * 2), ElementCodec.of(c.dtype()));
                     Buffer tb = buf(tmp);
-                    if (beta != 0) ElementwiseKernels.copy(cb, tb, count);
-                    prescale(tb, beta, count);
-                    GemmF32.multiply(m, n, k, (float) alpha, ma, mb, be.seg(tmp));
+                    if (beta != 0) {
+                        ElementwiseKernels.copy(cb, tb, count);
+                        prescale(tb, beta, count);
+                    }
+                    GemmF32.multiply(m, n, k, (float) alpha, ma, mb, be.seg(tmp), beta == 0);
                     ElementwiseKernels.copy(tb, cb, count);
                 }
             }

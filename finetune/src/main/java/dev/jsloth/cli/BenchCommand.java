@@ -107,14 +107,22 @@ final class BenchCommand implements Callable<Integer> {
         try (Tensor a = be.upload(DType.F32, dev.jsloth.api.Shape.of(m, k), av);
              Tensor b = be.upload(DType.F32, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
              Tensor c = be.allocate(DType.F32, m, n)) {
-            for (int i = 0; i < 3; i++) be.kernels().gemm(false, transB, 1, a, b, 0, c);
-            be.synchronize();
+            // warm-up: at least 3 calls and 1 s, so the JIT has compiled the kernels before anything is timed
+            int calls = 0;
+            long warm = System.nanoTime();
+            while (calls < 3 || System.nanoTime() - warm < 1_000_000_000L) {
+                be.kernels().gemm(false, transB, 1, a, b, 0, c);
+                be.synchronize();
+                calls++;
+            }
+            // each sample repeats the product enough times to last ~50 ms (short products are dominated by timer noise)
+            int perSample = (int) Math.max(1, Math.min(1000, 0.05 / ((System.nanoTime() - warm) / 1e9 / calls)));
             double[] secs = new double[Math.max(1, repeats)];
             for (int i = 0; i < secs.length; i++) {
                 long t0 = System.nanoTime();
-                be.kernels().gemm(false, transB, 1, a, b, 0, c);
+                for (int j = 0; j < perSample; j++) be.kernels().gemm(false, transB, 1, a, b, 0, c);
                 be.synchronize();
-                secs[i] = (System.nanoTime() - t0) / 1e9;
+                secs[i] = (System.nanoTime() - t0) / 1e9 / perSample;
             }
             Arrays.sort(secs);
             double median = secs[secs.length / 2];
