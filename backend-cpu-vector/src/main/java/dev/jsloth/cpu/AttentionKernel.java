@@ -51,10 +51,16 @@ final class AttentionKernel {
         return j <= i && (seg == null || seg[i] == seg[j]);
     }
 
-    /** xT[c * len + t] = x[t * hd + c]: a head's rows as columns. */
+    /**
+     * xT[c * len + t] = x[t * hd + c]: a head's rows as columns, 16 rows at a time so that each column run written
+     * is two cache lines (row by row, every write of a column landed in one of two L1 sets: 10% of a CPU step).
+     */
     private static void transpose(double[] x, int len, int hd, double[] xT) {
-        for (int t = 0; t < len; t++)
-            for (int c = 0; c < hd; c++) xT[c * len + t] = x[t * hd + c];
+        for (int t0 = 0; t0 < len; t0 += 16) {
+            int t1 = Math.min(len, t0 + 16);
+            for (int c = 0; c < hd; c++)
+                for (int t = t0; t < t1; t++) xT[c * len + t] = x[t * hd + c];
+        }
     }
 
     /** out[0..n) = sum over c of x[xo + c] * yT[c * len + (0..n)]: one row of x times the first n columns of y^T. */

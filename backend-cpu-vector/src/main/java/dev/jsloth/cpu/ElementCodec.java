@@ -22,6 +22,19 @@ enum ElementCodec implements Codec {
             s.setAtIndex(FLOAT, i, (float) v);
         }
 
+        /** Widening runs in this class, not through the interface's per-element get (a megamorphic call site). */
+        @Override
+        public void read(MemorySegment s, long i, double[] dst, int off, int n) {
+            MemorySegment run = s.asSlice(i * 4, 4L * n);
+            for (int j = 0; j < n; j++) dst[off + j] = run.getAtIndex(FLOAT, j);
+        }
+
+        @Override
+        public void write(MemorySegment s, long i, double[] src, int off, int n) {
+            MemorySegment run = s.asSlice(i * 4, 4L * n);
+            for (int j = 0; j < n; j++) run.setAtIndex(FLOAT, j, (float) src[off + j]);
+        }
+
         @Override
         public void readFloats(MemorySegment s, long i, float[] dst, int off, int n) {
             MemorySegment.copy(s, FLOAT, i * 4, dst, off, n);

@@ -46,6 +46,8 @@ final class GemmF32 {
 
     /** Products this short (M rows) read a plain F32 B in place: packing it would cost more than its reuse saves. */
     static final int DIRECT_B_MAX_M = 4 * MR;
+    /** Depth from which the packed kernel's per-call slices pay for themselves. */
+    private static final int SLICED_MIN_K = 64;
 
     /**
      * C (F32, row-major m x n) = alpha * op(A) op(B) when {@code overwrite}, else C += alpha * op(A) op(B) (C already
@@ -95,7 +97,9 @@ final class GemmF32 {
                                         packA(a, ic + ir, mr, pc, kc, as);
                                         ao = 0;
                                     }
-                                    if (inPlaceB) accumulate(kc, as, ao, 4, 4L * MR, bSeg, bo, bStep, ct);
+                                    // short k (LoRA's rank-16 products): the sliced kernel's two slices per call
+                                    // cost more than its bounds-check-free loop saves
+                                    if (inPlaceB || kc < SLICED_MIN_K) accumulate(kc, as, ao, 4, 4L * MR, bSeg, bo, bStep, ct);
                                     else accumulatePacked(kc, as, ao, bs, bo, ct);
                                 }
                                 updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
