@@ -107,10 +107,11 @@ final class BenchCommand implements Callable<Integer> {
         try (Tensor a = be.upload(DType.F32, dev.jsloth.api.Shape.of(m, k), av);
              Tensor b = be.upload(DType.F32, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
              Tensor c = be.allocate(DType.F32, m, n)) {
-            // warm-up: at least 3 calls and 1 s, so the JIT has compiled the kernels before anything is timed
+            // warm-up: at least 10 calls and 3 s, so the JIT has compiled the kernels before anything is timed (with 2
+            // cores its compiler threads share them with the GEMM: 1 s left short products at half speed)
             int calls = 0;
             long warm = System.nanoTime();
-            while (calls < 3 || System.nanoTime() - warm < 1_000_000_000L) {
+            while (calls < 10 || System.nanoTime() - warm < 3_000_000_000L) {
                 be.kernels().gemm(false, transB, 1, a, b, 0, c);
                 be.synchronize();
                 calls++;
