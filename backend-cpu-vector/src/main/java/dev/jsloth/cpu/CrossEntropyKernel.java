@@ -1,16 +1,11 @@
 package dev.jsloth.cpu;
 
-import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
-
 /**
  * Row-wise cross-entropy over the vocabulary, streamed in vocabulary chunks with an online max/sum
- * (so a row is never held whole), in double precision; the exponentials run lane-wise (the Vector API's exp).
+ * (so a row is never held whole), in double precision.
  */
 final class CrossEntropyKernel {
     private static final int VOCAB_CHUNK = 4096;
-    private static final VectorSpecies<Double> DV = DoubleVector.SPECIES_PREFERRED;
 
     private CrossEntropyKernel() {
     }
@@ -30,7 +25,7 @@ final class CrossEntropyKernel {
                         sum = sum == 0 ? 0 : sum * Math.exp(max - m);
                         max = m;
                     }
-                    sum += sumExp(buf, len, max);
+                    for (int j = 0; j < len; j++) sum += Math.exp(buf[j] - max);
                 }
                 double l = max + Math.log(sum);
                 lse.set(i, l);
@@ -53,26 +48,12 @@ final class CrossEntropyKernel {
                         java.util.Arrays.fill(buf, 0, len, 0.0);
                     } else {
                         logits.read(base + c0, buf, 0, len);
-                        int j = 0;
-                        for (int end = DV.loopBound(len); j < end; j += DV.length())
-                            DoubleVector.fromArray(DV, buf, j).sub(l).lanewise(VectorOperators.EXP).mul(scale).intoArray(buf, j);
-                        for (; j < len; j++) buf[j] = scale * Math.exp(buf[j] - l);
+                        for (int j = 0; j < len; j++) buf[j] = scale * Math.exp(buf[j] - l);
                         if (y >= c0 && y < c0 + len) buf[y - c0] -= scale;
                     }
                     dLogits.write(base + c0, buf, 0, len);
                 }
             }
         });
-    }
-
-    /** sum over j < len of exp(x[j] - shift), lane-wise partial sums added at the end (a fixed order). */
-    private static double sumExp(double[] x, int len, double shift) {
-        DoubleVector acc = DoubleVector.zero(DV);
-        int j = 0;
-        for (int end = DV.loopBound(len); j < end; j += DV.length())
-            acc = acc.add(DoubleVector.fromArray(DV, x, j).sub(shift).lanewise(VectorOperators.EXP));
-        double sum = acc.reduceLanes(VectorOperators.ADD);
-        for (; j < len; j++) sum += Math.exp(x[j] - shift);
-        return sum;
     }
 }

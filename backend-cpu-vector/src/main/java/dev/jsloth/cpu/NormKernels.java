@@ -1,13 +1,7 @@
 package dev.jsloth.cpu;
 
-import jdk.incubator.vector.DoubleVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
-
 /** RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type. */
 final class NormKernels {
-    private static final VectorSpecies<Double> DV = DoubleVector.SPECIES_PREFERRED;
-
     private static final int CHUNK = 4096;
 
     private NormKernels() {
@@ -91,12 +85,7 @@ final class NormKernels {
             double[] g = new double[len], u = new double[len];
             gate.read(start, g, 0, len);
             up.read(start, u, 0, len);
-            int j = 0;
-            for (int end = DV.loopBound(len); j < end; j += DV.length()) {
-                DoubleVector gv = DoubleVector.fromArray(DV, g, j);
-                gv.mul(sigmoid(gv)).mul(DoubleVector.fromArray(DV, u, j)).intoArray(g, j);
-            }
-            for (; j < len; j++) g[j] = g[j] * sigmoid(g[j]) * u[j];
+            for (int j = 0; j < len; j++) g[j] = g[j] * sigmoid(g[j]) * u[j];
             out.write(start, g, 0, len);
         });
     }
@@ -107,16 +96,7 @@ final class NormKernels {
             dOut.read(start, d, 0, len);
             gate.read(start, g, 0, len);
             up.read(start, u, 0, len);
-            int j = 0;
-            for (int end = DV.loopBound(len); j < end; j += DV.length()) {
-                DoubleVector gv = DoubleVector.fromArray(DV, g, j), uv = DoubleVector.fromArray(DV, u, j);
-                DoubleVector dv = DoubleVector.fromArray(DV, d, j), sv = sigmoid(gv);
-                // dg = d * u * s * (1 + g * (1 - s)),  du = d * g * s
-                DoubleVector dg = dv.mul(uv).mul(sv).mul(gv.mul(sv.neg().add(1.0)).add(1.0));
-                dv.mul(gv.mul(sv)).intoArray(u, j);
-                dg.intoArray(g, j);
-            }
-            for (; j < len; j++) {
+            for (int j = 0; j < len; j++) {
                 double s = sigmoid(g[j]);
                 double silu = g[j] * s;
                 double dg = d[j] * u[j] * s * (1 + g[j] * (1 - s));
@@ -130,11 +110,6 @@ final class NormKernels {
 
     static double sigmoid(double v) {
         return 1.0 / (1.0 + Math.exp(-v));
-    }
-
-    /** Lane-wise {@link #sigmoid(double)}: the Vector API's exp (an SVML intrinsic on x86), still in double. */
-    static DoubleVector sigmoid(DoubleVector v) {
-        return DoubleVector.broadcast(v.species(), 1.0).div(v.neg().lanewise(VectorOperators.EXP).add(1.0));
     }
 
     /** A contiguous piece {@code [start, start+len)} of a flat element range. */
