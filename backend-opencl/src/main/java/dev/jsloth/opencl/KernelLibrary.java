@@ -33,6 +33,7 @@ final class KernelLibrary implements AutoCloseable {
     static final int[] ATTENTION_BUCKETS = {16, 32, 64, 128, 256};
     private static final String[] MAIN_SOURCES = {"common.cl", "elementwise.cl", "reduce.cl"};
     private static final String[] GEMM_SOURCES = {"common.cl", "gemm.cl"};
+    private static final String[] CPU_GEMM_SOURCES = {"common.cl", "gemm_cpu.cl"};
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
 
     private final cl_context context;
@@ -64,6 +65,11 @@ final class KernelLibrary implements AutoCloseable {
         String key = "gemm-" + a + "-" + b + "-" + c + "/" + p;
         return kernel(program(key, p, GEMM_SOURCES, " -DGEMM_A_DT=" + Launch.code(a) + " -DGEMM_B_DT=" + Launch.code(b)
                 + " -DGEMM_C_DT=" + Launch.code(c)), key + "/gemm", "gemm");
+    }
+
+    /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */
+    synchronized cl_kernel cpuGemmKernel(String name) {
+        return kernel(program("gemm_cpu", Precision.FLOAT, CPU_GEMM_SOURCES, ""), "gemm_cpu/" + name, name);
     }
 
     /** A kernel of the attention program for a head-dimension bucket (one of {@link #ATTENTION_BUCKETS}). */

@@ -13,9 +13,11 @@ package dev.jsloth.opencl;
  * @param localMemBytes  the device's local memory, for sizing the attention tiles
  * @param fullUnroll     whether attention unrolls its head-dimension loops completely (GPUs: keeps rows in
  *                       registers; CPU OpenCL compilers are slow on it and gain nothing)
+ * @param cpuGemm        whether all-F32 products use the register-blocked kernels of gemm_cpu.cl (CPU devices;
+ *                       {@code -Djsloth.opencl.cpuGemm=false} keeps the tiled GPU kernel there too)
  */
 record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDepth, int simpleGroup, long localMemBytes,
-                    boolean fullUnroll) {
+                    boolean fullUnroll, boolean cpuGemm) {
     /** Rows per column-sum chunk ({@code COLSUM_ROWS} in reduce.cl). */
     static final int COLSUM_ROWS = 64;
     /** Largest key/query tile of the attention kernels ({@code ATT_TILE_MAX}). */
@@ -43,8 +45,9 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
                 throw new IllegalArgumentException(GEMM_PROPERTY + " '" + override + "': TILE must be a multiple of WORK, "
                         + "TILE*DEPTH a multiple of (TILE/WORK)^2, and (TILE/WORK)^2 <= " + maxGroup);
         }
-        return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(),
-                d.type() != OpenClDevice.Type.CPU);
+        boolean cpu = d.type() == OpenClDevice.Type.CPU;
+        return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(), !cpu,
+                cpu && Boolean.parseBoolean(System.getProperty("jsloth.opencl.cpuGemm", "true")));
     }
 
     /** Work-items per side of a GEMM work-group. */

@@ -81,8 +81,13 @@ final class OpenClKernels implements Kernels {
             else if (beta != 1) scale(c, beta);
             return;
         }
-        int side = cfg.gemmSide(), tile = cfg.gemmTile();
         Precision p = Precision.of(a, b, c);
+        boolean allF32 = a.dtype() == DType.F32 && b.dtype() == DType.F32 && c.dtype() == DType.F32;
+        if (cfg.cpuGemm() && allF32 && !(transA && transB)) {
+            cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc);
+            return;
+        }
+        int side = cfg.gemmSide(), tile = cfg.gemmTile();
         be.require(p);
         new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p)
                 .i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
@@ -91,6 +96,20 @@ final class OpenClKernels implements Kernels {
                 .tensor(tc).i64(batch == 1 ? 0 : cr * cc)
                 .run(new long[]{(long) Math.ceilDiv(n, tile) * side, (long) Math.ceilDiv(m, tile) * side, batch},
                         new long[]{side, side, 1});
+    }
+
+    /** An all-F32 product on a CPU device: the register-blocked kernels of gemm_cpu.cl, one work-item per C block. */
+    private void cpuGemm(boolean transA, boolean transB, double alpha, double beta, OpenClTensor ta, OpenClTensor tb,
+                         OpenClTensor tc, int batch, int m, int n, int k, long aSize, long bSize, long cSize) {
+        boolean nt = transB; // (transA && transB) goes to the tiled kernel
+        Launch l = new Launch(be, be.library().cpuGemmKernel(nt ? "gemm_nt" : "gemm_nn"), Precision.FLOAT)
+                .i32(m).i32(n).i32(k);
+        if (!nt) l.flag(transA);
+        l.real(alpha).real(beta)
+                .tensor(ta).i64(batch == 1 ? 0 : aSize)
+                .tensor(tb).i64(batch == 1 ? 0 : bSize)
+                .tensor(tc).i64(batch == 1 ? 0 : cSize)
+                .run(new long[]{Math.ceilDiv(n, nt ? 4 : 16), Math.ceilDiv(m, nt ? 3 : 6), batch}, null);
     }
 
     // ---------------------------------------------------------------- norms and activations
