@@ -2,7 +2,7 @@ package dev.jsloth.cpu;
 
 /**
  * Row-wise cross-entropy over the vocabulary, streamed in vocabulary chunks with an online max/sum
- * (so a row is never held whole), in double precision.
+ * (so a row is never held whole), in double precision; the exponentials lane-wise ({@link VectorMath#exp}).
  */
 final class CrossEntropyKernel {
     private static final int VOCAB_CHUNK = 4096;
@@ -25,7 +25,9 @@ final class CrossEntropyKernel {
                         sum = sum == 0 ? 0 : sum * Math.exp(max - m);
                         max = m;
                     }
-                    for (int j = 0; j < len; j++) sum += Math.exp(buf[j] - max);
+                    for (int j = 0; j < len; j++) buf[j] -= max;
+                    VectorMath.expInPlace(buf, len);
+                    for (int j = 0; j < len; j++) sum += buf[j];
                 }
                 double l = max + Math.log(sum);
                 lse.set(i, l);
@@ -48,7 +50,9 @@ final class CrossEntropyKernel {
                         java.util.Arrays.fill(buf, 0, len, 0.0);
                     } else {
                         logits.read(base + c0, buf, 0, len);
-                        for (int j = 0; j < len; j++) buf[j] = scale * Math.exp(buf[j] - l);
+                        for (int j = 0; j < len; j++) buf[j] -= l;
+                        VectorMath.expInPlace(buf, len);
+                        for (int j = 0; j < len; j++) buf[j] *= scale;
                         if (y >= c0 && y < c0 + len) buf[y - c0] -= scale;
                     }
                     dLogits.write(base + c0, buf, 0, len);

@@ -85,7 +85,9 @@ final class NormKernels {
             double[] g = new double[len], u = new double[len];
             gate.read(start, g, 0, len);
             up.read(start, u, 0, len);
-            for (int j = 0; j < len; j++) g[j] = g[j] * sigmoid(g[j]) * u[j];
+            double[] e = new double[len];
+            negExp(g, e, len);
+            for (int j = 0; j < len; j++) g[j] = g[j] * (1.0 / (1.0 + e[j])) * u[j];
             out.write(start, g, 0, len);
         });
     }
@@ -96,8 +98,10 @@ final class NormKernels {
             dOut.read(start, d, 0, len);
             gate.read(start, g, 0, len);
             up.read(start, u, 0, len);
+            double[] e = new double[len];
+            negExp(g, e, len);
             for (int j = 0; j < len; j++) {
-                double s = sigmoid(g[j]);
+                double s = 1.0 / (1.0 + e[j]);
                 double silu = g[j] * s;
                 double dg = d[j] * u[j] * s * (1 + g[j] * (1 - s));
                 u[j] = d[j] * silu;
@@ -106,6 +110,12 @@ final class NormKernels {
             dGate.write(start, g, 0, len);
             dUp.write(start, u, 0, len);
         });
+    }
+
+    /** e[j] = exp(-x[j]) for j < n, lane-wise ({@link VectorMath#exp}: the same bits in every JIT tier). */
+    private static void negExp(double[] x, double[] e, int n) {
+        for (int j = 0; j < n; j++) e[j] = -x[j];
+        VectorMath.expInPlace(e, n);
     }
 
     static double sigmoid(double v) {
