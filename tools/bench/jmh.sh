@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-./jsloth build >/dev/null 2>&1 || ./jsloth build   # builds every module, benchmarks/ included
+./jsloth build >&2   # every module, benchmarks/ included
 JAVA_HOME="$(./jsloth java-home)"
 RESULT=$(mktemp /tmp/jsloth-jmh.XXXXXX.json)
 "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \

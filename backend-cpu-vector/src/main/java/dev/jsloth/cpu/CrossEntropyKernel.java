@@ -2,7 +2,7 @@ package dev.jsloth.cpu;
 
 /**
  * Row-wise cross-entropy over the vocabulary, streamed in vocabulary chunks with an online max/sum
- * (so a row is never held whole), in double precision; the exponentials lane-wise ({@link VectorMath#exp}).
+ * (so a row is never held whole), in double precision; the exponentials lane-wise ({@link VectorMath#expInPlace}).
  */
 final class CrossEntropyKernel {
     private static final int VOCAB_CHUNK = 4096;

@@ -111,11 +111,6 @@ final class GemmF32 {
         }
     }
 
-    /** C += alpha * op(A) op(B), C already scaled by beta. */
-    static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c) {
-        multiply(m, n, k, alpha, a, b, c, false);
-    }
-
     /** Float offset of panel q of k block pc (kc deep) in the packed B: the blocks of K one after another. */
     private static long packedOffset(int pc, int q, int kc, int panels) {
         return (long) pc * panels * NR + (long) q * kc * NR;

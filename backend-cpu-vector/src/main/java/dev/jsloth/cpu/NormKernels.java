@@ -112,14 +112,10 @@ final class NormKernels {
         });
     }
 
-    /** e[j] = exp(-x[j]) for j < n, lane-wise ({@link VectorMath#exp}: the same bits in every JIT tier). */
+    /** e[j] = exp(-x[j]) for j < n, lane-wise ({@link VectorMath#expInPlace}: the same bits in every JIT tier). */
     private static void negExp(double[] x, double[] e, int n) {
         for (int j = 0; j < n; j++) e[j] = -x[j];
         VectorMath.expInPlace(e, n);
-    }
-
-    static double sigmoid(double v) {
-        return 1.0 / (1.0 + Math.exp(-v));
     }
 
     /** A contiguous piece {@code [start, start+len)} of a flat element range. */

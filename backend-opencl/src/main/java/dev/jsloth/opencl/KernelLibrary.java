@@ -69,7 +69,7 @@ final class KernelLibrary implements AutoCloseable {
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */
     synchronized cl_kernel cpuGemmKernel(String name) {
-        return kernel(program("gemm_cpu", Precision.FLOAT, CPU_GEMM_SOURCES, ""), "gemm_cpu/" + name, name);
+        return kernel(program("gemm_cpu", Precision.FLOAT, CPU_GEMM_SOURCES, LaunchConfig.cpuGemmOptions()), "gemm_cpu/" + name, name);
     }
 
     /** A kernel of the attention program for a head-dimension bucket (one of {@link #ATTENTION_BUCKETS}). */

@@ -25,6 +25,11 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
     /** Work-items (query or key rows) per attention work-group, at most. */
     static final int ATTENTION_ROWS = 32;
 
+    /** gemm_cpu.cl's blocks of C per work-item: gemm_nn rows (x 16 columns, two float8), gemm_nt rows x columns. */
+    static final int CPU_NN_ROWS = 6, CPU_NN_COLS = 16, CPU_NT_ROWS = 3, CPU_NT_COLS = 4;
+    /** System property turning gemm_cpu.cl off on CPU devices ({@code false}: the tiled kernel, for comparison). */
+    static final String CPU_GEMM_PROPERTY = "jsloth.opencl.cpuGemm";
+
     /** System property overriding the GEMM shape, {@code TILE,WORK,DEPTH} (e.g. {@code 64,4,16}), for tuning. */
     static final String GEMM_PROPERTY = "jsloth.opencl.gemm";
 
@@ -47,12 +52,17 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
         }
         boolean cpu = d.type() == OpenClDevice.Type.CPU;
         return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(), !cpu,
-                cpu && Boolean.parseBoolean(System.getProperty("jsloth.opencl.cpuGemm", "true")));
+                cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")));
     }
 
     /** Work-items per side of a GEMM work-group. */
     int gemmSide() {
         return gemmTile / gemmWork;
+    }
+
+    /** Build options of gemm_cpu.cl: its block sizes, which the launch geometry in OpenClKernels follows. */
+    static String cpuGemmOptions() {
+        return " -DGEMM_RM=" + CPU_NN_ROWS + " -DNT_RM=" + CPU_NT_ROWS + " -DNT_CN=" + CPU_NT_COLS;
     }
 
     String buildOptions() {

@@ -109,7 +109,8 @@ final class OpenClKernels implements Kernels {
                 .tensor(ta).i64(batch == 1 ? 0 : aSize)
                 .tensor(tb).i64(batch == 1 ? 0 : bSize)
                 .tensor(tc).i64(batch == 1 ? 0 : cSize)
-                .run(new long[]{Math.ceilDiv(n, nt ? 4 : 16), Math.ceilDiv(m, nt ? 3 : 6), batch}, null);
+                .run(new long[]{Math.ceilDiv(n, nt ? LaunchConfig.CPU_NT_COLS : LaunchConfig.CPU_NN_COLS),
+                        Math.ceilDiv(m, nt ? LaunchConfig.CPU_NT_ROWS : LaunchConfig.CPU_NN_ROWS), batch}, null);
     }
 
     // ---------------------------------------------------------------- norms and activations

@@ -3,6 +3,7 @@ package dev.jsloth.bench;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.blocks.Recompute;
+import dev.jsloth.api.spi.Backends;
 import dev.jsloth.model.LlamaConfig;
 import dev.jsloth.model.LlamaModel;
 import dev.jsloth.model.LlamaWeights;
@@ -39,7 +40,7 @@ import java.util.concurrent.TimeUnit;
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 3, time = 2)
 @Measurement(iterations = 5, time = 2)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+@Fork(1) // the fork inherits the launching JVM's flags (tools/bench/jmh.sh: the Vector API module, native access)
 public class LoraStepBenchmark {
     @Param("llama-25m")
     public String shape;
@@ -61,7 +62,7 @@ public class LoraStepBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() throws Exception {
-        be = BenchBackend.open(backend);
+        be = Backends.create(backend);
         LlamaConfig c = Shapes.get(shape);
         SplittableRandom r = new SplittableRandom(2);
         int[] ids = new int[batch * seq];

@@ -6,6 +6,7 @@ import dev.jsloth.api.DType;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.spi.Backends;
 import dev.jsloth.api.autograd.Parameter;
 import dev.jsloth.api.ops.LoraLinear;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -36,7 +37,7 @@ import java.util.concurrent.TimeUnit;
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 4, time = 1)
 @Measurement(iterations = 8, time = 1)
-@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+@Fork(1) // the fork inherits the launching JVM's flags (tools/bench/jmh.sh: the Vector API module, native access)
 public class OpBenchmark {
     private static final int HIDDEN = 512, HEADS = 8, KV_HEADS = 4, HEAD_DIM = 64, MLP = 1408, VOCAB = 8192, RANK = 16;
 
@@ -66,7 +67,7 @@ public class OpBenchmark {
     }
 
     private Tensor random(Shape s, double scale) {
-        return own(BenchBackend.random(be, DType.F32, s, scale, owned.size() + 1));
+        return own(RandomTensors.random(be, DType.F32, s, scale, owned.size() + 1));
     }
 
     private Tensor zeros(int... dims) {
@@ -75,7 +76,7 @@ public class OpBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        be = BenchBackend.open(backend);
+        be = Backends.create(backend);
         k = be.kernels();
         int n = batch * seq;
         x = random(Shape.of(n, HIDDEN), 1);
@@ -109,13 +110,13 @@ public class OpBenchmark {
         dv = zeros(n, KV_HEADS * HEAD_DIM);
 
         logits = random(Shape.of(n, VOCAB), 4);
-        labels = own(BenchBackend.ints(be, Shape.of(n), VOCAB, 7));
+        labels = own(RandomTensors.ints(be, Shape.of(n), VOCAB, 7));
         rowLoss = zeros(n);
         rowLse = zeros(n);
         dLogits = zeros(n, VOCAB);
 
         table = random(Shape.of(VOCAB, HIDDEN), 1);
-        ids = own(BenchBackend.ints(be, Shape.of(n), VOCAB, 8));
+        ids = own(RandomTensors.ints(be, Shape.of(n), VOCAB, 8));
         emb = zeros(n, HIDDEN);
         dTable = zeros(VOCAB, HIDDEN);
 

@@ -11,9 +11,9 @@
  * Rows past M are read clamped to the last row (valid memory) and never stored; a 16-column block that would run
  * past N (gemm_nn) is computed by the scalar edge loop. Batched over the third grid dimension.
  */
-#define GEMM_RM 6
-#define NT_RM 3
-#define NT_CN 4
+#if !defined(GEMM_RM) || !defined(NT_RM) || !defined(NT_CN)
+#error "GEMM_RM, NT_RM and NT_CN (the blocks of C per work-item, LaunchConfig.cpuGemmOptions) must be defined"
+#endif
 
 #define F32_PTR(n) ((global float *) (n) + n##_off)
 

@@ -4,18 +4,12 @@ import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
-import dev.jsloth.api.spi.Backends;
 
 import java.util.SplittableRandom;
 
-/** What every benchmark here shares: the backend named by the {@code backend} parameter, and seeded random tensors. */
-final class BenchBackend {
-    private BenchBackend() {
-    }
-
-    /** The backend by name ({@code cpu}, {@code cuda}, {@code opencl}); an unavailable one fails with its reason. */
-    static Backend open(String name) {
-        return Backends.create(name);
+/** Seeded random tensors for the benchmarks. */
+final class RandomTensors {
+    private RandomTensors() {
     }
 
     /** A tensor of uniform values in [-scale, scale). */
