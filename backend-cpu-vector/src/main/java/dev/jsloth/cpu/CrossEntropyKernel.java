@@ -19,15 +19,14 @@ final class CrossEntropyKernel {
                 for (int c0 = 0; c0 < vocab; c0 += VOCAB_CHUNK) {
                     int len = Math.min(VOCAB_CHUNK, vocab - c0);
                     logits.read(base + c0, buf, 0, len);
-                    double m = max;
-                    for (int j = 0; j < len; j++) m = Math.max(m, buf[j]);
+                    double m = VectorMath.max(buf, len, max);
                     if (m > max) {
                         sum = sum == 0 ? 0 : sum * Math.exp(max - m);
                         max = m;
                     }
                     for (int j = 0; j < len; j++) buf[j] -= max;
                     VectorMath.expInPlace(buf, len);
-                    for (int j = 0; j < len; j++) sum += buf[j];
+                    sum += VectorMath.sum(buf, len);
                 }
                 double l = max + Math.log(sum);
                 lse.set(i, l);

@@ -8,8 +8,8 @@ final class ElementwiseKernels {
     }
 
     static void add(Buffer a, Buffer b, Buffer out, long numel) {
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] x = new double[len], y = new double[len];
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] x = scratch.get(0), y = scratch.get(1);
             a.read(start, x, 0, len);
             b.read(start, y, 0, len);
             for (int j = 0; j < len; j++) x[j] += y[j];
@@ -18,8 +18,8 @@ final class ElementwiseKernels {
     }
 
     static void axpy(double alpha, Buffer x, Buffer y, long numel) {
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] xv = new double[len], yv = new double[len];
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] xv = scratch.get(0), yv = scratch.get(1);
             x.read(start, xv, 0, len);
             y.read(start, yv, 0, len);
             for (int j = 0; j < len; j++) yv[j] += alpha * xv[j];
@@ -28,8 +28,8 @@ final class ElementwiseKernels {
     }
 
     static void scale(Buffer x, double alpha, long numel) {
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] v = new double[len];
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] v = scratch.get(0);
             x.read(start, v, 0, len);
             for (int j = 0; j < len; j++) v[j] *= alpha;
             x.write(start, v, 0, len);
@@ -37,16 +37,16 @@ final class ElementwiseKernels {
     }
 
     static void fill(Buffer x, double value, long numel) {
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] v = new double[len];
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] v = scratch.get(0);
             java.util.Arrays.fill(v, value);
             x.write(start, v, 0, len);
         });
     }
 
     static void copy(Buffer src, Buffer dst, long numel) {
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] v = new double[len];
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] v = scratch.get(0);
             src.read(start, v, 0, len);
             dst.write(start, v, 0, len);
         });
@@ -83,9 +83,9 @@ final class ElementwiseKernels {
 
     static double sumOfSquares(Buffer x, long numel) {
         return Parallel.sum(NormKernels.pieces(numel), 4, 1, (lo, hi, acc) -> {
+            double[] v = new NormKernels.Scratch().get(0);
             for (int c = lo; c < hi; c++) {
                 int len = NormKernels.pieceLength(numel, c);
-                double[] v = new double[len];
                 x.read(NormKernels.pieceStart(c), v, 0, len);
                 for (int j = 0; j < len; j++) acc[0] += v[j] * v[j];
             }
@@ -118,8 +118,8 @@ final class ElementwiseKernels {
         double bc1 = 1 - Math.pow(s.beta1(), s.step());
         double bc2Sqrt = Math.sqrt(1 - Math.pow(s.beta2(), s.step()));
         double stepSize = s.lr() / bc1;
-        NormKernels.chunks(numel, (start, len) -> {
-            double[] p = new double[len], g = new double[len], mv = new double[len], vv = new double[len];
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] p = scratch.get(0), g = scratch.get(1), mv = scratch.get(2), vv = scratch.get(3);
             param.read(start, p, 0, len);
             grad.read(start, g, 0, len);
             m.read(start, mv, 0, len);

@@ -1,8 +1,12 @@
 package dev.jsloth.cpu;
 
+import jdk.incubator.vector.DoubleVector;
+import jdk.incubator.vector.VectorSpecies;
+
 /** RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type. */
 final class NormKernels {
     private static final int CHUNK = 4096;
+    private static final VectorSpecies<Double> DV = VectorMath.DV;
 
     private NormKernels() {
     }
@@ -81,26 +85,39 @@ final class NormKernels {
     }
 
     static void swigluForward(Buffer gate, Buffer up, Buffer out, long numel) {
-        chunks(numel, (start, len) -> {
-            double[] g = new double[len], u = new double[len];
+        chunks(numel, (start, len, scratch) -> {
+            double[] g = scratch.get(0), u = scratch.get(1), e = scratch.get(2);
             gate.read(start, g, 0, len);
             up.read(start, u, 0, len);
-            double[] e = new double[len];
             negExp(g, e, len);
-            for (int j = 0; j < len; j++) g[j] = g[j] * (1.0 / (1.0 + e[j])) * u[j];
+            int j = 0;
+            for (int end = DV.loopBound(len); j < end; j += DV.length()) {
+                DoubleVector gv = DoubleVector.fromArray(DV, g, j), s = DoubleVector.fromArray(DV, e, j).add(1.0);
+                gv.mul(DoubleVector.fromArray(DV, u, j)).div(s).intoArray(g, j);
+            }
+            for (; j < len; j++) g[j] = g[j] * u[j] / (1.0 + e[j]);
             out.write(start, g, 0, len);
         });
     }
 
     static void swigluBackward(Buffer dOut, Buffer gate, Buffer up, Buffer dGate, Buffer dUp, long numel) {
-        chunks(numel, (start, len) -> {
-            double[] d = new double[len], g = new double[len], u = new double[len];
+        chunks(numel, (start, len, scratch) -> {
+            double[] d = scratch.get(0), g = scratch.get(1), u = scratch.get(2), e = scratch.get(3);
             dOut.read(start, d, 0, len);
             gate.read(start, g, 0, len);
             up.read(start, u, 0, len);
-            double[] e = new double[len];
             negExp(g, e, len);
-            for (int j = 0; j < len; j++) {
+            DoubleVector one = DoubleVector.broadcast(DV, 1.0);
+            int j = 0;
+            for (int end = DV.loopBound(len); j < end; j += DV.length()) {
+                DoubleVector dv = DoubleVector.fromArray(DV, d, j), gv = DoubleVector.fromArray(DV, g, j);
+                DoubleVector uv = DoubleVector.fromArray(DV, u, j);
+                DoubleVector s = one.div(DoubleVector.fromArray(DV, e, j).add(1.0));
+                DoubleVector silu = gv.mul(s);
+                dv.mul(uv).mul(s).mul(gv.mul(s.neg().add(1.0)).add(1.0)).intoArray(g, j);
+                dv.mul(silu).intoArray(u, j);
+            }
+            for (; j < len; j++) {
                 double s = 1.0 / (1.0 + e[j]);
                 double silu = g[j] * s;
                 double dg = d[j] * u[j] * s * (1 + g[j] * (1 - s));
@@ -120,7 +137,20 @@ final class NormKernels {
 
     /** A contiguous piece {@code [start, start+len)} of a flat element range. */
     interface Chunk {
-        void run(long start, int len);
+        void run(long start, int len, Scratch scratch);
+    }
+
+    /**
+     * Work arrays of CHUNK doubles, made once per task and reused by each chunk it runs: fresh arrays per chunk cost
+     * more than the arithmetic (every allocation lands on memory not in cache, and feeds the GC).
+     */
+    static final class Scratch {
+        private final double[][] arrays = new double[4][];
+
+        double[] get(int slot) {
+            if (arrays[slot] == null) arrays[slot] = new double[CHUNK];
+            return arrays[slot];
+        }
     }
 
     /** Number of CHUNK-sized pieces of a flat range. */
@@ -141,9 +171,10 @@ final class NormKernels {
     static void chunks(long numel, Chunk body) {
         int count = Math.toIntExact((numel + CHUNK - 1) / CHUNK);
         Parallel.forRange(count, 4, (lo, hi) -> {
+            Scratch scratch = new Scratch();
             for (int c = lo; c < hi; c++) {
                 long start = (long) c * CHUNK;
-                body.run(start, (int) Math.min(CHUNK, numel - start));
+                body.run(start, (int) Math.min(CHUNK, numel - start), scratch);
             }
         });
     }

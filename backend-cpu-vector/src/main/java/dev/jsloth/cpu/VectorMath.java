@@ -35,23 +35,53 @@ final class VectorMath {
     private VectorMath() {
     }
 
-    /**
-     * exp of each of {@code x[0..n)} in place. The whole computation sits in the loop body on purpose: a vector
-     * returned from a method the JIT did not inline is boxed, and that ran 50x slower in some runs.
-     */
+    /** exp of each of {@code x[0..n)} in place. */
     static void expInPlace(double[] x, int n) {
-        int end = DV.loopBound(n);
-        expVectors(x, end);
-        if (end < n) { // through a padded copy: masked loads/stores are not intrinsics on AVX2
+        expInPlace(x, 0, n);
+    }
+
+    /**
+     * exp of each of {@code x[from..from+n)} in place. The whole computation sits in the loop body on purpose: a
+     * vector returned from a method the JIT did not inline is boxed, and that ran 50x slower in some runs.
+     */
+    static void expInPlace(double[] x, int from, int n) {
+        int end = from + DV.loopBound(n);
+        expVectors(x, from, end);
+        if (end < from + n) { // through a padded copy: masked loads/stores are not intrinsics on AVX2
             double[] tail = new double[DV.length()];
-            System.arraycopy(x, end, tail, 0, n - end);
-            expVectors(tail, tail.length);
-            System.arraycopy(tail, 0, x, end, n - end);
+            System.arraycopy(x, end, tail, 0, from + n - end);
+            expVectors(tail, 0, tail.length);
+            System.arraycopy(tail, 0, x, end, from + n - end);
         }
     }
 
-    /** exp of x[0..end) in place, end a multiple of the vector length. */
-    private static void expVectors(double[] a, int end) {
+    /**
+     * x[0] + ... + x[n-1], summed in vector lanes and the lanes then added in a fixed order: the same result in every
+     * JIT tier (a scalar loop's serial dependency costs 3-4 cycles per element; reduceLanes may associate differently
+     * interpreted and compiled).
+     */
+    static double sum(double[] x, int n) {
+        DoubleVector acc = DoubleVector.zero(DV);
+        int j = 0;
+        for (int end = DV.loopBound(n); j < end; j += DV.length()) acc = acc.add(DoubleVector.fromArray(DV, x, j));
+        double s = 0;
+        for (int l = 0; l < DV.length(); l++) s += acc.lane(l);
+        for (; j < n; j++) s += x[j];
+        return s;
+    }
+
+    /** The largest of {@code init} and x[0..n), NaN if any is NaN (max is exact, so lanes need no fixed order). */
+    static double max(double[] x, int n, double init) {
+        DoubleVector acc = DoubleVector.broadcast(DV, init);
+        int j = 0;
+        for (int end = DV.loopBound(n); j < end; j += DV.length()) acc = acc.max(DoubleVector.fromArray(DV, x, j));
+        double m = acc.reduceLanes(VectorOperators.MAX);
+        for (; j < n; j++) m = Math.max(m, x[j]);
+        return m;
+    }
+
+    /** exp of x[from..end) in place, end - from a multiple of the vector length. */
+    private static void expVectors(double[] a, int from, int end) {
         DoubleVector c0 = DoubleVector.broadcast(DV, INV_FACTORIAL[0]), c1 = DoubleVector.broadcast(DV, INV_FACTORIAL[1]);
         DoubleVector c2 = DoubleVector.broadcast(DV, INV_FACTORIAL[2]), c3 = DoubleVector.broadcast(DV, INV_FACTORIAL[3]);
         DoubleVector c4 = DoubleVector.broadcast(DV, INV_FACTORIAL[4]), c5 = DoubleVector.broadcast(DV, INV_FACTORIAL[5]);
@@ -60,7 +90,7 @@ final class VectorMath {
         DoubleVector c10 = DoubleVector.broadcast(DV, INV_FACTORIAL[10]), c11 = DoubleVector.broadcast(DV, INV_FACTORIAL[11]);
         DoubleVector c12 = DoubleVector.broadcast(DV, INV_FACTORIAL[12]), c13 = DoubleVector.broadcast(DV, INV_FACTORIAL[13]);
         DoubleVector ln2Hi = DoubleVector.broadcast(DV, LN2_HI), ln2Lo = DoubleVector.broadcast(DV, LN2_LO);
-        for (int j = 0; j < end; j += DV.length()) {
+        for (int j = from; j < end; j += DV.length()) {
             DoubleVector x = DoubleVector.fromArray(DV, a, j);
             DoubleVector t = x.mul(LOG2E).add(ROUND); // n in the low bits
             DoubleVector n = t.sub(ROUND);
