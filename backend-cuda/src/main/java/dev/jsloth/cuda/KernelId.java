@@ -34,7 +34,7 @@ enum KernelId {
     ATTENTION_BACKWARD_DKDV("attention.cu", "attention_backward_dkdv_kernel", 1),
     ATTENTION_BACKWARD_DQ("attention.cu", "attention_backward_dq_kernel", 1),
     FLASH_FORWARD_D64("flash_attention.cu", "flash_attention_forward_d64_kernel", 1),
-    FLASH_FORWARD_D128("flash_attention.cu", "flash_attention_forward_d128_kernel", 1),
+    FLASH_FORWARD_D128_MT2("flash_attention.cu", "flash_attention_forward_d128_mt2_kernel", 1),
     FLASH_DKDV_D64("flash_attention.cu", "flash_attention_dkdv_d64_kernel", 1),
     FLASH_DKDV_D128("flash_attention.cu", "flash_attention_dkdv_d128_kernel", 1),
     FLASH_DQ_D64("flash_attention.cu", "flash_attention_dq_d64_kernel", 1),

@@ -8,7 +8,8 @@
 // with kvSeq == seq). Query i sits at position kvSeq - seq + i and sees key j <= its position within its segment.
 //
 // Work split (4 warps per block, 16 rows per warp, every sum in a fixed order, so results are deterministic):
-//   forward: a block owns 64 queries of one head and walks the visible key tiles of 64;
+//   forward: a block owns 64 queries of one head and walks the visible key tiles of 64; at D = 128 (the _mt2 kernel)
+//            128 queries with 32 rows (two m16 tiles) per warp, which halves the shared-memory reads per product;
 //   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
 //   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower);
 //            each warp holds its Q and dO rows as mma fragments in registers (only K and V are read from shared memory).
@@ -122,9 +123,29 @@ __device__ __forceinline__ void flash_ldmatrix_trans(unsigned* r, const unsigned
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(flash_shared_address(p)));
 }
 
-/** The A fragment (16 rows from r0, columns k0..k0+15) of a row-major tile. */
-template <int D>
-__device__ __forceinline__ void flash_a_fragment(unsigned* a, const unsigned short* tile, int r0, int k0) {
+/**
+ * A shared tile of 16-bit values by its 32-bit shared-memory address, for the fragment loads below in place of a
+ * pointer: offsets from it are integer adds that the compiler folds into ldmatrix's immediate, so an unrolled loop of
+ * loads keeps one address register per tile where pointers take one per load (registers the two-m-tile forward needs).
+ */
+struct flash_shared_tile {
+    unsigned address;
+    __device__ __forceinline__ flash_shared_tile operator+(int elements) const { return {address + 2u * elements}; }
+};
+
+__device__ __forceinline__ void flash_ldmatrix(unsigned* r, flash_shared_tile p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p.address));
+}
+
+__device__ __forceinline__ void flash_ldmatrix_trans(unsigned* r, flash_shared_tile p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(p.address));
+}
+
+/** The A fragment (16 rows from r0, columns k0..k0+15) of a row-major tile (a pointer or a flash_shared_tile). */
+template <int D, typename Tile>
+__device__ __forceinline__ void flash_a_fragment(unsigned* a, Tile tile, int r0, int k0) {
     const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
     flash_ldmatrix(a, tile + (r0 + (m & 1) * 8 + r) * (D + 8) + k0 + (m >> 1) * 8);
 }
@@ -133,15 +154,15 @@ __device__ __forceinline__ void flash_a_fragment(unsigned* a, const unsigned sho
  * B fragments of two adjacent 8-column tiles (n0 and n0 + 8) at k0..k0+15 for a product against the rows of a tile
  * (B[k][n] = tile[n][k]): b[0], b[1] for n0 and b[2], b[3] for n0 + 8.
  */
-template <int D>
-__device__ __forceinline__ void flash_b_fragments_of_rows(unsigned* b, const unsigned short* tile, int n0, int k0) {
+template <int D, typename Tile>
+__device__ __forceinline__ void flash_b_fragments_of_rows(unsigned* b, Tile tile, int n0, int k0) {
     const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
     flash_ldmatrix(b, tile + (n0 + (m >> 1) * 8 + r) * (D + 8) + k0 + (m & 1) * 8);
 }
 
 /** The same for a product against a tile stored [k][n] (B[k][n] = tile[k][n]), through the transposing load. */
-template <int D>
-__device__ __forceinline__ void flash_b_fragments_of_columns(unsigned* b, const unsigned short* tile, int k0, int n0) {
+template <int D, typename Tile>
+__device__ __forceinline__ void flash_b_fragments_of_columns(unsigned* b, Tile tile, int k0, int n0) {
     const int lane = threadIdx.x & 31, m = lane >> 3, r = lane & 7;
     flash_ldmatrix_trans(b, tile + (k0 + (m & 1) * 8 + r) * (D + 8) + n0 + (m >> 1) * 8);
 }
@@ -227,13 +248,43 @@ __device__ __forceinline__ void flash_store_rows(T* dst, const float (*acc)[4], 
 }
 
 /**
- * Forward. Shared memory: the query tile, two buffers of (K, V) tiles so that the next key tile is copied (cp.async)
- * while this one is multiplied, then segment ids of the queries and of both key buffers.
+ * acc[mt] += P[mt] * tile[k0.., 0..D) for MT m16 tiles of rows at once, P already rounded to the storage type as A
+ * fragments ({@link flash_times_tile} packs them as it goes): each B fragment is loaded from shared memory once and
+ * feeds the mma instructions of every m-tile.
  */
-template <typename T, int D>
+template <typename T, int D, int K, int MT>
+__device__ __forceinline__ void flash_times_tile_rows(float (*acc)[D / 8][4], const unsigned (*p)[K / 16][4],
+                                                      flash_shared_tile tile, int k0) {
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++)
+#pragma unroll
+        for (int nd = 0; nd < D / 8; nd += 2) {
+            unsigned b[4];
+            flash_b_fragments_of_columns<D>(b, tile, k0 + kk * 16, nd * 8);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                FlashMma<T>::mma(acc[mt][nd], p[mt][kk], b[0], b[1]);
+                FlashMma<T>::mma(acc[mt][nd + 1], p[mt][kk], b[2], b[3]);
+            }
+        }
+}
+
+/**
+ * Forward, each warp owning MT m16 tiles of consecutive query rows (16 MT rows, 64 MT per block). With MT = 2, the
+ * shape of FlashAttention-2's hdim-128 forward, every K and V fragment loaded from shared memory feeds two mma
+ * instructions instead of one and every key tile copied serves twice the queries. Registers decide where Q's A
+ * fragments live: one m-tile holds them for the whole walk; with two, o and s alone take 2 (D / 8 + BK / 8) 4 floats
+ * (192 at D = 128), so they are reloaded from the shared query tile for every key tile, as FlashAttention-2 does.
+ * Even so, at D = 128 the two-tile kernel takes all 255 registers and ptxas keeps the 4 row sums l in local memory (a
+ * load and a store each per key tile); a softmax over halves of the key tile fits without but measured 3% slower.
+ * Shared memory: the query tile, two buffers of (K, V) tiles so that the next key tile is copied (cp.async) while
+ * this one is multiplied, then segment ids of the queries and of both key buffers.
+ */
+template <typename T, int D, int MT>
 __device__ void flash_forward(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
                               int seq, int kvSeq, int qHeads, int kvHeads) {
-    constexpr int BQ = 64, BK = 64, LD = D + 8;
+    constexpr int WQ = 16 * MT, BQ = 4 * WQ, BK = 64, LD = D + 8; // rows per warp, per block; keys per tile
+    constexpr bool holdQ = MT == 1;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     unsigned short* Qs = reinterpret_cast<unsigned short*>(flash_smem);
     unsigned short* Kb = Qs + BQ * LD;      // two buffers of BK rows
@@ -245,6 +296,7 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
     const int g = h / (qHeads / kvHeads), offset = kvSeq - seq;
     const int nq = smaller(BQ, seq - q0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const int w0 = warp * WQ; // this warp's first row in the query tile; m-tile mt starts at w0 + 16 mt
     const float scaleLog2 = scale * FLASH_LOG2E;
     const int tiles = (offset + q0 + nq - 1) / BK + 1; // key tiles up to the last key any query here sees
 
@@ -257,17 +309,27 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
     flash_commit();
     flash_wait<1>(); // the query tile
     __syncthreads();
-    unsigned qf[D / 16][4];
+    // the three tiles from one address, so that the compiler sees their constant distances
+    const flash_shared_tile QsT{flash_shared_address(Qs)}, KbT = QsT + BQ * LD, VbT = KbT + 2 * BK * LD;
+    [[maybe_unused]] unsigned qf[holdQ ? D / 16 : 1][4]; // Q's A fragments, one per 16 columns, when held
+    if constexpr (holdQ) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) flash_a_fragment<D>(qf[kk], Qs, warp * 16, kk * 16);
-    const int rowA = q0 + warp * 16 + gr, rowB = rowA + 8;
-    const int segA = segments != nullptr ? segQ[warp * 16 + gr] : 0, segB = segments != nullptr ? segQ[warp * 16 + gr + 8] : 0;
-    const int warpLastRow = smaller(q0 + warp * 16 + 15, seq - 1);
+        for (int kk = 0; kk < D / 16; kk++) flash_a_fragment<D>(qf[kk], QsT, w0, kk * 16);
+    }
+    const int row0 = q0 + w0 + gr; // this lane's rows: row0 + 16 mt and row0 + 16 mt + 8 in m-tile mt
+    const int warpLastRow = smaller(q0 + w0 + WQ - 1, seq - 1);
 
-    float o[D / 8][4];
+    float o[MT][D / 8][4];
 #pragma unroll
-    for (int nd = 0; nd < D / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
-    float m[2] = {neg_inf<float>(), neg_inf<float>()}, l[2] = {0.f, 0.f};
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nd = 0; nd < D / 8; nd++) o[mt][nd][0] = o[mt][nd][1] = o[mt][nd][2] = o[mt][nd][3] = 0.f;
+    float m[MT][2], l[MT][2]; // per m-tile, for this lane's two rows
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = neg_inf<float>();
+        l[mt][0] = l[mt][1] = 0.f;
+    }
 
     for (int it = 0; it < tiles; it++) {
         const int k0 = it * BK, buf = it & 1;
@@ -280,73 +342,123 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
         flash_commit();
         flash_wait<1>(); // this tile's copies are done (the next tile's may still run)
         __syncthreads();
-        const unsigned short* Ks = Kb + buf * BK * LD;
-        const unsigned short* Vs = Vb + buf * BK * LD;
+        const flash_shared_tile Ks = KbT + buf * BK * LD, Vs = VbT + buf * BK * LD;
         const int* segK = segKb + buf * BK;
         if (k0 <= offset + warpLastRow) { // some key of this tile is visible to this warp's rows
-            float s[BK / 8][4];
+            float s[MT][BK / 8][4];
 #pragma unroll
-            for (int nt = 0; nt < BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
+                for (int nt = 0; nt < BK / 8; nt++) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
 #pragma unroll
-                for (int nt = 0; nt < BK / 8; nt += 2) {
+            for (int kk = 0; kk < D / 16; kk++) {
+                unsigned qa[MT][4]; // Q's A fragments of columns kk * 16.., one per m-tile
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    if constexpr (holdQ) {
+#pragma unroll
+                        for (int i = 0; i < 4; i++) qa[mt][i] = qf[kk][i];
+                    } else {
+                        flash_a_fragment<D>(qa[mt], QsT, w0 + mt * 16, kk * 16);
+                    }
+                }
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt += 2) { // each K fragment pair once, for every m-tile
                     unsigned kb[4];
                     flash_b_fragments_of_rows<D>(kb, Ks, nt * 8, kk * 16);
-                    FlashMma<T>::mma(s[nt], qf[kk], kb[0], kb[1]);
-                    FlashMma<T>::mma(s[nt + 1], qf[kk], kb[2], kb[3]);
-                }
-            // a tile every key of which this warp's rows all see needs no mask
-            const bool whole = segments == nullptr && k0 + BK <= kvSeq && k0 + BK - 1 <= offset + q0 + warp * 16
-                               && q0 + warp * 16 + 15 < seq;
-            float mx[2] = {neg_inf<float>(), neg_inf<float>()};
 #pragma unroll
-            for (int nt = 0; nt < BK / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
-                    const bool ok = whole || (row < seq && key < kvSeq && key <= offset + row
-                                              && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
-                    s[nt][e] = ok ? s[nt][e] * scaleLog2 : neg_inf<float>();
-                    mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
-                }
-            float base[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-                const float mNew = fmaxf(m[r], mx[r]);
-                base[r] = mNew == neg_inf<float>() ? 0.f : mNew;
-                const float alpha = exp2f(m[r] - base[r]);
-                m[r] = mNew;
-                l[r] *= alpha;
-#pragma unroll
-                for (int nd = 0; nd < D / 8; nd++) {
-                    o[nd][2 * r] *= alpha;
-                    o[nd][2 * r + 1] *= alpha;
+                    for (int mt = 0; mt < MT; mt++) {
+                        FlashMma<T>::mma(s[mt][nt], qa[mt], kb[0], kb[1]);
+                        FlashMma<T>::mma(s[mt][nt + 1], qa[mt], kb[2], kb[3]);
+                    }
                 }
             }
+            float mx[MT][2];
 #pragma unroll
-            for (int nt = 0; nt < BK / 8; nt++)
+            for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float p = exp2f(s[nt][e] - base[e >> 1]);
-                    s[nt][e] = p;
-                    l[e >> 1] += p;
+                for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[mt][nt][e] *= scaleLog2;
+                // a tile every key of which this m-tile's rows all see needs no mask
+                const int first = q0 + w0 + mt * 16;
+                if (segments != nullptr || k0 + BK > kvSeq || k0 + BK - 1 > offset + first || first + 15 >= seq) {
+                    // a row in range sees the keys up to its position offset + row (< kvSeq): the last one for rows
+                    // A and B, counted from this lane's first column k0 + 2 tq; -1 (none) for a row past the end
+                    const int rowA = row0 + mt * 16, rowB = rowA + 8;
+                    const int lastA = rowA < seq ? offset + rowA - k0 - 2 * tq : -1;
+                    const int lastB = rowB < seq ? offset + rowB - k0 - 2 * tq : -1;
+#pragma unroll
+                    for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++)
+                            if (nt * 8 + (e & 1) > (e < 2 ? lastA : lastB)) s[mt][nt][e] = neg_inf<float>();
+                    if (segments != nullptr) { // and only those of its own sequence of the pack
+                        const int segA = segQ[w0 + mt * 16 + gr], segB = segQ[w0 + mt * 16 + gr + 8];
+#pragma unroll
+                        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++)
+                                if (segK[nt * 8 + 2 * tq + (e & 1)] != (e < 2 ? segA : segB)) s[mt][nt][e] = neg_inf<float>();
+                    }
                 }
-            flash_times_tile<T, D, BK>(o, s, Vs, 0);
+                mx[mt][0] = mx[mt][1] = neg_inf<float>();
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) mx[mt][e >> 1] = fmaxf(mx[mt][e >> 1], s[mt][nt][e]);
+            }
+            float base[MT][2];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) { // a row's 4 lanes (tq = 0..3) agree on its maximum
+                    mx[mt][r] = fmaxf(mx[mt][r], __shfl_xor_sync(0xffffffffu, mx[mt][r], 1));
+                    mx[mt][r] = fmaxf(mx[mt][r], __shfl_xor_sync(0xffffffffu, mx[mt][r], 2));
+                    const float mNew = fmaxf(m[mt][r], mx[mt][r]);
+                    base[mt][r] = mNew == neg_inf<float>() ? 0.f : mNew;
+                    const float alpha = exp2f(m[mt][r] - base[mt][r]);
+                    m[mt][r] = mNew;
+                    l[mt][r] *= alpha;
+#pragma unroll
+                    for (int nd = 0; nd < D / 8; nd++) {
+                        o[mt][nd][2 * r] *= alpha;
+                        o[mt][nd][2 * r + 1] *= alpha;
+                    }
+                }
+            unsigned pa[MT][BK / 16][4]; // P as mma A fragments, rounded to the storage type: half the registers of s
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt++) {
+                    float p[4];
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        p[e] = exp2f(s[mt][nt][e] - base[mt][e >> 1]);
+                        l[mt][e >> 1] += p[e];
+                    }
+                    pa[mt][nt >> 1][2 * (nt & 1)] = FlashMma<T>::pack(p[0], p[1]);
+                    pa[mt][nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(p[2], p[3]);
+                }
+            flash_times_tile_rows<T, D, BK, MT>(o, pa, Vs, 0);
         }
         __syncthreads(); // every warp is done with this buffer before the next step refills it
     }
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    flash_store_rows<D>(out, o, l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f, b, q0 + warp * 16, seq, qHeads, h);
-    if (tq == 0) {
-        if (rowA < seq) lse[((i64) b * qHeads + h) * seq + rowA] = l[0] > 0.f ? (m[0] + log2f(l[0])) * FLASH_LN2 : neg_inf<float>();
-        if (rowB < seq) lse[((i64) b * qHeads + h) * seq + rowB] = l[1] > 0.f ? (m[1] + log2f(l[1])) * FLASH_LN2 : neg_inf<float>();
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) { // each lane summed its own columns: add up a row's 4 lanes
+            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
+            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
+        }
+        flash_store_rows<D>(out, o[mt], l[mt][0] > 0.f ? 1.f / l[mt][0] : 0.f, l[mt][1] > 0.f ? 1.f / l[mt][1] : 0.f, b,
+                            q0 + w0 + mt * 16, seq, qHeads, h);
+        if (tq == 0) {
+            const int ra = row0 + mt * 16, rb = ra + 8;
+            float* lseRows = lse + ((i64) b * qHeads + h) * seq;
+            if (ra < seq) lseRows[ra] = l[mt][0] > 0.f ? (m[mt][0] + log2f(l[mt][0])) * FLASH_LN2 : neg_inf<float>();
+            if (rb < seq) lseRows[rb] = l[mt][1] > 0.f ? (m[mt][1] + log2f(l[mt][1])) * FLASH_LN2 : neg_inf<float>();
+        }
     }
 }
 
@@ -552,17 +664,18 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
 #define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, dkPart, dvPart, seq, qHeads, kvHeads
 #define FLASH_DQ_ARGS dOut, q, k, v, segments, scale, lse, delta, dq, seq, qHeads, kvHeads
 
+// forward: 16 query rows per warp (64 per block) at D = 64; 32 (128 per block) at D = 128
 template <typename T>
 __global__ void flash_attention_forward_d64_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
                                                    T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
-    if constexpr (FlashMma<T>::supported) flash_forward<T, 64>(FLASH_FORWARD_ARGS);
+    if constexpr (FlashMma<T>::supported) flash_forward<T, 64, 1>(FLASH_FORWARD_ARGS);
     else __trap();
 }
 
 template <typename T>
-__global__ void flash_attention_forward_d128_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
-                                                    T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
-    if constexpr (FlashMma<T>::supported) flash_forward<T, 128>(FLASH_FORWARD_ARGS);
+__global__ void flash_attention_forward_d128_mt2_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
+                                                        T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_forward<T, 128, 2>(FLASH_FORWARD_ARGS);
     else __trap();
 }
 
