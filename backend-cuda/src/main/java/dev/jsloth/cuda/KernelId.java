@@ -38,7 +38,7 @@ enum KernelId {
     FLASH_DKDV_D64("flash_attention.cu", "flash_attention_dkdv_d64_kernel", 1),
     FLASH_DKDV_D128("flash_attention.cu", "flash_attention_dkdv_d128_kernel", 1),
     FLASH_DQ_D64("flash_attention.cu", "flash_attention_dq_d64_kernel", 1),
-    FLASH_DQ_D128("flash_attention.cu", "flash_attention_dq_d128_kernel", 1),
+    FLASH_DQ_D128_MT2("flash_attention.cu", "flash_attention_dq_d128_mt2_kernel", 1),
     FLASH_GROUP_SUM("flash_attention.cu", "flash_attention_group_sum_kernel", 1),
     CROSS_ENTROPY_FORWARD("cross_entropy.cu", "cross_entropy_forward_kernel", 2),
     CROSS_ENTROPY_BACKWARD("cross_entropy.cu", "cross_entropy_backward_kernel", 2),

@@ -12,7 +12,8 @@
 //            128 queries with 32 rows (two m16 tiles) per warp, which halves the shared-memory reads per product;
 //   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
 //   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower);
-//            each warp holds its Q and dO rows as mma fragments in registers (only K and V are read from shared memory).
+//            each warp holds its Q and dO rows as mma fragments in registers (only K and V are read from shared memory);
+//            at D = 128 (the _mt2 kernel) 128 queries with 32 rows per warp, Q and dO reloaded from shared memory.
 // Shared tiles hold rows of D 16-bit values padded to D + 8, so fragment loads from 8 rows hit distinct banks.
 // The host (dev.jsloth.cuda.FlashAttention) sizes the dynamic shared memory with the same layouts and only
 // launches these kernels for 16-bit tensors with 16-byte aligned rows; the F32/F64 instantiations that the
@@ -189,8 +190,8 @@ __device__ __forceinline__ void flash_times_rows(float (*acc)[4], const unsigned
 }
 
 /** {@link flash_times_rows} with the A fragments (D / 16 of them, one per 16 columns) already in registers. */
-template <typename T, int D, int N>
-__device__ __forceinline__ void flash_times_rows_held(float (*acc)[4], const unsigned (*a)[4], const unsigned short* tile, int n0) {
+template <typename T, int D, int N, typename Tile>
+__device__ __forceinline__ void flash_times_rows_held(float (*acc)[4], const unsigned (*a)[4], Tile tile, int n0) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
 #pragma unroll
@@ -205,9 +206,10 @@ __device__ __forceinline__ void flash_times_rows_held(float (*acc)[4], const uns
 /**
  * acc[16 x D] += P[16 x K] * tile[k0.., 0..D) where P is held as accumulator fragments (K/8 tiles of 16 x 8, the
  * layout mma produces) and rounded to the storage type here: the FlashAttention register reuse of P as an A operand.
+ * The tile is a pointer or a flash_shared_tile.
  */
-template <typename T, int D, int K>
-__device__ __forceinline__ void flash_times_tile(float (*acc)[4], const float (*p)[4], const unsigned short* tile, int k0) {
+template <typename T, int D, int K, typename Tile>
+__device__ __forceinline__ void flash_times_tile(float (*acc)[4], const float (*p)[4], Tile tile, int k0) {
 #pragma unroll
     for (int kk = 0; kk < K / 16; kk++) {
         unsigned a[4];
@@ -465,23 +467,53 @@ __device__ void flash_forward(const T* q, const T* k, const T* v, const int* seg
 /**
  * P^T and dS^T of one warp's 16 keys against N queries, from S^T = K Q^T and dP^T = V dO^T (accumulator layout:
  * rows keys, columns queries): P^T = exp(scale s - lse), dS^T = P^T (dP^T - delta), 0 where the key is not visible.
+ * The key of row A (keyA; row B's is keyA + 8) is visible to query q0 + col iff keyA <= q0 + col < seq (a key at or
+ * past seq thus sees none) and, with segments, both lie in one sequence of the pack. As in the forward, the masks
+ * cost nothing where they cannot apply: `diagonal` (some key of the warp lies past the tile's first query) and
+ * `tail` (the tile runs past the last query) each take one compare per element against a per-row bound, counted in
+ * this lane's local columns c = nt 8 + (e & 1) (query q0 + 2 tq + c); the segment test runs only with segments.
  */
 template <int N>
 __device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)[4], const float* lseRow, const float* deltaRow,
                                                       const int* segQ, const int* segK, bool segmented, int keyA,
-                                                      int keyLocalA, int q0, int seq, float scaleLog2, bool whole) {
+                                                      int keyLocalA, int q0, int seq, float scaleLog2, bool diagonal,
+                                                      bool tail) {
     const int lane = threadIdx.x & 31, tq = lane & 3;
+    // s scaleLog2 - lse LOG2E as one fma after the rounded product lse LOG2E, spelled out so that the rounding does not
+    // hang on the compiler's choice of contraction (rows A and B share the product)
 #pragma unroll
     for (int nt = 0; nt < N / 8; nt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int key = keyA + (e < 2 ? 0 : 8), col = nt * 8 + 2 * tq + (e & 1), query = q0 + col;
-            const bool ok = whole || (key < seq && query < seq && key <= query
-                                      && (!segmented || segK[keyLocalA + (e < 2 ? 0 : 8)] == segQ[col]));
-            const float p = ok ? exp2f(s[nt][e] * scaleLog2 - lseRow[col] * FLASH_LOG2E) : 0.f;
-            s[nt][e] = p;
-            dp[nt][e] = p * (dp[nt][e] - deltaRow[col]);
-        }
+        for (int e = 0; e < 4; e++)
+            s[nt][e] = exp2f(__fmaf_rn(s[nt][e], scaleLog2, -(lseRow[nt * 8 + 2 * tq + (e & 1)] * FLASH_LOG2E)));
+    if (diagonal) { // row A sees the local columns from firstA on, row B from firstA + 8
+        const int firstA = keyA - q0 - 2 * tq, firstB = firstA + 8;
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (nt * 8 + (e & 1) < (e < 2 ? firstA : firstB)) s[nt][e] = 0.f;
+    }
+    if (tail) { // no key sees a query at or past seq: the local columns from end on
+        const int end = seq - q0 - 2 * tq;
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (nt * 8 + (e & 1) >= end) s[nt][e] = 0.f;
+    }
+    if (segmented) {
+        const int segA = segK[keyLocalA], segB = segK[keyLocalA + 8];
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (segQ[nt * 8 + 2 * tq + (e & 1)] != (e < 2 ? segA : segB)) s[nt][e] = 0.f;
+    }
+#pragma unroll
+    for (int nt = 0; nt < N / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dp[nt][e] = s[nt][e] * (dp[nt][e] - deltaRow[nt * 8 + 2 * tq + (e & 1)]);
 }
 
 /**
@@ -550,9 +582,8 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
                 for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
             flash_times_rows<T, D, BQ>(s, Ks, warp * 16, Qs, 0);
             flash_times_rows<T, D, BQ>(dp, Vs, warp * 16, dOs, 0);
-            const bool whole = segments == nullptr && q0 + BQ <= seq && warpFirstKey + 15 < seq && warpFirstKey + 15 <= q0;
             flash_probabilities_t<BQ>(s, dp, lseb + buf * BQ, deltab + buf * BQ, segQb + buf * BQ, segK, segments != nullptr,
-                                      keyA, warp * 16 + gr, q0, seq, scaleLog2, whole);
+                                      keyA, warp * 16 + gr, q0, seq, scaleLog2, q0 < warpFirstKey + 15, q0 + BQ > seq);
             flash_times_tile<T, D, BQ>(dva, s, dOs, 0);
             flash_times_tile<T, D, BQ>(dka, dp, Qs, 0);
         }
@@ -568,13 +599,48 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
 }
 
 /**
- * dQ of one query tile. Shared memory: the Q and dO tiles, two buffers of (K, V) tiles, the queries' segment ids and
- * two buffers of the keys'.
+ * acc[mt] += A[mt] * tile^T for MT m16 tiles of rows at once, A[mt] being rows aRow0 + 16 mt.. of aTile: {@link
+ * flash_times_rows} for several m-tiles, with the A fragments loaded from shared memory for every 16 columns and each
+ * B fragment pair loaded once and fed to every m-tile. Each element sums its products in the same order as there.
  */
-template <typename T, int D>
+template <typename T, int D, int N, int MT>
+__device__ __forceinline__ void flash_times_rows_mt(float (*acc)[N / 8][4], flash_shared_tile aTile, int aRow0,
+                                                    flash_shared_tile tile, int n0) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        unsigned a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) flash_a_fragment<D>(a[mt], aTile, aRow0 + mt * 16, kk * 16);
+#pragma unroll
+        for (int nt = 0; nt < N / 8; nt += 2) {
+            unsigned b[4];
+            flash_b_fragments_of_rows<D>(b, tile, n0 + nt * 8, kk * 16);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                FlashMma<T>::mma(acc[mt][nt], a[mt], b[0], b[1]);
+                FlashMma<T>::mma(acc[mt][nt + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+
+/**
+ * dQ of one query tile, each warp owning MT m16 tiles of consecutive query rows (16 MT rows, 64 MT per block), as in
+ * the forward. With one, the warp holds its Q and dO rows as mma A fragments in registers for the whole walk (only K
+ * and V are read from shared memory). With two (D = 128), dq alone takes 2 (D / 8) 4 = 128 floats and s, dp another
+ * 64, so the Q and dO fragments are reloaded from the shared tiles for every key tile, and every K fragment (S = Q K^T,
+ * dS K) and V fragment (dP = dO V^T) loaded from shared memory feeds the mma instructions of both m-tiles. Each row
+ * sits in the same lane and register of its m-tile, meets the same key tiles and sums its products in the same order
+ * either way: the results are the same bits. (Key tiles are 32 rows and a warp's rows start at a multiple of 32, so
+ * every row of the warp in range sees keys of each tile the warp walks: no m-tile multiplies a tile its rows would
+ * skip alone.) Shared memory: the Q and dO tiles, two buffers of (K, V) tiles, the queries' segment ids and two
+ * buffers of the keys'.
+ */
+template <typename T, int D, int MT>
 __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                   const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
-    constexpr int BQ = 64, BK = 32, LD = D + 8;
+    constexpr int WQ = 16 * MT, BQ = 4 * WQ, BK = 32, LD = D + 8; // rows per warp, per block; keys per tile
+    constexpr bool holdQ = MT == 1;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     unsigned short* Qs = reinterpret_cast<unsigned short*>(flash_smem);
     unsigned short* dOs = Qs + BQ * LD;
@@ -583,10 +649,11 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
     int* segQ = reinterpret_cast<int*>(Vb + 2 * BK * LD);
     int* segKb = segQ + BQ;                 // two buffers of BK ids
 
-    const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
+    const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ; // longest rows first
     const int g = h / (qHeads / kvHeads);
     const int nq = smaller(BQ, seq - q0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const int w0 = warp * WQ; // this warp's first row in the query tile; m-tile mt starts at w0 + 16 mt
     const float scaleLog2 = scale * FLASH_LOG2E;
     const int tiles = (q0 + nq - 1) / BK + 1;
 
@@ -597,17 +664,37 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
     flash_fetch_rows<D>(Vb, v, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
     if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, seq), BK);
     flash_commit();
-    const int rowA = q0 + warp * 16 + gr, rowB = rowA + 8;
-    const i64 statA = ((i64) b * qHeads + h) * seq + rowA, statB = statA + 8;
-    const float lseA = rowA < seq ? lse[statA] * FLASH_LOG2E : 0.f, lseB = rowB < seq ? lse[statB] * FLASH_LOG2E : 0.f;
-    const float deltaA = rowA < seq ? delta[statA] : 0.f, deltaB = rowB < seq ? delta[statB] : 0.f;
-    const int warpLastRow = smaller(q0 + warp * 16 + 15, seq - 1);
-
-    float dqa[D / 8][4];
+    // per m-tile, this lane's rows A = q0 + w0 + 16 mt + gr and B = A + 8: their lse (times LOG2E) and delta; the key
+    // tiles at k0 >= maskFrom need a mask: those with keys past the m-tile's first row, and every one when some row of
+    // the m-tile lies past the end. A row in range sees the keys up to itself: in the tile at k0, counted from this
+    // lane's first column 2 tq, the last is last[0] - k0 for row A and last[1] - k0 for row B; for a row past the end,
+    // none (-1)
+    float lseRow[MT][2], deltaRow[MT][2];
+    int maskFrom[MT], last[MT][2];
 #pragma unroll
-    for (int nd = 0; nd < D / 8; nd++) dqa[nd][0] = dqa[nd][1] = dqa[nd][2] = dqa[nd][3] = 0.f;
-    unsigned qf[D / 16][4], dof[D / 16][4]; // this warp's rows of Q and dO as mma A fragments, held for every key tile
-    bool held = false;
+    for (int mt = 0; mt < MT; mt++) {
+        const int first = q0 + w0 + mt * 16, rowA = first + gr, rowB = rowA + 8;
+        const i64 statA = ((i64) b * qHeads + h) * seq + rowA, statB = statA + 8;
+        lseRow[mt][0] = rowA < seq ? lse[statA] * FLASH_LOG2E : 0.f;
+        lseRow[mt][1] = rowB < seq ? lse[statB] * FLASH_LOG2E : 0.f;
+        deltaRow[mt][0] = rowA < seq ? delta[statA] : 0.f;
+        deltaRow[mt][1] = rowB < seq ? delta[statB] : 0.f;
+        maskFrom[mt] = first + 15 < seq ? first - BK + 2 : 0;
+        last[mt][0] = rowA < seq ? rowA - 2 * tq : -1;
+        last[mt][1] = rowB < seq ? rowB - 2 * tq : -1;
+    }
+    const int warpLastRow = smaller(q0 + w0 + WQ - 1, seq - 1);
+    // the four tiles from one shared address (see flash_shared_tile)
+    const flash_shared_tile QsT{flash_shared_address(Qs)}, dOsT = QsT + BQ * LD, KbT = dOsT + BQ * LD, VbT = KbT + 2 * BK * LD;
+
+    float dqa[MT][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nd = 0; nd < D / 8; nd++) dqa[mt][nd][0] = dqa[mt][nd][1] = dqa[mt][nd][2] = dqa[mt][nd][3] = 0.f;
+    // with one m-tile, this warp's rows of Q and dO as mma A fragments, held for every key tile
+    [[maybe_unused]] unsigned qf[holdQ ? D / 16 : 1][4], dof[holdQ ? D / 16 : 1][4];
+    [[maybe_unused]] bool held = false;
 
     for (int it = 0; it < tiles; it++) {
         const int k0 = it * BK, buf = it & 1;
@@ -620,42 +707,79 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
         flash_commit();
         flash_wait<1>();
         __syncthreads();
-        if (k0 <= warpLastRow) {
-            const unsigned short* Ks = Kb + buf * BK * LD;
-            const unsigned short* Vs = Vb + buf * BK * LD;
-            const int* segK = segKb + buf * BK;
-            const int segA = segments != nullptr ? segQ[warp * 16 + gr] : 0, segB = segments != nullptr ? segQ[warp * 16 + gr + 8] : 0;
-            float s[BK / 8][4], dp[BK / 8][4];
+        if (k0 <= warpLastRow) { // some row of the warp lies at or past this tile's first key (then so does every one in range)
+            const flash_shared_tile Ks = KbT + buf * BK * LD, Vs = VbT + buf * BK * LD;
+            float s[MT][BK / 8][4], dp[MT][BK / 8][4];
 #pragma unroll
-            for (int nt = 0; nt < BK / 8; nt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
-            if (!held) { // the block's Q and dO fragments, loaded once (the tiles arrived with the first key tile)
+                for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-                for (int kk = 0; kk < D / 16; kk++) {
-                    flash_a_fragment<D>(qf[kk], Qs, warp * 16, kk * 16);
-                    flash_a_fragment<D>(dof[kk], dOs, warp * 16, kk * 16);
+                    for (int e = 0; e < 4; e++) s[mt][nt][e] = dp[mt][nt][e] = 0.f;
+            if constexpr (holdQ) {
+                if (!held) { // the block's Q and dO fragments, loaded once (the tiles arrived with the first key tile)
+#pragma unroll
+                    for (int kk = 0; kk < D / 16; kk++) {
+                        flash_a_fragment<D>(qf[kk], QsT, w0, kk * 16);
+                        flash_a_fragment<D>(dof[kk], dOsT, w0, kk * 16);
+                    }
+                    held = true;
                 }
-                held = true;
+                flash_times_rows_held<T, D, BK>(s[0], qf, Ks, 0);
+                flash_times_rows_held<T, D, BK>(dp[0], dof, Vs, 0);
+            } else {
+                flash_times_rows_mt<T, D, BK, MT>(s, QsT, w0, Ks, 0);
+                flash_times_rows_mt<T, D, BK, MT>(dp, dOsT, w0, Vs, 0);
             }
-            flash_times_rows_held<T, D, BK>(s, qf, Ks, 0);
-            flash_times_rows_held<T, D, BK>(dp, dof, Vs, 0);
-            const bool whole = segments == nullptr && k0 + BK <= seq && k0 + BK - 1 <= q0 + warp * 16 && q0 + warp * 16 + 15 < seq;
 #pragma unroll
-            for (int nt = 0; nt < BK / 8; nt++)
+            for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int row = e < 2 ? rowA : rowB, jl = nt * 8 + 2 * tq + (e & 1), key = k0 + jl;
-                    const bool ok = whole || (row < seq && key < seq && key <= row
-                                              && (segments == nullptr || segK[jl] == (e < 2 ? segA : segB)));
-                    const float p = ok ? exp2f(s[nt][e] * scaleLog2 - (e < 2 ? lseA : lseB)) : 0.f;
-                    dp[nt][e] = p * (dp[nt][e] - (e < 2 ? deltaA : deltaB));
+                for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[mt][nt][e] = exp2f(s[mt][nt][e] * scaleLog2 - lseRow[mt][e >> 1]); // P
+                if (k0 >= maskFrom[mt]) { // local column c = nt 8 + (e & 1) is key k0 + 2 tq + c
+                    const int lastTileA = last[mt][0] - k0, lastTileB = last[mt][1] - k0;
+#pragma unroll
+                    for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++)
+                            if (nt * 8 + (e & 1) > (e < 2 ? lastTileA : lastTileB)) s[mt][nt][e] = 0.f;
                 }
-            flash_times_tile<T, D, BK>(dqa, dp, Ks, 0);
+                if (segments != nullptr) { // and only those of its own sequence of the pack
+                    const int* segK = segKb + buf * BK;
+                    const int segA = segQ[w0 + mt * 16 + gr], segB = segQ[w0 + mt * 16 + gr + 8];
+#pragma unroll
+                    for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++)
+                            if (segK[nt * 8 + 2 * tq + (e & 1)] != (e < 2 ? segA : segB)) s[mt][nt][e] = 0.f;
+                }
+            }
+            if constexpr (MT == 1) {
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) dp[0][nt][e] = s[0][nt][e] * (dp[0][nt][e] - deltaRow[0][e >> 1]); // dS
+                flash_times_tile<T, D, BK>(dqa[0], dp[0], Ks, 0);
+            } else {
+                unsigned ds[MT][BK / 16][4]; // dS as mma A fragments, rounded to the storage type as flash_times_tile does
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < BK / 8; nt++) {
+                        float d[4];
+#pragma unroll
+                        for (int e = 0; e < 4; e++) d[e] = s[mt][nt][e] * (dp[mt][nt][e] - deltaRow[mt][e >> 1]);
+                        ds[mt][nt >> 1][2 * (nt & 1)] = FlashMma<T>::pack(d[0], d[1]);
+                        ds[mt][nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(d[2], d[3]);
+                    }
+                flash_times_tile_rows<T, D, BK, MT>(dqa, ds, Ks, 0);
+            }
         }
         __syncthreads();
     }
-    flash_store_rows<D>(dq, dqa, scale, scale, b, q0 + warp * 16, seq, qHeads, h);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) flash_store_rows<D>(dq, dqa[mt], scale, scale, b, q0 + w0 + mt * 16, seq, qHeads, h);
 }
 
 // ------------------------------------------------------------------ kernels, one per head dimension
@@ -695,19 +819,20 @@ __global__ void flash_attention_dkdv_d128_kernel(const T* dOut, const T* q, cons
     else __trap();
 }
 
+// dQ: like the forward, 16 query rows per warp (64 per block) at D = 64; 32 (128 per block) at D = 128
 template <typename T>
 __global__ void flash_attention_dq_d64_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                               float scale, const float* lse, const float* delta, T* dq, int seq, int qHeads,
                                               int kvHeads) {
-    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 64>(FLASH_DQ_ARGS);
+    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 64, 1>(FLASH_DQ_ARGS);
     else __trap();
 }
 
 template <typename T>
-__global__ void flash_attention_dq_d128_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
-                                               float scale, const float* lse, const float* delta, T* dq, int seq, int qHeads,
-                                               int kvHeads) {
-    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 128>(FLASH_DQ_ARGS);
+__global__ void flash_attention_dq_d128_mt2_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                   float scale, const float* lse, const float* delta, T* dq, int seq,
+                                                   int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 128, 2>(FLASH_DQ_ARGS);
     else __trap();
 }
 
