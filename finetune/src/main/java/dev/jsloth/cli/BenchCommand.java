@@ -17,6 +17,8 @@ import dev.jsloth.train.GradientBuckets;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.lang.management.CompilationMXBean;
+import java.lang.management.ManagementFactory;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -45,7 +47,7 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--seq", defaultValue = "256")
     int seq;
 
-    @Option(names = "--steps", defaultValue = "5", description = "Measured steps (after 2 warm-up steps).")
+    @Option(names = "--steps", defaultValue = "5", description = "Measured steps, after warm-up steps (at least 2, then until the JIT compiler is quiet).")
     int steps;
 
     @Option(names = "--no-gc", description = "Disable gradient checkpointing.")
@@ -158,7 +160,16 @@ final class BenchCommand implements Callable<Integer> {
             be.resetPeak();
             double[] secs = new double[steps];
             double loss = 0;
-            for (int i = -2; i < steps; i++) {
+            // Warm-up: at least 2 steps, then until the JIT is quiet (it compiled for under 2% of the last step; at most
+            // 30 steps or 60 s). With 2 cores, C2 compiling beside the kernels made CPU steps after a fixed 2-step
+            // warm-up vary by 2x. Data-parallel ranks take a fixed 2 (their collectives must pair up).
+            CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
+            boolean jitTimed = comm == null && jit != null && jit.isCompilationTimeMonitoringSupported();
+            long warmStart = System.nanoTime();
+            boolean warming = true;
+            int warmSteps = 0;
+            for (int i = 0; i < steps; ) {
+                long compiled = jitTimed ? jit.getTotalCompilationTime() : 0;
                 long t0 = System.nanoTime();
                 a.zeroGrads();
                 // as the trainer does: gradients all-reduced in buckets while the layers below run backward
@@ -167,7 +178,14 @@ final class BenchCommand implements Callable<Integer> {
                 if (buckets != null) buckets.finish();
                 opt.step(1e-4);
                 be.synchronize();
-                if (i >= 0) secs[i] = (System.nanoTime() - t0) / 1e9;
+                long t1 = System.nanoTime();
+                if (warming) {
+                    warmSteps++;
+                    boolean quiet = !jitTimed || jit.getTotalCompilationTime() - compiled < 0.02 * (t1 - t0) / 1e6;
+                    warming = warmSteps < 2 || !quiet && warmSteps < 30 && t1 - warmStart < 60_000_000_000L;
+                } else {
+                    secs[i++] = (t1 - t0) / 1e9;
+                }
             }
             Arrays.sort(secs);
             double step = secs[secs.length / 2];
@@ -188,6 +206,7 @@ final class BenchCommand implements Callable<Integer> {
             out.put("lora_r", rank);
             out.put("params", Shapes.totalParameters(c));
             out.put("trainable_params", a.parameterCount());
+            out.put("warmup_steps", warmSteps);
             out.put("tok_s", tokS);
             out.put("step_s", step);
             out.put("peak_bytes", be.memoryStats().peakBytes());
