@@ -24,23 +24,29 @@ final class FlashAttention {
     }
 
     /**
-     * Query rows per block of the forward. At D = 128, 128: the _mt2 kernel, whose warps own two m16 tiles of rows, so
-     * that each K and V fragment read from shared memory feeds two products and each key tile copied serves twice the
-     * queries (H200, causal, batch 4 x 2048, 32 heads: 0.93 -> 0.74 ms). At D = 64, 64: two tiles per warp took 183
-     * registers, 2 blocks per SM against 4, and measured no faster (0.445 vs 0.453 ms).
+     * How the forward and dQ kernels split a block's queries among its 4 warps: one m16 tile of rows per warp (64 rows
+     * per block) or two (128). Two tiles let each K and V fragment read from shared memory feed two products and each
+     * key tile copied serve twice the queries; the warps then reload their Q (and dO) fragments from shared memory per
+     * key tile instead of holding them. Measured on an H200 at D = 128 (causal, batch 4 x 2048, 32 heads): forward
+     * 0.936 -> 0.748 ms, dQ 1.546 -> 0.873 ms, bit-identical. At D = 64 two tiles took 183 registers (2 blocks per SM
+     * against 4) and were no faster, so D = 64 has only the one-tile kernels.
      */
-    static int forwardQueryRows(int headDim) {
-        return headDim == 128 ? 128 : 64;
+    enum QueryTiles {
+        ONE, TWO;
+
+        int rowsPerBlock() {
+            return this == ONE ? 64 : 128;
+        }
     }
 
     /**
-     * Query rows per block of the dQ kernel. At D = 128, 128: the _mt2 kernel, whose warps own two m16 tiles of rows
-     * (Q and dO fragments reloaded from shared memory per key tile, each K and V fragment feeding both tiles' products,
-     * each key tile copied serving twice the queries), as in the forward: H200, batch 4 x 2048, 32 heads, 1.546 -> 0.873
-     * ms (133 -> 236 TFLOP/s), bit-identical. At D = 64, 64 (one tile per warp, its Q and dO fragments held in registers).
+     * Two tiles at D = 128 where their shared memory fits (105 KB per block: H100/H200 and A100 have 227/163 KB, the
+     * 8.6/8.9 GPUs 99 KB), else one.
      */
-    static int dqQueryRows(int headDim) {
-        return headDim == 128 ? 128 : 64;
+    static QueryTiles queryTiles(CudaDevice device, int headDim) {
+        boolean two = headDim == 128
+                && Math.max(forwardSharedBytes(headDim, QueryTiles.TWO), dqSharedBytes(headDim, QueryTiles.TWO)) <= device.maxSharedOptIn;
+        return two ? QueryTiles.TWO : QueryTiles.ONE;
     }
 
     /** Whether these tensors can take the tensor-core path. */
@@ -48,7 +54,8 @@ final class FlashAttention {
         if (dims.headDim() != 64 && dims.headDim() != 128) return false;
         if (be.device.ccMajor < 8 || lse.dtype() != DType.F32) return false;
         int d = dims.headDim();
-        if (Math.max(forwardSharedBytes(d), Math.max(dkdvSharedBytes(d), dqSharedBytes(d))) > be.device.maxSharedOptIn) return false;
+        int shared = Math.max(forwardSharedBytes(d, QueryTiles.ONE), Math.max(dkdvSharedBytes(d), dqSharedBytes(d, QueryTiles.ONE)));
+        if (shared > be.device.maxSharedOptIn) return false;
         DType t = tensors[0].dtype();
         if (t != DType.BF16 && t != DType.F16) return false;
         for (Tensor x : tensors) if (x.dtype() != t || be.ptr(x) % 16 != 0) return false;
@@ -60,8 +67,8 @@ final class FlashAttention {
     }
 
     /** The query tile, two buffers of key and value tiles, then the queries' and both buffers' segment ids. */
-    static int forwardSharedBytes(int headDim) {
-        int rows = forwardQueryRows(headDim);
+    static int forwardSharedBytes(int headDim, QueryTiles tiles) {
+        int rows = tiles.rowsPerBlock();
         return tileBytes(rows + 4 * KEY_ROWS, headDim) + (rows + 2 * KEY_ROWS) * Integer.BYTES;
     }
 
@@ -72,35 +79,49 @@ final class FlashAttention {
     }
 
     /** Q and dO tiles, two buffers of K and V tiles, the queries' segment ids and two buffers of the keys'. */
-    static int dqSharedBytes(int headDim) {
-        int rows = dqQueryRows(headDim);
+    static int dqSharedBytes(int headDim, QueryTiles tiles) {
+        int rows = tiles.rowsPerBlock();
         return tileBytes(2 * rows + 4 * BACKWARD_ROWS, headDim) + (rows + 2 * BACKWARD_ROWS) * Integer.BYTES;
     }
 
-    private static KernelId forwardKernel(int headDim) {
-        return headDim == 64 ? KernelId.FLASH_FORWARD_D64 : KernelId.FLASH_FORWARD_D128_MT2;
+    private static KernelId forwardKernel(int headDim, QueryTiles tiles) {
+        if (headDim == 64) return KernelId.FLASH_FORWARD_D64;
+        return tiles == QueryTiles.TWO ? KernelId.FLASH_FORWARD_D128_MT2 : KernelId.FLASH_FORWARD_D128;
     }
 
     private static KernelId dkdvKernel(int headDim) {
         return headDim == 64 ? KernelId.FLASH_DKDV_D64 : KernelId.FLASH_DKDV_D128;
     }
 
-    private static KernelId dqKernel(int headDim) {
-        return headDim == 64 ? KernelId.FLASH_DQ_D64 : KernelId.FLASH_DQ_D128_MT2;
+    private static KernelId dqKernel(int headDim, QueryTiles tiles) {
+        if (headDim == 64) return KernelId.FLASH_DQ_D64;
+        return tiles == QueryTiles.TWO ? KernelId.FLASH_DQ_D128_MT2 : KernelId.FLASH_DQ_D128;
     }
 
     static void forward(CudaBackend be, AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out,
                         Tensor lse) {
+        forward(be, d, q, k, v, segments, scale, out, lse, queryTiles(be.device, d.headDim()));
+    }
+
+    /** {@link #forward} with the query tiling given (tests compare both). */
+    static void forward(CudaBackend be, AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out,
+                        Tensor lse, QueryTiles tiles) {
         ElementType t = ElementType.of(q.dtype());
-        Grid grid = new Grid(Math.ceilDiv(d.seq(), forwardQueryRows(d.headDim())), d.qHeads(), d.batch(), THREADS, 1, 1,
-                forwardSharedBytes(d.headDim()));
-        be.kernel(forwardKernel(d.headDim()), t).launch(grid, LaunchArgs.of().ptr(be.ptr(q)).ptr(be.ptr(k)).ptr(be.ptr(v))
+        Grid grid = new Grid(Math.ceilDiv(d.seq(), tiles.rowsPerBlock()), d.qHeads(), d.batch(), THREADS, 1, 1,
+                forwardSharedBytes(d.headDim(), tiles));
+        be.kernel(forwardKernel(d.headDim(), tiles), t).launch(grid, LaunchArgs.of().ptr(be.ptr(q)).ptr(be.ptr(k)).ptr(be.ptr(v))
                 .ptr(segments == null ? 0 : be.ptr(segments)).f32((float) scale).ptr(be.ptr(out)).ptr(be.ptr(lse))
                 .i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads()));
     }
 
     static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                          Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
+        backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv, queryTiles(be.device, d.headDim()));
+    }
+
+    /** {@link #backward} with the dQ kernel's query tiling given (tests compare both). */
+    static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
+                         Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv, QueryTiles tiles) {
         ElementType t = ElementType.of(q.dtype());
         long seg = segments == null ? 0 : be.ptr(segments);
         long rows = (long) d.batch() * d.seq() * d.qHeads();
@@ -125,9 +146,9 @@ final class FlashAttention {
                                 .ptr(pair[0].address()).ptr(pair[1].address()).i64(kvRows).i32(group).i32(d.headDim()));
                 }
             }
-            Grid qg = new Grid(Math.ceilDiv(d.seq(), dqQueryRows(d.headDim())), d.qHeads(), d.batch(), THREADS, 1, 1,
-                    dqSharedBytes(d.headDim()));
-            be.kernel(dqKernel(d.headDim()), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
+            Grid qg = new Grid(Math.ceilDiv(d.seq(), tiles.rowsPerBlock()), d.qHeads(), d.batch(), THREADS, 1, 1,
+                    dqSharedBytes(d.headDim(), tiles));
+            be.kernel(dqKernel(d.headDim(), tiles), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
                     .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dq))
                     .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()));
         }

@@ -7,13 +7,15 @@
 // [batch, qHeads, seq]; delta (fp32, from attention_delta_kernel): same; segments (optional, I32 [batch, seq], only
 // with kvSeq == seq). Query i sits at position kvSeq - seq + i and sees key j <= its position within its segment.
 //
-// Work split (4 warps per block, 16 rows per warp, every sum in a fixed order, so results are deterministic):
-//   forward: a block owns 64 queries of one head and walks the visible key tiles of 64; at D = 128 (the _mt2 kernel)
-//            128 queries with 32 rows (two m16 tiles) per warp, which halves the shared-memory reads per product;
+// Work split (4 warps per block, 16 or 32 rows per warp, every sum in a fixed order, so results are deterministic):
+//   forward: a block owns 64 queries of one head and walks the visible key tiles of 64; at D = 128 the _mt2 kernel
+//            (where its 105 KB of shared memory fit) 128 queries with 32 rows (two m16 tiles) per warp, which halves
+//            the shared-memory reads per product;
 //   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
 //   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower);
 //            each warp holds its Q and dO rows as mma fragments in registers (only K and V are read from shared memory);
-//            at D = 128 (the _mt2 kernel) 128 queries with 32 rows per warp, Q and dO reloaded from shared memory.
+//            at D = 128 the _mt2 kernel (same condition) 128 queries with 32 rows per warp, Q and dO reloaded from shared
+//            memory. The one-tile and two-tile kernels give the same bits.
 // Shared tiles hold rows of D 16-bit values padded to D + 8, so fragment loads from 8 rows hit distinct banks.
 // The host (dev.jsloth.cuda.FlashAttention) sizes the dynamic shared memory with the same layouts and only
 // launches these kernels for 16-bit tensors with 16-byte aligned rows; the F32/F64 instantiations that the
@@ -736,7 +738,8 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
 #pragma unroll
                 for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) s[mt][nt][e] = exp2f(s[mt][nt][e] * scaleLog2 - lseRow[mt][e >> 1]); // P
+                    for (int e = 0; e < 4; e++) // P, with the one rounding of dK/dV's (flash_probabilities_t)
+                        s[mt][nt][e] = exp2f(__fmaf_rn(s[mt][nt][e], scaleLog2, -lseRow[mt][e >> 1]));
                 if (k0 >= maskFrom[mt]) { // local column c = nt 8 + (e & 1) is key k0 + 2 tq + c
                     const int lastTileA = last[mt][0] - k0, lastTileB = last[mt][1] - k0;
 #pragma unroll
@@ -788,11 +791,18 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
 #define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, dkPart, dvPart, seq, qHeads, kvHeads
 #define FLASH_DQ_ARGS dOut, q, k, v, segments, scale, lse, delta, dq, seq, qHeads, kvHeads
 
-// forward: 16 query rows per warp (64 per block) at D = 64; 32 (128 per block) at D = 128
+// forward: 16 query rows per warp (64 per block); _mt2: 32 (128 per block), at D = 128 only
 template <typename T>
 __global__ void flash_attention_forward_d64_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
                                                    T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
     if constexpr (FlashMma<T>::supported) flash_forward<T, 64, 1>(FLASH_FORWARD_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_forward_d128_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
+                                                    T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_forward<T, 128, 1>(FLASH_FORWARD_ARGS);
     else __trap();
 }
 
@@ -819,12 +829,20 @@ __global__ void flash_attention_dkdv_d128_kernel(const T* dOut, const T* q, cons
     else __trap();
 }
 
-// dQ: like the forward, 16 query rows per warp (64 per block) at D = 64; 32 (128 per block) at D = 128
+// dQ: like the forward, 16 query rows per warp (64 per block); _mt2: 32 (128 per block), at D = 128 only
 template <typename T>
 __global__ void flash_attention_dq_d64_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                               float scale, const float* lse, const float* delta, T* dq, int seq, int qHeads,
                                               int kvHeads) {
     if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 64, 1>(FLASH_DQ_ARGS);
+    else __trap();
+}
+
+template <typename T>
+__global__ void flash_attention_dq_d128_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                               float scale, const float* lse, const float* delta, T* dq, int seq, int qHeads,
+                                               int kvHeads) {
+    if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 128, 1>(FLASH_DQ_ARGS);
     else __trap();
 }
 

@@ -475,6 +475,13 @@ class CudaBackendTest {
                     cpu.kernels().attentionForward(d, qc, kc, vc, sc, scale, oc, lc);
                     closeF64(tag + " out", cpu.download(oc), og, 2e-2, 0.9999);
                     closeF64(tag + " lse", cpu.download(lc), lg, 1e-5, 0.9999999);
+                    if (hd == 128) { // one m16 tile per warp (GPUs with 99 KB of shared memory per block): the same bits
+                        try (Tensor o1 = gpu.allocate(dt, og.shape()); Tensor l1 = gpu.allocate(DType.F32, lg.shape())) {
+                            FlashAttention.forward(gpu, d, qg, kg, vg, sg, scale, o1, l1, FlashAttention.QueryTiles.ONE);
+                            assertArrayEquals(gpu.download(og), gpu.download(o1), 0.0, tag + " out, one tile per warp");
+                            assertArrayEquals(gpu.download(lg), gpu.download(l1), 0.0, tag + " lse, one tile per warp");
+                        }
+                    }
                     if (cached) continue;
                     try (Tensor dqg = gpu.allocate(dt, qg.shape()); Tensor dkg = gpu.allocate(dt, kg.shape()); Tensor dvg = gpu.allocate(dt, vg.shape());
                          Tensor dqc = cpu.allocate(DType.F64, qg.shape()); Tensor dkc = cpu.allocate(DType.F64, kg.shape());
@@ -489,6 +496,11 @@ class CudaBackendTest {
                         assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq bitwise repeatable");
                         assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, tag + " dk bitwise repeatable");
                         assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, tag + " dv bitwise repeatable");
+                        if (hd == 128) {
+                            FlashAttention.backward(gpu, d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2,
+                                    FlashAttention.QueryTiles.ONE);
+                            assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq, one tile per warp");
+                        }
                     }
                 }
             }
