@@ -15,7 +15,10 @@ import java.util.Arrays;
  * ({@code Q K^T}, {@code P V}; in backward also {@code dO V^T}, {@code P^T dO}, {@code dS^T Q}, {@code dS K}) is a
  * small matrix product on {@link #multiply}'s register-blocked kernel, and the exponentials run over whole rows
  * ({@link VectorMath}). Keys a row does not see get probability 0. Key counts are rounded up to the kernel's column
- * width over zero-padded K/V copies, so only odd head dimensions take a scalar column tail.
+ * width over zero-padded K/V copies, so only head dimensions that are not a multiple of that width ({@link #NR})
+ * take a scalar column tail. Unlike a per-pair loop, keys a row does not see take part in the products with
+ * probability 0, so an infinite or NaN value in such a key's K or V row (or dO row in backward) makes the result
+ * NaN; finite inputs are unaffected.
  */
 final class AttentionKernel {
     /** Query rows per block: the masked upper triangle of a block is wasted work, about QUERY_BLOCK / 2 per row. */
@@ -64,9 +67,14 @@ final class AttentionKernel {
         return j <= i && (seg == null || seg[i] == seg[j]);
     }
 
+    /** n rounded up to the kernel's column width. */
+    private static int padded(int n) {
+        return (n + NR - 1) / NR * NR;
+    }
+
     /** n rounded up to the kernel's column width, at most cap (the padded length of the arrays). */
     private static int padded(int n, int cap) {
-        return Math.min(cap, (n + NR - 1) / NR * NR);
+        return Math.min(cap, padded(n));
     }
 
     /**
@@ -83,15 +91,14 @@ final class AttentionKernel {
 
     /**
      * C[m x n] = A[m x k] B[k x n] (or C += with {@code accumulate}); all row-major in arrays with leading dimensions
-     * lda, ldb, ldc from offsets ao, bo, co. Blocks of 4 rows x {@link #NR} columns live in registers across the whole
+     * lda, ldb, ldc from offsets ao, bo, co; {@code rows4} is work space of at least 4 k doubles. Blocks of 4 rows x {@link #NR} columns live in registers across the whole
      * k loop (8 accumulators, 2 loads of B and 4 broadcasts of A per step, A's 4 rows interleaved into one array
      * first: 30-33 vs 21-23 GFLOP/s per core reading them in place); leftover rows go one at a time, leftover
      * columns (n not a multiple of NR) through a scalar loop.
      */
     static void multiply(double[] a, int ao, int lda, double[] b, int bo, int ldb, double[] c, int co, int ldc,
-                         int m, int n, int k, boolean accumulate) {
+                         int m, int n, int k, boolean accumulate, double[] rows4) {
         int nBlocks = n - n % NR, vl = SP.length();
-        double[] rows4 = new double[4 * k];
         int i = 0;
         for (; i + 4 <= m; i += 4) {
             int a0 = ao + i * lda, c0 = co + i * ldc;
@@ -141,9 +148,9 @@ final class AttentionKernel {
         }
         for (int r = 0; r < m && nBlocks < n; r++)
             for (int j = nBlocks; j < n; j++) {
-                double sum = accumulate ? c[co + r * ldc + j] : 0;
+                double sum = 0; // from 0, then added to C, as the vector blocks do (results independent of the vector width)
                 for (int p = 0; p < k; p++) sum = Math.fma(a[ao + r * lda + p], b[bo + p * ldb + j], sum);
-                c[co + r * ldc + j] = sum;
+                c[co + r * ldc + j] = accumulate ? c[co + r * ldc + j] + sum : sum;
             }
     }
 
@@ -165,10 +172,11 @@ final class AttentionKernel {
     }
 
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
-        int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset(), sp = padded(S, Integer.MAX_VALUE);
+        int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset(), sp = padded(S);
         Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
             double[] qh = new double[T * hd], kh = new double[S * hd], kT = new double[hd * sp], vh = new double[sp * hd];
-            double[] oh = new double[T * hd], p = new double[QUERY_BLOCK * sp], max = new double[QUERY_BLOCK];
+            double[] oh = new double[T * hd], p = new double[QUERY_BLOCK * sp], rowMax = new double[QUERY_BLOCK];
+            double[] rows4 = new double[4 * Math.max(hd, sp)];
             for (int task = lo; task < hi; task++) {
                 int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
                 int[] seg = segments(segs, b, T);
@@ -178,7 +186,7 @@ final class AttentionKernel {
                 transpose(kh, S, hd, kT, sp);
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = padded(i0 + rows + off, sp);
-                    multiply(qh, i0 * hd, hd, kT, 0, sp, p, 0, sp, rows, keys, hd, false);
+                    multiply(qh, i0 * hd, hd, kT, 0, sp, p, 0, sp, rows, keys, hd, false, rows4);
                     for (int r = 0; r < rows; r++) {
                         int last = i0 + r + off, o = r * sp;
                         double mx = Double.NEGATIVE_INFINITY;
@@ -192,15 +200,15 @@ final class AttentionKernel {
                         }
                         for (int j = 0; j < keys; j++) p[o + j] -= mx;
                         VectorMath.expInPlace(p, o, keys);
-                        max[r] = mx;
+                        rowMax[r] = mx;
                     }
-                    multiply(p, 0, sp, vh, 0, hd, oh, i0 * hd, hd, rows, hd, keys, false);
+                    multiply(p, 0, sp, vh, 0, hd, oh, i0 * hd, hd, rows, hd, keys, false, rows4);
                     for (int r = 0; r < rows; r++) {
                         double sum = 0;
                         for (int j = 0; j < keys; j++) sum += p[r * sp + j];
                         double inv = 1.0 / sum;
                         for (int c = 0; c < hd; c++) oh[(i0 + r) * hd + c] *= inv;
-                        lse.set(((long) b * d.qHeads() + h) * T + i0 + r, max[r] + Math.log(sum));
+                        lse.set(((long) b * d.qHeads() + h) * T + i0 + r, rowMax[r] + Math.log(sum));
                     }
                 }
                 scatter(out, b, h, d.qHeads(), T, hd, oh);
@@ -210,13 +218,14 @@ final class AttentionKernel {
 
     static void backward(Dims d, Buffer dOut, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale,
                          Buffer out, Buffer lse, Buffer dq, Buffer dk, Buffer dv) {
-        int T = d.seq(), hd = d.headDim(), tp = padded(T, Integer.MAX_VALUE), B = QUERY_BLOCK;
+        int T = d.seq(), hd = d.headDim(), tp = padded(T), bq = QUERY_BLOCK;
         Parallel.forRange(d.batch() * d.kvHeads(), 1, (lo, hi) -> {
             int n = T * hd;
             double[] qh = new double[n], oh = new double[n], doh = new double[n], dqh = new double[n];
             double[] kh = new double[tp * hd], vh = new double[tp * hd], kT = new double[hd * tp], vT = new double[hd * tp];
             double[] dkh = new double[tp * hd], dvh = new double[tp * hd];
-            double[] p = new double[B * tp], ds = new double[B * tp], pT = new double[tp * B], dsT = new double[tp * B];
+            double[] p = new double[bq * tp], ds = new double[bq * tp], pT = new double[tp * bq], dsT = new double[tp * bq];
+            double[] rows4 = new double[4 * Math.max(hd, tp)];
             double[] rowLse = new double[T];
             for (int task = lo; task < hi; task++) {
                 int b = task / d.kvHeads(), g = task % d.kvHeads();
@@ -232,10 +241,10 @@ final class AttentionKernel {
                     gather(out, b, h, d.qHeads(), T, hd, oh);
                     gather(dOut, b, h, d.qHeads(), T, hd, doh);
                     lse.read(((long) b * d.qHeads() + h) * T, rowLse, 0, T);
-                    for (int i0 = 0; i0 < T; i0 += B) {
-                        int rows = Math.min(B, T - i0), keys = padded(i0 + rows, tp);
-                        multiply(qh, i0 * hd, hd, kT, 0, tp, p, 0, tp, rows, keys, hd, false);
-                        multiply(doh, i0 * hd, hd, vT, 0, tp, ds, 0, tp, rows, keys, hd, false);
+                    for (int i0 = 0; i0 < T; i0 += bq) {
+                        int rows = Math.min(bq, T - i0), keys = padded(i0 + rows, tp);
+                        multiply(qh, i0 * hd, hd, kT, 0, tp, p, 0, tp, rows, keys, hd, false, rows4);
+                        multiply(doh, i0 * hd, hd, vT, 0, tp, ds, 0, tp, rows, keys, hd, false, rows4);
                         for (int r = 0; r < rows; r++) {
                             int i = i0 + r, o = r * tp;
                             double lseI = rowLse[i];
@@ -245,11 +254,11 @@ final class AttentionKernel {
                             double deltaI = GemmF64.dot(doh, i * hd, oh, i * hd, hd);
                             for (int j = 0; j < keys; j++) ds[o + j] = p[o + j] * (ds[o + j] - deltaI) * scale;
                         }
-                        transposeBlock(p, tp, rows, keys, pT, B);
-                        transposeBlock(ds, tp, rows, keys, dsT, B);
-                        multiply(pT, 0, B, doh, i0 * hd, hd, dvh, 0, hd, keys, hd, rows, true);
-                        multiply(dsT, 0, B, qh, i0 * hd, hd, dkh, 0, hd, keys, hd, rows, true);
-                        multiply(ds, 0, tp, kh, 0, hd, dqh, i0 * hd, hd, rows, hd, keys, false);
+                        transposeBlock(p, tp, rows, keys, pT, bq);
+                        transposeBlock(ds, tp, rows, keys, dsT, bq);
+                        multiply(pT, 0, bq, doh, i0 * hd, hd, dvh, 0, hd, keys, hd, rows, true, rows4);
+                        multiply(dsT, 0, bq, qh, i0 * hd, hd, dkh, 0, hd, keys, hd, rows, true, rows4);
+                        multiply(ds, 0, tp, kh, 0, hd, dqh, i0 * hd, hd, rows, hd, keys, false, rows4);
                     }
                     scatter(dq, b, h, d.qHeads(), T, hd, dqh);
                 }

@@ -34,7 +34,7 @@ enum ElementCodec implements Codec {
         public void read(MemorySegment s, long i, double[] dst, int off, int n) {
             MemorySegment run = s.asSlice(i * 4, 4L * n);
             int j = 0;
-            for (int end = FLOATS4.loopBound(n); j < end; j += 4) {
+            for (int end = WIDE ? FLOATS4.loopBound(n) : 0; j < end; j += FLOATS4.length()) {
                 FloatVector f = FloatVector.fromMemorySegment(FLOATS4, run, 4L * j, ByteOrder.LITTLE_ENDIAN);
                 ((DoubleVector) f.convertShape(VectorOperators.F2D, DOUBLES4, 0)).intoArray(dst, off + j);
             }
@@ -46,7 +46,7 @@ enum ElementCodec implements Codec {
         public void write(MemorySegment s, long i, double[] src, int off, int n) {
             MemorySegment run = s.asSlice(i * 4, 4L * n);
             int j = 0;
-            for (int end = FLOATS4.loopBound(n); j < end; j += 4) {
+            for (int end = WIDE ? FLOATS4.loopBound(n) : 0; j < end; j += FLOATS4.length()) {
                 DoubleVector d = DoubleVector.fromArray(DOUBLES4, src, off + j);
                 d.convertShape(VectorOperators.D2F, FLOATS4, 0).intoMemorySegment(run, 4L * j, ByteOrder.LITTLE_ENDIAN);
             }
@@ -109,6 +109,11 @@ enum ElementCodec implements Codec {
 
     private static final VectorSpecies<Float> FLOATS4 = FloatVector.SPECIES_128;
     private static final VectorSpecies<Double> DOUBLES4 = DoubleVector.SPECIES_256;
+    /**
+     * Whether 4 doubles fit a hardware vector (AVX2 and up): on 128-bit machines (NEON) a 256-bit species would run the
+     * Vector API's Java fallback, far slower than the scalar loop, so F32 runs are then widened and narrowed by it.
+     */
+    private static final boolean WIDE = DoubleVector.SPECIES_PREFERRED.vectorBitSize() >= 256;
     static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfDouble DOUBLE = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);

@@ -83,7 +83,7 @@ final class ElementwiseKernels {
 
     static double sumOfSquares(Buffer x, long numel) {
         return Parallel.sum(NormKernels.pieces(numel), 4, 1, (lo, hi, acc) -> {
-            double[] v = new NormKernels.Scratch().get(0);
+            double[] v = NormKernels.chunkArray();
             for (int c = lo; c < hi; c++) {
                 int len = NormKernels.pieceLength(numel, c);
                 x.read(NormKernels.pieceStart(c), v, 0, len);

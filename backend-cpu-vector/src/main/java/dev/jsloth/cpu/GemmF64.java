@@ -64,7 +64,7 @@ final class GemmF64 {
         });
     }
 
-    static void axpy(double a, double[] x, int xo, double[] y, int yo, int n) {
+    private static void axpy(double a, double[] x, int xo, double[] y, int yo, int n) {
         int j = 0;
         DoubleVector av = DoubleVector.broadcast(SP, a);
         for (int upper = SP.loopBound(n); j < upper; j += SP.length()) {

@@ -153,6 +153,11 @@ final class NormKernels {
         }
     }
 
+    /** A work array of one chunk's length. */
+    static double[] chunkArray() {
+        return new double[CHUNK];
+    }
+
     /** Number of CHUNK-sized pieces of a flat range. */
     static int pieces(long numel) {
         return Math.toIntExact((numel + CHUNK - 1) / CHUNK);

@@ -31,6 +31,18 @@ class AttentionProperties {
     void attentionForwardAndBackward(@ForAll @IntRange(min = 1, max = 2) int batch, @ForAll @IntRange(min = 1, max = 17) int seq,
                                      @ForAll("heads") int[] heads, @ForAll @IntRange(min = 1, max = 9) int halfDim,
                                      @ForAll boolean packed, @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        checkForwardAndBackward(batch, seq, heads, halfDim, packed, dt, seed);
+    }
+
+    /** Sequences over several of the CPU kernel's 32-query blocks (and GPU tiles of 16-64 rows). */
+    @Property(tries = 12)
+    void attentionAcrossQueryBlocks(@ForAll @IntRange(min = 33, max = 80) int seq, @ForAll("heads") int[] heads,
+                                    @ForAll @IntRange(min = 1, max = 9) int halfDim, @ForAll boolean packed,
+                                    @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        checkForwardAndBackward(1, seq, heads, halfDim, packed, dt, seed);
+    }
+
+    private static void checkForwardAndBackward(int batch, int seq, int[] heads, int halfDim, boolean packed, DType dt, long seed) {
         int hq = heads[0], hkv = heads[1], hd = 2 * halfDim;
         AttentionDims d = new AttentionDims(batch, seq, hq, hkv, hd);
         double scale = 1 / Math.sqrt(hd);
@@ -74,7 +86,19 @@ class AttentionProperties {
     void attentionWithKvCacheMatchesLastRows(@ForAll @IntRange(min = 1, max = 2) int batch, @ForAll @IntRange(min = 1, max = 15) int kvSeq,
                                              @ForAll @IntRange(min = 1, max = 15) int seqWanted, @ForAll("heads") int[] heads,
                                              @ForAll @IntRange(min = 1, max = 6) int halfDim, @ForAll("computeTypes") DType dt, @ForAll long seed) {
-        int seq = Math.min(seqWanted, kvSeq), hq = heads[0], hkv = heads[1], hd = 2 * halfDim;
+        checkKvCache(batch, kvSeq, Math.min(seqWanted, kvSeq), heads, halfDim, dt, seed);
+    }
+
+    /** The same over several query blocks: more than 32 queries, and keys beyond the first blocks. */
+    @Property(tries = 10)
+    void attentionWithKvCacheAcrossQueryBlocks(@ForAll @IntRange(min = 33, max = 75) int kvSeq, @ForAll @IntRange(min = 1, max = 75) int seqWanted,
+                                               @ForAll("heads") int[] heads, @ForAll @IntRange(min = 1, max = 6) int halfDim,
+                                               @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        checkKvCache(1, kvSeq, Math.min(seqWanted, kvSeq), heads, halfDim, dt, seed);
+    }
+
+    private static void checkKvCache(int batch, int kvSeq, int seq, int[] heads, int halfDim, DType dt, long seed) {
+        int hq = heads[0], hkv = heads[1], hd = 2 * halfDim;
         double scale = 1 / Math.sqrt(hd);
         for (Backend be : BackendsUnderTest.all()) {
             SplittableRandom r = new SplittableRandom(seed);

@@ -76,13 +76,13 @@ public final class Backends {
             throw new BackendUnavailableException("no backend named '" + name + "'; known backends: "
                     + describe(statuses(providers)));
         }
-        BackendProvider best = null;
-        for (BackendProvider p : providers) {
-            if (safeAvailability(p).available() && (best == null || p.priority() > best.priority())) best = p;
-        }
-        if (best == null)
-            throw new BackendUnavailableException("no backend is available: " + describe(statuses(providers)));
-        return best;
+        // the first available in priority order; lower ones are not probed (probing OpenCL loads its ICDs, e.g. PoCL
+        // and its LLVM, into a process that will not use them)
+        List<BackendProvider> byPriority = new ArrayList<>(providers);
+        byPriority.sort(Comparator.comparingInt(BackendProvider::priority).reversed());
+        for (BackendProvider p : byPriority)
+            if (safeAvailability(p).available()) return p;
+        throw new BackendUnavailableException("no backend is available: " + describe(statuses(providers)));
     }
 
     private static Availability safeAvailability(BackendProvider p) {
