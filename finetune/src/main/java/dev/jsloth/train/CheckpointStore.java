@@ -32,12 +32,16 @@ import java.util.stream.Stream;
  * moments) and {@code trainer_state.json}. A checkpoint is built in a hidden temporary directory, every file
  * fsynced, and renamed into place in one atomic step, so a crash at any moment leaves the previous checkpoints
  * complete; only complete directories ({@code checkpoint-N} holding {@code trainer_state.json}) are resumed
- * from. Older checkpoints beyond the keep limit are deleted after a new one lands.
+ * from. Older checkpoints beyond the keep limit are deleted after a new one lands, each first renamed to a hidden
+ * name in one atomic step, so a crash during a deletion never leaves a partial {@code checkpoint-N} behind; hidden
+ * leftovers of a killed run are removed by the next save.
  */
 public final class CheckpointStore {
     static final String STATE = "trainer_state.json";
     static final String OPTIMIZER = "optimizer.safetensors";
     private static final String PREFIX = "checkpoint-";
+    /** Hidden directories: checkpoints being built ({@code .tmp-checkpoint-N-...}) or being deleted. */
+    private static final String HIDDEN = ".tmp-";
 
     private final Path output;
     private final int keep;
@@ -49,7 +53,8 @@ public final class CheckpointStore {
 
     public Path save(long step, LoraAdapter adapter, AdamW opt, JsonNode state, String baseModel) throws IOException {
         Files.createDirectories(output);
-        Path tmp = Files.createTempDirectory(output, ".tmp-" + PREFIX + step + "-");
+        removeHiddenLeftovers();
+        Path tmp = Files.createTempDirectory(output, HIDDEN + PREFIX + step + "-");
         try {
             adapter.save(tmp, baseModel);
             SafeTensorsWriter w = new SafeTensorsWriter();
@@ -66,7 +71,7 @@ public final class CheckpointStore {
             }
             Json.write(tmp.resolve(STATE), state); // written last: its presence marks a complete checkpoint
             Path target = output.resolve(PREFIX + step);
-            if (Files.exists(target)) deleteTree(target);
+            if (Files.exists(target)) retire(target);
             Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
             AtomicFiles.syncDirectory(output);
             prune();
@@ -100,7 +105,23 @@ public final class CheckpointStore {
     private void prune() throws IOException {
         if (keep <= 0) return;
         List<Path> all = complete();
-        for (int i = 0; i < all.size() - keep; i++) deleteTree(all.get(i));
+        for (int i = 0; i < all.size() - keep; i++) retire(all.get(i));
+    }
+
+    /** Deletes a checkpoint after renaming it to a hidden name (atomically: it is whole or gone, never partial). */
+    private void retire(Path checkpoint) throws IOException {
+        Path hidden = Files.createTempDirectory(output, HIDDEN + "retired-");
+        Path moved = hidden.resolve(checkpoint.getFileName());
+        Files.move(checkpoint, moved, StandardCopyOption.ATOMIC_MOVE);
+        AtomicFiles.syncDirectory(output);
+        deleteTree(hidden);
+    }
+
+    /** Hidden directories a killed run left (a checkpoint half built or half deleted). */
+    private void removeHiddenLeftovers() throws IOException {
+        try (Stream<Path> s = Files.list(output)) {
+            for (Path p : s.filter(q -> q.getFileName().toString().startsWith(HIDDEN) && Files.isDirectory(q)).toList()) deleteTree(p);
+        }
     }
 
     /** Loads adapter weights and optimizer moments of a checkpoint into existing tensors; returns its state. */
