@@ -15,6 +15,9 @@ cd "$root"
 java="${JAVA:-/tmp/.jre/bin/java}"
 [ -x "$java" ] || java="$(command -v java || true)"
 [ -n "$java" ] && [ -x "$java" ] || { echo "gpu-check: no Java runtime (set JAVA=/path/to/bin/java)" >&2; exit 2; }
+# signal chaining as ./jsloth sets it: the JVM's SIGSEGV handler stays first when native libraries install theirs
+jsig="$(dirname "$(dirname "$(readlink -f "$java")")")/lib/libjsig.so"
+[ -f "$jsig" ] && export LD_PRELOAD="$jsig${LD_PRELOAD:+:$LD_PRELOAD}"
 compgen -G ".gpu/*.jar" >/dev/null || { echo "gpu-check: $root/.gpu has no jars: run backend-cuda/gpu-package.sh first" >&2; exit 2; }
 # The modules the jars use (jdeps): a jlinked runtime needs at least these, e.g.
 #   jlink --add-modules java.base,java.logging,java.xml,java.sql,java.management,jdk.unsupported,jdk.zipfs,jdk.incubator.vector --output /tmp/.jre

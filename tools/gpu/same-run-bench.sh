@@ -13,6 +13,10 @@ cd "$root"
 out="${OUT:-$root/.gpu-reports}"
 mkdir -p "$out"
 java="${JAVA:-/tmp/.jre/bin/java}"
+# signal chaining as ./jsloth sets it: the JVM's SIGSEGV handler stays first when native libraries install theirs
+jsig="$(dirname "$(dirname "$(readlink -f "$java")")")/lib/libjsig.so"
+preload="${LD_PRELOAD:-}"
+[ -f "$jsig" ] && preload="$jsig${preload:+:$preload}"   # for the java processes only (not the Python side)
 rows=(
     "tinyllama-1.1b 4 2048 on"
     "llama3.2-1b 4 2048 on"
@@ -42,7 +46,7 @@ for r in "${rows[@]}"; do
     flags=(--backend cuda --shape "$shape" --batch "$b" --seq "$s" --steps "${STEPS:-8}")
     [ "$gc" = off ] && flags+=(--no-gc)
     [ -n "${q:-}" ] && flags+=(--qlora)
-    CUDA_VISIBLE_DEVICES=0 "$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+    LD_PRELOAD="$preload" CUDA_VISIBLE_DEVICES=0 "$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
         ${JSLOTH_JAVA_OPTS:-} -cp '.gpu/*' dev.jsloth.cli.Main bench "${flags[@]}" >> "$out/jsloth.jsonl" 2>> "$out/jsloth.err"
 done
 wait $hf
