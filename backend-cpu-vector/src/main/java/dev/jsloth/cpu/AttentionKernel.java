@@ -78,14 +78,14 @@ final class AttentionKernel {
     }
 
     /**
-     * xT[c * ld + t] = x[t * hd + c] for t < len: a head's rows as columns, 16 rows at a time so that each column run
-     * written is two cache lines (row by row, every write of a column landed in one of two L1 sets).
+     * xT[c * ld + r] = x[r * ldx + c] for r < rows, c < cols: rows as columns, 16 rows at a time so that each column
+     * run written is two cache lines (row by row, every write of a column landed in one of two L1 sets).
      */
-    private static void transpose(double[] x, int len, int hd, double[] xT, int ld) {
-        for (int t0 = 0; t0 < len; t0 += 16) {
-            int t1 = Math.min(len, t0 + 16);
-            for (int c = 0; c < hd; c++)
-                for (int t = t0; t < t1; t++) xT[c * ld + t] = x[t * hd + c];
+    private static void transpose(double[] x, int ldx, int rows, int cols, double[] xT, int ld) {
+        for (int r0 = 0; r0 < rows; r0 += 16) {
+            int r1 = Math.min(rows, r0 + 16);
+            for (int c = 0; c < cols; c++)
+                for (int r = r0; r < r1; r++) xT[c * ld + r] = x[r * ldx + c];
         }
     }
 
@@ -165,12 +165,6 @@ final class AttentionKernel {
         hi.intoArray(c, at + vl);
     }
 
-    /** xT[j * ld + r] = x[r * ldx + j] for r < rows, j < cols. */
-    private static void transposeBlock(double[] x, int ldx, int rows, int cols, double[] xT, int ld) {
-        for (int r = 0; r < rows; r++)
-            for (int j = 0; j < cols; j++) xT[j * ld + r] = x[r * ldx + j];
-    }
-
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
         int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset(), sp = padded(S);
         Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
@@ -183,7 +177,7 @@ final class AttentionKernel {
                 gather(q, b, h, d.qHeads(), T, hd, qh);
                 gather(k, b, g, d.kvHeads(), S, hd, kh);
                 gather(v, b, g, d.kvHeads(), S, hd, vh); // rows past S stay zero
-                transpose(kh, S, hd, kT, sp);
+                transpose(kh, hd, S, hd, kT, sp);
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = padded(i0 + rows + off, sp);
                     multiply(qh, i0 * hd, hd, kT, 0, sp, p, 0, sp, rows, keys, hd, false, rows4);
@@ -232,8 +226,8 @@ final class AttentionKernel {
                 int[] seg = segments(segs, b, T);
                 gather(k, b, g, d.kvHeads(), T, hd, kh); // rows past T stay zero
                 gather(v, b, g, d.kvHeads(), T, hd, vh);
-                transpose(kh, T, hd, kT, tp);
-                transpose(vh, T, hd, vT, tp);
+                transpose(kh, hd, T, hd, kT, tp);
+                transpose(vh, hd, T, hd, vT, tp);
                 Arrays.fill(dkh, 0);
                 Arrays.fill(dvh, 0);
                 for (int h = g * d.group(); h < (g + 1) * d.group(); h++) {
@@ -254,8 +248,8 @@ final class AttentionKernel {
                             double deltaI = GemmF64.dot(doh, i * hd, oh, i * hd, hd);
                             for (int j = 0; j < keys; j++) ds[o + j] = p[o + j] * (ds[o + j] - deltaI) * scale;
                         }
-                        transposeBlock(p, tp, rows, keys, pT, bq);
-                        transposeBlock(ds, tp, rows, keys, dsT, bq);
+                        transpose(p, tp, rows, keys, pT, bq);
+                        transpose(ds, tp, rows, keys, dsT, bq);
                         multiply(pT, 0, bq, doh, i0 * hd, hd, dvh, 0, hd, keys, hd, rows, true, rows4);
                         multiply(dsT, 0, bq, qh, i0 * hd, hd, dkh, 0, hd, keys, hd, rows, true, rows4);
                         multiply(ds, 0, tp, kh, 0, hd, dqh, i0 * hd, hd, rows, hd, keys, false, rows4);

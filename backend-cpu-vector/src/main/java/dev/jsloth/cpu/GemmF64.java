@@ -79,12 +79,8 @@ final class GemmF64 {
         for (int upper = SP.loopBound(n); j < upper; j += SP.length()) {
             acc = DoubleVector.fromArray(SP, x, xo + j).fma(DoubleVector.fromArray(SP, y, yo + j), acc);
         }
-        // lanes summed in a fixed order: reduceLanes may associate differently when interpreted and when
-        // compiled, which would make results depend on JIT timing (and resumed runs differ from uninterrupted ones)
-        double[] lanes = new double[SP.length()];
-        acc.intoArray(lanes, 0);
-        double s = 0;
-        for (double l : lanes) s += l;
+        // lanes summed in a fixed order, so that results do not depend on JIT timing (resumed runs equal uninterrupted ones)
+        double s = VectorMath.sumLanesInOrder(acc);
         for (; j < n; j++) s += x[xo + j] * y[yo + j];
         return s;
     }

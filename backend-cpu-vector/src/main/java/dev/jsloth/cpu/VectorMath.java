@@ -64,9 +64,16 @@ final class VectorMath {
         DoubleVector acc = DoubleVector.zero(DV);
         int j = 0;
         for (int end = DV.loopBound(n); j < end; j += DV.length()) acc = acc.add(DoubleVector.fromArray(DV, x, j));
-        double s = 0;
-        for (int l = 0; l < DV.length(); l++) s += acc.lane(l);
+        double s = sumLanesInOrder(acc);
         for (; j < n; j++) s += x[j];
+        return s;
+    }
+
+    /** lane 0 + lane 1 + ..., left to right (never reduceLanes, whose association differs between JIT tiers). */
+    static double sumLanesInOrder(DoubleVector v) {
+        double[] lanes = v.toArray();
+        double s = 0;
+        for (double l : lanes) s += l;
         return s;
     }
 

@@ -1,17 +1,10 @@
 package dev.jsloth.bench;
 
 import dev.jsloth.api.Backend;
-import dev.jsloth.api.DType;
 import dev.jsloth.api.blocks.Recompute;
 import dev.jsloth.api.spi.Backends;
-import dev.jsloth.model.LlamaConfig;
-import dev.jsloth.model.LlamaModel;
-import dev.jsloth.model.LlamaWeights;
-import dev.jsloth.model.LoraAdapter;
-import dev.jsloth.model.LoraSettings;
 import dev.jsloth.model.Shapes;
-import dev.jsloth.train.AdamW;
-import dev.jsloth.model.Batch;
+import dev.jsloth.train.RandomLoraTraining;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -26,7 +19,6 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
-import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -54,42 +46,23 @@ public class LoraStepBenchmark {
     public String recompute;
 
     private Backend be;
-    private LlamaWeights weights;
-    private LlamaModel model;
-    private LoraAdapter adapter;
-    private AdamW optimizer;
-    private Batch data;
+    private RandomLoraTraining run;
 
     @Setup(Level.Trial)
-    public void setUp() throws Exception {
+    public void setUp() {
         be = Backends.create(backend);
-        LlamaConfig c = Shapes.get(shape);
-        SplittableRandom r = new SplittableRandom(2);
-        int[] ids = new int[batch * seq];
-        for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());
-        data = new Batch(batch, seq, ids, null, null);
-        DType storage = backend.equals("cpu") ? DType.F32 : DType.BF16;
-        weights = LlamaWeights.random(c, be, storage, 3, 0.02, false);
-        model = LlamaModel.of(null, c, weights, be, backend.equals("cuda") ? DType.BF16 : DType.F32);
-        model.recompute(Recompute.parse(recompute));
-        adapter = model.attachNewAdapter(LoraSettings.allProjections(16, 16), 4);
-        optimizer = new AdamW(adapter.buffer(), 0.9, 0.999, 1e-8, 0.0);
+        run = new RandomLoraTraining(be, Shapes.get(shape), batch, seq, 16, false, null, Recompute.parse(recompute), 2);
     }
 
     @TearDown(Level.Trial)
-    public void tearDown() throws Exception {
-        optimizer.close();
-        adapter.close();
-        model.close();
-        weights.close();
+    public void tearDown() {
+        run.close();
         be.close();
     }
 
     @Benchmark
     public double step() {
-        adapter.zeroGrads();
-        double loss = model.lossAndBackward(data, 1.0 / data.countedTokens(), true, null).meanLoss();
-        optimizer.step(1e-4);
+        double loss = run.step(true, null, 1);
         be.synchronize();
         return loss;
     }

@@ -3,17 +3,13 @@ package dev.jsloth.cli;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.blocks.Recompute;
 import dev.jsloth.api.distributed.Communicator;
 import dev.jsloth.api.distributed.ProcessGroup;
-import dev.jsloth.model.Batch;
 import dev.jsloth.model.LlamaConfig;
-import dev.jsloth.model.LlamaModel;
-import dev.jsloth.model.LlamaWeights;
-import dev.jsloth.model.LoraAdapter;
-import dev.jsloth.model.LoraSettings;
 import dev.jsloth.model.Shapes;
-import dev.jsloth.train.AdamW;
 import dev.jsloth.train.GradientBuckets;
+import dev.jsloth.train.RandomLoraTraining;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -144,19 +140,10 @@ final class BenchCommand implements Callable<Integer> {
     private Map<String, Object> shape(Backend be) throws java.io.IOException {
         ProcessGroup group = ProcessLauncher.currentGroup().orElse(ProcessGroup.single());
         LlamaConfig c = Shapes.get(shape);
-        DType storage = be.name().equals("cpu") ? DType.F32 : DType.BF16;
         if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
-        DType compute = dtype != null ? dtype.dtype : be.name().equals("cuda") ? DType.BF16 : DType.F32;
-        SplittableRandom r = new SplittableRandom(2 + group.rank()); // each rank its own data
-        int[] ids = new int[batch * seq];
-        for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(c.vocabSize());
-        Batch b = new Batch(batch, seq, ids, null, null);
-        try (LlamaWeights w = LlamaWeights.random(c, be, storage, 3, 0.02, qlora);
-             LlamaModel m = LlamaModel.of(null, c, w, be, compute);
-             LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
-             AdamW opt = new AdamW(a.buffer(), 0.9, 0.999, 1e-8, 0.0);
+        try (RandomLoraTraining run = new RandomLoraTraining(be, c, batch, seq, rank, qlora, dtype != null ? dtype.dtype : null,
+                Recompute.parse(recompute), 2 + group.rank()); // each rank its own data
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
-            m.recompute(dev.jsloth.api.blocks.Recompute.parse(recompute));
             be.resetPeak();
             double[] secs = new double[steps];
             double loss = 0;
@@ -171,12 +158,9 @@ final class BenchCommand implements Callable<Integer> {
             for (int i = 0; i < steps; ) {
                 long compiled = jitTimed ? jit.getTotalCompilationTime() : 0;
                 long t0 = System.nanoTime();
-                a.zeroGrads();
                 // as the trainer does: gradients all-reduced in buckets while the layers below run backward
-                GradientBuckets buckets = comm == null ? null : new GradientBuckets(a, comm, c.numLayers(), GradientBuckets.DEFAULT_CAP_BYTES);
-                loss = m.lossAndBackward(b, 1.0 / (b.countedTokens() * group.worldSize()), !noGc, buckets).meanLoss();
-                if (buckets != null) buckets.finish();
-                opt.step(1e-4);
+                GradientBuckets buckets = comm == null ? null : new GradientBuckets(run.adapter(), comm, c.numLayers(), GradientBuckets.DEFAULT_CAP_BYTES);
+                loss = run.step(!noGc, buckets, group.worldSize());
                 be.synchronize();
                 long t1 = System.nanoTime();
                 if (warming) {
@@ -199,19 +183,19 @@ final class BenchCommand implements Callable<Integer> {
             out.put("batch", batch);
             out.put("seq", seq);
             out.put("gradient_checkpointing", !noGc);
-            if (!noGc) out.put("recompute", m.recompute().cliName());
+            if (!noGc) out.put("recompute", run.model().recompute().cliName());
             out.put("qlora", qlora);
-            out.put("dtype", compute.name().toLowerCase(java.util.Locale.ROOT));
-            out.put("weight_bytes", w.backendBytes());
+            out.put("dtype", run.model().computeType().name().toLowerCase(java.util.Locale.ROOT));
+            out.put("weight_bytes", run.weights().backendBytes());
             out.put("lora_r", rank);
             out.put("params", Shapes.totalParameters(c));
-            out.put("trainable_params", a.parameterCount());
+            out.put("trainable_params", run.adapter().parameterCount());
             out.put("warmup_steps", warmSteps);
             out.put("tok_s", tokS);
             out.put("step_s", step);
             out.put("peak_bytes", be.memoryStats().peakBytes());
             out.put("gflops", flops / 1e9);
-            java.util.OptionalDouble peak = be.peakFlops(compute); // per device: the flops above are per device too
+            java.util.OptionalDouble peak = be.peakFlops(run.model().computeType()); // per device: the flops above are per device too
             out.put("mfu", peak.isPresent() ? flops / group.worldSize() / peak.getAsDouble() : null);
             out.put("loss", loss);
             return out;
