@@ -157,10 +157,13 @@ public final class LoraLinear {
         checkInput(x);
         int n = Math.toIntExact(x.shape().rows());
         Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
-        k.gemm(false, true, 1.0, x, weight, 0.0, y);
-        if (bias != null) k.addRowVector(y, bias);
         Saved saved = saveForBackward(x);
-        if (saved.xa() != null) k.gemm(false, true, scaling, saved.xa(), saved.factors().b(), 1.0, y);
+        // the adapter's term first: the base product (compute-bound) then adds it as its C operand, where adding
+        // s (XA) B^T after the base product would read and write all of Y once more
+        boolean adapted = saved.xa() != null;
+        if (adapted) k.gemm(false, true, scaling, saved.xa(), saved.factors().b(), 0.0, y);
+        k.gemm(false, true, 1.0, x, weight, adapted ? 1.0 : 0.0, y);
+        if (bias != null) k.addRowVector(y, bias);
         return new Forward(y, saved);
     }
 
@@ -208,17 +211,18 @@ public final class LoraLinear {
         Kernels k = be.kernels();
         Tensor x = saved.x();
         int n = Math.toIntExact(x.shape().rows());
-        k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
-        if (loraA != null) {
+        if (loraA != null) { // the adapter's term of dX first, so the base product adds it as its C operand
             int r = loraA.value().shape().dim(0);
             Factors f = saved.factors();
             try (Tensor dyb = be.allocateForOverwrite(dy.dtype(), Shape.of(n, r))) {
                 k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
-                k.gemm(false, false, scaling, dyb, f.a(), 1.0, dx);
+                k.gemm(false, false, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
                 k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
             }
             k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
+            accumulate = true;
         }
+        k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
     }
 
     private void checkInput(Tensor x) {
