@@ -13,7 +13,7 @@ package dev.jsloth.opencl;
  * @param localMemBytes  the device's local memory, for sizing the attention tiles
  * @param fullUnroll     whether attention unrolls its head-dimension loops completely (GPUs: keeps rows in
  *                       registers; CPU OpenCL compilers are slow on it and gain nothing)
- * @param cpuGemm        whether all-F32 products use the register-blocked kernels of gemm_cpu.cl (CPU devices;
+ * @param cpuGemm        whether products into F32 use the register-blocked kernels of gemm_cpu.cl (CPU devices;
  *                       {@code -Djsloth.opencl.cpuGemm=false} keeps the tiled GPU kernel there too)
  */
 record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDepth, int simpleGroup, long localMemBytes,
@@ -27,6 +27,10 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
 
     /** gemm_cpu.cl's blocks of C per work-item: gemm_nn rows (x 16 columns, two float8), gemm_nt rows x columns. */
     static final int CPU_NN_ROWS = 6, CPU_NN_COLS = 16, CPU_NT_ROWS = 3, CPU_NT_COLS = 4;
+    /** An F32 B^T is copied for gemm_nn from this many rows of C (the copy is then at most 1/16 of the work). */
+    static final int CPU_TRANSPOSE_MIN_M = 16;
+    /** The largest operand copy (floats, 256 MB) gemm_cpu.cl's path makes; larger products take the tiled kernel. */
+    static final long CPU_COPY_MAX_FLOATS = 64L << 20;
     /** System property turning gemm_cpu.cl off on CPU devices ({@code false}: the tiled kernel, for comparison). */
     static final String CPU_GEMM_PROPERTY = "jsloth.opencl.cpuGemm";
 

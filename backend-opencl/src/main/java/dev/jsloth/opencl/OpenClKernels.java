@@ -82,11 +82,8 @@ final class OpenClKernels implements Kernels {
             return;
         }
         Precision p = Precision.of(a, b, c);
-        boolean allF32 = a.dtype() == DType.F32 && b.dtype() == DType.F32 && c.dtype() == DType.F32;
-        if (cfg.cpuGemm() && allF32 && !(transA && transB)) {
-            cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc);
-            return;
-        }
+        if (cfg.cpuGemm() && p == Precision.FLOAT && c.dtype() == DType.F32
+                && cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)) return;
         int side = cfg.gemmSide(), tile = cfg.gemmTile();
         be.require(p);
         new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p)
@@ -98,10 +95,46 @@ final class OpenClKernels implements Kernels {
                         new long[]{side, side, 1});
     }
 
-    /** An all-F32 product on a CPU device: the register-blocked kernels of gemm_cpu.cl, one work-item per C block. */
-    private void cpuGemm(boolean transA, boolean transB, double alpha, double beta, OpenClTensor ta, OpenClTensor tb,
-                         OpenClTensor tc, int batch, int m, int n, int k, long aSize, long bSize, long cSize) {
-        boolean nt = transB; // (transA && transB) goes to the tiled kernel
+    /**
+     * A product into an F32 C on a CPU device, on the register-blocked kernels of gemm_cpu.cl (one work-item per C
+     * block); false when it does not take it (an operand copy over {@link LaunchConfig#CPU_COPY_MAX_FLOATS}), and the
+     * tiled kernel runs instead. An A that is not F32 is widened into an F32 copy first; a B that is not F32, or is
+     * transposed, is copied to F32 [K, N] (transposed while copying) and goes through gemm_nn, except an F32 B^T under
+     * {@link LaunchConfig#CPU_TRANSPOSE_MIN_M} rows of C, which gemm_nt reads in place (the copy would outweigh the
+     * product). On PoCL, 2048^3: gemm_nt 16.4 GFLOP/s, copy + gemm_nn 31; before, every product with a bf16 weight went
+     * to the tiled GPU kernel (81% of a llama-25m step).
+     */
+    private boolean cpuGemm(boolean transA, boolean transB, double alpha, double beta, OpenClTensor ta, OpenClTensor tb,
+                            OpenClTensor tc, int batch, int m, int n, int k, long aSize, long bSize, long cSize) {
+        boolean aCopy = ta.dtype() != DType.F32, bF32 = tb.dtype() == DType.F32;
+        boolean ntInPlace = transB && bF32 && !transA && m < LaunchConfig.CPU_TRANSPOSE_MIN_M;
+        boolean bCopy = !ntInPlace && (transB || !bF32);
+        if ((aCopy && (long) batch * aSize > LaunchConfig.CPU_COPY_MAX_FLOATS)
+                || (bCopy && (long) batch * bSize > LaunchConfig.CPU_COPY_MAX_FLOATS)) return false;
+        try (OpenClTensor a32 = aCopy ? be.scratch(Precision.FLOAT, batch * aSize) : null;
+             OpenClTensor b32 = bCopy ? be.scratch(Precision.FLOAT, batch * bSize) : null) {
+            if (aCopy) toF32(ta, batch * aSize, a32);
+            if (bCopy && transB) {
+                new Launch(be, be.library().cpuGemmKernel("transpose_b"), Precision.FLOAT).i32(n).i32(k)
+                        .quantTensor(tb).i64(batch == 1 ? 0 : bSize).scratch(b32)
+                        .run(new long[]{Math.ceilDiv(k, 8), n, batch}, null);
+            } else if (bCopy) {
+                toF32(tb, batch * bSize, b32);
+            }
+            cpuGemmLaunch(ntInPlace, transA, alpha, beta, aCopy ? a32 : ta, bCopy ? b32 : tb, tc, batch, m, n, k, aSize,
+                    bCopy ? (long) k * n : bSize, cSize);
+        }
+        return true;
+    }
+
+    /** {@code count} elements of {@code src} (any floating type or NF4) widened into the F32 scratch {@code dst}. */
+    private void toF32(OpenClTensor src, long count, OpenClTensor dst) {
+        new Launch(be, be.library().kernel(Precision.FLOAT, "ew_copy"), Precision.FLOAT).i64(count).quantTensor(src).tensor(dst)
+                .run(count, cfg.simpleGroup());
+    }
+
+    private void cpuGemmLaunch(boolean nt, boolean transA, double alpha, double beta, OpenClTensor ta, OpenClTensor tb,
+                               OpenClTensor tc, int batch, int m, int n, int k, long aSize, long bSize, long cSize) {
         Launch l = new Launch(be, be.library().cpuGemmKernel(nt ? "gemm_nt" : "gemm_nn"), Precision.FLOAT)
                 .i32(m).i32(n).i32(k);
         if (!nt) l.flag(transA);

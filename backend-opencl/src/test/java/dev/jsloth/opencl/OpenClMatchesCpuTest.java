@@ -166,7 +166,9 @@ class OpenClMatchesCpuTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"F16,F16,F32,false,true", "F32,F16,BF16,true,false", "BF16,F32,F16,false,false", "F32,F32,F32,true,true"})
+    @CsvSource({"F16,F16,F32,false,true", "F32,F16,BF16,true,false", "BF16,F32,F16,false,false", "F32,F32,F32,true,true",
+            // a bf16 weight under F32 activations (a training step with 16-bit storage): copied/transposed to F32 on CPU devices
+            "F32,BF16,F32,false,true", "F32,BF16,F32,false,false", "BF16,BF16,F32,true,true", "F16,F32,F32,true,false"})
     void gemmWithSixteenBitOperandsAndOutputs(DType ta, DType tb, DType tc, boolean transA, boolean transB) {
         SplittableRandom r = new SplittableRandom(11);
         int m = 130, n = 97, k = 300;
