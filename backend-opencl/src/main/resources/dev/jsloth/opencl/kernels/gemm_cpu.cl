@@ -28,19 +28,23 @@ kernel void gemm_nn(int M, int N, int K, int transA, float alpha, float beta,
     global const float *a = F32_PTR(A) + batch * strideA;
     global const float *b = F32_PTR(B) + batch * strideB;
     global float *c = F32_PTR(C) + batch * strideC;
-    int rows[GEMM_RM];
-    for (int r = 0; r < GEMM_RM; r++) rows[r] = min(i0 + r, M - 1);
+    /* op(A)[row, p] is a[arow[r] + p * astep]: the transposed/plain choice made once, outside the k loop */
+    long arow[GEMM_RM];
+    const long astep = transA ? M : 1;
+    for (int r = 0; r < GEMM_RM; r++) arow[r] = transA ? (long) min(i0 + r, M - 1) : (long) min(i0 + r, M - 1) * K;
     if (j0 + 16 <= N) {
         float8 acc0[GEMM_RM], acc1[GEMM_RM];
         for (int r = 0; r < GEMM_RM; r++) {
             acc0[r] = (float8) (0.0f);
             acc1[r] = (float8) (0.0f);
         }
-        for (int p = 0; p < K; p++) {
-            global const float *brow = b + (long) p * N + j0;
+        global const float *brow = b + j0;
+        long ap = 0;
+        for (int p = 0; p < K; p++, brow += N, ap += astep) {
             const float8 b0 = vload8(0, brow), b1 = vload8(1, brow);
+#pragma unroll
             for (int r = 0; r < GEMM_RM; r++) {
-                const float av = transA ? a[(long) p * M + rows[r]] : a[(long) rows[r] * K + p];
+                const float av = a[arow[r] + ap];
                 acc0[r] = fma((float8) (av), b0, acc0[r]);
                 acc1[r] = fma((float8) (av), b1, acc1[r]);
             }
