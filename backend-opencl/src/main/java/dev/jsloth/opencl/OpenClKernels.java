@@ -113,24 +113,18 @@ final class OpenClKernels implements Kernels {
                 || (bCopy && (long) batch * bSize > LaunchConfig.CPU_COPY_MAX_FLOATS)) return false;
         try (OpenClTensor a32 = aCopy ? be.scratch(Precision.FLOAT, batch * aSize) : null;
              OpenClTensor b32 = bCopy ? be.scratch(Precision.FLOAT, batch * bSize) : null) {
-            if (aCopy) toF32(ta, batch * aSize, a32);
+            if (aCopy) copy(ta, a32); // widened by ew_copy (a32 holds ta's batch * aSize elements)
             if (bCopy && transB) {
                 new Launch(be, be.library().cpuGemmKernel("transpose_b"), Precision.FLOAT).i32(n).i32(k)
                         .quantTensor(tb).i64(batch == 1 ? 0 : bSize).scratch(b32)
                         .run(new long[]{Math.ceilDiv(k, 8), n, batch}, null);
             } else if (bCopy) {
-                toF32(tb, batch * bSize, b32);
+                copy(tb, b32);
             }
             cpuGemmLaunch(ntInPlace, transA, alpha, beta, aCopy ? a32 : ta, bCopy ? b32 : tb, tc, batch, m, n, k, aSize,
                     bCopy ? (long) k * n : bSize, cSize);
         }
         return true;
-    }
-
-    /** {@code count} elements of {@code src} (any floating type or NF4) widened into the F32 scratch {@code dst}. */
-    private void toF32(OpenClTensor src, long count, OpenClTensor dst) {
-        new Launch(be, be.library().kernel(Precision.FLOAT, "ew_copy"), Precision.FLOAT).i64(count).quantTensor(src).tensor(dst)
-                .run(count, cfg.simpleGroup());
     }
 
     private void cpuGemmLaunch(boolean nt, boolean transA, double alpha, double beta, OpenClTensor ta, OpenClTensor tb,

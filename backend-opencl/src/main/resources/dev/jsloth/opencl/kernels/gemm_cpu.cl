@@ -28,10 +28,10 @@ kernel void gemm_nn(int M, int N, int K, int transA, float alpha, float beta,
     global const float *a = F32_PTR(A) + batch * strideA;
     global const float *b = F32_PTR(B) + batch * strideB;
     global float *c = F32_PTR(C) + batch * strideC;
-    /* op(A)[row, p] is a[arow[r] + p * astep]: the transposed/plain choice made once, outside the k loop */
+    /* op(A)[row, p] is a[arow[r] + p * astep]: the transposed/plain choice made once, outside the k loops */
     long arow[GEMM_RM];
-    const long astep = transA ? M : 1;
-    for (int r = 0; r < GEMM_RM; r++) arow[r] = transA ? (long) min(i0 + r, M - 1) : (long) min(i0 + r, M - 1) * K;
+    const long astep = transA ? M : 1, apitch = transA ? 1 : K;
+    for (int r = 0; r < GEMM_RM; r++) arow[r] = (long) min(i0 + r, M - 1) * apitch;
     if (j0 + 16 <= N) {
         float8 acc0[GEMM_RM], acc1[GEMM_RM];
         for (int r = 0; r < GEMM_RM; r++) {
@@ -66,8 +66,7 @@ kernel void gemm_nn(int M, int N, int K, int transA, float alpha, float beta,
         for (int j = j0; j < N; j++) {
             float s = 0;
             for (int p = 0; p < K; p++) {
-                const float av = transA ? a[(long) p * M + i0 + r] : a[(long) (i0 + r) * K + p];
-                s = fma(av, b[(long) p * N + j], s);
+                s = fma(a[arow[r] + p * astep], b[(long) p * N + j], s);
             }
             const long idx = (long) (i0 + r) * N + j;
             c[idx] = beta != 0 ? alpha * s + beta * c[idx] : alpha * s;
