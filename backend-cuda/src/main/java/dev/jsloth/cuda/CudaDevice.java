@@ -51,9 +51,12 @@ final class CudaDevice implements AutoCloseable {
         return stream;
     }
 
-    /** "sm_90" for compute capability 9.0. */
+    /**
+     * The NVRTC target: "sm_86" for compute capability 8.6; for 9.0 "sm_90a", whose architecture-specific instructions
+     * (wgmma) flash_attention.cu uses; such code runs on 9.0 alone, which is this GPU.
+     */
     String architecture() {
-        return "sm_" + ccMajor + ccMinor;
+        return "sm_" + ccMajor + ccMinor + (ccMajor == 9 && ccMinor == 0 ? "a" : "");
     }
 
     void synchronize() {

@@ -24,29 +24,44 @@ final class FlashAttention {
     }
 
     /**
-     * How the forward and dQ kernels split a block's queries among its 4 warps: one m16 tile of rows per warp (64 rows
-     * per block) or two (128). Two tiles let each K and V fragment read from shared memory feed two products and each
-     * key tile copied serve twice the queries; the warps then reload their Q (and dO) fragments from shared memory per
-     * key tile instead of holding them. Measured on an H200 at D = 128 (causal, batch 4 x 2048, 32 heads): forward
-     * 0.936 -> 0.748 ms, dQ 1.546 -> 0.873 ms, bit-identical. At D = 64 two tiles took 183 registers (2 blocks per SM
-     * against 4) and were no faster, so D = 64 has only the one-tile kernels.
+     * Which kernels run the products. MMA_ONE_TILE and MMA_TWO_TILES issue warp-level mma.sync and split a block's queries
+     * (forward, dQ) among its 4 warps as one m16 tile of rows per warp (64 rows per block) or two (128): two tiles let each
+     * K and V fragment read from shared memory feed two products and each key tile copied serve twice the queries; the
+     * warps then reload their Q (and dO) fragments from shared memory per key tile instead of holding them. Measured on
+     * an H200 at D = 128 (causal, batch 4 x 2048, 32 heads): forward 0.936 -> 0.748 ms, dQ 1.546 -> 0.873 ms,
+     * bit-identical. At D = 64 two tiles took 183 registers (2 blocks per SM against 4) and were no faster, so D = 64 has
+     * only the one-tile kernels. WGMMA (compute capability 9.0, D = 128) issues the same products as warpgroup wgmma
+     * instructions reading Q, K, V, dO straight from swizzled shared tiles; the forward runs two warpgroups (128 queries)
+     * per block. Same bits as the mma.sync kernels; measured on an H200 (batch 2 x 2048, 32 query / 8 kv heads): forward
+     * 0.413 -> 0.300 ms, dK/dV 0.794 -> 0.472 ms, dQ 0.479 -> 0.378 ms.
      */
-    enum QueryTiles {
-        ONE, TWO;
+    enum Kernels {
+        MMA_ONE_TILE, MMA_TWO_TILES, WGMMA;
 
-        int rowsPerBlock() {
-            return this == ONE ? 64 : 128;
+        /** Query rows per block of the forward kernel. */
+        int forwardRows() {
+            return this == MMA_ONE_TILE ? 64 : 128;
+        }
+
+        /** Query rows per block of the dQ kernel. */
+        int dqRows() {
+            return this == MMA_TWO_TILES ? 128 : 64;
         }
     }
 
     /**
-     * Two tiles at D = 128 where their shared memory fits (105 KB per block: H100/H200 and A100 have 227/163 KB, the
-     * 8.6/8.9 GPUs 99 KB), else one.
+     * WGMMA on compute capability 9.0 at D = 128 (unless {@code -Djsloth.cuda.wgmma=false}); else two mma tiles at D = 128
+     * where their shared memory fits (105 KB per block: H100/H200 and A100 have 227/163 KB, the 8.6/8.9 GPUs 99 KB); else one.
      */
-    static QueryTiles queryTiles(CudaDevice device, int headDim) {
-        boolean two = headDim == 128
-                && Math.max(forwardSharedBytes(headDim, QueryTiles.TWO), dqSharedBytes(headDim, QueryTiles.TWO)) <= device.maxSharedOptIn;
-        return two ? QueryTiles.TWO : QueryTiles.ONE;
+    static Kernels kernels(CudaDevice device, int headDim) {
+        if (headDim != 128) return Kernels.MMA_ONE_TILE;
+        if (device.ccMajor == 9 && device.ccMinor == 0 && Boolean.parseBoolean(System.getProperty("jsloth.cuda.wgmma", "true"))
+                && Math.max(forwardSharedBytes(headDim, Kernels.WGMMA), Math.max(dkdvSharedBytes(headDim, Kernels.WGMMA),
+                dqSharedBytes(headDim, Kernels.WGMMA))) <= device.maxSharedOptIn)
+            return Kernels.WGMMA;
+        boolean two = Math.max(forwardSharedBytes(headDim, Kernels.MMA_TWO_TILES), dqSharedBytes(headDim, Kernels.MMA_TWO_TILES))
+                <= device.maxSharedOptIn;
+        return two ? Kernels.MMA_TWO_TILES : Kernels.MMA_ONE_TILE;
     }
 
     /** Whether these tensors can take the tensor-core path. */
@@ -54,7 +69,8 @@ final class FlashAttention {
         if (dims.headDim() != 64 && dims.headDim() != 128) return false;
         if (be.device.ccMajor < 8 || lse.dtype() != DType.F32) return false;
         int d = dims.headDim();
-        int shared = Math.max(forwardSharedBytes(d, QueryTiles.ONE), Math.max(dkdvSharedBytes(d), dqSharedBytes(d, QueryTiles.ONE)));
+        int shared = Math.max(forwardSharedBytes(d, Kernels.MMA_ONE_TILE), Math.max(dkdvSharedBytes(d, Kernels.MMA_ONE_TILE),
+                dqSharedBytes(d, Kernels.MMA_ONE_TILE)));
         if (shared > be.device.maxSharedOptIn) return false;
         DType t = tensors[0].dtype();
         if (t != DType.BF16 && t != DType.F16) return false;
@@ -66,62 +82,85 @@ final class FlashAttention {
         return rows * (headDim + 8) * 2;
     }
 
+    /**
+     * The wgmma kernels' shared memory: swizzled tiles of 64 rows of {@code headDim} 16-bit values, 1 KB to align them
+     * to 1024 bytes, then the per-row vectors.
+     */
+    private static int wgmmaBytes(int tiles64, int headDim, int vectorBytes) {
+        return tiles64 * 64 * headDim * 2 + 1024 + vectorBytes;
+    }
+
     /** The query tile, two buffers of key and value tiles, then the queries' and both buffers' segment ids. */
-    static int forwardSharedBytes(int headDim, QueryTiles tiles) {
-        int rows = tiles.rowsPerBlock();
+    static int forwardSharedBytes(int headDim, Kernels kernels) {
+        int rows = kernels.forwardRows();
+        if (kernels == Kernels.WGMMA) return wgmmaBytes(rows / 64 + 4, headDim, (rows + 2 * KEY_ROWS) * Integer.BYTES);
         return tileBytes(rows + 4 * KEY_ROWS, headDim) + (rows + 2 * KEY_ROWS) * Integer.BYTES;
     }
 
-    /** K and V tiles, two buffers of Q and dO tiles, two of lse and delta, two of query segment ids, the keys' ids. */
-    static int dkdvSharedBytes(int headDim) {
+    /**
+     * K and V tiles, two buffers of Q and dO tiles, two of lse and delta, two of query segment ids, the keys' ids (the
+     * wgmma kernel's query tiles have 64 rows, the mma kernel's 32).
+     */
+    static int dkdvSharedBytes(int headDim, Kernels kernels) {
+        if (kernels == Kernels.WGMMA) return wgmmaBytes(6, headDim, 4 * 64 * Float.BYTES + (2 * 64 + KEY_ROWS) * Integer.BYTES);
         return tileBytes(2 * KEY_ROWS + 4 * BACKWARD_ROWS, headDim) + 4 * BACKWARD_ROWS * Float.BYTES
                 + (2 * BACKWARD_ROWS + KEY_ROWS) * Integer.BYTES;
     }
 
     /** Q and dO tiles, two buffers of K and V tiles, the queries' segment ids and two buffers of the keys'. */
-    static int dqSharedBytes(int headDim, QueryTiles tiles) {
-        int rows = tiles.rowsPerBlock();
+    static int dqSharedBytes(int headDim, Kernels kernels) {
+        int rows = kernels.dqRows();
+        if (kernels == Kernels.WGMMA) return wgmmaBytes(6, headDim, (rows + 2 * 64) * Integer.BYTES);
         return tileBytes(2 * rows + 4 * BACKWARD_ROWS, headDim) + (rows + 2 * BACKWARD_ROWS) * Integer.BYTES;
     }
 
-    private static KernelId forwardKernel(int headDim, QueryTiles tiles) {
+    private static KernelId forwardKernel(int headDim, Kernels kernels) {
         if (headDim == 64) return KernelId.FLASH_FORWARD_D64;
-        return tiles == QueryTiles.TWO ? KernelId.FLASH_FORWARD_D128_MT2 : KernelId.FLASH_FORWARD_D128;
+        return switch (kernels) {
+            case MMA_ONE_TILE -> KernelId.FLASH_FORWARD_D128;
+            case MMA_TWO_TILES -> KernelId.FLASH_FORWARD_D128_MT2;
+            case WGMMA -> KernelId.FLASH_FORWARD_D128_WGMMA;
+        };
     }
 
-    private static KernelId dkdvKernel(int headDim) {
-        return headDim == 64 ? KernelId.FLASH_DKDV_D64 : KernelId.FLASH_DKDV_D128;
+    private static KernelId dkdvKernel(int headDim, Kernels kernels) {
+        if (headDim == 64) return KernelId.FLASH_DKDV_D64;
+        return kernels == Kernels.WGMMA ? KernelId.FLASH_DKDV_D128_WGMMA : KernelId.FLASH_DKDV_D128;
     }
 
-    private static KernelId dqKernel(int headDim, QueryTiles tiles) {
+    private static KernelId dqKernel(int headDim, Kernels kernels) {
         if (headDim == 64) return KernelId.FLASH_DQ_D64;
-        return tiles == QueryTiles.TWO ? KernelId.FLASH_DQ_D128_MT2 : KernelId.FLASH_DQ_D128;
+        return switch (kernels) {
+            case MMA_ONE_TILE -> KernelId.FLASH_DQ_D128;
+            case MMA_TWO_TILES -> KernelId.FLASH_DQ_D128_MT2;
+            case WGMMA -> KernelId.FLASH_DQ_D128_WGMMA;
+        };
     }
 
     static void forward(CudaBackend be, AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out,
                         Tensor lse) {
-        forward(be, d, q, k, v, segments, scale, out, lse, queryTiles(be.device, d.headDim()));
+        forward(be, d, q, k, v, segments, scale, out, lse, kernels(be.device, d.headDim()));
     }
 
-    /** {@link #forward} with the query tiling given (tests compare both). */
+    /** {@link #forward} with the kernels given (tests compare them). */
     static void forward(CudaBackend be, AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out,
-                        Tensor lse, QueryTiles tiles) {
+                        Tensor lse, Kernels kernels) {
         ElementType t = ElementType.of(q.dtype());
-        Grid grid = new Grid(Math.ceilDiv(d.seq(), tiles.rowsPerBlock()), d.qHeads(), d.batch(), THREADS, 1, 1,
-                forwardSharedBytes(d.headDim(), tiles));
-        be.kernel(forwardKernel(d.headDim(), tiles), t).launch(grid, LaunchArgs.of().ptr(be.ptr(q)).ptr(be.ptr(k)).ptr(be.ptr(v))
+        int rows = kernels.forwardRows(), threads = kernels == Kernels.WGMMA ? 2 * THREADS : THREADS; // two warpgroups
+        Grid grid = new Grid(Math.ceilDiv(d.seq(), rows), d.qHeads(), d.batch(), threads, 1, 1, forwardSharedBytes(d.headDim(), kernels));
+        be.kernel(forwardKernel(d.headDim(), kernels), t).launch(grid, LaunchArgs.of().ptr(be.ptr(q)).ptr(be.ptr(k)).ptr(be.ptr(v))
                 .ptr(segments == null ? 0 : be.ptr(segments)).f32((float) scale).ptr(be.ptr(out)).ptr(be.ptr(lse))
                 .i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads()));
     }
 
     static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                          Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
-        backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv, queryTiles(be.device, d.headDim()));
+        backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv, kernels(be.device, d.headDim()));
     }
 
-    /** {@link #backward} with the dQ kernel's query tiling given (tests compare both). */
+    /** {@link #backward} with the kernels given (tests compare them). */
     static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
-                         Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv, QueryTiles tiles) {
+                         Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv, Kernels kernels) {
         ElementType t = ElementType.of(q.dtype());
         long seg = segments == null ? 0 : be.ptr(segments);
         long rows = (long) d.batch() * d.seq() * d.qHeads();
@@ -134,8 +173,9 @@ final class FlashAttention {
             long partElements = group == 1 ? 1 : (long) d.batch() * d.seq() * d.qHeads() * d.headDim();
             try (CudaTensor dkPart = group == 1 ? null : be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(partElements)));
                  CudaTensor dvPart = group == 1 ? null : be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(partElements)))) {
-                Grid kv = new Grid(Math.ceilDiv(d.seq(), KEY_ROWS), d.qHeads(), d.batch(), THREADS, 1, 1, dkdvSharedBytes(d.headDim()));
-                be.kernel(dkdvKernel(d.headDim()), t).launch(kv, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
+                Grid kv = new Grid(Math.ceilDiv(d.seq(), KEY_ROWS), d.qHeads(), d.batch(), THREADS, 1, 1,
+                        dkdvSharedBytes(d.headDim(), kernels));
+                be.kernel(dkdvKernel(d.headDim(), kernels), t).launch(kv, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
                         .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dk)).ptr(be.ptr(dv))
                         .ptr(dkPart == null ? 0 : dkPart.address()).ptr(dvPart == null ? 0 : dvPart.address())
                         .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()));
@@ -146,9 +186,9 @@ final class FlashAttention {
                                 .ptr(pair[0].address()).ptr(pair[1].address()).i64(kvRows).i32(group).i32(d.headDim()));
                 }
             }
-            Grid qg = new Grid(Math.ceilDiv(d.seq(), tiles.rowsPerBlock()), d.qHeads(), d.batch(), THREADS, 1, 1,
-                    dqSharedBytes(d.headDim(), tiles));
-            be.kernel(dqKernel(d.headDim(), tiles), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
+            Grid qg = new Grid(Math.ceilDiv(d.seq(), kernels.dqRows()), d.qHeads(), d.batch(), THREADS, 1, 1,
+                    dqSharedBytes(d.headDim(), kernels));
+            be.kernel(dqKernel(d.headDim(), kernels), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
                     .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dq))
                     .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()));
         }

@@ -785,6 +785,421 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
     for (int mt = 0; mt < MT; mt++) flash_store_rows<D>(dq, dqa[mt], scale, scale, b, q0 + w0 + mt * 16, seq, qHeads, h);
 }
 
+// ------------------------------------------------------------------ Hopper (sm_90a): warpgroup mma
+// The D = 128 kernels for compute capability 9.0 run the same algorithm as the mma.sync kernels above, warp for warp
+// (each warp still holds 16 rows in the mma accumulator layout, so the softmax, masks and stores are shared), but
+// issue the products as wgmma: one instruction per warpgroup (4 warps, 64 rows) and 16 columns of the reduction,
+// with the shared-memory operands read by the tensor cores straight from swizzled tiles (no ldmatrix), and P or dS
+// from registers. Each output element sums the same products in the same order as the mma.sync kernels: measured on
+// an H200 (B=2, T=2048, 32/8 heads) the outputs, log-sum-exps and gradients are the same bits.
+// Shared tiles: 64 columns (128 bytes) per row in panels (a D = 128 tile is two panels of `rows` rows), rows grouped
+// by 8 into 1024-byte atoms, 16-byte chunk j of row r at position j ^ (r % 8) (the 128-byte swizzle); tiles start on
+// 1024-byte boundaries. The same tile serves as a K-major operand (rows = M or N, e.g. K in Q K^T) and as an MN-major
+// one (rows = the reduction, e.g. V in P V).
+
+/** The wgmma instructions of a 16-bit storage type; absent for the others. */
+template <typename T> struct FlashWgmma {
+    static constexpr bool supported = false;
+};
+
+// ss: A and B K-major from shared memory; rs: A from registers (the mma A-fragment layout), B MN-major from shared
+// memory. Accumulators in the mma accumulator layout: d[4 j + e] is s[j][e] of the warp's 16 rows.
+#define FLASH_WGMMA_OPS(T, TY)                                                                                             \
+    template <> struct FlashWgmma<T> {                                                                                     \
+        static constexpr bool supported = true;                                                                            \
+        static __device__ __forceinline__ void ss_m64n64(float* d, unsigned long long a, unsigned long long b) { \
+            asm volatile("{ .reg .pred p; setp.ne.b32 p, %34, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY \
+                         " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0; }" \
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+                         : "l"(a), "l"(b), "r"(1)); \
+        } \
+        static __device__ __forceinline__ void rs_m64n128(float* d, const unsigned* a, unsigned long long b) { \
+            asm volatile("{ .reg .pred p; setp.ne.b32 p, %69, 0; wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY \
+                         " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1; }" \
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1)); \
+        } \
+    };
+FLASH_WGMMA_OPS(bf16_t, "bf16")
+FLASH_WGMMA_OPS(f16_t, "f16")
+#undef FLASH_WGMMA_OPS
+
+__device__ __forceinline__ void flash_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void flash_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void flash_wg_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+/** Makes this thread's completed shared-memory writes (cp.async ones too) visible to the tensor cores' reads. */
+__device__ __forceinline__ void flash_wg_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+
+/** The matrix descriptor of a swizzled tile at a shared address; lbo: bytes between panels (MN-major operands). */
+__device__ __forceinline__ unsigned long long flash_wg_desc(unsigned address, unsigned lbo) {
+    return (unsigned long long) ((address & 0x3FFFF) >> 4) | ((unsigned long long) (lbo >> 4) << 16)
+           | ((unsigned long long) (1024 >> 4) << 32) | (1ull << 62);
+}
+
+/** The first 1024-byte boundary in the dynamic shared memory (the kernels ask for 1 KB more than their tiles). */
+__device__ __forceinline__ unsigned flash_wg_base(const void* smem) { return (flash_shared_address(smem) + 1023) & ~1023u; }
+
+/** A generic pointer to shared memory at `address` (from flash_wg_base), for the per-row vectors after the tiles. */
+template <typename V> __device__ __forceinline__ V* flash_wg_pointer(void* smem, unsigned address) {
+    return reinterpret_cast<V*>(reinterpret_cast<char*>(smem) + (address - flash_shared_address(smem)));
+}
+
+/** Queues rows [row0, row0+count) of head h into a swizzled tile of `rows` rows (zeros past count), all threads. */
+template <int D, typename T>
+__device__ __forceinline__ void flash_wg_fetch_rows(unsigned tile, const T* src, int b, int row0, int count, int rows,
+                                                    int len, int heads, int h) {
+    constexpr int C = D / 8;
+    const flash_chunk* s = reinterpret_cast<const flash_chunk*>(src);
+    for (int e = threadIdx.x; e < rows * C; e += blockDim.x) {
+        const int r = e / C, c = e - r * C, panel = c >> 3, j = c & 7;
+        const bool valid = r < count;
+        const unsigned dst = tile + panel * rows * 128 + r * 128 + ((j ^ (r & 7)) << 4);
+        const void* from = valid ? s + (((i64) b * len + row0 + r) * heads + h) * C + c : s;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(from), "r"(valid ? 16 : 0));
+    }
+}
+
+/** The descriptor offset of reduction columns kk * 16.. in a K-major swizzled tile of `rows` rows (D = 128). */
+__device__ __forceinline__ unsigned flash_wg_k_offset(int kk, int rows) { return (kk >> 2) * rows * 128 + (kk & 3) * 32; }
+
+template <typename T, int WG>
+__device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
+                                 int seq, int kvSeq, int qHeads, int kvHeads) {
+    constexpr int D = 128, BQ = 64 * WG, BK = 64, TILE = 64 * 256; // TILE: bytes of a 64-row tile
+    JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
+    const unsigned QsA = flash_wg_base(flash_smem), KbA = QsA + WG * TILE, VbA = KbA + 2 * TILE; // K, V: two buffers each
+    int* segQ = flash_wg_pointer<int>(flash_smem, VbA + 2 * TILE);
+    int* segKb = segQ + BQ;
+
+    const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
+    const int g = h / (qHeads / kvHeads), offset = kvSeq - seq;
+    const int nq = smaller(BQ, seq - q0);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const int w0 = warp * 16;
+    const float scaleLog2 = scale * FLASH_LOG2E;
+    const int tiles = (offset + q0 + nq - 1) / BK + 1;
+    const int wg = warp >> 2, wgLastRow = smaller(q0 + 64 * wg + 63, seq - 1);
+    const unsigned QwA = QsA + wg * 64 * 128; // this warpgroup's rows in each panel
+
+    flash_wg_fetch_rows<D>(QsA, q, b, q0, nq, BQ, seq, qHeads, h);
+    if (segments != nullptr) flash_fetch_vector(segQ, segments + (i64) b * seq + q0, nq, BQ);
+    flash_wg_fetch_rows<D>(KbA, k, b, 0, smaller(BK, kvSeq), BK, kvSeq, kvHeads, g);
+    flash_wg_fetch_rows<D>(VbA, v, b, 0, smaller(BK, kvSeq), BK, kvSeq, kvHeads, g);
+    if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, kvSeq), BK);
+    flash_commit();
+    const int row0 = q0 + w0 + gr;
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++) o[nd][0] = o[nd][1] = o[nd][2] = o[nd][3] = 0.f;
+    float m[2] = {neg_inf<float>(), neg_inf<float>()}, l[2] = {0.f, 0.f};
+
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = it * BK, buf = it & 1;
+        if (it + 1 < tiles) {
+            const int n0 = k0 + BK, nn = smaller(BK, kvSeq - n0);
+            flash_wg_fetch_rows<D>(KbA + (buf ^ 1) * TILE, k, b, n0, nn, BK, kvSeq, kvHeads, g);
+            flash_wg_fetch_rows<D>(VbA + (buf ^ 1) * TILE, v, b, n0, nn, BK, kvSeq, kvHeads, g);
+            if (segments != nullptr) flash_fetch_vector(segKb + (buf ^ 1) * BK, segments + (i64) b * seq + n0, nn, BK);
+        }
+        flash_commit();
+        flash_wait<1>();
+        flash_wg_proxy_fence();
+        __syncthreads();
+        if (WG > 1 && k0 > offset + wgLastRow) { // no row of this warpgroup sees a key of this tile
+            __syncthreads();
+            continue;
+        }
+        const int* segK = segKb + buf * BK;
+        const unsigned Ks = KbA + buf * TILE, Vs = VbA + buf * TILE;
+        float s[BK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        flash_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) { // K-major: 16 columns = 32 bytes within a 128-byte panel row
+            FlashWgmma<T>::ss_m64n64(&s[0][0], flash_wg_desc(QwA + flash_wg_k_offset(kk, BQ), 16),
+                                     flash_wg_desc(Ks + flash_wg_k_offset(kk, BK), 16));
+        }
+        flash_wg_commit();
+        flash_wg_wait();
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] *= scaleLog2;
+        const int first = q0 + w0;
+        if (segments != nullptr || k0 + BK > kvSeq || k0 + BK - 1 > offset + first || first + 15 >= seq) {
+            const int rowA = row0, rowB = rowA + 8;
+            const int lastA = rowA < seq ? offset + rowA - k0 - 2 * tq : -1;
+            const int lastB = rowB < seq ? offset + rowB - k0 - 2 * tq : -1;
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (nt * 8 + (e & 1) > (e < 2 ? lastA : lastB)) s[nt][e] = neg_inf<float>();
+            if (segments != nullptr) {
+                const int segA = segQ[w0 + gr], segB = segQ[w0 + gr + 8];
+#pragma unroll
+                for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (segK[nt * 8 + 2 * tq + (e & 1)] != (e < 2 ? segA : segB)) s[nt][e] = neg_inf<float>();
+            }
+        }
+        float mx[2] = {neg_inf<float>(), neg_inf<float>()}, rowBase[2];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            const float mNew = fmaxf(m[r], mx[r]);
+            rowBase[r] = mNew == neg_inf<float>() ? 0.f : mNew;
+            const float alpha = exp2f(m[r] - rowBase[r]);
+            m[r] = mNew;
+            l[r] *= alpha;
+#pragma unroll
+            for (int nd = 0; nd < D / 8; nd++) {
+                o[nd][2 * r] *= alpha;
+                o[nd][2 * r + 1] *= alpha;
+            }
+        }
+        unsigned pa[BK / 16][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                p[e] = exp2f(s[nt][e] - rowBase[e >> 1]);
+                l[e >> 1] += p[e];
+            }
+            pa[nt >> 1][2 * (nt & 1)] = FlashMma<T>::pack(p[0], p[1]);
+            pa[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(p[2], p[3]);
+        }
+        flash_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) // V MN-major: 16 keys = 16 rows of 128 bytes; panels TILE/2 apart
+            FlashWgmma<T>::rs_m64n128(&o[0][0], pa[kk], flash_wg_desc(Vs + kk * 16 * 128, TILE / 2));
+        flash_wg_commit();
+        flash_wg_wait();
+        __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    flash_store_rows<D>(out, o, l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f, b, q0 + w0, seq, qHeads, h);
+    if (tq == 0) {
+        const int ra = row0, rb = ra + 8;
+        float* lseRows = lse + ((i64) b * qHeads + h) * seq;
+        if (ra < seq) lseRows[ra] = l[0] > 0.f ? (m[0] + log2f(l[0])) * FLASH_LN2 : neg_inf<float>();
+        if (rb < seq) lseRows[rb] = l[1] > 0.f ? (m[1] + log2f(l[1])) * FLASH_LN2 : neg_inf<float>();
+    }
+}
+
+template <typename T>
+__device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
+                                       const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart,
+                                       int seq, int qHeads, int kvHeads) {
+    constexpr int D = 128, BK = 64, BQ = 64, TILE = 64 * 256;
+    JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
+    const unsigned KsA = flash_wg_base(flash_smem), VsA = KsA + TILE, QbA = VsA + TILE, dObA = QbA + 2 * TILE; // Q, dO: two buffers
+    float* lseb = flash_wg_pointer<float>(flash_smem, dObA + 2 * TILE);
+    float* deltab = lseb + 2 * BQ;
+    int* segQb = reinterpret_cast<int*>(deltab + 2 * BQ);
+    int* segK = segQb + 2 * BQ;
+
+    const int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * BK;
+    const int nk = smaller(BK, seq - k0), g = h / (qHeads / kvHeads);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2;
+    const float scaleLog2 = scale * FLASH_LOG2E;
+    const int steps = (seq - k0 + BQ - 1) / BQ;
+
+    flash_wg_fetch_rows<D>(KsA, k, b, k0, nk, BK, seq, kvHeads, g);
+    flash_wg_fetch_rows<D>(VsA, v, b, k0, nk, BK, seq, kvHeads, g);
+    if (segments != nullptr) flash_fetch_vector(segK, segments + (i64) b * seq + k0, nk, BK);
+    auto fetch = [&](int step, int buf) {
+        const int q0 = k0 + step * BQ, nq = smaller(BQ, seq - q0);
+        flash_wg_fetch_rows<D>(QbA + buf * TILE, q, b, q0, nq, BQ, seq, qHeads, h);
+        flash_wg_fetch_rows<D>(dObA + buf * TILE, dOut, b, q0, nq, BQ, seq, qHeads, h);
+        const i64 r = ((i64) b * qHeads + h) * seq + q0;
+        flash_fetch_vector(lseb + buf * BQ, lse + r, nq, BQ);
+        flash_fetch_vector(deltab + buf * BQ, delta + r, nq, BQ);
+        if (segments != nullptr) flash_fetch_vector(segQb + buf * BQ, segments + (i64) b * seq + q0, nq, BQ);
+    };
+    fetch(0, 0);
+    flash_commit();
+
+    float dka[D / 8][4], dva[D / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dka[nd][e] = dva[nd][e] = 0.f;
+    const int warpFirstKey = k0 + warp * 16, keyA = warpFirstKey + gr;
+
+    for (int step = 0; step < steps; step++) {
+        const int buf = step & 1, q0 = k0 + step * BQ;
+        if (step + 1 < steps) fetch(step + 1, buf ^ 1);
+        flash_commit();
+        flash_wait<1>();
+        flash_wg_proxy_fence();
+        __syncthreads();
+        const unsigned Qs = QbA + buf * TILE, dOs = dObA + buf * TILE;
+        float s[BQ / 8][4], dp[BQ / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+        flash_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const unsigned off = flash_wg_k_offset(kk, 64);
+            FlashWgmma<T>::ss_m64n64(&s[0][0], flash_wg_desc(KsA + off, 16), flash_wg_desc(Qs + off, 16));
+        }
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const unsigned off = flash_wg_k_offset(kk, 64);
+            FlashWgmma<T>::ss_m64n64(&dp[0][0], flash_wg_desc(VsA + off, 16), flash_wg_desc(dOs + off, 16));
+        }
+        flash_wg_commit();
+        flash_wg_wait();
+        flash_probabilities_t<BQ>(s, dp, lseb + buf * BQ, deltab + buf * BQ, segQb + buf * BQ, segK, segments != nullptr,
+                                  keyA, warp * 16 + gr, q0, seq, scaleLog2, q0 < warpFirstKey + 15, q0 + BQ > seq);
+        unsigned pf[BQ / 16][4], dsf[BQ / 16][4];
+#pragma unroll
+        for (int nt = 0; nt < BQ / 8; nt++) {
+            pf[nt >> 1][2 * (nt & 1)] = FlashMma<T>::pack(s[nt][0], s[nt][1]);
+            pf[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(s[nt][2], s[nt][3]);
+            dsf[nt >> 1][2 * (nt & 1)] = FlashMma<T>::pack(dp[nt][0], dp[nt][1]);
+            dsf[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(dp[nt][2], dp[nt][3]);
+        }
+        flash_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; kk++) FlashWgmma<T>::rs_m64n128(&dva[0][0], pf[kk], flash_wg_desc(dOs + kk * 16 * 128, TILE / 2));
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; kk++) FlashWgmma<T>::rs_m64n128(&dka[0][0], dsf[kk], flash_wg_desc(Qs + kk * 16 * 128, TILE / 2));
+        flash_wg_commit();
+        flash_wg_wait();
+        __syncthreads();
+    }
+    if (dkPart == nullptr) {
+        flash_store_rows<D>(dk, dka, scale, scale, b, warpFirstKey, seq, kvHeads, g);
+        flash_store_rows<D>(dv, dva, 1.f, 1.f, b, warpFirstKey, seq, kvHeads, g);
+    } else {
+        flash_store_rows<D>(dkPart, dka, scale, scale, b, warpFirstKey, seq, qHeads, h);
+        flash_store_rows<D>(dvPart, dva, 1.f, 1.f, b, warpFirstKey, seq, qHeads, h);
+    }
+}
+
+template <typename T>
+__device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
+                                     const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
+    constexpr int D = 128, BQ = 64, BK = 64, TILE = 64 * 256;
+    JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
+    const unsigned QsA = flash_wg_base(flash_smem), dOsA = QsA + TILE, KbA = dOsA + TILE, VbA = KbA + 2 * TILE; // K, V: two buffers
+    int* segQ = flash_wg_pointer<int>(flash_smem, VbA + 2 * TILE);
+    int* segKb = segQ + BQ;
+
+    const int b = blockIdx.z, h = blockIdx.y, q0 = (gridDim.x - 1 - blockIdx.x) * BQ;
+    const int g = h / (qHeads / kvHeads);
+    const int nq = smaller(BQ, seq - q0);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+    const int w0 = warp * 16;
+    const float scaleLog2 = scale * FLASH_LOG2E;
+    const int tiles = (q0 + nq - 1) / BK + 1;
+
+    flash_wg_fetch_rows<D>(QsA, q, b, q0, nq, BQ, seq, qHeads, h);
+    flash_wg_fetch_rows<D>(dOsA, dOut, b, q0, nq, BQ, seq, qHeads, h);
+    if (segments != nullptr) flash_fetch_vector(segQ, segments + (i64) b * seq + q0, nq, BQ);
+    flash_wg_fetch_rows<D>(KbA, k, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
+    flash_wg_fetch_rows<D>(VbA, v, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
+    if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, seq), BK);
+    flash_commit();
+    const int first = q0 + w0, rowA = first + gr, rowB = rowA + 8;
+    const i64 statA = ((i64) b * qHeads + h) * seq + rowA, statB = statA + 8;
+    const float lseA = rowA < seq ? lse[statA] * FLASH_LOG2E : 0.f, lseB = rowB < seq ? lse[statB] * FLASH_LOG2E : 0.f;
+    const float deltaA = rowA < seq ? delta[statA] : 0.f, deltaB = rowB < seq ? delta[statB] : 0.f;
+    const int maskFrom = first + 15 < seq ? first - BK + 2 : 0;
+    const int lastRowA = rowA < seq ? rowA - 2 * tq : -1, lastRowB = rowB < seq ? rowB - 2 * tq : -1;
+
+    float dqa[D / 8][4];
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd++) dqa[nd][0] = dqa[nd][1] = dqa[nd][2] = dqa[nd][3] = 0.f;
+
+    for (int it = 0; it < tiles; it++) {
+        const int k0 = it * BK, buf = it & 1;
+        if (it + 1 < tiles) {
+            const int n0 = k0 + BK, nn = smaller(BK, seq - n0);
+            flash_wg_fetch_rows<D>(KbA + (buf ^ 1) * TILE, k, b, n0, nn, BK, seq, kvHeads, g);
+            flash_wg_fetch_rows<D>(VbA + (buf ^ 1) * TILE, v, b, n0, nn, BK, seq, kvHeads, g);
+            if (segments != nullptr) flash_fetch_vector(segKb + (buf ^ 1) * BK, segments + (i64) b * seq + n0, nn, BK);
+        }
+        flash_commit();
+        flash_wait<1>();
+        flash_wg_proxy_fence();
+        __syncthreads();
+        const unsigned Ks = KbA + buf * TILE, Vs = VbA + buf * TILE;
+        float s[BK / 8][4], dp[BK / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+        flash_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const unsigned off = flash_wg_k_offset(kk, 64);
+            FlashWgmma<T>::ss_m64n64(&s[0][0], flash_wg_desc(QsA + off, 16), flash_wg_desc(Ks + off, 16));
+        }
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const unsigned off = flash_wg_k_offset(kk, 64);
+            FlashWgmma<T>::ss_m64n64(&dp[0][0], flash_wg_desc(dOsA + off, 16), flash_wg_desc(Vs + off, 16));
+        }
+        flash_wg_commit();
+        flash_wg_wait();
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[nt][e] = exp2f(__fmaf_rn(s[nt][e], scaleLog2, -(e < 2 ? lseA : lseB)));
+        if (k0 >= maskFrom) {
+            const int lastTileA = lastRowA - k0, lastTileB = lastRowB - k0;
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (nt * 8 + (e & 1) > (e < 2 ? lastTileA : lastTileB)) s[nt][e] = 0.f;
+        }
+        if (segments != nullptr) {
+            const int* segK = segKb + buf * BK;
+            const int segA = segQ[w0 + gr], segB = segQ[w0 + gr + 8];
+#pragma unroll
+            for (int nt = 0; nt < BK / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (segK[nt * 8 + 2 * tq + (e & 1)] != (e < 2 ? segA : segB)) s[nt][e] = 0.f;
+        }
+        unsigned dsf[BK / 16][4];
+#pragma unroll
+        for (int nt = 0; nt < BK / 8; nt++) {
+            float d[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) d[e] = s[nt][e] * (dp[nt][e] - (e < 2 ? deltaA : deltaB));
+            dsf[nt >> 1][2 * (nt & 1)] = FlashMma<T>::pack(d[0], d[1]);
+            dsf[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(d[2], d[3]);
+        }
+        flash_wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) FlashWgmma<T>::rs_m64n128(&dqa[0][0], dsf[kk], flash_wg_desc(Ks + kk * 16 * 128, TILE / 2));
+        flash_wg_commit();
+        flash_wg_wait();
+        __syncthreads();
+    }
+    flash_store_rows<D>(dq, dqa, scale, scale, b, q0 + w0, seq, qHeads, h);
+}
+
 // ------------------------------------------------------------------ kernels, one per head dimension
 
 #define FLASH_FORWARD_ARGS q, k, v, segments, scale, out, lse, seq, kvSeq, qHeads, kvHeads
@@ -852,6 +1267,43 @@ __global__ void flash_attention_dq_d128_mt2_kernel(const T* dOut, const T* q, co
                                                    int qHeads, int kvHeads) {
     if constexpr (FlashMma<T>::supported) flash_backward_dq<T, 128, 2>(FLASH_DQ_ARGS);
     else __trap();
+}
+
+// wgmma kernels (compute capability 9.0, compiled for sm_90a): forward with two warpgroups (128 queries per block), dK/dV
+// (64 keys) and dQ (64 queries) with one; elsewhere they trap, and the host never launches them there
+template <typename T>
+__global__ void flash_attention_forward_d128_wgmma_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
+                                                          T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (FlashWgmma<T>::supported) flash_forward_wg<T, 2>(FLASH_FORWARD_ARGS);
+    else __trap();
+#else
+    __trap();
+#endif
+}
+
+template <typename T>
+__global__ void flash_attention_dkdv_d128_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                       float scale, const float* lse, const float* delta, T* dk, T* dv,
+                                                       float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (FlashWgmma<T>::supported) flash_backward_dkdv_wg<T>(FLASH_DKDV_ARGS);
+    else __trap();
+#else
+    __trap();
+#endif
+}
+
+template <typename T>
+__global__ void flash_attention_dq_d128_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                     float scale, const float* lse, const float* delta, T* dq, int seq,
+                                                     int qHeads, int kvHeads) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (FlashWgmma<T>::supported) flash_backward_dq_wg<T>(FLASH_DQ_ARGS);
+    else __trap();
+#else
+    __trap();
+#endif
 }
 
 /** out[b, t, g, :] = sum over j < group of part[b, t, g*group + j, :], in that order: dK or dV of each kv head. */

@@ -475,11 +475,11 @@ class CudaBackendTest {
                     cpu.kernels().attentionForward(d, qc, kc, vc, sc, scale, oc, lc);
                     closeF64(tag + " out", cpu.download(oc), og, 2e-2, 0.9999);
                     closeF64(tag + " lse", cpu.download(lc), lg, 1e-5, 0.9999999);
-                    if (hd == 128) { // one m16 tile per warp (GPUs with 99 KB of shared memory per block): the same bits
+                    for (FlashAttention.Kernels other : otherKernels(hd)) { // every other set of kernels: the same bits
                         try (Tensor o1 = gpu.allocate(dt, og.shape()); Tensor l1 = gpu.allocate(DType.F32, lg.shape())) {
-                            FlashAttention.forward(gpu, d, qg, kg, vg, sg, scale, o1, l1, FlashAttention.QueryTiles.ONE);
-                            assertArrayEquals(gpu.download(og), gpu.download(o1), 0.0, tag + " out, one tile per warp");
-                            assertArrayEquals(gpu.download(lg), gpu.download(l1), 0.0, tag + " lse, one tile per warp");
+                            FlashAttention.forward(gpu, d, qg, kg, vg, sg, scale, o1, l1, other);
+                            assertArrayEquals(gpu.download(og), gpu.download(o1), 0.0, tag + " out, " + other);
+                            assertArrayEquals(gpu.download(lg), gpu.download(l1), 0.0, tag + " lse, " + other);
                         }
                     }
                     if (cached) continue;
@@ -496,15 +496,35 @@ class CudaBackendTest {
                         assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq bitwise repeatable");
                         assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, tag + " dk bitwise repeatable");
                         assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, tag + " dv bitwise repeatable");
-                        if (hd == 128) {
-                            FlashAttention.backward(gpu, d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2,
-                                    FlashAttention.QueryTiles.ONE);
-                            assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq, one tile per warp");
+                        for (FlashAttention.Kernels other : otherKernels(hd)) {
+                            FlashAttention.backward(gpu, d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2, other);
+                            assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq, " + other);
+                            assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, tag + " dk, " + other);
+                            assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, tag + " dv, " + other);
                         }
                     }
                 }
             }
         }
+    }
+
+    /**
+     * The tensor-core kernels this GPU can run at head dimension {@code hd} other than the ones it picks: at D = 128 the
+     * one- and two-tile mma.sync kernels, and wgmma on compute capability 9.0.
+     */
+    private static List<FlashAttention.Kernels> otherKernels(int hd) {
+        if (hd != 128) return List.of();
+        CudaDevice device = gpu.device;
+        FlashAttention.Kernels chosen = FlashAttention.kernels(device, hd);
+        List<FlashAttention.Kernels> out = new ArrayList<>();
+        for (FlashAttention.Kernels k : FlashAttention.Kernels.values()) {
+            if (k == chosen) continue;
+            if (k == FlashAttention.Kernels.WGMMA && !(device.ccMajor == 9 && device.ccMinor == 0)) continue;
+            if (FlashAttention.forwardSharedBytes(hd, k) > device.maxSharedOptIn || FlashAttention.dqSharedBytes(hd, k) > device.maxSharedOptIn)
+                continue;
+            out.add(k);
+        }
+        return out;
     }
 
     @Test
