@@ -844,18 +844,25 @@ template <typename V> __device__ __forceinline__ V* flash_wg_pointer(void* smem,
     return reinterpret_cast<V*>(reinterpret_cast<char*>(smem) + (address - flash_shared_address(smem)));
 }
 
-/** Queues rows [row0, row0+count) of head h into a swizzled tile of `rows` rows (zeros past count), all threads. */
-template <int D, typename T>
-__device__ __forceinline__ void flash_wg_fetch_rows(unsigned tile, const T* src, int b, int row0, int count, int rows,
-                                                    int len, int heads, int h) {
-    constexpr int C = D / 8;
-    const flash_chunk* s = reinterpret_cast<const flash_chunk*>(src);
-    for (int e = threadIdx.x; e < rows * C; e += blockDim.x) {
-        const int r = e / C, c = e - r * C, panel = c >> 3, j = c & 7;
-        const bool valid = r < count;
-        const unsigned dst = tile + panel * rows * 128 + r * 128 + ((j ^ (r & 7)) << 4);
-        const void* from = valid ? s + (((i64) b * len + row0 + r) * heads + h) * C + c : s;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(from), "r"(valid ? 16 : 0));
+/**
+ * Queues rows [row0, row0+count) of head h into a swizzled tile of ROWS rows (zeros past count), by the block's THREADS
+ * threads: each thread copies one 16-byte column chunk of every (THREADS / (D / 8))-th row, a multiple of 8 rows apart,
+ * so its swizzled position within the row stays the same and its addresses advance by constants.
+ */
+template <int D, int ROWS, int THREADS, typename T>
+__device__ __forceinline__ void flash_wg_fetch_rows(unsigned tile, const T* src, int b, int row0, int count, int len,
+                                                    int heads, int h) {
+    constexpr int C = D / 8, PASS = THREADS / C; // chunks per row; rows per pass of the block
+    static_assert(PASS % 8 == 0 && ROWS % PASS == 0, "rows per pass must keep the swizzle phase");
+    const int c = threadIdx.x % C, r0 = threadIdx.x / C, j = c & 7;
+    const unsigned dst = tile + (c >> 3) * ROWS * 128 + r0 * 128 + ((j ^ (r0 & 7)) << 4);
+    const flash_chunk* first = reinterpret_cast<const flash_chunk*>(src) + (((i64) b * len + row0 + r0) * heads + h) * C + c;
+    const i64 stride = (i64) PASS * heads * C;
+#pragma unroll
+    for (int k = 0; k < ROWS / PASS; k++) {
+        const bool valid = r0 + k * PASS < count;
+        const void* from = valid ? static_cast<const void*>(first + k * stride) : static_cast<const void*>(src);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst + k * PASS * 128), "l"(from), "r"(valid ? 16 : 0));
     }
 }
 
@@ -865,7 +872,7 @@ __device__ __forceinline__ unsigned flash_wg_k_offset(int kk, int rows) { return
 template <typename T, int WG>
 __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
                                  int seq, int kvSeq, int qHeads, int kvHeads) {
-    constexpr int D = 128, BQ = 64 * WG, BK = 64, TILE = 64 * 256; // TILE: bytes of a 64-row tile
+    constexpr int D = 128, BQ = 64 * WG, BK = 64, TILE = 64 * 256, THREADS = 128 * WG; // TILE: bytes of a 64-row tile
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned QsA = flash_wg_base(flash_smem), KbA = QsA + WG * TILE, VbA = KbA + 2 * TILE; // K, V: two buffers each
     int* segQ = flash_wg_pointer<int>(flash_smem, VbA + 2 * TILE);
@@ -881,10 +888,10 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
     const int wg = warp >> 2, wgLastRow = smaller(q0 + 64 * wg + 63, seq - 1);
     const unsigned QwA = QsA + wg * 64 * 128; // this warpgroup's rows in each panel
 
-    flash_wg_fetch_rows<D>(QsA, q, b, q0, nq, BQ, seq, qHeads, h);
+    flash_wg_fetch_rows<D, BQ, THREADS>(QsA, q, b, q0, nq, seq, qHeads, h);
     if (segments != nullptr) flash_fetch_vector(segQ, segments + (i64) b * seq + q0, nq, BQ);
-    flash_wg_fetch_rows<D>(KbA, k, b, 0, smaller(BK, kvSeq), BK, kvSeq, kvHeads, g);
-    flash_wg_fetch_rows<D>(VbA, v, b, 0, smaller(BK, kvSeq), BK, kvSeq, kvHeads, g);
+    flash_wg_fetch_rows<D, BK, THREADS>(KbA, k, b, 0, smaller(BK, kvSeq), kvSeq, kvHeads, g);
+    flash_wg_fetch_rows<D, BK, THREADS>(VbA, v, b, 0, smaller(BK, kvSeq), kvSeq, kvHeads, g);
     if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, kvSeq), BK);
     flash_commit();
     const int row0 = q0 + w0 + gr;
@@ -898,8 +905,8 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
         const int k0 = it * BK, buf = it & 1;
         if (it + 1 < tiles) {
             const int n0 = k0 + BK, nn = smaller(BK, kvSeq - n0);
-            flash_wg_fetch_rows<D>(KbA + (buf ^ 1) * TILE, k, b, n0, nn, BK, kvSeq, kvHeads, g);
-            flash_wg_fetch_rows<D>(VbA + (buf ^ 1) * TILE, v, b, n0, nn, BK, kvSeq, kvHeads, g);
+            flash_wg_fetch_rows<D, BK, THREADS>(KbA + (buf ^ 1) * TILE, k, b, n0, nn, kvSeq, kvHeads, g);
+            flash_wg_fetch_rows<D, BK, THREADS>(VbA + (buf ^ 1) * TILE, v, b, n0, nn, kvSeq, kvHeads, g);
             if (segments != nullptr) flash_fetch_vector(segKb + (buf ^ 1) * BK, segments + (i64) b * seq + n0, nn, BK);
         }
         flash_commit();
@@ -1004,7 +1011,7 @@ template <typename T>
 __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                        const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart,
                                        int seq, int qHeads, int kvHeads) {
-    constexpr int D = 128, BK = 64, BQ = 64, TILE = 64 * 256;
+    constexpr int D = 128, BK = 64, BQ = 64, TILE = 64 * 256, THREADS = 128;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned KsA = flash_wg_base(flash_smem), VsA = KsA + TILE, QbA = VsA + TILE, dObA = QbA + 2 * TILE; // Q, dO: two buffers
     float* lseb = flash_wg_pointer<float>(flash_smem, dObA + 2 * TILE);
@@ -1018,13 +1025,13 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
     const float scaleLog2 = scale * FLASH_LOG2E;
     const int steps = (seq - k0 + BQ - 1) / BQ;
 
-    flash_wg_fetch_rows<D>(KsA, k, b, k0, nk, BK, seq, kvHeads, g);
-    flash_wg_fetch_rows<D>(VsA, v, b, k0, nk, BK, seq, kvHeads, g);
+    flash_wg_fetch_rows<D, BK, THREADS>(KsA, k, b, k0, nk, seq, kvHeads, g);
+    flash_wg_fetch_rows<D, BK, THREADS>(VsA, v, b, k0, nk, seq, kvHeads, g);
     if (segments != nullptr) flash_fetch_vector(segK, segments + (i64) b * seq + k0, nk, BK);
     auto fetch = [&](int step, int buf) {
         const int q0 = k0 + step * BQ, nq = smaller(BQ, seq - q0);
-        flash_wg_fetch_rows<D>(QbA + buf * TILE, q, b, q0, nq, BQ, seq, qHeads, h);
-        flash_wg_fetch_rows<D>(dObA + buf * TILE, dOut, b, q0, nq, BQ, seq, qHeads, h);
+        flash_wg_fetch_rows<D, BQ, THREADS>(QbA + buf * TILE, q, b, q0, nq, seq, qHeads, h);
+        flash_wg_fetch_rows<D, BQ, THREADS>(dObA + buf * TILE, dOut, b, q0, nq, seq, qHeads, h);
         const i64 r = ((i64) b * qHeads + h) * seq + q0;
         flash_fetch_vector(lseb + buf * BQ, lse + r, nq, BQ);
         flash_fetch_vector(deltab + buf * BQ, delta + r, nq, BQ);
@@ -1097,7 +1104,7 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
 template <typename T>
 __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                      const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
-    constexpr int D = 128, BQ = 64, BK = 64, TILE = 64 * 256;
+    constexpr int D = 128, BQ = 64, BK = 64, TILE = 64 * 256, THREADS = 128;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned QsA = flash_wg_base(flash_smem), dOsA = QsA + TILE, KbA = dOsA + TILE, VbA = KbA + 2 * TILE; // K, V: two buffers
     int* segQ = flash_wg_pointer<int>(flash_smem, VbA + 2 * TILE);
@@ -1111,11 +1118,11 @@ __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, cons
     const float scaleLog2 = scale * FLASH_LOG2E;
     const int tiles = (q0 + nq - 1) / BK + 1;
 
-    flash_wg_fetch_rows<D>(QsA, q, b, q0, nq, BQ, seq, qHeads, h);
-    flash_wg_fetch_rows<D>(dOsA, dOut, b, q0, nq, BQ, seq, qHeads, h);
+    flash_wg_fetch_rows<D, BQ, THREADS>(QsA, q, b, q0, nq, seq, qHeads, h);
+    flash_wg_fetch_rows<D, BQ, THREADS>(dOsA, dOut, b, q0, nq, seq, qHeads, h);
     if (segments != nullptr) flash_fetch_vector(segQ, segments + (i64) b * seq + q0, nq, BQ);
-    flash_wg_fetch_rows<D>(KbA, k, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
-    flash_wg_fetch_rows<D>(VbA, v, b, 0, smaller(BK, seq), BK, seq, kvHeads, g);
+    flash_wg_fetch_rows<D, BK, THREADS>(KbA, k, b, 0, smaller(BK, seq), seq, kvHeads, g);
+    flash_wg_fetch_rows<D, BK, THREADS>(VbA, v, b, 0, smaller(BK, seq), seq, kvHeads, g);
     if (segments != nullptr) flash_fetch_vector(segKb, segments + (i64) b * seq, smaller(BK, seq), BK);
     flash_commit();
     const int first = q0 + w0, rowA = first + gr, rowB = rowA + 8;
@@ -1133,8 +1140,8 @@ __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, cons
         const int k0 = it * BK, buf = it & 1;
         if (it + 1 < tiles) {
             const int n0 = k0 + BK, nn = smaller(BK, seq - n0);
-            flash_wg_fetch_rows<D>(KbA + (buf ^ 1) * TILE, k, b, n0, nn, BK, seq, kvHeads, g);
-            flash_wg_fetch_rows<D>(VbA + (buf ^ 1) * TILE, v, b, n0, nn, BK, seq, kvHeads, g);
+            flash_wg_fetch_rows<D, BK, THREADS>(KbA + (buf ^ 1) * TILE, k, b, n0, nn, seq, kvHeads, g);
+            flash_wg_fetch_rows<D, BK, THREADS>(VbA + (buf ^ 1) * TILE, v, b, n0, nn, seq, kvHeads, g);
             if (segments != nullptr) flash_fetch_vector(segKb + (buf ^ 1) * BK, segments + (i64) b * seq + n0, nn, BK);
         }
         flash_commit();
