@@ -30,10 +30,11 @@ final class FlashAttention {
      * warps then reload their Q (and dO) fragments from shared memory per key tile instead of holding them. Measured on
      * an H200 at D = 128 (causal, batch 4 x 2048, 32 heads): forward 0.936 -> 0.748 ms, dQ 1.546 -> 0.873 ms,
      * bit-identical. At D = 64 two tiles took 183 registers (2 blocks per SM against 4) and were no faster, so D = 64 has
-     * only the one-tile kernels. WGMMA (compute capability 9.0, D = 128) issues the same products as warpgroup wgmma
+     * only the one-tile kernels. WGMMA (compute capability 9.0) issues the same products as warpgroup wgmma
      * instructions reading Q, K, V, dO straight from swizzled shared tiles; the forward runs two warpgroups (128 queries)
      * per block. Same bits as the mma.sync kernels; measured on an H200 (batch 2 x 2048, 32 query / 8 kv heads): forward
-     * 0.413 -> 0.248 ms, dK/dV 0.794 -> 0.388 ms, dQ 0.479 -> 0.269 ms (278, 354 and 383 TFLOP/s counting causal work).
+     * 0.413 -> 0.245 ms, dK/dV 0.794 -> 0.386 ms, dQ 0.479 -> 0.269 ms (281, 356 and 383 TFLOP/s counting causal work);
+     * at D = 64 (batch 4 x 2048, 32 / 4 heads) forward 0.447 -> 0.303, dK/dV 0.788 -> 0.410, dQ 0.503 -> 0.275.
      */
     enum Kernels {
         MMA_ONE_TILE, MMA_TWO_TILES, WGMMA;
@@ -50,15 +51,15 @@ final class FlashAttention {
     }
 
     /**
-     * WGMMA on compute capability 9.0 at D = 128 (unless {@code -Djsloth.cuda.wgmma=false}); else two mma tiles at D = 128
+     * WGMMA on compute capability 9.0 (unless {@code -Djsloth.cuda.wgmma=false}); else two mma tiles at D = 128
      * where their shared memory fits (105 KB per block: H100/H200 and A100 have 227/163 KB, the 8.6/8.9 GPUs 99 KB); else one.
      */
     static Kernels kernels(CudaDevice device, int headDim) {
-        if (headDim != 128) return Kernels.MMA_ONE_TILE;
         if (device.ccMajor == 9 && device.ccMinor == 0 && Boolean.parseBoolean(System.getProperty("jsloth.cuda.wgmma", "true"))
                 && Math.max(forwardSharedBytes(headDim, Kernels.WGMMA), Math.max(dkdvSharedBytes(headDim, Kernels.WGMMA),
                 dqSharedBytes(headDim, Kernels.WGMMA))) <= device.maxSharedOptIn)
             return Kernels.WGMMA;
+        if (headDim != 128) return Kernels.MMA_ONE_TILE;
         boolean two = Math.max(forwardSharedBytes(headDim, Kernels.MMA_TWO_TILES), dqSharedBytes(headDim, Kernels.MMA_TWO_TILES))
                 <= device.maxSharedOptIn;
         return two ? Kernels.MMA_TWO_TILES : Kernels.MMA_ONE_TILE;
@@ -115,7 +116,10 @@ final class FlashAttention {
     }
 
     private static KernelId forwardKernel(int headDim, Kernels kernels) {
-        if (headDim == 64) return KernelId.FLASH_FORWARD_D64;
+        if (headDim == 64) {
+            if (kernels == Kernels.MMA_TWO_TILES) throw new IllegalArgumentException("no two-tile kernels at D = 64");
+            return kernels == Kernels.WGMMA ? KernelId.FLASH_FORWARD_D64_WGMMA : KernelId.FLASH_FORWARD_D64;
+        }
         return switch (kernels) {
             case MMA_ONE_TILE -> KernelId.FLASH_FORWARD_D128;
             case MMA_TWO_TILES -> KernelId.FLASH_FORWARD_D128_MT2;
@@ -124,12 +128,15 @@ final class FlashAttention {
     }
 
     private static KernelId dkdvKernel(int headDim, Kernels kernels) {
-        if (headDim == 64) return KernelId.FLASH_DKDV_D64;
+        if (headDim == 64) return kernels == Kernels.WGMMA ? KernelId.FLASH_DKDV_D64_WGMMA : KernelId.FLASH_DKDV_D64;
         return kernels == Kernels.WGMMA ? KernelId.FLASH_DKDV_D128_WGMMA : KernelId.FLASH_DKDV_D128;
     }
 
     private static KernelId dqKernel(int headDim, Kernels kernels) {
-        if (headDim == 64) return KernelId.FLASH_DQ_D64;
+        if (headDim == 64) {
+            if (kernels == Kernels.MMA_TWO_TILES) throw new IllegalArgumentException("no two-tile kernels at D = 64");
+            return kernels == Kernels.WGMMA ? KernelId.FLASH_DQ_D64_WGMMA : KernelId.FLASH_DQ_D64;
+        }
         return switch (kernels) {
             case MMA_ONE_TILE -> KernelId.FLASH_DQ_D128;
             case MMA_TWO_TILES -> KernelId.FLASH_DQ_D128_MT2;

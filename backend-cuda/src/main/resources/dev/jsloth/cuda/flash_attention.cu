@@ -786,12 +786,13 @@ __device__ void flash_backward_dq(const T* dOut, const T* q, const T* k, const T
 }
 
 // ------------------------------------------------------------------ Hopper (sm_90a): warpgroup mma
-// The D = 128 kernels for compute capability 9.0 run the same algorithm as the mma.sync kernels above, warp for warp
+// The kernels for compute capability 9.0 (D = 64 and 128) run the same algorithm as the mma.sync kernels above, warp for warp
 // (each warp still holds 16 rows in the mma accumulator layout, so the softmax, masks and stores are shared), but
 // issue the products as wgmma: one instruction per warpgroup (4 warps, 64 rows) and 16 columns of the reduction,
 // with the shared-memory operands read by the tensor cores straight from swizzled tiles (no ldmatrix), and P or dS
-// from registers. Each output element sums the same products in the same order as the mma.sync kernels: measured on
-// an H200 (B=2, T=2048, 32/8 heads) the outputs, log-sum-exps and gradients are the same bits.
+// from registers. Each output element sums the same products in the same order as the mma.sync kernels (the wider
+// query and key steps only regroup the same 16-column slices): the outputs, log-sum-exps and gradients are the same
+// bits (CudaBackendTest compares them on awkward shapes).
 // Shared tiles: 64 columns (128 bytes) per row in panels (a D = 128 tile is two panels of `rows` rows), rows grouped
 // by 8 into 1024-byte atoms, 16-byte chunk j of row r at position j ^ (r % 8) (the 128-byte swizzle); tiles start on
 // 1024-byte boundaries. The same tile serves as a K-major operand (rows = M or N, e.g. K in Q K^T) and as an MN-major
@@ -813,6 +814,12 @@ template <typename T> struct FlashWgmma {
                          : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
                          : "l"(a), "l"(b), "r"(1)); \
         } \
+        static __device__ __forceinline__ void rs_m64n64(float* d, const unsigned* a, unsigned long long b) { \
+            asm volatile("{ .reg .pred p; setp.ne.b32 p, %37, 0; wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY \
+                         " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1; }" \
+                         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1)); \
+        } \
         static __device__ __forceinline__ void rs_m64n128(float* d, const unsigned* a, unsigned long long b) { \
             asm volatile("{ .reg .pred p; setp.ne.b32 p, %69, 0; wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY \
                          " {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1; }" \
@@ -823,6 +830,13 @@ template <typename T> struct FlashWgmma {
 FLASH_WGMMA_OPS(bf16_t, "bf16")
 FLASH_WGMMA_OPS(f16_t, "f16")
 #undef FLASH_WGMMA_OPS
+
+/** d[64 x N] += a[64 x 16] (registers) * B[16 x N] (shared, MN-major), N = the head dimension. */
+template <typename T, int N>
+__device__ __forceinline__ void flash_wg_rs(float* d, const unsigned* a, unsigned long long b) {
+    if constexpr (N == 128) FlashWgmma<T>::rs_m64n128(d, a, b);
+    else FlashWgmma<T>::rs_m64n64(d, a, b);
+}
 
 __device__ __forceinline__ void flash_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void flash_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
@@ -866,13 +880,13 @@ __device__ __forceinline__ void flash_wg_fetch_rows(unsigned tile, const T* src,
     }
 }
 
-/** The descriptor offset of reduction columns kk * 16.. in a K-major swizzled tile of `rows` rows (D = 128). */
+/** The descriptor offset of reduction columns kk * 16.. in a K-major swizzled tile of `rows` rows. */
 __device__ __forceinline__ unsigned flash_wg_k_offset(int kk, int rows) { return (kk >> 2) * rows * 128 + (kk & 3) * 32; }
 
-template <typename T, int WG>
+template <typename T, int D, int WG>
 __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
                                  int seq, int kvSeq, int qHeads, int kvHeads) {
-    constexpr int D = 128, BQ = 64 * WG, BK = 64, TILE = 64 * 256, THREADS = 128 * WG; // TILE: bytes of a 64-row tile
+    constexpr int BQ = 64 * WG, BK = 64, TILE = 64 * D * 2, THREADS = 128 * WG; // TILE: bytes of a 64-row tile
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned QsA = flash_wg_base(flash_smem), KbA = QsA + WG * TILE, VbA = KbA + 2 * TILE; // K, V: two buffers each
     int* segQ = flash_wg_pointer<int>(flash_smem, VbA + 2 * TILE);
@@ -988,7 +1002,7 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
         flash_wg_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 16; kk++) // V MN-major: 16 keys = 16 rows of 128 bytes; panels TILE/2 apart
-            FlashWgmma<T>::rs_m64n128(&o[0][0], pa[kk], flash_wg_desc(Vs + kk * 16 * 128, TILE / 2));
+            flash_wg_rs<T, D>(&o[0][0], pa[kk], flash_wg_desc(Vs + kk * 16 * 128, 64 * 128));
         flash_wg_commit();
         flash_wg_wait();
         __syncthreads();
@@ -1007,11 +1021,11 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
     }
 }
 
-template <typename T>
+template <typename T, int D>
 __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                        const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart,
                                        int seq, int qHeads, int kvHeads) {
-    constexpr int D = 128, BK = 64, BQ = 64, TILE = 64 * 256, THREADS = 128;
+    constexpr int BK = 64, BQ = 64, TILE = 64 * D * 2, THREADS = 128;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned KsA = flash_wg_base(flash_smem), VsA = KsA + TILE, QbA = VsA + TILE, dObA = QbA + 2 * TILE; // Q, dO: two buffers
     float* lseb = flash_wg_pointer<float>(flash_smem, dObA + 2 * TILE);
@@ -1085,9 +1099,9 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
         }
         flash_wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) FlashWgmma<T>::rs_m64n128(&dva[0][0], pf[kk], flash_wg_desc(dOs + kk * 16 * 128, TILE / 2));
+        for (int kk = 0; kk < BQ / 16; kk++) flash_wg_rs<T, D>(&dva[0][0], pf[kk], flash_wg_desc(dOs + kk * 16 * 128, 64 * 128));
 #pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) FlashWgmma<T>::rs_m64n128(&dka[0][0], dsf[kk], flash_wg_desc(Qs + kk * 16 * 128, TILE / 2));
+        for (int kk = 0; kk < BQ / 16; kk++) flash_wg_rs<T, D>(&dka[0][0], dsf[kk], flash_wg_desc(Qs + kk * 16 * 128, 64 * 128));
         flash_wg_commit();
         flash_wg_wait();
         __syncthreads();
@@ -1101,10 +1115,10 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
     }
 }
 
-template <typename T>
+template <typename T, int D>
 __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                      const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
-    constexpr int D = 128, BQ = 64, BK = 64, TILE = 64 * 256, THREADS = 128;
+    constexpr int BQ = 64, BK = 64, TILE = 64 * D * 2, THREADS = 128;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned QsA = flash_wg_base(flash_smem), dOsA = QsA + TILE, KbA = dOsA + TILE, VbA = KbA + 2 * TILE; // K, V: two buffers
     int* segQ = flash_wg_pointer<int>(flash_smem, VbA + 2 * TILE);
@@ -1199,7 +1213,7 @@ __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, cons
         }
         flash_wg_fence();
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) FlashWgmma<T>::rs_m64n128(&dqa[0][0], dsf[kk], flash_wg_desc(Ks + kk * 16 * 128, TILE / 2));
+        for (int kk = 0; kk < BK / 16; kk++) flash_wg_rs<T, D>(&dqa[0][0], dsf[kk], flash_wg_desc(Ks + kk * 16 * 128, 64 * 128));
         flash_wg_commit();
         flash_wg_wait();
         __syncthreads();
@@ -1276,13 +1290,13 @@ __global__ void flash_attention_dq_d128_mt2_kernel(const T* dOut, const T* q, co
     else __trap();
 }
 
-// wgmma kernels (compute capability 9.0, compiled for sm_90a): forward with two warpgroups (128 queries per block), dK/dV
-// (64 keys) and dQ (64 queries) with one; elsewhere they trap, and the host never launches them there
+// wgmma kernels (compute capability 9.0, compiled for sm_90a), D = 128 then D = 64: forward with two warpgroups (128
+// queries per block), dK/dV (64 keys) and dQ (64 queries) with one; elsewhere they trap, and the host never launches them
 template <typename T>
 __global__ void flash_attention_forward_d128_wgmma_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
                                                           T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_forward_wg<T, 2>(FLASH_FORWARD_ARGS);
+    if constexpr (FlashWgmma<T>::supported) flash_forward_wg<T, 128, 2>(FLASH_FORWARD_ARGS);
     else __trap();
 #else
     __trap();
@@ -1294,7 +1308,7 @@ __global__ void flash_attention_dkdv_d128_wgmma_kernel(const T* dOut, const T* q
                                                        float scale, const float* lse, const float* delta, T* dk, T* dv,
                                                        float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_backward_dkdv_wg<T>(FLASH_DKDV_ARGS);
+    if constexpr (FlashWgmma<T>::supported) flash_backward_dkdv_wg<T, 128>(FLASH_DKDV_ARGS);
     else __trap();
 #else
     __trap();
@@ -1306,7 +1320,42 @@ __global__ void flash_attention_dq_d128_wgmma_kernel(const T* dOut, const T* q, 
                                                      float scale, const float* lse, const float* delta, T* dq, int seq,
                                                      int qHeads, int kvHeads) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_backward_dq_wg<T>(FLASH_DQ_ARGS);
+    if constexpr (FlashWgmma<T>::supported) flash_backward_dq_wg<T, 128>(FLASH_DQ_ARGS);
+    else __trap();
+#else
+    __trap();
+#endif
+}
+
+template <typename T>
+__global__ void flash_attention_forward_d64_wgmma_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
+                                                          T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (FlashWgmma<T>::supported) flash_forward_wg<T, 64, 2>(FLASH_FORWARD_ARGS);
+    else __trap();
+#else
+    __trap();
+#endif
+}
+
+template <typename T>
+__global__ void flash_attention_dkdv_d64_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                       float scale, const float* lse, const float* delta, T* dk, T* dv,
+                                                       float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (FlashWgmma<T>::supported) flash_backward_dkdv_wg<T, 64>(FLASH_DKDV_ARGS);
+    else __trap();
+#else
+    __trap();
+#endif
+}
+
+template <typename T>
+__global__ void flash_attention_dq_d64_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
+                                                     float scale, const float* lse, const float* delta, T* dq, int seq,
+                                                     int qHeads, int kvHeads) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (FlashWgmma<T>::supported) flash_backward_dq_wg<T, 64>(FLASH_DQ_ARGS);
     else __trap();
 #else
     __trap();

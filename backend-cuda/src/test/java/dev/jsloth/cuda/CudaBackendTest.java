@@ -509,16 +509,15 @@ class CudaBackendTest {
     }
 
     /**
-     * The tensor-core kernels this GPU can run at head dimension {@code hd} other than the ones it picks: at D = 128 the
-     * one- and two-tile mma.sync kernels, and wgmma on compute capability 9.0.
+     * The tensor-core kernels this GPU can run at head dimension {@code hd} other than the ones it picks: the one-tile
+     * mma.sync kernels, at D = 128 the two-tile ones, and wgmma on compute capability 9.0.
      */
     private static List<FlashAttention.Kernels> otherKernels(int hd) {
-        if (hd != 128) return List.of();
         CudaDevice device = gpu.device;
         FlashAttention.Kernels chosen = FlashAttention.kernels(device, hd);
         List<FlashAttention.Kernels> out = new ArrayList<>();
         for (FlashAttention.Kernels k : FlashAttention.Kernels.values()) {
-            if (k == chosen) continue;
+            if (k == chosen || (k == FlashAttention.Kernels.MMA_TWO_TILES && hd != 128)) continue;
             if (k == FlashAttention.Kernels.WGMMA && !(device.ccMajor == 9 && device.ccMinor == 0)) continue;
             if (FlashAttention.forwardSharedBytes(hd, k) > device.maxSharedOptIn || FlashAttention.dqSharedBytes(hd, k) > device.maxSharedOptIn)
                 continue;
