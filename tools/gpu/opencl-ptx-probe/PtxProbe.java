@@ -1,0 +1,117 @@
+import org.jocl.*;
+import static org.jocl.CL.*;
+
+/**
+ * Does NVIDIA's OpenCL compiler take inline PTX? One warp multiplies a 16 x 16 bf16 tile by a 16 x 8 one with
+ * {@code mma.sync.m16n8k16} from OpenCL C, its A fragments loaded three ways: ordinary loads from global memory
+ * ("global"), and {@code ldmatrix} from {@code __local} memory at an address from {@code cvta.to.shared} ("cvta") or
+ * from the pointer itself ("direct"); each in a fresh context, against an exact reference (small integers).
+ * Measured on an H200, driver 580.159.04 (NOTES.md, session 8): all three build; "global" is exact; both ldmatrix
+ * forms fault at run time (CL_OUT_OF_RESOURCES), so a tensor-core OpenCL kernel on NVIDIA loads its fragments with
+ * ordinary local-memory loads.
+ *
+ * <pre>
+ *   javac -cp jocl-2.0.6.jar -d out PtxProbe.java            (here)
+ *   OCL_ICD_VENDORS=dir-with-nvidia.icd java -cp out:jocl-2.0.6.jar PtxProbe   (on the GPU machine)
+ * </pre>
+ */
+public class PtxProbe {
+    static String source(String variant) {
+        return String.join("\n",
+
+"#define LOAD_A_" + variant,
+"__kernel void probe(__global float* out, __global const ushort* a, __global const ushort* b) {",
+"  __local ushort tile[16 * 16];",
+"  const int lane = get_local_id(0);",
+"  for (int i = lane; i < 256; i += 32) tile[i] = a[i];",
+"  barrier(CLK_LOCAL_MEM_FENCE);",
+"  const int g = lane >> 2, t = lane & 3;",
+"  uint ra[4];",
+"#ifdef LOAD_A_global",
+"  ra[0] = (uint) a[g * 16 + 2 * t] | ((uint) a[g * 16 + 2 * t + 1] << 16);",
+"  ra[1] = (uint) a[(g + 8) * 16 + 2 * t] | ((uint) a[(g + 8) * 16 + 2 * t + 1] << 16);",
+"  ra[2] = (uint) a[g * 16 + 2 * t + 8] | ((uint) a[g * 16 + 2 * t + 9] << 16);",
+"  ra[3] = (uint) a[(g + 8) * 16 + 2 * t + 8] | ((uint) a[(g + 8) * 16 + 2 * t + 9] << 16);",
+"#else",
+"  __local ushort* row = tile + (lane % 16) * 16 + (lane / 16) * 8;",
+"#ifdef LOAD_A_cvta",
+"  uint addr; asm volatile(\"{ .reg .u64 t64; cvta.to.shared.u64 t64, %1; cvt.u32.u64 %0, t64; }\" : \"=r\"(addr) : \"l\"((ulong) (void*) row));",
+"#else",
+"  const uint addr = (uint) (size_t) row;",
+"#endif",
+"  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\" : \"=r\"(ra[0]), \"=r\"(ra[1]), \"=r\"(ra[2]), \"=r\"(ra[3]) : \"r\"(addr));",
+"#endif",
+"  uint b0 = (uint) b[(2 * t) * 8 + g] | ((uint) b[(2 * t + 1) * 8 + g] << 16);",
+"  uint b1 = (uint) b[(2 * t + 8) * 8 + g] | ((uint) b[(2 * t + 9) * 8 + g] << 16);",
+"  float c0 = 0.f, c1 = 0.f, c2 = 0.f, c3 = 0.f;",
+"  asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\"",
+"      : \"+f\"(c0), \"+f\"(c1), \"+f\"(c2), \"+f\"(c3) : \"r\"(ra[0]), \"r\"(ra[1]), \"r\"(ra[2]), \"r\"(ra[3]), \"r\"(b0), \"r\"(b1));",
+"  out[(g) * 8 + 2 * t] = c0; out[(g) * 8 + 2 * t + 1] = c1; out[(g + 8) * 8 + 2 * t] = c2; out[(g + 8) * 8 + 2 * t + 1] = c3;",
+"}");
+    }
+
+    static short bf16(float f) { return (short) (Float.floatToIntBits(f) >>> 16); }
+
+    public static void main(String[] args) {
+        for (String v : new String[]{"global", "cvta", "direct"}) {
+            try { run(v); } catch (Exception e) { System.out.println(v + ": " + e); }
+        }
+    }
+
+    static void run(String variant) {
+        CL.setExceptionsEnabled(true);
+        int[] n = new int[1];
+        clGetPlatformIDs(0, null, n);
+        cl_platform_id[] ps = new cl_platform_id[n[0]];
+        clGetPlatformIDs(n[0], ps, null);
+        cl_device_id dev = null; cl_platform_id plat = null;
+        for (cl_platform_id p : ps) {
+            int[] m = new int[1];
+            try { clGetDeviceIDs(p, CL_DEVICE_TYPE_GPU, 0, null, m); } catch (CLException e) { continue; }
+            if (m[0] == 0) continue;
+            cl_device_id[] ds = new cl_device_id[m[0]];
+            clGetDeviceIDs(p, CL_DEVICE_TYPE_GPU, m[0], ds, null);
+            dev = ds[0]; plat = p; break;
+        }
+        if (dev == null) { System.out.println("no GPU device"); return; }
+        byte[] name = new byte[256]; clGetDeviceInfo(dev, CL_DEVICE_NAME, 256, Pointer.to(name), null);
+        byte[] ver = new byte[256]; clGetDeviceInfo(dev, CL_DRIVER_VERSION, 256, Pointer.to(ver), null);
+        System.out.println("device " + new String(name).trim() + " driver " + new String(ver).trim());
+        cl_context_properties props = new cl_context_properties(); props.addProperty(CL_CONTEXT_PLATFORM, plat);
+        cl_context ctx = clCreateContext(props, 1, new cl_device_id[]{dev}, null, null, null);
+        cl_command_queue q = clCreateCommandQueueWithProperties(ctx, dev, null, null);
+        cl_program prog = clCreateProgramWithSource(ctx, 1, new String[]{source(variant)}, null, null);
+        try {
+            clBuildProgram(prog, 0, null, "-cl-std=CL2.0", null, null);
+            System.out.println(variant + ": BUILD OK");
+        } catch (CLException e) {
+            long[] sz = new long[1];
+            clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, 0, null, sz);
+            byte[] log = new byte[(int) sz[0]];
+            clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, sz[0], Pointer.to(log), null);
+            System.out.println("BUILD FAILED: " + e.getMessage() + "\n" + new String(log));
+            return;
+        }
+        short[] a = new short[256], b = new short[128];
+        float[] af = new float[256], bf = new float[128];
+        for (int i = 0; i < 256; i++) { af[i] = (i % 7) - 3; a[i] = bf16(af[i]); }
+        for (int i = 0; i < 128; i++) { bf[i] = (i % 5) - 2; b[i] = bf16(bf[i]); }
+        cl_mem ma = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 512, Pointer.to(a), null);
+        cl_mem mb = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 256, Pointer.to(b), null);
+        cl_mem mo = clCreateBuffer(ctx, CL_MEM_WRITE_ONLY, 128 * 4, null, null);
+        cl_kernel k = clCreateKernel(prog, "probe", null);
+        clSetKernelArg(k, 0, Sizeof.cl_mem, Pointer.to(mo));
+        clSetKernelArg(k, 1, Sizeof.cl_mem, Pointer.to(ma));
+        clSetKernelArg(k, 2, Sizeof.cl_mem, Pointer.to(mb));
+        clEnqueueNDRangeKernel(q, k, 1, null, new long[]{32}, new long[]{32}, 0, null, null);
+        float[] out = new float[128];
+        clEnqueueReadBuffer(q, mo, CL_TRUE, 0, 512, Pointer.to(out), 0, null, null);
+        // C[16 x 8] = A[16 x 16] (row-major tile) * B[16 x 8] (b[k * 8 + n])
+        double maxErr = 0;
+        for (int i = 0; i < 16; i++) for (int j = 0; j < 8; j++) {
+            double ref = 0; for (int kk = 0; kk < 16; kk++) ref += af[i * 16 + kk] * bf[kk * 8 + j];
+            maxErr = Math.max(maxErr, Math.abs(ref - out[i * 8 + j]));
+        }
+        System.out.println(variant + ": mma result max |error| vs reference: " + maxErr + (maxErr == 0 ? "  (exact: inline PTX mma + ldmatrix on __local work)" : "  MISMATCH"));
+    }
+}
