@@ -1,6 +1,7 @@
 // Causal grouped-query attention on tensor cores for 16-bit storage (bf16, f16), FlashAttention-2 style: the
 // products Q K^T, P V, and in the backward pass K Q^T, V dO^T, P^T dO, dS^T Q, dO V^T and dS K run as warp-level
-// mma.sync m16n8k16 instructions with fp32 accumulation; the softmax is online (exp2 with the scale folded in),
+// mma.sync m16n8k16 instructions with fp32 accumulation (on compute capability 9.0 as warpgroup wgmma instructions
+// instead, same bits: the Hopper section below); the softmax is online (exp2 with the scale folded in),
 // probabilities are rounded to the storage type only as mma operands, and no T x T matrix ever reaches global
 // memory. The same contract as attention.cu (which stays the path for F32/F64 and other head dimensions):
 // q, out, dOut, dq: [batch, seq, qHeads, D]; k, v, dk, dv: [batch, kvSeq, kvHeads, D]; lse (fp32, natural log):
