@@ -884,6 +884,27 @@ __device__ __forceinline__ void flash_wg_fetch_rows(unsigned tile, const T* src,
 /** The descriptor offset of reduction columns kk * 16.. in a K-major swizzled tile of `rows` rows. */
 __device__ __forceinline__ unsigned flash_wg_k_offset(int kk, int rows) { return (kk >> 2) * rows * 128 + (kk & 3) * 32; }
 
+/**
+ * acc[64 x 64] += A B^T over D columns, A and B K-major swizzled tiles (their first rows at a and b, in tiles of aRows
+ * and bRows rows): D / 16 wgmma, issued and not waited for.
+ */
+template <typename T, int D>
+__device__ __forceinline__ void flash_wg_times_rows(float* acc, unsigned a, int aRows, unsigned b, int bRows) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+        FlashWgmma<T>::ss_m64n64(acc, flash_wg_desc(a + flash_wg_k_offset(kk, aRows), 16), flash_wg_desc(b + flash_wg_k_offset(kk, bRows), 16));
+}
+
+/**
+ * acc[64 x D] += P[64 x K] tile[0..K, 0..D), P as mma A fragments in registers (K / 16 of them), the 64-row tile read
+ * MN-major (16 of its rows per instruction; its two panels, at D = 128, 64 * 128 bytes apart): issued, not waited for.
+ */
+template <typename T, int D, int K>
+__device__ __forceinline__ void flash_wg_times_tile(float* acc, const unsigned (*p)[4], unsigned tile) {
+#pragma unroll
+    for (int kk = 0; kk < K / 16; kk++) flash_wg_rs<T, D>(acc, p[kk], flash_wg_desc(tile + kk * 16 * 128, 64 * 128));
+}
+
 template <typename T, int D, int WG>
 __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
                                  int seq, int kvSeq, int qHeads, int kvHeads) {
@@ -938,11 +959,7 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
 #pragma unroll
         for (int nt = 0; nt < BK / 8; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
         flash_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) { // K-major: 16 columns = 32 bytes within a 128-byte panel row
-            FlashWgmma<T>::ss_m64n64(&s[0][0], flash_wg_desc(QwA + flash_wg_k_offset(kk, BQ), 16),
-                                     flash_wg_desc(Ks + flash_wg_k_offset(kk, BK), 16));
-        }
+        flash_wg_times_rows<T, D>(&s[0][0], QwA, BQ, Ks, BK);
         flash_wg_commit();
         flash_wg_wait();
 #pragma unroll
@@ -1001,9 +1018,7 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
             pa[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(p[2], p[3]);
         }
         flash_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) // V MN-major: 16 keys = 16 rows of 128 bytes; panels TILE/2 apart
-            flash_wg_rs<T, D>(&o[0][0], pa[kk], flash_wg_desc(Vs + kk * 16 * 128, 64 * 128));
+        flash_wg_times_tile<T, D, BK>(&o[0][0], pa, Vs);
         flash_wg_commit();
         flash_wg_wait();
         __syncthreads();
@@ -1076,16 +1091,8 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
 #pragma unroll
             for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
         flash_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const unsigned off = flash_wg_k_offset(kk, 64);
-            FlashWgmma<T>::ss_m64n64(&s[0][0], flash_wg_desc(KsA + off, 16), flash_wg_desc(Qs + off, 16));
-        }
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const unsigned off = flash_wg_k_offset(kk, 64);
-            FlashWgmma<T>::ss_m64n64(&dp[0][0], flash_wg_desc(VsA + off, 16), flash_wg_desc(dOs + off, 16));
-        }
+        flash_wg_times_rows<T, D>(&s[0][0], KsA, 64, Qs, 64);
+        flash_wg_times_rows<T, D>(&dp[0][0], VsA, 64, dOs, 64);
         flash_wg_commit();
         flash_wg_wait();
         flash_probabilities_t<BQ>(s, dp, lseb + buf * BQ, deltab + buf * BQ, segQb + buf * BQ, segK, segments != nullptr,
@@ -1099,10 +1106,8 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
             dsf[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(dp[nt][2], dp[nt][3]);
         }
         flash_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) flash_wg_rs<T, D>(&dva[0][0], pf[kk], flash_wg_desc(dOs + kk * 16 * 128, 64 * 128));
-#pragma unroll
-        for (int kk = 0; kk < BQ / 16; kk++) flash_wg_rs<T, D>(&dka[0][0], dsf[kk], flash_wg_desc(Qs + kk * 16 * 128, 64 * 128));
+        flash_wg_times_tile<T, D, BQ>(&dva[0][0], pf, dOs);
+        flash_wg_times_tile<T, D, BQ>(&dka[0][0], dsf, Qs);
         flash_wg_commit();
         flash_wg_wait();
         __syncthreads();
@@ -1170,16 +1175,8 @@ __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, cons
 #pragma unroll
             for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
         flash_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const unsigned off = flash_wg_k_offset(kk, 64);
-            FlashWgmma<T>::ss_m64n64(&s[0][0], flash_wg_desc(QsA + off, 16), flash_wg_desc(Ks + off, 16));
-        }
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const unsigned off = flash_wg_k_offset(kk, 64);
-            FlashWgmma<T>::ss_m64n64(&dp[0][0], flash_wg_desc(dOsA + off, 16), flash_wg_desc(Vs + off, 16));
-        }
+        flash_wg_times_rows<T, D>(&s[0][0], QsA, 64, Ks, 64);
+        flash_wg_times_rows<T, D>(&dp[0][0], dOsA, 64, Vs, 64);
         flash_wg_commit();
         flash_wg_wait();
 #pragma unroll
@@ -1213,8 +1210,7 @@ __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, cons
             dsf[nt >> 1][2 * (nt & 1) + 1] = FlashMma<T>::pack(d[2], d[3]);
         }
         flash_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) flash_wg_rs<T, D>(&dqa[0][0], dsf[kk], flash_wg_desc(Ks + kk * 16 * 128, 64 * 128));
+        flash_wg_times_tile<T, D, BK>(&dqa[0][0], dsf, Ks);
         flash_wg_commit();
         flash_wg_wait();
         __syncthreads();
