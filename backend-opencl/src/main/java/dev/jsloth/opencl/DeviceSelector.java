@@ -174,17 +174,22 @@ final class DeviceSelector {
         }
     }
 
+    /** cl_nv_device_attribute_query's compute capability queries. */
+    private static final int CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV = 0x4000, CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV = 0x4001;
+
     private static OpenClDevice describe(cl_platform_id p, String pname, cl_device_id d, String dname) {
         long typeBits = ClInfo.deviceLong(d, CL.CL_DEVICE_TYPE);
         OpenClDevice.Type type = (typeBits & CL.CL_DEVICE_TYPE_GPU) != 0 ? OpenClDevice.Type.GPU
                 : (typeBits & CL.CL_DEVICE_TYPE_ACCELERATOR) != 0 ? OpenClDevice.Type.ACCELERATOR
                 : (typeBits & CL.CL_DEVICE_TYPE_CPU) != 0 ? OpenClDevice.Type.CPU : OpenClDevice.Type.OTHER;
-        boolean fp64 = ClInfo.deviceLong(d, CL.CL_DEVICE_DOUBLE_FP_CONFIG) != 0
-                || ClInfo.deviceString(d, CL.CL_DEVICE_EXTENSIONS).contains("cl_khr_fp64");
+        String extensions = ClInfo.deviceString(d, CL.CL_DEVICE_EXTENSIONS);
+        boolean fp64 = ClInfo.deviceLong(d, CL.CL_DEVICE_DOUBLE_FP_CONFIG) != 0 || extensions.contains("cl_khr_fp64");
+        int nvidia = extensions.contains("cl_nv_device_attribute_query")
+                ? 10 * ClInfo.deviceInt(d, CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV) + ClInfo.deviceInt(d, CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV) : 0;
         return new OpenClDevice(p, d, pname, dname, type, ClInfo.deviceString(d, CL.CL_DEVICE_VERSION), fp64,
                 ClInfo.deviceInt(d, CL.CL_DEVICE_MAX_COMPUTE_UNITS), ClInfo.deviceSize(d, CL.CL_DEVICE_MAX_WORK_GROUP_SIZE),
                 ClInfo.deviceLong(d, CL.CL_DEVICE_LOCAL_MEM_SIZE), ClInfo.deviceLong(d, CL.CL_DEVICE_GLOBAL_MEM_SIZE),
-                ClInfo.deviceLong(d, CL.CL_DEVICE_MAX_MEM_ALLOC_SIZE));
+                ClInfo.deviceLong(d, CL.CL_DEVICE_MAX_MEM_ALLOC_SIZE), nvidia);
     }
 
     private static String explain(CLException e) {

@@ -34,6 +34,7 @@ final class KernelLibrary implements AutoCloseable {
     private static final String[] MAIN_SOURCES = {"common.cl", "elementwise.cl", "reduce.cl"};
     private static final String[] GEMM_SOURCES = {"common.cl", "gemm.cl"};
     private static final String[] CPU_GEMM_SOURCES = {"common.cl", "gemm_cpu.cl"};
+    private static final String[] MMA_GEMM_SOURCES = {"common.cl", "gemm_mma.cl"};
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
 
     private final cl_context context;
@@ -65,6 +66,12 @@ final class KernelLibrary implements AutoCloseable {
         String key = "gemm-" + a + "-" + b + "-" + c + "/" + p;
         return kernel(program(key, p, GEMM_SOURCES, " -DGEMM_A_DT=" + Launch.code(a) + " -DGEMM_B_DT=" + Launch.code(b)
                 + " -DGEMM_C_DT=" + Launch.code(c)), key + "/gemm", "gemm");
+    }
+
+    /** gemm_mma.cl's kernel (BF16 operands on an NVIDIA GPU's tensor cores) for a C stored as {@code c}. */
+    synchronized cl_kernel mmaGemmKernel(DType c) {
+        String key = "gemm_mma-" + c;
+        return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, " -DGEMM_C_DT=" + Launch.code(c)), key + "/gemm_mma", "gemm_mma");
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */

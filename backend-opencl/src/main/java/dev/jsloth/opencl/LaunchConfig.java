@@ -15,9 +15,11 @@ package dev.jsloth.opencl;
  *                       registers; CPU OpenCL compilers are slow on it and gain nothing)
  * @param cpuGemm        whether products into F32 use the register-blocked kernels of gemm_cpu.cl (CPU devices;
  *                       {@code -Djsloth.opencl.cpuGemm=false} keeps the tiled GPU kernel there too)
+ * @param tensorCoreGemm whether BF16 x BF16 products run on gemm_mma.cl (NVIDIA GPUs of compute capability 8.0+;
+ *                       {@code -Djsloth.opencl.tensorCores=false} keeps the tiled kernel)
  */
 record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDepth, int simpleGroup, long localMemBytes,
-                    boolean fullUnroll, boolean cpuGemm) {
+                    boolean fullUnroll, boolean cpuGemm, boolean tensorCoreGemm) {
     /** Rows per column-sum chunk ({@code COLSUM_ROWS} in reduce.cl). */
     static final int COLSUM_ROWS = 64;
     /** Largest key/query tile of the attention kernels ({@code ATT_TILE_MAX}). */
@@ -33,6 +35,10 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
     static final long CPU_COPY_MAX_FLOATS = 64L << 20;
     /** System property turning gemm_cpu.cl off on CPU devices ({@code false}: the tiled kernel, for comparison). */
     static final String CPU_GEMM_PROPERTY = "jsloth.opencl.cpuGemm";
+    /** System property turning gemm_mma.cl off on NVIDIA GPUs ({@code false}: the tiled kernel, for comparison). */
+    static final String TENSOR_CORES_PROPERTY = "jsloth.opencl.tensorCores";
+    /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group. */
+    static final int MMA_TILE = 128, MMA_THREADS = 256;
 
     /** System property overriding the GEMM shape, {@code TILE,WORK,DEPTH} (e.g. {@code 64,4,16}), for tuning. */
     static final String GEMM_PROPERTY = "jsloth.opencl.gemm";
@@ -56,7 +62,9 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
         }
         boolean cpu = d.type() == OpenClDevice.Type.CPU;
         return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(), !cpu,
-                cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")));
+                cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")),
+                d.type() == OpenClDevice.Type.GPU && d.nvidiaCapability() >= 80 && maxGroup >= MMA_THREADS
+                        && Boolean.parseBoolean(System.getProperty(TENSOR_CORES_PROPERTY, "true")));
     }
 
     /** Work-items per side of a GEMM work-group. */

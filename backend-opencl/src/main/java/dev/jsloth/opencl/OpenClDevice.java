@@ -19,10 +19,12 @@ import org.jocl.cl_platform_id;
  * @param localMemBytes      {@code CL_DEVICE_LOCAL_MEM_SIZE}
  * @param globalMemBytes     {@code CL_DEVICE_GLOBAL_MEM_SIZE}
  * @param maxAllocBytes      {@code CL_DEVICE_MAX_MEM_ALLOC_SIZE}
+ * @param nvidiaCapability   an NVIDIA GPU's compute capability as 10 major + minor (90 for 9.0), from
+ *                           {@code cl_nv_device_attribute_query}; 0 for other devices
  */
 record OpenClDevice(cl_platform_id platform, cl_device_id device, String platformName, String name, Type type,
                     String version, boolean fp64, int computeUnits, long maxWorkGroupSize, long localMemBytes,
-                    long globalMemBytes, long maxAllocBytes) {
+                    long globalMemBytes, long maxAllocBytes, int nvidiaCapability) {
 
     /** The device classes selection prefers, best first. */
     enum Type {

@@ -84,6 +84,18 @@ final class OpenClKernels implements Kernels {
         Precision p = Precision.of(a, b, c);
         if (cfg.cpuGemm() && p == Precision.FLOAT && c.dtype() == DType.F32
                 && cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)) return;
+        if (cfg.tensorCoreGemm() && p == Precision.FLOAT && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
+                && (c.dtype() == DType.F32 || c.dtype() == DType.BF16)) {
+            int t = LaunchConfig.MMA_TILE;
+            new Launch(be, be.library().mmaGemmKernel(c.dtype()), p)
+                    .i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
+                    .quantTensor(ta).i64(batch == 1 ? 0 : ar * ac)
+                    .quantTensor(tb).i64(batch == 1 ? 0 : br * bc)
+                    .tensor(tc).i64(batch == 1 ? 0 : cr * cc)
+                    .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), batch},
+                            new long[]{LaunchConfig.MMA_THREADS, 1, 1});
+            return;
+        }
         int side = cfg.gemmSide(), tile = cfg.gemmTile();
         be.require(p);
         new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p)

@@ -177,7 +177,7 @@ class OpenClBackendTest {
     void withoutFp64F64ComputeFailsClearlyAndTheRestWorks() {
         OpenClDevice d = requireDevice();
         OpenClDevice noFp64 = new OpenClDevice(d.platform(), d.device(), d.platformName(), d.name(), d.type(), d.version(), false,
-                d.computeUnits(), d.maxWorkGroupSize(), d.localMemBytes(), d.globalMemBytes(), d.maxAllocBytes());
+                d.computeUnits(), d.maxWorkGroupSize(), d.localMemBytes(), d.globalMemBytes(), d.maxAllocBytes(), d.nvidiaCapability());
         try (OpenClBackend be = new OpenClBackend(noFp64);
              Tensor x64 = be.upload(DType.F64, Shape.of(2, 2), new double[]{1, 2, 3, Math.PI});
              Tensor y64 = be.allocate(DType.F64, 2, 2);

@@ -181,6 +181,39 @@ class OpenClMatchesCpuTest {
         }
     }
 
+    /**
+     * gemm_mma.cl (BF16 operands on an NVIDIA GPU's tensor cores, inline PTX mma.sync) against the CPU reference on
+     * awkward shapes: single elements, edges of every size, each transpose, batches, F32 and BF16 C with alpha and beta.
+     * Runs only where the backend uses it; elsewhere skipped with the reason.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,1,1,false,false,1,F32", "13,207,33,false,true,1,F32", "130,97,300,true,false,1,BF16",
+            "257,129,70,true,true,1,F32", "128,128,32,false,false,3,F32", "200,300,517,false,true,2,BF16",
+            "64,1000,96,false,false,1,F32", "1000,64,16,true,true,1,BF16"})
+    void tensorCoreGemmOnAwkwardShapes(int m, int n, int k, boolean transA, boolean transB, int batch, DType tc) {
+        LaunchConfig cfg = ((OpenClBackend) cl).config();
+        assumeTrue(cfg.tensorCoreGemm(), () -> "this OpenCL device does not run gemm_mma.cl (an NVIDIA GPU of compute "
+                + "capability 8.0+ does): " + ((OpenClBackend) cl).description());
+        SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
+        int[] aDims = batch == 1 ? new int[]{transA ? k : m, transA ? m : k} : new int[]{batch, transA ? k : m, transA ? m : k};
+        int[] bDims = batch == 1 ? new int[]{transB ? n : k, transB ? k : n} : new int[]{batch, transB ? n : k, transB ? k : n};
+        int[] cDims = batch == 1 ? new int[]{m, n} : new int[]{batch, m, n};
+        try (Pair a = upload(DType.BF16, random(r, (long) batch * m * k, -1, 1), aDims);
+             Pair b = upload(DType.BF16, random(r, (long) batch * k * n, -1, 1), bDims);
+             Pair c = upload(tc, random(r, (long) batch * m * n, -1, 1), cDims)) {
+            if (batch == 1) {
+                cpu.kernels().gemm(transA, transB, 0.5, a.cpu(), b.cpu(), 0.25, c.cpu());
+                cl.kernels().gemm(transA, transB, 0.5, a.cl(), b.cl(), 0.25, c.cl());
+            } else {
+                cpu.kernels().gemmBatched(transA, transB, 0.5, a.cpu(), b.cpu(), 0.25, c.cpu());
+                cl.kernels().gemmBatched(transA, transB, 0.5, a.cl(), b.cl(), 0.25, c.cl());
+            }
+            // the products of bf16 values are exact in fp32; only the summation order differs from the reference
+            compare("tensor-core gemm " + m + "x" + n + "x" + k + (transA ? " A^T" : "") + (transB ? " B^T" : "") + " x" + batch, c,
+                    tc == DType.BF16 ? DType.BF16 : DType.F32);
+        }
+    }
+
     @Test
     void nf4GemmAndCopyAtLayerSize() {
         SplittableRandom r = new SplittableRandom(3);

@@ -57,7 +57,8 @@ final class BenchCommand implements Callable<Integer> {
     boolean qlora;
 
     @Option(names = "--dtype", paramLabel = "TYPE",
-            description = "Activation type for --shape: bf16 (mixed precision, F32 LoRA weights) or f32. Default: bf16 on cuda, f32 elsewhere.")
+            description = "Activation type for --shape: bf16 (mixed precision, F32 LoRA weights) or f32. Default: bf16 on cuda, "
+                    + "f32 elsewhere. With --gemm: the type of A and B (C is F32); default f32.")
     BackendOptions.Precision dtype;
 
     @Option(names = "--lora-r", defaultValue = "16")
@@ -102,8 +103,10 @@ final class BenchCommand implements Callable<Integer> {
         double[] av = new double[m * k], bv = new double[k * n];
         for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
         for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
-        try (Tensor a = be.upload(DType.F32, dev.jsloth.api.Shape.of(m, k), av);
-             Tensor b = be.upload(DType.F32, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
+        if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
+        DType operands = dtype != null ? dtype.dtype : DType.F32;
+        try (Tensor a = be.upload(operands, dev.jsloth.api.Shape.of(m, k), av);
+             Tensor b = be.upload(operands, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
              Tensor c = be.allocate(DType.F32, m, n)) {
             // warm-up: at least 10 calls and 3 s, so the JIT has compiled the kernels before anything is timed (with 2
             // cores its compiler threads share them with the GEMM: 1 s left short products at half speed)
@@ -128,6 +131,7 @@ final class BenchCommand implements Callable<Integer> {
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("gemm", m + "x" + n + "x" + k);
             out.put("trans_b", transB);
+            out.put("operands", operands.name().toLowerCase(java.util.Locale.ROOT));
             out.put("backend", be.name());
             out.put("threads", threads);
             out.put("median_s", median);

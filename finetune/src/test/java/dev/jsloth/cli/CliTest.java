@@ -67,6 +67,18 @@ class CliTest {
         assertTrue(strict.err().contains("train.jsonl:3") && strict.err().contains("output"), strict.err());
     }
 
+    @Test
+    void benchGemmTakesSixteenBitOperands() throws Exception {
+        Run r = run("bench", "--gemm", "24x40x16", "--dtype", "bf16", "--backend", "cpu", "--threads", "1", "--repeats", "1");
+        assertEquals(0, r.code(), r.err() + r.out());
+        var json = new com.fasterxml.jackson.databind.ObjectMapper().readTree(r.out().strip());
+        assertEquals("bf16", json.get("operands").asText(), r.out());
+        assertEquals("24x40x16", json.get("gemm").asText(), r.out());
+        assertTrue(json.get("gflops").asDouble() > 0, r.out());
+        Run bad = run("bench", "--gemm", "8x8x8", "--dtype", "f64", "--backend", "cpu");
+        assertTrue(bad.code() != 0 && bad.err().contains("f64"), bad.err());
+    }
+
     /**
      * {@code --gpus 2} on the CPU backend: two child JVMs as ranks 0 and 1 (the TCP communicator stands in for NCCL),
      * batch 1 each, train like one process of batch 2; rank 0 alone writes.
