@@ -37,7 +37,7 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
     static final String CPU_GEMM_PROPERTY = "jsloth.opencl.cpuGemm";
     /** System property turning gemm_mma.cl off on NVIDIA GPUs ({@code false}: the tiled kernel, for comparison). */
     static final String TENSOR_CORES_PROPERTY = "jsloth.opencl.tensorCores";
-    /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group. */
+    /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group: its MMA_BM = MMA_BN and warp layout. */
     static final int MMA_TILE = 128, MMA_THREADS = 256;
 
     /** System property overriding the GEMM shape, {@code TILE,WORK,DEPTH} (e.g. {@code 64,4,16}), for tuning. */

@@ -87,24 +87,28 @@ final class OpenClKernels implements Kernels {
         if (cfg.tensorCoreGemm() && p == Precision.FLOAT && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
                 && (c.dtype() == DType.F32 || c.dtype() == DType.BF16)) {
             int t = LaunchConfig.MMA_TILE;
-            new Launch(be, be.library().mmaGemmKernel(c.dtype()), p)
-                    .i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
-                    .quantTensor(ta).i64(batch == 1 ? 0 : ar * ac)
-                    .quantTensor(tb).i64(batch == 1 ? 0 : br * bc)
-                    .tensor(tc).i64(batch == 1 ? 0 : cr * cc)
+            gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype()), p), transA, transB, alpha, beta, ta, tb, tc,
+                    batch, m, n, k, ar * ac, br * bc, cr * cc)
                     .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), batch},
                             new long[]{LaunchConfig.MMA_THREADS, 1, 1});
             return;
         }
         int side = cfg.gemmSide(), tile = cfg.gemmTile();
         be.require(p);
-        new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p)
-                .i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
-                .quantTensor(ta).i64(batch == 1 ? 0 : ar * ac)
-                .quantTensor(tb).i64(batch == 1 ? 0 : br * bc)
-                .tensor(tc).i64(batch == 1 ? 0 : cr * cc)
+        gemmArguments(new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p), transA, transB, alpha, beta,
+                ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)
                 .run(new long[]{(long) Math.ceilDiv(n, tile) * side, (long) Math.ceilDiv(m, tile) * side, batch},
                         new long[]{side, side, 1});
+    }
+
+    /** The arguments gemm.cl's and gemm_mma.cl's kernels share: shapes, flags, scalars, operands and batch strides. */
+    private static Launch gemmArguments(Launch l, boolean transA, boolean transB, double alpha, double beta, OpenClTensor ta,
+                                        OpenClTensor tb, OpenClTensor tc, int batch, int m, int n, int k, long aSize, long bSize,
+                                        long cSize) {
+        return l.i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
+                .quantTensor(ta).i64(batch == 1 ? 0 : aSize)
+                .quantTensor(tb).i64(batch == 1 ? 0 : bSize)
+                .tensor(tc).i64(batch == 1 ? 0 : cSize);
     }
 
     /**
