@@ -7,8 +7,9 @@ import static org.jocl.CL.*;
  * ("global"), and {@code ldmatrix} from {@code __local} memory at an address from {@code cvta.to.shared} ("cvta") or
  * from the pointer itself ("direct"); each in a fresh context, against an exact reference (small integers).
  * Measured on an H200, driver 580.159.04 (NOTES.md, session 8): all three build; "global" is exact; both ldmatrix
- * forms fault at run time (CL_OUT_OF_RESOURCES), so a tensor-core OpenCL kernel on NVIDIA loads its fragments with
- * ordinary local-memory loads.
+ * forms faulted at run time (CL_OUT_OF_RESOURCES) — but then the tile had no alignment beyond 2 bytes and ldmatrix
+ * needs each row address 16-byte aligned (the same fault gemm_mma.cl's first version hit with 16-byte vector
+ * accesses). The tile is now declared 16-byte aligned: not yet run.
  *
  * <pre>
  *   javac -cp jocl-2.0.6.jar -d out PtxProbe.java            (here)
@@ -21,7 +22,7 @@ public class PtxProbe {
 
 "#define LOAD_A_" + variant,
 "__kernel void probe(__global float* out, __global const ushort* a, __global const ushort* b) {",
-"  __local ushort tile[16 * 16];",
+"  __local ushort tile[16 * 16] __attribute__((aligned(16)));",
 "  const int lane = get_local_id(0);",
 "  for (int i = lane; i < 256; i += 32) tile[i] = a[i];",
 "  barrier(CLK_LOCAL_MEM_FENCE);",
