@@ -3,9 +3,10 @@ import static org.jocl.CL.*;
 
 /**
  * Does NVIDIA's OpenCL compiler take inline PTX? One warp multiplies a 16 x 16 bf16 tile by a 16 x 8 one with
- * {@code mma.sync.m16n8k16} from OpenCL C, its A fragments loaded three ways: ordinary loads from global memory
- * ("global"), and {@code ldmatrix} from {@code __local} memory at an address from {@code cvta.to.shared} ("cvta") or
- * from the pointer itself ("direct"); each in a fresh context, against an exact reference (small integers).
+ * {@code mma.sync.m16n8k16} from OpenCL C, its A fragments loaded four ways: ordinary loads from global memory
+ * ("global"), plain local loads from a tile filled by {@code cp.async} ("cpasync"), and {@code ldmatrix} from
+ * {@code __local} memory at an address from {@code cvta.to.shared} ("cvta") or from the pointer itself ("direct");
+ * each in a fresh context (or one per process: {@code PtxProbe direct}), against an exact reference (small integers).
  * Measured on an H200, driver 580.159.04 (NOTES.md, session 8): all three build; "global" is exact; both ldmatrix
  * forms faulted at run time (CL_OUT_OF_RESOURCES) — but then the tile had no alignment beyond 2 bytes and ldmatrix
  * needs each row address 16-byte aligned (the same fault gemm_mma.cl's first version hit with 16-byte vector
@@ -24,11 +25,20 @@ public class PtxProbe {
 "__kernel void probe(__global float* out, __global const ushort* a, __global const ushort* b) {",
 "  __local ushort tile[16 * 16] __attribute__((aligned(16)));",
 "  const int lane = get_local_id(0);",
+"#ifdef LOAD_A_cpasync",
+"  { const uint dst = (uint) (size_t) (tile + lane * 8);",
+"    asm volatile(\"cp.async.cg.shared.global [%0], [%1], 16;\" :: \"r\"(dst), \"l\"(a + lane * 8));",
+"    asm volatile(\"cp.async.commit_group;\"); asm volatile(\"cp.async.wait_group 0;\"); }",
+"#else",
 "  for (int i = lane; i < 256; i += 32) tile[i] = a[i];",
+"#endif",
 "  barrier(CLK_LOCAL_MEM_FENCE);",
 "  const int g = lane >> 2, t = lane & 3;",
 "  uint ra[4];",
-"#ifdef LOAD_A_global",
+"#if defined(LOAD_A_cpasync)",
+"  ra[0] = *(local const uint*) (tile + g * 16 + 2 * t); ra[1] = *(local const uint*) (tile + (g + 8) * 16 + 2 * t);",
+"  ra[2] = *(local const uint*) (tile + g * 16 + 2 * t + 8); ra[3] = *(local const uint*) (tile + (g + 8) * 16 + 2 * t + 8);",
+"#elif defined(LOAD_A_global)",
 "  ra[0] = (uint) a[g * 16 + 2 * t] | ((uint) a[g * 16 + 2 * t + 1] << 16);",
 "  ra[1] = (uint) a[(g + 8) * 16 + 2 * t] | ((uint) a[(g + 8) * 16 + 2 * t + 1] << 16);",
 "  ra[2] = (uint) a[g * 16 + 2 * t + 8] | ((uint) a[g * 16 + 2 * t + 9] << 16);",
@@ -54,7 +64,8 @@ public class PtxProbe {
     static short bf16(float f) { return (short) (Float.floatToIntBits(f) >>> 16); }
 
     public static void main(String[] args) {
-        for (String v : new String[]{"global", "cvta", "direct"}) {
+        // a fault can leave the device unusable for the rest of the process: give one variant per run to isolate them
+        for (String v : args.length > 0 ? args : new String[]{"global", "cpasync", "direct", "cvta"}) {
             try { run(v); } catch (Exception e) { System.out.println(v + ": " + e); }
         }
     }
@@ -113,6 +124,6 @@ public class PtxProbe {
             double ref = 0; for (int kk = 0; kk < 16; kk++) ref += af[i * 16 + kk] * bf[kk * 8 + j];
             maxErr = Math.max(maxErr, Math.abs(ref - out[i * 8 + j]));
         }
-        System.out.println(variant + ": mma result max |error| vs reference: " + maxErr + (maxErr == 0 ? "  (exact: inline PTX mma + ldmatrix on __local work)" : "  MISMATCH"));
+        System.out.println(variant + ": mma result max |error| vs reference: " + maxErr + (maxErr == 0 ? "  (exact)" : "  MISMATCH"));
     }
 }
