@@ -905,6 +905,13 @@ __device__ __forceinline__ void flash_wg_times_tile(float* acc, const unsigned (
     for (int kk = 0; kk < K / 16; kk++) flash_wg_rs<T, D>(acc, p[kk], flash_wg_desc(tile + kk * 16 * 128, 64 * 128));
 }
 
+/**
+ * The forward on WG warpgroups of 64 query rows each (WG 64 rows per block), sharing each key tile: S = Q K^T as
+ * D / 16 wgmma m64n64k16 from the swizzled Q and K tiles, the online softmax as in flash_forward (warp w holds rows
+ * 16 w.. in the mma accumulator layout), O += P V as 4 wgmma m64nDk16 with P from registers and V read MN-major. A
+ * warpgroup whose rows all precede a key tile skips it. Shared memory: the Q tile, two buffers of (K, V) tiles
+ * (cp.async, the next tile copied while this one is multiplied), the queries' segment ids and both key buffers'.
+ */
 template <typename T, int D, int WG>
 __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* segments, float scale, T* out, float* lse,
                                  int seq, int kvSeq, int qHeads, int kvHeads) {
@@ -1037,6 +1044,13 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
     }
 }
 
+/**
+ * dK and dV of 64 keys on one warpgroup, walking the query tiles of 64 from its own tile on: S^T = K Q^T and
+ * dP^T = V dO^T as wgmma m64n64k16 (both operands K-major), P^T and dS^T by flash_probabilities_t (warp w holds keys
+ * 16 w..), dV += P^T dO and dK += dS^T Q as wgmma m64nDk16 with A from registers and dO, Q read MN-major from the same
+ * tiles. Outputs as flash_backward_dkdv (fp32 per-query-head partials with GQA). Shared memory: the K and V tiles, two
+ * buffers of (Q, dO) tiles, two of the rows' lse and delta, two of their segment ids, and the keys' segment ids.
+ */
 template <typename T, int D>
 __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                        const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart,
@@ -1121,6 +1135,12 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
     }
 }
 
+/**
+ * dQ of 64 queries on one warpgroup, walking the key tiles of 64 up to its last row: S = Q K^T and dP = dO V^T as
+ * wgmma m64n64k16, P and dS as in flash_backward_dq, dQ += dS K as wgmma m64nDk16 with dS from registers and K read
+ * MN-major. Shared memory: the Q and dO tiles, two buffers of (K, V) tiles, the queries' segment ids and both key
+ * buffers'.
+ */
 template <typename T, int D>
 __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
                                      const float* lse, const float* delta, T* dq, int seq, int qHeads, int kvHeads) {
