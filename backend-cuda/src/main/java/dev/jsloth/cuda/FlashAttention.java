@@ -55,24 +55,27 @@ final class FlashAttention {
      * where their shared memory fits (105 KB per block: H100/H200 and A100 have 227/163 KB, the 8.6/8.9 GPUs 99 KB); else one.
      */
     static Kernels kernels(CudaDevice device, int headDim) {
-        if (device.ccMajor == 9 && device.ccMinor == 0 && Boolean.parseBoolean(System.getProperty("jsloth.cuda.wgmma", "true"))
-                && Math.max(forwardSharedBytes(headDim, Kernels.WGMMA), Math.max(dkdvSharedBytes(headDim, Kernels.WGMMA),
-                dqSharedBytes(headDim, Kernels.WGMMA))) <= device.maxSharedOptIn)
+        if (runs(device, headDim, Kernels.WGMMA) && Boolean.parseBoolean(System.getProperty("jsloth.cuda.wgmma", "true")))
             return Kernels.WGMMA;
-        if (headDim != 128) return Kernels.MMA_ONE_TILE;
-        boolean two = Math.max(forwardSharedBytes(headDim, Kernels.MMA_TWO_TILES), dqSharedBytes(headDim, Kernels.MMA_TWO_TILES))
-                <= device.maxSharedOptIn;
-        return two ? Kernels.MMA_TWO_TILES : Kernels.MMA_ONE_TILE;
+        return runs(device, headDim, Kernels.MMA_TWO_TILES) ? Kernels.MMA_TWO_TILES : Kernels.MMA_ONE_TILE;
+    }
+
+    /**
+     * Whether this GPU can run these kernels at this head dimension: wgmma needs compute capability 9.0, the two-tile
+     * mma kernels exist at D = 128 only, and every block's shared memory must fit.
+     */
+    static boolean runs(CudaDevice device, int headDim, Kernels kernels) {
+        if (kernels == Kernels.WGMMA && !(device.ccMajor == 9 && device.ccMinor == 0)) return false;
+        if (kernels == Kernels.MMA_TWO_TILES && headDim != 128) return false;
+        return Math.max(forwardSharedBytes(headDim, kernels), Math.max(dkdvSharedBytes(headDim, kernels),
+                dqSharedBytes(headDim, kernels))) <= device.maxSharedOptIn;
     }
 
     /** Whether these tensors can take the tensor-core path. */
     static boolean applies(CudaBackend be, AttentionDims dims, Tensor lse, Tensor... tensors) {
         if (dims.headDim() != 64 && dims.headDim() != 128) return false;
         if (be.device.ccMajor < 8 || lse.dtype() != DType.F32) return false;
-        int d = dims.headDim();
-        int shared = Math.max(forwardSharedBytes(d, Kernels.MMA_ONE_TILE), Math.max(dkdvSharedBytes(d, Kernels.MMA_ONE_TILE),
-                dqSharedBytes(d, Kernels.MMA_ONE_TILE)));
-        if (shared > be.device.maxSharedOptIn) return false;
+        if (!runs(be.device, dims.headDim(), Kernels.MMA_ONE_TILE)) return false;
         DType t = tensors[0].dtype();
         if (t != DType.BF16 && t != DType.F16) return false;
         for (Tensor x : tensors) if (x.dtype() != t || be.ptr(x) % 16 != 0) return false;

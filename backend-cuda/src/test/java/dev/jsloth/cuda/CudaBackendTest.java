@@ -513,16 +513,10 @@ class CudaBackendTest {
      * mma.sync kernels, at D = 128 the two-tile ones, and wgmma on compute capability 9.0.
      */
     private static List<FlashAttention.Kernels> otherKernels(int hd) {
-        CudaDevice device = gpu.device;
-        FlashAttention.Kernels chosen = FlashAttention.kernels(device, hd);
+        FlashAttention.Kernels chosen = FlashAttention.kernels(gpu.device, hd);
         List<FlashAttention.Kernels> out = new ArrayList<>();
-        for (FlashAttention.Kernels k : FlashAttention.Kernels.values()) {
-            if (k == chosen || (k == FlashAttention.Kernels.MMA_TWO_TILES && hd != 128)) continue;
-            if (k == FlashAttention.Kernels.WGMMA && !(device.ccMajor == 9 && device.ccMinor == 0)) continue;
-            if (FlashAttention.forwardSharedBytes(hd, k) > device.maxSharedOptIn || FlashAttention.dqSharedBytes(hd, k) > device.maxSharedOptIn)
-                continue;
-            out.add(k);
-        }
+        for (FlashAttention.Kernels k : FlashAttention.Kernels.values())
+            if (k != chosen && FlashAttention.runs(gpu.device, hd, k)) out.add(k);
         return out;
     }
 

@@ -209,8 +209,7 @@ class OpenClMatchesCpuTest {
                 cl.kernels().gemmBatched(transA, transB, 0.5, a.cl(), b.cl(), 0.25, c.cl());
             }
             // the products of bf16 values are exact in fp32; only the summation order differs from the reference
-            compare("tensor-core gemm " + m + "x" + n + "x" + k + (transA ? " A^T" : "") + (transB ? " B^T" : "") + " x" + batch, c,
-                    tc == DType.BF16 ? DType.BF16 : DType.F32);
+            compare("tensor-core gemm " + m + "x" + n + "x" + k + (transA ? " A^T" : "") + (transB ? " B^T" : "") + " x" + batch, c, tc);
         }
     }
 

@@ -84,6 +84,7 @@ final class BenchCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (threads != null) System.setProperty("jsloth.threads", Integer.toString(threads));
         if ((gemm == null) == (shape == null)) throw new IllegalArgumentException("give exactly one of --gemm MxNxK or --shape NAME");
+        if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
         if (ProcessLauncher.shouldLaunch(gpus)) {
             if (shape == null) throw new IllegalArgumentException("--gpus goes with --shape");
             return ProcessLauncher.launch(gpus, "bench", FinetuneCommand.argumentsAfter(spec));
@@ -103,7 +104,6 @@ final class BenchCommand implements Callable<Integer> {
         double[] av = new double[m * k], bv = new double[k * n];
         for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
         for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
-        if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
         DType operands = dtype != null ? dtype.dtype : DType.F32;
         try (Tensor a = be.upload(operands, dev.jsloth.api.Shape.of(m, k), av);
              Tensor b = be.upload(operands, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
@@ -144,7 +144,6 @@ final class BenchCommand implements Callable<Integer> {
     private Map<String, Object> shape(Backend be) throws java.io.IOException {
         ProcessGroup group = ProcessLauncher.currentGroup().orElse(ProcessGroup.single());
         LlamaConfig c = Shapes.get(shape);
-        if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
         try (RandomLoraTraining run = new RandomLoraTraining(be, c, batch, seq, rank, qlora, dtype != null ? dtype.dtype : null,
                 Recompute.parse(recompute), 2 + group.rank()); // each rank its own data
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
