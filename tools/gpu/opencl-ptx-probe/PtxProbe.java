@@ -22,6 +22,9 @@ public class PtxProbe {
         return String.join("\n",
 
 "#define LOAD_A_" + variant,
+"#ifdef LOAD_A_wgmma",
+"__kernel void fence_only(__global float* out) { asm volatile(\"wgmma.fence.sync.aligned;\" ::: \"memory\"); out[0] = 1.f; }",
+"#endif",
 "__kernel void probe(__global float* out, __global const ushort* a, __global const ushort* b) {",
 "  __local ushort tile[16 * 16] __attribute__((aligned(16)));",
 "  const int lane = get_local_id(0);",
@@ -38,7 +41,7 @@ public class PtxProbe {
 "#if defined(LOAD_A_cpasync)",
 "  ra[0] = *(local const uint*) (tile + g * 16 + 2 * t); ra[1] = *(local const uint*) (tile + (g + 8) * 16 + 2 * t);",
 "  ra[2] = *(local const uint*) (tile + g * 16 + 2 * t + 8); ra[3] = *(local const uint*) (tile + (g + 8) * 16 + 2 * t + 8);",
-"#elif defined(LOAD_A_global)",
+"#elif defined(LOAD_A_global) || defined(LOAD_A_wgmma)",
 "  ra[0] = (uint) a[g * 16 + 2 * t] | ((uint) a[g * 16 + 2 * t + 1] << 16);",
 "  ra[1] = (uint) a[(g + 8) * 16 + 2 * t] | ((uint) a[(g + 8) * 16 + 2 * t + 1] << 16);",
 "  ra[2] = (uint) a[g * 16 + 2 * t + 8] | ((uint) a[g * 16 + 2 * t + 9] << 16);",
@@ -65,7 +68,7 @@ public class PtxProbe {
 
     public static void main(String[] args) {
         // a fault can leave the device unusable for the rest of the process: give one variant per run to isolate them
-        for (String v : args.length > 0 ? args : new String[]{"global", "cpasync", "direct", "cvta"}) {
+        for (String v : args.length > 0 ? args : new String[]{"global", "cpasync", "direct", "cvta", "wgmma"}) {
             try { run(v); } catch (Exception e) { System.out.println(v + ": " + e); }
         }
     }
@@ -96,6 +99,15 @@ public class PtxProbe {
         try {
             clBuildProgram(prog, 0, null, "-cl-std=CL2.0", null, null);
             System.out.println(variant + ": BUILD OK");
+            long[] bs = new long[1];
+            clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, Sizeof.size_t, Pointer.to(bs), null);
+            byte[] bin = new byte[(int) bs[0]];
+            clGetProgramInfo(prog, CL_PROGRAM_BINARIES, Sizeof.POINTER, Pointer.to(new Pointer[]{Pointer.to(bin)}), null);
+            String ptx = new String(bin, java.nio.charset.StandardCharsets.ISO_8859_1);
+            for (String line : ptx.split("\n"))
+                if (line.startsWith(".version") || line.startsWith(".target") || line.startsWith(".address_size")
+                        || line.contains("ldmatrix") || line.contains("cp.async") || line.contains("wgmma"))
+                    System.out.println("  ptx| " + line.strip());
         } catch (CLException e) {
             long[] sz = new long[1];
             clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, 0, null, sz);

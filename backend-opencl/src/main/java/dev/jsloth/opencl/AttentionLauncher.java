@@ -1,6 +1,7 @@
 package dev.jsloth.opencl;
 
 import dev.jsloth.api.AttentionDims;
+import dev.jsloth.api.DType;
 import org.jocl.cl_kernel;
 
 /**
@@ -8,6 +9,9 @@ import org.jocl.cl_kernel;
  * the compiled kernel allows, at most {@link LaunchConfig#ATTENTION_ROWS}) and the largest tile of staged rows
  * that fits the device's local memory. The backward pass runs three kernels: the row dot products D, then dK/dV
  * (one work-item per key row) and dQ (one per query row), so no two work-items ever write the same element.
+ * On NVIDIA GPUs with tensor cores ({@link LaunchConfig#tensorCores()}), 16-bit attention at head dimension 64 (and
+ * the forward also at 128) runs on flash_attention.cl instead: work-groups of 128 work-items (4 warps of 16 rows),
+ * 64 query rows (forward, dQ) or key rows (dK/dV) each.
  */
 final class AttentionLauncher {
     private final OpenClBackend be;
@@ -47,8 +51,38 @@ final class AttentionLauncher {
         return tile;
     }
 
+    /** Work-items and rows (queries or keys) per work-group of flash_attention.cl's kernels. */
+    static final int FLASH_THREADS = 128, FLASH_ROWS = 64;
+
+    /**
+     * Whether flash_attention.cl takes this call: tensor cores on, head dimension 64 or 128 (the backward kernels: 64,
+     * whose tiles fit a work-group's 48 KB of local memory), all tensors BF16 or all F16 starting 16-byte aligned, F32 lse.
+     */
+    private boolean flash(AttentionDims d, boolean backward, OpenClTensor lse, OpenClTensor... tensors) {
+        if (!be.config().tensorCores() || lse.dtype() != DType.F32) return false;
+        if (d.headDim() != 64 && (backward || d.headDim() != 128)) return false;
+        DType t = tensors[0].dtype();
+        if (t != DType.BF16 && t != DType.F16) return false;
+        for (OpenClTensor x : tensors) if (x.dtype() != t || x.offset() % 8 != 0) return false;
+        return true;
+    }
+
+    private Launch flashLaunch(int headDim, DType t, String name) {
+        return new Launch(be, be.library().flashKernel(headDim, t, name), Precision.FLOAT);
+    }
+
+    private static long[] flashGrid(AttentionDims d) {
+        return new long[]{(long) Math.ceilDiv(d.seq(), FLASH_ROWS) * FLASH_THREADS, d.qHeads(), d.batch()};
+    }
+
     void forward(AttentionDims d, OpenClTensor q, OpenClTensor k, OpenClTensor v, OpenClTensor segments, double scale,
                  OpenClTensor out, OpenClTensor lse) {
+        if (flash(d, false, lse, q, k, v, out)) {
+            flashLaunch(d.headDim(), q.dtype(), "flash_forward").tensor(q).tensor(k).tensor(v).ints(segments).flag(segments != null)
+                    .real(scale).tensor(out).tensor(lse).i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads())
+                    .run(flashGrid(d), new long[]{FLASH_THREADS, 1, 1});
+            return;
+        }
         int bucket = bucket(d.headDim());
         Kernel kf = kernel(Precision.of(q, k, v, out, lse), bucket, "attention_forward");
         int rowBytes = kf.precision().bytes() * bucket;
@@ -61,6 +95,10 @@ final class AttentionLauncher {
 
     void backward(AttentionDims d, OpenClTensor dOut, OpenClTensor q, OpenClTensor k, OpenClTensor v, OpenClTensor segments,
                   double scale, OpenClTensor out, OpenClTensor lse, OpenClTensor dq, OpenClTensor dk, OpenClTensor dv) {
+        if (flash(d, true, lse, dOut, q, k, v, out, dq, dk, dv)) {
+            flashBackward(d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv);
+            return;
+        }
         int bucket = bucket(d.headDim());
         Precision p = Precision.of(dOut, q, k, v, out, lse, dq, dk, dv);
         long rows = (long) d.batch() * d.qHeads() * d.seq();
@@ -86,6 +124,42 @@ final class AttentionLauncher {
                     .tensor(dq)
                     .local((long) tileQ * rowBytes).local((long) tileQ * rowBytes)
                     .run(new long[]{Launch.roundUp(d.seq(), kq.rows()), (long) d.batch() * d.qHeads()}, new long[]{kq.rows(), 1});
+        }
+    }
+
+    /**
+     * The tensor-core backward: the row dot products (attention.cl's kernel), dK/dV per (key tile, query head) — with
+     * GQA into fp32 partials that flash_group_sum adds up per group in head order — and dQ.
+     */
+    private void flashBackward(AttentionDims d, OpenClTensor dOut, OpenClTensor q, OpenClTensor k, OpenClTensor v,
+                               OpenClTensor segments, double scale, OpenClTensor out, OpenClTensor lse, OpenClTensor dq,
+                               OpenClTensor dk, OpenClTensor dv) {
+        DType t = q.dtype();
+        long rows = (long) d.batch() * d.qHeads() * d.seq();
+        int group = d.qHeads() / d.kvHeads();
+        long partElements = group == 1 ? 1 : rows * d.headDim();
+        try (OpenClTensor delta = be.scratch(Precision.FLOAT, rows);
+             OpenClTensor dkPart = group == 1 ? null : be.scratch(Precision.FLOAT, partElements);
+             OpenClTensor dvPart = group == 1 ? null : be.scratch(Precision.FLOAT, partElements)) {
+            Kernel kd = kernel(Precision.FLOAT, bucket(d.headDim()), "attention_backward_delta");
+            kd.launch(be).i64(rows).i32(d.seq()).i32(d.qHeads()).i32(d.headDim()).tensor(dOut).tensor(out).scratch(delta)
+                    .run(rows, be.config().simpleGroup());
+            flashLaunch(d.headDim(), t, "flash_backward_dkdv").tensor(dOut).tensor(q).tensor(k).tensor(v).ints(segments)
+                    .flag(segments != null).real(scale).tensor(lse).scratch(delta).tensor(dk).tensor(dv)
+                    .mem(group == 1 ? be.placeholder() : dkPart.buffer()).mem(group == 1 ? be.placeholder() : dvPart.buffer())
+                    .flag(group > 1).i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads())
+                    .run(flashGrid(d), new long[]{FLASH_THREADS, 1, 1});
+            if (group > 1) {
+                long kvRows = (long) d.batch() * d.seq() * d.kvHeads();
+                flashLaunch(d.headDim(), t, "flash_group_sum").scratch(dkPart).tensor(dk).i64(kvRows).i32(group)
+                        .run(kvRows * d.headDim(), be.config().simpleGroup());
+                flashLaunch(d.headDim(), t, "flash_group_sum").scratch(dvPart).tensor(dv).i64(kvRows).i32(group)
+                        .run(kvRows * d.headDim(), be.config().simpleGroup());
+            }
+            flashLaunch(d.headDim(), t, "flash_backward_dq").tensor(dOut).tensor(q).tensor(k).tensor(v).ints(segments)
+                    .flag(segments != null).real(scale).tensor(lse).scratch(delta).tensor(dq)
+                    .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads())
+                    .run(flashGrid(d), new long[]{FLASH_THREADS, 1, 1});
         }
     }
 }

@@ -36,6 +36,7 @@ final class KernelLibrary implements AutoCloseable {
     private static final String[] CPU_GEMM_SOURCES = {"common.cl", "gemm_cpu.cl"};
     private static final String[] MMA_GEMM_SOURCES = {"common.cl", "gemm_mma.cl"};
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
+    private static final String[] FLASH_SOURCES = {"common.cl", "flash_attention.cl"};
 
     private final cl_context context;
     private final OpenClDevice device;
@@ -68,10 +69,16 @@ final class KernelLibrary implements AutoCloseable {
                 + " -DGEMM_C_DT=" + Launch.code(c)), key + "/gemm", "gemm");
     }
 
-    /** gemm_mma.cl's kernel (BF16 operands on an NVIDIA GPU's tensor cores) for a C stored as {@code c}. */
-    synchronized cl_kernel mmaGemmKernel(DType c) {
-        String key = "gemm_mma-" + c;
-        return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, " -DGEMM_C_DT=" + Launch.code(c)), key + "/gemm_mma", "gemm_mma");
+    /**
+     * A kernel of gemm_mma.cl ({@code gemm_mma} or {@code gemm_splitk_sum}) for a C stored as {@code c} and this
+     * transpose pair (the operands' storage orders are compile-time there). Three stages of local tiles (48 KB) where
+     * the device has that much local memory, else two.
+     */
+    synchronized cl_kernel mmaGemmKernel(DType c, boolean transA, boolean transB, String name) {
+        String key = "gemm_mma-" + c + (transA ? "-tA" : "") + (transB ? "-tB" : "");
+        int stages = device.localMemBytes() >= 3L * LaunchConfig.MMA_STAGE_BYTES ? 3 : 2;
+        return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K="
+                + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0) + " -DMMA_STAGES=" + stages), key + "/" + name, name);
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */
@@ -83,6 +90,13 @@ final class KernelLibrary implements AutoCloseable {
     synchronized cl_kernel attentionKernel(Precision p, int bucket, String name) {
         String key = "attention" + bucket + "/" + p;
         return kernel(program(key, p, ATTENTION_SOURCES, " -DATT_D=" + bucket + " -DATT_TILE_MAX=" + LaunchConfig.ATTENTION_TILE_MAX),
+                key + "/" + name, name);
+    }
+
+    /** A kernel of flash_attention.cl (NVIDIA tensor cores) for head dimension 64 or 128 and 16-bit storage {@code t}. */
+    synchronized cl_kernel flashKernel(int headDim, DType t, String name) {
+        String key = "flash" + headDim + "-" + t;
+        return kernel(program(key, Precision.FLOAT, FLASH_SOURCES, " -DFA_D=" + headDim + (t == DType.F16 ? " -DFA_F16" : "")),
                 key + "/" + name, name);
     }
 

@@ -4,6 +4,7 @@ import dev.jsloth.api.DType;
 import org.jocl.CL;
 import org.jocl.Pointer;
 import org.jocl.Sizeof;
+import org.jocl.cl_event;
 import org.jocl.cl_kernel;
 import org.jocl.cl_mem;
 
@@ -36,6 +37,7 @@ final class Launch {
     private final cl_kernel kernel;
     private final Precision precision;
     private final List<Arg> args = new ArrayList<>();
+    private String profileName;
 
     Launch(OpenClBackend backend, cl_kernel kernel, Precision precision) {
         this.backend = backend;
@@ -99,6 +101,12 @@ final class Launch {
         return this;
     }
 
+    /** The name this launch is summed under when the profiler is on (default: the kernel's function name). */
+    Launch profileAs(String name) {
+        this.profileName = name;
+        return this;
+    }
+
     /** One-dimensional launch over {@code items} work-items (rounded up to whole groups of {@code group}). */
     void run(long items, int group) {
         if (items <= 0) return;
@@ -107,9 +115,12 @@ final class Launch {
 
     void run(long[] global, long[] local) {
         for (long g : global) if (g <= 0) return;
+        KernelProfiler profiler = backend.profiler();
         synchronized (backend.launchLock()) {
             for (int i = 0; i < args.size(); i++) CL.clSetKernelArg(kernel, i, args.get(i).size(), args.get(i).value());
-            CL.clEnqueueNDRangeKernel(backend.queue(), kernel, global.length, null, global, local, 0, null, null);
+            cl_event event = profiler == null ? null : new cl_event();
+            CL.clEnqueueNDRangeKernel(backend.queue(), kernel, global.length, null, global, local, 0, null, event);
+            if (profiler != null) profiler.add(profileName == null ? profiler.name(kernel) : profileName, event);
         }
     }
 

@@ -15,11 +15,12 @@ package dev.jsloth.opencl;
  *                       registers; CPU OpenCL compilers are slow on it and gain nothing)
  * @param cpuGemm        whether products into F32 use the register-blocked kernels of gemm_cpu.cl (CPU devices;
  *                       {@code -Djsloth.opencl.cpuGemm=false} keeps the tiled GPU kernel there too)
- * @param tensorCoreGemm whether BF16 x BF16 products run on gemm_mma.cl (NVIDIA GPUs of compute capability 8.0+;
- *                       {@code -Djsloth.opencl.tensorCores=false} keeps the tiled kernel)
+ * @param tensorCores    whether BF16 x BF16 products run on gemm_mma.cl and 16-bit attention at head dimensions 64 and
+ *                       128 on flash_attention.cl (NVIDIA GPUs of compute capability 8.0+, inline PTX mma.sync;
+ *                       {@code -Djsloth.opencl.tensorCores=false} keeps the tiled kernels)
  */
 record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDepth, int simpleGroup, long localMemBytes,
-                    boolean fullUnroll, boolean cpuGemm, boolean tensorCoreGemm) {
+                    boolean fullUnroll, boolean cpuGemm, boolean tensorCores) {
     /** Rows per column-sum chunk ({@code COLSUM_ROWS} in reduce.cl). */
     static final int COLSUM_ROWS = 64;
     /** Largest key/query tile of the attention kernels ({@code ATT_TILE_MAX}). */
@@ -35,10 +36,14 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
     static final long CPU_COPY_MAX_FLOATS = 64L << 20;
     /** System property turning gemm_cpu.cl off on CPU devices ({@code false}: the tiled kernel, for comparison). */
     static final String CPU_GEMM_PROPERTY = "jsloth.opencl.cpuGemm";
-    /** System property turning gemm_mma.cl off on NVIDIA GPUs ({@code false}: the tiled kernel, for comparison). */
+    /** System property turning gemm_mma.cl and flash_attention.cl off on NVIDIA GPUs ({@code false}: the tiled kernels). */
     static final String TENSOR_CORES_PROPERTY = "jsloth.opencl.tensorCores";
     /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group: its MMA_BM = MMA_BN and warp layout. */
-    static final int MMA_TILE = 128, MMA_THREADS = 256;
+    static final int MMA_TILE = 128, MMA_THREADS = 128;
+    /** Local memory per pipeline stage of gemm_mma.cl: a 128 x 32 tile of each operand, 16-bit. */
+    static final int MMA_STAGE_BYTES = 2 * MMA_TILE * 32 * 2;
+    /** The shortest K range of a split-K product on gemm_mma.cl. */
+    static final int MMA_SPLIT_MIN_K = 256;
 
     /** System property overriding the GEMM shape, {@code TILE,WORK,DEPTH} (e.g. {@code 64,4,16}), for tuning. */
     static final String GEMM_PROPERTY = "jsloth.opencl.gemm";
@@ -64,6 +69,7 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
         return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(), !cpu,
                 cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")),
                 d.type() == OpenClDevice.Type.GPU && d.nvidiaCapability() >= 80 && maxGroup >= MMA_THREADS
+                        && d.localMemBytes() >= 2L * MMA_STAGE_BYTES
                         && Boolean.parseBoolean(System.getProperty(TENSOR_CORES_PROPERTY, "true")));
     }
 

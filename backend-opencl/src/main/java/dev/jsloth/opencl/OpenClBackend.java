@@ -38,6 +38,7 @@ final class OpenClBackend implements Backend {
     private final Object launchLock = new Object();
     private final LiveTensors<OpenClTensor> live = new LiveTensors<>();
     private volatile boolean closed;
+    private final KernelProfiler profiler = KernelProfiler.ENABLED ? new KernelProfiler() : null;
 
     OpenClBackend(OpenClDevice device) {
         this.device = device;
@@ -67,7 +68,7 @@ final class OpenClBackend implements Backend {
     @SuppressWarnings("deprecation")
     private static cl_command_queue createQueue(cl_context context, cl_device_id device) {
         // clCreateCommandQueue is deprecated from OpenCL 2.0 but is the one call every 1.2+ device accepts
-        return CL.clCreateCommandQueue(context, device, 0, null);
+        return CL.clCreateCommandQueue(context, device, KernelProfiler.ENABLED ? CL.CL_QUEUE_PROFILING_ENABLE : 0, null);
     }
 
     @Override
@@ -94,6 +95,11 @@ final class OpenClBackend implements Backend {
 
     cl_command_queue queue() {
         return queue;
+    }
+
+    /** The per-kernel timer, or null when profiling is off. */
+    KernelProfiler profiler() {
+        return profiler;
     }
 
     Object launchLock() {
@@ -339,6 +345,7 @@ final class OpenClBackend implements Backend {
         if (closed) return;
         closed = true;
         CL.clFinish(queue);
+        if (profiler != null) System.err.print(profiler.report(40));
         live.closeAll();
         library.close();
         CL.clReleaseMemObject(placeholder);

@@ -84,31 +84,81 @@ final class OpenClKernels implements Kernels {
         Precision p = Precision.of(a, b, c);
         if (cfg.cpuGemm() && p == Precision.FLOAT && c.dtype() == DType.F32
                 && cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)) return;
-        if (cfg.tensorCoreGemm() && p == Precision.FLOAT && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
+        if (cfg.tensorCores() && p == Precision.FLOAT && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
                 && (c.dtype() == DType.F32 || c.dtype() == DType.BF16)) {
-            int t = LaunchConfig.MMA_TILE;
-            gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype()), p), transA, transB, alpha, beta, ta, tb, tc,
-                    batch, m, n, k, ar * ac, br * bc, cr * cc)
-                    .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), batch},
-                            new long[]{LaunchConfig.MMA_THREADS, 1, 1});
+            tensorCoreGemm(transA, transB, alpha, beta, a, b, c, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc);
             return;
         }
         int side = cfg.gemmSide(), tile = cfg.gemmTile();
         be.require(p);
         gemmArguments(new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p), transA, transB, alpha, beta,
                 ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)
+                .profileAs(gemmProfileName("gemm", a, b, c, transA, transB, batch, m, n, k))
                 .run(new long[]{(long) Math.ceilDiv(n, tile) * side, (long) Math.ceilDiv(m, tile) * side, batch},
                         new long[]{side, side, 1});
+    }
+
+    /**
+     * A BF16 x BF16 product on gemm_mma.cl. Where its C tiles would not fill the GPU (fewer than its compute units) and
+     * K is long, K is split into ranges (each at least {@link LaunchConfig#MMA_SPLIT_MIN_K}, aiming at two work-groups
+     * per compute unit) whose fp32 partial products gemm_splitk_sum adds in order: LoRA's rank-16 gradient products
+     * (16 x 2048 from K = 8192 tokens) ran 16 work-groups on a 132-unit H200 at ~1 ms each before.
+     */
+    private void tensorCoreGemm(boolean transA, boolean transB, double alpha, double beta, Tensor a, Tensor b, Tensor c,
+                                OpenClTensor ta, OpenClTensor tb, OpenClTensor tc, int batch, int m, int n, int k,
+                                long aSize, long bSize, long cSize) {
+        int t = LaunchConfig.MMA_TILE;
+        long tiles = (long) Math.ceilDiv(m, t) * Math.ceilDiv(n, t) * batch;
+        int units = be.device().computeUnits();
+        int splits = 1, kSplit = k;
+        if (tiles < units && k >= 2 * LaunchConfig.MMA_SPLIT_MIN_K) {
+            int want = (int) Math.min(Math.ceilDiv(2L * units, tiles), k / LaunchConfig.MMA_SPLIT_MIN_K);
+            kSplit = Math.ceilDiv(Math.ceilDiv(k, want), 32) * 32;
+            splits = Math.ceilDiv(k, kSplit);
+        }
+        long[] local = {LaunchConfig.MMA_THREADS, 1, 1};
+        if (splits == 1) {
+            gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_mma"), Precision.FLOAT),
+                    transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, aSize, bSize, cSize).i32(k).i32(1)
+                    .profileAs(gemmProfileName("gemm_mma", a, b, c, transA, transB, batch, m, n, k))
+                    .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), batch}, local);
+            return;
+        }
+        long mn = (long) m * n;
+        try (OpenClTensor part = be.scratch(Precision.FLOAT, batch * splits * mn)) {
+            // the partials of C tile z = (batch, range) at z * mn, also for a single product
+            gemmArguments(new Launch(be, be.library().mmaGemmKernel(DType.F32, transA, transB, "gemm_mma"), Precision.FLOAT),
+                    transA, transB, 1, 0, ta, batch == 1 ? 0 : aSize, tb, batch == 1 ? 0 : bSize, part, mn, m, n, k)
+                    .i32(kSplit).i32(splits)
+                    .profileAs(gemmProfileName("gemm_mma split " + splits, a, b, c, transA, transB, batch, m, n, k))
+                    .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), (long) batch * splits}, local);
+            new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part).i32(splits)
+                    .i64(mn).i64(batch * mn).real(alpha).real(beta).tensor(tc).i64(batch == 1 ? 0 : cSize)
+                    .run(batch * mn, cfg.simpleGroup());
+        }
+    }
+
+    /** With the profiler on, GEMMs are summed by kernel, types and shape; null (the kernel's name) when it is off. */
+    private String gemmProfileName(String kernel, Tensor a, Tensor b, Tensor c, boolean transA, boolean transB, int batch,
+                                   int m, int n, int k) {
+        if (be.profiler() == null) return null;
+        return kernel + " " + a.dtype() + (transA ? "^T" : "") + "x" + b.dtype() + (transB ? "^T" : "") + "->" + c.dtype()
+                + " m=" + m + " n=" + n + " k=" + k + (batch > 1 ? " batch=" + batch : "");
     }
 
     /** The arguments gemm.cl's and gemm_mma.cl's kernels share: shapes, flags, scalars, operands and batch strides. */
     private static Launch gemmArguments(Launch l, boolean transA, boolean transB, double alpha, double beta, OpenClTensor ta,
                                         OpenClTensor tb, OpenClTensor tc, int batch, int m, int n, int k, long aSize, long bSize,
                                         long cSize) {
+        return gemmArguments(l, transA, transB, alpha, beta, ta, batch == 1 ? 0 : aSize, tb, batch == 1 ? 0 : bSize,
+                tc, batch == 1 ? 0 : cSize, m, n, k);
+    }
+
+    private static Launch gemmArguments(Launch l, boolean transA, boolean transB, double alpha, double beta, OpenClTensor ta,
+                                        long strideA, OpenClTensor tb, long strideB, OpenClTensor tc, long strideC, int m, int n,
+                                        int k) {
         return l.i32(m).i32(n).i32(k).flag(transA).flag(transB).real(alpha).real(beta)
-                .quantTensor(ta).i64(batch == 1 ? 0 : aSize)
-                .quantTensor(tb).i64(batch == 1 ? 0 : bSize)
-                .tensor(tc).i64(batch == 1 ? 0 : cSize);
+                .quantTensor(ta).i64(strideA).quantTensor(tb).i64(strideB).tensor(tc).i64(strideC);
     }
 
     /**

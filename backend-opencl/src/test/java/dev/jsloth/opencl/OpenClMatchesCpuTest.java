@@ -141,6 +141,61 @@ class OpenClMatchesCpuTest {
         }
     }
 
+    /**
+     * flash_attention.cl (16-bit attention on an NVIDIA GPU's tensor cores) against the CPU reference: one query, a
+     * sequence shorter than a tile, several tiles with ragged ends, MHA and GQA, packed sequences, cached keys (forward
+     * only: kvSeq > seq), bf16 and f16, head dimensions 64 and 128 (the backward at 128 runs the tiled kernels); and the
+     * same bits on a second run. Runs only where the backend uses it; elsewhere skipped with the reason.
+     */
+    @ParameterizedTest
+    @CsvSource({"BF16,64,1,1,4,4,false", "BF16,64,13,13,8,2,true", "BF16,64,207,207,4,1,false", "F16,64,300,300,4,2,true",
+            "BF16,64,130,130,32,4,false", "BF16,64,3,75,8,2,false", "BF16,128,200,200,4,2,true", "F16,128,70,70,2,2,false",
+            "BF16,128,5,130,4,1,false"})
+    void tensorCoreAttentionOnAwkwardShapes(DType dt, int hd, int seq, int kvSeq, int qHeads, int kvHeads, boolean packed) {
+        LaunchConfig cfg = ((OpenClBackend) cl).config();
+        assumeTrue(cfg.tensorCores(), () -> "this OpenCL device does not run flash_attention.cl (an NVIDIA GPU of compute "
+                + "capability 8.0+ does): " + ((OpenClBackend) cl).description());
+        SplittableRandom r = new SplittableRandom(hd * 131L + seq * 7L + kvSeq);
+        int batch = 2;
+        AttentionDims d = new AttentionDims(batch, seq, qHeads, kvHeads, hd, kvSeq);
+        int[] seg = null;
+        if (packed) {
+            seg = new int[batch * seq];
+            for (int b = 0; b < batch; b++) for (int t = 1; t < seq; t++) seg[b * seq + t] = seg[b * seq + t - 1] + (r.nextInt(40) == 0 ? 1 : 0);
+        }
+        try (Pair q = upload(dt, random(r, d.queryElements(), -2, 2), batch, seq, qHeads, hd);
+             Pair k = upload(dt, random(r, d.kvElements(), -2, 2), batch, kvSeq, kvHeads, hd);
+             Pair v = upload(dt, random(r, d.kvElements(), -1, 1), batch, kvSeq, kvHeads, hd);
+             Pair segs = seg == null ? null : ints(seg, batch, seq);
+             Pair out = zeros(dt, batch, seq, qHeads, hd); Pair lse = zeros(DType.F32, batch, qHeads, seq)) {
+            double scale = 1 / Math.sqrt(hd);
+            String what = "flash " + dt + " D=" + hd + " seq=" + seq + " kvSeq=" + kvSeq + " heads " + qHeads + "/" + kvHeads + ": ";
+            cpu.kernels().attentionForward(d, q.cpu(), k.cpu(), v.cpu(), segs == null ? null : segs.cpu(), scale, out.cpu(), lse.cpu());
+            cl.kernels().attentionForward(d, q.cl(), k.cl(), v.cl(), segs == null ? null : segs.cl(), scale, out.cl(), lse.cl());
+            compare(what + "out", out, dt);
+            compare(what + "lse", lse, dt);
+            double[] first = cl.download(out.cl());
+            cl.kernels().attentionForward(d, q.cl(), k.cl(), v.cl(), segs == null ? null : segs.cl(), scale, out.cl(), lse.cl());
+            assertArrayEquals(first, cl.download(out.cl()), 0.0, what + "out differs between two runs");
+            if (kvSeq != seq) return; // the backward pass is for training (no cached keys)
+            try (Pair dOut = upload(dt, random(r, d.queryElements(), -1, 1), batch, seq, qHeads, hd);
+                 Pair dq = zeros(dt, batch, seq, qHeads, hd); Pair dk = zeros(dt, batch, seq, kvHeads, hd);
+                 Pair dv = zeros(dt, batch, seq, kvHeads, hd)) {
+                cpu.kernels().attentionBackward(d, dOut.cpu(), q.cpu(), k.cpu(), v.cpu(), segs == null ? null : segs.cpu(), scale,
+                        out.cpu(), lse.cpu(), dq.cpu(), dk.cpu(), dv.cpu());
+                for (int run = 0; run < 2; run++) {
+                    double[] dkFirst = run == 0 ? null : cl.download(dk.cl());
+                    cl.kernels().attentionBackward(d, dOut.cl(), q.cl(), k.cl(), v.cl(), segs == null ? null : segs.cl(), scale,
+                            out.cl(), lse.cl(), dq.cl(), dk.cl(), dv.cl());
+                    if (dkFirst != null) assertArrayEquals(dkFirst, cl.download(dk.cl()), 0.0, what + "dk differs between two runs");
+                }
+                compare(what + "dq", dq, dt);
+                compare(what + "dk", dk, dt);
+                compare(what + "dv", dv, dt);
+            }
+        }
+    }
+
     @Test
     void attentionDecodingWithAKvCacheAtHeadDim128() {
         SplittableRandom r = new SplittableRandom(7);
@@ -183,16 +238,19 @@ class OpenClMatchesCpuTest {
 
     /**
      * gemm_mma.cl (BF16 operands on an NVIDIA GPU's tensor cores, inline PTX mma.sync) against the CPU reference on
-     * awkward shapes: single elements, edges of every size, each transpose, batches, F32 and BF16 C with alpha and beta.
+     * awkward shapes: single elements, edges of every size, each transpose, batches, F32 and BF16 C with alpha and beta,
+     * products whose K is split into ranges.
      * Runs only where the backend uses it; elsewhere skipped with the reason.
      */
     @ParameterizedTest
     @CsvSource({"1,1,1,false,false,1,F32", "13,207,33,false,true,1,F32", "130,97,300,true,false,1,BF16",
             "257,129,70,true,true,1,F32", "128,128,32,false,false,3,F32", "200,300,517,false,true,2,BF16",
-            "64,1000,96,false,false,1,F32", "1000,64,16,true,true,1,BF16"})
+            "64,1000,96,false,false,1,F32", "1000,64,16,true,true,1,BF16",
+            // split K (few C tiles, long K): LoRA's rank-16 gradient shape, a ragged last range, a batch of splits
+            "16,2048,8192,true,false,1,F32", "2048,16,1000,true,false,1,BF16", "40,24,700,false,true,2,F32"})
     void tensorCoreGemmOnAwkwardShapes(int m, int n, int k, boolean transA, boolean transB, int batch, DType tc) {
         LaunchConfig cfg = ((OpenClBackend) cl).config();
-        assumeTrue(cfg.tensorCoreGemm(), () -> "this OpenCL device does not run gemm_mma.cl (an NVIDIA GPU of compute "
+        assumeTrue(cfg.tensorCores(), () -> "this OpenCL device does not run gemm_mma.cl (an NVIDIA GPU of compute "
                 + "capability 8.0+ does): " + ((OpenClBackend) cl).description());
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
         int[] aDims = batch == 1 ? new int[]{transA ? k : m, transA ? m : k} : new int[]{batch, transA ? k : m, transA ? m : k};

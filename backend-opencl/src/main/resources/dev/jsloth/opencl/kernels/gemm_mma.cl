@@ -1,48 +1,77 @@
 /*
  * C = alpha * op(A) op(B) + beta * C for BF16 A and B on NVIDIA GPUs of compute capability 8.0 or newer, on the
  * tensor cores, batched over the third grid dimension like gemm.cl. NVIDIA's OpenCL compiler takes inline PTX
- * (tools/gpu/opencl-ptx-probe): the products are mma.sync.m16n8k16 with bf16 operands and fp32 accumulation. ldmatrix
- * on local memory faults there, so each warp reads its fragments with plain 32-bit local loads, from tiles stored
- * k-contiguous (A as [m][k], op(B) as [n][k]) with rows padded to MMA_LD values: the 8 rows x 4 words of a fragment
- * load fall in 32 distinct banks.
+ * (tools/gpu/opencl-ptx-probe): the products are mma.sync.m16n8k16 with bf16 operands and fp32 accumulation, their
+ * operand fragments read by ldmatrix from local tiles that cp.async fills straight from global memory.
  *
- * A work-group of 256 work-items (8 warps, 2 along M x 4 along N) computes a 128 x 128 tile of C, each warp 64 x 32
- * (4 x 4 mma tiles, 64 accumulators per work-item). K is walked 32 at a time; the next slice of op(A) and op(B) is
- * loaded into registers while the current one is multiplied, then stored to the other of two local buffers (one
- * barrier per slice). A source that is contiguous along k (A, or a transposed B) is read 8 values at a time and
- * stored as is; one contiguous along m or n (a transposed A, or B) is read 8 values at a time along that dimension
- * and stored transposed; a chunk not 16-byte aligned in global memory (a leading dimension not a multiple of 8) is
- * read value by value. Edges are zero-filled, so any M, N, K work. Only NVIDIA devices build this program.
+ * A work-group of 128 work-items (4 warps, 2 x 2) computes a 128 x 128 tile of C, each warp 64 x 64 (4 x 8 mma tiles,
+ * 128 accumulators per work-item). K is walked 32 at a time through MMA_STAGES local buffers: while one slice is
+ * multiplied, the copies of the next MMA_STAGES - 1 are in flight (one barrier per slice). Each operand's tile keeps
+ * its storage order: a source contiguous along k (A, or a transposed B) as [row][32 k] (64-byte rows), one contiguous
+ * along m or n (a transposed A, or B) as [32 k][128 rows] (256-byte rows) read by the transposing ldmatrix; 16-byte
+ * chunks are placed XOR-swizzled so that the 8 row addresses of every ldmatrix fall in distinct banks. A chunk that is
+ * whole and 16-byte aligned in global memory goes by cp.async; one at an edge or misaligned (a leading dimension not a
+ * multiple of 8) is read value by value and stored, zero-filled, so any M, N, K work. Built per C type and transpose
+ * pair (MMA_A_K = !transA, MMA_B_K = transB: the storage orders are compile-time). Only NVIDIA devices build this.
+ *
+ * Split K: a product with few C tiles and a long K (LoRA's rank-16 gradients, K = the tokens of a batch) would leave
+ * most of the GPU idle, so the host may cut K into `splits` ranges of kSplit: the third grid dimension then runs over
+ * batch x splits, each work-group writes its partial tile (alpha 1, beta 0) to an F32 scratch [batch x splits][M][N],
+ * and gemm_splitk_sum adds the partials in order and applies alpha and beta (deterministic).
  */
 #if !defined(GEMM_C_DT)
 #error "GEMM_C_DT (storage type code of C) must be defined"
+#endif
+#ifndef MMA_STAGES
+#define MMA_STAGES 3
+#endif
+#if !defined(MMA_A_K) || !defined(MMA_B_K)
+#error "MMA_A_K (A stored [M][K]) and MMA_B_K (B stored [N][K]) must be defined (0 or 1)"
 #endif
 
 #define MMA_BM 128
 #define MMA_BN 128
 #define MMA_BK 32
-#define MMA_LD (MMA_BK + 8)
-#define MMA_TILE (MMA_BM * MMA_LD)
+#define MMA_TILE (MMA_BM * MMA_BK) /* 16-bit values per operand tile per stage */
 
-/* c[0..3] += A (a0..a3: rows g and g + 8, columns 2t.. and 2t + 8..) * B (b0, b1: rows 2t.. and 2t + 8.., column g). */
-#define MMA_BF16(c, a0, a1, a2, a3, b0, b1)                                                                          \
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};" \
-                 : "+f"((c)[0]), "+f"((c)[1]), "+f"((c)[2]), "+f"((c)[3])                                            \
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+/* c[0..3] += A (a[0..3]) * B (b0, b1), the m16n8k16 fragment layouts. */
+inline void mma_bf16(float *c, const uint *a, uint b0, uint b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 
-inline uint mma_pair(local const ushort *p) {
-    return *(local const uint *) p;
+inline void mma_ldmatrix(uint *r, uint address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
+inline void mma_ldmatrix_trans(uint *r, uint address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
+}
+
+/* Element offset of the 16-byte chunk holding (row, k) in a k-contiguous tile [128][32] or in a row-contiguous tile
+ * [32][128], chunks XOR-swizzled (the bank-conflict-free placement described above). */
+inline int mma_at_k_contiguous(int row, int k) {
+    return row * MMA_BK + (((k >> 3) ^ ((row >> 1) & 3)) << 3);
+}
+
+inline int mma_at_row_contiguous(int row, int k) {
+    return k * MMA_BM + (((row >> 3) ^ (k & 7)) << 3);
 }
 
 /*
- * Loads this work-item's two 8-value chunks of a 128 x 32 slice of op(X) (rows r0.., columns k0..; X has `rows` rows
- * and K columns in op form, leading dimension ld in storage). kContig: X is stored [rows][K]; else [K][rows].
+ * Queues the copies of a 128 x 32 slice of op(X) (rows r0.., columns k0..; `rows` rows and K columns in op form, ld
+ * in storage) into the local tile at `tile` (its 32-bit local address) / `tileP` (the same as a pointer, for chunks
+ * stored value by value). kContig: X is stored [rows][K]; else [K][rows]. Four chunks of 8 values per work-item.
  */
-inline void mma_load(global const ushort *x, long ld, int kContig, int r0, int rows, int k0, int K, int tid, ushort8 *v) {
+inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int rows, int k0, int K, int tid,
+                      uint tile, local ushort *tileP) {
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int ch = tid + i * 256;
-        int r, k; // the chunk's first element: row r, column k of the slice; 8 values along k (kContig) or along r
+    for (int i = 0; i < 4; i++) {
+        const int ch = tid + i * 128;
+        int r, k; /* the chunk's first element: row r, column k of the slice; 8 values along k (kContig) or along r */
         if (kContig) {
             r = ch >> 2;
             k = (ch & 3) * 8;
@@ -51,10 +80,10 @@ inline void mma_load(global const ushort *x, long ld, int kContig, int r0, int r
             r = (ch & 15) * 8;
         }
         const int gr = r0 + r, gk = k0 + k;
-        global const ushort *at = x + (kContig ? (long) gr * ld + gk : (long) gk * ld + gr);
-        // one 16-byte load where the chunk is whole and 16-byte aligned, else 8 loads
-        if ((kContig ? (gr < rows && gk + 8 <= K) : (gk < K && gr + 8 <= rows)) && ((size_t) at & 15) == 0) {
-            v[i] = as_ushort8(*(global const uint4 *) at);
+        const int at = kContig ? mma_at_k_contiguous(r, k) : mma_at_row_contiguous(r, k);
+        global const ushort *src = x + (kContig ? (long) gr * ld + gk : (long) gk * ld + gr);
+        if ((kContig ? (gr < rows && gk + 8 <= K) : (gk < K && gr + 8 <= rows)) && ((size_t) src & 15) == 0) {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(tile + 2u * at), "l"(src) : "memory");
         } else {
             ushort e[8];
 #pragma unroll
@@ -62,98 +91,108 @@ inline void mma_load(global const ushort *x, long ld, int kContig, int r0, int r
                 const int rr = kContig ? gr : gr + j, kk = kContig ? gk + j : gk;
                 e[j] = (rr < rows && kk < K) ? x[kContig ? (long) rr * ld + kk : (long) kk * ld + rr] : (ushort) 0;
             }
-            v[i] = (ushort8) (e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]);
+            *(local uint4 *) (tileP + at) = as_uint4((ushort8) (e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]));
         }
     }
 }
 
-/* Stores the two chunks into a local slice laid out [row][k] with rows MMA_LD apart. */
-inline void mma_store(local ushort *tile, int kContig, int tid, const ushort8 *v) {
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int ch = tid + i * 256;
-        if (kContig) { // 16-byte aligned: rows are 80 bytes apart, the tiles 16-byte aligned
-            *(local uint4 *) (tile + (ch >> 2) * MMA_LD + (ch & 3) * 8) = as_uint4(v[i]);
-        } else {
-            const int k = ch >> 4, r = (ch & 15) * 8;
-            local ushort *t = tile + r * MMA_LD + k;
-            t[0] = v[i].s0; t[MMA_LD] = v[i].s1; t[2 * MMA_LD] = v[i].s2; t[3 * MMA_LD] = v[i].s3;
-            t[4 * MMA_LD] = v[i].s4; t[5 * MMA_LD] = v[i].s5; t[6 * MMA_LD] = v[i].s6; t[7 * MMA_LD] = v[i].s7;
-        }
-    }
-}
-
-__attribute__((reqd_work_group_size(256, 1, 1)))
+__attribute__((reqd_work_group_size(128, 1, 1)))
 kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
-                     QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC) {
-    local ushort As[2 * MMA_TILE] __attribute__((aligned(16)));
-    local ushort Bs[2 * MMA_TILE] __attribute__((aligned(16)));
+                     QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits) {
+    local ushort As[MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
+    local ushort Bs[MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
     const int tid = get_local_id(0), warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int col0 = get_group_id(0) * MMA_BN, row0 = get_group_id(1) * MMA_BM;
-    const long batch = get_global_id(2);
+    const long z = get_global_id(2), batch = z / splits; /* C tile z: batch, and the K range z % splits */
+    const int kBegin = (int) (z - batch * splits) * kSplit, kEnd = min(K, kBegin + kSplit);
     global const ushort *a = (global const ushort *) A + A_off + batch * strideA;
     global const ushort *b = (global const ushort *) B + B_off + batch * strideB;
-    // op(A) is M x K: stored [M][K] (k-contiguous) unless transposed; op(B) is K x N, kept as [N][K]: k-contiguous
-    // when B is stored transposed ([N][K])
-    const int aK = !transA, bK = transB;
+    /* op(A) is M x K: stored [M][K] (k-contiguous) unless transposed; op(B) is K x N, k-contiguous when B is stored
+     * transposed ([N][K]) */
+    const int aK = MMA_A_K, bK = MMA_B_K; /* compile-time: the program is built per transpose pair */
     const long lda = transA ? M : K, ldb = transB ? K : N;
-    const int wm = (warp & 1) * 64, wn = (warp >> 1) * 32; // this warp's 64 x 32 block of the tile
+    const int wm = (warp & 1) * 64, wn = (warp >> 1) * 64; /* this warp's 64 x 64 block of the tile */
+    const uint aBase = (uint) (size_t) As, bBase = (uint) (size_t) Bs;
+    const int slices = (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
 
-    float acc[4][4][4];
+    float acc[4][8][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+        for (int j = 0; j < 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
-    ushort8 va[2], vb[2];
-    mma_load(a, lda, aK, row0, M, 0, K, tid, va);
-    mma_load(b, ldb, bK, col0, N, 0, K, tid, vb);
-    mma_store(As, aK, tid, va);
-    mma_store(Bs, bK, tid, vb);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int slices = (K + MMA_BK - 1) / MMA_BK;
-    for (int s = 0; s < slices; s++) {
-        const int buf = s & 1;
-        if (s + 1 < slices) { // the next slice into registers while this one is multiplied
-            mma_load(a, lda, aK, row0, M, (s + 1) * MMA_BK, K, tid, va);
-            mma_load(b, ldb, bK, col0, N, (s + 1) * MMA_BK, K, tid, vb);
+#pragma unroll
+    for (int s = 0; s < MMA_STAGES - 1; s++) {
+        if (s < slices) {
+            mma_fetch(a, lda, aK, row0, M, kBegin + s * MMA_BK, kEnd, tid, aBase + 2u * s * MMA_TILE, As + s * MMA_TILE);
+            mma_fetch(b, ldb, bK, col0, N, kBegin + s * MMA_BK, kEnd, tid, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE);
         }
-        local const ushort *at = As + buf * MMA_TILE + (wm + g) * MMA_LD + 2 * t;
-        local const ushort *bt = Bs + buf * MMA_TILE + (wn + g) * MMA_LD + 2 * t;
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    /* the lane's ldmatrix row and 8-column half: matrices 0..3 of an x4 load come from lanes 0-7, 8-15, 16-23, 24-31 */
+    const int lr = lane & 7, lm = lane >> 3;
+    for (int s = 0; s < slices; s++) {
+#if MMA_STAGES == 3
+        asm volatile("cp.async.wait_group 1;" ::: "memory");
+#else
+        asm volatile("cp.async.wait_group 0;" ::: "memory");
+#endif
+        barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone; everyone is done with slice s - 1 */
+        { /* queue slice s + STAGES - 1 into the buffer slice s - 1 used */
+            const int n = s + MMA_STAGES - 1, buf = n % MMA_STAGES;
+            if (n < slices) {
+                mma_fetch(a, lda, aK, row0, M, kBegin + n * MMA_BK, kEnd, tid, aBase + 2u * buf * MMA_TILE, As + buf * MMA_TILE);
+                mma_fetch(b, ldb, bK, col0, N, kBegin + n * MMA_BK, kEnd, tid, bBase + 2u * buf * MMA_TILE, Bs + buf * MMA_TILE);
+            }
+            asm volatile("cp.async.commit_group;" ::: "memory");
+        }
+        const int buf = s % MMA_STAGES;
+        const uint at = aBase + 2u * buf * MMA_TILE, bt = bBase + 2u * buf * MMA_TILE;
 #pragma unroll
         for (int kk = 0; kk < MMA_BK; kk += 16) {
-            uint af[4][4], bf[4][2];
+            uint af[4][4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                local const ushort *p = at + i * 16 * MMA_LD + kk;
-                af[i][0] = mma_pair(p);
-                af[i][1] = mma_pair(p + 8 * MMA_LD);
-                af[i][2] = mma_pair(p + 8);
-                af[i][3] = mma_pair(p + 8 * MMA_LD + 8);
+            for (int i = 0; i < 4; i++) { /* rows wm + 16 i .. + 15, columns kk .. kk + 15 */
+#if MMA_A_K
+                { /* matrix m: rows + 8 (m & 1), columns + 8 (m >> 1) */
+                    const int r = wm + i * 16 + (lm & 1) * 8 + lr, k = kk + (lm >> 1) * 8;
+                    mma_ldmatrix(af[i], at + 2u * mma_at_k_contiguous(r, k));
+                }
+#else
+                { /* transposed: matrix m holds rows + 8 (m & 1) x columns + 8 (m >> 1), read from k-rows */
+                    const int r = wm + i * 16 + (lm & 1) * 8, k = kk + (lm >> 1) * 8 + lr;
+                    mma_ldmatrix_trans(af[i], at + 2u * mma_at_row_contiguous(r, k));
+                }
+#endif
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                local const ushort *p = bt + j * 8 * MMA_LD + kk;
-                bf[j][0] = mma_pair(p);
-                bf[j][1] = mma_pair(p + 8);
+            for (int j = 0; j < 8; j += 2) { /* columns wn + 8 j .. + 15: B fragments of j from matrices 0, 1, of j + 1 from 2, 3 */
+                uint bf[4];
+#if MMA_B_K
+                { /* op(B)[k][n] = tile[n][k]: matrix m holds n + 8 (m >> 1), k + 8 (m & 1) */
+                    const int n = wn + j * 8 + (lm >> 1) * 8 + lr, k = kk + (lm & 1) * 8;
+                    mma_ldmatrix(bf, bt + 2u * mma_at_k_contiguous(n, k));
+                }
+#else
+                { /* op(B)[k][n] = tile[k][n], transposing load: matrix m holds k + 8 (m & 1), n + 8 (m >> 1) */
+                    const int n = wn + j * 8 + (lm >> 1) * 8, k = kk + (lm & 1) * 8 + lr;
+                    mma_ldmatrix_trans(bf, bt + 2u * mma_at_row_contiguous(n, k));
+                }
+#endif
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    mma_bf16(acc[i][j], af[i], bf[0], bf[1]);
+                    mma_bf16(acc[i][j + 1], af[i], bf[2], bf[3]);
+                }
             }
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) MMA_BF16(acc[i][j], af[i][0], af[i][1], af[i][2], af[i][3], bf[j][0], bf[j][1]);
         }
-        if (s + 1 < slices) {
-            mma_store(As + (buf ^ 1) * MMA_TILE, aK, tid, va);
-            mma_store(Bs + (buf ^ 1) * MMA_TILE, bK, tid, vb);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
     }
 
-    const long cBase = batch * strideC;
+    const long cBase = z * strideC;
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int r = row0 + wm + i * 16 + g + (e >> 1) * 8, c = col0 + wn + j * 8 + 2 * t + (e & 1);
@@ -164,4 +203,19 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
                     store_elem(C, idx, GEMM_C_DT, v);
                 }
             }
+}
+
+/* C[b] = alpha * (sum over the splits of part[b * splits + p], in order) + beta * C[b]: the end of a split-K product. */
+kernel void gemm_splitk_sum(global const float *part, int splits, long mn, long count, real alpha, real beta, TENSOR(C),
+                            long strideC) {
+    const long i = get_global_id(0);
+    if (i >= count) return;
+    const long b = i / mn, e = i - b * mn;
+    global const float *p = part + b * splits * mn + e;
+    float sum = 0.f;
+    for (int s = 0; s < splits; s++) sum += p[s * mn];
+    const long idx = C_off + b * strideC + e;
+    real v = alpha * (real) sum;
+    if (beta != 0) v += beta * load_elem(C, idx, GEMM_C_DT);
+    store_elem(C, idx, GEMM_C_DT, v);
 }
