@@ -69,6 +69,14 @@ public interface Backend extends AutoCloseable {
     void close();
 
     /**
+     * The activation type LoRA training runs fastest at on this device: BF16 where 16-bit products run on tensor
+     * cores (with F32 LoRA weights and accumulation), else F32. What {@code bench --shape} uses unless told.
+     */
+    default DType preferredTrainingType() {
+        return DType.F32;
+    }
+
+    /**
      * The device's peak dense arithmetic rate in FLOP/s for products computed in {@code compute} (tensor cores for
      * 16-bit types), when the backend knows it: the denominator of model FLOPs utilisation. Empty by default.
      */

@@ -93,6 +93,12 @@ public final class CudaBackend implements Backend {
             new Peak("H200 NVL", 835e12, 60e12), new Peak("H200", 989.4e12, 66.9e12), new Peak("H100", 989.4e12, 66.9e12),
             new Peak("A100", 312e12, 19.5e12));
 
+    /** BF16: the kernels' 16-bit paths (tensor-core GEMMs through cuBLASLt, flash attention) are the fast ones. */
+    @Override
+    public DType preferredTrainingType() {
+        return DType.BF16;
+    }
+
     @Override
     public java.util.OptionalDouble peakFlops(DType compute) {
         for (Peak p : PEAKS)

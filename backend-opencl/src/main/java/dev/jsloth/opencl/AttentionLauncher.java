@@ -128,7 +128,7 @@ final class AttentionLauncher {
     }
 
     /**
-     * The tensor-core backward: the row dot products (attention.cl's kernel), dK/dV per (key tile, query head) — with
+     * The tensor-core backward: the row dot products, dK/dV per (key tile, query head) — with
      * GQA into fp32 partials that flash_group_sum adds up per group in head order — and dQ.
      */
     private void flashBackward(AttentionDims d, OpenClTensor dOut, OpenClTensor q, OpenClTensor k, OpenClTensor v,
@@ -141,9 +141,8 @@ final class AttentionLauncher {
         try (OpenClTensor delta = be.scratch(Precision.FLOAT, rows);
              OpenClTensor dkPart = group == 1 ? null : be.scratch(Precision.FLOAT, partElements);
              OpenClTensor dvPart = group == 1 ? null : be.scratch(Precision.FLOAT, partElements)) {
-            Kernel kd = kernel(Precision.FLOAT, bucket(d.headDim()), "attention_backward_delta");
-            kd.launch(be).i64(rows).i32(d.seq()).i32(d.qHeads()).i32(d.headDim()).tensor(dOut).tensor(out).scratch(delta)
-                    .run(rows, be.config().simpleGroup());
+            flashLaunch(d.headDim(), t, "flash_delta").tensor(dOut).tensor(out).scratch(delta).i64(rows).i32(d.seq())
+                    .i32(d.qHeads()).run(rows * (d.headDim() / 8), FLASH_THREADS);
             flashLaunch(d.headDim(), t, "flash_backward_dkdv").tensor(dOut).tensor(q).tensor(k).tensor(v).ints(segments)
                     .flag(segments != null).real(scale).tensor(lse).scratch(delta).tensor(dk).tensor(dv)
                     .mem(group == 1 ? be.placeholder() : dkPart.buffer()).mem(group == 1 ? be.placeholder() : dvPart.buffer())

@@ -22,7 +22,8 @@ import java.lang.foreign.MemorySegment;
 /**
  * A backend on one OpenCL device: a context, an in-order command queue, the {@link KernelLibrary} and the live
  * tensors. Kernels are enqueued asynchronously; downloads (and {@link #synchronize()}) wait for them. Memory
- * statistics count the device bytes of live tensors (buffers are rounded up to 8 bytes), scratch included.
+ * statistics count the device bytes of live tensors (their buffers' sizes: size classes of {@link BufferPool}), scratch
+ * included.
  */
 final class OpenClBackend implements Backend {
     /** Host staging for transfers is done in pieces of at most this many bytes. */
@@ -39,6 +40,7 @@ final class OpenClBackend implements Backend {
     private final LiveTensors<OpenClTensor> live = new LiveTensors<>();
     private volatile boolean closed;
     private final KernelProfiler profiler = KernelProfiler.ENABLED ? new KernelProfiler() : null;
+    private final BufferPool pool = new BufferPool(this::createBuffer, () -> CL.clFinish(queue()));
 
     OpenClBackend(OpenClDevice device) {
         this.device = device;
@@ -79,6 +81,12 @@ final class OpenClBackend implements Backend {
     @Override
     public String description() {
         return "OpenCL, " + device.describe();
+    }
+
+    /** BF16 where the tensor-core kernels run (gemm_mma.cl, flash_attention.cl on NVIDIA GPUs), else F32. */
+    @Override
+    public DType preferredTrainingType() {
+        return config.tensorCores() ? DType.BF16 : DType.F32;
     }
 
     OpenClDevice device() {
@@ -136,10 +144,10 @@ final class OpenClBackend implements Backend {
         return CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, bytes, null, null);
     }
 
-    /** A tensor with uninitialised contents. */
+    /** A tensor with uninitialised contents, in a buffer of the pool (its size class is the tensor's device bytes). */
     private OpenClTensor create(DType dtype, Shape shape) {
-        long size = deviceSize(dtype.byteSize(shape.numel()));
-        return track(dtype, shape, createBuffer(size), null, size);
+        BufferPool.Block b = pool.acquire(deviceSize(dtype.byteSize(shape.numel())));
+        return track(dtype, shape, b.buffer(), null, b.size());
     }
 
     @Override
@@ -161,9 +169,12 @@ final class OpenClBackend implements Backend {
 
     void release(OpenClTensor t) {
         if (live.remove(t, t.deviceBytes())) {
-            // OpenCL frees the buffer once the commands already enqueued on it have finished
-            CL.clReleaseMemObject(t.rawBuffer());
-            if (t.rawScales() != null) CL.clReleaseMemObject(t.rawScales());
+            if (t.rawScales() == null) { // back to the pool: later commands on the in-order queue run after its users
+                pool.release(new BufferPool.Block(t.rawBuffer(), t.deviceBytes()));
+            } else { // NF4 weights (long-lived, two buffers): OpenCL frees them once their enqueued commands finish
+                CL.clReleaseMemObject(t.rawBuffer());
+                CL.clReleaseMemObject(t.rawScales());
+            }
         }
     }
 
@@ -347,6 +358,7 @@ final class OpenClBackend implements Backend {
         CL.clFinish(queue);
         if (profiler != null) System.err.print(profiler.report(40));
         live.closeAll();
+        pool.releaseCached();
         library.close();
         CL.clReleaseMemObject(placeholder);
         CL.clReleaseCommandQueue(queue);

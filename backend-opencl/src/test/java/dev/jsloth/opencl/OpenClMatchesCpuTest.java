@@ -243,12 +243,16 @@ class OpenClMatchesCpuTest {
      * Runs only where the backend uses it; elsewhere skipped with the reason.
      */
     @ParameterizedTest
-    @CsvSource({"1,1,1,false,false,1,F32", "13,207,33,false,true,1,F32", "130,97,300,true,false,1,BF16",
-            "257,129,70,true,true,1,F32", "128,128,32,false,false,3,F32", "200,300,517,false,true,2,BF16",
-            "64,1000,96,false,false,1,F32", "1000,64,16,true,true,1,BF16",
-            // split K (few C tiles, long K): LoRA's rank-16 gradient shape, a ragged last range, a batch of splits
-            "16,2048,8192,true,false,1,F32", "2048,16,1000,true,false,1,BF16", "40,24,700,false,true,2,F32"})
-    void tensorCoreGemmOnAwkwardShapes(int m, int n, int k, boolean transA, boolean transB, int batch, DType tc) {
+    // 16x2048x8192, 2048x16x1000 and 40x24x700 split K (few C tiles, long K: LoRA's rank-16 gradient shape, a ragged
+    // last range, a batch of splits); the last rows write C with beta = 0: whole BF16 tiles go through local memory
+    // (a LoRA expansion at K = 16, a batch), edge tiles by element pairs, then a split-K sum without C
+    @CsvSource({"1,1,1,false,false,1,F32,0.25", "13,207,33,false,true,1,F32,0.25", "130,97,300,true,false,1,BF16,0.25",
+            "257,129,70,true,true,1,F32,0.25", "128,128,32,false,false,3,F32,0.25",
+            "200,300,517,false,true,2,BF16,0.25", "64,1000,96,false,false,1,F32,0.25",
+            "1000,64,16,true,true,1,BF16,0.25", "16,2048,8192,true,false,1,F32,0.25",
+            "2048,16,1000,true,false,1,BF16,0.25", "40,24,700,false,true,2,F32,0.25", "256,384,16,false,true,1,BF16,0",
+            "200,136,40,false,false,1,BF16,0", "128,128,64,true,false,2,BF16,0", "128,256,2000,false,true,1,BF16,0"})
+    void tensorCoreGemmOnAwkwardShapes(int m, int n, int k, boolean transA, boolean transB, int batch, DType tc, double beta) {
         LaunchConfig cfg = ((OpenClBackend) cl).config();
         assumeTrue(cfg.tensorCores(), () -> "this OpenCL device does not run gemm_mma.cl (an NVIDIA GPU of compute "
                 + "capability 8.0+ does): " + ((OpenClBackend) cl).description());
@@ -260,11 +264,11 @@ class OpenClMatchesCpuTest {
              Pair b = upload(DType.BF16, random(r, (long) batch * k * n, -1, 1), bDims);
              Pair c = upload(tc, random(r, (long) batch * m * n, -1, 1), cDims)) {
             if (batch == 1) {
-                cpu.kernels().gemm(transA, transB, 0.5, a.cpu(), b.cpu(), 0.25, c.cpu());
-                cl.kernels().gemm(transA, transB, 0.5, a.cl(), b.cl(), 0.25, c.cl());
+                cpu.kernels().gemm(transA, transB, 0.5, a.cpu(), b.cpu(), beta, c.cpu());
+                cl.kernels().gemm(transA, transB, 0.5, a.cl(), b.cl(), beta, c.cl());
             } else {
-                cpu.kernels().gemmBatched(transA, transB, 0.5, a.cpu(), b.cpu(), 0.25, c.cpu());
-                cl.kernels().gemmBatched(transA, transB, 0.5, a.cl(), b.cl(), 0.25, c.cl());
+                cpu.kernels().gemmBatched(transA, transB, 0.5, a.cpu(), b.cpu(), beta, c.cpu());
+                cl.kernels().gemmBatched(transA, transB, 0.5, a.cl(), b.cl(), beta, c.cl());
             }
             // the products of bf16 values are exact in fp32; only the summation order differs from the reference
             compare("tensor-core gemm " + m + "x" + n + "x" + k + (transA ? " A^T" : "") + (transB ? " B^T" : "") + " x" + batch, c, tc);

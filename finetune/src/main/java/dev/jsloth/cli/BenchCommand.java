@@ -57,8 +57,8 @@ final class BenchCommand implements Callable<Integer> {
     boolean qlora;
 
     @Option(names = "--dtype", paramLabel = "TYPE",
-            description = "Activation type for --shape: bf16 (mixed precision, F32 LoRA weights) or f32. Default: bf16 on cuda, "
-                    + "f32 elsewhere. With --gemm: the type of A and B (C is F32); default f32.")
+            description = "Activation type for --shape: bf16 (mixed precision, F32 LoRA weights) or f32. Default: the backend's "
+                    + "preferred type (bf16 on GPUs with tensor cores: cuda, opencl on NVIDIA; f32 elsewhere). With --gemm: the type of A and B (C is F32); default f32.")
     BackendOptions.Precision dtype;
 
     @Option(names = "--lora-r", defaultValue = "16")

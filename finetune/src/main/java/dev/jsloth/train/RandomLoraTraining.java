@@ -34,7 +34,7 @@ public final class RandomLoraTraining implements AutoCloseable {
         for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(config.vocabSize());
         batch = new Batch(batchSize, seq, ids, null, null);
         DType storage = be.name().equals("cpu") ? DType.F32 : DType.BF16;
-        DType c = compute != null ? compute : be.name().equals("cuda") ? DType.BF16 : DType.F32;
+        DType c = compute != null ? compute : be.preferredTrainingType();
         LlamaWeights w = LlamaWeights.random(config, be, storage, 3, 0.02, qlora);
         LlamaModel m = null;
         LoraAdapter a = null;

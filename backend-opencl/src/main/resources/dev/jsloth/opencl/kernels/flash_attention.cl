@@ -480,6 +480,38 @@ kernel void flash_backward_dkdv(TENSOR(dOut), TENSOR(q), TENSOR(k), TENSOR(v), I
 }
 #endif
 
+/* delta [batch, qHeads, seq] (fp32) = the row dot products of dOut and out, FA_D / 8 work-items per row reading 16
+ * bytes of each, their partial sums added by shuffles (a row's work-items are lanes of one warp). */
+kernel void flash_delta(TENSOR(dOut), TENSOR(out), global float *delta, long rows, int seq, int qHeads) {
+    const int L = FA_D / 8;
+    const long gid = get_global_id(0), r = gid / L; /* r = (b * seq + i) * qHeads + h */
+    const int c = (int) (gid - r * L);
+    float sum = 0.f;
+    if (r < rows) {
+        const long at = r * FA_D + c * 8;
+#ifdef FA_F16
+        for (int e = 0; e < 8; e++)
+            sum = fma(vload_half((size_t) (at + e), (global const half *) dOut + dOut_off),
+                      vload_half((size_t) (at + e), (global const half *) out + out_off), sum);
+#else
+        const uint4 x = *(global const uint4 *) (FA_ROWS16(dOut) + at), y = *(global const uint4 *) (FA_ROWS16(out) + at);
+        const uint xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            sum = fma(as_float(xs[e] << 16), as_float(ys[e] << 16), sum);
+            sum = fma(as_float(xs[e] & 0xFFFF0000u), as_float(ys[e] & 0xFFFF0000u), sum);
+        }
+#endif
+    }
+#pragma unroll
+    for (int m = L / 2; m > 0; m >>= 1) sum += fa_shfl_xor(sum, m);
+    if (r < rows && c == 0) {
+        const long bi = r / qHeads, b = bi / seq;
+        const int h = (int) (r - bi * qHeads), i = (int) (bi - b * seq);
+        delta[(b * qHeads + h) * seq + i] = sum;
+    }
+}
+
 /* dk (or dv) [batch, seq, kvHeads, FA_D] = the sum over each group's query heads of the fp32 partials, in head order. */
 kernel void flash_group_sum(global const float *part, TENSOR(dst), long kvRows, int group) {
     const long i = get_global_id(0);

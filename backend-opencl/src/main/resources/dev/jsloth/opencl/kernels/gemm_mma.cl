@@ -188,20 +188,63 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
         }
     }
 
-    const long cBase = z * strideC;
+    const long cBase = C_off + z * strideC;
+#if GEMM_C_DT == DT_BF16
+    /* beta = 0 into a whole BF16 tile with 16-byte aligned rows (a write only, e.g. LoRA's rank-16 expansions, whose
+     * time is this store): the tile goes through local memory, rounded once, and out as 16-byte row chunks */
+    if (beta == 0 && row0 + MMA_BM <= M && col0 + MMA_BN <= N && (N & 7) == 0 && (cBase & 7) == 0) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the operand tiles: reuse them for C (32 KB) */
+        local ushort *Cs = As; /* [128][128 + 8] would not fit: rows of 128, 16-byte chunks XOR-swizzled by row */
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int r = wm + i * 16 + g + h * 8, c = wn + j * 8 + 2 * t;
+                    const uint pair = (uint) float_to_bf16((float) (alpha * (real) acc[i][j][2 * h]))
+                            | ((uint) float_to_bf16((float) (alpha * (real) acc[i][j][2 * h + 1])) << 16);
+                    *(local uint *) (Cs + r * MMA_BN + ((((c >> 3) ^ (r & 15)) << 3) | (c & 7))) = pair;
+                }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        global ushort *cp = (global ushort *) C + cBase;
+#pragma unroll
+        for (int e = 0; e < MMA_BM * MMA_BN / 8 / 128; e++) {
+            const int ch = tid + e * 128, r = ch >> 4, c = (ch & 15) << 3;
+            *(global uint4 *) (cp + (long) (row0 + r) * N + col0 + c) = *(local uint4 *) (Cs + r * MMA_BN + (((c >> 3) ^ (r & 15)) << 3));
+        }
+        return;
+    }
+#endif
+    /* otherwise element pairs: one 8-byte (F32) or 4-byte (BF16) store where the pair is whole and aligned */
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int r = row0 + wm + i * 16 + g + (e >> 1) * 8, c = col0 + wn + j * 8 + 2 * t + (e & 1);
-                if (r < M && c < N) {
-                    const long idx = C_off + cBase + (long) r * N + c;
-                    real v = alpha * (real) acc[i][j][e];
-                    if (beta != 0) v += beta * load_elem(C, idx, GEMM_C_DT);
-                    store_elem(C, idx, GEMM_C_DT, v);
+            for (int h = 0; h < 2; h++) {
+                const int r = row0 + wm + i * 16 + g + h * 8, c = col0 + wn + j * 8 + 2 * t;
+                if (r >= M || c >= N) continue;
+                const long idx = cBase + (long) r * N + c;
+                real v0 = alpha * (real) acc[i][j][2 * h], v1 = alpha * (real) acc[i][j][2 * h + 1];
+                const int pair = c + 1 < N && (idx & 1) == 0;
+                if (beta != 0) {
+                    v0 += beta * load_elem(C, idx, GEMM_C_DT);
+                    if (c + 1 < N) v1 += beta * load_elem(C, idx + 1, GEMM_C_DT);
                 }
+#if GEMM_C_DT == DT_F32
+                if (pair) {
+                    *(global float2 *) ((global float *) C + idx) = (float2) ((float) v0, (float) v1);
+                    continue;
+                }
+#elif GEMM_C_DT == DT_BF16
+                if (pair) {
+                    *(global uint *) ((global ushort *) C + idx) = (uint) float_to_bf16((float) v0) | ((uint) float_to_bf16((float) v1) << 16);
+                    continue;
+                }
+#endif
+                store_elem(C, idx, GEMM_C_DT, v0);
+                if (c + 1 < N) store_elem(C, idx + 1, GEMM_C_DT, v1);
             }
 }
 
