@@ -36,6 +36,16 @@ final class OpenClKernels implements Kernels {
     }
 
     /** A launch of a main-program kernel in the precision of {@code operands}. */
+    /**
+     * The 8-wide BF16 variant of an elementwise kernel ({@code name + "_bf16x8"}, 8 elements per work-item) when every
+     * operand is BF16 with an offset and element count that are multiples of 8; null otherwise.
+     */
+    private Launch bf16x8(String kernel, Tensor... operands) {
+        for (Tensor x : operands)
+            if (x.dtype() != DType.BF16 || t(x).offset() % 8 != 0 || x.numel() % 8 != 0) return null;
+        return new Launch(be, be.library().kernel(Precision.FLOAT, kernel + "_bf16x8"), Precision.FLOAT);
+    }
+
     private Launch launch(String kernel, Tensor... operands) {
         Precision p = Precision.of(operands);
         be.require(p);
@@ -259,6 +269,11 @@ final class OpenClKernels implements Kernels {
     public void swigluForward(Tensor gate, Tensor up, Tensor out) {
         requireFloating(gate, up, out);
         KernelArguments.checkSameNumel("SwiGLU operand", gate, up, out);
+        Launch wide = bf16x8("swiglu_forward", gate, up, out);
+        if (wide != null) {
+            wide.i64(gate.numel() / 8).tensor(t(gate)).tensor(t(up)).tensor(t(out)).run(gate.numel() / 8, cfg.simpleGroup());
+            return;
+        }
         launch("swiglu_forward", gate, up, out).i64(gate.numel()).tensor(t(gate)).tensor(t(up)).tensor(t(out))
                 .run(gate.numel(), cfg.simpleGroup());
     }
@@ -267,6 +282,12 @@ final class OpenClKernels implements Kernels {
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         requireFloating(dOut, gate, up, dGate, dUp);
         KernelArguments.checkSameNumel("SwiGLU operand", gate, dOut, up, dGate, dUp);
+        Launch wide = bf16x8("swiglu_backward", dOut, gate, up, dGate, dUp);
+        if (wide != null) {
+            wide.i64(gate.numel() / 8).tensor(t(dOut)).tensor(t(gate)).tensor(t(up)).tensor(t(dGate)).tensor(t(dUp))
+                    .run(gate.numel() / 8, cfg.simpleGroup());
+            return;
+        }
         launch("swiglu_backward", dOut, gate, up, dGate, dUp).i64(gate.numel())
                 .tensor(t(dOut)).tensor(t(gate)).tensor(t(up)).tensor(t(dGate)).tensor(t(dUp))
                 .run(gate.numel(), cfg.simpleGroup());
@@ -373,7 +394,9 @@ final class OpenClKernels implements Kernels {
         requireFloating(a, b, out);
         requireNumel(b, a.numel(), "add operand");
         requireNumel(out, a.numel(), "add output");
-        launch("ew_add", a, b, out).i64(a.numel()).tensor(t(a)).tensor(t(b)).tensor(t(out)).run(a.numel(), cfg.simpleGroup());
+        Launch wide = bf16x8("ew_add", a, b, out);
+        if (wide != null) wide.i64(a.numel() / 8).tensor(t(a)).tensor(t(b)).tensor(t(out)).run(a.numel() / 8, cfg.simpleGroup());
+        else launch("ew_add", a, b, out).i64(a.numel()).tensor(t(a)).tensor(t(b)).tensor(t(out)).run(a.numel(), cfg.simpleGroup());
     }
 
     @Override

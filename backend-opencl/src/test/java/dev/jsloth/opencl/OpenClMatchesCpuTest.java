@@ -275,6 +275,27 @@ class OpenClMatchesCpuTest {
         }
     }
 
+    /** SwiGLU and add on BF16 tensors: 8 elements per work-item where the count is a multiple of 8, else one. */
+    @ParameterizedTest
+    @CsvSource({"8", "4104", "4099", "13"})
+    void bf16ElementwiseEightWideAndNot(int n) {
+        SplittableRandom r = new SplittableRandom(n);
+        try (Pair gate = upload(DType.BF16, random(r, n, -6, 6), n); Pair up = upload(DType.BF16, random(r, n, -2, 2), n);
+             Pair dOut = upload(DType.BF16, random(r, n, -1, 1), n); Pair out = zeros(DType.BF16, n);
+             Pair dGate = zeros(DType.BF16, n); Pair dUp = zeros(DType.BF16, n); Pair sum = zeros(DType.BF16, n)) {
+            cpu.kernels().swigluForward(gate.cpu(), up.cpu(), out.cpu());
+            cl.kernels().swigluForward(gate.cl(), up.cl(), out.cl());
+            compare("swiglu n=" + n, out, DType.BF16);
+            cpu.kernels().swigluBackward(dOut.cpu(), gate.cpu(), up.cpu(), dGate.cpu(), dUp.cpu());
+            cl.kernels().swigluBackward(dOut.cl(), gate.cl(), up.cl(), dGate.cl(), dUp.cl());
+            compare("swiglu dGate n=" + n, dGate, DType.BF16);
+            compare("swiglu dUp n=" + n, dUp, DType.BF16);
+            cpu.kernels().add(gate.cpu(), up.cpu(), sum.cpu());
+            cl.kernels().add(gate.cl(), up.cl(), sum.cl());
+            compare("add n=" + n, sum, DType.BF16);
+        }
+    }
+
     @Test
     void nf4GemmAndCopyAtLayerSize() {
         SplittableRandom r = new SplittableRandom(3);
