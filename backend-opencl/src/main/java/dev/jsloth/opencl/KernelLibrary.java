@@ -78,7 +78,8 @@ final class KernelLibrary implements AutoCloseable {
         String key = "gemm_mma-" + c + (transA ? "-tA" : "") + (transB ? "-tB" : "");
         int stages = device.localMemBytes() >= 3L * LaunchConfig.MMA_STAGE_BYTES ? 3 : 2;
         return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K="
-                + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0) + " -DMMA_STAGES=" + stages), key + "/" + name, name);
+                + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0) + " -DMMA_STAGES=" + stages + " -DMMA_WN=" + LaunchConfig.MMA_WARP_COLS + " " + LaunchConfig.MMA_BUILD_OPTIONS),
+                key + "/" + name, name);
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */
@@ -145,6 +146,8 @@ final class KernelLibrary implements AutoCloseable {
             throw new IllegalStateException("OpenCL program " + what + " failed to build on " + device.name()
                     + " (" + e.getMessage() + ", options '" + options + "'):\n" + log, e);
         }
+        if (Boolean.getBoolean("jsloth.opencl.buildLog")) // with -cl-nv-verbose (NVIDIA): registers and spills per kernel
+            System.err.println("[opencl build] " + what + " (" + options + "):\n" + buildLog(program));
         return program;
     }
 

@@ -39,7 +39,17 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
     /** System property turning gemm_mma.cl and flash_attention.cl off on NVIDIA GPUs ({@code false}: the tiled kernels). */
     static final String TENSOR_CORES_PROPERTY = "jsloth.opencl.tensorCores";
     /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group: its MMA_BM = MMA_BN and warp layout. */
-    static final int MMA_TILE = 128, MMA_THREADS = 128;
+    static final int MMA_TILE = 128;
+    /**
+     * Columns of C per warp in gemm_mma.cl (MMA_WN): 32 (8 warps of 64 x 32) by default, 64 (4 warps of 64 x 64) with
+     * {@code -Djsloth.opencl.mmaWarpCols=64}; {@code -Djsloth.opencl.mmaBuildOptions=...} adds compiler options (e.g.
+     * {@code -cl-nv-verbose} with {@code -Djsloth.opencl.buildLog=true}). Measured on an H200 (NVIDIA OpenCL, driver
+     * 580): 64 x 64 warps take 234-240 registers (2 work-groups, 8 warps per SM), 4096^3 X W^T 251 TFLOP/s; 64 x 32 warps
+     * 122-124 registers (2 work-groups, 16 warps per SM), 318 TFLOP/s; tinyllama step 23,601 -> 28,323 tok/s.
+     */
+    static final int MMA_WARP_COLS = Integer.getInteger("jsloth.opencl.mmaWarpCols", 32);
+    static final String MMA_BUILD_OPTIONS = System.getProperty("jsloth.opencl.mmaBuildOptions", "");
+    static final int MMA_THREADS = 128 * 64 / MMA_WARP_COLS;
     /** Local memory per pipeline stage of gemm_mma.cl: a 128 x 32 tile of each operand, 16-bit. */
     static final int MMA_STAGE_BYTES = 2 * MMA_TILE * 32 * 2;
     /** The shortest K range of a split-K product on gemm_mma.cl. */

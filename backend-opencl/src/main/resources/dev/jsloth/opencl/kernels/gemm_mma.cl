@@ -4,8 +4,8 @@
  * (tools/gpu/opencl-ptx-probe): the products are mma.sync.m16n8k16 with bf16 operands and fp32 accumulation, their
  * operand fragments read by ldmatrix from local tiles that cp.async fills straight from global memory.
  *
- * A work-group of 128 work-items (4 warps, 2 x 2) computes a 128 x 128 tile of C, each warp 64 x 64 (4 x 8 mma tiles,
- * 128 accumulators per work-item). K is walked 32 at a time through MMA_STAGES local buffers: while one slice is
+ * A work-group computes a 128 x 128 tile of C with 8 warps (2 x 4) of 64 x 32 (4 x 4 mma tiles, 64 accumulators per
+ * work-item: ~124 registers, so two work-groups share an SM), or with MMA_WN = 64 4 warps (2 x 2) of 64 x 64. K is walked 32 at a time through MMA_STAGES local buffers: while one slice is
  * multiplied, the copies of the next MMA_STAGES - 1 are in flight (one barrier per slice). Each operand's tile keeps
  * its storage order: a source contiguous along k (A, or a transposed B) as [row][32 k] (64-byte rows), one contiguous
  * along m or n (a transposed A, or B) as [32 k][128 rows] (256-byte rows) read by the transposing ldmatrix; 16-byte
@@ -29,6 +29,10 @@
 #error "MMA_A_K (A stored [M][K]) and MMA_B_K (B stored [N][K]) must be defined (0 or 1)"
 #endif
 
+#ifndef MMA_WN
+#define MMA_WN 32 /* each warp's columns: 32 (8 warps of 64 x 32) or 64 (4 warps of 64 x 64) */
+#endif
+#define MMA_THREADS (128 * 64 / MMA_WN)
 #define MMA_BM 128
 #define MMA_BN 128
 #define MMA_BK 32
@@ -69,8 +73,8 @@ inline int mma_at_row_contiguous(int row, int k) {
 inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int rows, int k0, int K, int tid,
                       uint tile, local ushort *tileP) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int ch = tid + i * 128;
+    for (int i = 0; i < 512 / MMA_THREADS; i++) {
+        const int ch = tid + i * MMA_THREADS;
         int r, k; /* the chunk's first element: row r, column k of the slice; 8 values along k (kContig) or along r */
         if (kContig) {
             r = ch >> 2;
@@ -96,7 +100,7 @@ inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int 
     }
 }
 
-__attribute__((reqd_work_group_size(128, 1, 1)))
+__attribute__((reqd_work_group_size(MMA_THREADS, 1, 1)))
 kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
                      QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits) {
     local ushort As[MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
@@ -111,15 +115,15 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
      * transposed ([N][K]) */
     const int aK = MMA_A_K, bK = MMA_B_K; /* compile-time: the program is built per transpose pair */
     const long lda = transA ? M : K, ldb = transB ? K : N;
-    const int wm = (warp & 1) * 64, wn = (warp >> 1) * 64; /* this warp's 64 x 64 block of the tile */
+    const int wm = (warp & 1) * 64, wn = (warp >> 1) * MMA_WN; /* this warp's 64 x MMA_WN block of the tile */
     const uint aBase = (uint) (size_t) As, bBase = (uint) (size_t) Bs;
     const int slices = (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
 
-    float acc[4][8][4];
+    float acc[4][MMA_WN / 8][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+        for (int j = 0; j < MMA_WN / 8; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
 #pragma unroll
     for (int s = 0; s < MMA_STAGES - 1; s++) {
@@ -166,7 +170,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 #endif
             }
 #pragma unroll
-            for (int j = 0; j < 8; j += 2) { /* columns wn + 8 j .. + 15: B fragments of j from matrices 0, 1, of j + 1 from 2, 3 */
+            for (int j = 0; j < MMA_WN / 8; j += 2) { /* columns wn + 8 j .. + 15: B fragments of j from matrices 0, 1, of j + 1 from 2, 3 */
                 uint bf[4];
 #if MMA_B_K
                 { /* op(B)[k][n] = tile[n][k]: matrix m holds n + 8 (m >> 1), k + 8 (m & 1) */
@@ -198,7 +202,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < MMA_WN / 8; j++)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     const int r = wm + i * 16 + g + h * 8, c = wn + j * 8 + 2 * t;
@@ -209,8 +213,8 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
         barrier(CLK_LOCAL_MEM_FENCE);
         global ushort *cp = (global ushort *) C + cBase;
 #pragma unroll
-        for (int e = 0; e < MMA_BM * MMA_BN / 8 / 128; e++) {
-            const int ch = tid + e * 128, r = ch >> 4, c = (ch & 15) << 3;
+        for (int e = 0; e < MMA_BM * MMA_BN / 8 / MMA_THREADS; e++) {
+            const int ch = tid + e * MMA_THREADS, r = ch >> 4, c = (ch & 15) << 3;
             *(global uint4 *) (cp + (long) (row0 + r) * N + col0 + c) = *(local uint4 *) (Cs + r * MMA_BN + (((c >> 3) ^ (r & 15)) << 3));
         }
         return;
@@ -220,7 +224,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < MMA_WN / 8; j++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int r = row0 + wm + i * 16 + g + h * 8, c = col0 + wn + j * 8 + 2 * t;
