@@ -5,8 +5,8 @@
  * operand fragments read by ldmatrix from local tiles that cp.async fills straight from global memory.
  *
  * A work-group computes a 128 x 128 tile of C with 8 warps (2 x 4) of 64 x 32 (4 x 4 mma tiles, 64 accumulators per
- * work-item: ~124 registers, so two work-groups share an SM), or with MMA_WN = 64 4 warps (2 x 2) of 64 x 64. K is walked 32 at a time through MMA_STAGES local buffers: while one slice is
- * multiplied, the copies of the next MMA_STAGES - 1 are in flight (one barrier per slice). Each operand's tile keeps
+ * work-item: ~124 registers, so two work-groups share an SM), or with MMA_WN = 64 4 warps (2 x 2) of 64 x 64. K is
+ * walked 32 at a time through MMA_STAGES local buffers: while one slice is multiplied, the copies of the next MMA_STAGES - 1 are in flight (one barrier per slice). Each operand's tile keeps
  * its storage order: a source contiguous along k (A, or a transposed B) as [row][32 k] (64-byte rows), one contiguous
  * along m or n (a transposed A, or B) as [32 k][128 rows] (256-byte rows) read by the transposing ldmatrix; 16-byte
  * chunks are placed XOR-swizzled so that the 8 row addresses of every ldmatrix fall in distinct banks. A chunk that is
