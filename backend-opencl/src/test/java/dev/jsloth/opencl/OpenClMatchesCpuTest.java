@@ -144,8 +144,8 @@ class OpenClMatchesCpuTest {
     /**
      * flash_attention.cl (16-bit attention on an NVIDIA GPU's tensor cores) against the CPU reference: one query, a
      * sequence shorter than a tile, several tiles with ragged ends, MHA and GQA, packed sequences, cached keys (forward
-     * only: kvSeq > seq), bf16 and f16, head dimensions 64 and 128 (the backward at 128 runs the tiled kernels); and the
-     * same bits on a second run. Runs only where the backend uses it; elsewhere skipped with the reason.
+     * only: kvSeq > seq), bf16 and f16, head dimensions 64 and 128 (dK/dV there with K and V held in registers); and
+     * the same bits on a second run. Runs only where the backend uses it; elsewhere skipped with the reason.
      */
     @ParameterizedTest
     @CsvSource({"BF16,64,1,1,4,4,false", "BF16,64,13,13,8,2,true", "BF16,64,207,207,4,1,false", "F16,64,300,300,4,2,true",

@@ -10,9 +10,10 @@
  * [batch, qHeads, seq]; segments (optional, I32 [batch, seq], only with kvSeq == seq). Query i sits at position
  * kvSeq - seq + i and sees key j <= its position within its segment.
  *
- * Built per head dimension FA_D (64 or 128; dK/dV at 64 only). Work-groups of 128 work-items (4 warps, 16 rows each):
+ * Built per head dimension FA_D (64 or 128). Work-groups of 128 work-items (4 warps, 16 rows each):
  *   forward: 64 queries of one head, walking the visible key tiles of FA_BK (64 at D = 64, 32 at D = 128);
- *   dK/dV:   64 keys of one query head (GQA: fp32 partials summed per group by flash_group_sum), walking query tiles of 32;
+ *   dK/dV:   64 keys of one query head (GQA: fp32 partials summed per group by flash_group_sum), walking query tiles of
+ *            32 (16 at D = 128, K and V held in registers);
  *   dQ:      64 queries of one head, walking the visible key tiles of 32.
  * Local memory (NVIDIA's OpenCL gives a work-group 48 KB): tiles of rows padded to FA_D + 8 16-bit values, so that the
  * 8 row addresses of an ldmatrix fall in distinct banks; streamed tiles double-buffered, the next one copied by
@@ -29,7 +30,13 @@
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
 #define FA_BQ 64      /* query rows per forward / dQ work-group, key rows per dK/dV work-group */
+#if FA_D == 64
 #define FA_BQ_KV 32   /* query rows per streamed tile of dK/dV */
+#define FA_KV_HELD 0  /* dK/dV reads K and V from local tiles */
+#else
+#define FA_BQ_KV 16
+#define FA_KV_HELD 1  /* dK/dV holds K and V as mma fragments in registers (the tiles would not fit beside the stream) */
+#endif
 #define FA_BK_DQ 32   /* key rows per streamed tile of dQ */
 #if FA_D == 64
 #define FA_BK 64      /* key rows per streamed tile of the forward */
@@ -351,12 +358,12 @@ kernel void flash_forward(TENSOR(q), TENSOR(k), TENSOR(v), INTS(seg), int hasSeg
     }
 }
 
-#if FA_D == 64
 /*
  * dK and dV of FA_BQ keys for one query head: written to dk/dv when every kv head serves one query head, else as fp32
  * partials [batch, seq, qHeads, FA_D] that flash_group_sum adds up over each group in a fixed order. Local memory:
  * the K and V tiles, two buffers of (Q, dO) tiles of FA_BQ_KV rows, two of their lse and delta, two of their segment
- * ids, and the keys' segment ids. P^T = exp(scale s - lse) and dS^T = P^T (dP^T - delta) per warp of 16 keys, zero
+ * ids, and the keys' segment ids. At D = 128 (FA_KV_HELD) each warp holds its 16 rows of K and V as mma A fragments
+ * (64 registers), loaded once from tiles staged where the (Q, dO) buffers then stream. P^T = exp(scale s - lse) and dS^T = P^T (dP^T - delta) per warp of 16 keys, zero
  * where the key is not visible: key j is visible to query i iff j <= i < seq and, with segments, both lie in one
  * sequence of the pack.
  */
@@ -364,7 +371,11 @@ __attribute__((reqd_work_group_size(128, 1, 1)))
 kernel void flash_backward_dkdv(TENSOR(dOut), TENSOR(q), TENSOR(k), TENSOR(v), INTS(seg), int hasSeg, float scale,
                                 TENSOR(lse), global const float *delta, TENSOR(dk), TENSOR(dv), global float *dkPart,
                                 global float *dvPart, int partial, int seq, int qHeads, int kvHeads) {
+#if FA_KV_HELD
+    local ushort tiles[2 * FA_BQ * FA_LD] __attribute__((aligned(16))); /* K V, then (Q0 dO0) (Q1 dO1) */
+#else
     local ushort tiles[(2 * FA_BQ + 4 * FA_BQ_KV) * FA_LD] __attribute__((aligned(16))); /* K V (Q0 dO0) (Q1 dO1) */
+#endif
     local float lseb[2 * FA_BQ_KV] __attribute__((aligned(16)));
     local float deltab[2 * FA_BQ_KV] __attribute__((aligned(16)));
     local int segQb[2 * FA_BQ_KV] __attribute__((aligned(16)));
@@ -378,12 +389,27 @@ kernel void flash_backward_dkdv(TENSOR(dOut), TENSOR(q), TENSOR(k), TENSOR(v), I
     const int warp = get_local_id(0) >> 5, lane = get_local_id(0) & 31, gr = lane >> 2, tq = lane & 3;
     const float scaleLog2 = scale * FA_LOG2E;
     const int steps = (seq - k0 + FA_BQ_KV - 1) / FA_BQ_KV; /* query tiles from k0 on */
-    const uint Ks = fa_address(tiles), Vs = Ks + 2u * FA_BQ * FA_LD, buffers = Vs + 2u * FA_BQ * FA_LD;
+    const uint Ks = fa_address(tiles), Vs = Ks + 2u * FA_BQ * FA_LD;
     const uint buffer = 2u * 2 * FA_BQ_KV * FA_LD; /* bytes per (Q, dO) buffer */
 
     fa_fetch_rows(Ks, ks, b, k0, nk, FA_BQ, seq, kvHeads, g);
     fa_fetch_rows(Vs, vs, b, k0, nk, FA_BQ, seq, kvHeads, g);
     if (hasSeg) fa_fetch_words(fa_address(segK), segs + (long) b * seq + k0, nk, FA_BQ);
+#if FA_KV_HELD
+    FA_COMMIT();
+    FA_WAIT(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint kf[FA_D / 16][4], vf[FA_D / 16][4]; /* this warp's K and V rows as A fragments, one per 16 columns */
+#pragma unroll
+    for (int kk = 0; kk < FA_D / 16; kk++) {
+        fa_a_fragment(kf[kk], Ks, (get_local_id(0) >> 5) * 16, kk * 16);
+        fa_a_fragment(vf[kk], Vs, (get_local_id(0) >> 5) * 16, kk * 16);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE); /* the K and V tiles are free for the query stream */
+    const uint buffers = Ks;
+#else
+    const uint buffers = Vs + 2u * FA_BQ * FA_LD;
+#endif
     { /* the first query tile, k0 on (the next is queued in the loop) */
         const int nq = min(FA_BQ_KV, seq - k0);
         fa_fetch_rows(buffers, qs, b, k0, nq, FA_BQ_KV, seq, qHeads, h);
@@ -426,8 +452,13 @@ kernel void flash_backward_dkdv(TENSOR(dOut), TENSOR(q), TENSOR(k), TENSOR(v), I
             for (int nt = 0; nt < FA_BQ_KV / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+#if FA_KV_HELD
+            FA_TIMES_ROWS_HELD(FA_BQ_KV, s, kf, Qs)
+            FA_TIMES_ROWS_HELD(FA_BQ_KV, dp, vf, dOs)
+#else
             FA_TIMES_ROWS(FA_BQ_KV, s, Ks, warp * 16, Qs, 0)
             FA_TIMES_ROWS(FA_BQ_KV, dp, Vs, warp * 16, dOs, 0)
+#endif
             /* P^T: s scaleLog2 - lse LOG2E as one fma after the rounded product lse LOG2E */
 #pragma unroll
             for (int nt = 0; nt < FA_BQ_KV / 8; nt++)
@@ -478,7 +509,6 @@ kernel void flash_backward_dkdv(TENSOR(dOut), TENSOR(q), TENSOR(k), TENSOR(v), I
         fa_store_rows_f32(dvPart, dva, 1.f, b, warpFirstKey, seq, qHeads, h);
     }
 }
-#endif
 
 /* delta [batch, qHeads, seq] (fp32) = the row dot products of dOut and out, FA_D / 8 work-items per row reading 16
  * bytes of each, their partial sums added by shuffles (a row's work-items are lanes of one warp). */
