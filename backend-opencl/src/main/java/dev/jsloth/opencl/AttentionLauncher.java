@@ -58,9 +58,9 @@ final class AttentionLauncher {
      * Whether flash_attention.cl takes this call: tensor cores on, head dimension 64 or 128, all tensors BF16 or all
      * F16 starting 16-byte aligned, F32 lse.
      */
-    private boolean flash(AttentionDims d, OpenClTensor lse, OpenClTensor... tensors) {
+    private boolean flash(AttentionDims d, boolean backward, OpenClTensor lse, OpenClTensor... tensors) {
         if (!be.config().tensorCores() || lse.dtype() != DType.F32) return false;
-        if (d.headDim() != 64 && d.headDim() != 128) return false;
+        if (d.headDim() != 64 && (d.headDim() != 128 || (backward && !LaunchConfig.FLASH_BACKWARD_128))) return false;
         DType t = tensors[0].dtype();
         if (t != DType.BF16 && t != DType.F16) return false;
         for (OpenClTensor x : tensors) if (x.dtype() != t || x.offset() % 8 != 0) return false;
@@ -77,7 +77,7 @@ final class AttentionLauncher {
 
     void forward(AttentionDims d, OpenClTensor q, OpenClTensor k, OpenClTensor v, OpenClTensor segments, double scale,
                  OpenClTensor out, OpenClTensor lse) {
-        if (flash(d, lse, q, k, v, out)) {
+        if (flash(d, false, lse, q, k, v, out)) {
             flashLaunch(d.headDim(), q.dtype(), "flash_forward").tensor(q).tensor(k).tensor(v).ints(segments).flag(segments != null)
                     .real(scale).tensor(out).tensor(lse).i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads())
                     .run(flashGrid(d), new long[]{FLASH_THREADS, 1, 1});
@@ -95,7 +95,7 @@ final class AttentionLauncher {
 
     void backward(AttentionDims d, OpenClTensor dOut, OpenClTensor q, OpenClTensor k, OpenClTensor v, OpenClTensor segments,
                   double scale, OpenClTensor out, OpenClTensor lse, OpenClTensor dq, OpenClTensor dk, OpenClTensor dv) {
-        if (flash(d, lse, dOut, q, k, v, out, dq, dk, dv)) {
+        if (flash(d, true, lse, dOut, q, k, v, out, dq, dk, dv)) {
             flashBackward(d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv);
             return;
         }

@@ -16,7 +16,8 @@ import java.util.function.LongFunction;
  * NVIDIA's driver, where a step allocates thousands of activations, that left the GPU idle ~30% of a tinyllama step).
  * Reuse needs no events: the backend has one in-order queue, so commands enqueued after a release run after every
  * command that used the buffer before. A large request may take a cached buffer up to 1/8 larger. When creating a
- * buffer fails, the cache is given back to the driver (after the queue drains) and the creation retried once.
+ * buffer fails, the cache is given back to the driver (after the queue drains) and the creation retried once; the
+ * cache holds at most a quarter of the device's memory.
  */
 final class BufferPool {
     static final long MIN_BLOCK = 512;
@@ -29,13 +30,19 @@ final class BufferPool {
 
     private final LongFunction<cl_mem> create;
     private final Runnable drain;
+    private final long cap;
     private final TreeMap<Long, ArrayDeque<cl_mem>> free = new TreeMap<>();
     private long cachedBytes;
 
-    /** @param create makes a buffer of the given size; @param drain waits until the queue's commands are done */
-    BufferPool(LongFunction<cl_mem> create, Runnable drain) {
+    /**
+     * @param create makes a buffer of the given size
+     * @param drain  waits until the queue's commands are done
+     * @param cap    the most bytes the cache holds (released buffers beyond it go back to the driver)
+     */
+    BufferPool(LongFunction<cl_mem> create, Runnable drain, long cap) {
         this.create = create;
         this.drain = drain;
+        this.cap = cap;
     }
 
     /** The size class of a request of {@code bytes} (at least 1). */
@@ -57,14 +64,24 @@ final class BufferPool {
         }
         try {
             return new Block(create.apply(size), size);
-        } catch (CLException | OutOfMemoryError e) {
+        } catch (CLException e) {
             if (cachedBytes == 0) throw e;
             releaseCached();
             return new Block(create.apply(size), size);
         }
     }
 
+    /**
+     * Caches a released buffer, or gives it back to the driver when the cache already holds {@code cap} bytes: NVIDIA's
+     * driver reserves memory when a buffer is first used, so running out shows at an enqueue (which cannot be retried
+     * here), and a cache that grew without bound across changing shapes (training, then evaluation at another length)
+     * could make that happen where freeing would not.
+     */
     synchronized void release(Block b) {
+        if (cachedBytes + b.size() > cap) {
+            CL.clReleaseMemObject(b.buffer());
+            return;
+        }
         free.computeIfAbsent(b.size(), s -> new ArrayDeque<>()).push(b.buffer());
         cachedBytes += b.size();
     }

@@ -71,14 +71,13 @@ final class KernelLibrary implements AutoCloseable {
 
     /**
      * A kernel of gemm_mma.cl ({@code gemm_mma} or {@code gemm_splitk_sum}) for a C stored as {@code c} and this
-     * transpose pair (the operands' storage orders are compile-time there). Three stages of local tiles (48 KB) where
-     * the device has that much local memory, else two.
+     * transpose pair (the operands' storage orders are compile-time there), with three stages of local tiles (48 KB:
+     * what {@link LaunchConfig#tensorCores()} requires of the device).
      */
     synchronized cl_kernel mmaGemmKernel(DType c, boolean transA, boolean transB, String name) {
         String key = "gemm_mma-" + c + (transA ? "-tA" : "") + (transB ? "-tB" : "");
-        int stages = device.localMemBytes() >= 3L * LaunchConfig.MMA_STAGE_BYTES ? 3 : 2;
         return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K="
-                + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0) + " -DMMA_STAGES=" + stages + " -DMMA_WN=" + LaunchConfig.MMA_WARP_COLS + " " + LaunchConfig.MMA_BUILD_OPTIONS),
+                + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0) + " -DMMA_STAGES=3" + " -DMMA_WN=" + LaunchConfig.MMA_WARP_COLS + " " + LaunchConfig.MMA_BUILD_OPTIONS),
                 key + "/" + name, name);
     }
 

@@ -47,6 +47,10 @@ final class KernelProfiler {
 
     synchronized void add(String name, cl_event event) {
         pending.add(new Span(name, event));
+    }
+
+    /** Collects the finished spans once 4096 are pending (called outside the launch lock: it waits for events). */
+    synchronized void drainIfFull() {
         if (pending.size() >= 4096) drain();
     }
 

@@ -122,6 +122,7 @@ final class Launch {
             CL.clEnqueueNDRangeKernel(backend.queue(), kernel, global.length, null, global, local, 0, null, event);
             if (profiler != null) profiler.add(profileName == null ? profiler.name(kernel) : profileName, event);
         }
+        if (profiler != null) profiler.drainIfFull();
     }
 
     static long roundUp(long n, long m) {

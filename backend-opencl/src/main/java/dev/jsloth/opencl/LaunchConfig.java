@@ -47,9 +47,11 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
      * 580): 64 x 64 warps take 234-240 registers (2 work-groups, 8 warps per SM), 4096^3 X W^T 251 TFLOP/s; 64 x 32 warps
      * 122-124 registers (2 work-groups, 16 warps per SM), 318 TFLOP/s; tinyllama step 23,601 -> 28,323 tok/s.
      */
-    static final int MMA_WARP_COLS = Integer.getInteger("jsloth.opencl.mmaWarpCols", 32);
+    static final int MMA_WARP_COLS = warpCols(Integer.getInteger("jsloth.opencl.mmaWarpCols", 32));
     static final String MMA_BUILD_OPTIONS = System.getProperty("jsloth.opencl.mmaBuildOptions", "");
     static final int MMA_THREADS = 128 * 64 / MMA_WARP_COLS;
+    /** {@code -Djsloth.opencl.flashBackward128=false} keeps the backward pass at head dimension 128 on attention.cl. */
+    static final boolean FLASH_BACKWARD_128 = Boolean.parseBoolean(System.getProperty("jsloth.opencl.flashBackward128", "true"));
     /** Local memory per pipeline stage of gemm_mma.cl: a 128 x 32 tile of each operand, 16-bit. */
     static final int MMA_STAGE_BYTES = 2 * MMA_TILE * 32 * 2;
     /** The shortest K range of a split-K product on gemm_mma.cl. */
@@ -57,6 +59,11 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
 
     /** System property overriding the GEMM shape, {@code TILE,WORK,DEPTH} (e.g. {@code 64,4,16}), for tuning. */
     static final String GEMM_PROPERTY = "jsloth.opencl.gemm";
+
+    private static int warpCols(int v) {
+        if (v != 32 && v != 64) throw new IllegalArgumentException("jsloth.opencl.mmaWarpCols must be 32 or 64, got " + v);
+        return v;
+    }
 
     static LaunchConfig forDevice(OpenClDevice d) {
         int maxGroup = (int) Math.min(Integer.MAX_VALUE, d.maxWorkGroupSize());
@@ -79,7 +86,7 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
         return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(), !cpu,
                 cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")),
                 d.type() == OpenClDevice.Type.GPU && d.nvidiaCapability() >= 80 && maxGroup >= MMA_THREADS
-                        && d.localMemBytes() >= 2L * MMA_STAGE_BYTES
+                        && d.localMemBytes() >= 3L * MMA_STAGE_BYTES
                         && Boolean.parseBoolean(System.getProperty(TENSOR_CORES_PROPERTY, "true")));
     }
 

@@ -40,11 +40,12 @@ final class OpenClBackend implements Backend {
     private final LiveTensors<OpenClTensor> live = new LiveTensors<>();
     private volatile boolean closed;
     private final KernelProfiler profiler = KernelProfiler.ENABLED ? new KernelProfiler() : null;
-    private final BufferPool pool = new BufferPool(this::createBuffer, () -> CL.clFinish(queue()));
+    private final BufferPool pool;
 
     OpenClBackend(OpenClDevice device) {
         this.device = device;
         this.config = LaunchConfig.forDevice(device);
+        this.pool = new BufferPool(this::createBuffer, () -> CL.clFinish(queue()), device.globalMemBytes() / 4);
         cl_context_properties props = new cl_context_properties();
         props.addProperty(CL.CL_CONTEXT_PLATFORM, device.platform());
         this.context = CL.clCreateContext(props, 1, new cl_device_id[]{device.device()}, null, null, null);

@@ -35,7 +35,6 @@ final class OpenClKernels implements Kernels {
         return be.tensor(t);
     }
 
-    /** A launch of a main-program kernel in the precision of {@code operands}. */
     /**
      * The 8-wide BF16 variant of an elementwise kernel ({@code name + "_bf16x8"}, 8 elements per work-item) when every
      * operand is BF16 with an offset and element count that are multiples of 8; null otherwise.
@@ -46,6 +45,7 @@ final class OpenClKernels implements Kernels {
         return new Launch(be, be.library().kernel(Precision.FLOAT, kernel + "_bf16x8"), Precision.FLOAT);
     }
 
+    /** A launch of a main-program kernel in the precision of {@code operands}. */
     private Launch launch(String kernel, Tensor... operands) {
         Precision p = Precision.of(operands);
         be.require(p);

@@ -25,6 +25,9 @@
 #ifndef MMA_STAGES
 #define MMA_STAGES 3
 #endif
+#if MMA_STAGES != 2 && MMA_STAGES != 3
+#error "MMA_STAGES must be 2 or 3"
+#endif
 #if !defined(MMA_A_K) || !defined(MMA_B_K)
 #error "MMA_A_K (A stored [M][K]) and MMA_B_K (B stored [N][K]) must be defined (0 or 1)"
 #endif
@@ -68,7 +71,8 @@ inline int mma_at_row_contiguous(int row, int k) {
 /*
  * Queues the copies of a 128 x 32 slice of op(X) (rows r0.., columns k0..; `rows` rows and K columns in op form, ld
  * in storage) into the local tile at `tile` (its 32-bit local address) / `tileP` (the same as a pointer, for chunks
- * stored value by value). kContig: X is stored [rows][K]; else [K][rows]. Four chunks of 8 values per work-item.
+ * stored value by value). kContig: X is stored [rows][K]; else [K][rows]. 512 / MMA_THREADS chunks of 8 values per
+ * work-item.
  */
 inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int rows, int k0, int K, int tid,
                       uint tile, local ushort *tileP) {
@@ -103,8 +107,9 @@ inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int 
 __attribute__((reqd_work_group_size(MMA_THREADS, 1, 1)))
 kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
                      QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits) {
-    local ushort As[MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
-    local ushort Bs[MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
+    /* one array: the epilogue reuses both operands' buffers (128 x 128 16-bit values) for C */
+    local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
+    local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
     const int tid = get_local_id(0), warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const int col0 = get_group_id(0) * MMA_BN, row0 = get_group_id(1) * MMA_BM;
     const long z = get_global_id(2), batch = z / splits; /* C tile z: batch, and the K range z % splits */
@@ -198,7 +203,10 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
      * time is this store): the tile goes through local memory, rounded once, and out as 16-byte row chunks */
     if (beta == 0 && row0 + MMA_BM <= M && col0 + MMA_BN <= N && (N & 7) == 0 && (cBase & 7) == 0) {
         barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the operand tiles: reuse them for C (32 KB) */
-        local ushort *Cs = As; /* [128][128 + 8] would not fit: rows of 128, 16-byte chunks XOR-swizzled by row */
+#if 2 * MMA_STAGES * MMA_TILE < MMA_BM * MMA_BN
+#error "the operand buffers must hold a 128 x 128 tile of C"
+#endif
+        local ushort *Cs = tiles; /* [128][128 + 8] would not fit: rows of 128, 16-byte chunks XOR-swizzled by row */
 #pragma unroll
         for (int i = 0; i < 4; i++)
 #pragma unroll
