@@ -54,6 +54,18 @@ class HfParityTest {
         assertTrue(f.isEmpty(), String.join("\n", f));
     }
 
+    /** The golden gradient of a LoRA parameter (PEFT's name for it). */
+    private static String gradientKey(Parameter p) {
+        return "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
+    }
+
+    /** The largest relative error of the adapter's gradients against the goldens. */
+    private static double worstGradientError(LoraAdapter a, Backend on, Fixture fx) throws IOException {
+        double worst = 0;
+        for (Parameter p : a.parameters()) worst = Math.max(worst, Fixture.relError(on.download(p.grad()), fx.doubles(gradientKey(p))));
+        return worst;
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"gqa-untied", "tied-odd", "mha-bf16"})
     void f64LossLogitsAndGradients(String name) throws IOException {
@@ -66,12 +78,7 @@ class HfParityTest {
                 LlamaModel.LossResult lora = m.lossAndBackward(b, 1.0 / b.countedTokens(), true);
                 report(name + " f64 lora loss", Math.abs(lora.meanLoss() - fx.expected().get("lora_loss").asDouble()) / fx.expected().get("lora_loss").asDouble(), F64_LOSS);
                 report(name + " f64 lora logits", Fixture.relError(m.logits(b), fx.doubles("lora.logits")), F64_LOGITS);
-                double worst = 0;
-                for (Parameter p : a.parameters()) {
-                    String key = "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
-                    worst = Math.max(worst, Fixture.relError(be.download(p.grad()), fx.doubles(key)));
-                }
-                report(name + " f64 worst LoRA gradient", worst, F64_GRAD);
+                report(name + " f64 worst LoRA gradient", worstGradientError(a, be, fx), F64_GRAD);
             }
         }
     }
@@ -100,12 +107,7 @@ class HfParityTest {
                         LlamaModel.LossResult r = m.lossAndBackward(b, 1.0 / b.countedTokens(), true);
                         report(tag + " lora loss", Math.abs(r.meanLoss() - lora) / lora, F32_BOUND);
                         report(tag + " lora logits", Fixture.relError(m.logits(b), fx.doubles("lora.logits")), F32_BOUND);
-                        double worst = 0;
-                        for (Parameter p : a.parameters()) {
-                            String key = "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
-                            worst = Math.max(worst, Fixture.relError(on.download(p.grad()), fx.doubles(key)));
-                        }
-                        report(tag + " worst LoRA gradient", worst, F32_GRAD);
+                        report(tag + " worst LoRA gradient", worstGradientError(a, on, fx), F32_GRAD);
                     }
                 }
             }
@@ -136,8 +138,7 @@ class HfParityTest {
                     double worst = 1;
                     for (Parameter p : a.parameters()) {
                         assertEquals(DType.F32, p.grad().dtype(), "LoRA gradients stay F32");
-                        String key = "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
-                        worst = Math.min(worst, cosine(b16.download(p.grad()), fx.doubles(key)));
+                        worst = Math.min(worst, cosine(b16.download(p.grad()), fx.doubles(gradientKey(p))));
                     }
                     report(name + " bf16 " + st.name() + " 1 - worst gradient cosine", 1 - worst, 1e-3);
                 }
@@ -196,8 +197,7 @@ class HfParityTest {
                 report(name + " pure-f64 lora logits", Fixture.relError(m.logits(b), pure.bytes("lora.logits").toArray(le)), 1e-9);
                 double worst = 0;
                 for (Parameter p : a.parameters()) {
-                    String key = "grad." + p.name().replace(".lora_A", ".lora_A.default").replace(".lora_B", ".lora_B.default") + ".weight";
-                    worst = Math.max(worst, Fixture.relError(be.download(p.grad()), pure.bytes(key).toArray(le)));
+                    worst = Math.max(worst, Fixture.relError(be.download(p.grad()), pure.bytes(gradientKey(p)).toArray(le)));
                 }
                 report(name + " pure-f64 worst LoRA gradient", worst, 1e-7);
             }
