@@ -15,6 +15,8 @@ import java.util.function.Supplier;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -148,6 +150,33 @@ class OpenClBackendTest {
         assertTrue(b.isClosed());
         assertEquals(new MemoryStats(0, be.memoryStats().peakBytes(), 0), be.memoryStats());
         assertEquals(0, be.memoryStats().liveBytes());
+    }
+
+    @Test
+    void sizeClassesArePowersOfTwoThenTwoMebibyteMultiples() {
+        assertEquals(512, BufferPool.sizeClass(1));
+        assertEquals(512, BufferPool.sizeClass(512));
+        assertEquals(1024, BufferPool.sizeClass(513));
+        assertEquals(1 << 20, BufferPool.sizeClass((1 << 20) - 1));
+        assertEquals(2L << 20, BufferPool.sizeClass((1 << 20) + 1));
+        assertEquals(4L << 20, BufferPool.sizeClass((2L << 20) + 1));
+    }
+
+    /** A released buffer is handed to the next tensor of its size class; its contents are the new tensor's to set. */
+    @Test
+    void releasedBuffersAreReusedWithinTheirSizeClass() {
+        requireDevice();
+        try (Backend be = provider.create()) {
+            Tensor a = be.upload(DType.F32, Shape.of(100), new double[100]);
+            org.jocl.cl_mem first = ((OpenClTensor) a).rawBuffer();
+            a.close();
+            try (Tensor b = be.allocate(DType.F32, 120); Tensor c = be.allocate(DType.F32, 1000)) {
+                assertSame(first, ((OpenClTensor) b).rawBuffer(), "a 480-byte tensor takes the cached 512-byte buffer");
+                assertNotSame(first, ((OpenClTensor) c).rawBuffer(), "a 4000-byte tensor needs a buffer of its own class");
+                assertArrayEquals(new double[120], be.download(b), 0.0, "allocate() zeroes a reused buffer");
+                assertEquals(512 + 4096, be.memoryStats().liveBytes(), "live bytes count the size classes");
+            }
+        }
     }
 
     @Test
