@@ -152,6 +152,16 @@ class OpenClBackendTest {
         assertEquals(0, be.memoryStats().liveBytes());
     }
 
+    /** bench trains in BF16 only where the tensor-core kernels run (NVIDIA GPUs of compute capability 8.0+). */
+    @Test
+    void prefersBf16TrainingOnlyWithTensorCores() {
+        requireDevice();
+        try (Backend be = provider.create()) {
+            boolean tensorCores = ((OpenClBackend) be).config().tensorCores();
+            assertEquals(tensorCores ? DType.BF16 : DType.F32, be.preferredTrainingType(), be.description());
+        }
+    }
+
     @Test
     void sizeClassesArePowersOfTwoThenTwoMebibyteMultiples() {
         assertEquals(512, BufferPool.sizeClass(1));
