@@ -34,9 +34,9 @@ final class KernelLibrary implements AutoCloseable {
     private static final String[] MAIN_SOURCES = {"common.cl", "elementwise.cl", "reduce.cl"};
     private static final String[] GEMM_SOURCES = {"common.cl", "gemm.cl"};
     private static final String[] CPU_GEMM_SOURCES = {"common.cl", "gemm_cpu.cl"};
-    private static final String[] MMA_GEMM_SOURCES = {"common.cl", "gemm_mma.cl"};
+    static final String[] MMA_GEMM_SOURCES = {"common.cl", "gemm_mma.cl"};
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
-    private static final String[] FLASH_SOURCES = {"common.cl", "flash_attention.cl"};
+    static final String[] FLASH_SOURCES = {"common.cl", "flash_attention.cl"};
 
     private final cl_context context;
     private final OpenClDevice device;
@@ -76,9 +76,14 @@ final class KernelLibrary implements AutoCloseable {
      */
     synchronized cl_kernel mmaGemmKernel(DType c, boolean transA, boolean transB, String name) {
         String key = "gemm_mma-" + c + (transA ? "-tA" : "") + (transB ? "-tB" : "");
-        return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K="
-                + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0) + " -DMMA_STAGES=3" + " -DMMA_WN=" + LaunchConfig.MMA_WARP_COLS + " " + LaunchConfig.MMA_BUILD_OPTIONS),
-                key + "/" + name, name);
+        return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, mmaGemmOptions(c, transA, transB, LaunchConfig.MMA_WARP_COLS)
+                + " " + LaunchConfig.MMA_BUILD_OPTIONS), key + "/" + name, name);
+    }
+
+    /** gemm_mma.cl's build options (besides the common ones) for a C stored as {@code c}, a transpose pair and warp width. */
+    static String mmaGemmOptions(DType c, boolean transA, boolean transB, int warpCols) {
+        return " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K=" + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0)
+                + " -DMMA_STAGES=3 -DMMA_WN=" + warpCols;
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */
@@ -96,8 +101,12 @@ final class KernelLibrary implements AutoCloseable {
     /** A kernel of flash_attention.cl (NVIDIA tensor cores) for head dimension 64 or 128 and 16-bit storage {@code t}. */
     synchronized cl_kernel flashKernel(int headDim, DType t, String name) {
         String key = "flash" + headDim + "-" + t;
-        return kernel(program(key, Precision.FLOAT, FLASH_SOURCES, " -DFA_D=" + headDim + (t == DType.F16 ? " -DFA_F16" : "")),
-                key + "/" + name, name);
+        return kernel(program(key, Precision.FLOAT, FLASH_SOURCES, flashOptions(headDim, t)), key + "/" + name, name);
+    }
+
+    /** flash_attention.cl's build options (besides the common ones). */
+    static String flashOptions(int headDim, DType t) {
+        return " -DFA_D=" + headDim + (t == DType.F16 ? " -DFA_F16" : "");
     }
 
     private cl_program program(String key, Precision p, String[] files, String options) {
@@ -165,7 +174,7 @@ final class KernelLibrary implements AutoCloseable {
     }
 
     /** The NF4 code table of {@link Nf4#CODE}, as exact hexadecimal float literals. */
-    private static String nf4Prelude() {
+    static String nf4Prelude() {
         StringBuilder sb = new StringBuilder("constant float NF4_CODE[16] = {");
         for (int i = 0; i < Nf4.CODE.length; i++) {
             if (i > 0) sb.append(", ");
