@@ -36,8 +36,8 @@ final class OpenClKernels implements Kernels {
     }
 
     /**
-     * The 8-wide BF16 variant of an elementwise kernel ({@code name + "_bf16x8"}, 8 elements per work-item) when every
-     * operand is BF16 with an offset and element count that are multiples of 8; null otherwise.
+     * The 8-wide BF16 variant of a kernel ({@code name + "_bf16x8"}: 8 elements per access) when every operand given is
+     * BF16 with an offset and element count that are multiples of 8; null otherwise.
      */
     private Launch bf16x8(String kernel, Tensor... operands) {
         for (Tensor x : operands)
@@ -224,7 +224,8 @@ final class OpenClKernels implements Kernels {
         KernelArguments.checkRmsNormForward(x, weight, y, rstd);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        launch("rmsnorm_forward", x, weight, y, rstd).i32(d).real(eps)
+        Launch wide = d % 8 == 0 && rstd.dtype() == DType.F32 ? bf16x8("rmsnorm_forward", x, weight, y) : null;
+        (wide != null ? wide : launch("rmsnorm_forward", x, weight, y, rstd)).i32(d).real(eps)
                 .tensor(t(x)).tensor(t(weight)).tensor(t(y)).tensor(t(rstd))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
     }
@@ -235,7 +236,8 @@ final class OpenClKernels implements Kernels {
         KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        launch("rmsnorm_backward", dy, x, weight, rstd, dx).i32(d)
+        Launch wide = d % 8 == 0 && rstd.dtype() == DType.F32 ? bf16x8("rmsnorm_backward", dy, x, weight, dx) : null;
+        (wide != null ? wide : launch("rmsnorm_backward", dy, x, weight, rstd, dx)).i32(d)
                 .tensor(t(dy)).tensor(t(x)).tensor(t(weight)).tensor(t(rstd)).tensor(t(dx))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
         if (dWeight != null && n > 0 && d > 0) {
@@ -260,6 +262,12 @@ final class OpenClKernels implements Kernels {
         requireFloating(x, cos, sin);
         int half = KernelArguments.checkRope(x, cos, sin, heads) / 2;
         int n = Math.toIntExact(x.shape().rows());
+        Launch wide = half % 8 == 0 && cos.dtype() != DType.F64 && sin.dtype() != DType.F64 ? bf16x8("rope", x) : null;
+        if (wide != null) {
+            wide.i32(n).i32(heads).i32(half).flag(inverse).tensor(t(x)).tensor(t(cos)).tensor(t(sin))
+                    .run((long) n * heads * (half / 8), cfg.simpleGroup());
+            return;
+        }
         launch("rope", x, cos, sin).i32(n).i32(heads).i32(half).flag(inverse)
                 .tensor(t(x)).tensor(t(cos)).tensor(t(sin))
                 .run((long) n * heads * half, cfg.simpleGroup());

@@ -296,6 +296,36 @@ class OpenClMatchesCpuTest {
         }
     }
 
+    /**
+     * RMSNorm (forward, backward with the weight gradient) and RoPE (both directions) on BF16 rows: 8 values per access
+     * where the width (RoPE: half the head dimension) is a multiple of 8, else the per-element kernels.
+     */
+    @ParameterizedTest
+    @CsvSource({"16,1", "104,2", "4096,1", "12,3", "128,4"})
+    void bf16NormAndRopeEightWideAndNot(int d, int heads) {
+        SplittableRandom r = new SplittableRandom(d * 7L + heads);
+        int n = 5, half = d / heads / 2;
+        try (Pair x = upload(DType.BF16, random(r, (long) n * d, -2, 2), n, d); Pair w = upload(DType.BF16, random(r, d, 0.5, 1.5), d);
+             Pair y = zeros(DType.BF16, n, d); Pair rstd = zeros(DType.F32, n); Pair dy = upload(DType.BF16, random(r, (long) n * d, -1, 1), n, d);
+             Pair dx = zeros(DType.BF16, n, d); Pair dw = zeros(DType.F32, d);
+             Pair cos = upload(DType.F32, random(r, (long) n * half, -1, 1), n, half);
+             Pair sin = upload(DType.F32, random(r, (long) n * half, -1, 1), n, half)) {
+            cpu.kernels().rmsNormForward(x.cpu(), w.cpu(), 1e-5, y.cpu(), rstd.cpu());
+            cl.kernels().rmsNormForward(x.cl(), w.cl(), 1e-5, y.cl(), rstd.cl());
+            compare("rmsnorm y d=" + d, y, DType.BF16);
+            compare("rmsnorm rstd d=" + d, rstd, DType.F32);
+            cpu.kernels().rmsNormBackward(dy.cpu(), x.cpu(), w.cpu(), rstd.cpu(), dx.cpu(), dw.cpu());
+            cl.kernels().rmsNormBackward(dy.cl(), x.cl(), w.cl(), rstd.cl(), dx.cl(), dw.cl());
+            compare("rmsnorm dx d=" + d, dx, DType.BF16);
+            compare("rmsnorm dw d=" + d, dw, DType.F32);
+            for (boolean inverse : new boolean[]{false, true}) {
+                cpu.kernels().rope(x.cpu(), cos.cpu(), sin.cpu(), heads, inverse);
+                cl.kernels().rope(x.cl(), cos.cl(), sin.cl(), heads, inverse);
+                compare("rope d=" + d + " heads=" + heads + (inverse ? " inverse" : ""), x, DType.BF16);
+            }
+        }
+    }
+
     @Test
     void nf4GemmAndCopyAtLayerSize() {
         SplittableRandom r = new SplittableRandom(3);

@@ -111,6 +111,27 @@ kernel void rope(int n, int heads, int half_, int inverse, TENSOR(x), TENSOR(cos
     ST(x, o + half_ + i, x2 * c + x1 * s);
 }
 
+/* rope on a BF16 x, 8 pairs per work-item (half_ a multiple of 8, x's offset too: the host checks); the tables of any
+ * type, read element by element. The same float expressions as rope. */
+kernel void rope_bf16x8(int n, int heads, int half_, int inverse, TENSOR(x), TENSOR(cosT), TENSOR(sinT)) {
+    const int h8 = half_ / 8;
+    const long gid = get_global_id(0);
+    if (gid >= (long) n * heads * h8) return;
+    const int i = (int) (gid % h8) * 8;
+    const long th = gid / h8, t = th / heads;
+    const int h = (int) (th % heads);
+    float c[8], s[8];
+    for (int e = 0; e < 8; e++) {
+        c[e] = (float) LD(cosT, t * half_ + i + e);
+        s[e] = inverse ? (float) -LD(sinT, t * half_ + i + e) : (float) LD(sinT, t * half_ + i + e);
+    }
+    const float8 cv = vload8(0, c), sv = vload8(0, s);
+    const long o = (t * heads + h) * 2 * half_;
+    const float8 x1 = bf16x8_load(x, x_off + o + i), x2 = bf16x8_load(x, x_off + o + half_ + i);
+    bf16x8_store(x, x_off + o + i, x1 * cv - x2 * sv);
+    bf16x8_store(x, x_off + o + half_ + i, x2 * cv + x1 * sv);
+}
+
 /* out[i, :] = table[ids[i], :] (ids checked on the host) */
 kernel void embedding_forward(long n, int dim, TENSOR(table), INTS(ids), TENSOR(out)) {
     const long gid = get_global_id(0);

@@ -61,6 +61,47 @@ kernel void rmsnorm_backward(int d, TENSOR(dy), TENSOR(x), TENSOR(w), TENSOR(rst
     }
 }
 
+/*
+ * BF16 fast paths of RMSNorm (bf16x8_load/store of elementwise.cl): 8 values of a row per access, for BF16 x, w, y
+ * (dy, dx) whose rows start at multiples of 8 (the host checks). The same float expressions as the kernels above; the
+ * sum of squares (dot products) is gathered 8 values per work-item, then by the same fixed tree.
+ */
+__attribute__((reqd_work_group_size(RED_WG, 1, 1)))
+kernel void rmsnorm_forward_bf16x8(int d, real eps, TENSOR(x), TENSOR(w), TENSOR(y), TENSOR(rstd)) {
+    local real scratch[RED_WG];
+    const long base = get_group_id(0) * (long) d;
+    const int lid = get_local_id(0);
+    real ss = 0;
+    for (int j = 8 * lid; j < d; j += 8 * RED_WG) {
+        const float8 v = bf16x8_load(x, x_off + base + j);
+        ss = MULADD(v.s0, v.s0, ss); ss = MULADD(v.s1, v.s1, ss); ss = MULADD(v.s2, v.s2, ss); ss = MULADD(v.s3, v.s3, ss);
+        ss = MULADD(v.s4, v.s4, ss); ss = MULADD(v.s5, v.s5, ss); ss = MULADD(v.s6, v.s6, ss); ss = MULADD(v.s7, v.s7, ss);
+    }
+    ss = group_sum(ss, scratch);
+    const real r = 1 / sqrt(ss / d + eps);
+    for (int j = 8 * lid; j < d; j += 8 * RED_WG)
+        bf16x8_store(y, y_off + base + j, bf16x8_load(w, w_off + j) * (bf16x8_load(x, x_off + base + j) * (float) r));
+    if (lid == 0) ST(rstd, get_group_id(0), r);
+}
+
+__attribute__((reqd_work_group_size(RED_WG, 1, 1)))
+kernel void rmsnorm_backward_bf16x8(int d, TENSOR(dy), TENSOR(x), TENSOR(w), TENSOR(rstd), TENSOR(dx)) {
+    local real scratch[RED_WG];
+    const long base = get_group_id(0) * (long) d;
+    const int lid = get_local_id(0);
+    const float r = (float) LD(rstd, get_group_id(0));
+    real dot = 0;
+    for (int j = 8 * lid; j < d; j += 8 * RED_WG) {
+        const float8 g = bf16x8_load(dy, dy_off + base + j) * bf16x8_load(w, w_off + j) * (bf16x8_load(x, x_off + base + j) * r);
+        dot += g.s0; dot += g.s1; dot += g.s2; dot += g.s3; dot += g.s4; dot += g.s5; dot += g.s6; dot += g.s7;
+    }
+    const float mean = (float) (group_sum(dot, scratch) / d);
+    for (int j = 8 * lid; j < d; j += 8 * RED_WG) {
+        const float8 xh = bf16x8_load(x, x_off + base + j) * r;
+        bf16x8_store(dx, dx_off + base + j, r * (bf16x8_load(dy, dy_off + base + j) * bf16x8_load(w, w_off + j) - xh * mean));
+    }
+}
+
 /* Combines two (max, sum of exp(x - max)) pairs. */
 inline void lse_combine(real *m, real *s, real m2, real s2) {
     if (s2 == 0) return;
