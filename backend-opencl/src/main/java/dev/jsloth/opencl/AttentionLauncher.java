@@ -143,21 +143,21 @@ final class AttentionLauncher {
              OpenClTensor dvPart = group == 1 ? null : be.scratch(Precision.FLOAT, partElements)) {
             flashLaunch(d.headDim(), t, "flash_delta").tensor(dOut).tensor(out).scratch(delta).i64(rows).i32(d.seq())
                     .i32(d.qHeads()).run(rows * (d.headDim() / 8), FLASH_THREADS);
-            flashLaunch(d.headDim(), t, "flash_backward_dkdv").tensor(dOut).tensor(q).tensor(k).tensor(v).ints(segments)
-                    .flag(segments != null).real(scale).tensor(lse).scratch(delta).tensor(dk).tensor(dv)
+            // dK/dV and dQ take the same inputs first: dOut, q, k, v, the segments, scale, lse, delta
+            java.util.function.Function<String, Launch> backwardKernel = name -> flashLaunch(d.headDim(), t, name)
+                    .tensor(dOut).tensor(q).tensor(k).tensor(v).ints(segments).flag(segments != null).real(scale).tensor(lse)
+                    .scratch(delta);
+            backwardKernel.apply("flash_backward_dkdv").tensor(dk).tensor(dv)
                     .mem(group == 1 ? be.placeholder() : dkPart.buffer()).mem(group == 1 ? be.placeholder() : dvPart.buffer())
                     .flag(group > 1).i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads())
                     .run(flashGrid(d), new long[]{FLASH_THREADS, 1, 1});
             if (group > 1) {
                 long kvRows = (long) d.batch() * d.seq() * d.kvHeads();
-                flashLaunch(d.headDim(), t, "flash_group_sum").scratch(dkPart).tensor(dk).i64(kvRows).i32(group)
-                        .run(kvRows * d.headDim(), be.config().simpleGroup());
-                flashLaunch(d.headDim(), t, "flash_group_sum").scratch(dvPart).tensor(dv).i64(kvRows).i32(group)
-                        .run(kvRows * d.headDim(), be.config().simpleGroup());
+                for (OpenClTensor[] pair : new OpenClTensor[][]{{dkPart, dk}, {dvPart, dv}})
+                    flashLaunch(d.headDim(), t, "flash_group_sum").scratch(pair[0]).tensor(pair[1]).i64(kvRows).i32(group)
+                            .run(kvRows * d.headDim(), be.config().simpleGroup());
             }
-            flashLaunch(d.headDim(), t, "flash_backward_dq").tensor(dOut).tensor(q).tensor(k).tensor(v).ints(segments)
-                    .flag(segments != null).real(scale).tensor(lse).scratch(delta).tensor(dq)
-                    .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads())
+            backwardKernel.apply("flash_backward_dq").tensor(dq).i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads())
                     .run(flashGrid(d), new long[]{FLASH_THREADS, 1, 1});
         }
     }

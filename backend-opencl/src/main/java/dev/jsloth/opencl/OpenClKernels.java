@@ -45,6 +45,18 @@ final class OpenClKernels implements Kernels {
         return new Launch(be, be.library().kernel(Precision.FLOAT, kernel + "_bf16x8"), Precision.FLOAT);
     }
 
+    /**
+     * A kernel of the form {@code kernel(long n, TENSOR(operand)...)} with one work-item per element, or its 8-wide
+     * BF16 variant (one per 8 elements, n / 8 passed) where {@link #bf16x8} allows.
+     */
+    private void elementwise(String kernel, long n, Tensor... operands) {
+        Launch wide = bf16x8(kernel, operands);
+        long items = wide != null ? n / 8 : n;
+        Launch l = (wide != null ? wide : launch(kernel, operands)).i64(items);
+        for (Tensor x : operands) l.tensor(t(x));
+        l.run(items, cfg.simpleGroup());
+    }
+
     /** A launch of a main-program kernel in the precision of {@code operands}. */
     private Launch launch(String kernel, Tensor... operands) {
         Precision p = Precision.of(operands);
@@ -277,28 +289,14 @@ final class OpenClKernels implements Kernels {
     public void swigluForward(Tensor gate, Tensor up, Tensor out) {
         requireFloating(gate, up, out);
         KernelArguments.checkSameNumel("SwiGLU operand", gate, up, out);
-        Launch wide = bf16x8("swiglu_forward", gate, up, out);
-        if (wide != null) {
-            wide.i64(gate.numel() / 8).tensor(t(gate)).tensor(t(up)).tensor(t(out)).run(gate.numel() / 8, cfg.simpleGroup());
-            return;
-        }
-        launch("swiglu_forward", gate, up, out).i64(gate.numel()).tensor(t(gate)).tensor(t(up)).tensor(t(out))
-                .run(gate.numel(), cfg.simpleGroup());
+        elementwise("swiglu_forward", gate.numel(), gate, up, out);
     }
 
     @Override
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         requireFloating(dOut, gate, up, dGate, dUp);
         KernelArguments.checkSameNumel("SwiGLU operand", gate, dOut, up, dGate, dUp);
-        Launch wide = bf16x8("swiglu_backward", dOut, gate, up, dGate, dUp);
-        if (wide != null) {
-            wide.i64(gate.numel() / 8).tensor(t(dOut)).tensor(t(gate)).tensor(t(up)).tensor(t(dGate)).tensor(t(dUp))
-                    .run(gate.numel() / 8, cfg.simpleGroup());
-            return;
-        }
-        launch("swiglu_backward", dOut, gate, up, dGate, dUp).i64(gate.numel())
-                .tensor(t(dOut)).tensor(t(gate)).tensor(t(up)).tensor(t(dGate)).tensor(t(dUp))
-                .run(gate.numel(), cfg.simpleGroup());
+        elementwise("swiglu_backward", gate.numel(), dOut, gate, up, dGate, dUp);
     }
 
     // ---------------------------------------------------------------- attention
@@ -402,9 +400,7 @@ final class OpenClKernels implements Kernels {
         requireFloating(a, b, out);
         requireNumel(b, a.numel(), "add operand");
         requireNumel(out, a.numel(), "add output");
-        Launch wide = bf16x8("ew_add", a, b, out);
-        if (wide != null) wide.i64(a.numel() / 8).tensor(t(a)).tensor(t(b)).tensor(t(out)).run(a.numel() / 8, cfg.simpleGroup());
-        else launch("ew_add", a, b, out).i64(a.numel()).tensor(t(a)).tensor(t(b)).tensor(t(out)).run(a.numel(), cfg.simpleGroup());
+        elementwise("ew_add", a.numel(), a, b, out);
     }
 
     @Override
