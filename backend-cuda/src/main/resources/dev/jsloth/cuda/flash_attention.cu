@@ -1309,74 +1309,52 @@ __global__ void flash_attention_dq_d128_mt2_kernel(const T* dOut, const T* q, co
 
 // wgmma kernels (compute capability 9.0, compiled for sm_90a), D = 128 then D = 64: forward with two warpgroups (128
 // queries per block), dK/dV (64 keys) and dQ (64 queries) with one; elsewhere they trap, and the host never launches them
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FLASH_WGMMA_BODY(...)                                 \
+    if constexpr (FlashWgmma<T>::supported) __VA_ARGS__;      \
+    else __trap()
+#else
+#define FLASH_WGMMA_BODY(...) __trap()
+#endif
+
 template <typename T>
 __global__ void flash_attention_forward_d128_wgmma_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
                                                           T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_forward_wg<T, 128, 2>(FLASH_FORWARD_ARGS);
-    else __trap();
-#else
-    __trap();
-#endif
+    FLASH_WGMMA_BODY(flash_forward_wg<T, 128, 2>(FLASH_FORWARD_ARGS));
 }
 
 template <typename T>
 __global__ void flash_attention_dkdv_d128_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                        float scale, const float* lse, const float* delta, T* dk, T* dv,
                                                        float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_backward_dkdv_wg<T, 128>(FLASH_DKDV_ARGS);
-    else __trap();
-#else
-    __trap();
-#endif
+    FLASH_WGMMA_BODY(flash_backward_dkdv_wg<T, 128>(FLASH_DKDV_ARGS));
 }
 
 template <typename T>
 __global__ void flash_attention_dq_d128_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                      float scale, const float* lse, const float* delta, T* dq, int seq,
                                                      int qHeads, int kvHeads) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_backward_dq_wg<T, 128>(FLASH_DQ_ARGS);
-    else __trap();
-#else
-    __trap();
-#endif
+    FLASH_WGMMA_BODY(flash_backward_dq_wg<T, 128>(FLASH_DQ_ARGS));
 }
 
 template <typename T>
 __global__ void flash_attention_forward_d64_wgmma_kernel(const T* q, const T* k, const T* v, const int* segments, float scale,
                                                           T* out, float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_forward_wg<T, 64, 2>(FLASH_FORWARD_ARGS);
-    else __trap();
-#else
-    __trap();
-#endif
+    FLASH_WGMMA_BODY(flash_forward_wg<T, 64, 2>(FLASH_FORWARD_ARGS));
 }
 
 template <typename T>
 __global__ void flash_attention_dkdv_d64_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                        float scale, const float* lse, const float* delta, T* dk, T* dv,
                                                        float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_backward_dkdv_wg<T, 64>(FLASH_DKDV_ARGS);
-    else __trap();
-#else
-    __trap();
-#endif
+    FLASH_WGMMA_BODY(flash_backward_dkdv_wg<T, 64>(FLASH_DKDV_ARGS));
 }
 
 template <typename T>
 __global__ void flash_attention_dq_d64_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                      float scale, const float* lse, const float* delta, T* dq, int seq,
                                                      int qHeads, int kvHeads) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    if constexpr (FlashWgmma<T>::supported) flash_backward_dq_wg<T, 64>(FLASH_DQ_ARGS);
-    else __trap();
-#else
-    __trap();
-#endif
+    FLASH_WGMMA_BODY(flash_backward_dq_wg<T, 64>(FLASH_DQ_ARGS));
 }
 
 /** out[b, t, g, :] = sum over j < group of part[b, t, g*group + j, :], in that order: dK or dV of each kv head. */
