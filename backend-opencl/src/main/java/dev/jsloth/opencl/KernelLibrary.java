@@ -34,9 +34,9 @@ final class KernelLibrary implements AutoCloseable {
     private static final String[] MAIN_SOURCES = {"common.cl", "elementwise.cl", "reduce.cl"};
     private static final String[] GEMM_SOURCES = {"common.cl", "gemm.cl"};
     private static final String[] CPU_GEMM_SOURCES = {"common.cl", "gemm_cpu.cl"};
-    static final String[] MMA_GEMM_SOURCES = {"common.cl", "gemm_mma.cl"};
+    static final String[] MMA_GEMM_SOURCES = {"common.cl", "tensor_cores.cl", "gemm_mma.cl"};
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
-    static final String[] FLASH_SOURCES = {"common.cl", "flash_attention.cl"};
+    static final String[] FLASH_SOURCES = {"common.cl", "tensor_cores.cl", "flash_attention.cl"};
 
     private final cl_context context;
     private final OpenClDevice device;

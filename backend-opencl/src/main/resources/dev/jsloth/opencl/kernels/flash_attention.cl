@@ -111,34 +111,23 @@ inline void fa_fetch_words(uint dst, global const void *src, int count, int rows
         fa_copy4(dst + 4u * r, r < count ? (global const uint *) src + r : (global const uint *) src, r < count);
 }
 
-/* Four 8x8 matrices of 16-bit values in one instruction; with .trans each transposed: exactly the mma fragments. */
-inline void fa_ldmatrix(uint *r, uint address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
-}
-
-inline void fa_ldmatrix_trans(uint *r, uint address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
-}
-
 /* The A fragment (16 rows from r0, columns k0 .. k0 + 15) of a row-major tile at local address `tile`. */
 inline void fa_a_fragment(uint *a, uint tile, int r0, int k0) {
     const int lane = get_local_id(0) & 31, m = lane >> 3, r = lane & 7;
-    fa_ldmatrix(a, tile + 2u * ((r0 + (m & 1) * 8 + r) * FA_LD + k0 + (m >> 1) * 8));
+    tc_ldmatrix(a, tile + 2u * ((r0 + (m & 1) * 8 + r) * FA_LD + k0 + (m >> 1) * 8));
 }
 
 /* B fragments of the 8-column tiles n0 and n0 + 8 at k0 .. k0 + 15 for a product against the rows of a tile
  * (B[k][n] = tile[n][k]): b[0], b[1] for n0, b[2], b[3] for n0 + 8. */
 inline void fa_b_fragments_of_rows(uint *b, uint tile, int n0, int k0) {
     const int lane = get_local_id(0) & 31, m = lane >> 3, r = lane & 7;
-    fa_ldmatrix(b, tile + 2u * ((n0 + (m >> 1) * 8 + r) * FA_LD + k0 + (m & 1) * 8));
+    tc_ldmatrix(b, tile + 2u * ((n0 + (m >> 1) * 8 + r) * FA_LD + k0 + (m & 1) * 8));
 }
 
 /* The same for a product against a tile stored [k][n] (B[k][n] = tile[k][n]), through the transposing load. */
 inline void fa_b_fragments_of_columns(uint *b, uint tile, int k0, int n0) {
     const int lane = get_local_id(0) & 31, m = lane >> 3, r = lane & 7;
-    fa_ldmatrix_trans(b, tile + 2u * ((k0 + (m & 1) * 8 + r) * FA_LD + n0 + (m >> 1) * 8));
+    tc_ldmatrix_trans(b, tile + 2u * ((k0 + (m & 1) * 8 + r) * FA_LD + n0 + (m >> 1) * 8));
 }
 
 /* acc[16 x N] += A[16 x FA_D] * tile^T, A the rows aRow0.. of aTile, tile N rows from n0 (K Q^T, V dO^T). */

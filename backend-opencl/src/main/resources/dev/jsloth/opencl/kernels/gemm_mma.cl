@@ -48,16 +48,6 @@ inline void mma_bf16(float *c, const uint *a, uint b0, uint b1) {
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-inline void mma_ldmatrix(uint *r, uint address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
-}
-
-inline void mma_ldmatrix_trans(uint *r, uint address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(address));
-}
-
 /* Element offset of the 16-byte chunk holding (row, k) in a k-contiguous tile [128][32] or in a row-contiguous tile
  * [32][128], chunks XOR-swizzled (the bank-conflict-free placement described above). */
 inline int mma_at_k_contiguous(int row, int k) {
@@ -165,12 +155,12 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 #if MMA_A_K
                 { /* matrix m: rows + 8 (m & 1), columns + 8 (m >> 1) */
                     const int r = wm + i * 16 + (lm & 1) * 8 + lr, k = kk + (lm >> 1) * 8;
-                    mma_ldmatrix(af[i], at + 2u * mma_at_k_contiguous(r, k));
+                    tc_ldmatrix(af[i], at + 2u * mma_at_k_contiguous(r, k));
                 }
 #else
                 { /* transposed: matrix m holds rows + 8 (m & 1) x columns + 8 (m >> 1), read from k-rows */
                     const int r = wm + i * 16 + (lm & 1) * 8, k = kk + (lm >> 1) * 8 + lr;
-                    mma_ldmatrix_trans(af[i], at + 2u * mma_at_row_contiguous(r, k));
+                    tc_ldmatrix_trans(af[i], at + 2u * mma_at_row_contiguous(r, k));
                 }
 #endif
             }
@@ -180,12 +170,12 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 #if MMA_B_K
                 { /* op(B)[k][n] = tile[n][k]: matrix m holds n + 8 (m >> 1), k + 8 (m & 1) */
                     const int n = wn + j * 8 + (lm >> 1) * 8 + lr, k = kk + (lm & 1) * 8;
-                    mma_ldmatrix(bf, bt + 2u * mma_at_k_contiguous(n, k));
+                    tc_ldmatrix(bf, bt + 2u * mma_at_k_contiguous(n, k));
                 }
 #else
                 { /* op(B)[k][n] = tile[k][n], transposing load: matrix m holds k + 8 (m & 1), n + 8 (m >> 1) */
                     const int n = wn + j * 8 + (lm >> 1) * 8, k = kk + (lm & 1) * 8 + lr;
-                    mma_ldmatrix_trans(bf, bt + 2u * mma_at_row_contiguous(n, k));
+                    tc_ldmatrix_trans(bf, bt + 2u * mma_at_row_contiguous(n, k));
                 }
 #endif
 #pragma unroll
