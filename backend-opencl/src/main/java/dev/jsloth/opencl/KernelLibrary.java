@@ -71,8 +71,7 @@ final class KernelLibrary implements AutoCloseable {
 
     /**
      * A kernel of gemm_mma.cl ({@code gemm_mma} or {@code gemm_splitk_sum}) for a C stored as {@code c} and this
-     * transpose pair (the operands' storage orders are compile-time there), with three stages of local tiles (48 KB:
-     * what {@link LaunchConfig#tensorCores()} requires of the device).
+     * transpose pair (the operands' storage orders are compile-time there).
      */
     synchronized cl_kernel mmaGemmKernel(DType c, boolean transA, boolean transB, String name) {
         String key = "gemm_mma-" + c + (transA ? "-tA" : "") + (transB ? "-tB" : "");
@@ -83,7 +82,7 @@ final class KernelLibrary implements AutoCloseable {
     /** gemm_mma.cl's build options (besides the common ones) for a C stored as {@code c}, a transpose pair and warp width. */
     static String mmaGemmOptions(DType c, boolean transA, boolean transB, int warpCols) {
         return " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K=" + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0)
-                + " -DMMA_STAGES=3 -DMMA_WN=" + warpCols;
+                + " -DMMA_WN=" + warpCols;
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */

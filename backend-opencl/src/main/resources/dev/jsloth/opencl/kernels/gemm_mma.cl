@@ -6,8 +6,8 @@
  *
  * A work-group computes a 128 x 128 tile of C with 8 warps (2 x 4) of 64 x 32 (4 x 4 mma tiles, 64 accumulators per
  * work-item: ~124 registers, so two work-groups share an SM), or with MMA_WN = 64 4 warps (2 x 2) of 64 x 64. K is
- * walked 32 at a time through MMA_STAGES local buffers: while one slice is multiplied, the copies of the next MMA_STAGES - 1 are in flight (one barrier per slice). Each operand's tile keeps
- * its storage order: a source contiguous along k (A, or a transposed B) as [row][32 k] (64-byte rows), one contiguous
+ * walked 32 at a time through MMA_STAGES local buffers: while one slice is multiplied, the copies of the next
+ * MMA_STAGES - 1 are in flight (one barrier per slice). Each operand's tile keeps its storage order: a source contiguous along k (A, or a transposed B) as [row][32 k] (64-byte rows), one contiguous
  * along m or n (a transposed A, or B) as [32 k][128 rows] (256-byte rows) read by the transposing ldmatrix; 16-byte
  * chunks are placed XOR-swizzled so that the 8 row addresses of every ldmatrix fall in distinct banks. A chunk that is
  * whole and 16-byte aligned in global memory goes by cp.async; one at an edge or misaligned (a leading dimension not a
@@ -22,12 +22,7 @@
 #if !defined(GEMM_C_DT)
 #error "GEMM_C_DT (storage type code of C) must be defined"
 #endif
-#ifndef MMA_STAGES
-#define MMA_STAGES 3
-#endif
-#if MMA_STAGES != 2 && MMA_STAGES != 3
-#error "MMA_STAGES must be 2 or 3"
-#endif
+#define MMA_STAGES 3 /* local buffers of the K pipeline: 3 x 16 KB, the 48 KB LaunchConfig.tensorCores() requires */
 #if !defined(MMA_A_K) || !defined(MMA_B_K)
 #error "MMA_A_K (A stored [M][K]) and MMA_B_K (B stored [N][K]) must be defined (0 or 1)"
 #endif
@@ -131,11 +126,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
     /* the lane's ldmatrix row and 8-column half: matrices 0..3 of an x4 load come from lanes 0-7, 8-15, 16-23, 24-31 */
     const int lr = lane & 7, lm = lane >> 3;
     for (int s = 0; s < slices; s++) {
-#if MMA_STAGES == 3
-        asm volatile("cp.async.wait_group 1;" ::: "memory");
-#else
-        asm volatile("cp.async.wait_group 0;" ::: "memory");
-#endif
+        asm volatile("cp.async.wait_group 1;" ::: "memory"); /* MMA_STAGES - 2: all but the newest group done */
         barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone; everyone is done with slice s - 1 */
         { /* queue slice s + STAGES - 1 into the buffer slice s - 1 used */
             const int n = s + MMA_STAGES - 1, buf = n % MMA_STAGES;
