@@ -7,10 +7,11 @@ import static org.jocl.CL.*;
  * ("global"), plain local loads from a tile filled by {@code cp.async} ("cpasync"), and {@code ldmatrix} from
  * {@code __local} memory at an address from {@code cvta.to.shared} ("cvta") or from the pointer itself ("direct");
  * each in a fresh context (or one per process: {@code PtxProbe direct}), against an exact reference (small integers).
- * Measured on an H200, driver 580.159.04 (NOTES.md, session 8): all three build; "global" is exact; both ldmatrix
- * forms faulted at run time (CL_OUT_OF_RESOURCES) — but then the tile had no alignment beyond 2 bytes and ldmatrix
- * needs each row address 16-byte aligned (the same fault gemm_mma.cl's first version hit with 16-byte vector
- * accesses). The tile is now declared 16-byte aligned: not yet run.
+ * "wgmma" builds a kernel holding {@code wgmma.fence} (and runs the "global" product). Each build prints the PTX's
+ * {@code .version}/{@code .target} lines. Measured on an H200, driver 580.159.04: session 8, with a tile only 2-byte
+ * aligned, both ldmatrix forms faulted (CL_OUT_OF_RESOURCES); session 9, the tile 16-byte aligned: "global",
+ * "cpasync", "direct" and "cvta" all give the exact product, and the compiler targets {@code sm_90} (not sm_90a), so
+ * wgmma is out of reach from OpenCL C (NOTES.md, sessions 8 and 9).
  *
  * <pre>
  *   javac -cp jocl-2.0.6.jar -d out PtxProbe.java            (here)
