@@ -7,11 +7,12 @@ import static org.jocl.CL.*;
  * ("global"), plain local loads from a tile filled by {@code cp.async} ("cpasync"), and {@code ldmatrix} from
  * {@code __local} memory at an address from {@code cvta.to.shared} ("cvta") or from the pointer itself ("direct");
  * each in a fresh context (or one per process: {@code PtxProbe direct}), against an exact reference (small integers).
- * "wgmma" builds a kernel holding {@code wgmma.fence} (and runs the "global" product). Each build prints the PTX's
+ * "wgmma" tries to build a kernel holding {@code wgmma.fence} (and runs the "global" product; in session 9 its output
+ * came back as unreadable bytes, so its result is unknown). Each build prints the PTX's
  * {@code .version}/{@code .target} lines. Measured on an H200, driver 580.159.04: session 8, with a tile only 2-byte
  * aligned, both ldmatrix forms faulted (CL_OUT_OF_RESOURCES); session 9, the tile 16-byte aligned: "global",
- * "cpasync", "direct" and "cvta" all give the exact product, and the compiler targets {@code sm_90} (not sm_90a), so
- * wgmma is out of reach from OpenCL C (NOTES.md, sessions 8 and 9).
+ * "cpasync", "direct" and "cvta" all give the exact product, and the compiler targets {@code sm_90} (not sm_90a), on
+ * which ptxas rejects wgmma (NOTES.md, sessions 8 and 9).
  *
  * <pre>
  *   javac -cp jocl-2.0.6.jar -d out PtxProbe.java            (here)
