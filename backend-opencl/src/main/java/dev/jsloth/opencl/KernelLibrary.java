@@ -34,7 +34,9 @@ final class KernelLibrary implements AutoCloseable {
     private static final String[] MAIN_SOURCES = {"common.cl", "elementwise.cl", "reduce.cl"};
     private static final String[] GEMM_SOURCES = {"common.cl", "gemm.cl"};
     private static final String[] CPU_GEMM_SOURCES = {"common.cl", "gemm_cpu.cl"};
-    static final String[] MMA_GEMM_SOURCES = {"common.cl", "tensor_cores.cl", "gemm_mma.cl"};
+    static final String[] MMA_GEMM_SOURCES = {"common.cl", "tensor_cores.cl", "gemm_mma.cl", "gemm_wgmma.cl"};
+    /** What gemm_wgmma.cl puts before each sm_90a instruction so that the first build (sm_90) reads it as a comment. */
+    static final String SM90A_MARKER = "//JSLOTH90A ";
     private static final String[] ATTENTION_SOURCES = {"common.cl", "attention.cl"};
     static final String[] FLASH_SOURCES = {"common.cl", "tensor_cores.cl", "flash_attention.cl"};
 
@@ -70,13 +72,75 @@ final class KernelLibrary implements AutoCloseable {
     }
 
     /**
-     * A kernel of gemm_mma.cl ({@code gemm_mma} or {@code gemm_splitk_sum}) for a C stored as {@code c} and this
-     * transpose pair (the operands' storage orders are compile-time there).
+     * A kernel of the tensor-core GEMM program ({@code gemm_mma}, {@code gemm_wgmma} or {@code gemm_splitk_sum}) for a C
+     * stored as {@code c} and this transpose pair (the operands' storage orders are compile-time there). Where the
+     * configuration runs wgmma, the program is rebuilt for sm_90a ({@link #ptxForSm90a}).
      */
     synchronized cl_kernel mmaGemmKernel(DType c, boolean transA, boolean transB, String name) {
         String key = "gemm_mma-" + c + (transA ? "-tA" : "") + (transB ? "-tB" : "");
-        return kernel(program(key, Precision.FLOAT, MMA_GEMM_SOURCES, mmaGemmOptions(c, transA, transB, LaunchConfig.MMA_WARP_COLS)
-                + " " + LaunchConfig.MMA_BUILD_OPTIONS), key + "/" + name, name);
+        cl_program program = programs.get(key);
+        if (program == null) {
+            program = build(key, Precision.FLOAT, MMA_GEMM_SOURCES, mmaGemmOptions(c, transA, transB, LaunchConfig.MMA_WARP_COLS)
+                    + " " + LaunchConfig.MMA_BUILD_OPTIONS);
+            if (config.wgmma()) program = rebuildForSm90a(key, program);
+            programs.put(key, program);
+        }
+        return kernel(program, key + "/" + name, name);
+    }
+
+    /**
+     * The program rebuilt from its own PTX (NVIDIA's program binaries are PTX text) made sm_90a code: the instructions
+     * written as {@link #SM90A_MARKER} comments become live. The first program is released.
+     */
+    private cl_program rebuildForSm90a(String what, cl_program built) {
+        String ptx;
+        try {
+            ptx = ptxForSm90a(programBinary(built));
+        } finally {
+            CL.clReleaseProgram(built);
+        }
+        byte[] text = ptx.getBytes(StandardCharsets.ISO_8859_1);
+        int[] status = new int[1];
+        cl_program program = CL.clCreateProgramWithBinary(context, 1, new cl_device_id[]{device.device()}, new long[]{text.length},
+                new byte[][]{text}, status, null);
+        try {
+            CL.clBuildProgram(program, 1, new cl_device_id[]{device.device()}, LaunchConfig.MMA_BUILD_OPTIONS, null, null);
+        } catch (CLException e) {
+            String log = buildLog(program);
+            CL.clReleaseProgram(program);
+            throw new IllegalStateException("OpenCL program " + what + " failed to build for sm_90a on " + device.name()
+                    + " (" + e.getMessage() + "; -Djsloth.opencl.wgmma=false keeps gemm_mma):\n" + log, e);
+        }
+        if (Boolean.getBoolean("jsloth.opencl.buildLog"))
+            System.err.println("[opencl build] " + what + " rebuilt for sm_90a:\n" + buildLog(program));
+        return program;
+    }
+
+    /**
+     * PTX from NVIDIA's OpenCL compiler, for {@code .target sm_90}, made sm_90a code: the {@link #SM90A_MARKER}
+     * comments removed (their instructions become live), the target set to sm_90a and the ISA version raised to 8.0
+     * where lower (wgmma needs both). Throws where the text is not such PTX.
+     */
+    static String ptxForSm90a(String ptx) {
+        java.util.regex.Matcher target = java.util.regex.Pattern.compile("(?m)^(\\.target\\s+)sm_90\\b").matcher(ptx);
+        if (!target.find())
+            throw new IllegalStateException("the tensor-core GEMM program's binary is not PTX for .target sm_90 (no '.target sm_90' line):"
+                    + " cannot make it sm_90a code; -Djsloth.opencl.wgmma=false keeps gemm_mma");
+        String out = target.replaceFirst("$1sm_90a").replace(SM90A_MARKER, "");
+        java.util.regex.Matcher version = java.util.regex.Pattern.compile("(?m)^\\.version\\s+(\\d+)\\.(\\d+)").matcher(out);
+        if (version.find() && Integer.parseInt(version.group(1)) < 8) out = version.replaceFirst(".version 8.0");
+        return out;
+    }
+
+    /** A built program's binary: PTX text on NVIDIA (trailing NULs dropped). */
+    private String programBinary(cl_program program) {
+        long[] size = new long[1];
+        CL.clGetProgramInfo(program, CL.CL_PROGRAM_BINARY_SIZES, Sizeof.size_t, Pointer.to(size), null);
+        byte[] bin = new byte[Math.toIntExact(size[0])];
+        CL.clGetProgramInfo(program, CL.CL_PROGRAM_BINARIES, Sizeof.POINTER, Pointer.to(new Pointer[]{Pointer.to(bin)}), null);
+        int n = bin.length;
+        while (n > 0 && bin[n - 1] == 0) n--;
+        return new String(bin, 0, n, StandardCharsets.ISO_8859_1);
     }
 
     /** gemm_mma.cl's build options (besides the common ones) for a C stored as {@code c}, a transpose pair and warp width. */

@@ -18,9 +18,12 @@ package dev.jsloth.opencl;
  * @param tensorCores    whether BF16 x BF16 products run on gemm_mma.cl and 16-bit attention at head dimensions 64 and
  *                       128 on flash_attention.cl (NVIDIA GPUs of compute capability 8.0+, inline PTX mma.sync;
  *                       {@code -Djsloth.opencl.tensorCores=false} keeps the tiled kernels)
+ * @param wgmma          whether those products run on gemm_wgmma.cl instead of gemm_mma (compute capability 9.0: the
+ *                       program is rebuilt from its PTX for sm_90a, see KernelLibrary; {@code -Djsloth.opencl.wgmma=false}
+ *                       keeps gemm_mma)
  */
 record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDepth, int simpleGroup, long localMemBytes,
-                    boolean fullUnroll, boolean cpuGemm, boolean tensorCores) {
+                    boolean fullUnroll, boolean cpuGemm, boolean tensorCores, boolean wgmma) {
     /** Rows per column-sum chunk ({@code COLSUM_ROWS} in reduce.cl). */
     static final int COLSUM_ROWS = 64;
     /** Largest key/query tile of the attention kernels ({@code ATT_TILE_MAX}). */
@@ -38,6 +41,10 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
     static final String CPU_GEMM_PROPERTY = "jsloth.opencl.cpuGemm";
     /** System property turning gemm_mma.cl and flash_attention.cl off on NVIDIA GPUs ({@code false}: the tiled kernels). */
     static final String TENSOR_CORES_PROPERTY = "jsloth.opencl.tensorCores";
+    /** System property turning gemm_wgmma.cl off on compute capability 9.0 ({@code false}: gemm_mma there too). */
+    static final String WGMMA_PROPERTY = "jsloth.opencl.wgmma";
+    /** Work-items of a gemm_wgmma work-group: two warpgroups. */
+    static final int WGMMA_THREADS = 256;
     /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group: its MMA_BM = MMA_BN and warp layout. */
     static final int MMA_TILE = 128;
     /**
@@ -83,11 +90,12 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
                         + "TILE*DEPTH a multiple of (TILE/WORK)^2, and (TILE/WORK)^2 <= " + maxGroup);
         }
         boolean cpu = d.type() == OpenClDevice.Type.CPU;
+        boolean tensorCores = d.type() == OpenClDevice.Type.GPU && d.nvidiaCapability() >= 80
+                && maxGroup >= Math.max(MMA_THREADS, WGMMA_THREADS) && d.localMemBytes() >= 3L * MMA_STAGE_BYTES
+                && Boolean.parseBoolean(System.getProperty(TENSOR_CORES_PROPERTY, "true"));
         return new LaunchConfig(reduction, tile, work, depth, Math.min(64, reduction), d.localMemBytes(), !cpu,
-                cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")),
-                d.type() == OpenClDevice.Type.GPU && d.nvidiaCapability() >= 80 && maxGroup >= MMA_THREADS
-                        && d.localMemBytes() >= 3L * MMA_STAGE_BYTES
-                        && Boolean.parseBoolean(System.getProperty(TENSOR_CORES_PROPERTY, "true")));
+                cpu && Boolean.parseBoolean(System.getProperty(CPU_GEMM_PROPERTY, "true")), tensorCores,
+                tensorCores && d.nvidiaCapability() == 90 && Boolean.parseBoolean(System.getProperty(WGMMA_PROPERTY, "true")));
     }
 
     /** Work-items per side of a GEMM work-group. */

@@ -121,7 +121,8 @@ final class OpenClKernels implements Kernels {
     }
 
     /**
-     * A BF16 x BF16 product on gemm_mma.cl. Where its C tiles would not fill the GPU (fewer than its compute units) and
+     * A BF16 x BF16 product on gemm_mma.cl, or gemm_wgmma.cl where the configuration says so (compute capability 9.0;
+     * the same tiles, split-K and epilogue). Where its C tiles would not fill the GPU (fewer than its compute units) and
      * K is long, K is split into ranges (each at least {@link LaunchConfig#MMA_SPLIT_MIN_K}, aiming at two work-groups
      * per compute unit) whose fp32 partial products gemm_splitk_sum adds in order: LoRA's rank-16 gradient products
      * (16 x 2048 from K = 8192 tokens) ran 16 work-groups on a 132-unit H200 at ~1 ms each before.
@@ -138,22 +139,24 @@ final class OpenClKernels implements Kernels {
             kSplit = Math.ceilDiv(Math.ceilDiv(k, want), 32) * 32;
             splits = Math.ceilDiv(k, kSplit);
         }
-        long[] local = {LaunchConfig.MMA_THREADS, 1, 1};
+        String kernel = cfg.wgmma() ? "gemm_wgmma" : "gemm_mma";
+        int threads = cfg.wgmma() ? LaunchConfig.WGMMA_THREADS : LaunchConfig.MMA_THREADS;
+        long[] local = {threads, 1, 1};
         if (splits == 1) {
-            gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_mma"), Precision.FLOAT),
+            gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, kernel), Precision.FLOAT),
                     transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, aSize, bSize, cSize).i32(k).i32(1)
-                    .profileAs(gemmProfileName("gemm_mma", a, b, c, transA, transB, batch, m, n, k))
-                    .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), batch}, local);
+                    .profileAs(gemmProfileName(kernel, a, b, c, transA, transB, batch, m, n, k))
+                    .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), batch}, local);
             return;
         }
         long mn = (long) m * n;
         try (OpenClTensor part = be.scratch(Precision.FLOAT, batch * splits * mn)) {
             // the partials of C tile z = (batch, range) at z * mn, also for a single product
-            gemmArguments(new Launch(be, be.library().mmaGemmKernel(DType.F32, transA, transB, "gemm_mma"), Precision.FLOAT),
+            gemmArguments(new Launch(be, be.library().mmaGemmKernel(DType.F32, transA, transB, kernel), Precision.FLOAT),
                     transA, transB, 1, 0, ta, batch == 1 ? 0 : aSize, tb, batch == 1 ? 0 : bSize, part, mn, m, n, k)
                     .i32(kSplit).i32(splits)
-                    .profileAs(gemmProfileName("gemm_mma split " + splits, a, b, c, transA, transB, batch, m, n, k))
-                    .run(new long[]{(long) Math.ceilDiv(n, t) * LaunchConfig.MMA_THREADS, Math.ceilDiv(m, t), (long) batch * splits}, local);
+                    .profileAs(gemmProfileName(kernel + " split " + splits, a, b, c, transA, transB, batch, m, n, k))
+                    .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), (long) batch * splits}, local);
             new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part).i32(splits)
                     .i64(mn).i64(batch * mn).real(alpha).real(beta).tensor(tc).i64(batch == 1 ? 0 : cSize)
                     .run(batch * mn, cfg.simpleGroup());

@@ -52,7 +52,8 @@ class NvidiaKernelSourcesTest {
         }
     }
 
-    private record Variant(String name, String[] files, String options, String mustContain) {
+    /** wgmma: the program holds gemm_wgmma.cl, whose sm_90a instructions KernelLibrary.ptxForSm90a makes live. */
+    private record Variant(String name, String[] files, String options, String mustContain, boolean wgmma) {
     }
 
     private static List<Variant> variants() {
@@ -62,11 +63,11 @@ class NvidiaKernelSourcesTest {
                 for (boolean tb : new boolean[]{false, true})
                     for (int wn : new int[]{32, 64})
                         v.add(new Variant("gemm_mma C=" + c + (ta ? " A^T" : "") + (tb ? " B^T" : "") + " warps 64x" + wn,
-                                KernelLibrary.MMA_GEMM_SOURCES, KernelLibrary.mmaGemmOptions(c, ta, tb, wn), "mma.sync.aligned.m16n8k16"));
+                                KernelLibrary.MMA_GEMM_SOURCES, KernelLibrary.mmaGemmOptions(c, ta, tb, wn), "mma.sync.aligned.m16n8k16", true));
         for (int d : new int[]{64, 128})
             for (DType t : new DType[]{DType.BF16, DType.F16})
                 v.add(new Variant("flash_attention D=" + d + " " + t, KernelLibrary.FLASH_SOURCES, KernelLibrary.flashOptions(d, t),
-                        "ldmatrix.sync.aligned.m8n8.x4.trans"));
+                        "ldmatrix.sync.aligned.m8n8.x4.trans", false));
         return v;
     }
 
@@ -94,6 +95,25 @@ class NvidiaKernelSourcesTest {
             if (p.exitValue() != 0) fail("clang failed on " + v.name() + " (" + String.join(" ", cmd) + "):\n" + log);
             String ptx = Files.readString(out);
             assertTrue(ptx.contains(v.mustContain()), v.name() + ": no " + v.mustContain() + " in the PTX");
+            if (v.wgmma()) {
+                // NVIDIA's compiler targets sm_90 on an H100/H200 (clang 15 knows no sm_90: its target line stands in)
+                String sm90a = KernelLibrary.ptxForSm90a(ptx.replaceFirst("(?m)^\\.target\\s+sm_\\d+", ".target sm_90"));
+                assertTrue(sm90a.contains("\n.target sm_90a"), v.name() + ": target not made sm_90a");
+                assertTrue(sm90a.contains("\n.version 8.0"), v.name() + ": PTX ISA version not raised to 8.0");
+                assertTrue(!sm90a.contains(KernelLibrary.SM90A_MARKER.trim()), v.name() + ": a marker is left");
+                long live = sm90a.lines().filter(l -> l.strip().startsWith("{ .reg .pred p; setp.ne.b32 p,")
+                        && l.contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16")).count();
+                assertTrue(live == 2, v.name() + ": expected the 2 wgmma of a 32-column slice as live PTX, found " + live);
+            }
         }));
+    }
+
+    @org.junit.jupiter.api.Test
+    void ptxForSm90aRefusesWhatIsNotSm90Ptx() {
+        IllegalStateException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class,
+                () -> KernelLibrary.ptxForSm90a("\u007fELF binary"));
+        assertTrue(e.getMessage().contains("not PTX for .target sm_90"), e.getMessage());
+        assertTrue(KernelLibrary.ptxForSm90a(".version 9.0\n.target sm_90, texmode_independent\n//JSLOTH90A wgmma.fence.sync.aligned;\n")
+                .equals(".version 9.0\n.target sm_90a, texmode_independent\nwgmma.fence.sync.aligned;\n"));
     }
 }

@@ -35,6 +35,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 class OpenClMatchesCpuTest {
     private static Backend cl;
     private static Backend cpu;
+    /** Where {@code cl} multiplies with gemm_wgmma (compute capability 9.0): a second backend on gemm_mma; else null. */
+    private static Backend clMma;
 
     @BeforeAll
     static void backends() {
@@ -42,6 +44,14 @@ class OpenClMatchesCpuTest {
         assumeTrue(a.available(), () -> "OpenCL unavailable: " + a.reason());
         cl = new OpenClBackendProvider().create();
         cpu = Backends.create("cpu");
+        if (((OpenClBackend) cl).config().wgmma()) {
+            System.setProperty(LaunchConfig.WGMMA_PROPERTY, "false");
+            try {
+                clMma = new OpenClBackendProvider().create();
+            } finally {
+                System.clearProperty(LaunchConfig.WGMMA_PROPERTY);
+            }
+        }
     }
 
     @AfterAll
@@ -51,6 +61,7 @@ class OpenClMatchesCpuTest {
             cl.close();
         }
         if (cpu != null) cpu.close();
+        if (clMma != null) clMma.close();
     }
 
     private static double[] random(SplittableRandom r, long n, double lo, double hi) {
@@ -237,7 +248,8 @@ class OpenClMatchesCpuTest {
     }
 
     /**
-     * gemm_mma.cl (BF16 operands on an NVIDIA GPU's tensor cores, inline PTX mma.sync) against the CPU reference on
+     * gemm_mma.cl and, on compute capability 9.0, gemm_wgmma.cl (BF16 operands on an NVIDIA GPU's tensor cores, inline
+     * PTX mma.sync / wgmma) against the CPU reference on
      * awkward shapes: single elements, edges of every size, each transpose, batches, F32 and BF16 C with alpha and beta,
      * products whose K is split into ranges.
      * Runs only where the backend uses it; elsewhere skipped with the reason.
@@ -251,7 +263,8 @@ class OpenClMatchesCpuTest {
             "200,300,517,false,true,2,BF16,0.25", "64,1000,96,false,false,1,F32,0.25",
             "1000,64,16,true,true,1,BF16,0.25", "16,2048,8192,true,false,1,F32,0.25",
             "2048,16,1000,true,false,1,BF16,0.25", "40,24,700,false,true,2,F32,0.25", "256,384,16,false,true,1,BF16,0",
-            "200,136,40,false,false,1,BF16,0", "128,128,64,true,false,2,BF16,0", "128,256,2000,false,true,1,BF16,0"})
+            "200,136,40,false,false,1,BF16,0", "128,128,64,true,false,2,BF16,0", "128,256,2000,false,true,1,BF16,0",
+            "300,260,1000,false,false,1,F32,0.25", "384,256,2048,true,true,1,BF16,0"})
     void tensorCoreGemmOnAwkwardShapes(int m, int n, int k, boolean transA, boolean transB, int batch, DType tc, double beta) {
         LaunchConfig cfg = ((OpenClBackend) cl).config();
         assumeTrue(cfg.tensorCores(), () -> "this OpenCL device does not run gemm_mma.cl (an NVIDIA GPU of compute "
@@ -260,18 +273,25 @@ class OpenClMatchesCpuTest {
         int[] aDims = batch == 1 ? new int[]{transA ? k : m, transA ? m : k} : new int[]{batch, transA ? k : m, transA ? m : k};
         int[] bDims = batch == 1 ? new int[]{transB ? n : k, transB ? k : n} : new int[]{batch, transB ? n : k, transB ? k : n};
         int[] cDims = batch == 1 ? new int[]{m, n} : new int[]{batch, m, n};
-        try (Pair a = upload(DType.BF16, random(r, (long) batch * m * k, -1, 1), aDims);
-             Pair b = upload(DType.BF16, random(r, (long) batch * k * n, -1, 1), bDims);
-             Pair c = upload(tc, random(r, (long) batch * m * n, -1, 1), cDims)) {
-            if (batch == 1) {
-                cpu.kernels().gemm(transA, transB, 0.5, a.cpu(), b.cpu(), beta, c.cpu());
-                cl.kernels().gemm(transA, transB, 0.5, a.cl(), b.cl(), beta, c.cl());
-            } else {
-                cpu.kernels().gemmBatched(transA, transB, 0.5, a.cpu(), b.cpu(), beta, c.cpu());
-                cl.kernels().gemmBatched(transA, transB, 0.5, a.cl(), b.cl(), beta, c.cl());
-            }
-            // the products of bf16 values are exact in fp32; only the summation order differs from the reference
-            compare("tensor-core gemm " + m + "x" + n + "x" + k + (transA ? " A^T" : "") + (transB ? " B^T" : "") + " x" + batch, c, tc);
+        double[] av = random(r, (long) batch * m * k, -1, 1), bv = random(r, (long) batch * k * n, -1, 1);
+        double[] cv = random(r, (long) batch * m * n, -1, 1);
+        double[] expected = product(cpu, transA, transB, beta, tc, av, aDims, bv, bDims, cv, cDims);
+        String what = m + "x" + n + "x" + k + (transA ? " A^T" : "") + (transB ? " B^T" : "") + " x" + batch;
+        // the products of bf16 values are exact in fp32; only the summation order differs from the reference
+        close((cfg.wgmma() ? "gemm_wgmma " : "gemm_mma ") + what, expected,
+                product(cl, transA, transB, beta, tc, av, aDims, bv, bDims, cv, cDims), tol(tc));
+        if (clMma != null)
+            close("gemm_mma " + what, expected, product(clMma, transA, transB, beta, tc, av, aDims, bv, bDims, cv, cDims), tol(tc));
+    }
+
+    /** C = 0.5 op(A) op(B) + beta C on one backend (batched where the dimensions say so), downloaded. */
+    private static double[] product(Backend be, boolean transA, boolean transB, double beta, DType tc, double[] av, int[] aDims,
+                                    double[] bv, int[] bDims, double[] cv, int[] cDims) {
+        try (Tensor a = be.upload(DType.BF16, Shape.of(aDims), av); Tensor b = be.upload(DType.BF16, Shape.of(bDims), bv);
+             Tensor c = be.upload(tc, Shape.of(cDims), cv)) {
+            if (cDims.length == 2) be.kernels().gemm(transA, transB, 0.5, a, b, beta, c);
+            else be.kernels().gemmBatched(transA, transB, 0.5, a, b, beta, c);
+            return be.download(c);
         }
     }
 

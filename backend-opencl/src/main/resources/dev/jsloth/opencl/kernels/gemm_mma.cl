@@ -35,6 +35,9 @@
 #define MMA_BN 128
 #define MMA_BK 32
 #define MMA_TILE (MMA_BM * MMA_BK) /* 16-bit values per operand tile per stage */
+#if 2 * MMA_STAGES * MMA_TILE < MMA_BM * MMA_BN
+#error "the operand buffers must hold a 128 x 128 tile of C (mma_store_tile)"
+#endif
 
 /* c[0..3] += A (a[0..3]) * B (b0, b1), the m16n8k16 fragment layouts. */
 inline void mma_bf16(float *c, const uint *a, uint b0, uint b1) {
@@ -53,17 +56,32 @@ inline int mma_at_row_contiguous(int row, int k) {
     return k * MMA_BM + (((row >> 3) ^ (k & 7)) << 3);
 }
 
+/* The wgmma layouts of gemm_wgmma.cl (Hopper's tensor cores read them from local memory themselves, so the chunks sit
+ * where the descriptors' swizzle modes put them): a k-contiguous tile [128][32] has 64-byte rows, 16-byte chunk j of
+ * row r at j ^ ((r >> 1) & 3) (the 64-byte swizzle, the same placement as mma_at_k_contiguous); a row-contiguous tile
+ * [32][128] is two panels [32][64] of 128-byte rows (4 KB each), chunk c of k-row k at c ^ (k & 7) (the 128-byte
+ * swizzle). Tiles start on 1024-byte boundaries. */
+inline int wg_at_row_contiguous(int row, int k) {
+    return (row >> 6) * (MMA_BK * 64) + k * 64 + ((((row >> 3) & 7) ^ (k & 7)) << 3);
+}
+
+/* Element offset of the chunk holding (row, k): layout 0 is gemm_mma.cl's, 1 gemm_wgmma.cl's (compile-time constant). */
+inline int mma_tile_offset(int layout, int kContig, int row, int k) {
+    if (kContig) return mma_at_k_contiguous(row, k);
+    return layout ? wg_at_row_contiguous(row, k) : mma_at_row_contiguous(row, k);
+}
+
 /*
  * Queues the copies of a 128 x 32 slice of op(X) (rows r0.., columns k0..; `rows` rows and K columns in op form, ld
  * in storage) into the local tile at `tile` (its 32-bit local address) / `tileP` (the same as a pointer, for chunks
- * stored value by value). kContig: X is stored [rows][K]; else [K][rows]. 512 / MMA_THREADS chunks of 8 values per
- * work-item.
+ * stored value by value), in layout `layout` (mma_tile_offset). kContig: X is stored [rows][K]; else [K][rows].
+ * 512 / threads chunks of 8 values per work-item.
  */
 inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int rows, int k0, int K, int tid,
-                      uint tile, local ushort *tileP) {
+                      uint tile, local ushort *tileP, const int threads, const int layout) {
 #pragma unroll
-    for (int i = 0; i < 512 / MMA_THREADS; i++) {
-        const int ch = tid + i * MMA_THREADS;
+    for (int i = 0; i < 512 / threads; i++) {
+        const int ch = tid + i * threads;
         int r, k; /* the chunk's first element: row r, column k of the slice; 8 values along k (kContig) or along r */
         if (kContig) {
             r = ch >> 2;
@@ -73,7 +91,7 @@ inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int 
             r = (ch & 15) * 8;
         }
         const int gr = r0 + r, gk = k0 + k;
-        const int at = kContig ? mma_at_k_contiguous(r, k) : mma_at_row_contiguous(r, k);
+        const int at = mma_tile_offset(layout, kContig, r, k);
         global const ushort *src = x + (kContig ? (long) gr * ld + gk : (long) gk * ld + gr);
         if ((kContig ? (gr < rows && gk + 8 <= K) : (gk < K && gr + 8 <= rows)) && ((size_t) src & 15) == 0) {
             asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(tile + 2u * at), "l"(src) : "memory");
@@ -89,13 +107,82 @@ inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int 
     }
 }
 
+/*
+ * Stores a work-group's 128 x 128 tile of C (rows row0.., columns col0..) from each work-item's accumulators in the
+ * mma accumulator layout: acc[(i * J + j) * 4 + e] holds C(wm + 16 i + g + 8 (e >> 1), wn + 8 j + 2 t + (e & 1)),
+ * i < I, j < J. C = alpha acc + beta C, at C's type. `tiles` (at least 32 KB of local memory, the operand buffers) is
+ * reused for a BF16 tile written with beta = 0; the caller's barrier-synchronised work-items are `threads`.
+ */
+inline void mma_store_tile(const float *acc, const int I, const int J, int wm, int wn, global uchar *C, long cBase,
+                           int M, int N, int row0, int col0, real alpha, real beta, int tid, const int threads,
+                           local ushort *tiles) {
+    const int lane = tid & 31, g = lane >> 2, t = lane & 3;
+#if GEMM_C_DT == DT_BF16
+    /* beta = 0 into a whole BF16 tile with 16-byte aligned rows (a write only, e.g. LoRA's rank-16 expansions, whose
+     * time is this store): the tile goes through local memory, rounded once, and out as 16-byte row chunks */
+    if (beta == 0 && row0 + MMA_BM <= M && col0 + MMA_BN <= N && (N & 7) == 0 && (cBase & 7) == 0) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the operand tiles: reuse them for C (32 KB) */
+        local ushort *Cs = tiles; /* [128][128 + 8] would not fit: rows of 128, 16-byte chunks XOR-swizzled by row */
+#pragma unroll
+        for (int i = 0; i < I; i++)
+#pragma unroll
+            for (int j = 0; j < J; j++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int r = wm + i * 16 + g + h * 8, c = wn + j * 8 + 2 * t;
+                    const uint pair = (uint) float_to_bf16((float) (alpha * (real) acc[(i * J + j) * 4 + 2 * h]))
+                            | ((uint) float_to_bf16((float) (alpha * (real) acc[(i * J + j) * 4 + 2 * h + 1])) << 16);
+                    *(local uint *) (Cs + r * MMA_BN + ((((c >> 3) ^ (r & 15)) << 3) | (c & 7))) = pair;
+                }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        global ushort *cp = (global ushort *) C + cBase;
+#pragma unroll
+        for (int e = 0; e < MMA_BM * MMA_BN / 8 / threads; e++) {
+            const int ch = tid + e * threads, r = ch >> 4, c = (ch & 15) << 3;
+            *(global uint4 *) (cp + (long) (row0 + r) * N + col0 + c) = *(local uint4 *) (Cs + r * MMA_BN + (((c >> 3) ^ (r & 15)) << 3));
+        }
+        return;
+    }
+#endif
+    /* otherwise element pairs: one 8-byte (F32) or 4-byte (BF16) store where the pair is whole and aligned */
+#pragma unroll
+    for (int i = 0; i < I; i++)
+#pragma unroll
+        for (int j = 0; j < J; j++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = row0 + wm + i * 16 + g + h * 8, c = col0 + wn + j * 8 + 2 * t;
+                if (r >= M || c >= N) continue;
+                const long idx = cBase + (long) r * N + c;
+                real v0 = alpha * (real) acc[(i * J + j) * 4 + 2 * h], v1 = alpha * (real) acc[(i * J + j) * 4 + 2 * h + 1];
+                const int pair = c + 1 < N && (idx & 1) == 0;
+                if (beta != 0) {
+                    v0 += beta * load_elem(C, idx, GEMM_C_DT);
+                    if (c + 1 < N) v1 += beta * load_elem(C, idx + 1, GEMM_C_DT);
+                }
+#if GEMM_C_DT == DT_F32
+                if (pair) {
+                    *(global float2 *) ((global float *) C + idx) = (float2) ((float) v0, (float) v1);
+                    continue;
+                }
+#elif GEMM_C_DT == DT_BF16
+                if (pair) {
+                    *(global uint *) ((global ushort *) C + idx) = (uint) float_to_bf16((float) v0) | ((uint) float_to_bf16((float) v1) << 16);
+                    continue;
+                }
+#endif
+                store_elem(C, idx, GEMM_C_DT, v0);
+                if (c + 1 < N) store_elem(C, idx + 1, GEMM_C_DT, v1);
+            }
+}
+
 __attribute__((reqd_work_group_size(MMA_THREADS, 1, 1)))
 kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
                      QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits) {
     /* one array: the epilogue reuses both operands' buffers (128 x 128 16-bit values) for C */
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
-    const int tid = get_local_id(0), warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int tid = get_local_id(0), warp = tid >> 5, lane = tid & 31;
     const int col0 = get_group_id(0) * MMA_BN, row0 = get_group_id(1) * MMA_BM;
     const long z = get_global_id(2), batch = z / splits; /* C tile z: batch, and the K range z % splits */
     const int kBegin = (int) (z - batch * splits) * kSplit, kEnd = min(K, kBegin + kSplit);
@@ -109,7 +196,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
     const uint aBase = (uint) (size_t) As, bBase = (uint) (size_t) Bs;
     const int slices = (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
 
-    float acc[4][MMA_WN / 8][4];
+    float acc[4][MMA_WN / 8][4]; /* acc[i][j][e]: the layout mma_store_tile reads */
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -118,8 +205,8 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 #pragma unroll
     for (int s = 0; s < MMA_STAGES - 1; s++) {
         if (s < slices) {
-            mma_fetch(a, lda, aK, row0, M, kBegin + s * MMA_BK, kEnd, tid, aBase + 2u * s * MMA_TILE, As + s * MMA_TILE);
-            mma_fetch(b, ldb, bK, col0, N, kBegin + s * MMA_BK, kEnd, tid, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE);
+            mma_fetch(a, lda, aK, row0, M, kBegin + s * MMA_BK, kEnd, tid, aBase + 2u * s * MMA_TILE, As + s * MMA_TILE, MMA_THREADS, 0);
+            mma_fetch(b, ldb, bK, col0, N, kBegin + s * MMA_BK, kEnd, tid, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE, MMA_THREADS, 0);
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
@@ -131,8 +218,8 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
         { /* queue slice s + STAGES - 1 into the buffer slice s - 1 used */
             const int n = s + MMA_STAGES - 1, buf = n % MMA_STAGES;
             if (n < slices) {
-                mma_fetch(a, lda, aK, row0, M, kBegin + n * MMA_BK, kEnd, tid, aBase + 2u * buf * MMA_TILE, As + buf * MMA_TILE);
-                mma_fetch(b, ldb, bK, col0, N, kBegin + n * MMA_BK, kEnd, tid, bBase + 2u * buf * MMA_TILE, Bs + buf * MMA_TILE);
+                mma_fetch(a, lda, aK, row0, M, kBegin + n * MMA_BK, kEnd, tid, aBase + 2u * buf * MMA_TILE, As + buf * MMA_TILE, MMA_THREADS, 0);
+                mma_fetch(b, ldb, bK, col0, N, kBegin + n * MMA_BK, kEnd, tid, bBase + 2u * buf * MMA_TILE, Bs + buf * MMA_TILE, MMA_THREADS, 0);
             }
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
@@ -178,67 +265,8 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
         }
     }
 
-    const long cBase = C_off + z * strideC;
-#if GEMM_C_DT == DT_BF16
-    /* beta = 0 into a whole BF16 tile with 16-byte aligned rows (a write only, e.g. LoRA's rank-16 expansions, whose
-     * time is this store): the tile goes through local memory, rounded once, and out as 16-byte row chunks */
-    if (beta == 0 && row0 + MMA_BM <= M && col0 + MMA_BN <= N && (N & 7) == 0 && (cBase & 7) == 0) {
-        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the operand tiles: reuse them for C (32 KB) */
-#if 2 * MMA_STAGES * MMA_TILE < MMA_BM * MMA_BN
-#error "the operand buffers must hold a 128 x 128 tile of C"
-#endif
-        local ushort *Cs = tiles; /* [128][128 + 8] would not fit: rows of 128, 16-byte chunks XOR-swizzled by row */
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int j = 0; j < MMA_WN / 8; j++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int r = wm + i * 16 + g + h * 8, c = wn + j * 8 + 2 * t;
-                    const uint pair = (uint) float_to_bf16((float) (alpha * (real) acc[i][j][2 * h]))
-                            | ((uint) float_to_bf16((float) (alpha * (real) acc[i][j][2 * h + 1])) << 16);
-                    *(local uint *) (Cs + r * MMA_BN + ((((c >> 3) ^ (r & 15)) << 3) | (c & 7))) = pair;
-                }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        global ushort *cp = (global ushort *) C + cBase;
-#pragma unroll
-        for (int e = 0; e < MMA_BM * MMA_BN / 8 / MMA_THREADS; e++) {
-            const int ch = tid + e * MMA_THREADS, r = ch >> 4, c = (ch & 15) << 3;
-            *(global uint4 *) (cp + (long) (row0 + r) * N + col0 + c) = *(local uint4 *) (Cs + r * MMA_BN + (((c >> 3) ^ (r & 15)) << 3));
-        }
-        return;
-    }
-#endif
-    /* otherwise element pairs: one 8-byte (F32) or 4-byte (BF16) store where the pair is whole and aligned */
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int j = 0; j < MMA_WN / 8; j++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int r = row0 + wm + i * 16 + g + h * 8, c = col0 + wn + j * 8 + 2 * t;
-                if (r >= M || c >= N) continue;
-                const long idx = cBase + (long) r * N + c;
-                real v0 = alpha * (real) acc[i][j][2 * h], v1 = alpha * (real) acc[i][j][2 * h + 1];
-                const int pair = c + 1 < N && (idx & 1) == 0;
-                if (beta != 0) {
-                    v0 += beta * load_elem(C, idx, GEMM_C_DT);
-                    if (c + 1 < N) v1 += beta * load_elem(C, idx + 1, GEMM_C_DT);
-                }
-#if GEMM_C_DT == DT_F32
-                if (pair) {
-                    *(global float2 *) ((global float *) C + idx) = (float2) ((float) v0, (float) v1);
-                    continue;
-                }
-#elif GEMM_C_DT == DT_BF16
-                if (pair) {
-                    *(global uint *) ((global ushort *) C + idx) = (uint) float_to_bf16((float) v0) | ((uint) float_to_bf16((float) v1) << 16);
-                    continue;
-                }
-#endif
-                store_elem(C, idx, GEMM_C_DT, v0);
-                if (c + 1 < N) store_elem(C, idx + 1, GEMM_C_DT, v1);
-            }
+    mma_store_tile(&acc[0][0][0], 4, MMA_WN / 8, wm, wn, C, C_off + z * strideC, M, N, row0, col0, alpha, beta, tid,
+                   MMA_THREADS, tiles);
 }
 
 /* C[b] = alpha * (sum over the splits of part[b * splits + p], in order) + beta * C[b]: the end of a split-K product. */
