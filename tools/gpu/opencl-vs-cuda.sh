@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # OpenCL against CUDA on one NVIDIA GPU, same lease: the tensor-core tests of the OpenCL backend and HF parity first,
-# then `bench --shape` rows on both backends back to back (bf16: the backends' preferred training type there).
+# with the conformance properties on every backend there, then `bench --shape` rows on both backends back to back (bf16:
+# the backends' preferred training type there), and with HF=1 HF transformers + PEFT on the first row's shape.
 # Expects the jars in .gpu/ (backend-cuda/gpu-package.sh, the finetune jar and its lib/, test classes in
 # .gpu/opencl-tests and .gpu/finetune-tests) and a Java 25 runtime at /tmp/.jre (or JAVA=...). NVIDIA's OpenCL driver is
 # registered alone (with PoCL also loaded into the JVM the process crashed: NOTES.md, "Second GPU session block").
@@ -22,7 +23,8 @@ J=("$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
 rows=("tinyllama-1.1b 4" "llama3.2-1b 4" "llama3.1-8b 2")
 if [ $# -gt 0 ]; then mapfile -t rows < "$1"; fi
 
-timeout 300 "${J[@]}" -cp '.gpu/*:.gpu/finetune-tests:.gpu/opencl-tests' org.junit.platform.console.ConsoleLauncher \
+timeout 450 "${J[@]}" -cp '.gpu/*:.gpu/finetune-tests:.gpu/opencl-tests' org.junit.platform.console.ConsoleLauncher \
+    --select-package dev.jsloth.conformance \
     --select-class dev.jsloth.opencl.OpenClMatchesCpuTest --select-class dev.jsloth.opencl.OpenClBackendTest \
     --select-class dev.jsloth.model.HfParityTest --details=tree --disable-banner > "$out/opencl-tests.txt" 2>&1
 grep -aE "tests (successful|failed|skipped|found)" "$out/opencl-tests.txt"
@@ -37,3 +39,7 @@ for r in "${rows[@]}"; do
             2>&1 | grep -a '^{' | tee -a "$out/bench.jsonl"
     done
 done
+if [ "${HF:-0}" = 1 ]; then
+    read -r shape batch <<<"${rows[0]}"
+    (cd .gpu && timeout 300 python3 -c "import hf_lora_bench as h; h.run('$shape', $batch, 2048, True)" 2>&1 | grep -a '^{' | tee -a "$out/bench.jsonl")
+fi

@@ -27,6 +27,18 @@ public interface Kernels {
      */
     void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c);
 
+    /**
+     * {@code C = alpha * op(A) op(B) + lowScale * op(L) op(R) + beta * C}: a product plus a low-rank one with the same
+     * transposes into the same C, op(L) {@code M x r} and op(R) {@code r x N} (LoRA's {@code Y = X W^T + s (XA) B^T}
+     * and {@code dX = dY W + s (dY B) A}). This default forms the low-rank product into C first (rounded to C's
+     * type), then adds the full product with beta 1; a backend may form both in one pass (C written and rounded once).
+     */
+    default void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
+                                 Tensor r, double beta, Tensor c) {
+        gemm(transA, transB, lowScale, l, r, beta, c);
+        gemm(transA, transB, alpha, a, b, 1.0, c);
+    }
+
     // ---------------------------------------------------------------- normalization and activations
 
     /** {@code rstd_i = 1/sqrt(mean_j x_ij^2 + eps); y_ij = w_j * x_ij * rstd_i}. x, y {@code [n, d]}; w {@code [d]}; rstd {@code [n]}. */

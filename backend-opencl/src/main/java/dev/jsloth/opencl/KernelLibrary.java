@@ -146,7 +146,7 @@ final class KernelLibrary implements AutoCloseable {
     /** gemm_mma.cl's build options (besides the common ones) for a C stored as {@code c}, a transpose pair and warp width. */
     static String mmaGemmOptions(DType c, boolean transA, boolean transB, int warpCols) {
         return " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K=" + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0)
-                + " -DMMA_WN=" + warpCols;
+                + " -DMMA_WN=" + warpCols + " -DWG_OVERLAP=" + (LaunchConfig.WGMMA_OVERLAP ? 1 : 0);
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */

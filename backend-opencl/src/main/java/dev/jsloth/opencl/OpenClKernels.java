@@ -87,8 +87,47 @@ final class OpenClKernels implements Kernels {
                 c.shape().dim(1), c.shape().dim(2));
     }
 
+    /**
+     * On the tensor cores (BF16 L, R, A, B; C F32 or BF16; rank at most {@link LaunchConfig#MMA_LOW_RANK_MAX}): one
+     * pass, the low-rank pair's slices first in the same K walk (gemm_mma.cl), so C is written once and never read for
+     * the adapter's term. Elsewhere the default two products.
+     */
+    @Override
+    public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
+                                Tensor r, double beta, Tensor c) {
+        if (!cfg.tensorCores() || alpha == 0 || a.dtype() != DType.BF16 || b.dtype() != DType.BF16 || l.dtype() != DType.BF16
+                || r.dtype() != DType.BF16 || (c.dtype() != DType.F32 && c.dtype() != DType.BF16)) {
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
+            return;
+        }
+        long ar = a.shape().rows(), ac = a.shape().cols(), br = b.shape().rows(), bc = b.shape().cols();
+        int m = Math.toIntExact(transA ? ac : ar), k = Math.toIntExact(transA ? ar : ac), n = Math.toIntExact(transB ? br : bc);
+        int lm = Math.toIntExact(transA ? l.shape().cols() : l.shape().rows()), lowK = Math.toIntExact(transA ? l.shape().rows() : l.shape().cols());
+        int rk = Math.toIntExact(transB ? r.shape().cols() : r.shape().rows()), rn = Math.toIntExact(transB ? r.shape().rows() : r.shape().cols());
+        if (lm != m || rk != lowK || rn != n)
+            throw new IllegalArgumentException("low-rank GEMM shapes do not agree with the product's " + m + "x" + n + ": op(L) " + lm + "x"
+                    + lowK + ", op(R) " + rk + "x" + rn + " (L " + l.shape() + (transA ? "^T" : "") + ", R " + r.shape() + (transB ? "^T" : "") + ")");
+        if (l == c || r == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        if (k == 0 || lowK == 0 || lowK > LaunchConfig.MMA_LOW_RANK_MAX) {
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
+            return;
+        }
+        gemm(transA, transB, alpha, a, b, beta, c, 1, ar, ac, br, bc, c.shape().rows(), c.shape().cols(),
+                new LowRank(readable(l), readable(r), lowK, lowScale / alpha));
+    }
+
+    /** The low-rank pair of {@link #gemmPlusLowRank} as the tensor-core kernels take it; factor = lowScale / alpha. */
+    private record LowRank(OpenClTensor l, OpenClTensor r, int k, double factor) {
+    }
+
     private void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c, int batch,
                       long ar, long ac, long br, long bc, long cr, long cc) {
+        gemm(transA, transB, alpha, a, b, beta, c, batch, ar, ac, br, bc, cr, cc, null);
+    }
+
+    /** low: a low-rank pair added in the same pass (tensor cores only; null for a plain product). */
+    private void gemm(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c, int batch,
+                      long ar, long ac, long br, long bc, long cr, long cc, LowRank low) {
         requireFloating(c);
         OpenClTensor ta = readable(a), tb = readable(b), tc = t(c);
         int m = Math.toIntExact(transA ? ac : ar), k = Math.toIntExact(transA ? ar : ac);
@@ -108,9 +147,10 @@ final class OpenClKernels implements Kernels {
                 && cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)) return;
         if (cfg.tensorCores() && p == Precision.FLOAT && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
                 && (c.dtype() == DType.F32 || c.dtype() == DType.BF16)) {
-            tensorCoreGemm(transA, transB, alpha, beta, a, b, c, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc);
+            tensorCoreGemm(transA, transB, alpha, beta, a, b, c, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc, low);
             return;
         }
+        if (low != null) throw new IllegalStateException("a low-rank pair reached a GEMM path that cannot add it");
         int side = cfg.gemmSide(), tile = cfg.gemmTile();
         be.require(p);
         gemmArguments(new Launch(be, be.library().gemmKernel(p, a.dtype(), b.dtype(), c.dtype()), p), transA, transB, alpha, beta,
@@ -129,7 +169,7 @@ final class OpenClKernels implements Kernels {
      */
     private void tensorCoreGemm(boolean transA, boolean transB, double alpha, double beta, Tensor a, Tensor b, Tensor c,
                                 OpenClTensor ta, OpenClTensor tb, OpenClTensor tc, int batch, int m, int n, int k,
-                                long aSize, long bSize, long cSize) {
+                                long aSize, long bSize, long cSize, LowRank low) {
         int t = LaunchConfig.MMA_TILE;
         long tiles = (long) Math.ceilDiv(m, t) * Math.ceilDiv(n, t) * batch;
         int units = be.device().computeUnits();
@@ -145,7 +185,9 @@ final class OpenClKernels implements Kernels {
         if (splits == 1) {
             gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, kernel), Precision.FLOAT),
                     transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, aSize, bSize, cSize).i32(k).i32(1)
-                    .profileAs(gemmProfileName(kernel, a, b, c, transA, transB, batch, m, n, k))
+                    .tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
+                    .real(low != null ? low.factor() : 1)
+                    .profileAs(gemmProfileName(kernel + (low != null ? " +lowrank" : ""), a, b, c, transA, transB, batch, m, n, k))
                     .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), batch}, local);
             return;
         }
@@ -155,7 +197,9 @@ final class OpenClKernels implements Kernels {
             gemmArguments(new Launch(be, be.library().mmaGemmKernel(DType.F32, transA, transB, kernel), Precision.FLOAT),
                     transA, transB, 1, 0, ta, batch == 1 ? 0 : aSize, tb, batch == 1 ? 0 : bSize, part, mn, m, n, k)
                     .i32(kSplit).i32(splits)
-                    .profileAs(gemmProfileName(kernel + " split " + splits, a, b, c, transA, transB, batch, m, n, k))
+                    .tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
+                    .real(low != null ? low.factor() : 1)
+                    .profileAs(gemmProfileName(kernel + (low != null ? " +lowrank" : "") + " split " + splits, a, b, c, transA, transB, batch, m, n, k))
                     .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), (long) batch * splits}, local);
             new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part).i32(splits)
                     .i64(mn).i64(batch * mn).real(alpha).real(beta).tensor(tc).i64(batch == 1 ? 0 : cSize)

@@ -284,6 +284,43 @@ class OpenClMatchesCpuTest {
             close("gemm_mma " + what, expected, product(clMma, transA, transB, beta, tc, av, aDims, bv, bDims, cv, cDims), tol(tc));
     }
 
+    /**
+     * The fused product plus low-rank product (LoRA's Y = X W^T + s (XA) B^T and dX = dY W + s (dY B) A) on the tensor-core
+     * kernels against the CPU reference's two products: ranks of one slice, a partial one and two, split K (the pair
+     * only in the first range), both transposes, F32 and BF16 C, beta 0 / 1 / 0.25, whole and edge tiles.
+     */
+    @ParameterizedTest
+    @CsvSource({"1,1,1,1,false,true,F32,0.25", "13,207,33,16,false,true,BF16,0", "130,97,300,16,false,false,F32,1",
+            "300,256,2048,16,false,true,BF16,0", "257,129,70,40,true,true,F32,0.25", "200,136,40,33,true,false,BF16,1",
+            "128,128,64,16,false,false,BF16,0", "64,300,1500,8,false,false,F32,0"})
+    void tensorCoreGemmPlusLowRankOnAwkwardShapes(int m, int n, int k, int rank, boolean transA, boolean transB, DType tc, double beta) {
+        LaunchConfig cfg = ((OpenClBackend) cl).config();
+        assumeTrue(cfg.tensorCores(), () -> "this OpenCL device does not run gemm_mma.cl (an NVIDIA GPU of compute "
+                + "capability 8.0+ does): " + ((OpenClBackend) cl).description());
+        SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k + rank);
+        int[] aDims = {transA ? k : m, transA ? m : k}, bDims = {transB ? n : k, transB ? k : n};
+        int[] lDims = {transA ? rank : m, transA ? m : rank}, rDims = {transB ? n : rank, transB ? rank : n};
+        double[] av = random(r, (long) m * k, -1, 1), bv = random(r, (long) k * n, -1, 1), lv = random(r, (long) m * rank, -1, 1);
+        double[] rv = random(r, (long) rank * n, -1, 1), cv = random(r, (long) m * n, -1, 1);
+        double[] expected = productPlusLowRank(cpu, transA, transB, beta, tc, av, aDims, bv, bDims, lv, lDims, rv, rDims, cv);
+        String what = m + "x" + n + "x" + k + " + rank " + rank + (transA ? " A^T" : "") + (transB ? " B^T" : "");
+        close((cfg.wgmma() ? "gemm_wgmma " : "gemm_mma ") + what, expected,
+                productPlusLowRank(cl, transA, transB, beta, tc, av, aDims, bv, bDims, lv, lDims, rv, rDims, cv), tol(tc));
+        if (clMma != null)
+            close("gemm_mma " + what, expected, productPlusLowRank(clMma, transA, transB, beta, tc, av, aDims, bv, bDims, lv, lDims, rv, rDims, cv), tol(tc));
+    }
+
+    private static double[] productPlusLowRank(Backend be, boolean transA, boolean transB, double beta, DType tc, double[] av,
+                                               int[] aDims, double[] bv, int[] bDims, double[] lv, int[] lDims, double[] rv,
+                                               int[] rDims, double[] cv) {
+        try (Tensor a = be.upload(DType.BF16, Shape.of(aDims), av); Tensor b = be.upload(DType.BF16, Shape.of(bDims), bv);
+             Tensor l = be.upload(DType.BF16, Shape.of(lDims), lv); Tensor rt = be.upload(DType.BF16, Shape.of(rDims), rv);
+             Tensor c = be.upload(tc, Shape.of(aDims[transA ? 1 : 0], bDims[transB ? 0 : 1]), cv)) {
+            be.kernels().gemmPlusLowRank(transA, transB, 1.0, a, b, 2.0, l, rt, beta, c);
+            return be.download(c);
+        }
+    }
+
     /** C = 0.5 op(A) op(B) + beta C on one backend (batched where the dimensions say so), downloaded. */
     private static double[] product(Backend be, boolean transA, boolean transB, double beta, DType tc, double[] av, int[] aDims,
                                     double[] bv, int[] bDims, double[] cv, int[] cDims) {

@@ -158,11 +158,9 @@ public final class LoraLinear {
         int n = Math.toIntExact(x.shape().rows());
         Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
         Saved saved = saveForBackward(x);
-        // the adapter's term first: the base product (compute-bound) then adds it as its C operand, where adding
-        // s (XA) B^T after the base product would read and write all of Y once more
-        boolean adapted = saved.xa() != null;
-        if (adapted) k.gemm(false, true, scaling, saved.xa(), saved.factors().b(), 0.0, y);
-        k.gemm(false, true, 1.0, x, weight, adapted ? 1.0 : 0.0, y);
+        // the adapter's term with the base product (one pass where the backend fuses them: Y written once)
+        if (saved.xa() != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, saved.xa(), saved.factors().b(), 0.0, y);
+        else k.gemm(false, true, 1.0, x, weight, 0.0, y);
         if (bias != null) k.addRowVector(y, bias);
         return new Forward(y, saved);
     }
@@ -211,18 +209,19 @@ public final class LoraLinear {
         Kernels k = be.kernels();
         Tensor x = saved.x();
         int n = Math.toIntExact(x.shape().rows());
-        if (loraA != null) { // the adapter's term of dX first, so the base product adds it as its C operand
-            int r = loraA.value().shape().dim(0);
-            Factors f = saved.factors();
-            try (Tensor dyb = be.allocateForOverwrite(dy.dtype(), Shape.of(n, r))) {
-                k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
-                k.gemm(false, false, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
-                k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
-            }
-            k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
-            accumulate = true;
+        if (loraA == null) {
+            k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
+            return;
         }
-        k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
+        int r = loraA.value().shape().dim(0);
+        Factors f = saved.factors();
+        try (Tensor dyb = be.allocateForOverwrite(dy.dtype(), Shape.of(n, r))) {
+            k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
+            k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
+            k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
+            // dX = dY W + s (dY B) A, with the adapter's term in the same pass where the backend fuses them
+            k.gemmPlusLowRank(false, false, 1.0, dy, weight, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
+        }
     }
 
     private void checkInput(Tensor x) {

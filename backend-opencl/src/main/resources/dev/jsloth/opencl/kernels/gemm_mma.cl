@@ -14,6 +14,12 @@
  * multiple of 8) is read value by value and stored, zero-filled, so any M, N, K work. Built per C type and transpose
  * pair (MMA_A_K = !transA, MMA_B_K = transB: the storage orders are compile-time). Only NVIDIA devices build this.
  *
+ * Low rank: C = alpha (op(A) op(B) + lowFactor op(L) op(R)) + beta C in one pass, L and R stored as A and B are
+ * (LoRA: Y = X W^T + s (XA) B^T, dX = dY W + s (dY B) A; the host passes lowFactor = s / alpha). The K walk starts
+ * with the pair's ceil(lowK / 32) slices (at most MMA_STAGES - 1: they are all queued in the pipeline's prologue),
+ * scales the accumulators by lowFactor (and rounds them to bf16 for a BF16 C, as the two-product default stores the
+ * pair's product), then adds the main product: C is written once. lowK = 0 is a plain product.
+ *
  * Split K: a product with few C tiles and a long K (LoRA's rank-16 gradients, K = the tokens of a batch) would leave
  * most of the GPU idle, so the host may cut K into `splits` ranges of kSplit: the third grid dimension then runs over
  * batch x splits, each work-group writes its partial tile (alpha 1, beta 0) to an F32 scratch [batch x splits][M][N],
@@ -107,6 +113,44 @@ inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int 
     }
 }
 
+/* The end of the low-rank pair's slices: acc[0..n) *= f, rounded to bf16 where C is BF16 (with alpha 1, the value the
+ * two-product default would have stored before adding the main product). */
+inline void mma_low_rank_done(float *acc, const int n, real f) {
+#pragma unroll
+    for (int i = 0; i < n; i++) {
+        const float v = (float) (f * (real) acc[i]);
+#if GEMM_C_DT == DT_BF16
+        acc[i] = bf16_to_float(float_to_bf16(v));
+#else
+        acc[i] = v;
+#endif
+    }
+}
+
+/* Queues the 32-column slice at k0 of both operands (A and B, or the low-rank L and R) into a stage's tiles. */
+inline void mma_fetch_pair(global const ushort *a, long lda, global const ushort *b, long ldb, int aK, int bK, int row0,
+                           int M, int col0, int N, int k0, int kEnd, int tid, uint aTile, local ushort *aP, uint bTile,
+                           local ushort *bP, const int threads, const int layout) {
+    mma_fetch(a, lda, aK, row0, M, k0, kEnd, tid, aTile, aP, threads, layout);
+    mma_fetch(b, ldb, bK, col0, N, k0, kEnd, tid, bTile, bP, threads, layout);
+}
+
+/*
+ * Queues slice s < MMA_STAGES - 1 of a work-group's K walk (the pipeline's prologue): slices [0, lowSlices) are the
+ * low-rank pair's (L, R: op(L) M x lowK, op(R) lowK x N, stored in the orders of A and B), the rest the main pair's
+ * from kBegin. The host keeps lowK <= (MMA_STAGES - 1) * 32, so the main loop only ever fetches the main pair.
+ */
+inline void mma_fetch_first(int s, int lowSlices, global const ushort *a, long lda, global const ushort *b, long ldb,
+                            global const ushort *l, long ldl, global const ushort *r, long ldr, int lowK, int kBegin,
+                            int kEnd, int aK, int bK, int row0, int M, int col0, int N, int tid, uint aTile,
+                            local ushort *aP, uint bTile, local ushort *bP, const int threads, const int layout) {
+    if (s < lowSlices)
+        mma_fetch_pair(l, ldl, r, ldr, aK, bK, row0, M, col0, N, s * MMA_BK, lowK, tid, aTile, aP, bTile, bP, threads, layout);
+    else
+        mma_fetch_pair(a, lda, b, ldb, aK, bK, row0, M, col0, N, kBegin + (s - lowSlices) * MMA_BK, kEnd, tid, aTile, aP,
+                       bTile, bP, threads, layout);
+}
+
 /*
  * Stores a work-group's 128 x 128 tile of C (rows row0.., columns col0..) from each work-item's accumulators in the
  * mma accumulator layout: acc[(i * J + j) * 4 + e] holds C(wm + 16 i + g + 8 (e >> 1), wn + 8 j + 2 t + (e & 1)),
@@ -178,7 +222,8 @@ inline void mma_store_tile(const float *acc, const int I, const int J, int wm, i
 
 __attribute__((reqd_work_group_size(MMA_THREADS, 1, 1)))
 kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
-                     QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits) {
+                     QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
+                     TENSOR(L), TENSOR(R), int lowK, real lowFactor) {
     /* one array: the epilogue reuses both operands' buffers (128 x 128 16-bit values) for C */
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
@@ -194,7 +239,11 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
     const long lda = transA ? M : K, ldb = transB ? K : N;
     const int wm = (warp & 1) * 64, wn = (warp >> 1) * MMA_WN; /* this warp's 64 x MMA_WN block of the tile */
     const uint aBase = (uint) (size_t) As, bBase = (uint) (size_t) Bs;
-    const int slices = (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
+    /* the low-rank pair first (in the first K range of a split): its slices, then acc *= lowFactor */
+    global const ushort *l = (global const ushort *) L + L_off, *r = (global const ushort *) R + R_off;
+    const long ldl = transA ? M : lowK, ldr = transB ? lowK : N;
+    const int lowSlices = kBegin == 0 ? (lowK + MMA_BK - 1) / MMA_BK : 0;
+    const int slices = lowSlices + (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
 
     float acc[4][MMA_WN / 8][4]; /* acc[i][j][e]: the layout mma_store_tile reads */
 #pragma unroll
@@ -204,10 +253,9 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
 
 #pragma unroll
     for (int s = 0; s < MMA_STAGES - 1; s++) {
-        if (s < slices) {
-            mma_fetch(a, lda, aK, row0, M, kBegin + s * MMA_BK, kEnd, tid, aBase + 2u * s * MMA_TILE, As + s * MMA_TILE, MMA_THREADS, 0);
-            mma_fetch(b, ldb, bK, col0, N, kBegin + s * MMA_BK, kEnd, tid, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE, MMA_THREADS, 0);
-        }
+        if (s < slices)
+            mma_fetch_first(s, lowSlices, a, lda, b, ldb, l, ldl, r, ldr, lowK, kBegin, kEnd, aK, bK, row0, M, col0, N, tid,
+                            aBase + 2u * s * MMA_TILE, As + s * MMA_TILE, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE, MMA_THREADS, 0);
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
     /* the lane's ldmatrix row and 8-column half: matrices 0..3 of an x4 load come from lanes 0-7, 8-15, 16-23, 24-31 */
@@ -217,10 +265,10 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
         barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone; everyone is done with slice s - 1 */
         { /* queue slice s + STAGES - 1 into the buffer slice s - 1 used */
             const int n = s + MMA_STAGES - 1, buf = n % MMA_STAGES;
-            if (n < slices) {
-                mma_fetch(a, lda, aK, row0, M, kBegin + n * MMA_BK, kEnd, tid, aBase + 2u * buf * MMA_TILE, As + buf * MMA_TILE, MMA_THREADS, 0);
-                mma_fetch(b, ldb, bK, col0, N, kBegin + n * MMA_BK, kEnd, tid, bBase + 2u * buf * MMA_TILE, Bs + buf * MMA_TILE, MMA_THREADS, 0);
-            }
+            if (n < slices)
+                mma_fetch_pair(a, lda, b, ldb, aK, bK, row0, M, col0, N, kBegin + (n - lowSlices) * MMA_BK, kEnd, tid,
+                               aBase + 2u * buf * MMA_TILE, As + buf * MMA_TILE, bBase + 2u * buf * MMA_TILE, Bs + buf * MMA_TILE,
+                               MMA_THREADS, 0);
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
         const int buf = s % MMA_STAGES;
@@ -263,6 +311,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
                 }
             }
         }
+        if (s == lowSlices - 1) mma_low_rank_done(&acc[0][0][0], 4 * MMA_WN / 2, lowFactor);
     }
 
     mma_store_tile(&acc[0][0][0], 4, MMA_WN / 8, wm, wn, C, C_off + z * strideC, M, N, row0, col0, alpha, beta, tid,

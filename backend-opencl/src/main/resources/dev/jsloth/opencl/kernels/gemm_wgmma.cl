@@ -1,6 +1,6 @@
 /*
  * C = alpha * op(A) op(B) + beta * C for BF16 A and B on Hopper (compute capability 9.0) with warpgroup MMA: the same
- * contract, tile of C (128 x 128), K pipeline (MMA_STAGES buffers of 32 columns filled by cp.async), split-K and
+ * contract (low-rank pair included), tile of C (128 x 128), K pipeline (MMA_STAGES buffers of 32 columns filled by cp.async), split-K and
  * epilogue as gemm_mma in gemm_mma.cl, but each of the work-group's two warpgroups (128 work-items) multiplies its
  * 64 x 128 half of the tile with wgmma.mma_async m64n128k16: the tensor cores read both operands straight from local
  * memory through matrix descriptors (no ldmatrix, no operand registers), the accumulators stay in the mma layout.
@@ -17,6 +17,9 @@
  */
 #define SM90A(s) "//JSLOTH90A " s
 #define WG_THREADS 256
+#ifndef WG_OVERLAP
+#define WG_OVERLAP 0 /* 1: keep one slice's wgmma in flight (two barriers per slice); 0: wait for each slice's (one) */
+#endif
 
 /* The matrix descriptor of a tile at a local address: stride-dimension offset sbo (bytes between 8-row groups),
  * leading-dimension offset lbo (bytes between 64-row panels of an MN-major operand; unused K-major), swizzle mode
@@ -65,7 +68,8 @@ inline ulong wg_operand(uint tile, int kContig, int row, int kk) {
 
 __attribute__((reqd_work_group_size(WG_THREADS, 1, 1)))
 kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, real beta,
-                       QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits) {
+                       QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
+                       TENSOR(L), TENSOR(R), int lowK, real lowFactor) {
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(1024)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
     const int tid = get_local_id(0), warp = tid >> 5, wg = tid >> 7;
@@ -77,7 +81,10 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
     const int aK = MMA_A_K, bK = MMA_B_K;
     const long lda = transA ? M : K, ldb = transB ? K : N;
     const uint aBase = (uint) (size_t) As, bBase = (uint) (size_t) Bs;
-    const int slices = (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
+    global const ushort *l = (global const ushort *) L + L_off, *r = (global const ushort *) R + R_off;
+    const long ldl = transA ? M : lowK, ldr = transB ? lowK : N;
+    const int lowSlices = kBegin == 0 ? (lowK + MMA_BK - 1) / MMA_BK : 0; /* the low-rank pair first, as gemm_mma */
+    const int slices = lowSlices + (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
 
     float acc[64]; /* rows 64 wg + 16 (warp % 4) + ..: mma_store_tile's layout with I = 1, J = 16 */
 #pragma unroll
@@ -85,32 +92,50 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
 
 #pragma unroll
     for (int s = 0; s < MMA_STAGES - 1; s++) {
-        if (s < slices) {
-            mma_fetch(a, lda, aK, row0, M, kBegin + s * MMA_BK, kEnd, tid, aBase + 2u * s * MMA_TILE, As + s * MMA_TILE, WG_THREADS, 1);
-            mma_fetch(b, ldb, bK, col0, N, kBegin + s * MMA_BK, kEnd, tid, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE, WG_THREADS, 1);
-        }
+        if (s < slices)
+            mma_fetch_first(s, lowSlices, a, lda, b, ldb, l, ldl, r, ldr, lowK, kBegin, kEnd, aK, bK, row0, M, col0, N, tid,
+                            aBase + 2u * s * MMA_TILE, As + s * MMA_TILE, bBase + 2u * s * MMA_TILE, Bs + s * MMA_TILE, WG_THREADS, 1);
         asm volatile("cp.async.commit_group;" ::: "memory");
     }
     for (int s = 0; s < slices; s++) {
         asm volatile("cp.async.wait_group 1;" ::: "memory"); /* MMA_STAGES - 2: all but the newest group done */
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); /* this work-item's writes, visible to wgmma */
-        barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone; every wgmma of slice s - 1 has completed */
-        { /* queue slice s + STAGES - 1 into the buffer slice s - 1 used */
-            const int n = s + MMA_STAGES - 1, buf = n % MMA_STAGES;
-            if (n < slices) {
-                mma_fetch(a, lda, aK, row0, M, kBegin + n * MMA_BK, kEnd, tid, aBase + 2u * buf * MMA_TILE, As + buf * MMA_TILE, WG_THREADS, 1);
-                mma_fetch(b, ldb, bK, col0, N, kBegin + n * MMA_BK, kEnd, tid, bBase + 2u * buf * MMA_TILE, Bs + buf * MMA_TILE, WG_THREADS, 1);
-            }
-            asm volatile("cp.async.commit_group;" ::: "memory");
-        }
-        const int buf = s % MMA_STAGES;
+        barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone */
+        const int buf = s % MMA_STAGES, next = s + MMA_STAGES - 1, nextBuf = next % MMA_STAGES;
         const uint at = aBase + 2u * buf * MMA_TILE, bt = bBase + 2u * buf * MMA_TILE;
+#if !WG_OVERLAP
+        /* every wgmma of slice s - 1 completed before the barrier: queue slice s + STAGES - 1 into its buffer */
+        if (next < slices)
+            mma_fetch_pair(a, lda, b, ldb, aK, bK, row0, M, col0, N, kBegin + (next - lowSlices) * MMA_BK, kEnd, tid,
+                           aBase + 2u * nextBuf * MMA_TILE, As + nextBuf * MMA_TILE, bBase + 2u * nextBuf * MMA_TILE,
+                           Bs + nextBuf * MMA_TILE, WG_THREADS, 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
         asm volatile(SM90A("wgmma.fence.sync.aligned;") ::: "memory");
 #pragma unroll
         for (int kk = 0; kk < MMA_BK; kk += 16) WG_MMA(acc, wg_operand(at, aK, wg * 64, kk), wg_operand(bt, bK, 0, kk));
         asm volatile(SM90A("wgmma.commit_group.sync.aligned;") ::: "memory");
+#if WG_OVERLAP
+        /* slice s's products stay in flight while slice s - 1's complete; once every warpgroup's have (the second
+         * barrier), slice s + STAGES - 1 goes into the buffer slice s - 1 used */
+        if (s == lowSlices - 1) {
+            asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
+            mma_low_rank_done(acc, 64, lowFactor);
+        } else {
+            asm volatile(SM90A("wgmma.wait_group.sync.aligned 1;") ::: "memory");
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (next < slices)
+            mma_fetch_pair(a, lda, b, ldb, aK, bK, row0, M, col0, N, kBegin + (next - lowSlices) * MMA_BK, kEnd, tid,
+                           aBase + 2u * nextBuf * MMA_TILE, As + nextBuf * MMA_TILE, bBase + 2u * nextBuf * MMA_TILE,
+                           Bs + nextBuf * MMA_TILE, WG_THREADS, 1);
+        asm volatile("cp.async.commit_group;" ::: "memory");
+#else
         asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
+        if (s == lowSlices - 1) mma_low_rank_done(acc, 64, lowFactor);
+#endif
     }
+    asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
     mma_store_tile(acc, 1, 16, wg * 64 + (warp & 3) * 16, 0, C, C_off + z * strideC, M, N, row0, col0, alpha, beta, tid,
                    WG_THREADS, tiles);
 }
