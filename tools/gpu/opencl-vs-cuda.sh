@@ -39,6 +39,11 @@ for r in "${rows[@]}"; do
             2>&1 | grep -a '^{' | tee -a "$out/bench.jsonl"
     done
 done
+if [ -n "${EXTRA_OPENCL:-}" ]; then # e.g. EXTRA_OPENCL=-Djsloth.opencl.narrowGemm=false: the first row again with it
+    read -r shape batch <<<"${rows[0]}"
+    timeout 180 "${J[@]}" $EXTRA_OPENCL -cp '.gpu/*' dev.jsloth.cli.Main bench --backend opencl --shape "$shape" --batch "$batch" \
+        --seq 2048 --steps 3 2>&1 | grep -a '^{' | sed "s|^{|{\"options\":\"$EXTRA_OPENCL\",|" | tee -a "$out/bench.jsonl"
+fi
 if [ "${HF:-0}" = 1 ]; then
     read -r shape batch <<<"${rows[0]}"
     (cd .gpu && timeout 300 python3 -c "import hf_lora_bench as h; h.run('$shape', $batch, 2048, True)" 2>&1 | grep -a '^{' | tee -a "$out/bench.jsonl")

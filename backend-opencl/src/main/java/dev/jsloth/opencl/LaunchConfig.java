@@ -50,6 +50,12 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
      * 379, 8192x2048x5632 359 vs 355, 8192x5632x2048 X W^T 356 vs 339, 8192x2048x2048 344 vs 362.
      */
     static final boolean WGMMA_OVERLAP = Boolean.parseBoolean(System.getProperty("jsloth.opencl.wgmmaOverlap", "false"));
+    /**
+     * Products with N or M at most NARROW_MAX run on gemm_wgmma_narrow where gemm_wgmma runs (rows of C per work-group:
+     * NARROW_ROWS); {@code -Djsloth.opencl.narrowGemm=false} keeps them on gemm_wgmma's 128 x 128 tiles.
+     */
+    static final boolean NARROW_GEMM = Boolean.parseBoolean(System.getProperty("jsloth.opencl.narrowGemm", "true"));
+    static final int NARROW_MAX = 16, NARROW_ROWS = 64;
     /** Work-items of a gemm_wgmma work-group: two warpgroups. */
     static final int WGMMA_THREADS = 256;
     /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group: its MMA_BM = MMA_BN and warp layout. */

@@ -170,6 +170,11 @@ final class OpenClKernels implements Kernels {
     private void tensorCoreGemm(boolean transA, boolean transB, double alpha, double beta, Tensor a, Tensor b, Tensor c,
                                 OpenClTensor ta, OpenClTensor tb, OpenClTensor tc, int batch, int m, int n, int k,
                                 long aSize, long bSize, long cSize, LowRank low) {
+        if (low == null && batch == 1 && cfg.wgmma() && LaunchConfig.NARROW_GEMM
+                && (n <= LaunchConfig.NARROW_MAX || m <= LaunchConfig.NARROW_MAX)) {
+            narrowGemm(transA, transB, alpha, beta, a, b, c, ta, tb, tc, m, n, k);
+            return;
+        }
         int t = LaunchConfig.MMA_TILE;
         long tiles = (long) Math.ceilDiv(m, t) * Math.ceilDiv(n, t) * batch;
         int units = be.device().computeUnits();
@@ -205,6 +210,44 @@ final class OpenClKernels implements Kernels {
                     .i64(mn).i64(batch * mn).real(alpha).real(beta).tensor(tc).i64(batch == 1 ? 0 : cSize)
                     .run(batch * mn, cfg.simpleGroup());
         }
+    }
+
+    /**
+     * A product with N or M at most {@link LaunchConfig#NARROW_MAX} on gemm_wgmma_narrow (LoRA's rank-16 products and
+     * gradients): for M <= 16 < N, C^T = op(B)^T op(A)^T is computed and stored transposed. K is split so that the
+     * work-groups (64 rows each) cover the GPU about four times over, the partials summed in order as gemm_mma's.
+     */
+    private void narrowGemm(boolean transA, boolean transB, double alpha, double beta, Tensor a, Tensor b, Tensor c,
+                            OpenClTensor ta, OpenClTensor tb, OpenClTensor tc, int m, int n, int k) {
+        boolean transC = n > LaunchConfig.NARROW_MAX;
+        String what = gemmProfileName("gemm_wgmma_narrow" + (transC ? " C^T" : ""), a, b, c, transA, transB, 1, m, n, k);
+        if (transC) { // C^T = op(B)^T op(A)^T: B^T's transposition flag is !transB, and so on
+            OpenClTensor tt = ta; ta = tb; tb = tt;
+            boolean f = transA; transA = !transB; transB = !f;
+            int d = m; m = n; n = d;
+        }
+        int tiles = Math.ceilDiv(m, LaunchConfig.NARROW_ROWS);
+        int want = Math.max(1, Math.min(Math.ceilDiv(4 * be.device().computeUnits(), tiles), k / LaunchConfig.MMA_SPLIT_MIN_K));
+        int kSplit = Math.ceilDiv(Math.ceilDiv(k, want), 32) * 32, splits = Math.ceilDiv(k, kSplit);
+        long mn = (long) m * n;
+        long[] global = {(long) tiles * 128, splits, 1}, local = {128, 1, 1};
+        if (splits == 1) {
+            narrowLaunch(c.dtype(), transA, transB, m, n, k, alpha, beta, ta, tb, tc, 0, transC, kSplit).profileAs(what).run(global, local);
+            return;
+        }
+        try (OpenClTensor part = be.scratch(Precision.FLOAT, splits * mn)) {
+            narrowLaunch(DType.F32, transA, transB, m, n, k, 1, 0, ta, tb, part, mn, transC, kSplit)
+                    .profileAs(what == null ? null : what + " split " + splits).run(global, local);
+            new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part)
+                    .i32(splits).i64(mn).i64(mn).real(alpha).real(beta).tensor(tc).i64(0).run(mn, cfg.simpleGroup());
+        }
+    }
+
+    private Launch narrowLaunch(DType cType, boolean transA, boolean transB, int m, int n, int k, double alpha, double beta,
+                                OpenClTensor a, OpenClTensor b, OpenClTensor c, long strideC, boolean transC, int kSplit) {
+        return new Launch(be, be.library().mmaGemmKernel(cType, transA, transB, "gemm_wgmma_narrow"), Precision.FLOAT)
+                .i32(m).i32(n).i32(k).flag(transA).real(alpha).real(beta).quantTensor(a).tensor(b).tensor(c).i64(strideC)
+                .flag(transC).i32(kSplit);
     }
 
     /** With the profiler on, GEMMs are summed by kernel, types and shape; null (the kernel's name) when it is off. */
@@ -283,7 +326,7 @@ final class OpenClKernels implements Kernels {
         KernelArguments.checkRmsNormForward(x, weight, y, rstd);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        Launch wide = d % 8 == 0 && rstd.dtype() == DType.F32 ? bf16x8("rmsnorm_forward", x, weight, y) : null;
+        Launch wide = d % 8 == 0 && rstd.dtype() != DType.F64 ? bf16x8("rmsnorm_forward", x, weight, y) : null;
         (wide != null ? wide : launch("rmsnorm_forward", x, weight, y, rstd)).i32(d).real(eps)
                 .tensor(t(x)).tensor(t(weight)).tensor(t(y)).tensor(t(rstd))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());
@@ -295,7 +338,7 @@ final class OpenClKernels implements Kernels {
         KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        Launch wide = d % 8 == 0 && rstd.dtype() == DType.F32 ? bf16x8("rmsnorm_backward", dy, x, weight, dx) : null;
+        Launch wide = d % 8 == 0 && rstd.dtype() != DType.F64 ? bf16x8("rmsnorm_backward", dy, x, weight, dx) : null;
         (wide != null ? wide : launch("rmsnorm_backward", dy, x, weight, rstd, dx)).i32(d)
                 .tensor(t(dy)).tensor(t(x)).tensor(t(weight)).tensor(t(rstd)).tensor(t(dx))
                 .run((long) n * cfg.reductionGroup(), cfg.reductionGroup());

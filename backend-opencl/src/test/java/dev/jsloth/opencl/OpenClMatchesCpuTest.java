@@ -285,6 +285,20 @@ class OpenClMatchesCpuTest {
     }
 
     /**
+     * Narrow products (N or M at most 16: LoRA's X A^T, dY B, dB = dY^T (XA), dA = (dY B)^T X) against the CPU reference:
+     * on Hopper they run on gemm_wgmma_narrow (B copied K-major where stored [K][N]; M <= 16 computed as C^T; split K),
+     * elsewhere on the 128 x 128 kernels. Edges of every size, N and M of 1, both at most 16, beta 0 / 1.
+     */
+    @ParameterizedTest
+    @CsvSource({"1000,16,700,false,true,BF16,0", "777,13,300,false,false,BF16,0.25", "16,1000,3000,true,false,F32,1",
+            "1000,16,3000,true,false,F32,1", "1,16,33,false,true,F32,0", "64,1,64,false,false,BF16,0",
+            "16,16,100,true,true,F32,0.25", "5,300,70,false,true,F32,0", "130,7,2000,true,true,BF16,1",
+            "8192,16,2048,false,true,BF16,0"})
+    void narrowTensorCoreGemm(int m, int n, int k, boolean transA, boolean transB, DType tc, double beta) {
+        tensorCoreGemmOnAwkwardShapes(m, n, k, transA, transB, 1, tc, beta);
+    }
+
+    /**
      * The fused product plus low-rank product (LoRA's Y = X W^T + s (XA) B^T and dX = dY W + s (dY B) A) on the tensor-core
      * kernels against the CPU reference's two products: ranks of one slice, a partial one and two, split K (the pair
      * only in the first range), both transposes, F32 and BF16 C, beta 0 / 1 / 0.25, whole and edge tiles.
@@ -354,23 +368,24 @@ class OpenClMatchesCpuTest {
     }
 
     /**
-     * RMSNorm (forward, backward with the weight gradient) and RoPE (both directions) on BF16 rows: 8 values per access
-     * where the width (RoPE: half the head dimension) is a multiple of 8, else the per-element kernels.
+     * RMSNorm (forward, backward with the weight gradient; rstd F32, or BF16 as training keeps it) and RoPE (both
+     * directions) on BF16 rows: 8 values per access where the width (RoPE: half the head dimension) is a multiple of 8,
+     * else the per-element kernels.
      */
     @ParameterizedTest
-    @CsvSource({"16,1", "104,2", "4096,1", "12,3", "128,4"})
-    void bf16NormAndRopeEightWideAndNot(int d, int heads) {
+    @CsvSource({"16,1,F32", "104,2,F32", "4096,1,BF16", "12,3,F32", "128,4,BF16", "12,3,BF16"})
+    void bf16NormAndRopeEightWideAndNot(int d, int heads, DType rstdType) {
         SplittableRandom r = new SplittableRandom(d * 7L + heads);
         int n = 5, half = d / heads / 2;
         try (Pair x = upload(DType.BF16, random(r, (long) n * d, -2, 2), n, d); Pair w = upload(DType.BF16, random(r, d, 0.5, 1.5), d);
-             Pair y = zeros(DType.BF16, n, d); Pair rstd = zeros(DType.F32, n); Pair dy = upload(DType.BF16, random(r, (long) n * d, -1, 1), n, d);
+             Pair y = zeros(DType.BF16, n, d); Pair rstd = zeros(rstdType, n); Pair dy = upload(DType.BF16, random(r, (long) n * d, -1, 1), n, d);
              Pair dx = zeros(DType.BF16, n, d); Pair dw = zeros(DType.F32, d);
              Pair cos = upload(DType.F32, random(r, (long) n * half, -1, 1), n, half);
              Pair sin = upload(DType.F32, random(r, (long) n * half, -1, 1), n, half)) {
             cpu.kernels().rmsNormForward(x.cpu(), w.cpu(), 1e-5, y.cpu(), rstd.cpu());
             cl.kernels().rmsNormForward(x.cl(), w.cl(), 1e-5, y.cl(), rstd.cl());
             compare("rmsnorm y d=" + d, y, DType.BF16);
-            compare("rmsnorm rstd d=" + d, rstd, DType.F32);
+            compare("rmsnorm rstd d=" + d, rstd, rstdType);
             cpu.kernels().rmsNormBackward(dy.cpu(), x.cpu(), w.cpu(), rstd.cpu(), dx.cpu(), dw.cpu());
             cl.kernels().rmsNormBackward(dy.cl(), x.cl(), w.cl(), rstd.cl(), dx.cl(), dw.cl());
             compare("rmsnorm dx d=" + d, dx, DType.BF16);

@@ -78,23 +78,25 @@ inline int mma_tile_offset(int layout, int kContig, int row, int k) {
 }
 
 /*
- * Queues the copies of a 128 x 32 slice of op(X) (rows r0.., columns k0..; `rows` rows and K columns in op form, ld
- * in storage) into the local tile at `tile` (its 32-bit local address) / `tileP` (the same as a pointer, for chunks
+ * Queues the copies of a tileRows x 32 slice of op(X) (rows r0.., columns k0..; `rows` rows and K columns in op form,
+ * ld in storage) into the local tile at `tile` (its 32-bit local address) / `tileP` (the same as a pointer, for chunks
  * stored value by value), in layout `layout` (mma_tile_offset). kContig: X is stored [rows][K]; else [K][rows].
- * 512 / threads chunks of 8 values per work-item.
+ * tileRows * 4 chunks of 8 values over `threads` work-items (all constants at compile time).
  */
 inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int rows, int k0, int K, int tid,
-                      uint tile, local ushort *tileP, const int threads, const int layout) {
+                      uint tile, local ushort *tileP, const int threads, const int layout, const int tileRows) {
+    const int chunks = tileRows * (MMA_BK / 8), perRow = tileRows / 8;
 #pragma unroll
-    for (int i = 0; i < 512 / threads; i++) {
+    for (int i = 0; i < (chunks + threads - 1) / threads; i++) {
         const int ch = tid + i * threads;
+        if (chunks % threads != 0 && ch >= chunks) break;
         int r, k; /* the chunk's first element: row r, column k of the slice; 8 values along k (kContig) or along r */
         if (kContig) {
             r = ch >> 2;
             k = (ch & 3) * 8;
-        } else {
-            k = ch >> 4;
-            r = (ch & 15) * 8;
+        } else { /* unsigned: perRow is a power of two, so these are a shift and a mask */
+            k = (int) ((uint) ch / (uint) perRow);
+            r = (int) ((uint) ch % (uint) perRow) * 8;
         }
         const int gr = r0 + r, gk = k0 + k;
         const int at = mma_tile_offset(layout, kContig, r, k);
@@ -131,8 +133,8 @@ inline void mma_low_rank_done(float *acc, const int n, real f) {
 inline void mma_fetch_pair(global const ushort *a, long lda, global const ushort *b, long ldb, int aK, int bK, int row0,
                            int M, int col0, int N, int k0, int kEnd, int tid, uint aTile, local ushort *aP, uint bTile,
                            local ushort *bP, const int threads, const int layout) {
-    mma_fetch(a, lda, aK, row0, M, k0, kEnd, tid, aTile, aP, threads, layout);
-    mma_fetch(b, ldb, bK, col0, N, k0, kEnd, tid, bTile, bP, threads, layout);
+    mma_fetch(a, lda, aK, row0, M, k0, kEnd, tid, aTile, aP, threads, layout, MMA_BM);
+    mma_fetch(b, ldb, bK, col0, N, k0, kEnd, tid, bTile, bP, threads, layout, MMA_BN);
 }
 
 /*

@@ -66,6 +66,16 @@ inline ulong wg_operand(uint tile, int kContig, int row, int kk) {
 #define WG_MMA(acc, a, b) WG_MMA_M64N128(acc, a, b, 1, 1)
 #endif
 
+/* Issues a stage's products for this warpgroup (64 rows from `wg * 64`, all 128 columns, 32 reduction columns) and
+ * commits them as one group; the caller waits. (A macro: the accumulators must stay registers of the kernel.) */
+#define WG_SLICE_PRODUCTS(acc, at, bt, aK, bK, wg)                                                                     \
+    do {                                                                                                               \
+        asm volatile(SM90A("wgmma.fence.sync.aligned;") ::: "memory");                                               \
+        _Pragma("unroll") for (int kk = 0; kk < MMA_BK; kk += 16)                                                      \
+            WG_MMA(acc, wg_operand(at, aK, (wg) * 64, kk), wg_operand(bt, bK, 0, kk));                               \
+        asm volatile(SM90A("wgmma.commit_group.sync.aligned;") ::: "memory");                                        \
+    } while (0)
+
 __attribute__((reqd_work_group_size(WG_THREADS, 1, 1)))
 kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, real beta,
                        QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
@@ -103,21 +113,10 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
         barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone */
         const int buf = s % MMA_STAGES, next = s + MMA_STAGES - 1, nextBuf = next % MMA_STAGES;
         const uint at = aBase + 2u * buf * MMA_TILE, bt = bBase + 2u * buf * MMA_TILE;
-#if !WG_OVERLAP
-        /* every wgmma of slice s - 1 completed before the barrier: queue slice s + STAGES - 1 into its buffer */
-        if (next < slices)
-            mma_fetch_pair(a, lda, b, ldb, aK, bK, row0, M, col0, N, kBegin + (next - lowSlices) * MMA_BK, kEnd, tid,
-                           aBase + 2u * nextBuf * MMA_TILE, As + nextBuf * MMA_TILE, bBase + 2u * nextBuf * MMA_TILE,
-                           Bs + nextBuf * MMA_TILE, WG_THREADS, 1);
-        asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-        asm volatile(SM90A("wgmma.fence.sync.aligned;") ::: "memory");
-#pragma unroll
-        for (int kk = 0; kk < MMA_BK; kk += 16) WG_MMA(acc, wg_operand(at, aK, wg * 64, kk), wg_operand(bt, bK, 0, kk));
-        asm volatile(SM90A("wgmma.commit_group.sync.aligned;") ::: "memory");
 #if WG_OVERLAP
         /* slice s's products stay in flight while slice s - 1's complete; once every warpgroup's have (the second
          * barrier), slice s + STAGES - 1 goes into the buffer slice s - 1 used */
+        WG_SLICE_PRODUCTS(acc, at, bt, aK, bK, wg);
         if (s == lowSlices - 1) {
             asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
             mma_low_rank_done(acc, 64, lowFactor);
@@ -125,12 +124,15 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
             asm volatile(SM90A("wgmma.wait_group.sync.aligned 1;") ::: "memory");
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+        /* (serial: every wgmma of slice s - 1 completed before the barrier above) */
         if (next < slices)
             mma_fetch_pair(a, lda, b, ldb, aK, bK, row0, M, col0, N, kBegin + (next - lowSlices) * MMA_BK, kEnd, tid,
                            aBase + 2u * nextBuf * MMA_TILE, As + nextBuf * MMA_TILE, bBase + 2u * nextBuf * MMA_TILE,
                            Bs + nextBuf * MMA_TILE, WG_THREADS, 1);
         asm volatile("cp.async.commit_group;" ::: "memory");
-#else
+#if !WG_OVERLAP
+        WG_SLICE_PRODUCTS(acc, at, bt, aK, bK, wg);
         asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
         if (s == lowSlices - 1) mma_low_rank_done(acc, 64, lowFactor);
 #endif
@@ -138,4 +140,111 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
     asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
     mma_store_tile(acc, 1, 16, wg * 64 + (warp & 3) * 16, 0, C, C_off + z * strideC, M, N, row0, col0, alpha, beta, tid,
                    WG_THREADS, tiles);
+}
+
+/*
+ * Narrow products on Hopper: C (M x N, N <= 16) = alpha op(A) op(B) + beta C, one
+ * warpgroup per 64 rows of C with wgmma m64n16k16, NW_STAGES slices of 32 columns in flight (6 x 5 KB of local memory:
+ * several work-groups per SM). These are LoRA's rank-16 products, which are memory-bound: X A^T and dY B stream X or dY
+ * once, and the gradients dB = dY^T (XA), dA^T = X^T (dY B) stream them along K (A transposed, MN-major tiles). On the
+ * 128 x 128 tiles of gemm_wgmma, N = 16 would pad the products 8x. B's tile is K-major whichever way B is stored
+ * (narrow_fetch_b); for a product with M <= 16 < N the host computes C^T = op(B)^T op(A)^T instead, storing it
+ * transposed (transC). Split K as
+ * gemm_wgmma: the second grid dimension is the K range, partials at z * strideC.
+ */
+#define NW_STAGES 6
+#define NW_BM 64
+#define NW_BN 16
+#define NW_A_TILE (NW_BM * MMA_BK)
+#define NW_B_TILE (NW_BN * MMA_BK)
+
+/* acc[64 x 16] += A (descriptor a) B (descriptor b, K-major), 16 reduction columns; tA: A is MN-major. */
+#define WG_MMA_M64N16(acc, a, b, tA)                                                                                    \
+    asm volatile(SM90A("{ .reg .pred p; setp.ne.b32 p, %10, 0; wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 " \
+                       "{%0,%1,%2,%3,%4,%5,%6,%7}, %8, %9, p, 1, 1, " #tA ", 0; }")                                     \
+                 : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3]), "+f"(acc[4]), "+f"(acc[5]), "+f"(acc[6]),  \
+                   "+f"(acc[7])                                                                                          \
+                 : "l"(a), "l"(b), "r"(1)                                                                               \
+                 : "memory")
+#if MMA_A_K
+#define WG_MMA_NARROW(acc, a, b) WG_MMA_M64N16(acc, a, b, 0)
+#else
+#define WG_MMA_NARROW(acc, a, b) WG_MMA_M64N16(acc, a, b, 1)
+#endif
+
+/*
+ * Queues a narrow product's 16 x 32 slice of B into its K-major tile: stored [N][K] (MMA_B_K) by mma_fetch; stored
+ * [K][N] (N values per k-row: dY B's factor, the gradients' XA and dY B) value by value, one 8-value chunk of a row of
+ * the tile per work-item of the first 64 (the tile is 1 KB; B stays in the caches).
+ */
+inline void narrow_fetch_b(global const ushort *b, int N, int K, int k0, int kEnd, int tid, uint tile, local ushort *tileP) {
+#if MMA_B_K
+    mma_fetch(b, K, 1, 0, N, k0, kEnd, tid, tile, tileP, 128, 1, NW_BN);
+#else
+    if (tid < NW_BN * (MMA_BK / 8)) {
+        const int n = tid >> 2, k = (tid & 3) * 8;
+        ushort e[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) e[j] = (n < N && k0 + k + j < kEnd) ? b[(long) (k0 + k + j) * N + n] : (ushort) 0;
+        *(local uint4 *) (tileP + mma_at_k_contiguous(n, k)) = as_uint4((ushort8) (e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]));
+    }
+#endif
+}
+
+__attribute__((reqd_work_group_size(128, 1, 1)))
+kernel void gemm_wgmma_narrow(int M, int N, int K, int transA, real alpha, real beta, QTENSOR(A), TENSOR(B), TENSOR(C),
+                              long strideC, int transC, int kSplit) {
+    /* A tiles first (4 KB each), then B tiles (1 KB each): every tile on a 1024-byte boundary */
+    local ushort tiles[NW_STAGES * (NW_A_TILE + NW_B_TILE)] __attribute__((aligned(1024)));
+    local ushort *As = tiles, *Bs = tiles + NW_STAGES * NW_A_TILE;
+    const int tid = get_local_id(0), warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int row0 = get_group_id(0) * NW_BM;
+    const long z = get_group_id(1); /* the K range */
+    const int kBegin = (int) z * kSplit, kEnd = min(K, kBegin + kSplit);
+    global const ushort *a = (global const ushort *) A + A_off, *b = (global const ushort *) B + B_off;
+    const int aK = MMA_A_K;
+    const long lda = transA ? M : K;
+    const uint aBase = (uint) (size_t) As, bBase = (uint) (size_t) Bs;
+    const int slices = (kEnd - kBegin + MMA_BK - 1) / MMA_BK;
+    float acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = 0.f;
+
+#pragma unroll
+    for (int s = 0; s < NW_STAGES - 1; s++) {
+        if (s < slices) {
+            mma_fetch(a, lda, aK, row0, M, kBegin + s * MMA_BK, kEnd, tid, aBase + 2u * s * NW_A_TILE, As + s * NW_A_TILE, 128, 1, NW_BM);
+            narrow_fetch_b(b, N, K, kBegin + s * MMA_BK, kEnd, tid, bBase + 2u * s * NW_B_TILE, Bs + s * NW_B_TILE);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    for (int s = 0; s < slices; s++) {
+        asm volatile("cp.async.wait_group 4;" ::: "memory"); /* NW_STAGES - 2: all but the newest group done */
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone; slice s - 1's products have completed */
+        const int next = s + NW_STAGES - 1, nb = next % NW_STAGES, buf = s % NW_STAGES;
+        if (next < slices) {
+            mma_fetch(a, lda, aK, row0, M, kBegin + next * MMA_BK, kEnd, tid, aBase + 2u * nb * NW_A_TILE, As + nb * NW_A_TILE, 128, 1, NW_BM);
+            narrow_fetch_b(b, N, K, kBegin + next * MMA_BK, kEnd, tid, bBase + 2u * nb * NW_B_TILE, Bs + nb * NW_B_TILE);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        const uint at = aBase + 2u * buf * NW_A_TILE, bt = bBase + 2u * buf * NW_B_TILE;
+        asm volatile(SM90A("wgmma.fence.sync.aligned;") ::: "memory");
+#pragma unroll
+        for (int kk = 0; kk < MMA_BK; kk += 16) WG_MMA_NARROW(acc, wg_operand(at, aK, 0, kk), wg_operand(bt, 1, 0, kk));
+        asm volatile(SM90A("wgmma.commit_group.sync.aligned;") ::: "memory");
+        asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
+    }
+    const long cBase = C_off + z * strideC;
+#pragma unroll
+    for (int j = 0; j < 2; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int r = row0 + warp * 16 + g + 8 * (e >> 1), c = j * 8 + 2 * t + (e & 1);
+            if (r >= M || c >= N) continue;
+            const long idx = cBase + (transC ? (long) c * M + r : (long) r * N + c);
+            real v = alpha * (real) acc[4 * j + e];
+            if (beta != 0) v += beta * load_elem(C, idx, GEMM_C_DT);
+            store_elem(C, idx, GEMM_C_DT, v);
+        }
 }
