@@ -31,10 +31,12 @@ public interface Kernels {
      * {@code C = alpha * op(A) op(B) + lowScale * op(L) op(R) + beta * C}: a product plus a low-rank one with the same
      * transposes into the same C, op(L) {@code M x r} and op(R) {@code r x N} (LoRA's {@code Y = X W^T + s (XA) B^T}
      * and {@code dX = dY W + s (dY B) A}). This default forms the low-rank product into C first (rounded to C's
-     * type), then adds the full product with beta 1; a backend may form both in one pass (C written and rounded once).
+     * type), then adds the full product with beta 1; a backend may form both in one pass (C written once). C must not
+     * alias an input: checked before anything is written.
      */
     default void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                  Tensor r, double beta, Tensor c) {
+        if (c == a || c == b || c == l || c == r) throw new IllegalArgumentException("GEMM output must not alias an input");
         gemm(transA, transB, lowScale, l, r, beta, c);
         gemm(transA, transB, alpha, a, b, 1.0, c);
     }

@@ -145,8 +145,13 @@ final class KernelLibrary implements AutoCloseable {
 
     /** gemm_mma.cl's build options (besides the common ones) for a C stored as {@code c}, a transpose pair and warp width. */
     static String mmaGemmOptions(DType c, boolean transA, boolean transB, int warpCols) {
+        return mmaGemmOptions(c, transA, transB, warpCols, LaunchConfig.WGMMA_OVERLAP);
+    }
+
+    /** The same with gemm_wgmma's K loop overlapped or not (WG_OVERLAP). */
+    static String mmaGemmOptions(DType c, boolean transA, boolean transB, int warpCols, boolean overlap) {
         return " -DGEMM_C_DT=" + Launch.code(c) + " -DMMA_A_K=" + (transA ? 0 : 1) + " -DMMA_B_K=" + (transB ? 1 : 0)
-                + " -DMMA_WN=" + warpCols + " -DWG_OVERLAP=" + (LaunchConfig.WGMMA_OVERLAP ? 1 : 0);
+                + " -DMMA_WN=" + warpCols + " -DWG_OVERLAP=" + (overlap ? 1 : 0);
     }
 
     /** {@code gemm_nn} or {@code gemm_nt} of gemm_cpu.cl (all-F32 products on CPU devices, float compute). */

@@ -89,8 +89,8 @@ final class OpenClKernels implements Kernels {
 
     /**
      * On the tensor cores (BF16 L, R, A, B; C F32 or BF16; rank at most {@link LaunchConfig#MMA_LOW_RANK_MAX}): one
-     * pass, the low-rank pair's slices first in the same K walk (gemm_mma.cl), so C is written once and never read for
-     * the adapter's term. Elsewhere the default two products.
+     * pass, the low-rank pair's slices first in the same K walk (gemm_mma.cl, gemm_wgmma.cl), so C is written once and
+     * never read for the adapter's term. Elsewhere the default two products.
      */
     @Override
     public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
@@ -191,7 +191,7 @@ final class OpenClKernels implements Kernels {
             gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, kernel), Precision.FLOAT),
                     transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, aSize, bSize, cSize).i32(k).i32(1)
                     .tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
-                    .real(low != null ? low.factor() : 1)
+                    .real(low != null ? low.factor() : 1).flag(low != null && c.dtype() == DType.BF16)
                     .profileAs(gemmProfileName(kernel + (low != null ? " +lowrank" : ""), a, b, c, transA, transB, batch, m, n, k))
                     .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), batch}, local);
             return;
@@ -203,7 +203,7 @@ final class OpenClKernels implements Kernels {
                     transA, transB, 1, 0, ta, batch == 1 ? 0 : aSize, tb, batch == 1 ? 0 : bSize, part, mn, m, n, k)
                     .i32(kSplit).i32(splits)
                     .tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
-                    .real(low != null ? low.factor() : 1)
+                    .real(low != null ? low.factor() : 1).flag(low != null && c.dtype() == DType.BF16)
                     .profileAs(gemmProfileName(kernel + (low != null ? " +lowrank" : "") + " split " + splits, a, b, c, transA, transB, batch, m, n, k))
                     .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), (long) batch * splits}, local);
             new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part).i32(splits)
@@ -237,7 +237,8 @@ final class OpenClKernels implements Kernels {
         }
         try (OpenClTensor part = be.scratch(Precision.FLOAT, splits * mn)) {
             narrowLaunch(DType.F32, transA, transB, m, n, k, 1, 0, ta, tb, part, mn, transC, kSplit)
-                    .profileAs(what == null ? null : what + " split " + splits).run(global, local);
+                    .profileAs(what == null ? null : what.replaceFirst(" ", " split " + splits + " ")).run(global, local);
+            // the sum from the partials' program where C is F32 (the gradients), else the narrow launch's own
             new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part)
                     .i32(splits).i64(mn).i64(mn).real(alpha).real(beta).tensor(tc).i64(0).run(mn, cfg.simpleGroup());
         }

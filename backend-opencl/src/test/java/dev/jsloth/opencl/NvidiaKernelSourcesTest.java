@@ -61,9 +61,10 @@ class NvidiaKernelSourcesTest {
         for (DType c : new DType[]{DType.F32, DType.BF16})
             for (boolean ta : new boolean[]{false, true})
                 for (boolean tb : new boolean[]{false, true})
-                    for (int wn : new int[]{32, 64})
-                        v.add(new Variant("gemm_mma C=" + c + (ta ? " A^T" : "") + (tb ? " B^T" : "") + " warps 64x" + wn,
-                                KernelLibrary.MMA_GEMM_SOURCES, KernelLibrary.mmaGemmOptions(c, ta, tb, wn), "mma.sync.aligned.m16n8k16", true));
+                    for (int wn : new int[]{32, 64}) // gemm_wgmma's overlapped K loop compiled with the 64-column warps
+                        v.add(new Variant("gemm_mma C=" + c + (ta ? " A^T" : "") + (tb ? " B^T" : "") + " warps 64x" + wn
+                                + (wn == 64 ? " wgmma overlapped" : ""), KernelLibrary.MMA_GEMM_SOURCES,
+                                KernelLibrary.mmaGemmOptions(c, ta, tb, wn, wn == 64), "mma.sync.aligned.m16n8k16", true));
         for (int d : new int[]{64, 128})
             for (DType t : new DType[]{DType.BF16, DType.F16})
                 v.add(new Variant("flash_attention D=" + d + " " + t, KernelLibrary.FLASH_SOURCES, KernelLibrary.flashOptions(d, t),
@@ -96,14 +97,20 @@ class NvidiaKernelSourcesTest {
             String ptx = Files.readString(out);
             assertTrue(ptx.contains(v.mustContain()), v.name() + ": no " + v.mustContain() + " in the PTX");
             if (v.wgmma()) {
+                // the first build must assemble for sm_8x too: no sm_90 instruction outside the markers
+                long bare = ptx.lines().filter(l -> !l.strip().startsWith("//")
+                        && (l.contains("wgmma.") || l.contains("fence.proxy.async"))).count();
+                assertTrue(bare == 0, v.name() + ": " + bare + " sm_90 instruction(s) outside the SM90A markers");
                 // NVIDIA's compiler targets sm_90 on an H100/H200 (clang 15 knows no sm_90: its target line stands in)
                 String sm90a = KernelLibrary.ptxForSm90a(ptx.replaceFirst("(?m)^\\.target\\s+sm_\\d+", ".target sm_90"));
                 assertTrue(sm90a.contains("\n.target sm_90a"), v.name() + ": target not made sm_90a");
                 assertTrue(sm90a.contains("\n.version 8.0"), v.name() + ": PTX ISA version not raised to 8.0");
                 assertTrue(!sm90a.contains(KernelLibrary.SM90A_MARKER.trim()), v.name() + ": a marker is left");
-                long live = sm90a.lines().filter(l -> l.strip().startsWith("{ .reg .pred p; setp.ne.b32 p,")
-                        && l.contains("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16")).count();
-                assertTrue(live == 2, v.name() + ": expected the 2 wgmma of a 32-column slice as live PTX, found " + live);
+                for (String shape : new String[]{"m64n128k16", "m64n16k16"}) { // gemm_wgmma, gemm_wgmma_narrow
+                    long live = sm90a.lines().filter(l -> l.strip().startsWith("{ .reg .pred p; setp.ne.b32 p,")
+                            && l.contains("wgmma.mma_async.sync.aligned." + shape + ".f32.bf16.bf16")).count();
+                    assertTrue(live >= 2, v.name() + ": expected the 2 " + shape + " wgmma of a 32-column slice as live PTX, found " + live);
+                }
             }
         }));
     }

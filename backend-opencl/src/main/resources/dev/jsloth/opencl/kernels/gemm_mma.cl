@@ -17,8 +17,8 @@
  * Low rank: C = alpha (op(A) op(B) + lowFactor op(L) op(R)) + beta C in one pass, L and R stored as A and B are
  * (LoRA: Y = X W^T + s (XA) B^T, dX = dY W + s (dY B) A; the host passes lowFactor = s / alpha). The K walk starts
  * with the pair's ceil(lowK / 32) slices (at most MMA_STAGES - 1: they are all queued in the pipeline's prologue),
- * scales the accumulators by lowFactor (and rounds them to bf16 for a BF16 C, as the two-product default stores the
- * pair's product), then adds the main product: C is written once. lowK = 0 is a plain product.
+ * scales the accumulators by lowFactor (and with lowRound rounds them to bf16, for a BF16 C, as the two-product default
+ * stores the pair's product), then adds the main product: C is written once. lowK = 0 is a plain product.
  *
  * Split K: a product with few C tiles and a long K (LoRA's rank-16 gradients, K = the tokens of a batch) would leave
  * most of the GPU idle, so the host may cut K into `splits` ranges of kSplit: the third grid dimension then runs over
@@ -115,17 +115,14 @@ inline void mma_fetch(global const ushort *x, long ld, int kContig, int r0, int 
     }
 }
 
-/* The end of the low-rank pair's slices: acc[0..n) *= f, rounded to bf16 where C is BF16 (with alpha 1, the value the
- * two-product default would have stored before adding the main product). */
-inline void mma_low_rank_done(float *acc, const int n, real f) {
+/* The end of the low-rank pair's slices: acc[0..n) *= f, rounded to bf16 where `round` (C is BF16: with alpha 1 and
+ * beta 0, the value the two-product default would have stored before adding the main product; also in the F32
+ * partials of a split product into a BF16 C). */
+inline void mma_low_rank_done(float *acc, const int n, real f, int round) {
 #pragma unroll
     for (int i = 0; i < n; i++) {
         const float v = (float) (f * (real) acc[i]);
-#if GEMM_C_DT == DT_BF16
-        acc[i] = bf16_to_float(float_to_bf16(v));
-#else
-        acc[i] = v;
-#endif
+        acc[i] = round ? bf16_to_float(float_to_bf16(v)) : v;
     }
 }
 
@@ -225,7 +222,7 @@ inline void mma_store_tile(const float *acc, const int I, const int J, int wm, i
 __attribute__((reqd_work_group_size(MMA_THREADS, 1, 1)))
 kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
                      QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
-                     TENSOR(L), TENSOR(R), int lowK, real lowFactor) {
+                     TENSOR(L), TENSOR(R), int lowK, real lowFactor, int lowRound) {
     /* one array: the epilogue reuses both operands' buffers (128 x 128 16-bit values) for C */
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
@@ -313,7 +310,7 @@ kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, re
                 }
             }
         }
-        if (s == lowSlices - 1) mma_low_rank_done(&acc[0][0][0], 4 * MMA_WN / 2, lowFactor);
+        if (s == lowSlices - 1) mma_low_rank_done(&acc[0][0][0], 4 * MMA_WN / 2, lowFactor, lowRound);
     }
 
     mma_store_tile(&acc[0][0][0], 4, MMA_WN / 8, wm, wn, C, C_off + z * strideC, M, N, row0, col0, alpha, beta, tid,

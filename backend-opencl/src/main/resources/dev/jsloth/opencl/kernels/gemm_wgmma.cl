@@ -8,7 +8,8 @@
  * NVIDIA's OpenCL compiler emits PTX for sm_90, where ptxas rejects wgmma (it needs sm_90a). So the instructions are
  * written as PTX comments behind SM90A() (the operands substituted all the same), and KernelLibrary rebuilds the
  * program from its own PTX with the comment markers removed and the target set to sm_90a (tools/gpu/opencl-ptx-probe
- * WgmmaProbe: exact on an H200). Unpatched (any other build), the kernel is never launched.
+ * WgmmaProbe: exact on an H200). Every sm_90 instruction (the proxy fence too) stays behind SM90A(), so the program
+ * (gemm_mma's too) still assembles for compute capability 8.x, where these kernels are never launched.
  *
  * Operand tiles (gemm_mma.cl's wg_at_row_contiguous, mma_at_k_contiguous): a k-contiguous operand (A, or a transposed
  * B) as [128 rows][32 k] with the 64-byte swizzle, read K-major; a row-contiguous one (a transposed A, or B) as two
@@ -17,6 +18,9 @@
  */
 #define SM90A(s) "//JSLOTH90A " s
 #define WG_THREADS 256
+#if MMA_STAGES != 3
+#error "the K loops' cp.async.wait_group counts (MMA_STAGES - 2 = 1) assume 3 stages"
+#endif
 #ifndef WG_OVERLAP
 #define WG_OVERLAP 0 /* 1: keep one slice's wgmma in flight (two barriers per slice); 0: wait for each slice's (one) */
 #endif
@@ -79,7 +83,7 @@ inline ulong wg_operand(uint tile, int kContig, int row, int kk) {
 __attribute__((reqd_work_group_size(WG_THREADS, 1, 1)))
 kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, real beta,
                        QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
-                       TENSOR(L), TENSOR(R), int lowK, real lowFactor) {
+                       TENSOR(L), TENSOR(R), int lowK, real lowFactor, int lowRound) {
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(1024)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
     const int tid = get_local_id(0), warp = tid >> 5, wg = tid >> 7;
@@ -109,7 +113,7 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
     }
     for (int s = 0; s < slices; s++) {
         asm volatile("cp.async.wait_group 1;" ::: "memory"); /* MMA_STAGES - 2: all but the newest group done */
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); /* this work-item's writes, visible to wgmma */
+        asm volatile(SM90A("fence.proxy.async.shared::cta;") ::: "memory"); /* this work-item's writes, visible to wgmma */
         barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone */
         const int buf = s % MMA_STAGES, next = s + MMA_STAGES - 1, nextBuf = next % MMA_STAGES;
         const uint at = aBase + 2u * buf * MMA_TILE, bt = bBase + 2u * buf * MMA_TILE;
@@ -119,7 +123,7 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
         WG_SLICE_PRODUCTS(acc, at, bt, aK, bK, wg);
         if (s == lowSlices - 1) {
             asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
-            mma_low_rank_done(acc, 64, lowFactor);
+            mma_low_rank_done(acc, 64, lowFactor, lowRound);
         } else {
             asm volatile(SM90A("wgmma.wait_group.sync.aligned 1;") ::: "memory");
         }
@@ -134,7 +138,7 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
 #if !WG_OVERLAP
         WG_SLICE_PRODUCTS(acc, at, bt, aK, bK, wg);
         asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
-        if (s == lowSlices - 1) mma_low_rank_done(acc, 64, lowFactor);
+        if (s == lowSlices - 1) mma_low_rank_done(acc, 64, lowFactor, lowRound);
 #endif
     }
     asm volatile(SM90A("wgmma.wait_group.sync.aligned 0;") ::: "memory");
@@ -152,7 +156,7 @@ kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, 
  * transposed (transC). Split K as
  * gemm_wgmma: the second grid dimension is the K range, partials at z * strideC.
  */
-#define NW_STAGES 6
+#define NW_STAGES 6 /* cp.async.wait_group 4 below is NW_STAGES - 2 */
 #define NW_BM 64
 #define NW_BN 16
 #define NW_A_TILE (NW_BM * MMA_BK)
@@ -220,7 +224,7 @@ kernel void gemm_wgmma_narrow(int M, int N, int K, int transA, real alpha, real 
     }
     for (int s = 0; s < slices; s++) {
         asm volatile("cp.async.wait_group 4;" ::: "memory"); /* NW_STAGES - 2: all but the newest group done */
-        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        asm volatile(SM90A("fence.proxy.async.shared::cta;") ::: "memory");
         barrier(CLK_LOCAL_MEM_FENCE); /* slice s has arrived for everyone; slice s - 1's products have completed */
         const int next = s + NW_STAGES - 1, nb = next % NW_STAGES, buf = s % NW_STAGES;
         if (next < slices) {
