@@ -15,7 +15,7 @@ import static org.jocl.CL.*;
  * which ptxas rejects wgmma (NOTES.md, sessions 8 and 9).
  *
  * <pre>
- *   javac -cp jocl-2.0.6.jar -d out PtxProbe.java            (here)
+ *   javac -cp jocl-2.0.6.jar -d out PtxProbe.java ProbeGpu.java   (here)
  *   OCL_ICD_VENDORS=dir-with-nvidia.icd java -cp out:jocl-2.0.6.jar PtxProbe   (on the GPU machine)
  * </pre>
  */
@@ -66,37 +66,18 @@ public class PtxProbe {
 "}");
     }
 
-    static short bf16(float f) { return (short) (Float.floatToIntBits(f) >>> 16); }
-
     public static void main(String[] args) {
         // a fault can leave the device unusable for the rest of the process: give one variant per run to isolate them
-        for (String v : args.length > 0 ? args : new String[]{"global", "cpasync", "direct", "cvta", "wgmma"}) {
-            try { run(v); } catch (Exception e) { System.out.println(v + ": " + e); }
-        }
+        ProbeGpu.each(args.length > 0 ? args : new String[]{"global", "cpasync", "direct", "cvta", "wgmma"}, PtxProbe::run);
     }
 
     static void run(String variant) {
-        CL.setExceptionsEnabled(true);
-        int[] n = new int[1];
-        clGetPlatformIDs(0, null, n);
-        cl_platform_id[] ps = new cl_platform_id[n[0]];
-        clGetPlatformIDs(n[0], ps, null);
-        cl_device_id dev = null; cl_platform_id plat = null;
-        for (cl_platform_id p : ps) {
-            int[] m = new int[1];
-            try { clGetDeviceIDs(p, CL_DEVICE_TYPE_GPU, 0, null, m); } catch (CLException e) { continue; }
-            if (m[0] == 0) continue;
-            cl_device_id[] ds = new cl_device_id[m[0]];
-            clGetDeviceIDs(p, CL_DEVICE_TYPE_GPU, m[0], ds, null);
-            dev = ds[0]; plat = p; break;
-        }
-        if (dev == null) { System.out.println("no GPU device"); return; }
+        ProbeGpu gpu = ProbeGpu.first();
+        if (gpu == null) return;
+        cl_device_id dev = gpu.device(); cl_context ctx = gpu.context(); cl_command_queue q = gpu.queue();
         byte[] name = new byte[256]; clGetDeviceInfo(dev, CL_DEVICE_NAME, 256, Pointer.to(name), null);
         byte[] ver = new byte[256]; clGetDeviceInfo(dev, CL_DRIVER_VERSION, 256, Pointer.to(ver), null);
         System.out.println("device " + new String(name).trim() + " driver " + new String(ver).trim());
-        cl_context_properties props = new cl_context_properties(); props.addProperty(CL_CONTEXT_PLATFORM, plat);
-        cl_context ctx = clCreateContext(props, 1, new cl_device_id[]{dev}, null, null, null);
-        cl_command_queue q = clCreateCommandQueueWithProperties(ctx, dev, null, null);
         cl_program prog = clCreateProgramWithSource(ctx, 1, new String[]{source(variant)}, null, null);
         try {
             clBuildProgram(prog, 0, null, "-cl-std=CL2.0", null, null);
@@ -111,17 +92,13 @@ public class PtxProbe {
                         || line.contains("ldmatrix") || line.contains("cp.async") || line.contains("wgmma"))
                     System.out.println("  ptx| " + line.strip());
         } catch (CLException e) {
-            long[] sz = new long[1];
-            clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, 0, null, sz);
-            byte[] log = new byte[(int) sz[0]];
-            clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, sz[0], Pointer.to(log), null);
-            System.out.println("BUILD FAILED: " + e.getMessage() + "\n" + new String(log));
+            System.out.println("BUILD FAILED: " + e.getMessage() + "\n" + gpu.buildLog(prog));
             return;
         }
         short[] a = new short[256], b = new short[128];
         float[] af = new float[256], bf = new float[128];
-        for (int i = 0; i < 256; i++) { af[i] = (i % 7) - 3; a[i] = bf16(af[i]); }
-        for (int i = 0; i < 128; i++) { bf[i] = (i % 5) - 2; b[i] = bf16(bf[i]); }
+        for (int i = 0; i < 256; i++) { af[i] = (i % 7) - 3; a[i] = ProbeGpu.bf16(af[i]); }
+        for (int i = 0; i < 128; i++) { bf[i] = (i % 5) - 2; b[i] = ProbeGpu.bf16(bf[i]); }
         cl_mem ma = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 512, Pointer.to(a), null);
         cl_mem mb = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 256, Pointer.to(b), null);
         cl_mem mo = clCreateBuffer(ctx, CL_MEM_WRITE_ONLY, 128 * 4, null, null);

@@ -15,7 +15,7 @@ import java.nio.charset.StandardCharsets;
  * The kernel: one warpgroup, C[64 x 64] = A[64 x 64] B[64 x 64]^T from 128-byte-swizzled K-major local tiles (the
  * layout of the CUDA backend's wgmma attention), 4 x wgmma m64n64k16, against an exact reference (small integers).
  * <pre>
- *   javac -cp jocl-2.0.6.jar -d out WgmmaProbe.java
+ *   javac -cp jocl-2.0.6.jar -d out WgmmaProbe.java ProbeGpu.java
  *   OCL_ICD_VENDORS=dir-with-nvidia.icd java -cp out:jocl-2.0.6.jar WgmmaProbe [option|patch]
  * </pre>
  */
@@ -62,20 +62,8 @@ public class WgmmaProbe {
 "}");
     }
 
-    static short bf16(float f) { return (short) (Float.floatToIntBits(f) >>> 16); }
-
     public static void main(String[] args) {
-        for (String v : args.length > 0 ? args : new String[]{"patch", "option"}) {
-            try { run(v); } catch (Exception e) { System.out.println(v + ": " + e); }
-        }
-    }
-
-    static String log(cl_program prog, cl_device_id dev) {
-        long[] sz = new long[1];
-        clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, 0, null, sz);
-        byte[] log = new byte[(int) sz[0]];
-        clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, sz[0], Pointer.to(log), null);
-        return new String(log, StandardCharsets.ISO_8859_1).trim();
+        ProbeGpu.each(args.length > 0 ? args : new String[]{"patch", "option"}, WgmmaProbe::run);
     }
 
     static String ptx(cl_program prog) {
@@ -89,31 +77,16 @@ public class WgmmaProbe {
     }
 
     static void run(String variant) {
-        CL.setExceptionsEnabled(true);
-        int[] n = new int[1];
-        clGetPlatformIDs(0, null, n);
-        cl_platform_id[] ps = new cl_platform_id[n[0]];
-        clGetPlatformIDs(n[0], ps, null);
-        cl_device_id dev = null; cl_platform_id plat = null;
-        for (cl_platform_id p : ps) {
-            int[] m = new int[1];
-            try { clGetDeviceIDs(p, CL_DEVICE_TYPE_GPU, 0, null, m); } catch (CLException e) { continue; }
-            if (m[0] == 0) continue;
-            cl_device_id[] ds = new cl_device_id[m[0]];
-            clGetDeviceIDs(p, CL_DEVICE_TYPE_GPU, m[0], ds, null);
-            dev = ds[0]; plat = p; break;
-        }
-        if (dev == null) { System.out.println("no GPU device"); return; }
-        cl_context_properties props = new cl_context_properties(); props.addProperty(CL_CONTEXT_PLATFORM, plat);
-        cl_context ctx = clCreateContext(props, 1, new cl_device_id[]{dev}, null, null, null);
-        cl_command_queue q = clCreateCommandQueueWithProperties(ctx, dev, null, null);
+        ProbeGpu gpu = ProbeGpu.first();
+        if (gpu == null) return;
+        cl_device_id dev = gpu.device(); cl_context ctx = gpu.context(); cl_command_queue q = gpu.queue();
         boolean live = variant.equals("option");
         cl_program prog = clCreateProgramWithSource(ctx, 1, new String[]{source(live)}, null, null);
         try {
             clBuildProgram(prog, 0, null, live ? "-cl-std=CL2.0 -cl-nv-arch sm_90a" : "-cl-std=CL2.0", null, null);
             System.out.println(variant + ": first build OK");
         } catch (CLException e) {
-            System.out.println(variant + ": first build FAILED: " + e.getMessage() + "\n" + log(prog, dev));
+            System.out.println(variant + ": first build FAILED: " + e.getMessage() + "\n" + gpu.buildLog(prog));
             return;
         }
         String text = ptx(prog);
@@ -130,15 +103,15 @@ public class WgmmaProbe {
                 clBuildProgram(prog, 0, null, "", null, null);
                 System.out.println(variant + ": patched PTX build OK (status " + status[0] + ")");
             } catch (CLException e) {
-                System.out.println(variant + ": patched PTX build FAILED: " + e.getMessage() + "\n" + log(prog, dev));
+                System.out.println(variant + ": patched PTX build FAILED: " + e.getMessage() + "\n" + gpu.buildLog(prog));
                 return;
             }
         }
         short[] a = new short[64 * 64], b = new short[64 * 64];
         float[] af = new float[64 * 64], bf = new float[64 * 64];
         for (int i = 0; i < 64 * 64; i++) {
-            af[i] = (i * 7 % 11) - 5; a[i] = bf16(af[i]);
-            bf[i] = (i * 5 % 7) - 3; b[i] = bf16(bf[i]);
+            af[i] = (i * 7 % 11) - 5; a[i] = ProbeGpu.bf16(af[i]);
+            bf[i] = (i * 5 % 7) - 3; b[i] = ProbeGpu.bf16(bf[i]);
         }
         cl_mem ma = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 2L * a.length, Pointer.to(a), null);
         cl_mem mb = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, 2L * b.length, Pointer.to(b), null);

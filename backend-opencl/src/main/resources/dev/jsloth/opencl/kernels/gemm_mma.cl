@@ -219,10 +219,15 @@ inline void mma_store_tile(const float *acc, const int I, const int J, int wm, i
             }
 }
 
+/* The arguments of gemm_mma and gemm_wgmma (one host launch serves both): shapes, transposes, scalars, operands with
+ * their batch strides, the K split, and the low-rank pair. */
+#define MMA_GEMM_ARGS                                                                                                  \
+    int M, int N, int K, int transA, int transB, real alpha, real beta, QTENSOR(A), long strideA, QTENSOR(B),           \
+        long strideB, TENSOR(C), long strideC, int kSplit, int splits, TENSOR(L), TENSOR(R), int lowK, real lowFactor, \
+        int lowRound
+
 __attribute__((reqd_work_group_size(MMA_THREADS, 1, 1)))
-kernel void gemm_mma(int M, int N, int K, int transA, int transB, real alpha, real beta,
-                     QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
-                     TENSOR(L), TENSOR(R), int lowK, real lowFactor, int lowRound) {
+kernel void gemm_mma(MMA_GEMM_ARGS) {
     /* one array: the epilogue reuses both operands' buffers (128 x 128 16-bit values) for C */
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(128)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;

@@ -81,9 +81,7 @@ inline ulong wg_operand(uint tile, int kContig, int row, int kk) {
     } while (0)
 
 __attribute__((reqd_work_group_size(WG_THREADS, 1, 1)))
-kernel void gemm_wgmma(int M, int N, int K, int transA, int transB, real alpha, real beta,
-                       QTENSOR(A), long strideA, QTENSOR(B), long strideB, TENSOR(C), long strideC, int kSplit, int splits,
-                       TENSOR(L), TENSOR(R), int lowK, real lowFactor, int lowRound) {
+kernel void gemm_wgmma(MMA_GEMM_ARGS) {
     local ushort tiles[2 * MMA_STAGES * MMA_TILE] __attribute__((aligned(1024)));
     local ushort *As = tiles, *Bs = tiles + MMA_STAGES * MMA_TILE;
     const int tid = get_local_id(0), warp = tid >> 5, wg = tid >> 7;
