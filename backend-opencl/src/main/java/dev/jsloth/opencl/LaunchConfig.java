@@ -56,6 +56,8 @@ record LaunchConfig(int reductionGroup, int gemmTile, int gemmWork, int gemmDept
      */
     static final boolean NARROW_GEMM = Boolean.parseBoolean(System.getProperty("jsloth.opencl.narrowGemm", "true"));
     static final int NARROW_MAX = 16, NARROW_ROWS = 64;
+    /** Work-items of a gemm_wgmma_narrow work-group: one warpgroup. */
+    static final int NARROW_THREADS = 128;
     /** Work-items of a gemm_wgmma work-group: two warpgroups. */
     static final int WGMMA_THREADS = 256;
     /** gemm_mma.cl's tile of C per work-group (square) and work-items per work-group: its MMA_BM = MMA_BN and warp layout. */

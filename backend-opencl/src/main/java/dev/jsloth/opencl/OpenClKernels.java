@@ -180,18 +180,15 @@ final class OpenClKernels implements Kernels {
         int units = be.device().computeUnits();
         int splits = 1, kSplit = k;
         if (tiles < units && k >= 2 * LaunchConfig.MMA_SPLIT_MIN_K) {
-            int want = (int) Math.min(Math.ceilDiv(2L * units, tiles), k / LaunchConfig.MMA_SPLIT_MIN_K);
-            kSplit = Math.ceilDiv(Math.ceilDiv(k, want), 32) * 32;
+            kSplit = kRange(k, (int) Math.min(Math.ceilDiv(2L * units, tiles), k / LaunchConfig.MMA_SPLIT_MIN_K));
             splits = Math.ceilDiv(k, kSplit);
         }
         String kernel = cfg.wgmma() ? "gemm_wgmma" : "gemm_mma";
         int threads = cfg.wgmma() ? LaunchConfig.WGMMA_THREADS : LaunchConfig.MMA_THREADS;
         long[] local = {threads, 1, 1};
         if (splits == 1) {
-            gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, kernel), Precision.FLOAT),
-                    transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, aSize, bSize, cSize).i32(k).i32(1)
-                    .tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
-                    .real(low != null ? low.factor() : 1).flag(low != null && c.dtype() == DType.BF16)
+            lowRankArguments(gemmArguments(new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, kernel), Precision.FLOAT),
+                    transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, aSize, bSize, cSize).i32(k).i32(1), low, ta, tb, c.dtype())
                     .profileAs(gemmProfileName(kernel + (low != null ? " +lowrank" : ""), a, b, c, transA, transB, batch, m, n, k))
                     .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), batch}, local);
             return;
@@ -199,16 +196,12 @@ final class OpenClKernels implements Kernels {
         long mn = (long) m * n;
         try (OpenClTensor part = be.scratch(Precision.FLOAT, batch * splits * mn)) {
             // the partials of C tile z = (batch, range) at z * mn, also for a single product
-            gemmArguments(new Launch(be, be.library().mmaGemmKernel(DType.F32, transA, transB, kernel), Precision.FLOAT),
+            lowRankArguments(gemmArguments(new Launch(be, be.library().mmaGemmKernel(DType.F32, transA, transB, kernel), Precision.FLOAT),
                     transA, transB, 1, 0, ta, batch == 1 ? 0 : aSize, tb, batch == 1 ? 0 : bSize, part, mn, m, n, k)
-                    .i32(kSplit).i32(splits)
-                    .tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
-                    .real(low != null ? low.factor() : 1).flag(low != null && c.dtype() == DType.BF16)
+                    .i32(kSplit).i32(splits), low, ta, tb, c.dtype())
                     .profileAs(gemmProfileName(kernel + (low != null ? " +lowrank" : "") + " split " + splits, a, b, c, transA, transB, batch, m, n, k))
                     .run(new long[]{(long) Math.ceilDiv(n, t) * threads, Math.ceilDiv(m, t), (long) batch * splits}, local);
-            new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part).i32(splits)
-                    .i64(mn).i64(batch * mn).real(alpha).real(beta).tensor(tc).i64(batch == 1 ? 0 : cSize)
-                    .run(batch * mn, cfg.simpleGroup());
+            splitSum(c.dtype(), transA, transB, part, splits, mn, batch, alpha, beta, tc, batch == 1 ? 0 : cSize);
         }
     }
 
@@ -227,10 +220,10 @@ final class OpenClKernels implements Kernels {
             int d = m; m = n; n = d;
         }
         int tiles = Math.ceilDiv(m, LaunchConfig.NARROW_ROWS);
-        int want = Math.max(1, Math.min(Math.ceilDiv(4 * be.device().computeUnits(), tiles), k / LaunchConfig.MMA_SPLIT_MIN_K));
-        int kSplit = Math.ceilDiv(Math.ceilDiv(k, want), 32) * 32, splits = Math.ceilDiv(k, kSplit);
+        int kSplit = kRange(k, Math.max(1, Math.min(Math.ceilDiv(4 * be.device().computeUnits(), tiles), k / LaunchConfig.MMA_SPLIT_MIN_K)));
+        int splits = Math.ceilDiv(k, kSplit);
         long mn = (long) m * n;
-        long[] global = {(long) tiles * 128, splits, 1}, local = {128, 1, 1};
+        long[] global = {(long) tiles * LaunchConfig.NARROW_THREADS, splits, 1}, local = {LaunchConfig.NARROW_THREADS, 1, 1};
         if (splits == 1) {
             narrowLaunch(c.dtype(), transA, transB, m, n, k, alpha, beta, ta, tb, tc, 0, transC, kSplit).profileAs(what).run(global, local);
             return;
@@ -239,9 +232,26 @@ final class OpenClKernels implements Kernels {
             narrowLaunch(DType.F32, transA, transB, m, n, k, 1, 0, ta, tb, part, mn, transC, kSplit)
                     .profileAs(what == null ? null : what.replaceFirst(" ", " split " + splits + " ")).run(global, local);
             // the sum from the partials' program where C is F32 (the gradients), else the narrow launch's own
-            new Launch(be, be.library().mmaGemmKernel(c.dtype(), transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part)
-                    .i32(splits).i64(mn).i64(mn).real(alpha).real(beta).tensor(tc).i64(0).run(mn, cfg.simpleGroup());
+            splitSum(c.dtype(), transA, transB, part, splits, mn, 1, alpha, beta, tc, 0);
         }
+    }
+
+    /** K range of a split product cut into about {@code ranges} pieces: a multiple of the kernels' 32-column slices. */
+    private static int kRange(int k, int ranges) {
+        return Math.ceilDiv(Math.ceilDiv(k, ranges), 32) * 32;
+    }
+
+    /** The low-rank pair's arguments of gemm_mma / gemm_wgmma (none: lowK 0, A and B as placeholders). */
+    private static Launch lowRankArguments(Launch l, LowRank low, OpenClTensor ta, OpenClTensor tb, DType c) {
+        return l.tensor(low != null ? low.l() : ta).tensor(low != null ? low.r() : tb).i32(low != null ? low.k() : 0)
+                .real(low != null ? low.factor() : 1).flag(low != null && c == DType.BF16);
+    }
+
+    /** C[b] = alpha * (the splits' F32 partials of C tile b, summed in order) + beta * C[b], for {@code batch} tiles of mn. */
+    private void splitSum(DType c, boolean transA, boolean transB, OpenClTensor part, int splits, long mn, int batch, double alpha,
+                          double beta, OpenClTensor tc, long cStride) {
+        new Launch(be, be.library().mmaGemmKernel(c, transA, transB, "gemm_splitk_sum"), Precision.FLOAT).scratch(part).i32(splits)
+                .i64(mn).i64(batch * mn).real(alpha).real(beta).tensor(tc).i64(cStride).run(batch * mn, cfg.simpleGroup());
     }
 
     private Launch narrowLaunch(DType cType, boolean transA, boolean transB, int m, int n, int k, double alpha, double beta,

@@ -161,8 +161,8 @@ inline void mma_store_tile(const float *acc, const int I, const int J, int wm, i
                            local ushort *tiles) {
     const int lane = tid & 31, g = lane >> 2, t = lane & 3;
 #if GEMM_C_DT == DT_BF16
-    /* beta = 0 into a whole BF16 tile with 16-byte aligned rows (a write only, e.g. LoRA's rank-16 expansions, whose
-     * time is this store): the tile goes through local memory, rounded once, and out as 16-byte row chunks */
+    /* beta = 0 into a whole BF16 tile with 16-byte aligned rows (a write only, e.g. LoRA's forward Y): the tile goes
+     * through local memory, rounded once, and out as 16-byte row chunks */
     if (beta == 0 && row0 + MMA_BM <= M && col0 + MMA_BN <= N && (N & 7) == 0 && (cBase & 7) == 0) {
         barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the operand tiles: reuse them for C (32 KB) */
         local ushort *Cs = tiles; /* [128][128 + 8] would not fit: rows of 128, 16-byte chunks XOR-swizzled by row */
