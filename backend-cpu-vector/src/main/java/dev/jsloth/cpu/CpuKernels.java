@@ -37,6 +37,39 @@ final class CpuKernels implements Kernels {
                 b.shape().rows(), b.shape().cols(), c.shape().rows(), c.shape().cols());
     }
 
+    /**
+     * With an F32 C and both operands packed, the low-rank pair is concatenated along K with the base product inside
+     * one GEMM ({@link GemmF32#fusesLowRank}): op(L) scaled by lowScale / alpha while packed, so the pair costs no
+     * product and no pass over C of its own. Otherwise (or with {@code -Djsloth.cpu.fuseLowRank=false}, for
+     * comparisons) the two products of the default.
+     */
+    @Override
+    public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
+                                Tensor r, double beta, Tensor c) {
+        if (c == a || c == b || c == l || c == r) throw new IllegalArgumentException("GEMM output must not alias an input");
+        if (a.shape().rank() != 2 || b.shape().rank() != 2 || l.shape().rank() != 2 || r.shape().rank() != 2 || c.shape().rank() != 2) {
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c); // its gemms say what is wrong
+            return;
+        }
+        Matrix ma = matrix(a, transA), mb = matrix(b, transB), ml = matrix(l, transA), mr = matrix(r, transB);
+        int m = ma.opRows(), k = ma.opCols(), n = mb.opCols(), rank = ml.opCols();
+        boolean fused = FUSE_LOW_RANK && c.dtype() == DType.F32 && alpha != 0 && mb.opRows() == k && ml.opRows() == m && mr.opRows() == rank
+                && mr.opCols() == n && c.shape().rows() == m && c.shape().cols() == n && GemmF32.fusesLowRank(m, n, k, rank, ma, mb);
+        if (!fused) {
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
+            return;
+        }
+        MemorySegment cv = be.seg(c).asSlice(0, 4L * m * n);
+        if (beta != 0) prescale(new Buffer(cv, ElementCodec.F32), beta, (long) m * n);
+        GemmF32.multiply(m, n, k, (float) alpha, ma, mb, ml, mr, rank, (float) (lowScale / alpha), cv, beta == 0);
+    }
+
+    private static final boolean FUSE_LOW_RANK = !"false".equals(System.getProperty("jsloth.cpu.fuseLowRank"));
+
+    private Matrix matrix(Tensor t, boolean trans) {
+        return new Matrix(be.seg(t), be.codec(t), 0, Math.toIntExact(t.shape().rows()), t.shape().cols(), trans);
+    }
+
     @Override
     public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
         int batch = KernelArguments.checkBatched(a, b, c);

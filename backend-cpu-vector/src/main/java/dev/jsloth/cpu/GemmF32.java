@@ -56,18 +56,46 @@ final class GemmF32 {
      * then reads them where they are.
      */
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
+        multiply(m, n, k, alpha, a, b, null, null, 0, 0f, c, overwrite);
+    }
+
+    /** Whether {@link #multiply} reads op(A) or op(B) where it is stored instead of packing it. */
+    private static boolean readsInPlace(int m, int n, Matrix a, Matrix b) {
+        return !a.trans() && a.codec() == ElementCodec.F32 && n <= NR || !b.trans() && b.codec() == ElementCodec.F32 && m <= DIRECT_B_MAX_M;
+    }
+
+    /**
+     * Whether {@link #multiply(int, int, int, float, Matrix, Matrix, Matrix, Matrix, int, float, MemorySegment, boolean)}
+     * takes a low-rank pair of this rank beside this product: both operands packed, the pair one k block deep.
+     */
+    static boolean fusesLowRank(int m, int n, int k, int rank, Matrix a, Matrix b) {
+        return k > 0 && rank > 0 && rank <= KC && !readsInPlace(m, n, a, b);
+    }
+
+    /**
+     * As {@link #multiply(int, int, int, float, Matrix, Matrix, MemorySegment, boolean)}, plus
+     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same accumulators: the pair is
+     * packed as a first k block of depth {@code rank} in front of A's and B's (LoRA's adapter term concatenated along
+     * K with the base product, so it costs no pass over C of its own). Needs {@link #fusesLowRank}; rank 0 is the plain
+     * product.
+     */
+    static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, Matrix l, Matrix r, int rank, float lowFactor,
+                         MemorySegment c, boolean overwrite) {
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0) {
             if (overwrite) c.asSlice(0, 4L * m * n).fill((byte) 0);
             return;
         }
+        if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
         boolean directA = !a.trans() && a.codec() == ElementCodec.F32 && n <= NR;
         boolean directB = !b.trans() && b.codec() == ElementCodec.F32 && m <= DIRECT_B_MAX_M;
-        int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
-        MemorySegment bs = packedB((long) k * ncMax);
+        int depth = rank + k, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, KC);
+        int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / depth / NR * NR));
+        MemorySegment bs = packedB((long) depth * ncMax);
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
-            packB(b, k, jc, nc, directB, bs);
+            if (rank > 0) packB(r, rank, 0, jc, nc, false, bs);
+            packB(b, k, rank, jc, nc, directB, bs);
             int mBlocks = ceilDiv(m, MC);
             int splits = Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks)));
             Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
@@ -77,15 +105,17 @@ final class GemmF32 {
                     int ib = u / splits, s = u % splits;
                     int ic = ib * MC, mc = Math.min(MC, m - ic);
                     int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
-                    for (int pc = 0; pc < k; pc += KC) { // this C block (mc x nc) stays in cache across the k blocks
-                        int kc = Math.min(KC, k - pc);
-                        boolean store = overwrite && pc == 0;
-                        if (!directA) packA(a, ic, mc, pc, kc, as);
+                    for (int kb = 0; kb < blocks; kb++) { // this C block (mc x nc) stays in cache across the k blocks
+                        boolean low = kb < lowBlocks;
+                        int pc = low ? 0 : (kb - lowBlocks) * KC, kc = low ? rank : Math.min(KC, k - pc);
+                        int packedAt = low ? 0 : rank + pc; // where this block starts in the packed depth
+                        boolean store = overwrite && kb == 0;
+                        if (!directA) packA(low ? l : a, ic, mc, pc, kc, low ? lowFactor : 1f, as);
                         for (int q = q0; q < q1; q++) {
                             int col = jcf + q * NR, nr = Math.min(NR, n - col);
                             boolean inPlaceB = directB && nr == NR;
                             MemorySegment bSeg = inPlaceB ? b.seg() : bs;
-                            long bo = inPlaceB ? 4 * b.at(pc, col) : 4L * packedOffset(pc, q, kc, panels);
+                            long bo = inPlaceB ? 4 * b.at(pc, col) : 4L * packedOffset(packedAt, q, kc, panels);
                             long bStep = inPlaceB ? 4L * b.cols() : 4L * NR;
                             for (int ir = 0; ir < mc; ir += MR) {
                                 int mr = Math.min(MR, mc - ir);
@@ -94,7 +124,7 @@ final class GemmF32 {
                                 } else {
                                     long ao = 4L * ir * kc;
                                     if (directA) { // a short last row panel: packed, so the kernel never reads past A
-                                        packA(a, ic + ir, mr, pc, kc, as);
+                                        packA(a, ic + ir, mr, pc, kc, 1f, as);
                                         ao = 0;
                                     }
                                     // short k (LoRA's rank-16 products): the sliced kernel's two slices per call
@@ -111,7 +141,7 @@ final class GemmF32 {
         }
     }
 
-    /** Float offset of panel q of k block pc (kc deep) in the packed B: the blocks of K one after another. */
+    /** Float offset of panel q of the k block that starts at packed depth pc (kc deep): the blocks of K one after another. */
     private static long packedOffset(int pc, int q, int kc, int panels) {
         return (long) pc * panels * NR + (long) q * kc * NR;
     }
@@ -124,27 +154,28 @@ final class GemmF32 {
     }
 
     /**
-     * Packs op(B)[0..k, jc..jc+nc] for all of K (see {@link #packedOffset}). With {@code inPlace} (a plain F32 B read
-     * where it is) only a short last panel is packed, so the kernel never reads past B's columns.
+     * Packs op(B)[0..k, jc..jc+nc] for all of K (see {@link #packedOffset}), starting at packed depth {@code at}
+     * (after a low-rank block). With {@code inPlace} (a plain F32 B read where it is) only a short last panel is
+     * packed, so the kernel never reads past B's columns.
      */
-    private static void packB(Matrix b, int k, int jc, int nc, boolean inPlace, MemorySegment bs) {
+    private static void packB(Matrix b, int k, int at, int jc, int nc, boolean inPlace, MemorySegment bs) {
         int panels = ceilDiv(nc, NR);
         if (inPlace) {
             if (nc % NR == 0) return;
             for (int pc = 0; pc < k; pc += KC) {
                 int kc = Math.min(KC, k - pc);
-                packBPanel(b, pc, kc, jc + (panels - 1) * NR, nc % NR, bs, packedOffset(pc, panels - 1, kc, panels));
+                packBPanel(b, pc, kc, jc + (panels - 1) * NR, nc % NR, bs, packedOffset(at + pc, panels - 1, kc, panels));
             }
         } else if (b.trans()) {
             int kBlocks = ceilDiv(k, KC);
             Parallel.forRange(kBlocks * panels, 8, (lo, hi) -> {
                 for (int u = lo; u < hi; u++) {
                     int pc = (u / panels) * KC, q = u % panels, kc = Math.min(KC, k - pc);
-                    packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), bs, packedOffset(pc, q, kc, panels));
+                    packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), bs, packedOffset(at + pc, q, kc, panels));
                 }
             });
         } else {
-            Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, k, jc, nc, bs));
+            Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, k, at, jc, nc, bs));
         }
     }
 
@@ -153,10 +184,11 @@ final class GemmF32 {
     }
 
     /**
-     * Packs op(A)[ic..ic+mc, pc..pc+kc] as MR-row panels, k-major inside a panel, zero-padded. A transposed A is read
-     * one stored row (all mc values of one k) at a time, a plain one one row of kc values at a time.
+     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as MR-row panels, k-major inside a panel, zero-padded (scale 1
+     * is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one one row of kc
+     * values at a time.
      */
-    private static void packA(Matrix a, int ic, int mc, int pc, int kc, MemorySegment ap) {
+    private static void packA(Matrix a, int ic, int mc, int pc, int kc, float scale, MemorySegment ap) {
         float[] row = ROW.get(), st = STAGE.get();
         int padded = ceilDiv(mc, MR) * MR;
         if (a.trans()) {
@@ -165,7 +197,7 @@ final class GemmF32 {
                 java.util.Arrays.fill(row, mc, padded, 0f);
                 for (int ir = 0; ir < mc; ir += MR) {
                     int at = ir * kc + p * MR;
-                    for (int r = 0; r < MR; r++) st[at + r] = row[ir + r];
+                    for (int r = 0; r < MR; r++) st[at + r] = row[ir + r] * scale;
                 }
             }
         } else {
@@ -174,7 +206,7 @@ final class GemmF32 {
                 for (int r = 0; r < MR; r++) {
                     if (r < mr) {
                         a.codec().readFloats(a.seg(), a.at(ic + ir + r, pc), row, 0, kc);
-                        for (int p = 0; p < kc; p++) st[base + p * MR + r] = row[p];
+                        for (int p = 0; p < kc; p++) st[base + p * MR + r] = row[p] * scale;
                     } else {
                         for (int p = 0; p < kc; p++) st[base + p * MR + r] = 0f;
                     }
@@ -189,7 +221,7 @@ final class GemmF32 {
      * (one bulk copy), and cut into the NR-wide panels — far fewer, larger reads than panel by panel, which matters
      * when M is small (LoRA's dA = dYB^T X) and packing B is a large share of the work.
      */
-    private static void packBRows(Matrix b, int p0, int p1, int k, int jc, int nc, MemorySegment bp) {
+    private static void packBRows(Matrix b, int p0, int p1, int k, int at, int jc, int nc, MemorySegment bp) {
         int panels = ceilDiv(nc, NR);
         float[][] held = ROW_WIDE.get();
         if (held[0].length < panels * NR) held[0] = new float[panels * NR];
@@ -199,9 +231,9 @@ final class GemmF32 {
             b.codec().readFloats(b.seg(), b.at(p, jc), row, 0, nc);
             java.util.Arrays.fill(row, nc, panels * NR, 0f);
             for (int q = 0; q < panels; q++) { // two vector stores per panel: MemorySegment.copy of 64 bytes cost ~10x more
-                long at = 4L * (packedOffset(pc, q, kc, panels) + (long) (p - pc) * NR);
-                FloatVector.fromArray(SP, row, q * NR).intoMemorySegment(bp, at, NATIVE);
-                FloatVector.fromArray(SP, row, q * NR + L).intoMemorySegment(bp, at + 4L * L, NATIVE);
+                long to = 4L * (packedOffset(at + pc, q, kc, panels) + (long) (p - pc) * NR);
+                FloatVector.fromArray(SP, row, q * NR).intoMemorySegment(bp, to, NATIVE);
+                FloatVector.fromArray(SP, row, q * NR + L).intoMemorySegment(bp, to + 4L * L, NATIVE);
             }
         }
     }

@@ -1,22 +1,25 @@
 package dev.jsloth.cpu;
 
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.ForkJoinTask;
 import java.util.concurrent.ForkJoinWorkerThread;
-import java.util.concurrent.RecursiveAction;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
- * The CPU backend's one threading strategy: a fork/join pool of daemon threads (system property
- * {@code jsloth.threads}, default: all cores) over which a range of work items is split into contiguous chunks.
+ * The CPU backend's one threading strategy: a range of work items is split into contiguous chunks (a function of the
+ * range and the thread count only), and the calling thread and up to {@code threads - 1} pool threads take chunks in
+ * turn from a shared counter until none is left (system property {@code jsloth.threads}, default: all cores). The
+ * caller works from the first moment: a parked pool thread takes tens of microseconds to wake on this VM, which with
+ * the caller only waiting (fork/join's {@code invoke}) made a product of a few MFLOP slower on two threads than on one.
  */
 final class Parallel {
     static final int THREADS = Math.max(1, Integer.getInteger("jsloth.threads", Runtime.getRuntime().availableProcessors()));
-    private static final ForkJoinPool POOL = new ForkJoinPool(THREADS, pool -> {
+    private static final AtomicInteger NAMES = new AtomicInteger();
+    /** The helpers; null with one thread. */
+    private static final ForkJoinPool POOL = THREADS == 1 ? null : new ForkJoinPool(THREADS - 1, pool -> {
         ForkJoinWorkerThread t = ForkJoinPool.defaultForkJoinWorkerThreadFactory.newThread(pool);
         t.setDaemon(true);
-        t.setName("jsloth-cpu-" + t.getPoolIndex());
+        t.setName("jsloth-cpu-" + NAMES.incrementAndGet());
         return t;
     }, null, false);
 
@@ -66,7 +69,11 @@ final class Parallel {
         return total;
     }
 
-    /** Runs {@code body} over {@code [0, n)} in {@link #chunkCount} contiguous chunks. */
+    /**
+     * Runs {@code body} over {@code [0, n)} in {@link #chunkCount} contiguous chunks, on the calling thread and on
+     * pool threads that join in; returns when every chunk has run. The first exception a chunk throws is rethrown
+     * here (chunks not yet started are then skipped). Calls from inside a chunk nest: the inner caller works too.
+     */
     static void forChunks(int n, int minChunk, ChunkRange body) {
         int chunks = chunkCount(n, minChunk);
         if (chunks == 0) return;
@@ -74,22 +81,48 @@ final class Parallel {
             body.run(0, 0, n);
             return;
         }
-        List<RecursiveAction> tasks = new ArrayList<>(chunks);
-        for (int c = 0; c < chunks; c++) {
-            int lo = (int) ((long) n * c / chunks), hi = (int) ((long) n * (c + 1) / chunks), chunk = c;
-            tasks.add(new RecursiveAction() {
-                @Override
-                protected void compute() {
-                    body.run(chunk, lo, hi);
-                }
-            });
+        Job job = new Job(n, chunks, body);
+        for (int i = Math.min(THREADS - 1, chunks - 1); i > 0; i--) POOL.execute(job::work);
+        job.work();
+        job.awaitOthers();
+    }
+
+    /** One split range: chunks handed out by a counter, finished ones counted. */
+    private static final class Job {
+        private final int n, chunks;
+        private final ChunkRange body;
+        private final AtomicInteger next = new AtomicInteger(), finished = new AtomicInteger();
+        private final AtomicReference<Throwable> failure = new AtomicReference<>();
+
+        Job(int n, int chunks, ChunkRange body) {
+            this.n = n;
+            this.chunks = chunks;
+            this.body = body;
         }
-        if (ForkJoinTask.getPool() == POOL) ForkJoinTask.invokeAll(tasks);
-        else POOL.invoke(new RecursiveAction() {
-            @Override
-            protected void compute() {
-                ForkJoinTask.invokeAll(tasks);
+
+        /** Takes chunks until none is left. */
+        void work() {
+            for (int c; (c = next.getAndIncrement()) < chunks; ) {
+                try {
+                    if (failure.get() == null) body.run(c, (int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
+                } catch (Throwable t) {
+                    failure.compareAndSet(null, t);
+                } finally {
+                    finished.incrementAndGet();
+                }
             }
-        });
+        }
+
+        /** Waits for the chunks other threads took (spinning, then yielding: they are short), then rethrows a failure. */
+        void awaitOthers() {
+            for (int spins = 0; finished.get() < chunks; spins++) {
+                if (spins < 10_000) Thread.onSpinWait();
+                else Thread.yield();
+            }
+            Throwable t = failure.get();
+            if (t instanceof RuntimeException e) throw e;
+            if (t instanceof Error e) throw e;
+            if (t != null) throw new IllegalStateException(t);
+        }
     }
 }

@@ -65,4 +65,64 @@ class GemmShapesTest {
             }
         }
     }
+
+    /**
+     * {@code gemmPlusLowRank} with the pair concatenated along K inside one product (both operands packed: M above
+     * {@link GemmF32#DIRECT_B_MAX_M}, N above one panel) and through the default's two products (shapes that read an
+     * operand in place), against a plain F64 loop: ranks 1 to past one vector panel, depths of one and several k
+     * blocks, partial tiles, both transposes, F32 and BF16 storage, beta 0 (C ignored) and 0.5.
+     */
+    @ParameterizedTest
+    @CsvSource({
+            "25,17,1,1", "97,33,13,16", "207,130,300,40", "100,64,600,16", "25,4098,257,8", "13,207,300,16", "207,13,300,16",
+            "1,33,17,4"})
+    void lowRankPairMatchesTheF64Loop(int m, int n, int k, int rank) {
+        SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k * 3L + rank);
+        for (boolean ta : new boolean[]{false, true}) {
+            for (boolean tb : new boolean[]{false, true}) {
+                for (DType storage : new DType[]{DType.F32, DType.BF16}) {
+                    for (double beta : new double[]{0, 0.5}) {
+                        double[] av = random(r, m * k), bv = random(r, k * n), lv = random(r, m * rank), rv = random(r, rank * n);
+                        double[] cv = random(r, m * n);
+                        if (beta == 0) java.util.Arrays.fill(cv, Double.NaN); // beta = 0 must ignore C entirely
+                        try (Tensor a = be.upload(storage, ta ? Shape.of(k, m) : Shape.of(m, k), av);
+                             Tensor b = be.upload(storage, tb ? Shape.of(n, k) : Shape.of(k, n), bv);
+                             Tensor l = be.upload(storage, ta ? Shape.of(rank, m) : Shape.of(m, rank), lv);
+                             Tensor rt = be.upload(storage, tb ? Shape.of(n, rank) : Shape.of(rank, n), rv);
+                             Tensor c = be.upload(DType.F32, Shape.of(m, n), cv)) {
+                            CpuBackend cpu = (CpuBackend) be;
+                            Matrix ma = new Matrix(cpu.seg(a), cpu.codec(a), 0, ta ? k : m, ta ? m : k, ta);
+                            Matrix mb = new Matrix(cpu.seg(b), cpu.codec(b), 0, tb ? n : k, tb ? k : n, tb);
+                            // a plain F32 A with N of one panel, or a plain F32 B with a short M, is read in place; then
+                            // the pair goes through the default's two products
+                            boolean inPlace = storage == DType.F32 && (!ta && n <= GemmF32.NR || !tb && m <= GemmF32.DIRECT_B_MAX_M);
+                            boolean fused = GemmF32.fusesLowRank(m, n, k, rank, ma, mb);
+                            assertTrue(fused == !inPlace, m + "x" + n + "x" + k + " r=" + rank + " " + storage + " ta=" + ta + " tb=" + tb
+                                    + ": fused " + fused);
+                            double[] as = be.download(a), bs = be.download(b), ls = be.download(l), rs = be.download(rt);
+                            be.kernels().gemmPlusLowRank(ta, tb, 0.75, a, b, 2.0, l, rt, beta, c);
+                            double[] got = be.download(c);
+                            double worst = 0;
+                            for (int i = 0; i < m; i++)
+                                for (int j = 0; j < n; j++) {
+                                    double s = 0, low = 0;
+                                    for (int p = 0; p < k; p++) s += as[ta ? p * m + i : i * k + p] * bs[tb ? j * k + p : p * n + j];
+                                    for (int p = 0; p < rank; p++) low += ls[ta ? p * m + i : i * rank + p] * rs[tb ? j * rank + p : p * n + j];
+                                    double want = 0.75 * s + 2.0 * low + (beta == 0 ? 0 : beta * cv[i * n + j]);
+                                    worst = Math.max(worst, Math.abs(got[i * n + j] - want) / (Math.sqrt(k + rank) + 1));
+                                }
+                            assertTrue(worst < 4e-6, m + "x" + n + "x" + k + " r=" + rank + " transA=" + ta + " transB=" + tb + " "
+                                    + storage + " beta=" + beta + " (fused " + fused + "): error " + worst);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static double[] random(SplittableRandom r, int n) {
+        double[] v = new double[n];
+        for (int i = 0; i < n; i++) v[i] = r.nextDouble(-1, 1);
+        return v;
+    }
 }

@@ -87,7 +87,7 @@ final class CudaDevice implements AutoCloseable {
         bind();
         driver.synchronize(stream);
         if (profiler != null) {
-            System.err.print(profiler.report(40));
+            System.err.print(profiler.report(Integer.getInteger("jsloth.cuda.profileLines", 40)));
             profiler.close();
         }
         driver.destroyStream(stream);

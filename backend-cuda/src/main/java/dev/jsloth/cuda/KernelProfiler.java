@@ -12,8 +12,8 @@ import java.util.Map;
  * GPU time per kernel, for finding where a training step goes (the machines have no Nsight Systems): with
  * {@code -Djsloth.cuda.profile=true} (or {@code JSLOTH_CUDA_PROFILE=1}) every kernel launch and cuBLASLt product
  * is bracketed by CUDA events on the stream, and the elapsed times are summed by name (kernel instantiation, or
- * GEMM types and shape). The backend prints the table to standard error when it closes. Off by default: the events
- * cost a little host time per launch.
+ * GEMM types and shape). The backend prints the table (the 40 largest lines, or {@code -Djsloth.cuda.profileLines=N})
+ * to standard error when it closes. Off by default: the events cost a little host time per launch.
  */
 final class KernelProfiler {
     static final boolean ENABLED = Boolean.getBoolean("jsloth.cuda.profile") || "1".equals(System.getenv("JSLOTH_CUDA_PROFILE"));
