@@ -1,13 +1,14 @@
 package dev.jsloth.cpu;
 
-import jdk.incubator.vector.DoubleVector;
+import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
 /**
- * Causal grouped-query attention in double precision, one (batch, head) pair per task. Forward keeps only the
+ * Causal grouped-query attention for F32 and BF16 tensors, computed in single precision (F64 tensors go to
+ * {@link AttentionF64}), one (batch, head) pair per task. Forward keeps only the
  * row log-sum-exp; backward rebuilds the probabilities from it (FlashAttention-2's recurrence). Backward tasks are
  * (batch, key/value head) pairs so that the query heads of one group, which share dK and dV, never race.
  *
@@ -23,7 +24,7 @@ import java.util.Arrays;
 final class AttentionKernel {
     /** Query rows per block: the masked upper triangle of a block is wasted work, about QUERY_BLOCK / 2 per row. */
     static final int QUERY_BLOCK = 32;
-    private static final VectorSpecies<Double> SP = DoubleVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
     /** Columns of the product kernel's register block: two vectors. */
     private static final int NR = 2 * SP.length();
 
@@ -41,29 +42,29 @@ final class AttentionKernel {
     }
 
     /** Copies head h of batch b ({@code [len, headDim]}) out of a {@code [batch, len, heads, headDim]} tensor. */
-    private static void gather(Buffer src, int b, int h, int heads, int len, int hd, double[] dst) {
+    private static void gather(Buffer src, int b, int h, int heads, int len, int hd, float[] dst) {
         for (int t = 0; t < len; t++) {
             long off = (((long) b * len + t) * heads + h) * hd;
-            src.read(off, dst, t * hd, hd);
+            src.codec().readFloats(src.seg(), off, dst, t * hd, hd);
         }
     }
 
-    private static void scatter(Buffer dst, int b, int h, int heads, int len, int hd, double[] src) {
+    private static void scatter(Buffer dst, int b, int h, int heads, int len, int hd, float[] src) {
         for (int t = 0; t < len; t++) {
             long off = (((long) b * len + t) * heads + h) * hd;
-            dst.write(off, src, t * hd, hd);
+            dst.codec().writeFloats(dst.seg(), off, src, t * hd, hd);
         }
     }
 
     /** Segment ids of batch row b (null without packing); only defined when kvSeq == seq. */
-    private static int[] segments(MemorySegment seg, int b, int seq) {
+    static int[] segments(MemorySegment seg, int b, int seq) {
         if (seg == null) return null;
         int[] s = new int[seq];
         MemorySegment.copy(seg, CpuBackend.INT, (long) b * seq * 4, s, 0, seq);
         return s;
     }
 
-    private static boolean visible(int[] seg, int i, int j) {
+    static boolean visible(int[] seg, int i, int j) {
         return j <= i && (seg == null || seg[i] == seg[j]);
     }
 
@@ -81,7 +82,7 @@ final class AttentionKernel {
      * xT[c * ld + r] = x[r * ldx + c] for r < rows, c < cols: rows as columns, 16 rows at a time so that each column
      * run written is two cache lines (row by row, every write of a column landed in one of two L1 sets).
      */
-    private static void transpose(double[] x, int ldx, int rows, int cols, double[] xT, int ld) {
+    private static void transpose(float[] x, int ldx, int rows, int cols, float[] xT, int ld) {
         for (int r0 = 0; r0 < rows; r0 += 16) {
             int r1 = Math.min(rows, r0 + 16);
             for (int c = 0; c < cols; c++)
@@ -91,13 +92,13 @@ final class AttentionKernel {
 
     /**
      * C[m x n] = A[m x k] B[k x n] (or C += with {@code accumulate}); all row-major in arrays with leading dimensions
-     * lda, ldb, ldc from offsets ao, bo, co; {@code rows4} is work space of at least 4 k doubles. Blocks of 4 rows x {@link #NR} columns live in registers across the whole
+     * lda, ldb, ldc from offsets ao, bo, co; {@code rows4} is work space of at least 4 k floats. Blocks of 4 rows x {@link #NR} columns live in registers across the whole
      * k loop (8 accumulators, 2 loads of B and 4 broadcasts of A per step, A's 4 rows interleaved into one array
-     * first: 30-33 vs 21-23 GFLOP/s per core reading them in place); leftover rows go one at a time, leftover
+     * first: 30-33 vs 21-23 GFLOP/s per core in double precision, reading them in place); leftover rows go one at a time, leftover
      * columns (n not a multiple of NR) through a scalar loop.
      */
-    static void multiply(double[] a, int ao, int lda, double[] b, int bo, int ldb, double[] c, int co, int ldc,
-                         int m, int n, int k, boolean accumulate, double[] rows4) {
+    static void multiply(float[] a, int ao, int lda, float[] b, int bo, int ldb, float[] c, int co, int ldc,
+                         int m, int n, int k, boolean accumulate, float[] rows4) {
         int nBlocks = n - n % NR, vl = SP.length();
         int i = 0;
         for (; i + 4 <= m; i += 4) {
@@ -109,21 +110,21 @@ final class AttentionKernel {
                 rows4[4 * p + 3] = a[a0 + 3 * lda + p];
             }
             for (int j = 0; j < nBlocks; j += NR) {
-                DoubleVector c00, c01, c10, c11, c20, c21, c30, c31;
-                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = DoubleVector.zero(SP);
+                FloatVector c00, c01, c10, c11, c20, c21, c30, c31;
+                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = FloatVector.zero(SP);
                 int bp = bo + j;
                 for (int p = 0; p < k; p++, bp += ldb) {
-                    DoubleVector b0 = DoubleVector.fromArray(SP, b, bp), b1 = DoubleVector.fromArray(SP, b, bp + vl);
-                    DoubleVector x = DoubleVector.broadcast(SP, rows4[4 * p]);
+                    FloatVector b0 = FloatVector.fromArray(SP, b, bp), b1 = FloatVector.fromArray(SP, b, bp + vl);
+                    FloatVector x = FloatVector.broadcast(SP, rows4[4 * p]);
                     c00 = b0.fma(x, c00);
                     c01 = b1.fma(x, c01);
-                    x = DoubleVector.broadcast(SP, rows4[4 * p + 1]);
+                    x = FloatVector.broadcast(SP, rows4[4 * p + 1]);
                     c10 = b0.fma(x, c10);
                     c11 = b1.fma(x, c11);
-                    x = DoubleVector.broadcast(SP, rows4[4 * p + 2]);
+                    x = FloatVector.broadcast(SP, rows4[4 * p + 2]);
                     c20 = b0.fma(x, c20);
                     c21 = b1.fma(x, c21);
-                    x = DoubleVector.broadcast(SP, rows4[4 * p + 3]);
+                    x = FloatVector.broadcast(SP, rows4[4 * p + 3]);
                     c30 = b0.fma(x, c30);
                     c31 = b1.fma(x, c31);
                 }
@@ -136,30 +137,30 @@ final class AttentionKernel {
         for (; i < m; i++) {
             int a0 = ao + i * lda, c0 = co + i * ldc;
             for (int j = 0; j < nBlocks; j += NR) {
-                DoubleVector c00 = DoubleVector.zero(SP), c01 = DoubleVector.zero(SP);
+                FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
                 int bp = bo + j;
                 for (int p = 0; p < k; p++, bp += ldb) {
-                    DoubleVector x = DoubleVector.broadcast(SP, a[a0 + p]);
-                    c00 = DoubleVector.fromArray(SP, b, bp).fma(x, c00);
-                    c01 = DoubleVector.fromArray(SP, b, bp + vl).fma(x, c01);
+                    FloatVector x = FloatVector.broadcast(SP, a[a0 + p]);
+                    c00 = FloatVector.fromArray(SP, b, bp).fma(x, c00);
+                    c01 = FloatVector.fromArray(SP, b, bp + vl).fma(x, c01);
                 }
                 store(c00, c01, c, c0 + j, accumulate);
             }
         }
         for (int r = 0; r < m && nBlocks < n; r++)
             for (int j = nBlocks; j < n; j++) {
-                double sum = 0; // from 0, then added to C, as the vector blocks do (results independent of the vector width)
+                float sum = 0; // from 0, then added to C, as the vector blocks do (results independent of the vector width)
                 for (int p = 0; p < k; p++) sum = Math.fma(a[ao + r * lda + p], b[bo + p * ldb + j], sum);
                 c[co + r * ldc + j] = accumulate ? c[co + r * ldc + j] + sum : sum;
             }
     }
 
     /** Two vectors of a C row at c[at..]: stored, or added to what is there. */
-    private static void store(DoubleVector lo, DoubleVector hi, double[] c, int at, boolean accumulate) {
+    private static void store(FloatVector lo, FloatVector hi, float[] c, int at, boolean accumulate) {
         int vl = SP.length();
         if (accumulate) {
-            lo = lo.add(DoubleVector.fromArray(SP, c, at));
-            hi = hi.add(DoubleVector.fromArray(SP, c, at + vl));
+            lo = lo.add(FloatVector.fromArray(SP, c, at));
+            hi = hi.add(FloatVector.fromArray(SP, c, at + vl));
         }
         lo.intoArray(c, at);
         hi.intoArray(c, at + vl);
@@ -168,9 +169,10 @@ final class AttentionKernel {
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
         int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset(), sp = padded(S);
         Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
-            double[] qh = new double[T * hd], kh = new double[S * hd], kT = new double[hd * sp], vh = new double[sp * hd];
-            double[] oh = new double[T * hd], p = new double[QUERY_BLOCK * sp], rowMax = new double[QUERY_BLOCK];
-            double[] rows4 = new double[4 * Math.max(hd, sp)];
+            float[] qh = new float[T * hd], kh = new float[S * hd], kT = new float[hd * sp], vh = new float[sp * hd];
+            float[] oh = new float[T * hd], p = new float[QUERY_BLOCK * sp], rowMax = new float[QUERY_BLOCK];
+            float[] rows4 = new float[4 * Math.max(hd, sp)];
+            float fs = (float) scale;
             for (int task = lo; task < hi; task++) {
                 int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
                 int[] seg = segments(segs, b, T);
@@ -183,13 +185,13 @@ final class AttentionKernel {
                     multiply(qh, i0 * hd, hd, kT, 0, sp, p, 0, sp, rows, keys, hd, false, rows4);
                     for (int r = 0; r < rows; r++) {
                         int last = i0 + r + off, o = r * sp;
-                        double mx = Double.NEGATIVE_INFINITY;
+                        float mx = Float.NEGATIVE_INFINITY;
                         for (int j = 0; j < keys; j++) {
                             if (!visible(seg, last, j)) {
-                                p[o + j] = Double.NEGATIVE_INFINITY; // exp gives 0
+                                p[o + j] = Float.NEGATIVE_INFINITY; // exp gives 0
                                 continue;
                             }
-                            p[o + j] *= scale;
+                            p[o + j] *= fs;
                             if (p[o + j] > mx) mx = p[o + j];
                         }
                         for (int j = 0; j < keys; j++) p[o + j] -= mx;
@@ -198,11 +200,10 @@ final class AttentionKernel {
                     }
                     multiply(p, 0, sp, vh, 0, hd, oh, i0 * hd, hd, rows, hd, keys, false, rows4);
                     for (int r = 0; r < rows; r++) {
-                        double sum = 0;
-                        for (int j = 0; j < keys; j++) sum += p[r * sp + j];
-                        double inv = 1.0 / sum;
+                        float sum = VectorMath.sum(p, r * sp, keys);
+                        float inv = 1f / sum;
                         for (int c = 0; c < hd; c++) oh[(i0 + r) * hd + c] *= inv;
-                        lse.set(((long) b * d.qHeads() + h) * T + i0 + r, rowMax[r] + Math.log(sum));
+                        lse.set(((long) b * d.qHeads() + h) * T + i0 + r, rowMax[r] + StrictMath.log(sum));
                     }
                 }
                 scatter(out, b, h, d.qHeads(), T, hd, oh);
@@ -215,12 +216,13 @@ final class AttentionKernel {
         int T = d.seq(), hd = d.headDim(), tp = padded(T), bq = QUERY_BLOCK;
         Parallel.forRange(d.batch() * d.kvHeads(), 1, (lo, hi) -> {
             int n = T * hd;
-            double[] qh = new double[n], oh = new double[n], doh = new double[n], dqh = new double[n];
-            double[] kh = new double[tp * hd], vh = new double[tp * hd], kT = new double[hd * tp], vT = new double[hd * tp];
-            double[] dkh = new double[tp * hd], dvh = new double[tp * hd];
-            double[] p = new double[bq * tp], ds = new double[bq * tp], pT = new double[tp * bq], dsT = new double[tp * bq];
-            double[] rows4 = new double[4 * Math.max(hd, tp)];
-            double[] rowLse = new double[T];
+            float[] qh = new float[n], oh = new float[n], doh = new float[n], dqh = new float[n];
+            float[] kh = new float[tp * hd], vh = new float[tp * hd], kT = new float[hd * tp], vT = new float[hd * tp];
+            float[] dkh = new float[tp * hd], dvh = new float[tp * hd];
+            float[] p = new float[bq * tp], ds = new float[bq * tp], pT = new float[tp * bq], dsT = new float[tp * bq];
+            float[] rows4 = new float[4 * Math.max(hd, tp)];
+            float[] rowLse = new float[T];
+            float fs = (float) scale;
             for (int task = lo; task < hi; task++) {
                 int b = task / d.kvHeads(), g = task % d.kvHeads();
                 int[] seg = segments(segs, b, T);
@@ -234,19 +236,19 @@ final class AttentionKernel {
                     gather(q, b, h, d.qHeads(), T, hd, qh);
                     gather(out, b, h, d.qHeads(), T, hd, oh);
                     gather(dOut, b, h, d.qHeads(), T, hd, doh);
-                    lse.read(((long) b * d.qHeads() + h) * T, rowLse, 0, T);
+                    lse.codec().readFloats(lse.seg(), ((long) b * d.qHeads() + h) * T, rowLse, 0, T);
                     for (int i0 = 0; i0 < T; i0 += bq) {
                         int rows = Math.min(bq, T - i0), keys = padded(i0 + rows, tp);
                         multiply(qh, i0 * hd, hd, kT, 0, tp, p, 0, tp, rows, keys, hd, false, rows4);
                         multiply(doh, i0 * hd, hd, vT, 0, tp, ds, 0, tp, rows, keys, hd, false, rows4);
                         for (int r = 0; r < rows; r++) {
                             int i = i0 + r, o = r * tp;
-                            double lseI = rowLse[i];
+                            float lseI = rowLse[i];
                             for (int j = 0; j < keys; j++)
-                                p[o + j] = visible(seg, i, j) ? p[o + j] * scale - lseI : Double.NEGATIVE_INFINITY;
+                                p[o + j] = visible(seg, i, j) ? p[o + j] * fs - lseI : Float.NEGATIVE_INFINITY;
                             VectorMath.expInPlace(p, o, keys); // the probabilities; 0 where not visible
-                            double deltaI = GemmF64.dot(doh, i * hd, oh, i * hd, hd);
-                            for (int j = 0; j < keys; j++) ds[o + j] = p[o + j] * (ds[o + j] - deltaI) * scale;
+                            float deltaI = dot(doh, oh, i * hd, hd);
+                            for (int j = 0; j < keys; j++) ds[o + j] = p[o + j] * (ds[o + j] - deltaI) * fs;
                         }
                         transpose(p, tp, rows, keys, pT, bq);
                         transpose(ds, tp, rows, keys, dsT, bq);
@@ -260,5 +262,17 @@ final class AttentionKernel {
                 scatter(dv, b, g, d.kvHeads(), T, hd, dvh);
             }
         });
+    }
+
+    /** a[at..at+n) . b[at..at+n), in vector lanes added left to right. */
+    private static float dot(float[] a, float[] b, int at, int n) {
+        FloatVector acc = FloatVector.zero(SP);
+        int c = 0;
+        for (int end = SP.loopBound(n); c < end; c += SP.length())
+            acc = FloatVector.fromArray(SP, a, at + c).fma(FloatVector.fromArray(SP, b, at + c), acc);
+        float s = 0;
+        for (float l : acc.toArray()) s += l;
+        for (; c < n; c++) s = Math.fma(a[at + c], b[at + c], s);
+        return s;
     }
 }

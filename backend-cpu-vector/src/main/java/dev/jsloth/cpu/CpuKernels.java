@@ -176,7 +176,9 @@ final class CpuKernels implements Kernels {
     public void attentionForward(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out, Tensor lse) {
         AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
         requireNumel(out, d.queryElements(), "attention out");
-        AttentionKernel.forward(dims, buf(q), buf(k), buf(v), segments == null ? null : be.seg(segments), scale, buf(out), buf(lse));
+        MemorySegment segs = segments == null ? null : be.seg(segments);
+        if (q.dtype() == DType.F64) AttentionF64.forward(dims, buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse));
+        else AttentionKernel.forward(dims, buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse));
     }
 
     @Override
@@ -184,8 +186,10 @@ final class CpuKernels implements Kernels {
                                   Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
         AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
         KernelArguments.checkAttentionBackward(d, dOut, out, dq, dk, dv);
-        AttentionKernel.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segments == null ? null : be.seg(segments), scale,
-                buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
+        MemorySegment segs = segments == null ? null : be.seg(segments);
+        if (q.dtype() == DType.F64)
+            AttentionF64.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
+        else AttentionKernel.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
     }
 
     // ---------------------------------------------------------------- loss

@@ -72,16 +72,4 @@ final class GemmF64 {
         }
         for (; j < n; j++) y[yo + j] += a * x[xo + j];
     }
-
-    static double dot(double[] x, int xo, double[] y, int yo, int n) {
-        int j = 0;
-        DoubleVector acc = DoubleVector.zero(SP);
-        for (int upper = SP.loopBound(n); j < upper; j += SP.length()) {
-            acc = DoubleVector.fromArray(SP, x, xo + j).fma(DoubleVector.fromArray(SP, y, yo + j), acc);
-        }
-        // lanes summed in a fixed order, so that results do not depend on JIT timing (resumed runs equal uninterrupted ones)
-        double s = VectorMath.sumLanesInOrder(acc);
-        for (; j < n; j++) s += x[xo + j] * y[yo + j];
-        return s;
-    }
 }

@@ -1,6 +1,8 @@
 package dev.jsloth.cpu;
 
 import jdk.incubator.vector.DoubleVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.LongVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -14,6 +16,10 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p>exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (two-part ln 2, |r| <= 0.347), exp(r) by its Taylor
  * series to degree 13 (truncation below 4e-18).
+ *
+ * <p>The float version (for the F32 attention kernel) is the same recipe in single precision: ln 2 in two parts, the
+ * Taylor series to degree 7 (truncation below 6e-9, under half an ulp), 0 below -86.5 (where exp is below 3e-38),
+ * +inf above 88.72; within 2 ulp of {@link Math#exp} rounded to float (tested).
  */
 final class VectorMath {
     static final VectorSpecies<Double> DV = DoubleVector.SPECIES_PREFERRED;
@@ -31,6 +37,13 @@ final class VectorMath {
             INV_FACTORIAL[i] = 1.0 / f;
         }
     }
+
+    static final VectorSpecies<Float> FV = FloatVector.SPECIES_PREFERRED;
+    private static final float LOG2E_F = 1.44269504f;
+    private static final float LN2_HI_F = 0.693359375f, LN2_LO_F = -2.12194440e-4f;
+    /** 1.5 * 2^23: adding it rounds to an integer held in the low bits of the float. */
+    private static final float ROUND_F = 12582912f;
+    private static final int ROUND_F_BITS = Float.floatToRawIntBits(ROUND_F);
 
     private VectorMath() {
     }
@@ -53,6 +66,29 @@ final class VectorMath {
             expVectors(tail, 0, tail.length);
             System.arraycopy(tail, 0, x, end, from + n - end);
         }
+    }
+
+    /** exp of each of {@code x[from..from+n)} in place, in single precision (see the class comment). */
+    static void expInPlace(float[] x, int from, int n) {
+        int end = from + FV.loopBound(n);
+        expVectors(x, from, end);
+        if (end < from + n) { // through a padded copy: masked loads/stores are not intrinsics on AVX2
+            float[] tail = new float[FV.length()];
+            System.arraycopy(x, end, tail, 0, from + n - end);
+            expVectors(tail, 0, tail.length);
+            System.arraycopy(tail, 0, x, end, from + n - end);
+        }
+    }
+
+    /** x[from] + ... + x[from+n-1] in float, summed in vector lanes and the lanes then added left to right. */
+    static float sum(float[] x, int from, int n) {
+        FloatVector acc = FloatVector.zero(FV);
+        int j = from;
+        for (int end = from + FV.loopBound(n); j < end; j += FV.length()) acc = acc.add(FloatVector.fromArray(FV, x, j));
+        float s = 0;
+        for (float l : acc.toArray()) s += l;
+        for (; j < from + n; j++) s += x[j];
+        return s;
     }
 
     /**
@@ -113,6 +149,30 @@ final class VectorMath {
             DoubleVector e = p.mul(scale).mul(2.0);
             e = e.blend(0.0, x.lt(-708.0));
             e = e.blend(Double.POSITIVE_INFINITY, x.compare(VectorOperators.GT, 709.782712893384));
+            e.blend(x, x.test(VectorOperators.IS_NAN)).intoArray(a, j);
+        }
+    }
+
+    /** exp of a[from..end) in place in float, end - from a multiple of the vector length. */
+    private static void expVectors(float[] a, int from, int end) {
+        FloatVector c2 = FloatVector.broadcast(FV, 1f / 2), c3 = FloatVector.broadcast(FV, 1f / 6);
+        FloatVector c4 = FloatVector.broadcast(FV, 1f / 24), c5 = FloatVector.broadcast(FV, 1f / 120);
+        FloatVector c6 = FloatVector.broadcast(FV, 1f / 720), c7 = FloatVector.broadcast(FV, 1f / 5040);
+        FloatVector one = FloatVector.broadcast(FV, 1f);
+        FloatVector ln2Hi = FloatVector.broadcast(FV, LN2_HI_F), ln2Lo = FloatVector.broadcast(FV, LN2_LO_F);
+        for (int j = from; j < end; j += FV.length()) {
+            FloatVector x = FloatVector.fromArray(FV, a, j);
+            FloatVector t = x.mul(LOG2E_F).add(ROUND_F); // n in the low bits
+            FloatVector n = t.sub(ROUND_F);
+            FloatVector r = n.neg().fma(ln2Hi, x);
+            r = n.neg().fma(ln2Lo, r);
+            FloatVector p = c7.fma(r, c6).fma(r, c5).fma(r, c4).fma(r, c3).fma(r, c2).fma(r, one).fma(r, one);
+            // 2^n as 2^(n-1) * 2: n runs from -125 (x = -86.5) to 128 (x = 88.72), n - 1 stays a normal exponent
+            IntVector nBits = t.reinterpretAsInts().sub(ROUND_F_BITS);
+            FloatVector scale = nBits.add(126).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector e = p.mul(scale).mul(2f);
+            e = e.blend(0f, x.lt(-86.5f));
+            e = e.blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, 88.72283f));
             e.blend(x, x.test(VectorOperators.IS_NAN)).intoArray(a, j);
         }
     }

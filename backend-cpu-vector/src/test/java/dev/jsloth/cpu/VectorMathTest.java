@@ -44,4 +44,29 @@ class VectorMathTest {
         assertEquals(0.0, e[11]);
         assertTrue(Double.isNaN(e[12]));
     }
+
+    @Test
+    void floatExpIsWithinTwoUlpOfMathExp() {
+        SplittableRandom r = new SplittableRandom(12);
+        float[] x = new float[100_003];
+        for (int i = 0; i < x.length; i++) x[i] = (float) (i % 3 == 0 ? r.nextDouble(-86.4, 88.7) : r.nextDouble(-30, 30));
+        x[0] = 0;
+        x[1] = -86.4f;
+        x[2] = 88.72f;
+        float[] e = x.clone();
+        VectorMath.expInPlace(e, 0, e.length);
+        double worst = 0;
+        for (int i = 0; i < x.length; i++) {
+            float want = (float) Math.exp(x[i]);
+            worst = Math.max(worst, Math.abs(e[i] - want) / Math.ulp(want));
+        }
+        assertTrue(worst <= 2, "worst error " + worst + " ulp");
+        float[] edges = {-86.6f, -1e30f, Float.NEGATIVE_INFINITY, 88.73f, 1e30f, Float.POSITIVE_INFINITY, Float.NaN, 0f, -0f};
+        VectorMath.expInPlace(edges, 0, edges.length);
+        assertArrayEqualsF(new float[]{0, 0, 0, Float.POSITIVE_INFINITY, Float.POSITIVE_INFINITY, Float.POSITIVE_INFINITY, Float.NaN, 1, 1}, edges);
+    }
+
+    private static void assertArrayEqualsF(float[] want, float[] got) {
+        for (int i = 0; i < want.length; i++) assertEquals(want[i], got[i], 0f, "element " + i);
+    }
 }
