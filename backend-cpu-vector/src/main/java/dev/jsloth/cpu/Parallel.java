@@ -46,10 +46,14 @@ final class Parallel {
         forChunks(n, minChunk, (c, lo, hi) -> body.run(lo, hi));
     }
 
-    /** How many chunks {@link #forChunks} splits {@code n} items into: a function of n, minChunk and THREADS only. */
+    /**
+     * How many chunks {@link #forChunks} splits {@code n} items into: a function of n, minChunk and THREADS only, at
+     * most 16 per thread. Chunks are taken from a counter, so many small ones cost little and balance the threads'
+     * last chunks (at 2048^3 the GEMM's 22 row blocks as 22 chunks instead of 8: 3-7% faster in one JVM, alternating).
+     */
     static int chunkCount(int n, int minChunk) {
         if (n <= 0) return 0;
-        int chunks = Math.min(THREADS * 4, Math.max(1, n / Math.max(1, minChunk)));
+        int chunks = Math.min(THREADS * 16, Math.max(1, n / Math.max(1, minChunk)));
         return THREADS == 1 ? 1 : Math.min(chunks, n);
     }
 
