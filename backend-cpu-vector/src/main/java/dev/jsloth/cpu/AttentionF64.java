@@ -30,7 +30,7 @@ final class AttentionF64 {
 
     static void forward(AttentionKernel.Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
         int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset();
-        Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
+        Parallel.forRange(d.batch() * d.qHeads(), AttentionKernel.tasksPerChunk(d.batch() * d.qHeads()), (lo, hi) -> {
             double[] qh = new double[T * hd], kh = new double[S * hd], vh = new double[S * hd], oh = new double[T * hd];
             double[] s = new double[S];
             for (int task = lo; task < hi; task++) {
@@ -67,7 +67,7 @@ final class AttentionF64 {
     static void backward(AttentionKernel.Dims d, Buffer dOut, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale,
                          Buffer out, Buffer lse, Buffer dq, Buffer dk, Buffer dv) {
         int T = d.seq(), hd = d.headDim(), n = T * hd;
-        Parallel.forRange(d.batch() * d.kvHeads(), 1, (lo, hi) -> {
+        Parallel.forRange(d.batch() * d.kvHeads(), AttentionKernel.tasksPerChunk(d.batch() * d.kvHeads()), (lo, hi) -> {
             double[] qh = new double[n], oh = new double[n], doh = new double[n], dqh = new double[n];
             double[] kh = new double[n], vh = new double[n], dkh = new double[n], dvh = new double[n];
             for (int task = lo; task < hi; task++) {

@@ -68,6 +68,14 @@ final class AttentionKernel {
         return j <= i && (seg == null || seg[i] == seg[j]);
     }
 
+    /**
+     * Tasks per chunk: at most four chunks per thread. Each chunk allocates its own work arrays (megabytes at long
+     * sequences) and the (batch, head) tasks cost the same, so finer chunks would balance nothing.
+     */
+    static int tasksPerChunk(int tasks) {
+        return Math.max(1, tasks / (4 * Parallel.THREADS));
+    }
+
     /** n rounded up to the kernel's column width. */
     private static int padded(int n) {
         return (n + NR - 1) / NR * NR;
@@ -168,7 +176,7 @@ final class AttentionKernel {
 
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
         int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset(), sp = padded(S);
-        Parallel.forRange(d.batch() * d.qHeads(), 1, (lo, hi) -> {
+        Parallel.forRange(d.batch() * d.qHeads(), AttentionKernel.tasksPerChunk(d.batch() * d.qHeads()), (lo, hi) -> {
             float[] qh = new float[T * hd], kh = new float[S * hd], kT = new float[hd * sp], vh = new float[sp * hd];
             float[] oh = new float[T * hd], p = new float[QUERY_BLOCK * sp], rowMax = new float[QUERY_BLOCK];
             float[] rows4 = new float[4 * Math.max(hd, sp)];
@@ -214,7 +222,7 @@ final class AttentionKernel {
     static void backward(Dims d, Buffer dOut, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale,
                          Buffer out, Buffer lse, Buffer dq, Buffer dk, Buffer dv) {
         int T = d.seq(), hd = d.headDim(), tp = padded(T), bq = QUERY_BLOCK;
-        Parallel.forRange(d.batch() * d.kvHeads(), 1, (lo, hi) -> {
+        Parallel.forRange(d.batch() * d.kvHeads(), AttentionKernel.tasksPerChunk(d.batch() * d.kvHeads()), (lo, hi) -> {
             int n = T * hd;
             float[] qh = new float[n], oh = new float[n], doh = new float[n], dqh = new float[n];
             float[] kh = new float[tp * hd], vh = new float[tp * hd], kT = new float[hd * tp], vT = new float[hd * tp];

@@ -53,7 +53,9 @@ final class CpuKernels implements Kernels {
         }
         Matrix ma = matrix(a, transA), mb = matrix(b, transB), ml = matrix(l, transA), mr = matrix(r, transB);
         int m = ma.opRows(), k = ma.opCols(), n = mb.opCols(), rank = ml.opCols();
-        boolean fused = FUSE_LOW_RANK && c.dtype() == DType.F32 && alpha != 0 && mb.opRows() == k && ml.opRows() == m && mr.opRows() == rank
+        float factor = (float) (lowScale / alpha); // L's scale in the packing; alpha scales the whole tile after
+        boolean fused = FUSE_LOW_RANK && c.dtype() == DType.F32 && (float) alpha != 0 && lowScale != 0 && Float.isFinite(factor)
+                && mb.opRows() == k && ml.opRows() == m && mr.opRows() == rank
                 && mr.opCols() == n && c.shape().rows() == m && c.shape().cols() == n && GemmF32.fusesLowRank(m, n, k, rank, ma, mb);
         if (!fused) {
             Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
@@ -61,7 +63,7 @@ final class CpuKernels implements Kernels {
         }
         MemorySegment cv = be.seg(c).asSlice(0, 4L * m * n);
         if (beta != 0) prescale(new Buffer(cv, ElementCodec.F32), beta, (long) m * n);
-        GemmF32.multiply(m, n, k, (float) alpha, ma, mb, ml, mr, rank, (float) (lowScale / alpha), cv, beta == 0);
+        GemmF32.multiply(m, n, k, (float) alpha, ma, mb, ml, mr, rank, factor, cv, beta == 0);
     }
 
     private static final boolean FUSE_LOW_RANK = !"false".equals(System.getProperty("jsloth.cpu.fuseLowRank"));
@@ -172,12 +174,18 @@ final class CpuKernels implements Kernels {
         return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim(), d.kvSeq());
     }
 
+    /** Attention in double precision when any of these is F64 (the gradient checks' path), else in single. */
+    private static boolean anyF64(Tensor... ts) {
+        for (Tensor t : ts) if (t.dtype() == DType.F64) return true;
+        return false;
+    }
+
     @Override
     public void attentionForward(AttentionDims d, Tensor q, Tensor k, Tensor v, Tensor segments, double scale, Tensor out, Tensor lse) {
         AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
         requireNumel(out, d.queryElements(), "attention out");
         MemorySegment segs = segments == null ? null : be.seg(segments);
-        if (q.dtype() == DType.F64) AttentionF64.forward(dims, buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse));
+        if (anyF64(q, k, v, out)) AttentionF64.forward(dims, buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse));
         else AttentionKernel.forward(dims, buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse));
     }
 
@@ -187,7 +195,7 @@ final class CpuKernels implements Kernels {
         AttentionKernel.Dims dims = checkAttention(d, q, k, v, segments, lse);
         KernelArguments.checkAttentionBackward(d, dOut, out, dq, dk, dv);
         MemorySegment segs = segments == null ? null : be.seg(segments);
-        if (q.dtype() == DType.F64)
+        if (anyF64(q, k, v, out, dOut, dq, dk, dv))
             AttentionF64.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
         else AttentionKernel.backward(dims, buf(dOut), buf(q), buf(k), buf(v), segs, scale, buf(out), buf(lse), buf(dq), buf(dk), buf(dv));
     }

@@ -4,6 +4,7 @@ import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * The CPU backend's one threading strategy: a range of work items is split into contiguous chunks (a function of the
@@ -76,7 +77,8 @@ final class Parallel {
     /**
      * Runs {@code body} over {@code [0, n)} in {@link #chunkCount} contiguous chunks, on the calling thread and on
      * pool threads that join in; returns when every chunk has run. The first exception a chunk throws is rethrown
-     * here (chunks not yet started are then skipped). Calls from inside a chunk nest: the inner caller works too.
+     * here, later ones suppressed in it (chunks not yet started are then skipped). Calls from inside a chunk nest: the
+     * inner caller works too.
      */
     static void forChunks(int n, int minChunk, ChunkRange body) {
         int chunks = chunkCount(n, minChunk);
@@ -86,9 +88,12 @@ final class Parallel {
             return;
         }
         Job job = new Job(n, chunks, body);
-        for (int i = Math.min(THREADS - 1, chunks - 1); i > 0; i--) POOL.execute(job::work);
-        job.work();
-        job.awaitOthers();
+        try {
+            for (int i = Math.min(THREADS - 1, chunks - 1); i > 0; i--) POOL.execute(job::work);
+        } finally { // even if a helper could not be queued: never return while queued helpers may still take chunks
+            job.work();
+            job.awaitOthers();
+        }
     }
 
     /** One split range: chunks handed out by a counter, finished ones counted. */
@@ -110,18 +115,22 @@ final class Parallel {
                 try {
                     if (failure.get() == null) body.run(c, (int) ((long) n * c / chunks), (int) ((long) n * (c + 1) / chunks));
                 } catch (Throwable t) {
-                    failure.compareAndSet(null, t);
+                    if (!failure.compareAndSet(null, t)) failure.get().addSuppressed(t);
                 } finally {
                     finished.incrementAndGet();
                 }
             }
         }
 
-        /** Waits for the chunks other threads took (spinning, then yielding: they are short), then rethrows a failure. */
+        /**
+         * Waits for the chunks other threads took (spinning first: most are short; then yielding, then parking 20 us at
+         * a time, so that a long chunk does not keep a core busy), then rethrows a failure.
+         */
         void awaitOthers() {
             for (int spins = 0; finished.get() < chunks; spins++) {
                 if (spins < 10_000) Thread.onSpinWait();
-                else Thread.yield();
+                else if (spins < 11_000) Thread.yield();
+                else LockSupport.parkNanos(20_000);
             }
             Throwable t = failure.get();
             if (t instanceof RuntimeException e) throw e;

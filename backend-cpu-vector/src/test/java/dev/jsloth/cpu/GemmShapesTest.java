@@ -69,13 +69,14 @@ class GemmShapesTest {
     /**
      * {@code gemmPlusLowRank} with the pair concatenated along K inside one product (both operands packed: M above
      * {@link GemmF32#DIRECT_B_MAX_M}, N above one panel) and through the default's two products (shapes that read an
-     * operand in place), against a plain F64 loop: ranks 1 to past one vector panel, depths of one and several k
-     * blocks, partial tiles, both transposes, F32 and BF16 storage, beta 0 (C ignored) and 0.5.
+     * operand in place), against a plain F64 loop: ranks 1 to 100 (from 64 the pair's block runs on the sliced
+     * kernel), depths of one and several k blocks, partial tiles, both transposes, F32 and BF16 storage, beta 0 (C
+     * ignored) and 0.5.
      */
     @ParameterizedTest
     @CsvSource({
-            "25,17,1,1", "97,33,13,16", "207,130,300,40", "100,64,600,16", "25,4098,257,8", "13,207,300,16", "207,13,300,16",
-            "1,33,17,4"})
+            "25,17,1,1", "97,33,13,16", "207,130,300,40", "100,64,600,16", "25,4098,257,8", "50,40,20,64", "31,50,70,100",
+            "13,207,300,16", "207,13,300,16", "1,33,17,4"})
     void lowRankPairMatchesTheF64Loop(int m, int n, int k, int rank) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k * 3L + rank);
         for (boolean ta : new boolean[]{false, true}) {
