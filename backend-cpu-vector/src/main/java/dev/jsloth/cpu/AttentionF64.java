@@ -21,11 +21,11 @@ final class AttentionF64 {
 
     /** Rows [0, len) of head h of batch b of a {@code [batch, len, heads, headDim]} tensor, into dst. */
     private static void gather(Buffer src, int b, int h, int heads, int len, int hd, double[] dst) {
-        for (int t = 0; t < len; t++) src.read((((long) b * len + t) * heads + h) * hd, dst, t * hd, hd);
+        for (int t = 0; t < len; t++) src.read(AttentionKernel.headRow(b, t, h, heads, len, hd), dst, t * hd, hd);
     }
 
     private static void scatter(Buffer dst, int b, int h, int heads, int len, int hd, double[] src) {
-        for (int t = 0; t < len; t++) dst.write((((long) b * len + t) * heads + h) * hd, src, t * hd, hd);
+        for (int t = 0; t < len; t++) dst.write(AttentionKernel.headRow(b, t, h, heads, len, hd), src, t * hd, hd);
     }
 
     static void forward(AttentionKernel.Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {

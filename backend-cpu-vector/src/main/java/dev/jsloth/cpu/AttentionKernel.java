@@ -41,19 +41,18 @@ final class AttentionKernel {
         }
     }
 
+    /** Element index of row t of head h of batch b in a {@code [batch, len, heads, headDim]} tensor. */
+    static long headRow(int b, int t, int h, int heads, int len, int hd) {
+        return (((long) b * len + t) * heads + h) * hd;
+    }
+
     /** Copies head h of batch b ({@code [len, headDim]}) out of a {@code [batch, len, heads, headDim]} tensor. */
     private static void gather(Buffer src, int b, int h, int heads, int len, int hd, float[] dst) {
-        for (int t = 0; t < len; t++) {
-            long off = (((long) b * len + t) * heads + h) * hd;
-            src.codec().readFloats(src.seg(), off, dst, t * hd, hd);
-        }
+        for (int t = 0; t < len; t++) src.codec().readFloats(src.seg(), headRow(b, t, h, heads, len, hd), dst, t * hd, hd);
     }
 
     private static void scatter(Buffer dst, int b, int h, int heads, int len, int hd, float[] src) {
-        for (int t = 0; t < len; t++) {
-            long off = (((long) b * len + t) * heads + h) * hd;
-            dst.codec().writeFloats(dst.seg(), off, src, t * hd, hd);
-        }
+        for (int t = 0; t < len; t++) dst.codec().writeFloats(dst.seg(), headRow(b, t, h, heads, len, hd), src, t * hd, hd);
     }
 
     /** Segment ids of batch row b (null without packing); only defined when kvSeq == seq. */
@@ -100,10 +99,11 @@ final class AttentionKernel {
 
     /**
      * C[m x n] = A[m x k] B[k x n] (or C += with {@code accumulate}); all row-major in arrays with leading dimensions
-     * lda, ldb, ldc from offsets ao, bo, co; {@code rows4} is work space of at least 4 k floats. Blocks of 4 rows x {@link #NR} columns live in registers across the whole
-     * k loop (8 accumulators, 2 loads of B and 4 broadcasts of A per step, A's 4 rows interleaved into one array
-     * first: 30-33 vs 21-23 GFLOP/s per core in double precision, reading them in place); leftover rows go one at a time, leftover
-     * columns (n not a multiple of NR) through a scalar loop.
+     * lda, ldb, ldc from offsets ao, bo, co; {@code rows4} is work space of at least 4 k floats. Blocks of 4 rows x
+     * {@link #NR} columns live in registers across the whole k loop (8 accumulators, 2 loads of B and 4 broadcasts of
+     * A per step, A's 4 rows interleaved into one array first: 30-33 vs 21-23 GFLOP/s per core in double precision,
+     * reading them in place); leftover rows go one at a time, leftover columns (n not a multiple of NR) through a
+     * scalar loop.
      */
     static void multiply(float[] a, int ao, int lda, float[] b, int bo, int ldb, float[] c, int co, int ldc,
                          int m, int n, int k, boolean accumulate, float[] rows4) {

@@ -59,9 +59,14 @@ final class GemmF32 {
         multiply(m, n, k, alpha, a, b, null, null, 0, 0f, c, overwrite);
     }
 
-    /** Whether {@link #multiply} reads op(A) or op(B) where it is stored instead of packing it. */
-    private static boolean readsInPlace(int m, int n, Matrix a, Matrix b) {
-        return !a.trans() && a.codec() == ElementCodec.F32 && n <= NR || !b.trans() && b.codec() == ElementCodec.F32 && m <= DIRECT_B_MAX_M;
+    /** Whether {@link #multiply} reads op(A) where it is stored: a plain F32 A when N fits one panel. */
+    private static boolean readsAInPlace(int n, Matrix a) {
+        return !a.trans() && a.codec() == ElementCodec.F32 && n <= NR;
+    }
+
+    /** Whether {@link #multiply} reads op(B) where it is stored: a plain F32 B when M is short. */
+    private static boolean readsBInPlace(int m, Matrix b) {
+        return !b.trans() && b.codec() == ElementCodec.F32 && m <= DIRECT_B_MAX_M;
     }
 
     /**
@@ -69,7 +74,7 @@ final class GemmF32 {
      * takes a low-rank pair of this rank beside this product: both operands packed, the pair one k block deep.
      */
     static boolean fusesLowRank(int m, int n, int k, int rank, Matrix a, Matrix b) {
-        return k > 0 && rank > 0 && rank <= KC && !readsInPlace(m, n, a, b);
+        return k > 0 && rank > 0 && rank <= KC && !readsAInPlace(n, a) && !readsBInPlace(m, b);
     }
 
     /**
@@ -87,8 +92,7 @@ final class GemmF32 {
             return;
         }
         if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
-        boolean directA = !a.trans() && a.codec() == ElementCodec.F32 && n <= NR;
-        boolean directB = !b.trans() && b.codec() == ElementCodec.F32 && m <= DIRECT_B_MAX_M;
+        boolean directA = readsAInPlace(n, a), directB = readsBInPlace(m, b);
         int depth = rank + k, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, KC);
         int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / depth / NR * NR));
         MemorySegment bs = packedB((long) depth * ncMax);
