@@ -34,7 +34,8 @@ class GemmShapesTest {
     @ParameterizedTest
     @CsvSource({
             "1,1,1", "13,207,1", "207,13,300", "4098,13,207", "4098,16,33", "13,4098,207", "24,4098,300", "25,33,600",
-            "6,16,256", "7,17,257", "96,2048,16", "1,4098,1", "300,300,300"})
+            "6,16,256", "7,17,257", "96,2048,16", "1,4098,1", "300,300,300",
+            "97,40,1025", "30,33,2100"}) // K past one packed K block (1024)
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
         for (boolean ta : new boolean[]{false, true}) {
@@ -76,7 +77,7 @@ class GemmShapesTest {
     @ParameterizedTest
     @CsvSource({
             "25,17,1,1", "97,33,13,16", "207,130,300,40", "100,64,600,16", "25,4098,257,8", "50,40,20,64", "31,50,70,100",
-            "13,207,300,16", "207,13,300,16", "1,33,17,4"})
+            "13,207,300,16", "207,13,300,16", "1,33,17,4", "40,50,1030,16"})
     void lowRankPairMatchesTheF64Loop(int m, int n, int k, int rank) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k * 3L + rank);
         for (boolean ta : new boolean[]{false, true}) {
