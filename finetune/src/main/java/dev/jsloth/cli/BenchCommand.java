@@ -80,6 +80,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--repeats", defaultValue = "7", description = "Timed GEMM repetitions (median reported).")
     int repeats;
 
+    @Option(names = "--vs-gemm", paramLabel = "MxNxK", description = "With --shape: after each measured step, run this GEMM "
+            + "(F32, or --dtype) for about as long, in the same process, and report the step's GFLOP/s over the GEMM's "
+            + "(median of the per-step ratios: both see the machine in the same state).")
+    String vsGemm;
+
     @Override
     public Integer call() throws Exception {
         if (threads != null) System.setProperty("jsloth.threads", Integer.toString(threads));
@@ -97,17 +102,51 @@ final class BenchCommand implements Callable<Integer> {
     }
 
     private Map<String, Object> gemm(Backend be) {
-        String[] p = gemm.toLowerCase().split("x");
-        if (p.length != 3) throw new IllegalArgumentException("--gemm takes MxNxK, e.g. 2048x2048x2048");
-        int m = Integer.parseInt(p[0]), n = Integer.parseInt(p[1]), k = Integer.parseInt(p[2]);
-        SplittableRandom r = new SplittableRandom(1);
-        double[] av = new double[m * k], bv = new double[k * n];
-        for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
-        for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
-        DType operands = dtype != null ? dtype.dtype : DType.F32;
-        try (Tensor a = be.upload(operands, dev.jsloth.api.Shape.of(m, k), av);
-             Tensor b = be.upload(operands, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
-             Tensor c = be.allocate(DType.F32, m, n)) {
+        try (GemmRun g = new GemmRun(be, gemm, transB, dtype != null ? dtype.dtype : DType.F32)) {
+            // each sample repeats the product enough times to last ~50 ms (short products are dominated by timer noise)
+            int perSample = g.callsFor(0.05);
+            double[] secs = new double[Math.max(1, repeats)];
+            for (int i = 0; i < secs.length; i++) secs[i] = g.secondsPerCall(perSample);
+            Arrays.sort(secs);
+            double median = secs[secs.length / 2];
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("gemm", g.m + "x" + g.n + "x" + g.k);
+            out.put("trans_b", transB);
+            out.put("operands", g.operands.name().toLowerCase(java.util.Locale.ROOT));
+            out.put("backend", be.name());
+            out.put("threads", threads);
+            out.put("median_s", median);
+            out.put("gflops", g.flops() / median / 1e9);
+            out.put("best_gflops", g.flops() / secs[0] / 1e9);
+            return out;
+        }
+    }
+
+    /** One GEMM's operands on a backend, warmed up: {@code C[M,N] = A[M,K] op(B)}, random A and B. */
+    private static final class GemmRun implements AutoCloseable {
+        final int m, n, k;
+        final DType operands;
+        private final Backend be;
+        private final boolean transB;
+        private final Tensor a, b, c;
+        private final double warmSecondsPerCall;
+
+        GemmRun(Backend be, String spec, boolean transB, DType operands) {
+            String[] p = spec.toLowerCase(java.util.Locale.ROOT).split("x");
+            if (p.length != 3) throw new IllegalArgumentException("a GEMM is given as MxNxK, e.g. 2048x2048x2048; got " + spec);
+            this.m = Integer.parseInt(p[0]);
+            this.n = Integer.parseInt(p[1]);
+            this.k = Integer.parseInt(p[2]);
+            this.be = be;
+            this.transB = transB;
+            this.operands = operands;
+            SplittableRandom r = new SplittableRandom(1);
+            double[] av = new double[m * k], bv = new double[k * n];
+            for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
+            for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
+            a = be.upload(operands, dev.jsloth.api.Shape.of(m, k), av);
+            b = be.upload(operands, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
+            c = be.allocate(DType.F32, m, n);
             // warm-up: at least 10 calls and 3 s, so the JIT has compiled the kernels before anything is timed (with 2
             // cores its compiler threads share them with the GEMM: 1 s left short products at half speed)
             int calls = 0;
@@ -117,27 +156,31 @@ final class BenchCommand implements Callable<Integer> {
                 be.synchronize();
                 calls++;
             }
-            // each sample repeats the product enough times to last ~50 ms (short products are dominated by timer noise)
-            int perSample = (int) Math.max(1, Math.min(1000, 0.05 / ((System.nanoTime() - warm) / 1e9 / calls)));
-            double[] secs = new double[Math.max(1, repeats)];
-            for (int i = 0; i < secs.length; i++) {
-                long t0 = System.nanoTime();
-                for (int j = 0; j < perSample; j++) be.kernels().gemm(false, transB, 1, a, b, 0, c);
-                be.synchronize();
-                secs[i] = (System.nanoTime() - t0) / 1e9 / perSample;
-            }
-            Arrays.sort(secs);
-            double median = secs[secs.length / 2];
-            Map<String, Object> out = new LinkedHashMap<>();
-            out.put("gemm", m + "x" + n + "x" + k);
-            out.put("trans_b", transB);
-            out.put("operands", operands.name().toLowerCase(java.util.Locale.ROOT));
-            out.put("backend", be.name());
-            out.put("threads", threads);
-            out.put("median_s", median);
-            out.put("gflops", 2.0 * m * n * k / median / 1e9);
-            out.put("best_gflops", 2.0 * m * n * k / secs[0] / 1e9);
-            return out;
+            warmSecondsPerCall = (System.nanoTime() - warm) / 1e9 / calls;
+        }
+
+        double flops() {
+            return 2.0 * m * n * k;
+        }
+
+        /** Calls that last about {@code seconds} (at the warm-up's rate; 1 to 1000). */
+        int callsFor(double seconds) {
+            return (int) Math.max(1, Math.min(1000, Math.round(seconds / warmSecondsPerCall)));
+        }
+
+        /** Runs {@code calls} products back to back; seconds per product. */
+        double secondsPerCall(int calls) {
+            long t0 = System.nanoTime();
+            for (int j = 0; j < calls; j++) be.kernels().gemm(false, transB, 1, a, b, 0, c);
+            be.synchronize();
+            return (System.nanoTime() - t0) / 1e9 / calls;
+        }
+
+        @Override
+        public void close() {
+            a.close();
+            b.close();
+            c.close();
         }
     }
 
@@ -146,9 +189,11 @@ final class BenchCommand implements Callable<Integer> {
         LlamaConfig c = Shapes.get(shape);
         try (RandomLoraTraining run = new RandomLoraTraining(be, c, batch, seq, rank, qlora, dtype != null ? dtype.dtype : null,
                 Recompute.parse(recompute), 2 + group.rank()); // each rank its own data
-             Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null) {
+             Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null;
+             GemmRun paired = vsGemm == null ? null : new GemmRun(be, vsGemm, false, dtype != null ? dtype.dtype : DType.F32)) {
             be.resetPeak();
-            double[] secs = new double[steps];
+            double[] secs = new double[steps], ratios = new double[steps], gemmSecs = new double[steps];
+            double flopsPerStep = Shapes.trainingFlopsPerToken(c, seq, rank) * batch * seq;
             double loss = 0;
             // Warm-up: at least 2 steps, then until the JIT is quiet (it compiled for under 2% of the last step; at most
             // 30 steps or 60 s). With 2 cores, C2 compiling beside the kernels made CPU steps after a fixed 2-step
@@ -171,7 +216,12 @@ final class BenchCommand implements Callable<Integer> {
                     boolean quiet = !jitTimed || jit.getTotalCompilationTime() - compiled < 0.02 * (t1 - t0) / 1e6;
                     warming = warmSteps < 2 || !quiet && warmSteps < 30 && t1 - warmStart < 60_000_000_000L;
                 } else {
-                    secs[i++] = (t1 - t0) / 1e9;
+                    secs[i] = (t1 - t0) / 1e9;
+                    if (paired != null) { // the GEMM for about as long as this step took, right after it
+                        gemmSecs[i] = paired.secondsPerCall(paired.callsFor(secs[i]));
+                        ratios[i] = (flopsPerStep / secs[i]) / (paired.flops() / gemmSecs[i]);
+                    }
+                    i++;
                 }
             }
             Arrays.sort(secs);
@@ -200,6 +250,13 @@ final class BenchCommand implements Callable<Integer> {
             out.put("gflops", flops / 1e9);
             java.util.OptionalDouble peak = be.peakFlops(run.model().computeType()); // per device: the flops above are per device too
             out.put("mfu", peak.isPresent() ? flops / group.worldSize() / peak.getAsDouble() : null);
+            if (paired != null) {
+                Arrays.sort(ratios);
+                Arrays.sort(gemmSecs);
+                out.put("vs_gemm", vsGemm);
+                out.put("gemm_gflops", paired.flops() / gemmSecs[gemmSecs.length / 2] / 1e9);
+                out.put("step_vs_gemm", ratios[ratios.length / 2]);
+            }
             out.put("loss", loss);
             return out;
         }

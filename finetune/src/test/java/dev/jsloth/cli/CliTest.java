@@ -79,6 +79,18 @@ class CliTest {
         assertTrue(bad.code() != 0 && bad.err().contains("f64"), bad.err());
     }
 
+    @Test
+    void benchShapeAgainstAGemmInTheSameProcess() throws Exception {
+        Run r = run("bench", "--shape", "tiny", "--batch", "1", "--seq", "32", "--steps", "2", "--backend", "cpu", "--threads", "1",
+                "--vs-gemm", "32x48x16");
+        assertEquals(0, r.code(), r.err() + r.out());
+        var json = new com.fasterxml.jackson.databind.ObjectMapper().readTree(r.out().strip());
+        assertEquals("32x48x16", json.get("vs_gemm").asText(), r.out());
+        assertTrue(json.get("gemm_gflops").asDouble() > 0 && json.get("step_vs_gemm").asDouble() > 0, r.out());
+        Run bad = run("bench", "--shape", "tiny", "--backend", "cpu", "--vs-gemm", "32x48");
+        assertTrue(bad.code() != 0 && bad.err().contains("MxNxK"), bad.err());
+    }
+
     /**
      * {@code --gpus 2} on the CPU backend: two child JVMs as ranks 0 and 1 (the TCP communicator stands in for NCCL),
      * batch 1 each, train like one process of batch 2; rank 0 alone writes.
