@@ -157,14 +157,16 @@ final class CpuKernels implements Kernels {
     public void swigluForward(Tensor gate, Tensor up, Tensor out) {
         requireFloating(gate, up, out);
         KernelArguments.checkSameNumel("SwiGLU operand", gate, up, out);
-        NormKernels.swigluForward(buf(gate), buf(up), buf(out), gate.numel());
+        if (anyF64(gate, up, out)) NormKernels.swigluForward(buf(gate), buf(up), buf(out), gate.numel());
+        else SwiGluF32.forward(buf(gate), buf(up), buf(out), gate.numel());
     }
 
     @Override
     public void swigluBackward(Tensor dOut, Tensor gate, Tensor up, Tensor dGate, Tensor dUp) {
         requireFloating(dOut, gate, up, dGate, dUp);
         KernelArguments.checkSameNumel("SwiGLU operand", gate, dOut, up, dGate, dUp);
-        NormKernels.swigluBackward(buf(dOut), buf(gate), buf(up), buf(dGate), buf(dUp), gate.numel());
+        if (anyF64(dOut, gate, up, dGate, dUp)) NormKernels.swigluBackward(buf(dOut), buf(gate), buf(up), buf(dGate), buf(dUp), gate.numel());
+        else SwiGluF32.backward(buf(dOut), buf(gate), buf(up), buf(dGate), buf(dUp), gate.numel());
     }
 
     // ---------------------------------------------------------------- attention
@@ -174,7 +176,7 @@ final class CpuKernels implements Kernels {
         return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim(), d.kvSeq());
     }
 
-    /** Attention in double precision when any of these is F64 (the gradient checks' path), else in single. */
+    /** Attention and SwiGLU in double precision when any of these is F64 (the gradient checks' path), else in single. */
     private static boolean anyF64(Tensor... ts) {
         for (Tensor t : ts) if (t.dtype() == DType.F64) return true;
         return false;

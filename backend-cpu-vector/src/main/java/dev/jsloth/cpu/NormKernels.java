@@ -3,7 +3,10 @@ package dev.jsloth.cpu;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.VectorSpecies;
 
-/** RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type. */
+/**
+ * RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type (SwiGLU of
+ * tensors without an F64 one runs in {@link SwiGluF32} instead).
+ */
 final class NormKernels {
     private static final int CHUNK = 4096;
     private static final VectorSpecies<Double> DV = VectorMath.DV;
