@@ -124,7 +124,7 @@ final class GemmF32 {
                     int ib = u / splits, s = u % splits;
                     int ic = ib * mcRows, mc = Math.min(mcRows, m - ic);
                     int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
-                    for (int kb = 0; kb < blocks; kb++) { // this C block (mc x nc) stays in cache across the k blocks
+                    for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
                         boolean low = kb < lowBlocks;
                         int pc = low ? 0 : (kb - lowBlocks) * kcMax, kc = low ? rank : Math.min(kcMax, k - pc);
                         int packedAt = low ? 0 : rank + pc; // where this block starts in the packed depth
