@@ -144,15 +144,22 @@ final class NormKernels {
     }
 
     /**
-     * Work arrays of CHUNK doubles, made once per task and reused by each chunk it runs: fresh arrays per chunk cost
+     * Work arrays of CHUNK doubles (or floats), made once per task and reused by each chunk it runs: fresh arrays per chunk cost
      * more than the arithmetic (every allocation lands on memory not in cache, and feeds the GC).
      */
     static final class Scratch {
         private final double[][] arrays = new double[4][];
+        private final float[][] floatArrays = new float[4][];
 
         double[] get(int slot) {
             if (arrays[slot] == null) arrays[slot] = new double[CHUNK];
             return arrays[slot];
+        }
+
+        /** The single-precision work array of this slot (for {@link SwiGluF32}). */
+        float[] floats(int slot) {
+            if (floatArrays[slot] == null) floatArrays[slot] = new float[CHUNK];
+            return floatArrays[slot];
         }
     }
 

@@ -6,30 +6,14 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * SwiGLU for F32, BF16 and F16 tensors in single precision ({@link NormKernels} keeps the double-precision path for F64
  * tensors, which the gradient checks use), with {@link VectorMath}'s float exp: forward and backward at 512 x 1408 F32
- * took 2.2-2.3 ms against 4.6-5.1 in double (same JVM, alternating), ~2% of a llama-25m step. Same formulas: {@code out = g u / (1 + e^-g)};
- * with {@code s = 1 / (1 + e^-g)}, {@code dGate = dOut u s (1 + g (1 - s))} and {@code dUp = dOut g s}.
+ * took 2.2-2.3 ms against 4.6-5.1 in double (same JVM, alternating), ~2% of a llama-25m step. Same formulas and the same
+ * chunks ({@link NormKernels#chunks}): {@code out = g u / (1 + e^-g)}; with {@code s = 1 / (1 + e^-g)},
+ * {@code dGate = dOut u s (1 + g (1 - s))} and {@code dUp = dOut g s}.
  */
 final class SwiGluF32 {
     private static final VectorSpecies<Float> FV = VectorMath.FV;
-    private static final int CHUNK = 4096;
 
     private SwiGluF32() {
-    }
-
-    /** A piece {@code [start, start + len)} of the elements, with the task's four work arrays of CHUNK floats. */
-    private interface Piece {
-        void run(long start, int len, float[][] work);
-    }
-
-    private static void pieces(long numel, Piece body) {
-        int count = Math.toIntExact((numel + CHUNK - 1) / CHUNK);
-        Parallel.forRange(count, 4, (lo, hi) -> {
-            float[][] work = new float[4][CHUNK];
-            for (int c = lo; c < hi; c++) {
-                long start = (long) c * CHUNK;
-                body.run(start, (int) Math.min(CHUNK, numel - start), work);
-            }
-        });
     }
 
     /** e[j] = exp(-g[j]) for j < n. */
@@ -39,8 +23,8 @@ final class SwiGluF32 {
     }
 
     static void forward(Buffer gate, Buffer up, Buffer out, long numel) {
-        pieces(numel, (start, len, w) -> {
-            float[] g = w[0], u = w[1], e = w[2];
+        NormKernels.chunks(numel, (start, len, w) -> {
+            float[] g = w.floats(0), u = w.floats(1), e = w.floats(2);
             gate.codec().readFloats(gate.seg(), start, g, 0, len);
             up.codec().readFloats(up.seg(), start, u, 0, len);
             negExp(g, e, len);
@@ -55,8 +39,8 @@ final class SwiGluF32 {
     }
 
     static void backward(Buffer dOut, Buffer gate, Buffer up, Buffer dGate, Buffer dUp, long numel) {
-        pieces(numel, (start, len, w) -> {
-            float[] d = w[0], g = w[1], u = w[2], e = w[3];
+        NormKernels.chunks(numel, (start, len, w) -> {
+            float[] d = w.floats(0), g = w.floats(1), u = w.floats(2), e = w.floats(3);
             dOut.codec().readFloats(dOut.seg(), start, d, 0, len);
             gate.codec().readFloats(gate.seg(), start, g, 0, len);
             up.codec().readFloats(up.seg(), start, u, 0, len);
