@@ -87,6 +87,15 @@ class CliTest {
         var json = new com.fasterxml.jackson.databind.ObjectMapper().readTree(r.out().strip());
         assertEquals("32x48x16", json.get("vs_gemm").asText(), r.out());
         assertTrue(json.get("gemm_gflops").asDouble() > 0 && json.get("step_vs_gemm").asDouble() > 0, r.out());
+        // checkpointing is on: what it recomputes counts in the executed figures only
+        assertTrue(json.get("executed_vs_gemm").asDouble() > json.get("step_vs_gemm").asDouble(), r.out());
+        assertTrue(json.get("executed_gflops").asDouble() > json.get("gflops").asDouble(), r.out());
+        Run noGc = run("bench", "--shape", "tiny", "--batch", "1", "--seq", "32", "--steps", "2", "--backend", "cpu", "--threads", "1",
+                "--no-gc", "--vs-gemm", "32x48x16");
+        assertEquals(0, noGc.code(), noGc.err() + noGc.out());
+        var plain = new com.fasterxml.jackson.databind.ObjectMapper().readTree(noGc.out().strip());
+        assertEquals(plain.get("step_vs_gemm").asDouble(), plain.get("executed_vs_gemm").asDouble(), 1e-12, noGc.out());
+        assertEquals(plain.get("gflops").asDouble(), plain.get("executed_gflops").asDouble(), 1e-9 * plain.get("gflops").asDouble(), noGc.out());
         Run bad = run("bench", "--shape", "tiny", "--backend", "cpu", "--vs-gemm", "32x48");
         assertTrue(bad.code() != 0 && bad.err().contains("MxNxK"), bad.err());
     }
