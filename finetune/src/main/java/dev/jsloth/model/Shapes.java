@@ -69,8 +69,8 @@ public final class Shapes {
      * {@link #trainingFlopsPerToken} (which leaves them out, as MFU does; Hugging Face's reference benchmark counts them
      * in its TFLOP/s). Per layer, as the decoder layer's recompute runs it:
      * <ul>
-     *   <li>{@link Recompute#MLP}: the gate and up products with their adapters ({@code 2 in out + 2r(in + out)} each),
-     *       and the down projection's rank-r product only ({@code 2r in}); the RMSNorms and SwiGLU are not counted;</li>
+     *   <li>{@link Recompute#MLP}: the gate and up products with their adapters' expansions ({@code 2 in out + 2r out}
+     *       each: the MLP's rank-r products are kept under every policy); the RMSNorms and SwiGLU are not counted;</li>
      *   <li>{@link Recompute#ALL_BUT_ATTENTION}: that plus Q, K, V and O with their adapters (O's output is the MLP's
      *       input);</li>
      *   <li>{@link Recompute#ALL}: that plus the attention kernel's forward, {@code 4 (seq/2) qDim}.</li>
@@ -81,10 +81,9 @@ public final class Shapes {
         for (Projection p : Projection.values()) {
             int[] s = p.shape(c);
             int out = s[0], in = s[1];
-            double full = 2.0 * in * out + 2.0 * loraRank * (in + out);
             boolean attention = p == Projection.Q || p == Projection.K || p == Projection.V || p == Projection.O;
-            if (p == Projection.DOWN) perLayer += 2.0 * loraRank * in;
-            else if (!attention || policy != dev.jsloth.api.blocks.Recompute.MLP) perLayer += full;
+            if (attention && policy != dev.jsloth.api.blocks.Recompute.MLP) perLayer += 2.0 * in * out + 2.0 * loraRank * (in + out);
+            else if (p == Projection.GATE || p == Projection.UP) perLayer += 2.0 * in * out + 2.0 * loraRank * out; // X A^T kept
         }
         if (policy == dev.jsloth.api.blocks.Recompute.ALL) perLayer += 4.0 * (seq / 2.0) * c.qDim();
         return perLayer * c.numLayers();

@@ -11,7 +11,7 @@ class ShapesFlopsTest {
     private static final int R = 16, SEQ = 64, LAYERS = 4;
     // per layer, one token: 2 in out for a product, 2 r (in + out) for its adapter
     private static final double Q = 2.0 * 128 * 128 + 2.0 * R * (128 + 128), KV = 2.0 * 128 * 64 + 2.0 * R * (128 + 64),
-            O = Q, GATE = 2.0 * 128 * 344 + 2.0 * R * (128 + 344), DOWN_ADAPTER_INPUT = 2.0 * R * 344;
+            O = Q, GATE_WITHOUT_ITS_KEPT_XA = 2.0 * 128 * 344 + 2.0 * R * 344;
 
     @Test
     void trainingFlopsCountForwardAndInputGradientsOfEveryProductAttentionAndTheAdapters() {
@@ -23,7 +23,7 @@ class ShapesFlopsTest {
 
     @Test
     void recomputationCountsWhatEachPolicyRunsAgain() {
-        double mlp = (2 * GATE + DOWN_ADAPTER_INPUT) * LAYERS;
+        double mlp = 2 * GATE_WITHOUT_ITS_KEPT_XA * LAYERS; // gate and up again; the down product and all three X A^T are not
         assertEquals(mlp, Shapes.recomputeFlopsPerToken(TINY, SEQ, R, Recompute.MLP), 1e-6);
         double allButAttention = mlp + (Q + 2 * KV + O) * LAYERS;
         assertEquals(allButAttention, Shapes.recomputeFlopsPerToken(TINY, SEQ, R, Recompute.ALL_BUT_ATTENTION), 1e-6);

@@ -36,12 +36,16 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
         recompute = java.util.Objects.requireNonNull(policy);
     }
 
-    /** What the layer keeps across checkpointing: the attention half's part, and with {@link Recompute#MLP} its output. */
-    private record Kept(AutoCloseable attention, Tensor mid) implements AutoCloseable {
+    /**
+     * What the layer keeps across checkpointing: the attention half's part, with {@link Recompute#MLP} its output, and
+     * the MLP's rank-r products under every policy.
+     */
+    private record Kept(AutoCloseable attention, Tensor mid, LoraMlpBlock.KeptProducts mlp) implements AutoCloseable {
         @Override
         public void close() throws Exception {
             if (attention != null) attention.close();
             if (mid != null) mid.close();
+            if (mlp != null) mlp.close();
         }
     }
 
@@ -66,11 +70,11 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
     @Override
     public AutoCloseable keepForRecompute(Saved saved) {
         Recompute policy = recompute;
-        saved.mlp().close();
+        LoraMlpBlock.KeptProducts m = mlp.keep(saved.mlp());
         AutoCloseable a = attention.keep(saved.attention(), policy);
         Tensor mid = policy == Recompute.MLP ? saved.mid() : null;
         if (mid == null) saved.mid().close();
-        return a == null && mid == null ? null : new Kept(a, mid);
+        return a == null && mid == null && m == null ? null : new Kept(a, mid, m);
     }
 
     /** Backward's forward again: the layer output is not needed, so the MLP stops at what its backward reads. */
@@ -87,7 +91,7 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
             a = f.saved();
             mid = f.y();
         }
-        return new Saved(a, mid, mlp.recompute(mid, null, ctx));
+        return new Saved(a, mid, mlp.recompute(mid, k == null ? null : k.mlp(), ctx));
     }
 
     /** Inference with a KV cache for the attention half; returns the layer output. */

@@ -47,19 +47,49 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
 
     @Override
     public Forward<Saved> forward(Tensor x, BatchContext ctx) {
-        return run(x, true);
+        return run(x, true, null);
+    }
+
+    /**
+     * The three projections' rank-r products {@code X A^T} ({@code [tokens, r]} each; null where a projection has no
+     * adapter), kept across checkpointing: a few hundred KB per layer, where forming them again reads the MLP's input
+     * twice and the SwiGLU output (tokens x intermediate) once.
+     */
+    public record KeptProducts(Tensor gateXa, Tensor upXa, Tensor downXa) implements AutoCloseable {
+        @Override
+        public void close() {
+            for (Tensor t : new Tensor[]{gateXa, upXa, downXa}) if (t != null) t.close();
+        }
+    }
+
+    /** Keeps the rank-r products ({@link #keep}). */
+    @Override
+    public AutoCloseable keepForRecompute(Saved s) {
+        return keep(s);
+    }
+
+    /**
+     * Takes over a forward's saved state: hands the three rank-r products to the result (no copies) and frees the
+     * rest. Returns null when no projection has an adapter.
+     */
+    public KeptProducts keep(Saved s) {
+        for (LoraLinear.Saved p : new LoraLinear.Saved[]{s.gs(), s.us(), s.ds()}) if (p.factors() != null) p.factors().close();
+        for (Tensor t : new Tensor[]{s.h(), s.rstd(), s.g(), s.u(), s.act()}) t.close();
+        Tensor g = s.gs().xa(), u = s.us().xa(), d = s.ds().xa();
+        return g == null && u == null && d == null ? null : new KeptProducts(g, u, d);
     }
 
     /**
      * The saved state without the output: the down projection's product and the residual add are skipped (the
-     * down projection is a third of the MLP's flops), only its rank-r product, which its backward reads, is formed.
+     * down projection is a third of the MLP's flops), only its rank-r product, which its backward reads, is formed
+     * (or taken from {@code kept}, a {@link KeptProducts} whose ownership passes on, with the gate and up ones).
      */
     @Override
     public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
-        return run(x, false).saved();
+        return run(x, false, (KeptProducts) kept).saved();
     }
 
-    private Forward<Saved> run(Tensor x, boolean output) {
+    private Forward<Saved> run(Tensor x, boolean output, KeptProducts kept) {
         Backend be = x.backend();
         Kernels kern = be.kernels();
         DType dt = x.dtype();
@@ -67,10 +97,14 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, postNorm, eps, h, rstd);
-        LoraLinear.Forward fg = gate.forwardSaving(h), fu = up.forwardSaving(h);
+        LoraLinear.Forward fg = kept == null ? gate.forwardSaving(h) : gate.forwardSavingWith(h, kept.gateXa());
+        LoraLinear.Forward fu = kept == null ? up.forwardSaving(h) : up.forwardSavingWith(h, kept.upXa());
         Tensor act = be.allocateForOverwrite(dt, fg.y().shape());
         kern.swigluForward(fg.y(), fu.y(), act);
-        if (!output) return new Forward<>(null, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, down.saveForBackward(act)));
+        if (!output) {
+            LoraLinear.Saved ds = kept == null ? down.saveForBackward(act) : down.savedWith(act, kept.downXa());
+            return new Forward<>(null, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, ds));
+        }
         LoraLinear.Forward fd = down.forwardSaving(act);
         Tensor y = fd.y();
         kern.add(y, x, y);

@@ -152,12 +152,24 @@ public final class LoraLinear {
 
     /** Training forward: Y plus the saved activations for {@link #backward}. */
     public Forward forwardSaving(Tensor x) {
+        checkInput(x);
+        return forward(x, saveForBackward(x));
+    }
+
+    /**
+     * Training forward from a kept rank-r product {@code xa = X A^T} (ownership passes to the result; null without an
+     * adapter): a recompute that kept XA forms only Y, without reading X for XA again.
+     */
+    public Forward forwardSavingWith(Tensor x, Tensor xa) {
+        checkInput(x);
+        return forward(x, savedWith(x, xa));
+    }
+
+    private Forward forward(Tensor x, Saved saved) {
         Backend be = x.backend();
         Kernels k = be.kernels();
-        checkInput(x);
         int n = Math.toIntExact(x.shape().rows());
         Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
-        Saved saved = saveForBackward(x);
         // the adapter's term with the base product (one pass where the backend fuses them: Y written once)
         if (saved.xa() != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, saved.xa(), saved.factors().b(), 0.0, y);
         else k.gemm(false, true, 1.0, x, weight, 0.0, y);
