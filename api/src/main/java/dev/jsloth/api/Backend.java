@@ -69,6 +69,14 @@ public interface Backend extends AutoCloseable {
     void close();
 
     /**
+     * Declares {@code t} (an owning tensor of this backend) constant from now on, as LoRA's frozen base weights are.
+     * The backend may then keep forms derived from it (the CPU backend keeps its GEMM operand panels, packed once
+     * instead of on every product) and refuses writes into it or its views. Cannot be undone. Default: nothing.
+     */
+    default void freeze(Tensor t) {
+    }
+
+    /**
      * The activation type LoRA training runs fastest at on this device: BF16 where 16-bit products run on tensor
      * cores (with F32 LoRA weights and accumulation), else F32. What {@code bench --shape} uses unless told.
      */

@@ -62,7 +62,27 @@ public final class CpuBackend implements Backend {
     }
 
     void release(CpuTensor t) {
-        if (live.remove(t, t.rawSegment().byteSize() + t.heapBytes())) NativeMemory.free(t.rawSegment());
+        if (live.remove(t, t.rawSegment().byteSize() + t.heapBytes())) {
+            t.freePanels();
+            NativeMemory.free(t.rawSegment());
+        }
+    }
+
+    /** Bytes held for tensors beside their own memory (kept GEMM panels): counted as live memory. */
+    void derivedBytes(long bytes) {
+        live.addDerivedBytes(bytes);
+    }
+
+    @Override
+    public void freeze(Tensor t) {
+        if (!(t instanceof CpuTensor c) || c.backend() != this)
+            throw new IllegalArgumentException("tensor " + t + " does not belong to this CPU backend");
+        c.freeze();
+    }
+
+    /** The kept panels of a frozen tensor used whole as a GEMM operand (null for anything else). */
+    PanelCache panels(Tensor t) {
+        return t instanceof CpuTensor c && c.backend() == this ? c.panels() : null;
     }
 
     @Override

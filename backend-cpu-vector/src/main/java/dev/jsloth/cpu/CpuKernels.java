@@ -51,7 +51,7 @@ final class CpuKernels implements Kernels {
             Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c); // its gemms say what is wrong
             return;
         }
-        Matrix ma = matrix(a, transA), mb = matrix(b, transB), ml = matrix(l, transA), mr = matrix(r, transB);
+        Matrix ma = matrix(a, transA), mb = operandB(b, transB), ml = matrix(l, transA), mr = matrix(r, transB);
         int m = ma.opRows(), k = ma.opCols(), n = mb.opCols(), rank = ml.opCols();
         float factor = (float) (lowScale / alpha); // L's scale in the packing; alpha scales the whole tile after
         boolean fused = FUSE_LOW_RANK && c.dtype() == DType.F32 && (float) alpha != 0 && lowScale != 0 && Float.isFinite(factor)
@@ -72,6 +72,11 @@ final class CpuKernels implements Kernels {
         return new Matrix(be.seg(t), be.codec(t), 0, Math.toIntExact(t.shape().rows()), t.shape().cols(), trans);
     }
 
+    /** A whole tensor as the B operand, with its kept panels when it is frozen. */
+    private Matrix operandB(Tensor t, boolean trans) {
+        return new Matrix(be.seg(t), be.codec(t), 0, Math.toIntExact(t.shape().rows()), t.shape().cols(), trans, be.panels(t));
+    }
+
     @Override
     public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
         int batch = KernelArguments.checkBatched(a, b, c);
@@ -86,7 +91,8 @@ final class CpuKernels implements Kernels {
                           double beta, Tensor c, long cBase, long ar, long ac, long br, long bc, long cr, long cc) {
         requireFloating(c);
         Matrix ma = new Matrix(be.seg(a), be.codec(a), aBase, Math.toIntExact(ar), Math.toIntExact(ac), transA);
-        Matrix mb = new Matrix(be.seg(b), be.codec(b), bBase, Math.toIntExact(br), Math.toIntExact(bc), transB);
+        Matrix mb = new Matrix(be.seg(b), be.codec(b), bBase, Math.toIntExact(br), Math.toIntExact(bc), transB,
+                bBase == 0 && b.numel() == br * bc ? be.panels(b) : null); // a batch's slices are packed per product
         int m = ma.opRows(), k = ma.opCols(), n = mb.opCols();
         if (mb.opRows() != k || cr != m || cc != n)
             throw new IllegalArgumentException("GEMM shapes do not agree: op(A) " + m + "x" + k + ", op(B) " + mb.opRows() + "x" + n

@@ -40,10 +40,32 @@ final class CpuTensor extends BackendTensor<CpuTensor> {
         return backend;
     }
 
-    /** The memory, after checking the tensor is alive. */
+    /** The memory, after checking the tensor is alive; read-only once the tensor (its root, for a view) is frozen. */
     MemorySegment segment() {
         checkAlive();
-        return segment;
+        return rootOrSelf().frozen ? segment.asReadOnly() : segment;
+    }
+
+    private volatile boolean frozen; // an owning tensor's: Backend.freeze
+    private PanelCache panels;       // a frozen owning tensor's packed GEMM panels, made on first use
+
+    /** Makes this owning tensor constant: its memory (and its views') read-only, its GEMM panels kept. */
+    void freeze() {
+        if (!owns()) throw new IllegalArgumentException("freeze takes an owning tensor, not a view: " + this);
+        checkAlive();
+        frozen = true;
+    }
+
+    /** The kept GEMM panels of a frozen owning tensor of a floating type; null otherwise (views included). */
+    synchronized PanelCache panels() {
+        if (!owns() || !frozen || !(codec instanceof ElementCodec)) return null;
+        if (panels == null) panels = new PanelCache(backend::derivedBytes);
+        return panels;
+    }
+
+    /** Frees the kept panels, if any (the tensor is being freed). */
+    synchronized void freePanels() {
+        if (panels != null) panels.free();
     }
 
     @Override

@@ -51,6 +51,7 @@ final class GemmF32 {
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
     private static final ThreadLocal<MemorySegment[]> B_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+    private static final ThreadLocal<MemorySegment[]> LOW_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ValueLayout.OfFloat PACKED = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
 
@@ -106,13 +107,17 @@ final class GemmF32 {
         }
         if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
         boolean directA = readsAInPlace(n, a), directB = readsBInPlace(m, b);
-        int kcMax = kBlock(directB), depth = rank + k, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
-        int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / depth / NR * NR));
-        MemorySegment bs = packedB((long) depth * ncMax);
+        int kcMax = kBlock(directB), lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
+        // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
+        // panels are the same blocks whatever pair rides along
+        int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
+        MemorySegment bs = packedB(B_SEG, (long) k * ncMax), ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
-            if (rank > 0) packB(r, rank, 0, jc, nc, false, bs);
-            packB(b, k, rank, jc, nc, directB, bs);
+            if (rank > 0) packB(r, rank, 0, jc, nc, false, ls);
+            MemorySegment kept = directB ? null : keptPanels(b, k, kcMax, jc, nc);
+            MemorySegment bBlocks = kept != null ? kept : bs;
+            if (kept == null) packB(b, k, 0, jc, nc, directB, bs);
             // row blocks of (nearly) equal height, whole MR panels: 512 rows as 6 x 90 instead of 5 x 96 + 32 (the last
             // one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
             int mBlocks = ceilDiv(m, MC), mcRows = MR * ceilDiv(ceilDiv(m, MR), mBlocks);
@@ -127,14 +132,14 @@ final class GemmF32 {
                     for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
                         boolean low = kb < lowBlocks;
                         int pc = low ? 0 : (kb - lowBlocks) * kcMax, kc = low ? rank : Math.min(kcMax, k - pc);
-                        int packedAt = low ? 0 : rank + pc; // where this block starts in the packed depth
+                        MemorySegment blockPanels = low ? ls : bBlocks; // the pair's panels, or B's from depth pc
                         boolean store = overwrite && kb == 0;
                         if (!directA) packA(low ? l : a, ic, mc, pc, kc, low ? lowFactor : 1f, as);
                         for (int q = q0; q < q1; q++) {
                             int col = jcf + q * NR, nr = Math.min(NR, n - col);
                             boolean inPlaceB = directB && nr == NR;
-                            MemorySegment bSeg = inPlaceB ? b.seg() : bs;
-                            long bo = inPlaceB ? 4 * b.at(pc, col) : 4L * packedOffset(packedAt, q, kc, panels);
+                            MemorySegment bSeg = inPlaceB ? b.seg() : blockPanels;
+                            long bo = inPlaceB ? 4 * b.at(pc, col) : 4L * packedOffset(pc, q, kc, panels);
                             long bStep = inPlaceB ? 4L * b.cols() : 4L * NR;
                             for (int ir = 0; ir < mc; ir += MR) {
                                 int mr = Math.min(MR, mc - ir);
@@ -149,7 +154,7 @@ final class GemmF32 {
                                     // short k (LoRA's rank-16 products): the sliced kernel's two slices per call
                                     // cost more than its bounds-check-free loop saves
                                     if (inPlaceB || kc < SLICED_MIN_K) accumulate(kc, as, ao, 4, 4L * MR, bSeg, bo, bStep, ct);
-                                    else accumulatePacked(kc, as, ao, bs, bo, ct);
+                                    else accumulatePacked(kc, as, ao, blockPanels, bo, ct);
                                 }
                                 updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                             }
@@ -170,11 +175,22 @@ final class GemmF32 {
         return (long) pc * panels * NR + (long) q * kc * NR;
     }
 
-    /** The calling thread's packed-B buffer, grown to at least {@code floats}. */
-    private static MemorySegment packedB(long floats) {
-        MemorySegment[] held = B_SEG.get();
-        if (held[0] == null || held[0].byteSize() < floats * 4) held[0] = Arena.ofAuto().allocate(Math.max(floats, B_FLOATS) * 4, 64);
+    /** The calling thread's packed-B buffer ({@code B_SEG}, or {@code LOW_SEG} for a low-rank pair's), grown to at least {@code floats}. */
+    private static MemorySegment packedB(ThreadLocal<MemorySegment[]> buffer, long floats) {
+        MemorySegment[] held = buffer.get();
+        long size = Math.max(floats, buffer == B_SEG ? B_FLOATS : 0) * 4;
+        if (held[0] == null || held[0].byteSize() < floats * 4) held[0] = Arena.ofAuto().allocate(size, 64);
         return held[0];
+    }
+
+    /**
+     * B's panels of columns [jc, jc + nc) for all of K from its kept panels (a frozen tensor's, packed on first use), or
+     * null where B keeps none or their budget is spent.
+     */
+    private static MemorySegment keptPanels(Matrix b, int k, int kcMax, int jc, int nc) {
+        if (b.panels() == null) return null;
+        return b.panels().block(new PanelCache.Key(b.trans(), k, kcMax, jc, nc), (long) k * ceilDiv(nc, NR) * NR,
+                into -> packB(b, k, 0, jc, nc, false, into));
     }
 
     /**

@@ -93,6 +93,7 @@ public final class LlamaWeights implements AutoCloseable {
                 else throw new CheckpointFormatException(dir, "lm_head.weight", "missing and tie_word_embeddings is false");
                 LlamaWeights lw = new LlamaWeights(emb, norm, head, layers);
                 lw.owned.addAll(owned);
+                owned.forEach(be::freeze); // frozen base weights: backends may keep derived forms (CPU: packed panels)
                 return lw;
             } catch (java.io.UncheckedIOException e) {
                 owned.forEach(Tensor::close);
@@ -153,6 +154,7 @@ public final class LlamaWeights implements AutoCloseable {
         Tensor head = c.tieWordEmbeddings() ? emb : rnd.apply(new int[]{c.vocabSize(), d});
         LlamaWeights lw = new LlamaWeights(emb, norm, head, layers);
         lw.owned.addAll(owned);
+        owned.forEach(be::freeze);
         return lw;
     }
 

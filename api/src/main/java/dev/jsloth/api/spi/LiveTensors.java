@@ -34,6 +34,15 @@ public final class LiveTensors<T extends Tensor> {
         return true;
     }
 
+    /**
+     * Records {@code bytes} (negative: frees them) that the backend holds for its tensors beside their own memory
+     * (derived forms, caches): counted in live and peak bytes like a tensor's.
+     */
+    public void addDerivedBytes(long bytes) {
+        long now = liveBytes.addAndGet(bytes);
+        if (bytes > 0) peakBytes.accumulateAndGet(now, Math::max);
+    }
+
     public long liveBytes() {
         return liveBytes.get();
     }
