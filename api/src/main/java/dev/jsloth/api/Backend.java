@@ -69,9 +69,10 @@ public interface Backend extends AutoCloseable {
     void close();
 
     /**
-     * Declares {@code t} (an owning tensor of this backend) constant from now on, as LoRA's frozen base weights are.
-     * The backend may then keep forms derived from it (the CPU backend keeps its GEMM operand panels, packed once
-     * instead of on every product) and refuses writes into it or its views. Cannot be undone. Default: nothing.
+     * Declares {@code t} (an owning tensor of this backend) constant from now on, as LoRA's frozen base weights are:
+     * nothing may write into it or its views afterwards. A backend may then keep forms derived from it and refuse
+     * writes; the CPU backend does both (its GEMM operand panels are packed once instead of on every product, and a
+     * write throws). Cannot be undone. Default: nothing.
      */
     default void freeze(Tensor t) {
     }
