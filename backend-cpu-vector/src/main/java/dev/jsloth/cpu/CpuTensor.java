@@ -58,7 +58,7 @@ final class CpuTensor extends BackendTensor<CpuTensor> {
 
     /** The kept GEMM panels of a frozen owning tensor of a floating type; null otherwise (views included). */
     synchronized PanelCache panels() {
-        if (!owns() || !frozen || !(codec instanceof ElementCodec)) return null;
+        if (!owns() || !frozen || isClosed() || !(codec instanceof ElementCodec)) return null;
         if (panels == null) panels = new PanelCache(backend::derivedBytes);
         return panels;
     }

@@ -93,10 +93,10 @@ final class GemmF32 {
 
     /**
      * As {@link #multiply(int, int, int, float, Matrix, Matrix, MemorySegment, boolean)}, plus
-     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same accumulators: the pair is
-     * packed as a first k block of depth {@code rank} in front of A's and B's (LoRA's adapter term concatenated along
-     * K with the base product, so it costs no pass over C of its own). Needs {@link #fusesLowRank}; rank 0 is the plain
-     * product.
+     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same accumulators: the pair runs
+     * as a first k block of depth {@code rank} before A's and B's (LoRA's adapter term concatenated along K with the
+     * base product, so it costs no pass over C of its own; its B-side panels in a buffer of their own). Needs
+     * {@link #fusesLowRank}; rank 0 is the plain product.
      */
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, Matrix l, Matrix r, int rank, float lowFactor,
                          MemorySegment c, boolean overwrite) {
@@ -114,10 +114,10 @@ final class GemmF32 {
         MemorySegment bs = packedB(B_SEG, (long) k * ncMax), ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
-            if (rank > 0) packB(r, rank, 0, jc, nc, false, ls);
+            if (rank > 0) packB(r, rank, jc, nc, false, ls);
             MemorySegment kept = directB ? null : keptPanels(b, k, kcMax, jc, nc);
             MemorySegment bBlocks = kept != null ? kept : bs;
-            if (kept == null) packB(b, k, 0, jc, nc, directB, bs);
+            if (kept == null) packB(b, k, jc, nc, directB, bs);
             // row blocks of (nearly) equal height, whole MR panels: 512 rows as 6 x 90 instead of 5 x 96 + 32 (the last
             // one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
             int mBlocks = ceilDiv(m, MC), mcRows = MR * ceilDiv(ceilDiv(m, MR), mBlocks);
@@ -190,32 +190,31 @@ final class GemmF32 {
     private static MemorySegment keptPanels(Matrix b, int k, int kcMax, int jc, int nc) {
         if (b.panels() == null) return null;
         return b.panels().block(new PanelCache.Key(b.trans(), k, kcMax, jc, nc), (long) k * ceilDiv(nc, NR) * NR,
-                into -> packB(b, k, 0, jc, nc, false, into));
+                into -> packB(b, k, jc, nc, false, into));
     }
 
     /**
-     * Packs op(B)[0..k, jc..jc+nc] for all of K (see {@link #packedOffset}), starting at packed depth {@code at}
-     * (after a low-rank block). With {@code inPlace} (a plain F32 B read where it is) only a short last panel is
-     * packed, so the kernel never reads past B's columns.
+     * Packs op(B)[0..k, jc..jc+nc] for all of K (see {@link #packedOffset}). With {@code inPlace} (a plain F32 B read
+     * where it is) only a short last panel is packed, so the kernel never reads past B's columns.
      */
-    private static void packB(Matrix b, int k, int at, int jc, int nc, boolean inPlace, MemorySegment bs) {
+    private static void packB(Matrix b, int k, int jc, int nc, boolean inPlace, MemorySegment bs) {
         int panels = ceilDiv(nc, NR), kcMax = kBlock(inPlace);
         if (inPlace) {
             if (nc % NR == 0) return;
             for (int pc = 0; pc < k; pc += kcMax) {
                 int kc = Math.min(kcMax, k - pc);
-                packBPanel(b, pc, kc, jc + (panels - 1) * NR, nc % NR, bs, packedOffset(at + pc, panels - 1, kc, panels));
+                packBPanel(b, pc, kc, jc + (panels - 1) * NR, nc % NR, bs, packedOffset(pc, panels - 1, kc, panels));
             }
         } else if (b.trans()) {
             int kBlocks = ceilDiv(k, kcMax);
             Parallel.forRange(kBlocks * panels, 8, (lo, hi) -> {
                 for (int u = lo; u < hi; u++) {
                     int pc = (u / panels) * kcMax, q = u % panels, kc = Math.min(kcMax, k - pc);
-                    packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), bs, packedOffset(at + pc, q, kc, panels));
+                    packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), bs, packedOffset(pc, q, kc, panels));
                 }
             });
         } else {
-            Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, k, at, jc, nc, bs));
+            Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, k, jc, nc, bs));
         }
     }
 
@@ -261,7 +260,7 @@ final class GemmF32 {
      * (one bulk copy), and cut into the NR-wide panels — far fewer, larger reads than panel by panel, which matters
      * when M is small (LoRA's dA = dYB^T X) and packing B is a large share of the work.
      */
-    private static void packBRows(Matrix b, int p0, int p1, int k, int at, int jc, int nc, MemorySegment bp) {
+    private static void packBRows(Matrix b, int p0, int p1, int k, int jc, int nc, MemorySegment bp) {
         int panels = ceilDiv(nc, NR);
         float[][] held = ROW_WIDE.get();
         if (held[0].length < panels * NR) held[0] = new float[panels * NR];
@@ -271,7 +270,7 @@ final class GemmF32 {
             b.codec().readFloats(b.seg(), b.at(p, jc), row, 0, nc);
             java.util.Arrays.fill(row, nc, panels * NR, 0f);
             for (int q = 0; q < panels; q++) { // two vector stores per panel: MemorySegment.copy of 64 bytes cost ~10x more
-                long to = 4L * (packedOffset(at + pc, q, kc, panels) + (long) (p - pc) * NR);
+                long to = 4L * (packedOffset(pc, q, kc, panels) + (long) (p - pc) * NR);
                 FloatVector.fromArray(SP, row, q * NR).intoMemorySegment(bp, to, NATIVE);
                 FloatVector.fromArray(SP, row, q * NR + L).intoMemorySegment(bp, to + 4L * L, NATIVE);
             }

@@ -48,8 +48,13 @@ final class PanelCache {
             HELD.addAndGet(-size);
             return null;
         }
-        seg = arena.allocate(size, 64);
-        packer.pack(seg);
+        try {
+            seg = arena.allocate(size, 64);
+            packer.pack(seg);
+        } catch (RuntimeException | Error e) { // nothing was kept: the budget goes back (the memory with the tensor)
+            HELD.addAndGet(-size);
+            throw e;
+        }
         blocks.put(key, seg);
         bytes += size;
         accounting.accept(size);

@@ -85,22 +85,28 @@ class FrozenTensorTest {
     /** Kept panels count as live memory (one block per B layout used) and are freed with their tensor. */
     @Test
     void keptPanelsAreLiveMemoryUntilTheTensorIsFreed() {
-        int m = 40, n = 70, k = 50; // N of 5 panels, 80 columns packed
+        int m = 40, n = 70, k = 50;
+        long wT = 4L * k * panelColumns(n), w = 4L * n * panelColumns(k); // W^T's panels: 50 deep; W's: 70 deep
         long base = be.memoryStats().liveBytes();
         Tensor a = be.upload(DType.F32, Shape.of(m, k), random(new SplittableRandom(2), m * k));
         Tensor at = be.upload(DType.F32, Shape.of(m, n), random(new SplittableRandom(3), m * n));
-        Tensor w = be.upload(DType.F32, Shape.of(n, k), random(new SplittableRandom(4), n * k));
+        Tensor weight = be.upload(DType.F32, Shape.of(n, k), random(new SplittableRandom(4), n * k));
         Tensor y = be.allocate(DType.F32, m, n), dx = be.allocate(DType.F32, m, k);
         long tensors = be.memoryStats().liveBytes();
-        be.freeze(w);
-        be.kernels().gemm(false, true, 1.0, a, w, 0.0, y);   // X W^T: W^T's panels, 50 deep, 80 columns
-        be.kernels().gemm(false, true, 1.0, a, w, 0.0, y);   // kept: nothing more
-        assertEquals(tensors + 4L * k * 80, be.memoryStats().liveBytes());
-        be.kernels().gemm(false, false, 1.0, at, w, 0.0, dx); // dY W: W's own panels, 70 deep, 64 columns
-        assertEquals(tensors + 4L * k * 80 + 4L * n * 64, be.memoryStats().liveBytes());
-        w.close();
+        be.freeze(weight);
+        be.kernels().gemm(false, true, 1.0, a, weight, 0.0, y);   // X W^T: W^T's panels
+        be.kernels().gemm(false, true, 1.0, a, weight, 0.0, y);   // kept: nothing more
+        assertEquals(tensors + wT, be.memoryStats().liveBytes());
+        be.kernels().gemm(false, false, 1.0, at, weight, 0.0, dx); // dY W: W's own panels
+        assertEquals(tensors + wT + w, be.memoryStats().liveBytes());
+        weight.close();
         for (Tensor t : new Tensor[]{a, at, y, dx}) t.close();
         assertEquals(base, be.memoryStats().liveBytes());
+    }
+
+    /** Columns packed for n: whole panels of the microkernel's width. */
+    private static long panelColumns(int n) {
+        return (long) (n + GemmF32.NR - 1) / GemmF32.NR * GemmF32.NR;
     }
 
     private static double[] random(SplittableRandom r, int n) {

@@ -197,6 +197,8 @@ public final class LoraLinear {
      */
     public Saved savedWith(Tensor x, Tensor xa) {
         checkInput(x);
+        if ((loraA == null) != (xa == null))
+            throw new IllegalArgumentException(loraA == null ? "a rank-r product given to a layer without an adapter" : "the adapter's rank-r product is missing");
         return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(x.dtype()));
     }
 
