@@ -1,11 +1,8 @@
 package dev.jsloth.cpu;
 
-import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -20,19 +17,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * {@code Backend.freeze} on the CPU backend: a frozen tensor's GEMM panels are packed once and kept, which must change
  * no bit of any product, and the tensor refuses writes.
  */
-class FrozenTensorTest {
-    static Backend be;
-
-    @BeforeAll
-    static void start() {
-        be = new CpuBackendProvider().create();
-    }
-
-    @AfterAll
-    static void stop() {
-        be.close();
-    }
-
+class FrozenTensorTest extends CpuBackendTests {
     /**
      * The same products with B frozen (first use packs and keeps, second reuses) and not: the same bits, for plain and
      * fused low-rank products, both B layouts, F32 and BF16 storage, K over several K blocks, N over several column
@@ -107,11 +92,5 @@ class FrozenTensorTest {
     /** Columns packed for n: whole panels of the microkernel's width. */
     private static long panelColumns(int n) {
         return (long) (n + GemmF32.NR - 1) / GemmF32.NR * GemmF32.NR;
-    }
-
-    private static double[] random(SplittableRandom r, int n) {
-        double[] v = new double[n];
-        for (int i = 0; i < n; i++) v[i] = r.nextDouble(-1, 1);
-        return v;
     }
 }

@@ -1,11 +1,8 @@
 package dev.jsloth.cpu;
 
-import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -18,19 +15,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * N of one panel), B read in place (plain F32 B, short M), their partial panels and tiles, both transposes, and
  * non-F32 storage (packed whatever the shape).
  */
-class GemmShapesTest {
-    static Backend be;
-
-    @BeforeAll
-    static void start() {
-        be = new CpuBackendProvider().create();
-    }
-
-    @AfterAll
-    static void stop() {
-        be.close();
-    }
-
+class GemmShapesTest extends CpuBackendTests {
     @ParameterizedTest
     @CsvSource({
             "1,1,1", "13,207,1", "207,13,300", "4098,13,207", "4098,16,33", "13,4098,207", "24,4098,300", "25,33,600",
@@ -120,11 +105,5 @@ class GemmShapesTest {
                 }
             }
         }
-    }
-
-    private static double[] random(SplittableRandom r, int n) {
-        double[] v = new double[n];
-        for (int i = 0; i < n; i++) v[i] = r.nextDouble(-1, 1);
-        return v;
     }
 }
