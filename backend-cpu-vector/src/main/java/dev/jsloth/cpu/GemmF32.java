@@ -111,11 +111,11 @@ final class GemmF32 {
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
         // panels are the same blocks whatever pair rides along
         int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
-        MemorySegment bs = packedB(B_SEG, (long) k * ncMax), ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax) : null;
+        MemorySegment bs = packedB(B_SEG, (long) k * ncMax, B_FLOATS), ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax, 0) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
             if (rank > 0) packB(r, rank, jc, nc, false, ls);
-            MemorySegment kept = directB ? null : keptPanels(b, k, kcMax, jc, nc);
+            MemorySegment kept = directB ? null : keptPanels(b, k, jc, nc);
             MemorySegment bBlocks = kept != null ? kept : bs;
             if (kept == null) packB(b, k, jc, nc, directB, bs);
             // row blocks of (nearly) equal height, whole MR panels: 512 rows as 6 x 90 instead of 5 x 96 + 32 (the last
@@ -175,21 +175,24 @@ final class GemmF32 {
         return (long) pc * panels * NR + (long) q * kc * NR;
     }
 
-    /** The calling thread's packed-B buffer ({@code B_SEG}, or {@code LOW_SEG} for a low-rank pair's), grown to at least {@code floats}. */
-    private static MemorySegment packedB(ThreadLocal<MemorySegment[]> buffer, long floats) {
+    /**
+     * The calling thread's packed-B buffer ({@code B_SEG}, or {@code LOW_SEG} for a low-rank pair's), grown to at least
+     * {@code floats} (and made at least {@code minFloats} when it has to grow).
+     */
+    private static MemorySegment packedB(ThreadLocal<MemorySegment[]> buffer, long floats, long minFloats) {
         MemorySegment[] held = buffer.get();
-        long size = Math.max(floats, buffer == B_SEG ? B_FLOATS : 0) * 4;
-        if (held[0] == null || held[0].byteSize() < floats * 4) held[0] = Arena.ofAuto().allocate(size, 64);
+        if (held[0] == null || held[0].byteSize() < floats * 4) held[0] = Arena.ofAuto().allocate(Math.max(floats, minFloats) * 4, 64);
         return held[0];
     }
 
     /**
      * B's panels of columns [jc, jc + nc) for all of K from its kept panels (a frozen tensor's, packed on first use), or
-     * null where B keeps none or their budget is spent.
+     * null where B keeps none or their budget is spent. Only a packed B keeps panels, so they are always in K blocks
+     * of {@link #KC}.
      */
-    private static MemorySegment keptPanels(Matrix b, int k, int kcMax, int jc, int nc) {
+    private static MemorySegment keptPanels(Matrix b, int k, int jc, int nc) {
         if (b.panels() == null) return null;
-        return b.panels().block(new PanelCache.Key(b.trans(), k, kcMax, jc, nc), (long) k * ceilDiv(nc, NR) * NR,
+        return b.panels().block(new PanelCache.Key(b.trans(), k, jc, nc), (long) k * ceilDiv(nc, NR) * NR,
                 into -> packB(b, k, jc, nc, false, into));
     }
 

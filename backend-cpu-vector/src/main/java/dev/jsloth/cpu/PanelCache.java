@@ -18,8 +18,8 @@ final class PanelCache {
     static final long LIMIT = Long.getLong("jsloth.cpu.panelCacheBytes", 1L << 30);
     private static final AtomicLong HELD = new AtomicLong();
 
-    /** A block of op(B)'s columns [jc, jc + nc) over all of K, in K blocks of {@code kc}, for op(B) transposed or not. */
-    record Key(boolean trans, int k, int kc, int jc, int nc) {
+    /** A block of op(B)'s columns [jc, jc + nc) over all of K (in the GEMM's K blocks), for op(B) transposed or not. */
+    record Key(boolean trans, int k, int jc, int nc) {
     }
 
     /** Packs a block into the given segment (k x whole panels of floats). */

@@ -81,9 +81,11 @@ public final class Shapes {
         for (Projection p : Projection.values()) {
             int[] s = p.shape(c);
             int out = s[0], in = s[1];
-            boolean attention = p == Projection.Q || p == Projection.K || p == Projection.V || p == Projection.O;
-            if (attention && policy != dev.jsloth.api.blocks.Recompute.MLP) perLayer += 2.0 * in * out + 2.0 * loraRank * (in + out);
-            else if (p == Projection.GATE || p == Projection.UP) perLayer += 2.0 * in * out + 2.0 * loraRank * out; // X A^T kept
+            perLayer += switch (p) {
+                case GATE, UP -> 2.0 * in * out + 2.0 * loraRank * out; // their X A^T is kept
+                case DOWN -> 0;                                           // only its X A^T, which is kept
+                case Q, K, V, O -> policy == dev.jsloth.api.blocks.Recompute.MLP ? 0 : 2.0 * in * out + 2.0 * loraRank * (in + out);
+            };
         }
         if (policy == dev.jsloth.api.blocks.Recompute.ALL) perLayer += 4.0 * (seq / 2.0) * c.qDim();
         return perLayer * c.numLayers();
