@@ -133,9 +133,14 @@ int main(int argc, char** argv) {
     {
         const int sm = 6 * W + 1024 + (4 * 64 + 2 * 64 + 64) * 4;
         auto kern = var::VAR_DKDV_K<bf16_t>; allowShared(kern, sm);
-        t = timeit([&] { kern<<<dim3((T + 63) / 64, Hq, B), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, group > 1 ? dkp : nullptr, group > 1 ? dvp : nullptr, T, Hq, Hkv); });
-        printf("dkdv  wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
-        if (group > 1) groupSums(dk2, dv2);
+        t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, T, Hq, Hkv); });
+        printf("dkdv  wgmma, whole group per block     %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
+        compare("dk", dk, dk2, nk, false); compare("dv", dv, dv2, nk, false);
+    }
+    {
+        auto kern = var::BASE_DKDV<bf16_t>; allowShared(kern, dkdvSmem);
+        t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, dkdvSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, T, Hq, Hkv); });
+        printf("dkdv  mma.sync, whole group per block  %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
         compare("dk", dk, dk2, nk, false); compare("dv", dv, dv2, nk, false);
     }
     // dQ

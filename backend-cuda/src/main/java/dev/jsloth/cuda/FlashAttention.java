@@ -163,6 +163,16 @@ final class FlashAttention {
                 .i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads()));
     }
 
+    /**
+     * Rows of attention_delta_kernel per block of {@link Grid#THREADS}: a warp takes 32 / packs rows when a row is a
+     * power of two (at most 32) of 16-byte packs (the kernel's packed path; the tensors here are 16-byte aligned), else one.
+     */
+    static int deltaRowsPerBlock(int headDim, ElementType t) {
+        int perPack = 16 / t.bytes, packs = headDim / perPack;
+        boolean packed = headDim % perPack == 0 && packs <= 32 && Integer.bitCount(packs) == 1;
+        return Grid.THREADS / 32 * (packed ? 32 / packs : 1);
+    }
+
     static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
                          Tensor out, Tensor lse, Tensor dq, Tensor dk, Tensor dv) {
         backward(be, d, dOut, q, k, v, segments, scale, out, lse, dq, dk, dv, kernels(be.device, d.headDim()));
@@ -175,27 +185,15 @@ final class FlashAttention {
         long seg = segments == null ? 0 : be.ptr(segments);
         long rows = (long) d.batch() * d.seq() * d.qHeads();
         try (CudaTensor delta = be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(rows)))) {
-            be.kernel(KernelId.ATTENTION_DELTA, t).launch(Grid.blocks(Math.ceilDiv(rows, Grid.THREADS / 32), Grid.THREADS),
+            be.kernel(KernelId.ATTENTION_DELTA, t).launch(Grid.blocks(Math.ceilDiv(rows, deltaRowsPerBlock(d.headDim(), t)), Grid.THREADS),
                     LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(out)).ptr(delta.address()).i32(d.batch()).i32(d.seq())
                             .i32(d.qHeads()).i32(d.headDim()));
-            // one block per (key tile, query head); with GQA the per-query-head dK/dV go to fp32 partials, summed per group
-            int group = d.qHeads() / d.kvHeads();
-            long partElements = group == 1 ? 1 : (long) d.batch() * d.seq() * d.qHeads() * d.headDim();
-            try (CudaTensor dkPart = group == 1 ? null : be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(partElements)));
-                 CudaTensor dvPart = group == 1 ? null : be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(partElements)))) {
-                Grid kv = new Grid(Math.ceilDiv(d.seq(), KEY_ROWS), d.qHeads(), d.batch(), THREADS, 1, 1,
-                        dkdvSharedBytes(d.headDim(), kernels));
-                be.kernel(dkdvKernel(d.headDim(), kernels), t).launch(kv, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
-                        .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dk)).ptr(be.ptr(dv))
-                        .ptr(dkPart == null ? 0 : dkPart.address()).ptr(dvPart == null ? 0 : dvPart.address())
-                        .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()));
-                if (group > 1) {
-                    long kvRows = (long) d.batch() * d.seq() * d.kvHeads();
-                    for (CudaTensor[] pair : new CudaTensor[][]{{dkPart, be.tensor(dk)}, {dvPart, be.tensor(dv)}})
-                        be.kernel(KernelId.FLASH_GROUP_SUM, t).launch(Grid.linear(kvRows * d.headDim()), LaunchArgs.of()
-                                .ptr(pair[0].address()).ptr(pair[1].address()).i64(kvRows).i32(group).i32(d.headDim()));
-                }
-            }
+            // one block per (kv head, batch row, key tile), the first key tiles (the most queries) launched first: each
+            // walks its group's query heads in turn and writes dK and dV once
+            Grid kv = new Grid(d.kvHeads(), d.batch(), Math.ceilDiv(d.seq(), KEY_ROWS), THREADS, 1, 1, dkdvSharedBytes(d.headDim(), kernels));
+            be.kernel(dkdvKernel(d.headDim(), kernels), t).launch(kv, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
+                    .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dk)).ptr(be.ptr(dv))
+                    .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()));
             Grid qg = new Grid(Math.ceilDiv(d.seq(), kernels.dqRows()), d.qHeads(), d.batch(), THREADS, 1, 1,
                     dqSharedBytes(d.headDim(), kernels));
             be.kernel(dqKernel(d.headDim(), kernels), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))

@@ -47,7 +47,6 @@ enum KernelId {
     FLASH_FORWARD_D64_WGMMA("flash_attention.cu", "flash_attention_forward_d64_wgmma_kernel", 1),
     FLASH_DKDV_D64_WGMMA("flash_attention.cu", "flash_attention_dkdv_d64_wgmma_kernel", 1),
     FLASH_DQ_D64_WGMMA("flash_attention.cu", "flash_attention_dq_d64_wgmma_kernel", 1),
-    FLASH_GROUP_SUM("flash_attention.cu", "flash_attention_group_sum_kernel", 1),
     CROSS_ENTROPY_FORWARD("cross_entropy.cu", "cross_entropy_forward_kernel", 2),
     CROSS_ENTROPY_BACKWARD("cross_entropy.cu", "cross_entropy_backward_kernel", 2),
     EMBEDDING_FORWARD("embedding.cu", "embedding_forward_kernel", 2),

