@@ -83,7 +83,6 @@ static void compare(const char* what, const void* ref, const void* got, size_t n
 int main(int argc, char** argv) {
     const int B = atoi(argv[1]), T = atoi(argv[2]), Hq = atoi(argv[3]), Hkv = atoi(argv[4]), D = HD;
     if (argc > 5) ITERS = atoi(argv[5]);
-    const int group = Hq / Hkv;
     const size_t nq = (size_t) B * T * Hq * D, nk = (size_t) B * T * Hkv * D, rows = (size_t) B * Hq * T;
     const float scale = 1.f / sqrtf((float) D);
     const double fwdFlops = 4.0 * B * Hq * (double) T * T * D / 2, dkdvFlops = 2 * fwdFlops, dqFlops = 1.5 * fwdFlops;
@@ -94,12 +93,12 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < n; i++) { s = s * 1664525u + 1013904223u; float f = ((s >> 8) * (1.0f / 16777216.0f) - 0.5f) * 3.4641f; unsigned u; memcpy(&u, &f, 4); h[i] = (unsigned short) (u >> 16); }
         CK(cudaMemcpy(dst, h.data(), n * 2, cudaMemcpyHostToDevice));
     };
-    bf16_t *q, *k, *v, *dO, *o, *o2, *dq, *dq2, *dk, *dv, *dk2, *dv2; float *lse, *lse2, *delta, *dkp, *dvp;
+    bf16_t *q, *k, *v, *dO, *o, *o2, *dq, *dq2, *dk, *dv, *dk2, *dv2; float *lse, *lse2, *delta;
     CK(cudaMalloc(&q, nq * 2)); CK(cudaMalloc(&k, nk * 2)); CK(cudaMalloc(&v, nk * 2)); CK(cudaMalloc(&dO, nq * 2));
     CK(cudaMalloc(&o, nq * 2)); CK(cudaMalloc(&o2, nq * 2)); CK(cudaMalloc(&dq, nq * 2)); CK(cudaMalloc(&dq2, nq * 2));
     CK(cudaMalloc(&dk, nk * 2)); CK(cudaMalloc(&dv, nk * 2)); CK(cudaMalloc(&dk2, nk * 2)); CK(cudaMalloc(&dv2, nk * 2));
     CK(cudaMalloc(&lse, rows * 4)); CK(cudaMalloc(&lse2, rows * 4)); CK(cudaMalloc(&delta, rows * 4));
-    CK(cudaMalloc(&dkp, nq * 4)); CK(cudaMalloc(&dvp, nq * 4));
+    
     fill(q, nq); fill(k, nk); fill(v, nk); fill(dO, nq);
     const int LD = D + 8;
     auto tile = [&](int r) { return r * LD * 2; };
@@ -119,28 +118,16 @@ int main(int argc, char** argv) {
     }
     delta_kernel<<<(rows + 7) / 8, 256>>>(dO, o, delta, B, T, Hq, D);
     CK(cudaDeviceSynchronize());
-    const long kvRows = (long) B * T * Hkv;
-    auto groupSums = [&](bf16_t* dkOut, bf16_t* dvOut) {
-        base::flash_attention_group_sum_kernel<bf16_t><<<2048, 256>>>(dkp, dkOut, kvRows, group, D);
-        base::flash_attention_group_sum_kernel<bf16_t><<<2048, 256>>>(dvp, dvOut, kvRows, group, D);
-    };
     // dK/dV
     const int dkdvSmem = tile(128 + 128) + 4 * 32 * 4 + (64 + 64) * 4;
     allowShared(base::BASE_DKDV<bf16_t>, dkdvSmem);
-    t = timeit([&] { base::BASE_DKDV<bf16_t><<<dim3((T + 63) / 64, Hq, B), 128, dkdvSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dk, dv, group > 1 ? dkp : nullptr, group > 1 ? dvp : nullptr, T, Hq, Hkv); });
+    t = timeit([&] { base::BASE_DKDV<bf16_t><<<dim3(Hkv, B, (T + 63) / 64), 128, dkdvSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dk, dv, T, Hq, Hkv); });
     printf("dkdv  mma.sync                         %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
-    if (group > 1) { t = timeit([&] { groupSums(dk, dv); }); printf("dkdv  group sums                       %8.4f ms\n", t); }
     {
         const int sm = 6 * W + 1024 + (4 * 64 + 2 * 64 + 64) * 4;
         auto kern = var::VAR_DKDV_K<bf16_t>; allowShared(kern, sm);
         t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, T, Hq, Hkv); });
-        printf("dkdv  wgmma, whole group per block     %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
-        compare("dk", dk, dk2, nk, false); compare("dv", dv, dv2, nk, false);
-    }
-    {
-        auto kern = var::BASE_DKDV<bf16_t>; allowShared(kern, dkdvSmem);
-        t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, dkdvSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, T, Hq, Hkv); });
-        printf("dkdv  mma.sync, whole group per block  %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
+        printf("dkdv  wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
         compare("dk", dk, dk2, nk, false); compare("dv", dv, dv2, nk, false);
     }
     // dQ
