@@ -134,9 +134,20 @@ final class BenchCommand implements Callable<Integer> {
         GemmRun(Backend be, String spec, boolean transB, DType operands) {
             String[] p = spec.toLowerCase(java.util.Locale.ROOT).split("x");
             if (p.length != 3) throw new IllegalArgumentException("a GEMM is given as MxNxK, e.g. 2048x2048x2048; got " + spec);
-            this.m = Integer.parseInt(p[0]);
-            this.n = Integer.parseInt(p[1]);
-            this.k = Integer.parseInt(p[2]);
+            int[] dims = new int[3];
+            for (int i = 0; i < 3; i++) {
+                try {
+                    dims[i] = Integer.parseInt(p[i]);
+                } catch (NumberFormatException e) {
+                    throw new IllegalArgumentException("GEMM " + spec + ": " + "MNK".charAt(i) + " = '" + p[i] + "' is not a whole number");
+                }
+                if (dims[i] <= 0) throw new IllegalArgumentException("GEMM " + spec + ": " + "MNK".charAt(i) + " must be positive");
+            }
+            this.m = dims[0];
+            this.n = dims[1];
+            this.k = dims[2];
+            if ((long) m * k > Integer.MAX_VALUE - 8 || (long) k * n > Integer.MAX_VALUE - 8 || (long) m * n > Integer.MAX_VALUE - 8)
+                throw new IllegalArgumentException("GEMM " + spec + ": an operand of more than 2^31 elements is beyond this benchmark");
             this.be = be;
             this.transB = transB;
             this.operands = operands;
@@ -144,17 +155,31 @@ final class BenchCommand implements Callable<Integer> {
             double[] av = new double[m * k], bv = new double[k * n];
             for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
             for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
-            a = be.upload(operands, dev.jsloth.api.Shape.of(m, k), av);
-            b = be.upload(operands, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
-            c = be.allocate(DType.F32, m, n);
+            Tensor ta = null, tb = null;
+            try { // a failed allocation frees what came before it
+                ta = be.upload(operands, dev.jsloth.api.Shape.of(m, k), av);
+                tb = be.upload(operands, transB ? dev.jsloth.api.Shape.of(n, k) : dev.jsloth.api.Shape.of(k, n), bv);
+                c = be.allocate(DType.F32, m, n);
+            } catch (RuntimeException e) {
+                if (tb != null) tb.close();
+                if (ta != null) ta.close();
+                throw e;
+            }
+            a = ta;
+            b = tb;
             // warm-up: at least 10 calls and 3 s, so the JIT has compiled the kernels before anything is timed (with 2
             // cores its compiler threads share them with the GEMM: 1 s left short products at half speed)
             int calls = 0;
             long warm = System.nanoTime();
-            while (calls < 10 || System.nanoTime() - warm < 3_000_000_000L) {
-                be.kernels().gemm(false, transB, 1, a, b, 0, c);
-                be.synchronize();
-                calls++;
+            try {
+                while (calls < 10 || System.nanoTime() - warm < 3_000_000_000L) {
+                    be.kernels().gemm(false, transB, 1, a, b, 0, c);
+                    be.synchronize();
+                    calls++;
+                }
+            } catch (RuntimeException e) {
+                close();
+                throw e;
             }
             warmSecondsPerCall = (System.nanoTime() - warm) / 1e9 / calls;
         }

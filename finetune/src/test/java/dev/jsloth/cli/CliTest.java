@@ -77,6 +77,12 @@ class CliTest {
         assertTrue(json.get("gflops").asDouble() > 0, r.out());
         Run bad = run("bench", "--gemm", "8x8x8", "--dtype", "f64", "--backend", "cpu");
         assertTrue(bad.code() != 0 && bad.err().contains("f64"), bad.err());
+        Run word = run("bench", "--gemm", "8xeightx8", "--backend", "cpu");
+        assertTrue(word.code() != 0 && word.err().contains("N = 'eight'"), word.err());
+        Run zero = run("bench", "--gemm", "8x8x0", "--backend", "cpu");
+        assertTrue(zero.code() != 0 && zero.err().contains("K must be positive"), zero.err());
+        Run huge = run("bench", "--gemm", "65536x65536x8", "--backend", "cpu");
+        assertTrue(huge.code() != 0 && huge.err().contains("2^31"), huge.err());
     }
 
     @Test
