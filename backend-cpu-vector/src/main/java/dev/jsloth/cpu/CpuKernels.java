@@ -69,12 +69,16 @@ final class CpuKernels implements Kernels {
     private static final boolean FUSE_LOW_RANK = !"false".equals(System.getProperty("jsloth.cpu.fuseLowRank"));
 
     private Matrix matrix(Tensor t, boolean trans) {
-        return new Matrix(be.seg(t), be.codec(t), 0, Math.toIntExact(t.shape().rows()), t.shape().cols(), trans);
+        return matrix(t, trans, null);
     }
 
     /** A whole tensor as the B operand, with its kept panels when it is frozen. */
     private Matrix operandB(Tensor t, boolean trans) {
-        return new Matrix(be.seg(t), be.codec(t), 0, Math.toIntExact(t.shape().rows()), t.shape().cols(), trans, be.panels(t));
+        return matrix(t, trans, be.panels(t));
+    }
+
+    private Matrix matrix(Tensor t, boolean trans, PanelCache panels) {
+        return new Matrix(be.seg(t), be.codec(t), 0, Math.toIntExact(t.shape().rows()), t.shape().cols(), trans, panels);
     }
 
     @Override
