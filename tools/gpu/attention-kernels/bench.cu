@@ -98,7 +98,6 @@ int main(int argc, char** argv) {
     CK(cudaMalloc(&o, nq * 2)); CK(cudaMalloc(&o2, nq * 2)); CK(cudaMalloc(&dq, nq * 2)); CK(cudaMalloc(&dq2, nq * 2));
     CK(cudaMalloc(&dk, nk * 2)); CK(cudaMalloc(&dv, nk * 2)); CK(cudaMalloc(&dk2, nk * 2)); CK(cudaMalloc(&dv2, nk * 2));
     CK(cudaMalloc(&lse, rows * 4)); CK(cudaMalloc(&lse2, rows * 4)); CK(cudaMalloc(&delta, rows * 4));
-    
     fill(q, nq); fill(k, nk); fill(v, nk); fill(dO, nq);
     const int LD = D + 8;
     auto tile = [&](int r) { return r * LD * 2; };
@@ -121,12 +120,12 @@ int main(int argc, char** argv) {
     // dK/dV
     const int dkdvSmem = tile(128 + 128) + 4 * 32 * 4 + (64 + 64) * 4;
     allowShared(base::BASE_DKDV<bf16_t>, dkdvSmem);
-    t = timeit([&] { base::BASE_DKDV<bf16_t><<<dim3(Hkv, B, (T + 63) / 64), 128, dkdvSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dk, dv, T, Hq, Hkv); });
+    t = timeit([&] { base::BASE_DKDV<bf16_t><<<dim3(Hkv, B, (T + 63) / 64), 128, dkdvSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dk, dv, nullptr, nullptr, T, Hq, Hkv, 1); });
     printf("dkdv  mma.sync                         %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
     {
         const int sm = 6 * W + 1024 + (4 * 64 + 2 * 64 + 64) * 4;
         auto kern = var::VAR_DKDV_K<bf16_t>; allowShared(kern, sm);
-        t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, T, Hq, Hkv); });
+        t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, nullptr, nullptr, T, Hq, Hkv, 1); });
         printf("dkdv  wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
         compare("dk", dk, dk2, nk, false); compare("dv", dv, dv2, nk, false);
     }

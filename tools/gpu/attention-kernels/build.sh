@@ -2,7 +2,8 @@
 # Builds the attention-kernel harness for Hopper: bench128 and bench64 in OUT_DIR (default .gpu2 at the repository
 # root, which .git/info/exclude should ignore), from the working tree's flash_attention.cu ("var") and BASE's ("base",
 # default HEAD). Run them on the GPU machine: `./bench128 2 2048 32 8` (an 8B layer), `./bench64 4 2048 32 4`
-# (tinyllama's); sdpa_ref.py beside them times PyTorch's SDPA at the same shape for reference.
+# (tinyllama's); sdpa_ref.py beside them times PyTorch's SDPA at the same shape for reference. BASE must have the
+# working tree's kernel signatures (dK/dV with partials and chunks: the commit after cd91865 on).
 #
 #   tools/gpu/attention-kernels/build.sh [BASE] [OUT_DIR]
 set -euo pipefail

@@ -62,7 +62,10 @@ final class GemmF32 {
 
     /** Products this short (M rows) read a plain F32 B in place: packing it would cost more than its reuse saves. */
     static final int DIRECT_B_MAX_M = 4 * MR;
-    /** Depth from which the packed kernel's per-call slices pay for themselves. */
+    /**
+     * Depth from which the packed kernel (its panels as slices, made per A block and B panel) pays for itself; below, the
+     * plain kernel (measured when the slices were made per call).
+     */
     private static final int SLICED_MIN_K = 64;
 
     /**
@@ -159,8 +162,8 @@ final class GemmF32 {
                                         packA(a, ic + ir, mr, pc, kc, 1f, as);
                                         ao = 0;
                                     }
-                                    // short k (LoRA's rank-16 products): the sliced kernel's two slices per call
-                                    // cost more than its bounds-check-free loop saves
+                                    // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
+                                    // more than the bounds-check-free loop saves
                                     if (inPlaceB || !sliced) accumulate(kc, as, ao, 4, 4L * MR, bSeg, bo, bStep, ct);
                                     else accumulatePacked(kc, directA ? as.asSlice(0, 4L * MR * kc) : aPanels[ir / MR], bPanel, ct);
                                 }

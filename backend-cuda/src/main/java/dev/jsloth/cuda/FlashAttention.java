@@ -33,8 +33,9 @@ final class FlashAttention {
      * only the one-tile kernels. WGMMA (compute capability 9.0) issues the same products as warpgroup wgmma
      * instructions reading Q, K, V, dO straight from swizzled shared tiles; the forward runs two warpgroups (128 queries)
      * per block. Same bits as the mma.sync kernels; measured on an H200 (batch 2 x 2048, 32 query / 8 kv heads): forward
-     * 0.413 -> 0.245 ms, dK/dV 0.794 -> 0.386 ms, dQ 0.479 -> 0.269 ms (281, 356 and 383 TFLOP/s counting causal work);
-     * at D = 64 (batch 4 x 2048, 32 / 4 heads) forward 0.447 -> 0.303, dK/dV 0.788 -> 0.410, dQ 0.503 -> 0.275.
+     * 0.413 -> 0.245 ms, dK/dV 0.699 -> 0.312 ms (one block per kv head's whole group), dQ 0.479 -> 0.269 ms (281, 440
+     * and 383 TFLOP/s counting causal work); at D = 64 (batch 4 x 2048, 32 / 4 heads) forward 0.447 -> 0.303, dK/dV
+     * 0.950 -> 0.456, dQ 0.503 -> 0.275.
      */
     enum Kernels {
         MMA_ONE_TILE, MMA_TWO_TILES, WGMMA;
@@ -74,6 +75,8 @@ final class FlashAttention {
     /** Whether these tensors can take the tensor-core path. */
     static boolean applies(CudaBackend be, AttentionDims dims, Tensor lse, Tensor... tensors) {
         if (dims.headDim() != 64 && dims.headDim() != 128) return false;
+        // grid y and z stop at 65535: batch rows (forward, dQ) and key tiles (dK/dV, up to 4,194,240 tokens)
+        if (dims.batch() > 65535 || Math.ceilDiv(dims.seq(), KEY_ROWS) > 65535 || dims.qHeads() > 65535) return false;
         if (be.device.ccMajor < 8 || lse.dtype() != DType.F32) return false;
         if (!runs(be.device, dims.headDim(), Kernels.MMA_ONE_TILE)) return false;
         DType t = tensors[0].dtype();
@@ -163,6 +166,23 @@ final class FlashAttention {
                 .i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads()));
     }
 
+    /** dK/dV blocks a backward should have at least: below, each kv head's group is split in chunks (tests lower it). */
+    static volatile int minDkdvBlocks = 256;
+
+    /**
+     * In how many chunks the dK/dV kernel splits each kv head's group of query heads: the fewest (a divisor of the group)
+     * that give at least {@link #minDkdvBlocks} blocks, or one per query head. A function of the shape alone, so a
+     * shape's dK and dV have the same bits on every GPU (the summation order follows the chunks). One chunk writes dK and
+     * dV once (8B layer on the H200: 0.312 ms, against 0.386 + 0.047 per query head with partials summed); a GPU that
+     * few blocks leave idle (a single kv head, batch 1 at 2,048 tokens: 32 blocks) is better served by more, smaller ones.
+     */
+    static int dkdvChunks(AttentionDims d) {
+        int group = d.qHeads() / d.kvHeads();
+        long blocks = (long) d.kvHeads() * d.batch() * Math.ceilDiv(d.seq(), KEY_ROWS);
+        for (int c = 1; c < group; c++) if (group % c == 0 && blocks * c >= minDkdvBlocks) return c;
+        return group;
+    }
+
     /**
      * Rows of attention_delta_kernel per block of {@link Grid#THREADS}: a warp takes 32 / packs rows when a row is a
      * power of two (at most 32) of 16-byte packs (the kernel's packed path; the tensors here are 16-byte aligned), else one.
@@ -188,12 +208,24 @@ final class FlashAttention {
             be.kernel(KernelId.ATTENTION_DELTA, t).launch(Grid.blocks(Math.ceilDiv(rows, deltaRowsPerBlock(d.headDim(), t)), Grid.THREADS),
                     LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(out)).ptr(delta.address()).i32(d.batch()).i32(d.seq())
                             .i32(d.qHeads()).i32(d.headDim()));
-            // one block per (kv head, batch row, key tile), the first key tiles (the most queries) launched first: each
-            // walks its group's query heads in turn and writes dK and dV once
-            Grid kv = new Grid(d.kvHeads(), d.batch(), Math.ceilDiv(d.seq(), KEY_ROWS), THREADS, 1, 1, dkdvSharedBytes(d.headDim(), kernels));
-            be.kernel(dkdvKernel(d.headDim(), kernels), t).launch(kv, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
-                    .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dk)).ptr(be.ptr(dv))
-                    .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()));
+            // one block per (kv head x chunk of its group's query heads, batch row, key tile), the first key tiles (the
+            // most queries) launched first; with one chunk per group dK and dV are written once, else summed over chunks
+            int chunks = dkdvChunks(d), kvHeadChunks = d.kvHeads() * chunks;
+            long partElements = chunks == 1 ? 1 : (long) d.batch() * d.seq() * kvHeadChunks * d.headDim();
+            try (CudaTensor dkPart = chunks == 1 ? null : be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(partElements)));
+                 CudaTensor dvPart = chunks == 1 ? null : be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(partElements)))) {
+                Grid kv = new Grid(kvHeadChunks, d.batch(), Math.ceilDiv(d.seq(), KEY_ROWS), THREADS, 1, 1, dkdvSharedBytes(d.headDim(), kernels));
+                be.kernel(dkdvKernel(d.headDim(), kernels), t).launch(kv, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
+                        .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dk)).ptr(be.ptr(dv))
+                        .ptr(dkPart == null ? 0 : dkPart.address()).ptr(dvPart == null ? 0 : dvPart.address())
+                        .i32(d.seq()).i32(d.qHeads()).i32(d.kvHeads()).i32(chunks));
+                if (chunks > 1) {
+                    long kvRows = (long) d.batch() * d.seq() * d.kvHeads();
+                    for (CudaTensor[] pair : new CudaTensor[][]{{dkPart, be.tensor(dk)}, {dvPart, be.tensor(dv)}})
+                        be.kernel(KernelId.FLASH_CHUNK_SUM, t).launch(Grid.linear(kvRows * d.headDim()), LaunchArgs.of()
+                                .ptr(pair[0].address()).ptr(pair[1].address()).i64(kvRows).i32(chunks).i32(d.headDim()));
+                }
+            }
             Grid qg = new Grid(Math.ceilDiv(d.seq(), kernels.dqRows()), d.qHeads(), d.batch(), THREADS, 1, 1,
                     dqSharedBytes(d.headDim(), kernels));
             be.kernel(dqKernel(d.headDim(), kernels), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))

@@ -47,6 +47,7 @@ enum KernelId {
     FLASH_FORWARD_D64_WGMMA("flash_attention.cu", "flash_attention_forward_d64_wgmma_kernel", 1),
     FLASH_DKDV_D64_WGMMA("flash_attention.cu", "flash_attention_dkdv_d64_wgmma_kernel", 1),
     FLASH_DQ_D64_WGMMA("flash_attention.cu", "flash_attention_dq_d64_wgmma_kernel", 1),
+    FLASH_CHUNK_SUM("flash_attention.cu", "flash_attention_chunk_sum_kernel", 1),
     CROSS_ENTROPY_FORWARD("cross_entropy.cu", "cross_entropy_forward_kernel", 2),
     CROSS_ENTROPY_BACKWARD("cross_entropy.cu", "cross_entropy_backward_kernel", 2),
     EMBEDDING_FORWARD("embedding.cu", "embedding_forward_kernel", 2),

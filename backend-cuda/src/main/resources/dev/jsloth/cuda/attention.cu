@@ -136,7 +136,7 @@ __global__ void attention_delta_kernel(const T* dOut, const T* out, typename Acc
         const int t = (int) (bt % seq), b = (int) (bt / seq);
         delta[((i64) b * qHeads + h) * seq + t] = acc;
     };
-    if (headDim % N == 0 && packs <= 32 && (packs & (packs - 1)) == 0 && aligned16(dOut) && aligned16(out)) {
+    if (packs > 0 && headDim % N == 0 && packs <= 32 && (packs & (packs - 1)) == 0 && aligned16(dOut) && aligned16(out)) {
         const int perWarp = 32 / packs, sub = lane / packs, part = lane % packs;
         for (i64 first = warp * perWarp; first < rows; first += warpsPerGrid * perWarp) {
             const i64 row = first + sub;

@@ -12,7 +12,8 @@
 //   forward: a block owns 64 queries of one head and walks the visible key tiles of 64; at D = 128 the _mt2 kernel
 //            (where its 105 KB of shared memory fit) 128 queries with 32 rows (two m16 tiles) per warp, which halves
 //            the shared-memory reads per product;
-//   dK/dV:   a block owns 64 keys of one kv head and walks every query tile of 32 of the group's heads;
+//   dK/dV:   a block owns 64 keys of one kv head and walks every query tile (32 rows; 64 on wgmma) of the group's heads,
+//            or of a chunk of them where whole groups would leave the GPU short of blocks (fp32 partials, then summed);
 //   dQ:      a block owns 64 queries of one head and walks the visible key tiles of 32 (64-row steps measured slower);
 //            each warp holds its Q and dO rows as mma fragments in registers (only K and V are read from shared memory);
 //            at D = 128 the _mt2 kernel (same condition) 128 queries with 32 rows per warp, Q and dO reloaded from shared
@@ -520,16 +521,38 @@ __device__ __forceinline__ void flash_probabilities_t(float (*s)[4], float (*dp)
 }
 
 /**
- * dK and dV of one key tile of one kv head, walking the query tiles from the key tile on for each query head of its
- * group in turn: the sums run on in the same accumulators, so dK and dV are written once, in the storage type. (Per
- * query head, with fp32 partials summed over the group by another kernel, the wgmma kernel took 0.386 + 0.047 ms at
- * an 8B layer on the H200 against 0.312 this way.) Grid: (kv head, batch, key tile), the first key tiles (the most
- * queries) first. Shared memory: the K and V tiles, two buffers of (Q, dO) tiles, two of the rows' lse and delta,
- * two of their segment ids, and the keys' segment ids: the next query tile is copied while this one is multiplied.
+ * A dK/dV block's sums: to dk and dv (the storage type) when its chunk is the whole group, else to the fp32 partials
+ * of head blockIdx.x of kvHeads * chunks.
+ */
+template <int D, typename T>
+__device__ __forceinline__ void flash_store_dkdv(T* dk, T* dv, float* dkPart, float* dvPart, const float (*dka)[4],
+                                                 const float (*dva)[4], float scale, int b, int row0, int seq, int kvHeads,
+                                                 int chunks) {
+    if (chunks == 1) {
+        flash_store_rows<D>(dk, dka, scale, scale, b, row0, seq, kvHeads, (int) blockIdx.x);
+        flash_store_rows<D>(dv, dva, 1.f, 1.f, b, row0, seq, kvHeads, (int) blockIdx.x);
+    } else {
+        flash_store_rows<D>(dkPart, dka, scale, scale, b, row0, seq, kvHeads * chunks, (int) blockIdx.x);
+        flash_store_rows<D>(dvPart, dva, 1.f, 1.f, b, row0, seq, kvHeads * chunks, (int) blockIdx.x);
+    }
+}
+
+/**
+ * dK and dV of one key tile of one kv head, walking the query tiles from the key tile on for each of `group / chunks`
+ * query heads of its group in turn (the chunk blockIdx.x % chunks of them): the sums run on in the same accumulators.
+ * With chunks == 1 the block has the whole group and writes dK and dV once, in the storage type (per query head, with
+ * fp32 partials summed over the group by another kernel, the wgmma kernel took 0.386 + 0.047 ms at an 8B layer on the
+ * H200 against 0.312 this way); where that leaves too few blocks to fill the GPU (the host splits a group in chunks
+ * then, by shape alone), each chunk writes fp32 partials [batch, seq, kvHeads * chunks, D] that
+ * flash_attention_chunk_sum_kernel adds up in chunk order. Grid: (kv head x chunk, batch, key tile), the first key
+ * tiles (the most queries) first. Shared memory: the K and V tiles, two buffers of (Q, dO) tiles, two of the rows' lse
+ * and delta, two of their segment ids, and the keys' segment ids: the next query tile is copied while this one is
+ * multiplied.
  */
 template <typename T, int D>
 __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
-                                    const float* lse, const float* delta, T* dk, T* dv, int seq, int qHeads, int kvHeads) {
+                                    const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart, int seq,
+                                    int qHeads, int kvHeads, int chunks) {
     constexpr int BK = 64, BQ = 32, LD = D + 8;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     unsigned short* Ks = reinterpret_cast<unsigned short*>(flash_smem);
@@ -541,17 +564,17 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
     int* segQb = reinterpret_cast<int*>(deltab + 2 * BQ);
     int* segK = segQb + 2 * BQ;
 
-    const int g = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * BK, group = qHeads / kvHeads;
-    const int nk = smaller(BK, seq - k0);
+    const int g = blockIdx.x / chunks, b = blockIdx.y, k0 = blockIdx.z * BK, heads = qHeads / kvHeads / chunks;
+    const int h0 = g * chunks * heads + (blockIdx.x % chunks) * heads, nk = smaller(BK, seq - k0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2;
     const float scaleLog2 = scale * FLASH_LOG2E;
-    const int steps = (seq - k0 + BQ - 1) / BQ, total = group * steps; // query tiles from k0 on, for each head
+    const int steps = (seq - k0 + BQ - 1) / BQ, total = heads * steps; // query tiles from k0 on, for each head
 
     flash_fetch_rows<D>(Ks, k, b, k0, nk, BK, seq, kvHeads, g);
     flash_fetch_rows<D>(Vs, v, b, k0, nk, BK, seq, kvHeads, g);
     if (segments != nullptr) flash_fetch_vector(segK, segments + (i64) b * seq + k0, nk, BK);
     auto fetch = [&](int it, int buf) {
-        const int h = g * group + it / steps, q0 = k0 + (it % steps) * BQ, nq = smaller(BQ, seq - q0);
+        const int h = h0 + it / steps, q0 = k0 + (it % steps) * BQ, nq = smaller(BQ, seq - q0);
         flash_fetch_rows<D>(Qb + buf * BQ * LD, q, b, q0, nq, BQ, seq, qHeads, h);
         flash_fetch_rows<D>(dOb + buf * BQ * LD, dOut, b, q0, nq, BQ, seq, qHeads, h);
         const i64 r = ((i64) b * qHeads + h) * seq + q0;
@@ -592,8 +615,7 @@ __device__ void flash_backward_dkdv(const T* dOut, const T* q, const T* k, const
         }
         __syncthreads();
     }
-    flash_store_rows<D>(dk, dka, scale, scale, b, warpFirstKey, seq, kvHeads, g);
-    flash_store_rows<D>(dv, dva, 1.f, 1.f, b, warpFirstKey, seq, kvHeads, g);
+    flash_store_dkdv<D>(dk, dv, dkPart, dvPart, dka, dva, scale, b, warpFirstKey, seq, kvHeads, chunks);
 }
 
 /**
@@ -1040,17 +1062,17 @@ __device__ void flash_forward_wg(const T* q, const T* k, const T* v, const int* 
 }
 
 /**
- * dK and dV of 64 keys of one kv head on one warpgroup, walking the query tiles of 64 from its own tile on, for each
- * query head of its group in turn (the sums run on in the same accumulators, so dK and dV are written once, in the
- * storage type): S^T = K Q^T and dP^T = V dO^T as wgmma m64n64k16 (both operands K-major), P^T and dS^T by
- * flash_probabilities_t (warp w holds keys 16 w..), dV += P^T dO and dK += dS^T Q as wgmma m64nDk16 with A from
- * registers and dO, Q read MN-major from the same tiles. Grid: (kv head, batch, key tile), the first key tiles (the
- * most queries) first. Shared memory: the K and V tiles, two buffers of (Q, dO) tiles, two of the rows' lse and delta,
- * two of their segment ids, and the keys' segment ids.
+ * dK and dV of 64 keys of one kv head on one warpgroup, walking the query tiles of 64 from its own tile on for each
+ * query head of its chunk of the group in turn (as flash_backward_dkdv, and stored the same way): S^T = K Q^T and
+ * dP^T = V dO^T as wgmma m64n64k16 (both operands K-major), P^T and dS^T by flash_probabilities_t (warp w holds keys
+ * 16 w..), dV += P^T dO and dK += dS^T Q as wgmma m64nDk16 with A from registers and dO, Q read MN-major from the same
+ * tiles. Shared memory: the K and V tiles, two buffers of (Q, dO) tiles, two of the rows' lse and delta, two of their
+ * segment ids, and the keys' segment ids.
  */
 template <typename T, int D>
 __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, const T* v, const int* segments, float scale,
-                                       const float* lse, const float* delta, T* dk, T* dv, int seq, int qHeads, int kvHeads) {
+                                       const float* lse, const float* delta, T* dk, T* dv, float* dkPart, float* dvPart,
+                                       int seq, int qHeads, int kvHeads, int chunks) {
     constexpr int BK = 64, BQ = 64, TILE = 64 * D * 2, THREADS = 128;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned KsA = flash_wg_base(flash_smem), VsA = KsA + TILE, QbA = VsA + TILE, dObA = QbA + 2 * TILE; // Q, dO: two buffers
@@ -1059,17 +1081,17 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
     int* segQb = reinterpret_cast<int*>(deltab + 2 * BQ);
     int* segK = segQb + 2 * BQ;
 
-    const int g = blockIdx.x, b = blockIdx.y, k0 = blockIdx.z * BK, group = qHeads / kvHeads;
-    const int nk = smaller(BK, seq - k0);
+    const int g = blockIdx.x / chunks, b = blockIdx.y, k0 = blockIdx.z * BK, heads = qHeads / kvHeads / chunks;
+    const int h0 = g * chunks * heads + (blockIdx.x % chunks) * heads, nk = smaller(BK, seq - k0);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gr = lane >> 2;
     const float scaleLog2 = scale * FLASH_LOG2E;
-    const int steps = (seq - k0 + BQ - 1) / BQ, total = group * steps; // query tiles from k0 on, for each head
+    const int steps = (seq - k0 + BQ - 1) / BQ, total = heads * steps; // query tiles from k0 on, for each head
 
     flash_wg_fetch_rows<D, BK, THREADS>(KsA, k, b, k0, nk, seq, kvHeads, g);
     flash_wg_fetch_rows<D, BK, THREADS>(VsA, v, b, k0, nk, seq, kvHeads, g);
     if (segments != nullptr) flash_fetch_vector(segK, segments + (i64) b * seq + k0, nk, BK);
     auto fetch = [&](int it, int buf) {
-        const int h = g * group + it / steps, q0 = k0 + (it % steps) * BQ, nq = smaller(BQ, seq - q0);
+        const int h = h0 + it / steps, q0 = k0 + (it % steps) * BQ, nq = smaller(BQ, seq - q0);
         flash_wg_fetch_rows<D, BQ, THREADS>(QbA + buf * TILE, q, b, q0, nq, seq, qHeads, h);
         flash_wg_fetch_rows<D, BQ, THREADS>(dObA + buf * TILE, dOut, b, q0, nq, seq, qHeads, h);
         const i64 r = ((i64) b * qHeads + h) * seq + q0;
@@ -1122,8 +1144,7 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
         flash_wg_wait();
         __syncthreads();
     }
-    flash_store_rows<D>(dk, dka, scale, scale, b, warpFirstKey, seq, kvHeads, g);
-    flash_store_rows<D>(dv, dva, 1.f, 1.f, b, warpFirstKey, seq, kvHeads, g);
+    flash_store_dkdv<D>(dk, dv, dkPart, dvPart, dka, dva, scale, b, warpFirstKey, seq, kvHeads, chunks);
 }
 
 /**
@@ -1232,7 +1253,7 @@ __device__ void flash_backward_dq_wg(const T* dOut, const T* q, const T* k, cons
 // ------------------------------------------------------------------ kernels, one per head dimension
 
 #define FLASH_FORWARD_ARGS q, k, v, segments, scale, out, lse, seq, kvSeq, qHeads, kvHeads
-#define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, seq, qHeads, kvHeads
+#define FLASH_DKDV_ARGS dOut, q, k, v, segments, scale, lse, delta, dk, dv, dkPart, dvPart, seq, qHeads, kvHeads, chunks
 #define FLASH_DQ_ARGS dOut, q, k, v, segments, scale, lse, delta, dq, seq, qHeads, kvHeads
 
 // forward: 16 query rows per warp (64 per block); _mt2: 32 (128 per block), at D = 128 only
@@ -1260,7 +1281,7 @@ __global__ void flash_attention_forward_d128_mt2_kernel(const T* q, const T* k, 
 template <typename T>
 __global__ void flash_attention_dkdv_d64_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                 float scale, const float* lse, const float* delta, T* dk, T* dv,
-                                                int seq, int qHeads, int kvHeads) {
+                                                float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads, int chunks) {
     if constexpr (FlashMma<T>::supported) flash_backward_dkdv<T, 64>(FLASH_DKDV_ARGS);
     else __trap();
 }
@@ -1268,7 +1289,7 @@ __global__ void flash_attention_dkdv_d64_kernel(const T* dOut, const T* q, const
 template <typename T>
 __global__ void flash_attention_dkdv_d128_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                  float scale, const float* lse, const float* delta, T* dk, T* dv,
-                                                 int seq, int qHeads, int kvHeads) {
+                                                 float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads, int chunks) {
     if constexpr (FlashMma<T>::supported) flash_backward_dkdv<T, 128>(FLASH_DKDV_ARGS);
     else __trap();
 }
@@ -1317,7 +1338,7 @@ __global__ void flash_attention_forward_d128_wgmma_kernel(const T* q, const T* k
 template <typename T>
 __global__ void flash_attention_dkdv_d128_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                        float scale, const float* lse, const float* delta, T* dk, T* dv,
-                                                       int seq, int qHeads, int kvHeads) {
+                                                       float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads, int chunks) {
     FLASH_WGMMA_BODY(flash_backward_dkdv_wg<T, 128>(FLASH_DKDV_ARGS));
 }
 
@@ -1337,7 +1358,7 @@ __global__ void flash_attention_forward_d64_wgmma_kernel(const T* q, const T* k,
 template <typename T>
 __global__ void flash_attention_dkdv_d64_wgmma_kernel(const T* dOut, const T* q, const T* k, const T* v, const int* segments,
                                                        float scale, const float* lse, const float* delta, T* dk, T* dv,
-                                                       int seq, int qHeads, int kvHeads) {
+                                                       float* dkPart, float* dvPart, int seq, int qHeads, int kvHeads, int chunks) {
     FLASH_WGMMA_BODY(flash_backward_dkdv_wg<T, 64>(FLASH_DKDV_ARGS));
 }
 
@@ -1346,4 +1367,20 @@ __global__ void flash_attention_dq_d64_wgmma_kernel(const T* dOut, const T* q, c
                                                      float scale, const float* lse, const float* delta, T* dq, int seq,
                                                      int qHeads, int kvHeads) {
     FLASH_WGMMA_BODY(flash_backward_dq_wg<T, 64>(FLASH_DQ_ARGS));
+}
+
+/**
+ * out[b, t, g, :] = sum over j < chunks of part[b, t, g*chunks + j, :], in that order: dK or dV of each kv head from
+ * its group's chunks (flash_backward_dkdv).
+ */
+template <typename T>
+__global__ void flash_attention_chunk_sum_kernel(const float* part, T* out, i64 kvRows, int chunks, int headDim) {
+    JSLOTH_GRID_STRIDE(i, kvRows * headDim) {
+        const i64 row = i / headDim;
+        const int c = (int) (i - row * headDim);
+        const float* p = part + row * chunks * headDim + c;
+        float sum = 0.f;
+        for (int j = 0; j < chunks; j++) sum += p[(i64) j * headDim];
+        store(out, i, sum);
+    }
 }

@@ -483,24 +483,34 @@ class CudaBackendTest {
                         }
                     }
                     if (cached) continue;
-                    try (Tensor dqg = gpu.allocate(dt, qg.shape()); Tensor dkg = gpu.allocate(dt, kg.shape()); Tensor dvg = gpu.allocate(dt, vg.shape());
-                         Tensor dqc = cpu.allocate(DType.F64, qg.shape()); Tensor dkc = cpu.allocate(DType.F64, kg.shape());
-                         Tensor dvc = cpu.allocate(DType.F64, vg.shape()); Tensor dk2 = gpu.allocate(dt, kg.shape());
-                         Tensor dq2 = gpu.allocate(dt, qg.shape()); Tensor dv2 = gpu.allocate(dt, vg.shape())) {
-                        gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dqg, dkg, dvg);
-                        cpu.kernels().attentionBackward(d, dOc, qc, kc, vc, sc, scale, oc, lc, dqc, dkc, dvc);
-                        closeF64(tag + " dq", cpu.download(dqc), dqg, 3e-2, 0.9995);
-                        closeF64(tag + " dk", cpu.download(dkc), dkg, 3e-2, 0.9995);
-                        closeF64(tag + " dv", cpu.download(dvc), dvg, 3e-2, 0.9995);
-                        gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2);
-                        assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq bitwise repeatable");
-                        assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, tag + " dk bitwise repeatable");
-                        assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, tag + " dv bitwise repeatable");
-                        for (FlashAttention.Kernels other : otherKernels(hd)) {
-                            FlashAttention.backward(gpu, d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2, other);
-                            assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, tag + " dq, " + other);
-                            assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, tag + " dk, " + other);
-                            assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, tag + " dv, " + other);
+                    // dK/dV with each kv head's group in one block, in two chunks where the group is even, and as the
+                    // shape chooses (these small shapes: one chunk per query head)
+                    long dkdvBlocks = (long) hkv * batch * Math.ceilDiv(seq, FlashAttention.KEY_ROWS);
+                    for (int minBlocks : new int[]{1, (int) (2 * dkdvBlocks), FlashAttention.minDkdvBlocks}) {
+                        int defaultMin = FlashAttention.minDkdvBlocks;
+                        FlashAttention.minDkdvBlocks = minBlocks;
+                        String btag = tag + " dK/dV in " + FlashAttention.dkdvChunks(d) + " chunk(s)";
+                        try (Tensor dqg = gpu.allocate(dt, qg.shape()); Tensor dkg = gpu.allocate(dt, kg.shape()); Tensor dvg = gpu.allocate(dt, vg.shape());
+                             Tensor dqc = cpu.allocate(DType.F64, qg.shape()); Tensor dkc = cpu.allocate(DType.F64, kg.shape());
+                             Tensor dvc = cpu.allocate(DType.F64, vg.shape()); Tensor dk2 = gpu.allocate(dt, kg.shape());
+                             Tensor dq2 = gpu.allocate(dt, qg.shape()); Tensor dv2 = gpu.allocate(dt, vg.shape())) {
+                            gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dqg, dkg, dvg);
+                            cpu.kernels().attentionBackward(d, dOc, qc, kc, vc, sc, scale, oc, lc, dqc, dkc, dvc);
+                            closeF64(btag + " dq", cpu.download(dqc), dqg, 3e-2, 0.9995);
+                            closeF64(btag + " dk", cpu.download(dkc), dkg, 3e-2, 0.9995);
+                            closeF64(btag + " dv", cpu.download(dvc), dvg, 3e-2, 0.9995);
+                            gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2);
+                            assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, btag + " dq bitwise repeatable");
+                            assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, btag + " dk bitwise repeatable");
+                            assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, btag + " dv bitwise repeatable");
+                            for (FlashAttention.Kernels other : otherKernels(hd)) {
+                                FlashAttention.backward(gpu, d, dOg, qg, kg, vg, sg, scale, og, lg, dq2, dk2, dv2, other);
+                                assertArrayEquals(gpu.download(dqg), gpu.download(dq2), 0.0, btag + " dq, " + other);
+                                assertArrayEquals(gpu.download(dkg), gpu.download(dk2), 0.0, btag + " dk, " + other);
+                                assertArrayEquals(gpu.download(dvg), gpu.download(dv2), 0.0, btag + " dv, " + other);
+                            }
+                        } finally {
+                            FlashAttention.minDkdvBlocks = defaultMin;
                         }
                     }
                 }

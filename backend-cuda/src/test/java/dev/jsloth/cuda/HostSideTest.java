@@ -90,6 +90,20 @@ class HostSideTest {
     }
 
     @Test
+    void dkdvSplitsAGroupOnlyWhereTooFewBlocksWouldRun() {
+        // 8B (8 kv heads, batch 2, 32 key tiles: 512 blocks) and tinyllama (4, 4, 32): one block per kv head's group
+        assertEquals(1, FlashAttention.dkdvChunks(new dev.jsloth.api.AttentionDims(2, 2048, 32, 8, 128)));
+        assertEquals(1, FlashAttention.dkdvChunks(new dev.jsloth.api.AttentionDims(4, 2048, 32, 4, 64)));
+        // 2 kv heads, batch 1: 64 blocks; the group of 7 splits only into 7 (448 blocks)
+        assertEquals(7, FlashAttention.dkdvChunks(new dev.jsloth.api.AttentionDims(1, 2048, 14, 2, 64)));
+        // 1 kv head of 8, batch 1, 32 tiles: 2 chunks give 64 blocks, 4 give 128, 8 give 256
+        assertEquals(8, FlashAttention.dkdvChunks(new dev.jsloth.api.AttentionDims(1, 2048, 8, 1, 128)));
+        // 1 kv head of 8, batch 4, 32 tiles: 128 blocks, 2 chunks reach 256
+        assertEquals(2, FlashAttention.dkdvChunks(new dev.jsloth.api.AttentionDims(4, 2048, 8, 1, 128)));
+        assertEquals(1, FlashAttention.dkdvChunks(new dev.jsloth.api.AttentionDims(1, 13, 4, 4, 64)), "no group, no chunks");
+    }
+
+    @Test
     void reductionChunksCoverEveryRowOnce() {
         for (long rows : new long[]{0, 1, 31, 32, 33, 1000, 8191, 100_000, 10_000_000}) {
             Reductions.Chunking c = Reductions.Chunking.of(rows);

@@ -276,7 +276,8 @@ final class BenchCommand implements Callable<Integer> {
             out.put("tok_s", tokS);
             out.put("step_s", step);
             Arrays.sort(waits);
-            // how long the host waited for the device once the step was queued: near 0, the host is what sets the pace
+            // how long the host waited for the device once the step was queued (after its last read back, the loss after
+            // the forward): near 0, the host is what sets the pace
             out.put("device_wait_s", waits[waits.length / 2]);
             out.put("peak_bytes", be.memoryStats().peakBytes());
             out.put("gflops", flops / 1e9);

@@ -13,7 +13,8 @@
  * Built per head dimension FA_D (64 or 128). Work-groups of 128 work-items (4 warps, 16 rows each):
  *   forward: 64 queries of one head, walking the visible key tiles of FA_BK (64 at D = 64, 32 at D = 128);
  *   dK/dV:   64 keys of one query head (GQA: fp32 partials summed per group by flash_group_sum), walking query tiles of
- *            32 (16 at D = 128, K and V held in registers);
+ *            32 (16 at D = 128, K and V held in registers); (the CUDA kernels have since moved to one block per kv head's
+ *            group, or chunk of it, summing over its heads in registers: not ported here, so the bits may differ)
  *   dQ:      64 queries of one head, walking the visible key tiles of 32.
  * Local memory (NVIDIA's OpenCL gives a work-group 48 KB): tiles of rows padded to FA_D + 8 16-bit values, so that the
  * 8 row addresses of an ldmatrix fall in distinct banks; streamed tiles double-buffered, the next one copied by
