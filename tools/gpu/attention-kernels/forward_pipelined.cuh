@@ -45,6 +45,7 @@ __device__ __forceinline__ void flash_wg_wait_one() { asm volatile("wgmma.wait_g
 template <typename T, int D, int WG>
 __device__ void flash_forward_wg_pipelined(const T* q, const T* k, const T* v, const int* segments, float scale, T* out,
                                            float* lse, int seq, int kvSeq, int qHeads, int kvHeads) {
+    static_assert(D == 128, "the P V product is written for m64n128k16 (D = 128)");
     constexpr int BQ = 64 * WG, BK = 64, TILE = 64 * D * 2, THREADS = 128 * WG, BUFS = 3;
     JSLOTH_DYNAMIC_SHARED(flash_chunk, flash_smem);
     const unsigned QsA = flash_wg_base(flash_smem), KbA = QsA + WG * TILE, VbA = KbA + BUFS * TILE;

@@ -483,17 +483,17 @@ class CudaBackendTest {
                         }
                     }
                     if (cached) continue;
-                    // dK/dV with each kv head's group in one block, in two chunks where the group is even, and as the
-                    // shape chooses (these small shapes: one chunk per query head)
+                    // dK/dV with each kv head's group in one block, in the fewest chunks (of at least two) that double
+                    // the blocks, and as the shape chooses (these small shapes: one chunk per query head)
                     long dkdvBlocks = (long) hkv * batch * Math.ceilDiv(seq, FlashAttention.KEY_ROWS);
                     for (int minBlocks : new int[]{1, (int) (2 * dkdvBlocks), FlashAttention.minDkdvBlocks}) {
                         int defaultMin = FlashAttention.minDkdvBlocks;
-                        FlashAttention.minDkdvBlocks = minBlocks;
-                        String btag = tag + " dK/dV in " + FlashAttention.dkdvChunks(d) + " chunk(s)";
                         try (Tensor dqg = gpu.allocate(dt, qg.shape()); Tensor dkg = gpu.allocate(dt, kg.shape()); Tensor dvg = gpu.allocate(dt, vg.shape());
                              Tensor dqc = cpu.allocate(DType.F64, qg.shape()); Tensor dkc = cpu.allocate(DType.F64, kg.shape());
                              Tensor dvc = cpu.allocate(DType.F64, vg.shape()); Tensor dk2 = gpu.allocate(dt, kg.shape());
                              Tensor dq2 = gpu.allocate(dt, qg.shape()); Tensor dv2 = gpu.allocate(dt, vg.shape())) {
+                            FlashAttention.minDkdvBlocks = minBlocks;
+                            String btag = tag + " dK/dV in " + FlashAttention.dkdvChunks(d) + " chunk(s)";
                             gpu.kernels().attentionBackward(d, dOg, qg, kg, vg, sg, scale, og, lg, dqg, dkg, dvg);
                             cpu.kernels().attentionBackward(d, dOc, qc, kc, vc, sc, scale, oc, lc, dqc, dkc, dvc);
                             closeF64(btag + " dq", cpu.download(dqc), dqg, 3e-2, 0.9995);
