@@ -37,7 +37,6 @@ namespace base {
 }
 namespace var {
 #include "fa_var.inc"
-#include "forward_pipelined.cuh"
 }
 
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e), __FILE__, __LINE__); exit(1); } } while (0)
@@ -116,17 +115,6 @@ int main(int argc, char** argv) {
         printf("fwd   wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, fwdFlops / t / 1e9);
         compare("out", o, o2, nq, false); compare("lse", lse, lse2, rows, true);
     }
-#if HD == 128
-    { // the pipelined experiment (forward_pipelined.cuh, D = 128 only), two warpgroups per block (three: 64 rows do not
-      // split in the tile copy's 24-row passes)
-        const int sm2 = 8 * W + 1024 + (128 + 3 * 64) * 4;
-        auto k2 = var::flash_attention_forward_pipelined_kernel<bf16_t, 2>; allowShared(k2, sm2);
-        CK(cudaMemset(o2, 0, nq * 2));
-        t = timeit([&] { k2<<<dim3((T + 127) / 128, Hq, B), 256, sm2>>>(q, k, v, nullptr, scale, o2, lse2, T, T, Hq, Hkv); });
-        printf("fwd   wgmma pipelined, 2 warpgroups    %8.4f ms  %6.1f TFLOP/s\n", t, fwdFlops / t / 1e9);
-        compare("out", o, o2, nq, false); compare("lse", lse, lse2, rows, true);
-    }
-#endif
     delta_kernel<<<(rows + 7) / 8, 256>>>(dO, o, delta, B, T, Hq, D);
     CK(cudaDeviceSynchronize());
     // dK/dV

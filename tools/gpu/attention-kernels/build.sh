@@ -17,7 +17,7 @@ trap 'rm -rf "$work"' EXIT
 cp "$root/$src/common.cuh" "$work/"
 sed '/#include "common.cuh"/d' "$root/$src/flash_attention.cu" > "$work/fa_var.inc"
 git -C "$root" show "$base:$src/flash_attention.cu" | sed '/#include "common.cuh"/d' > "$work/fa_base.inc"
-cp "$here/bench.cu" "$here/forward_pipelined.cuh" "$work/"
+cp "$here/bench.cu" "$work/"
 mkdir -p "$out"
 for d in 128 64; do
     nvcc -DHD=$d -gencode=arch=compute_90a,code=sm_90a -std=c++17 -O3 -I"$work" -o "$out/bench$d" "$work/bench.cu"
