@@ -10,6 +10,21 @@ import dev.jsloth.api.Tensor;
  * memory fits the device, and no larger than the sequence needs; the formulas here match the kernels' layouts.
  */
 final class AttentionOp {
+    /**
+     * Queues attention_delta_kernel: {@code delta[b, h, t] = sum_c dOut[b,t,h,c] out[b,t,h,c]} for the backward (both
+     * attention paths). Its grid gives a warp 32 / packs rows where a row is a power of two (at most 32) of 16-byte
+     * packs, as the kernel's packed path takes them; where that path does not apply (unaligned tensors) the kernel's
+     * grid-stride loop covers the rows with the warps there are.
+     */
+    static void delta(CudaBackend be, ElementType t, AttentionDims d, long dOut, long out, long delta) {
+        long rows = (long) d.batch() * d.seq() * d.qHeads();
+        int perPack = 16 / t.bytes, packs = d.headDim() / perPack;
+        boolean packed = d.headDim() % perPack == 0 && packs <= 32 && Integer.bitCount(packs) == 1;
+        int rowsPerBlock = Grid.THREADS / 32 * (packed ? 32 / packs : 1);
+        be.kernel(KernelId.ATTENTION_DELTA, t).launch(Grid.blocks(Math.ceilDiv(rows, rowsPerBlock), Grid.THREADS),
+                LaunchArgs.of().ptr(dOut).ptr(out).ptr(delta).i32(d.batch()).i32(d.seq()).i32(d.qHeads()).i32(d.headDim()));
+    }
+
     private static final int MAX_TILE = 64;
 
     private AttentionOp() {
@@ -85,8 +100,7 @@ final class AttentionOp {
             long seg = segments == null ? 0 : be.ptr(segments);
             long rows = (long) d.batch() * d.seq() * d.qHeads();
             try (CudaTensor delta = be.allocateUninitialized(accType.dtype, Shape.of(Math.toIntExact(rows)))) {
-                be.kernel(KernelId.ATTENTION_DELTA, t).launch(Grid.blocks(Math.ceilDiv(rows, Grid.THREADS / 32), Grid.THREADS),
-                        LaunchArgs.of().ptr(pdo).ptr(po).ptr(delta.address()).i32(d.batch()).i32(d.seq()).i32(d.qHeads()).i32(d.headDim()));
+                delta(be, t, d, pdo, po, delta.address());
 
                 int tileKv = Layout.DKDV.tile(d.headDim(), acc, be.device.maxSharedOptIn, cap(d.seq()));
                 Grid gridKv = new Grid(Math.ceilDiv(d.seq(), tileKv), d.kvHeads(), d.batch(), Grid.THREADS, 1, 1,

@@ -172,25 +172,16 @@ final class FlashAttention {
     /**
      * In how many chunks the dK/dV kernel splits each kv head's group of query heads: the fewest (a divisor of the group)
      * that give at least {@link #minDkdvBlocks} blocks, or one per query head. A function of the shape alone (the minimum
-     * is 256 outside tests), so a shape's dK and dV have the same bits on every GPU (the summation order follows the chunks). One chunk writes dK and
-     * dV once (8B layer on the H200: 0.312 ms, against 0.386 + 0.047 per query head with partials summed); a GPU that
-     * few blocks leave idle (a single kv head, batch 1 at 2,048 tokens: 32 blocks) is better served by more, smaller ones.
+     * is 256 outside tests), so a shape's dK and dV have the same bits on every GPU (the summation order follows the
+     * chunks). One chunk writes dK and dV once (8B layer on the H200: 0.312 ms, against 0.386 + 0.047 per query head
+     * with partials summed); a GPU that few blocks leave idle (a single kv head, batch 1 at 2,048 tokens: 32 blocks) is
+     * better served by more, smaller ones.
      */
     static int dkdvChunks(AttentionDims d) {
         int group = d.qHeads() / d.kvHeads();
         long blocks = (long) d.kvHeads() * d.batch() * Math.ceilDiv(d.seq(), KEY_ROWS);
         for (int c = 1; c < group; c++) if (group % c == 0 && blocks * c >= minDkdvBlocks) return c;
         return group;
-    }
-
-    /**
-     * Rows of attention_delta_kernel per block of {@link Grid#THREADS}: a warp takes 32 / packs rows when a row is a
-     * power of two (at most 32) of 16-byte packs (the kernel's packed path; the tensors here are 16-byte aligned), else one.
-     */
-    static int deltaRowsPerBlock(int headDim, ElementType t) {
-        int perPack = 16 / t.bytes, packs = headDim / perPack;
-        boolean packed = headDim % perPack == 0 && packs <= 32 && Integer.bitCount(packs) == 1;
-        return Grid.THREADS / 32 * (packed ? 32 / packs : 1);
     }
 
     static void backward(CudaBackend be, AttentionDims d, Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor segments, double scale,
@@ -205,9 +196,7 @@ final class FlashAttention {
         long seg = segments == null ? 0 : be.ptr(segments);
         long rows = (long) d.batch() * d.seq() * d.qHeads();
         try (CudaTensor delta = be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(rows)))) {
-            be.kernel(KernelId.ATTENTION_DELTA, t).launch(Grid.blocks(Math.ceilDiv(rows, deltaRowsPerBlock(d.headDim(), t)), Grid.THREADS),
-                    LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(out)).ptr(delta.address()).i32(d.batch()).i32(d.seq())
-                            .i32(d.qHeads()).i32(d.headDim()));
+            AttentionOp.delta(be, t, d, be.ptr(dOut), be.ptr(out), delta.address());
             // one block per (kv head x chunk of its group's query heads, batch row, key tile), the first key tiles (the
             // most queries) launched first; with one chunk per group dK and dV are written once, else summed over chunks
             int chunks = dkdvChunks(d), kvHeadChunks = d.kvHeads() * chunks;
