@@ -18,7 +18,8 @@ import java.nio.ByteOrder;
  * {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K in deep K blocks ({@link #KC}), so each
  * C tile is loaded and stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks
  * are of equal height, and work is split over (row block, column-panel range) pairs so that both tall and short-wide
- * products (LoRA's) keep every thread busy.
+ * products (LoRA's) keep every thread busy. A short product (one row block) instead packs B a block at a time, each
+ * block by the thread that uses it next ({@link #streamsB}).
  */
 final class GemmF32 {
     private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
@@ -34,11 +35,16 @@ final class GemmF32 {
      */
     private static final int KC = 1024;
     /**
-     * Depth of a K block when B is read in place (short products, LoRA's dA): its panels are B's rows at B's own pitch,
-     * which a cache keeps far fewer of than contiguous ones; 16 x 4096 x 2048 ran at 41-48 GFLOP/s with 256 against
-     * 34-36 with 1024.
+     * Depth of a K block of a streamed B ({@link #streamsB}): with {@link #STREAM_PANELS} panels, a 256 KB block that the
+     * thread packs and then uses while it is in that core's L2.
      */
-    private static final int KC_IN_PLACE_B = 256;
+    private static final int KC_STREAMED = 128;
+    /**
+     * Width (in NR-column panels) of a streamed B block: each of its rows is one sequential read of 2 KB from B. In one JVM,
+     * 2 threads, 16 x 4096 x 2048 (GFLOP/s, two runs): 512 columns x 128 rows 93 / 65, 256 x 256 83 / -, 1024 x 64 90 / -,
+     * 512 x 256 - / 69, 2048 x 32 82 / -, against 61 / 35 reading B's panels in place (rows at B's pitch, 256 deep).
+     */
+    private static final int STREAM_PANELS = 512 / NR;
     private static final int MC = MR * 16;
     /** Packed-B budget (floats): B's columns are packed {@code B_FLOATS / K} at a time, all of K at once. */
     private static final int B_FLOATS = 1 << 22;
@@ -54,14 +60,20 @@ final class GemmF32 {
     private static final ThreadLocal<MemorySegment[]> A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / MR]);
     private static final ThreadLocal<MemorySegment[]> B_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ThreadLocal<MemorySegment[]> LOW_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+    /** One streamed B block ({@link #streamsB}): {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels. */
+    private static final ThreadLocal<MemorySegment> STREAM_SEG =
+            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(4L * KC_STREAMED * STREAM_PANELS * NR, 64));
     private static final ValueLayout.OfFloat PACKED = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ByteOrder NATIVE = ByteOrder.nativeOrder();
 
     private GemmF32() {
     }
 
-    /** Products this short (M rows) read a plain F32 B in place: packing it would cost more than its reuse saves. */
-    static final int DIRECT_B_MAX_M = 4 * MR;
+    /**
+     * Products this short (M rows: one row block) stream B ({@link #streamsB}): packing all of it first would write it
+     * out of the cache and read it back for a single use.
+     */
+    static final int STREAM_B_MAX_M = 4 * MR;
     /**
      * Depth from which the packed kernel (its panels as slices, made per A block and B panel) pays for itself; below, the
      * plain kernel (measured when the slices were made per call).
@@ -70,9 +82,8 @@ final class GemmF32 {
 
     /**
      * C (F32, row-major m x n) = alpha * op(A) op(B) when {@code overwrite}, else C += alpha * op(A) op(B) (C already
-     * scaled by beta). Operands are packed, except where packing does not pay: a plain F32 A when N fits one panel
-     * (LoRA's X A^T), a plain F32 B when M is at most {@link #DIRECT_B_MAX_M} (LoRA's dA = dYB^T X); the microkernel
-     * then reads them where they are.
+     * scaled by beta). Operands are packed, except a plain F32 A when N fits one panel (LoRA's X A^T), which the
+     * microkernel reads where it is.
      */
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
         multiply(m, n, k, alpha, a, b, null, null, 0, 0f, c, overwrite);
@@ -83,9 +94,15 @@ final class GemmF32 {
         return !a.trans() && a.codec() == ElementCodec.F32 && n <= NR;
     }
 
-    /** Whether {@link #multiply} reads op(B) where it is stored: a plain F32 B when M is short. */
-    private static boolean readsBInPlace(int m, Matrix b) {
-        return !b.trans() && b.codec() == ElementCodec.F32 && m <= DIRECT_B_MAX_M;
+    /**
+     * Whether {@link #multiply} packs B a block at a time, each block by the thread that then uses it, instead of all of K
+     * up front: a short product (LoRA's dA = dYB^T X; M at most {@link #STREAM_B_MAX_M}) whose B is stored untransposed
+     * (each block row one sequential read), kept panels or not (so a frozen B gives the same bits). A block is {@link #KC_STREAMED} rows of
+     * {@link #STREAM_PANELS} panels, packed and used while it is in the core's L2, so B comes from memory once, in
+     * sequential reads.
+     */
+    static boolean streamsB(int m, Matrix b) {
+        return m <= STREAM_B_MAX_M && !b.trans();
     }
 
     /**
@@ -93,7 +110,7 @@ final class GemmF32 {
      * takes a low-rank pair of this rank beside this product: both operands packed, the pair one k block deep.
      */
     static boolean fusesLowRank(int m, int n, int k, int rank, Matrix a, Matrix b) {
-        return k > 0 && rank > 0 && rank <= KC && !readsAInPlace(n, a) && !readsBInPlace(m, b);
+        return k > 0 && rank > 0 && rank <= KC && !readsAInPlace(n, a);
     }
 
     /**
@@ -111,34 +128,40 @@ final class GemmF32 {
             return;
         }
         if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
-        boolean directA = readsAInPlace(n, a), directB = readsBInPlace(m, b);
-        int kcMax = kBlock(directB), lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
+        boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
+        int kcMax = streamB ? KC_STREAMED : KC, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
         // panels are the same blocks whatever pair rides along
         int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
-        MemorySegment bs = packedB(B_SEG, (long) k * ncMax, B_FLOATS), ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax, 0) : null;
+        MemorySegment bs = streamB ? null : packedB(B_SEG, (long) k * ncMax, B_FLOATS);
+        MemorySegment ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax, 0) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
-            if (rank > 0) packB(r, rank, jc, nc, false, ls);
-            MemorySegment kept = directB ? null : keptPanels(b, k, jc, nc);
+            if (rank > 0) packB(r, rank, jc, nc, ls);
+            MemorySegment kept = streamB ? null : keptPanels(b, k, jc, nc);
             MemorySegment bBlocks = kept != null ? kept : bs;
-            if (kept == null) packB(b, k, jc, nc, directB, bs);
+            if (kept == null && !streamB) packB(b, k, jc, nc, bs);
             // row blocks of (nearly) equal height, whole MR panels: 512 rows as 6 x 90 instead of 5 x 96 + 32 (the last
             // one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
             int mBlocks = ceilDiv(m, MC), mcRows = MR * ceilDiv(ceilDiv(m, MR), mBlocks);
             int splits = Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks)));
+            if (streamB) splits = Math.max(splits, ceilDiv(panels, STREAM_PANELS)); // a streamed block is at most that wide
+            int splitsf = splits;
             Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
                 float[] ct = CTILE.get(), ut = UTILE.get();
-                MemorySegment as = A_SEG.get();
+                MemorySegment as = A_SEG.get(), streamed = streamB ? STREAM_SEG.get() : null;
                 MemorySegment[] aPanels = A_PANELS.get();
                 for (int u = lo; u < hi; u++) {
-                    int ib = u / splits, s = u % splits;
+                    int ib = u / splitsf, s = u % splitsf;
                     int ic = ib * mcRows, mc = Math.min(mcRows, m - ic);
-                    int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
+                    int q0 = panels * s / splitsf, q1 = panels * (s + 1) / splitsf;
                     for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
                         boolean low = kb < lowBlocks;
                         int pc = low ? 0 : (kb - lowBlocks) * kcMax, kc = low ? rank : Math.min(kcMax, k - pc);
-                        MemorySegment blockPanels = low ? ls : bBlocks; // the pair's panels, or B's from depth pc
+                        // the pair's panels, B's from depth pc, or this block of a streamed B (panels q0..q1 only)
+                        MemorySegment blockPanels = low ? ls : streamB ? streamed : bBlocks;
+                        boolean blockLocal = streamB && !low;
+                        if (blockLocal) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
                         if (!directA) {
@@ -147,15 +170,12 @@ final class GemmF32 {
                         }
                         for (int q = q0; q < q1; q++) {
                             int col = jcf + q * NR, nr = Math.min(NR, n - col);
-                            boolean inPlaceB = directB && nr == NR;
-                            MemorySegment bSeg = inPlaceB ? b.seg() : blockPanels;
-                            long bo = inPlaceB ? 4 * b.at(pc, col) : 4L * packedOffset(pc, q, kc, panels);
-                            long bStep = inPlaceB ? 4L * b.cols() : 4L * NR;
-                            MemorySegment bPanel = sliced && !inPlaceB ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
+                            long bo = 4L * (blockLocal ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
+                            MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
                             for (int ir = 0; ir < mc; ir += MR) {
                                 int mr = Math.min(MR, mc - ir);
                                 if (directA && mr == MR) {
-                                    accumulate(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, bSeg, bo, bStep, ct);
+                                    accumulate(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, 4L * NR, ct);
                                 } else {
                                     long ao = 4L * ir * kc;
                                     if (directA) { // a short last row panel: packed, so the kernel never reads past A
@@ -164,7 +184,7 @@ final class GemmF32 {
                                     }
                                     // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
                                     // more than the bounds-check-free loop saves
-                                    if (inPlaceB || !sliced) accumulate(kc, as, ao, 4, 4L * MR, bSeg, bo, bStep, ct);
+                                    if (!sliced) accumulate(kc, as, ao, 4, 4L * MR, blockPanels, bo, 4L * NR, ct);
                                     else accumulatePacked(kc, directA ? as.asSlice(0, 4L * MR * kc) : aPanels[ir / MR], bPanel, ct);
                                 }
                                 updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
@@ -174,11 +194,6 @@ final class GemmF32 {
                 }
             });
         }
-    }
-
-    /** The K block depth of a product that reads B in place or not. */
-    private static int kBlock(boolean inPlaceB) {
-        return inPlaceB ? KC_IN_PLACE_B : KC;
     }
 
     /** Float offset of panel q of the k block that starts at packed depth pc (kc deep): the blocks of K one after another. */
@@ -204,31 +219,22 @@ final class GemmF32 {
     private static MemorySegment keptPanels(Matrix b, int k, int jc, int nc) {
         if (b.panels() == null) return null;
         return b.panels().block(new PanelCache.Key(b.trans(), k, jc, nc), (long) k * ceilDiv(nc, NR) * NR,
-                into -> packB(b, k, jc, nc, false, into));
+                into -> packB(b, k, jc, nc, into));
     }
 
-    /**
-     * Packs op(B)[0..k, jc..jc+nc] for all of K (see {@link #packedOffset}). With {@code inPlace} (a plain F32 B read
-     * where it is) only a short last panel is packed, so the kernel never reads past B's columns.
-     */
-    private static void packB(Matrix b, int k, int jc, int nc, boolean inPlace, MemorySegment bs) {
-        int panels = ceilDiv(nc, NR), kcMax = kBlock(inPlace);
-        if (inPlace) {
-            if (nc % NR == 0) return;
-            for (int pc = 0; pc < k; pc += kcMax) {
-                int kc = Math.min(kcMax, k - pc);
-                packBPanel(b, pc, kc, jc + (panels - 1) * NR, nc % NR, bs, packedOffset(pc, panels - 1, kc, panels));
-            }
-        } else if (b.trans()) {
-            int kBlocks = ceilDiv(k, kcMax);
+    /** Packs op(B)[0..k, jc..jc+nc] for all of K in blocks of {@link #KC} (see {@link #packedOffset}). */
+    private static void packB(Matrix b, int k, int jc, int nc, MemorySegment bs) {
+        int panels = ceilDiv(nc, NR);
+        if (b.trans()) {
+            int kBlocks = ceilDiv(k, KC);
             Parallel.forRange(kBlocks * panels, 8, (lo, hi) -> {
                 for (int u = lo; u < hi; u++) {
-                    int pc = (u / panels) * kcMax, q = u % panels, kc = Math.min(kcMax, k - pc);
+                    int pc = (u / panels) * KC, q = u % panels, kc = Math.min(KC, k - pc);
                     packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), bs, packedOffset(pc, q, kc, panels));
                 }
             });
         } else {
-            Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, k, jc, nc, bs));
+            Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, 0, KC, k, jc, nc, bs));
         }
     }
 
@@ -270,34 +276,26 @@ final class GemmF32 {
     }
 
     /**
-     * Packs rows {@code [p0, p1)} of op(B)[.., jc..jc+nc] for a non-transposed B: each row is read once, whole
-     * (one bulk copy), and cut into the NR-wide panels — far fewer, larger reads than panel by panel, which matters
-     * when M is small (LoRA's dA = dYB^T X) and packing B is a large share of the work.
+     * Packs rows {@code [p0, p1)} of op(B)[.., jc..jc+nc] for a non-transposed B, in K blocks of depth {@code kcMax}
+     * counted from row {@code from} (laid out as {@link #packedOffset}, depth 0 at row {@code from}; the last block ends
+     * at row {@code k}): all of K from row 0, or one streamed block. Each row is read once, whole (one bulk copy), and
+     * cut into the NR-wide panels — far fewer, larger reads than panel by panel, which matters when M is small (LoRA's
+     * dA = dYB^T X) and packing B is a large share of the work.
      */
-    private static void packBRows(Matrix b, int p0, int p1, int k, int jc, int nc, MemorySegment bp) {
+    private static void packBRows(Matrix b, int p0, int p1, int from, int kcMax, int k, int jc, int nc, MemorySegment bp) {
         int panels = ceilDiv(nc, NR);
         float[][] held = ROW_WIDE.get();
         if (held[0].length < panels * NR) held[0] = new float[panels * NR];
         float[] row = held[0];
         for (int p = p0; p < p1; p++) {
-            int pc = p / KC * KC, kc = Math.min(KC, k - pc);
+            int pc = from + (p - from) / kcMax * kcMax, kc = Math.min(kcMax, k - pc);
             b.codec().readFloats(b.seg(), b.at(p, jc), row, 0, nc);
             java.util.Arrays.fill(row, nc, panels * NR, 0f);
             for (int q = 0; q < panels; q++) { // two vector stores per panel: MemorySegment.copy of 64 bytes cost ~10x more
-                long to = 4L * (packedOffset(pc, q, kc, panels) + (long) (p - pc) * NR);
+                long to = 4L * (packedOffset(pc - from, q, kc, panels) + (long) (p - pc) * NR);
                 FloatVector.fromArray(SP, row, q * NR).intoMemorySegment(bp, to, NATIVE);
                 FloatVector.fromArray(SP, row, q * NR + L).intoMemorySegment(bp, to + 4L * L, NATIVE);
             }
-        }
-    }
-
-    /** Packs one NR-wide panel of a plain (non-transposed) B, op(B)[pc..pc+kc, col..col+nr], zero-padded. */
-    private static void packBPanel(Matrix b, int pc, int kc, int col, int nr, MemorySegment bp, long base) {
-        float[] row = ROW.get();
-        java.util.Arrays.fill(row, 0, NR, 0f);
-        for (int p = 0; p < kc; p++) {
-            b.codec().readFloats(b.seg(), b.at(pc + p, col), row, 0, nr);
-            MemorySegment.copy(row, 0, bp, ValueLayout.JAVA_FLOAT, 4L * (base + p * NR), NR);
         }
     }
 

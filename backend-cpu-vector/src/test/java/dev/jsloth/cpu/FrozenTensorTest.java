@@ -21,7 +21,7 @@ class FrozenTensorTest extends CpuBackendTests {
     /**
      * The same products with B frozen (first use packs and keeps, second reuses) and not: the same bits, for plain and
      * fused low-rank products, both B layouts, F32 and BF16 storage, K over several K blocks, N over several column
-     * blocks (2100 x 2100 B is more than one packed-B budget) and partial panels, and a short M that reads B in place.
+     * blocks (2100 x 2100 B is more than one packed-B budget) and partial panels, and a short M (B streamed, kept panels or not).
      */
     @ParameterizedTest
     @CsvSource({"30,2100,2100,16", "97,40,1025,8", "13,100,300,4", "1,1408,512,16", "64,33,17,0"})

@@ -12,8 +12,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The F32 GEMM's paths on awkward sizes against a plain F64 loop: packed operands, A read in place (plain F32 A,
- * N of one panel), B read in place (plain F32 B, short M), their partial panels and tiles, both transposes, and
- * non-F32 storage (packed whatever the shape).
+ * N of one panel), B streamed a block at a time (short M, B untransposed; K over several streamed blocks), their partial
+ * panels and tiles, both transposes, and non-F32 storage.
  */
 class GemmShapesTest extends CpuBackendTests {
     @ParameterizedTest
@@ -53,11 +53,10 @@ class GemmShapesTest extends CpuBackendTests {
     }
 
     /**
-     * {@code gemmPlusLowRank} with the pair concatenated along K inside one product (both operands packed: M above
-     * {@link GemmF32#DIRECT_B_MAX_M}, N above one panel) and through the default's two products (shapes that read an
-     * operand in place), against a plain F64 loop: ranks 1 to 100 (from 64 the pair's block runs on the sliced
-     * kernel), depths of one and several k blocks, partial tiles, both transposes, F32 and BF16 storage, beta 0 (C
-     * ignored) and 0.5.
+     * {@code gemmPlusLowRank} with the pair concatenated along K inside one product (A packed: N above one panel; B packed
+     * whole or streamed, {@link GemmF32#streamsB}) and through the default's two products (a plain F32 A read in place),
+     * against a plain F64 loop: ranks 1 to 100 (from 64 the pair's block runs on the sliced kernel), depths of one and
+     * several k blocks, partial tiles, both transposes, F32 and BF16 storage, beta 0 (C ignored) and 0.5.
      */
     @ParameterizedTest
     @CsvSource({
@@ -80,9 +79,9 @@ class GemmShapesTest extends CpuBackendTests {
                             CpuBackend cpu = (CpuBackend) be;
                             Matrix ma = new Matrix(cpu.seg(a), cpu.codec(a), 0, ta ? k : m, ta ? m : k, ta);
                             Matrix mb = new Matrix(cpu.seg(b), cpu.codec(b), 0, tb ? n : k, tb ? k : n, tb);
-                            // a plain F32 A with N of one panel, or a plain F32 B with a short M, is read in place; then
-                            // the pair goes through the default's two products
-                            boolean inPlace = storage == DType.F32 && (!ta && n <= GemmF32.NR || !tb && m <= GemmF32.DIRECT_B_MAX_M);
+                            // a plain F32 A with N of one panel is read in place; then the pair goes through the default's
+                            // two products
+                            boolean inPlace = storage == DType.F32 && !ta && n <= GemmF32.NR;
                             boolean fused = GemmF32.fusesLowRank(m, n, k, rank, ma, mb);
                             assertTrue(fused == !inPlace, m + "x" + n + "x" + k + " r=" + rank + " " + storage + " ta=" + ta + " tb=" + tb
                                     + ": fused " + fused);
