@@ -60,6 +60,8 @@ final class GemmF32 {
     private static final ThreadLocal<MemorySegment[]> A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / MR]);
     private static final ThreadLocal<MemorySegment[]> B_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ThreadLocal<MemorySegment[]> LOW_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+    /** The transposed product of {@link #multiplyTransposed}. */
+    private static final ThreadLocal<MemorySegment[]> TRANSPOSED_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     /** One streamed B block ({@link #streamsB}): {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels. */
     private static final ThreadLocal<MemorySegment> STREAM_SEG =
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(4L * KC_STREAMED * STREAM_PANELS * NR, 64));
@@ -128,6 +130,10 @@ final class GemmF32 {
             return;
         }
         if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
+        if (rank == 0 && computesTransposed(m, n, a)) {
+            multiplyTransposed(m, n, k, alpha, a, b, c, overwrite);
+            return;
+        }
         boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
         int kcMax = streamB ? KC_STREAMED : KC, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
@@ -194,6 +200,35 @@ final class GemmF32 {
                 }
             });
         }
+    }
+
+    /**
+     * Whether {@link #multiply} forms C^T = op(B)^T op(A)^T instead: N fits one panel, M does not, and A is stored
+     * transposed (LoRA's dB = dY^T XA). Packing op(A) would copy all of it for NR columns of work; as the transposed
+     * product's B, A is streamed ({@link #streamsB}, M = N short). One JVM, 2 threads, A transposed, medians of 8 rounds
+     * (GFLOP/s): 1408 x 16 x 512 (the training step's dB) 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against
+     * 15.8.
+     */
+    private static boolean computesTransposed(int m, int n, Matrix a) {
+        return a.trans() && n <= NR && m > NR;
+    }
+
+    /** C (m x n) = or += alpha * (op(B)^T op(A)^T)^T, the transposed product formed in a scratch buffer first. */
+    private static void multiplyTransposed(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
+        MemorySegment t = packedB(TRANSPOSED_SEG, (long) n * m, 0);
+        multiply(n, m, k, alpha, flipped(b), flipped(a), t, true);
+        float[] out = CTILE.get();
+        for (int i = 0; i < m; i++) {
+            if (overwrite) java.util.Arrays.fill(out, 0, n, 0f);
+            else MemorySegment.copy(c, ElementCodec.FLOAT, 4L * i * n, out, 0, n);
+            for (int j = 0; j < n; j++) out[j] += t.getAtIndex(ValueLayout.JAVA_FLOAT, (long) j * m + i);
+            MemorySegment.copy(out, 0, c, ElementCodec.FLOAT, 4L * i * n, n);
+        }
+    }
+
+    /** The same stored matrix read transposed the other way: op(flipped(x)) = op(x)^T. */
+    private static Matrix flipped(Matrix x) {
+        return new Matrix(x.seg(), x.codec(), x.base(), x.rows(), x.cols(), !x.trans(), x.panels());
     }
 
     /** Float offset of panel q of the k block that starts at packed depth pc (kc deep): the blocks of K one after another. */
