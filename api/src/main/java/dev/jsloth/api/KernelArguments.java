@@ -143,6 +143,14 @@ public final class KernelArguments {
         if (dWeight != null) requireNumel(dWeight, x.shape().cols(), "RMSNorm dWeight");
     }
 
+    /** {@link #checkRmsNormBackward}, and a residual gradient the size of dx that is not dx itself. */
+    public static void checkRmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx,
+                                                        Tensor dWeight) {
+        checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
+        requireNumel(residual, x.numel(), "RMSNorm residual gradient");
+        if (residual == dx) throw new IllegalArgumentException("the residual gradient must not alias dx");
+    }
+
     /** Every tensor of {@code others} has as many elements as {@code first}. */
     public static void checkSameNumel(String what, Tensor first, Tensor... others) {
         for (Tensor t : others) requireNumel(t, first.numel(), what);

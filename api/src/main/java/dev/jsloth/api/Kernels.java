@@ -41,6 +41,22 @@ public interface Kernels {
         gemm(transA, transB, alpha, a, b, 1.0, c);
     }
 
+    /**
+     * {@code D = alpha * op(A) op(B) + lowScale * op(L) op(R) + C}: {@link #gemmPlusLowRank} into a separate output D
+     * with C (read, never written) added, for a projection whose output joins a residual connection (Llama's o and down
+     * projections: {@code y = x + attn W_o^T + LoRA}). L and R may both be null (no low-rank term). This default forms
+     * the products into D, then adds C (a pass over D of its own); a backend may fold C into a product instead. D must
+     * not alias an input: checked before anything is written.
+     */
+    default void gemmPlusLowRankAdding(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
+                                       Tensor r, Tensor c, Tensor d) {
+        if ((l == null) != (r == null)) throw new IllegalArgumentException("the low-rank pair needs both L and R");
+        if (d == a || d == b || d == l || d == r || d == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        if (l == null) gemm(transA, transB, alpha, a, b, 0.0, d);
+        else gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, 0.0, d);
+        add(d, c, d);
+    }
+
     // ---------------------------------------------------------------- normalization and activations
 
     /** {@code rstd_i = 1/sqrt(mean_j x_ij^2 + eps); y_ij = w_j * x_ij * rstd_i}. x, y {@code [n, d]}; w {@code [d]}; rstd {@code [n]}. */
@@ -51,6 +67,19 @@ public interface Kernels {
      * {@code xhat = x * rstd}; if {@code dWeight} is non-null, {@code dWeight_j += sum_i dy_ij * xhat_ij}.
      */
     void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight);
+
+    /**
+     * {@link #rmsNormBackward} with a residual branch's gradient added: {@code dx = (the norm's dx) + residual}, for a
+     * block whose input feeds both its norm and, unchanged, its output (Llama's pre-norm blocks). residual is
+     * {@code [n, d]} like dx and must not alias it. This default forms the norm's dx, then adds (dx rounded twice); a
+     * backend may add in the same pass.
+     */
+    default void rmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx,
+                                             Tensor dWeight) {
+        KernelArguments.checkRmsNormBackwardWithResidual(dy, x, weight, rstd, residual, dx, dWeight);
+        rmsNormBackward(dy, x, weight, rstd, dx, dWeight);
+        add(dx, residual, dx);
+    }
 
     /**
      * Rotary embedding in place, Hugging Face's rotate-half layout: x is {@code [n, heads*headDim]}, cos and sin

@@ -152,7 +152,17 @@ final class CpuKernels implements Kernels {
         KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), buf(dx), optional(dWeight), n, d);
+        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), null, buf(dx), optional(dWeight), n, d);
+    }
+
+    /** The residual's row added in the norm's pass: dx rounded once. */
+    @Override
+    public void rmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx, Tensor dWeight) {
+        requireFloating(dy, x, weight, rstd, residual, dx, dWeight);
+        KernelArguments.checkRmsNormBackwardWithResidual(dy, x, weight, rstd, residual, dx, dWeight);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), buf(residual), buf(dx), optional(dWeight), n, d);
     }
 
     @Override

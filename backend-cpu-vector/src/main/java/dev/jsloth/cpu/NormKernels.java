@@ -32,11 +32,12 @@ final class NormKernels {
         });
     }
 
-    static void rmsNormBackward(Buffer dy, Buffer x, Buffer w, Buffer rstd, Buffer dx, Buffer dw, int n, int d) {
+    /** RMSNorm's dx (plus {@code residual}'s row where it is non-null: the add in the same pass) and dw. */
+    static void rmsNormBackward(Buffer dy, Buffer x, Buffer w, Buffer rstd, Buffer residual, Buffer dx, Buffer dw, int n, int d) {
         double[] wv = new double[d];
         w.read(0, wv, 0, d);
         double[] dwTotal = Parallel.sum(n, Math.max(1, 16384 / Math.max(1, d)), dw == null ? 0 : d, (lo, hi, dwPart) -> {
-            double[] g = new double[d], xh = new double[d], dyr = new double[d];
+            double[] g = new double[d], xh = new double[d], dyr = new double[d], res = residual == null ? null : new double[d];
             for (int i = lo; i < hi; i++) {
                 long base = (long) i * d;
                 dy.read(base, dyr, 0, d);
@@ -51,6 +52,10 @@ final class NormKernels {
                 dot /= d;
                 if (dw != null) for (int j = 0; j < d; j++) dwPart[j] += dyr[j] * xh[j];
                 for (int j = 0; j < d; j++) g[j] = r * (g[j] - xh[j] * dot);
+                if (res != null) {
+                    residual.read(base, res, 0, d);
+                    for (int j = 0; j < d; j++) g[j] += res[j];
+                }
                 dx.write(base, g, 0, d);
             }
         });

@@ -118,15 +118,25 @@ final class CublasGemm implements AutoCloseable {
      * {@code C = alpha op(A) op(B) + beta C} for {@code batch} matrices of each operand, {@code stride*} elements
      * apart (ignored for one). A and B must share a type that {@link #supports} C's.
      */
-    synchronized void multiply(MatrixRef a, MatrixRef b, MatrixRef c, double alpha, double beta, int batch, long strideA,
+    void multiply(MatrixRef a, MatrixRef b, MatrixRef c, double alpha, double beta, int batch, long strideA, long strideB,
+                  long strideC) {
+        multiply(a, b, c.ptr(), c, alpha, beta, batch, strideA, strideB, strideC);
+    }
+
+    /**
+     * {@code D = alpha op(A) op(B) + beta C} with C read from {@code cIn} (laid out as D; may be D itself) and D
+     * written at {@code d}'s address: cuBLASLt's out-of-place form, e.g. a product plus a residual input that must stay.
+     */
+    synchronized void multiply(MatrixRef a, MatrixRef b, long cIn, MatrixRef d, double alpha, double beta, int batch, long strideA,
                                long strideB, long strideC) {
+        MatrixRef c = d;
         if (a.type() != b.type() || !supports(a.type(), c.type()))
             throw new IllegalArgumentException("cuBLASLt GEMM does not take " + a.type() + " x " + b.type() + " -> " + c.type());
         device.bind();
         ColumnMajorGemm p = ColumnMajorGemm.of(a, b, c);
         // cuBLAS's first operand is our B, its second our A
         PlanKey key = new PlanKey(p, batch, batch > 1 ? strideB : 0, batch > 1 ? strideA : 0, batch > 1 ? strideC : 0,
-                alignment(b.ptr()), alignment(a.ptr()), alignment(c.ptr()));
+                alignment(b.ptr()), alignment(a.ptr()), Math.min(alignment(cIn), alignment(c.ptr())));
         Plan plan = plans.get(key);
         if (plan == null) {
             plan = new Plan(key);
@@ -137,7 +147,7 @@ final class CublasGemm implements AutoCloseable {
             MemorySegment betaSeg = plan.doubles ? arena.allocateFrom(ValueLayout.JAVA_DOUBLE, beta) : arena.allocateFrom(ValueLayout.JAVA_FLOAT, (float) beta);
             if (!plan.tuned && ++plan.uses >= TUNE_AFTER_USES) {
                 try {
-                    tune(plan, a, b, c, alphaSeg, betaSeg, beta != 0, batch, strideC);
+                    tune(plan, a, b, cIn, c, alphaSeg, betaSeg, beta != 0, batch, strideC);
                 } catch (CudaException e) { // the heuristic's choice stays: timing is an optimisation, not a requirement
                     System.err.println("jsloth: cuBLASLt autotuning of " + plan.description + " failed (" + e.getMessage()
                             + "); using the heuristic's choice");
@@ -145,7 +155,7 @@ final class CublasGemm implements AutoCloseable {
             }
             KernelProfiler profiler = device.profiler;
             MemorySegment start = profiler == null ? null : profiler.begin();
-            lt.matmul(handle, plan.desc, alphaSeg, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, betaSeg, c.ptr(), plan.layoutC,
+            lt.matmul(handle, plan.desc, alphaSeg, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, betaSeg, cIn, plan.layoutC,
                     c.ptr(), plan.layoutC, plan.chosen.algo(), workspace.pointer(), Math.min(plan.chosen.workspaceBytes(), WORKSPACE_BYTES),
                     device.stream(), plan.description);
             if (profiler != null) profiler.end(plan.profileName, start);
@@ -157,8 +167,8 @@ final class CublasGemm implements AutoCloseable {
      * and keeps the fastest. Runs that only overwrite C write the real C (the chosen algorithm overwrites it again
      * right after); runs that accumulate write a scratch copy, so C is read but never changed.
      */
-    private void tune(Plan plan, MatrixRef a, MatrixRef b, MatrixRef c, MemorySegment alpha, MemorySegment beta, boolean accumulates,
-                      int batch, long strideC) {
+    private void tune(Plan plan, MatrixRef a, MatrixRef b, long cIn, MatrixRef c, MemorySegment alpha, MemorySegment beta,
+                      boolean accumulates, int batch, long strideC) {
         plan.tuned = true;
         CudaDriver driver = device.driver;
         long outputBytes = ((batch > 1 ? (batch - 1) * strideC : 0) + (c.rows() - 1) * c.ld() + c.cols()) * c.type().bytes;
@@ -171,9 +181,9 @@ final class CublasGemm implements AutoCloseable {
             for (int i = 0; i < plan.candidates.size(); i++) {
                 CublasLt.Candidate cand = plan.candidates.get(i);
                 if (cand.workspaceBytes() > WORKSPACE_BYTES) continue;
-                if (run(plan, cand, a, b, c, d, alpha, beta) != 0) continue; // warm-up, and whether it runs at all
+                if (run(plan, cand, a, b, cIn, d, alpha, beta) != 0) continue; // warm-up, and whether it runs at all
                 driver.record(start, device.stream());
-                for (int r = 0; r < TUNE_REPEATS; r++) run(plan, cand, a, b, c, d, alpha, beta);
+                for (int r = 0; r < TUNE_REPEATS; r++) run(plan, cand, a, b, cIn, d, alpha, beta);
                 driver.record(end, device.stream());
                 driver.synchronizeEvent(end);
                 float ms = driver.elapsedMillis(start, end) / TUNE_REPEATS;
@@ -194,9 +204,9 @@ final class CublasGemm implements AutoCloseable {
         }
     }
 
-    private int run(Plan plan, CublasLt.Candidate cand, MatrixRef a, MatrixRef b, MatrixRef c, long d, MemorySegment alpha,
+    private int run(Plan plan, CublasLt.Candidate cand, MatrixRef a, MatrixRef b, long cIn, long d, MemorySegment alpha,
                     MemorySegment beta) {
-        return lt.tryMatmul(handle, plan.desc, alpha, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, beta, c.ptr(), plan.layoutC,
+        return lt.tryMatmul(handle, plan.desc, alpha, b.ptr(), plan.layoutA, a.ptr(), plan.layoutB, beta, cIn, plan.layoutC,
                 d, plan.layoutC, cand.algo(), workspace.pointer(), Math.min(cand.workspaceBytes(), WORKSPACE_BYTES), device.stream());
     }
 

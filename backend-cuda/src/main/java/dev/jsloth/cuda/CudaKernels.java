@@ -56,6 +56,30 @@ final class CudaKernels implements Kernels {
                 b.shape().rows(), b.shape().cols());
     }
 
+    /**
+     * C folded into the first product as cuBLASLt's out-of-place input ({@code D = s L R + C}, then {@code D += A B}), so
+     * no pass over D of its own; the default where that product would need converted operands.
+     */
+    @Override
+    public void gemmPlusLowRankAdding(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
+                                      Tensor r, Tensor c, Tensor d) {
+        if ((l == null) != (r == null)) throw new IllegalArgumentException("the low-rank pair needs both L and R");
+        if (d == a || d == b || d == l || d == r || d == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        Tensor first = l == null ? a : l, second = l == null ? b : r;
+        checkGemm(transA, transB, a, b, d, a.shape().rows(), a.shape().cols(), b.shape().rows(), b.shape().cols(),
+                d.shape().rows(), d.shape().cols());
+        if (l != null) checkGemm(transA, transB, l, r, d, l.shape().rows(), l.shape().cols(), r.shape().rows(), r.shape().cols(),
+                d.shape().rows(), d.shape().cols());
+        requireFloating(c);
+        KernelArguments.checkSameNumel("residual input", d, c);
+        if (gemm.multiplyOnto(transA, transB, l == null ? alpha : lowScale, t(first), t(second), t(c), t(d), first.shape().rows(),
+                first.shape().cols(), second.shape().rows(), second.shape().cols())) {
+            if (l != null) gemm(transA, transB, alpha, a, b, 1.0, d);
+            return;
+        }
+        Kernels.super.gemmPlusLowRankAdding(transA, transB, alpha, a, b, lowScale, l, r, c, d);
+    }
+
     @Override
     public void gemmBatched(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c) {
         int batch = KernelArguments.checkBatched(a, b, c);
@@ -93,7 +117,17 @@ final class CudaKernels implements Kernels {
         KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        NormOps.rmsNormBackward(be, dy, x, weight, rstd, dx, dWeight, n, d);
+        NormOps.rmsNormBackward(be, dy, x, weight, rstd, null, dx, dWeight, n, d);
+    }
+
+    /** The residual gradient added in the norm's pass (dx written once). */
+    @Override
+    public void rmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx, Tensor dWeight) {
+        requireFloating(dy, x, weight, rstd, residual, dx, dWeight);
+        KernelArguments.checkRmsNormBackwardWithResidual(dy, x, weight, rstd, residual, dx, dWeight);
+        int d = x.shape().cols();
+        int n = Math.toIntExact(x.shape().rows());
+        NormOps.rmsNormBackward(be, dy, x, weight, rstd, residual, dx, dWeight, n, d);
     }
 
     @Override

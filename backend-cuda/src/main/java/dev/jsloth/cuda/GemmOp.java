@@ -72,6 +72,24 @@ final class GemmOp {
         product(oa, ob, cRef, alpha, beta, batch);
     }
 
+    /**
+     * {@code D = alpha op(A) op(B) + C} in one cuBLASLt call, C read (its type and shape D's) and left as it is; false,
+     * with nothing done, where this product would need converted operands or a widened D (the caller then adds C
+     * itself). Shapes already checked; one matrix each.
+     */
+    boolean multiplyOnto(boolean transA, boolean transB, double alpha, CudaTensor a, CudaTensor b, CudaTensor c, CudaTensor d,
+                         long ar, long ac, long br, long bc) {
+        long m = transA ? ac : ar, k = transA ? ar : ac, n = transB ? br : bc;
+        if (m == 0 || n == 0 || k == 0 || alpha == 0 || c.dtype() != d.dtype()) return false;
+        ElementType dt = ElementType.of(d.dtype());
+        Operand oa = operand(a, 0, ar, ac, transA), ob = operand(b, 0, br, bc, transB);
+        ElementType want = operandType(dt, oa.dtype(), ob.dtype());
+        if (want == null || oa.ref().type() != want || ob.ref().type() != want) return false;
+        MatrixRef dRef = MatrixRef.dense(d.address(), dt, m, n, false);
+        be.blas.multiply(oa.ref(), ob.ref(), c.address(), dRef, alpha, 1.0, 1, 0, 0, 0);
+        return true;
+    }
+
     /** The operand type cuBLASLt runs with for a C of type {@code c}; null when C itself must be widened to F32. */
     static ElementType operandType(ElementType c, DType a, DType b) {
         if (c == ElementType.F64) return ElementType.F64;

@@ -26,13 +26,15 @@ final class NormOps {
         }
     }
 
-    static void rmsNormBackward(CudaBackend be, Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight,
-                                long n, int d) {
+    /** RMSNorm's backward; with a non-null {@code residual}, dx gets it added in the same pass. */
+    static void rmsNormBackward(CudaBackend be, Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx,
+                                Tensor dWeight, long n, int d) {
         if (n == 0 || d == 0) return;
-        try (TypeGroup g = TypeGroup.of(be, dy, x, rstd, dx); TypeGroup w = TypeGroup.of(be, weight, dWeight)) {
-            long pdy = g.in(dy), px = g.in(x), pr = g.in(rstd), pw = w.in(weight), pdx = g.out(dx);
+        try (TypeGroup g = TypeGroup.of(be, dy, x, rstd, residual, dx); TypeGroup w = TypeGroup.of(be, weight, dWeight)) {
+            long pdy = g.in(dy), px = g.in(x), pr = g.in(rstd), pres = residual == null ? 0 : g.in(residual), pw = w.in(weight);
+            long pdx = g.out(dx);
             be.kernel(KernelId.RMS_NORM_BACKWARD, g.type(), w.type()).launch(Grid.blocks(n, rowThreads(d)),
-                    LaunchArgs.of().ptr(pdy).ptr(px).ptr(pw).ptr(pr).ptr(pdx).i64(n).i32(d));
+                    LaunchArgs.of().ptr(pdy).ptr(px).ptr(pw).ptr(pr).ptr(pres).ptr(pdx).i64(n).i32(d));
             if (dWeight != null) {
                 long pdw = w.inOut(dWeight);
                 Reductions.Chunking ch = Reductions.Chunking.of(n);

@@ -43,16 +43,20 @@ __global__ void rms_norm_forward_kernel(const T* x, const W* w, double eps, T* y
     }
 }
 
-/** dx_i = rstd_i * (g_i - xhat_i * mean_j(g_ij * xhat_ij)) with g = dy * w, xhat = x * rstd. */
+/**
+ * dx_i = rstd_i * (g_i - xhat_i * mean_j(g_ij * xhat_ij)) with g = dy * w, xhat = x * rstd, plus residual_i where
+ * residual is non-null (a residual branch's gradient, added before dx is rounded).
+ */
 template <typename T, typename W>
-__global__ void rms_norm_backward_kernel(const T* dy, const T* x, const W* w, const T* rstd, T* dx, i64 rows, int d) {
+__global__ void rms_norm_backward_kernel(const T* dy, const T* x, const W* w, const T* rstd, const T* residual, T* dx,
+                                         i64 rows, int d) {
     typedef typename Promote<T, W>::type A;
     __shared__ A scratch[32];
     for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
         const i64 base = row * d;
         const A r = load<A>(rstd, row);
         constexpr int N = Pack16<T>::N;
-        const bool packed = d % N == 0 && aligned16(dy) && aligned16(x) && aligned16(dx);
+        const bool packed = d % N == 0 && aligned16(dy) && aligned16(x) && aligned16(dx) && (residual == nullptr || aligned16(residual));
         A dot = 0;
         if (packed) {
             for (int jp = threadIdx.x; jp < d / N; jp += blockDim.x) {
@@ -68,11 +72,14 @@ __global__ void rms_norm_backward_kernel(const T* dy, const T* x, const W* w, co
         if (packed) {
             for (int jp = threadIdx.x; jp < d / N; jp += blockDim.x) {
                 const Pack16<T> dv = load_pack(dy + base, jp), xv = load_pack(x + base, jp);
+                Pack16<T> res;
+                if (residual != nullptr) res = load_pack(residual + base, jp);
                 Pack16<T> out;
                 for (int k = 0; k < N; k++) {
                     const A g = Widen<A>::from(dv.v[k]) * load<A>(w, jp * N + k);
                     const A xh = Widen<A>::from(xv.v[k]) * r;
-                    out.v[k] = Narrow<T>::from(r * (g - xh * dot));
+                    const A add = residual != nullptr ? Widen<A>::from(res.v[k]) : A(0);
+                    out.v[k] = Narrow<T>::from(r * (g - xh * dot) + add);
                 }
                 store_pack(dx + base, jp, out);
             }
@@ -80,7 +87,8 @@ __global__ void rms_norm_backward_kernel(const T* dy, const T* x, const W* w, co
             for (int j = threadIdx.x; j < d; j += blockDim.x) {
                 const A g = load<A>(dy, base + j) * load<A>(w, j);
                 const A xh = load<A>(x, base + j) * r;
-                store(dx, base + j, r * (g - xh * dot));
+                const A add = residual != nullptr ? load<A>(residual, base + j) : A(0);
+                store(dx, base + j, r * (g - xh * dot) + add);
             }
         }
     }

@@ -110,6 +110,35 @@ class GemmProperties {
         }
     }
 
+    /**
+     * A product (with a low-rank one, or without) plus a residual input into a separate output (Llama's o and down
+     * projections): D against the reference, and the residual input left as it was. D starts as NaN (it is written,
+     * never read).
+     */
+    @Property(tries = 40)
+    void gemmPlusLowRankAddingMatchesReference(@ForAll("sizes") int m, @ForAll("sizes") int n, @ForAll("sizes") int k,
+                                               @ForAll("ranks") int rank, @ForAll boolean withPair, @ForAll boolean transB,
+                                               @ForAll("lowRankStorage") DType dt, @ForAll long seed) {
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            int br = transB ? n : k, bc = transB ? k : n, rr = transB ? n : rank, rc = transB ? rank : n;
+            try (var a = TestData.random(be, dt, r, -1, 1, m, k); var b = TestData.random(be, dt, r, -1, 1, br, bc);
+                 var l = TestData.random(be, dt, r, -1, 1, m, rank); var rt = TestData.random(be, dt, r, -1, 1, rr, rc);
+                 var c = TestData.random(be, dt, r, -1, 1, m, n); var d = TestData.random(be, dt, r, -1, 1, m, n)) {
+                be.kernels().fill(d.tensor(), Double.NaN);
+                be.kernels().gemmPlusLowRankAdding(false, transB, 1.0, a.tensor(), b.tensor(), 2.0, withPair ? l.tensor() : null,
+                        withPair ? rt.tensor() : null, c.tensor(), d.tensor());
+                double[] low = withPair ? Reference.gemm(false, transB, 2.0, l.values(), m, rank, rt.values(), rr, rc, 1.0, c.values())
+                        : c.values();
+                double[] want = Reference.gemm(false, transB, 1.0, a.values(), m, k, b.values(), br, bc, 1.0, low);
+                String what = String.format("%s gemm+lowrank+C m=%d n=%d k=%d r=%s tb=%b %s", be.name(), m, n, k,
+                        withPair ? rank : "-", transB, dt);
+                Compare.close(what, want, be.download(d.tensor()), dt);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(c.values(), be.download(c.tensor()), what + ": C changed");
+            }
+        }
+    }
+
     @Provide
     Arbitrary<Integer> ranks() {
         return Arbitraries.oneOf(Arbitraries.of(1, 8, 16, 32, 33, 64, 65), Arbitraries.integers().between(1, 70));

@@ -187,9 +187,8 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
             kern.attentionForward(d, fq.y(), cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
         }
-        LoraLinear.Forward fo = o.forwardSaving(attn);
+        LoraLinear.Forward fo = o.forwardSavingPlus(attn, x);
         Tensor y = fo.y();
-        kern.add(y, x, y);
         return new Forward<>(y, new Saved(x, h, rstd, fq.saved(), fk.saved(), fv.saved(), fq.y(), fk.y(), fv.y(), attn, lse, fo.saved()));
     }
 
@@ -211,10 +210,9 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
                 k.backwardInto(dk, s.ks(), dh);
                 v.backwardInto(dv, s.vs(), dh);
                 dx = be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols()));
-                kern.rmsNormBackward(dh, s.x(), inputNorm, s.rstd(), dx, null);
+                kern.rmsNormBackwardWithResidual(dh, s.x(), inputNorm, s.rstd(), dy, dx, null);
             }
         }
-        kern.add(dx, dy, dx);
         return dx;
     }
 }

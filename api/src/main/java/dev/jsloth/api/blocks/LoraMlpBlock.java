@@ -105,9 +105,8 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
             LoraLinear.Saved ds = kept == null ? down.saveForBackward(act) : down.savedWith(act, kept.downXa());
             return new Forward<>(null, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, ds));
         }
-        LoraLinear.Forward fd = down.forwardSaving(act);
+        LoraLinear.Forward fd = down.forwardSavingPlus(act, x);
         Tensor y = fd.y();
-        kern.add(y, x, y);
         return new Forward<>(y, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, fd.saved()));
     }
 
@@ -122,10 +121,9 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
             kern.swigluBackward(dAct, s.g(), s.u(), dg, du);
             try (Tensor dh = gate.backward(dg, s.gs())) {
                 up.backwardInto(du, s.us(), dh);
-                kern.rmsNormBackward(dh, s.x(), postNorm, s.rstd(), dx, null);
+                kern.rmsNormBackwardWithResidual(dh, s.x(), postNorm, s.rstd(), dy, dx, null);
             }
         }
-        kern.add(dx, dy, dx);
         return dx;
     }
 }

@@ -153,7 +153,16 @@ public final class LoraLinear {
     /** Training forward: Y plus the saved activations for {@link #backward}. */
     public Forward forwardSaving(Tensor x) {
         checkInput(x);
-        return forward(x, saveForBackward(x));
+        return forward(x, saveForBackward(x), null);
+    }
+
+    /**
+     * Training forward of a projection whose output joins a residual connection: {@code Y = X W^T + b + s (X A^T) B^T +
+     * residual} (residual {@code [n, out]}, read only), the add folded into the products where the backend can.
+     */
+    public Forward forwardSavingPlus(Tensor x, Tensor residual) {
+        checkInput(x);
+        return forward(x, saveForBackward(x), java.util.Objects.requireNonNull(residual, "residual"));
     }
 
     /**
@@ -162,16 +171,18 @@ public final class LoraLinear {
      */
     public Forward forwardSavingWith(Tensor x, Tensor xa) {
         checkInput(x);
-        return forward(x, savedWith(x, xa));
+        return forward(x, savedWith(x, xa), null);
     }
 
-    private Forward forward(Tensor x, Saved saved) {
+    private Forward forward(Tensor x, Saved saved, Tensor residual) {
         Backend be = x.backend();
         Kernels k = be.kernels();
         int n = Math.toIntExact(x.shape().rows());
         Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
         // the adapter's term with the base product (one pass where the backend fuses them: Y written once)
-        if (saved.xa() != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, saved.xa(), saved.factors().b(), 0.0, y);
+        Tensor xa = saved.xa(), b = xa == null ? null : saved.factors().b();
+        if (residual != null) k.gemmPlusLowRankAdding(false, true, 1.0, x, weight, scaling, xa, b, residual, y);
+        else if (xa != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, xa, b, 0.0, y);
         else k.gemm(false, true, 1.0, x, weight, 0.0, y);
         if (bias != null) k.addRowVector(y, bias);
         return new Forward(y, saved);

@@ -258,8 +258,14 @@ template <typename T, typename W> static void rmsNorm(double tolerance, const ch
         emu_launch(grid, block, [&] { rms_norm_forward_kernel<T, W>(x.data(), w.data(), eps, y.data(), rstd.data(), n, d); });
         expect(std::string(name) + " rmsnorm y", wy, y, tolerance);
         expect(std::string(name) + " rmsnorm rstd", wr, rstd, tolerance);
-        emu_launch(grid, block, [&] { rms_norm_backward_kernel<T, W>(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), n, d); });
+        emu_launch(grid, block, [&] { rms_norm_backward_kernel<T, W>(dy.data(), x.data(), w.data(), rstd.data(), nullptr, dx.data(), n, d); });
         expect(std::string(name) + " rmsnorm dx", wdx, dx, tolerance);
+        // with a residual gradient added in the same pass
+        auto res = randomVec<T>(n * d, -1, 1);
+        std::vector<double> wdxr(n * d);
+        for (i64 i = 0; i < n * d; i++) wdxr[i] = wdx[i] + of(res[i]);
+        emu_launch(grid, block, [&] { rms_norm_backward_kernel<T, W>(dy.data(), x.data(), w.data(), rstd.data(), res.data(), dx.data(), n, d); });
+        expect(std::string(name) + " rmsnorm dx + residual", wdxr, dx, tolerance);
         i64 per;
         int chunks;
         chunking(n, per, chunks);
