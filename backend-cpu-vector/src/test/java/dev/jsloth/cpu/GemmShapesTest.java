@@ -20,7 +20,8 @@ class GemmShapesTest extends CpuBackendTests {
     @CsvSource({
             "1,1,1", "13,207,1", "207,13,300", "4098,13,207", "4098,16,33", "13,4098,207", "24,4098,300", "25,33,600",
             "6,16,256", "7,17,257", "96,2048,16", "1,4098,1", "300,300,300",
-            "97,40,1025", "30,33,2100"}) // K past one packed K block (1024)
+            "97,40,1025", "30,33,2100", // K past one packed K block (1024)
+            "40,16,2100", "40,16,4500"}) // A read in place (N of one panel), K in one block and past one (4096)
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
         for (boolean ta : new boolean[]{false, true}) {
