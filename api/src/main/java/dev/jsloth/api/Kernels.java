@@ -46,12 +46,14 @@ public interface Kernels {
      * with C (read, never written) added, for a projection whose output joins a residual connection (Llama's o and down
      * projections: {@code y = x + attn W_o^T + LoRA}). L and R may both be null (no low-rank term). This default forms
      * the products into D, then adds C (a pass over D of its own); a backend may fold C into a product instead. D must
-     * not alias an input: checked before anything is written.
+     * not alias an input, and C must have D's size: both checked before anything is written.
      */
     default void gemmPlusLowRankAdding(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                        Tensor r, Tensor c, Tensor d) {
         if ((l == null) != (r == null)) throw new IllegalArgumentException("the low-rank pair needs both L and R");
         if (d == a || d == b || d == l || d == r || d == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        KernelArguments.requireFloating(c);
+        KernelArguments.checkSameNumel("residual input", d, c);
         if (l == null) gemm(transA, transB, alpha, a, b, 0.0, d);
         else gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, 0.0, d);
         add(d, c, d);

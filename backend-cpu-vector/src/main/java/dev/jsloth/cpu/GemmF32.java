@@ -15,7 +15,8 @@ import java.nio.ByteOrder;
  * runs over the packed panels. The packed panels the microkernel reads live off-heap: vector loads and broadcasts
  * from a MemorySegment measured 76 GFLOP/s on one core here, the same kernel on float[] 45 (array range checks in
  * the inner loop). Loop order: B's columns are taken {@code nc} at a time and packed once for all of K (at most
- * {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K in deep K blocks ({@link #KC}), so each
+ * {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K in deep K blocks ({@link #KC}; deeper,
+ * {@link #KC_DIRECT_A}, where A is read in place), so each
  * C tile is loaded and stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks
  * are of equal height, and work is split over (row block, column-panel range) pairs so that both tall and short-wide
  * products (LoRA's) keep every thread busy. A short product (one row block) instead packs B a block at a time, each
@@ -48,8 +49,8 @@ final class GemmF32 {
     /**
      * Depth of a K block when A is read in place ({@link #readsAInPlace}: N of one panel, so B's K blocks lie one after
      * another and any depth reads them alike): each of A's rows is then read in runs of up to 16 KB. 4092 x 16 x 2048,
-     * one JVM, 2 threads, medians of 10 rounds: all of K at once 68.7 GFLOP/s against 63.6 with 1024 (and 512: 71.2
-     * against 78.7).
+     * one JVM, 2 threads, medians of 10 rounds: blocks of 2048 (all of K) 68.7 GFLOP/s against 63.6 with the 1024 of
+     * {@link #KC}; blocks of 512 were slower (71.2 against 78.7 for 1024 in another run).
      */
     private static final int KC_DIRECT_A = 4096;
     private static final int MC = MR * 16;
@@ -144,8 +145,9 @@ final class GemmF32 {
         boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
         int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
-        // panels are the same blocks whatever pair rides along
-        int ncMax = Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
+        // panels are the same blocks whatever pair rides along; a streamed B packs only a block at a time, so it takes all
+        // of N at once
+        int ncMax = streamB ? ceilDiv(n, NR) * NR : Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
         MemorySegment bs = streamB ? null : packedB(B_SEG, (long) k * ncMax, B_FLOATS);
         MemorySegment ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax, 0) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
@@ -210,14 +212,14 @@ final class GemmF32 {
     }
 
     /**
-     * Whether {@link #multiply} forms C^T = op(B)^T op(A)^T instead: N fits one panel, M does not, and A is stored
-     * transposed (LoRA's dB = dY^T XA). Packing op(A) would copy all of it for NR columns of work; as the transposed
+     * Whether {@link #multiply} forms C^T = op(B)^T op(A)^T instead: N fits one panel and is short enough to stream B
+     * ({@link #STREAM_B_MAX_M}), M does not fit a panel, and A is stored transposed (LoRA's dB = dY^T XA). Packing op(A) would copy all of it for NR columns of work; as the transposed
      * product's B, A is streamed ({@link #streamsB}, M = N short). One JVM, 2 threads, A transposed, medians of 8 rounds
      * (GFLOP/s): 1408 x 16 x 512 (the training step's dB) 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against
      * 15.8.
      */
     private static boolean computesTransposed(int m, int n, Matrix a) {
-        return a.trans() && n <= NR && m > NR;
+        return a.trans() && n <= Math.min(NR, STREAM_B_MAX_M) && m > NR;
     }
 
     /** C (m x n) = or += alpha * (op(B)^T op(A)^T)^T, the transposed product formed in a scratch buffer first. */

@@ -27,15 +27,17 @@ class GemmShapesTest extends CpuBackendTests {
         for (boolean ta : new boolean[]{false, true}) {
             for (boolean tb : new boolean[]{false, true}) {
                 for (DType storage : new DType[]{DType.F32, DType.BF16}) {
+                    // beta 0.5 (C accumulated) with F32 storage, 0 (C overwritten, NaN ignored) with BF16
+                    double beta = storage == DType.F32 ? 0.5 : 0;
                     double[] av = new double[m * k], bv = new double[k * n], cv = new double[m * n];
                     for (int i = 0; i < av.length; i++) av[i] = r.nextDouble(-1, 1);
                     for (int i = 0; i < bv.length; i++) bv[i] = r.nextDouble(-1, 1);
-                    for (int i = 0; i < cv.length; i++) cv[i] = r.nextDouble(-1, 1);
+                    for (int i = 0; i < cv.length; i++) cv[i] = beta == 0 ? Double.NaN : r.nextDouble(-1, 1);
                     try (Tensor a = be.upload(storage, ta ? Shape.of(k, m) : Shape.of(m, k), av);
                          Tensor b = be.upload(storage, tb ? Shape.of(n, k) : Shape.of(k, n), bv);
                          Tensor c = be.upload(DType.F32, Shape.of(m, n), cv)) {
                         double[] as = be.download(a), bs = be.download(b), c0 = be.download(c);
-                        be.kernels().gemm(ta, tb, 0.75, a, b, 0.5, c);
+                        be.kernels().gemm(ta, tb, 0.75, a, b, beta, c);
                         double[] got = be.download(c);
                         double worst = 0;
                         for (int i = 0; i < m; i++)
@@ -43,10 +45,11 @@ class GemmShapesTest extends CpuBackendTests {
                                 double s = 0;
                                 for (int p = 0; p < k; p++)
                                     s += as[ta ? p * m + i : i * k + p] * bs[tb ? j * k + p : p * n + j];
-                                double want = 0.75 * s + 0.5 * c0[i * n + j];
+                                double want = 0.75 * s + (beta == 0 ? 0 : beta * c0[i * n + j]);
                                 worst = Math.max(worst, Math.abs(got[i * n + j] - want) / (Math.sqrt(k) + 1));
                             }
-                        assertTrue(worst < 2e-6, m + "x" + n + "x" + k + " transA=" + ta + " transB=" + tb + " " + storage + ": error " + worst);
+                        assertTrue(worst < 2e-6, m + "x" + n + "x" + k + " transA=" + ta + " transB=" + tb + " " + storage + " beta=" + beta
+                                + ": error " + worst);
                     }
                 }
             }

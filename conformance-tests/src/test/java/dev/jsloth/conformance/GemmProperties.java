@@ -139,6 +139,21 @@ class GemmProperties {
         }
     }
 
+    /** A residual input of the wrong size is refused before D is written, on every backend. */
+    @net.jqwik.api.Example
+    void gemmPlusLowRankAddingRefusesAMisfitResidualBeforeWriting() {
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(7);
+            try (var a = TestData.random(be, DType.F32, r, -1, 1, 5, 4); var b = TestData.random(be, DType.F32, r, -1, 1, 3, 4);
+                 var c = TestData.random(be, DType.F32, r, -1, 1, 5, 2); var d = TestData.random(be, DType.F32, r, -1, 1, 5, 3)) {
+                IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                        () -> be.kernels().gemmPlusLowRankAdding(false, true, 1.0, a.tensor(), b.tensor(), 1.0, null, null, c.tensor(), d.tensor()));
+                org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("residual"), be.name() + ": " + e.getMessage());
+                org.junit.jupiter.api.Assertions.assertArrayEquals(d.values(), be.download(d.tensor()), be.name() + ": D written");
+            }
+        }
+    }
+
     @Provide
     Arbitrary<Integer> ranks() {
         return Arbitraries.oneOf(Arbitraries.of(1, 8, 16, 32, 33, 64, 65), Arbitraries.integers().between(1, 70));

@@ -48,13 +48,21 @@ class NormAndActivationProperties {
                     for (int j = 0; j < d; j++) dwWant[j] += dw0.values()[j];
                     Compare.close(be.name() + " rmsnorm dw (accumulated)", dwWant, be.download(dw0.tensor()), dt);
                 }
-                // with a residual branch's gradient added into dx (the input's two uses in a pre-norm block)
+                // with a residual branch's gradient added into dx (the input's two uses in a pre-norm block); dw, where
+                // asked for, accumulates a second time
                 try (var residual = TestData.random(be, dt, r, -1, 1, n, d)) {
+                    double[] dwBefore = be.download(dw0.tensor());
                     k.fill(dx, Double.NaN);
-                    k.rmsNormBackwardWithResidual(dy.tensor(), x.tensor(), w.tensor(), rstd, residual.tensor(), dx, null);
+                    k.rmsNormBackwardWithResidual(dy.tensor(), x.tensor(), w.tensor(), rstd, residual.tensor(), dx,
+                            withWeightGrad ? dw0.tensor() : null);
                     double[] dxWant = grads[0].clone();
                     for (int i = 0; i < dxWant.length; i++) dxWant[i] += residual.values()[i];
                     Compare.close(be.name() + " rmsnorm dx + residual", dxWant, be.download(dx), dt);
+                    if (withWeightGrad) {
+                        double[] dwWant = dwBefore.clone();
+                        for (int j = 0; j < d; j++) dwWant[j] += grads[1][j];
+                        Compare.close(be.name() + " rmsnorm dw (with residual, accumulated)", dwWant, be.download(dw0.tensor()), dt);
+                    }
                 }
             }
         }

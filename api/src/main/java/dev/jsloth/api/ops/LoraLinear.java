@@ -162,7 +162,11 @@ public final class LoraLinear {
      */
     public Forward forwardSavingPlus(Tensor x, Tensor residual) {
         checkInput(x);
-        return forward(x, saveForBackward(x), java.util.Objects.requireNonNull(residual, "residual"));
+        java.util.Objects.requireNonNull(residual, "residual");
+        if (residual.numel() != x.shape().rows() * outFeatures())
+            throw new IllegalArgumentException("residual " + residual.shape() + " does not fit the output [" + x.shape().rows() + ", "
+                    + outFeatures() + "]");
+        return forward(x, saveForBackward(x), residual);
     }
 
     /**
