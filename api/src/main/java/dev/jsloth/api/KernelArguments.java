@@ -143,10 +143,11 @@ public final class KernelArguments {
         if (dWeight != null) requireNumel(dWeight, x.shape().cols(), "RMSNorm dWeight");
     }
 
-    /** {@link #checkRmsNormBackward}, and a residual gradient the size of dx that is not dx itself. */
+    /** {@link #checkRmsNormBackward}, and a residual gradient (if non-null) the size of dx that is not dx itself. */
     public static void checkRmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx,
                                                         Tensor dWeight) {
         checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
+        if (residual == null) return;
         requireNumel(residual, x.numel(), "RMSNorm residual gradient");
         if (residual == dx) throw new IllegalArgumentException("the residual gradient must not alias dx");
     }

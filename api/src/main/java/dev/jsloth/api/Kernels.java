@@ -73,14 +73,14 @@ public interface Kernels {
     /**
      * {@link #rmsNormBackward} with a residual branch's gradient added: {@code dx = (the norm's dx) + residual}, for a
      * block whose input feeds both its norm and, unchanged, its output (Llama's pre-norm blocks). residual is
-     * {@code [n, d]} like dx and must not alias it. This default forms the norm's dx, then adds (dx rounded twice); a
-     * backend may add in the same pass.
+     * {@code [n, d]} like dx and must not alias it (null: nothing added). This default forms the norm's dx, then adds
+     * (dx rounded twice); a backend may add in the same pass.
      */
     default void rmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx,
                                              Tensor dWeight) {
         KernelArguments.checkRmsNormBackwardWithResidual(dy, x, weight, rstd, residual, dx, dWeight);
         rmsNormBackward(dy, x, weight, rstd, dx, dWeight);
-        add(dx, residual, dx);
+        if (residual != null) add(dx, residual, dx);
     }
 
     /**

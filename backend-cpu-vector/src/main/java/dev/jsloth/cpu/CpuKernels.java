@@ -148,21 +148,17 @@ final class CpuKernels implements Kernels {
 
     @Override
     public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
-        requireFloating(dy, x, weight, rstd, dx, dWeight);
-        KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
-        int d = x.shape().cols();
-        int n = Math.toIntExact(x.shape().rows());
-        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), null, buf(dx), optional(dWeight), n, d);
+        rmsNormBackwardWithResidual(dy, x, weight, rstd, null, dx, dWeight);
     }
 
-    /** The residual's row added in the norm's pass: dx rounded once. */
+    /** The residual's row added in the norm's pass: dx rounded once. A null residual adds nothing. */
     @Override
     public void rmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx, Tensor dWeight) {
         requireFloating(dy, x, weight, rstd, residual, dx, dWeight);
         KernelArguments.checkRmsNormBackwardWithResidual(dy, x, weight, rstd, residual, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), buf(residual), buf(dx), optional(dWeight), n, d);
+        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), optional(residual), buf(dx), optional(dWeight), n, d);
     }
 
     @Override

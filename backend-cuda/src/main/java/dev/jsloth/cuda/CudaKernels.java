@@ -113,14 +113,10 @@ final class CudaKernels implements Kernels {
 
     @Override
     public void rmsNormBackward(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor dx, Tensor dWeight) {
-        requireFloating(dy, x, weight, rstd, dx, dWeight);
-        KernelArguments.checkRmsNormBackward(dy, x, weight, rstd, dx, dWeight);
-        int d = x.shape().cols();
-        int n = Math.toIntExact(x.shape().rows());
-        NormOps.rmsNormBackward(be, dy, x, weight, rstd, null, dx, dWeight, n, d);
+        rmsNormBackwardWithResidual(dy, x, weight, rstd, null, dx, dWeight);
     }
 
-    /** The residual gradient added in the norm's pass (dx written once). */
+    /** The residual gradient added in the norm's pass (dx written once). A null residual adds nothing. */
     @Override
     public void rmsNormBackwardWithResidual(Tensor dy, Tensor x, Tensor weight, Tensor rstd, Tensor residual, Tensor dx, Tensor dWeight) {
         requireFloating(dy, x, weight, rstd, residual, dx, dWeight);
