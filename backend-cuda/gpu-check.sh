@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the conformance suite (every kernel on every available backend: CPU and, with a usable GPU, CUDA) and the
-# CUDA backend's own tests with the JUnit Platform Console Launcher, from the jars backend-cuda/gpu-package.sh put
-# in .gpu/. Needs no Maven: only a Java 25 runtime with jdk.incubator.vector (default /tmp/.jre/bin/java, or
-# JAVA=/path/to/java, else java on the PATH). Run from anywhere. Arguments, if any, replace the default selection
-# (both packages), e.g. --select-class dev.jsloth.cuda.CudaBackendTest to run one class only.
+# Runs the conformance suite (every kernel on every available backend: CPU and, with a usable GPU, CUDA), the CUDA
+# backend's own tests and HfParityTest (where packaged) with the JUnit Platform Console Launcher, from what
+# backend-cuda/gpu-package.sh put in .gpu/. Needs no Maven: only a Java 25 runtime with jdk.incubator.vector (default
+# /tmp/.jre/bin/java, or JAVA=/path/to/java, else java on the PATH). Run from anywhere. Arguments, if any, replace the
+# default selection (both packages and HfParityTest), e.g. --select-class dev.jsloth.cuda.CudaBackendTest to run one
+# class only.
 #
 # It finds NVRTC and cuBLASLt when the dynamic linker does not (CUDA toolkit directories, Python wheels), and
 # writes the launcher's XML reports and a log to $OUT if set, else .gpu-reports/. Exit status: the launcher's
@@ -64,9 +65,15 @@ fi
 } 2>&1 | tee "$log"
 
 selection=(--select-package dev.jsloth.conformance --select-package dev.jsloth.cuda)
+# HfParityTest (the fixtures' Hugging Face goldens on every backend) where gpu-package.sh put finetune's test classes
+extra=()
+if [ -d "$root/.gpu/finetune-test-classes" ]; then
+    extra=(--class-path "$root/.gpu/finetune-test-classes")
+    selection+=(--select-class dev.jsloth.model.HfParityTest)
+fi
 [ $# -gt 0 ] && selection=("$@")
 "$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m \
-    -cp "$root/.gpu/*" org.junit.platform.console.ConsoleLauncher execute \
+    -cp "$root/.gpu/*" org.junit.platform.console.ConsoleLauncher execute "${extra[@]}" \
     --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
     "${selection[@]}" \
     --include-classname '^.*(Test|Tests|Properties|Checks)$' \
