@@ -89,6 +89,11 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 : scaling.hasNonNull("type") ? scaling.get("type").asText() : "default";
         return switch (type) {
             case "default" -> RopeTables.Config.standard(theta);
+            case "linear" -> {
+                double factor = number(file, scaling, "factor", null, prefix);
+                if (!(factor > 0)) throw new CheckpointFormatException(file, prefix + "factor", "must be positive");
+                yield RopeTables.Config.linear(theta, factor);
+            }
             case "llama3" -> {
                 double factor = number(file, scaling, "factor", null, prefix);
                 double low = number(file, scaling, "low_freq_factor", null, prefix);
@@ -100,7 +105,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 yield RopeTables.Config.llama3(theta, factor, low, high, orig.asInt());
             }
             default -> throw new CheckpointFormatException(file, prefix + "rope_type",
-                    "'" + type + "' is not supported (supported: default, llama3)");
+                    "'" + type + "' is not supported (supported: default, linear, llama3)");
         };
     }
 

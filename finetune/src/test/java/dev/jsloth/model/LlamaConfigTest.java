@@ -56,6 +56,9 @@ class LlamaConfigTest {
         String[][] cases = {
                 {"\"hidden_act\":\"gelu\"", "hidden_act"},
                 {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}", "rope_scaling.rope_type"},
+                {"\"rope_scaling\":{\"type\":\"linear\"}", "rope_scaling.factor"},
+                {"\"rope_scaling\":{\"type\":\"linear\",\"factor\":0}", "rope_scaling.factor"},
+                {"\"rope_parameters\":{\"rope_type\":\"linear\",\"factor\":-2.0}", "rope_parameters.factor"},
                 {"\"model_type\":\"gpt2\"", "model_type"},
                 {"\"num_key_value_heads\":3", "num_key_value_heads"},
                 {"\"rms_norm_eps\":\"small\"", "rms_norm_eps"},

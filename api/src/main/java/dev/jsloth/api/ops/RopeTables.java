@@ -12,16 +12,22 @@ import dev.jsloth.api.Tensor;
  * transformers does; for F64 tables they are taken in double precision of that same float32 angle, so an F64 run
  * keeps full precision downstream while using exactly transformers' angles.
  *
- * <p>Rope types: {@code default} and {@code llama3} (frequency-dependent scaling by {@code factor} between
- * {@code low_freq_factor} and {@code high_freq_factor} wavelengths of the original context length).
+ * <p>Rope types: {@code default}, {@code linear} (position interpolation: every frequency divided by {@code factor})
+ * and {@code llama3} (frequency-dependent scaling by {@code factor} between {@code low_freq_factor} and
+ * {@code high_freq_factor} wavelengths of the original context length).
  */
 public final class RopeTables {
 
-    /** Rotary configuration; {@code type} is {@code default} or {@code llama3}. */
+    /** Rotary configuration; {@code type} is {@code default}, {@code linear} or {@code llama3}. */
     public record Config(double theta, String type, double factor, double lowFreqFactor, double highFreqFactor,
                          int originalMaxPositions, double attentionScaling) {
         public static Config standard(double theta) {
             return new Config(theta, "default", 1, 1, 1, 0, 1.0);
+        }
+
+        /** Linear scaling (position interpolation): positions count {@code 1/factor} as far. */
+        public static Config linear(double theta, double factor) {
+            return new Config(theta, "linear", factor, 1, 1, 0, 1.0);
         }
 
         public static Config llama3(double theta, double factor, double lowFreqFactor, double highFreqFactor,
@@ -55,8 +61,12 @@ public final class RopeTables {
         }
         switch (c.type()) {
             case "default" -> { }
+            case "linear" -> { // transformers' _compute_linear_scaling_rope_parameters: inv_freq /= factor, in float32
+                float factor = (float) c.factor();
+                for (int i = 0; i < half; i++) inv[i] = inv[i] / factor;
+            }
             case "llama3" -> applyLlama3(c, inv);
-            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, llama3)");
+            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, linear, llama3)");
         }
         return inv;
     }

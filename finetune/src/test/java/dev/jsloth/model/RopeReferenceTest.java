@@ -1,0 +1,56 @@
+package dev.jsloth.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jsloth.api.ops.RopeTables;
+import dev.jsloth.io.Json;
+import org.junit.jupiter.api.Test;
+
+import java.io.InputStream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * RoPE's inverse frequencies against Hugging Face transformers' {@code LlamaRotaryEmbedding} (its float32
+ * {@code inv_freq} and {@code attention_scaling}, written by {@code tools/gpu/rope_reference.py} into
+ * {@code hf-rope/inv_freq.json}), for the default, linear and llama3 rope types, each config read in both forms
+ * (transformers 5's {@code rope_parameters}, and the older top-level {@code rope_theta} with {@code rope_scaling}).
+ * Bit for bit: the tables are computed in float32 as transformers does.
+ */
+class RopeReferenceTest {
+    @Test
+    void inverseFrequenciesMatchTransformersBitForBit() throws Exception {
+        JsonNode ref;
+        try (InputStream in = RopeReferenceTest.class.getResourceAsStream("/hf-rope/inv_freq.json")) {
+            ref = Json.MAPPER.readTree(in);
+        }
+        int checked = 0;
+        for (JsonNode c : ref.get("cases")) {
+            int headDim = c.get("head_dim").asInt();
+            ObjectNode params = (ObjectNode) c.get("rope_parameters");
+            String type = params.get("rope_type").asText();
+            String base = "\"hidden_size\":" + 4 * headDim + ",\"intermediate_size\":64,\"num_hidden_layers\":1,"
+                    + "\"num_attention_heads\":4,\"head_dim\":" + headDim + ",\"vocab_size\":32";
+            // the transformers 5 form, and the older one (rope_theta at the top, the rest under rope_scaling)
+            ObjectNode older = params.deepCopy();
+            older.remove("rope_theta");
+            String v5 = "{" + base + ",\"rope_parameters\":" + params + "}";
+            String v4 = "{" + base + ",\"rope_theta\":" + params.get("rope_theta") + ",\"rope_scaling\":" + older + "}";
+            if (type.equals("default")) v4 = "{" + base + ",\"rope_theta\":" + params.get("rope_theta") + "}";
+            for (String json : new String[]{v5, v4}) {
+                LlamaConfig config = LlamaConfigTest.parse(json);
+                assertEquals(type, config.rope().type(), json);
+                float[] ours = RopeTables.inverseFrequencies(config.rope(), headDim);
+                JsonNode want = c.get("inv_freq");
+                assertEquals(want.size(), ours.length, json);
+                for (int i = 0; i < ours.length; i++)
+                    assertEquals(Float.floatToIntBits((float) want.get(i).asDouble()), Float.floatToIntBits(ours[i]),
+                            type + " head_dim " + headDim + " inv_freq[" + i + "]: ours " + ours[i] + ", transformers " + want.get(i));
+                assertEquals(c.get("attention_scaling").asDouble(), config.rope().attentionScaling(), json);
+                checked++;
+            }
+        }
+        assertTrue(checked >= 10, "cases checked: " + checked);
+    }
+}

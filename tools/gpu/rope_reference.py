@@ -1,0 +1,31 @@
+"""Writes Hugging Face transformers' RoPE inverse frequencies and attention scaling for a few rope types as JSON
+(stdout), for RopeTablesReferenceTest. Run where transformers is installed (the GPU machine):
+    python3 tools/gpu/rope_reference.py > finetune/src/test/resources/hf-rope/inv_freq.json
+Each case gives the config's rope_parameters (transformers 5 form), head_dim, and LlamaRotaryEmbedding's float32
+inv_freq (as exact decimal doubles) and attention_scaling."""
+import json
+import torch
+import transformers
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+CASES = [
+    dict(head_dim=16, rope_parameters=dict(rope_type="default", rope_theta=10000.0)),
+    dict(head_dim=64, rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0)),
+    dict(head_dim=128, rope_parameters=dict(rope_type="linear", rope_theta=500000.0, factor=4.0)),
+    dict(head_dim=96, rope_parameters=dict(rope_type="linear", rope_theta=1000000.0, factor=3.5)),
+    dict(head_dim=128, rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
+                                             high_freq_factor=4.0, original_max_position_embeddings=8192)),
+]
+
+out = dict(transformers=transformers.__version__, torch=torch.__version__, cases=[])
+for c in CASES:
+    heads = 4
+    cfg = LlamaConfig(hidden_size=c["head_dim"] * heads, num_attention_heads=heads, head_dim=c["head_dim"],
+                      intermediate_size=64, num_hidden_layers=1, vocab_size=32, max_position_embeddings=32768,
+                      rope_parameters=dict(c["rope_parameters"]))
+    rope = LlamaRotaryEmbedding(config=cfg, device="cpu")
+    inv = rope.inv_freq.to(torch.float32)
+    out["cases"].append(dict(head_dim=c["head_dim"], rope_parameters=c["rope_parameters"],
+                             inv_freq=[float(v) for v in inv.tolist()], attention_scaling=float(rope.attention_scaling)))
+print(json.dumps(out, indent=1))
