@@ -61,13 +61,13 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             window = positive(file, c, "sliding_window", null);
         int tp = c.hasNonNull("pretraining_tp") ? positive(file, c, "pretraining_tp", 1) : 1; // same maths for any tp
         if (tp < 1) throw new CheckpointFormatException(file, "pretraining_tp", "must be positive");
-        RopeTables.Config rope = rope(file, c);
+        RopeTables.Config rope = rope(file, c, maxPos);
         String dtype = c.hasNonNull("dtype") ? c.get("dtype").asText() : c.hasNonNull("torch_dtype") ? c.get("torch_dtype").asText() : null;
         return new LlamaConfig(type, hidden, inter, layers, heads, kv, headDim, vocab, eps, rope, tie, maxPos, qkvBias, oBias,
                 mlpBias, window, optionalInt(file, c, "bos_token_id"), optionalInt(file, c, "eos_token_id"), dtype);
     }
 
-    private static RopeTables.Config rope(Path file, JsonNode c) throws CheckpointFormatException {
+    private static RopeTables.Config rope(Path file, JsonNode c, int maxPositions) throws CheckpointFormatException {
         JsonNode params = c.get("rope_parameters");
         String prefix;
         double theta;
@@ -104,9 +104,46 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                     throw new CheckpointFormatException(file, prefix + "original_max_position_embeddings", "missing or not a positive integer");
                 yield RopeTables.Config.llama3(theta, factor, low, high, orig.asInt());
             }
+            case "yarn" -> yarn(file, scaling, prefix, theta, maxPositions);
             default -> throw new CheckpointFormatException(file, prefix + "rope_type",
-                    "'" + type + "' is not supported (supported: default, linear, llama3)");
+                    "'" + type + "' is not supported (supported: default, linear, llama3, yarn)");
         };
+    }
+
+    /**
+     * YaRN as transformers 5.17 reads it: the explicit factor; the original context from
+     * {@code original_max_position_embeddings}, else {@code max_position_embeddings}; beta_fast / beta_slow 32 / 1 where
+     * missing or zero; truncation on unless {@code truncate} is false; the attention factor given, or from mscale and
+     * mscale_all_dim when both are non-zero, or {@code 0.1 ln(factor) + 1} (1 for a factor up to 1).
+     */
+    private static RopeTables.Config yarn(Path file, JsonNode s, String prefix, double theta, int maxPositions)
+            throws CheckpointFormatException {
+        double factor = number(file, s, "factor", null, prefix);
+        if (!(factor > 0)) throw new CheckpointFormatException(file, prefix + "factor", "must be positive");
+        int original = maxPositions;
+        JsonNode orig = s.get("original_max_position_embeddings");
+        if (orig != null && !orig.isNull()) {
+            if (!orig.canConvertToInt() || orig.asInt() <= 0)
+                throw new CheckpointFormatException(file, prefix + "original_max_position_embeddings", "must be a positive integer");
+            original = orig.asInt();
+        }
+        double betaFast = number(file, s, "beta_fast", 32.0, prefix), betaSlow = number(file, s, "beta_slow", 1.0, prefix);
+        if (betaFast == 0) betaFast = 32; // transformers: `get("beta_fast") or 32`
+        if (betaSlow == 0) betaSlow = 1;
+        if (!(betaFast > 0) || !(betaSlow > 0))
+            throw new CheckpointFormatException(file, prefix + (betaFast > 0 ? "beta_slow" : "beta_fast"), "must be positive");
+        JsonNode truncate = s.get("truncate");
+        if (truncate != null && !truncate.isNull() && !truncate.isBoolean())
+            throw new CheckpointFormatException(file, prefix + "truncate", "must be true or false, got " + truncate);
+        double mscale = number(file, s, "mscale", 0.0, prefix), mscaleAllDim = number(file, s, "mscale_all_dim", 0.0, prefix);
+        double attention = s.hasNonNull("attention_factor") ? number(file, s, "attention_factor", null, prefix)
+                : mscale != 0 && mscaleAllDim != 0 ? yarnMscale(factor, mscale) / yarnMscale(factor, mscaleAllDim) : yarnMscale(factor, 1);
+        if (!(attention > 0)) throw new CheckpointFormatException(file, prefix + "attention_factor", "must be positive");
+        return RopeTables.Config.yarn(theta, factor, original, attention, betaFast, betaSlow, truncate == null || truncate.isNull() || truncate.asBoolean());
+    }
+
+    private static double yarnMscale(double scale, double mscale) {
+        return scale <= 1 ? 1.0 : 0.1 * mscale * Math.log(scale) + 1.0;
     }
 
     private static String text(Path f, JsonNode c, String key, String def) throws CheckpointFormatException {

@@ -55,7 +55,10 @@ class LlamaConfigTest {
     void unsupportedFieldsAreNamed() {
         String[][] cases = {
                 {"\"hidden_act\":\"gelu\"", "hidden_act"},
-                {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0}", "rope_scaling.rope_type"},
+                {"\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":4.0}", "rope_scaling.rope_type"},
+                {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0,\"truncate\":\"yes\"}", "rope_scaling.truncate"},
+                {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0,\"original_max_position_embeddings\":-5}",
+                        "rope_scaling.original_max_position_embeddings"},
                 {"\"rope_scaling\":{\"type\":\"linear\"}", "rope_scaling.factor"},
                 {"\"rope_scaling\":{\"type\":\"linear\",\"factor\":0}", "rope_scaling.factor"},
                 {"\"rope_parameters\":{\"rope_type\":\"linear\",\"factor\":-2.0}", "rope_parameters.factor"},

@@ -14,24 +14,26 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * RoPE's inverse frequencies against Hugging Face transformers' {@code LlamaRotaryEmbedding} (its float32
  * {@code inv_freq} and {@code attention_scaling}, written by {@code tools/gpu/rope_reference.py} into
- * {@code hf-rope/inv_freq.json}), for the default, linear and llama3 rope types, each config read in both forms
+ * {@code hf-rope/inv_freq.json}), for the default, linear, llama3 and yarn rope types, each config read in both forms
  * (transformers 5's {@code rope_parameters}, and the older top-level {@code rope_theta} with {@code rope_scaling}).
- * Bit for bit: the tables are computed in float32 as transformers does.
+ * Within one float32 ulp, nearly all bit for bit: the frequencies are computed in float32 as transformers does, except
+ * that torch's float32 {@code pow} (1-ulp accurate) and {@code Math.pow} rounded to float can differ in the last bit.
  */
 class RopeReferenceTest {
     @Test
-    void inverseFrequenciesMatchTransformersBitForBit() throws Exception {
+    void inverseFrequenciesMatchTransformers() throws Exception {
         JsonNode ref;
         try (InputStream in = RopeReferenceTest.class.getResourceAsStream("/hf-rope/inv_freq.json")) {
             ref = Json.MAPPER.readTree(in);
         }
-        int checked = 0;
+        int checked = 0, worstUlps = 0, exact = 0, total = 0;
         for (JsonNode c : ref.get("cases")) {
             int headDim = c.get("head_dim").asInt();
             ObjectNode params = (ObjectNode) c.get("rope_parameters");
             String type = params.get("rope_type").asText();
             String base = "\"hidden_size\":" + 4 * headDim + ",\"intermediate_size\":64,\"num_hidden_layers\":1,"
-                    + "\"num_attention_heads\":4,\"head_dim\":" + headDim + ",\"vocab_size\":32";
+                    + "\"num_attention_heads\":4,\"head_dim\":" + headDim + ",\"vocab_size\":32,\"max_position_embeddings\":"
+                    + c.get("max_position_embeddings").asInt();
             // the transformers 5 form, and the older one (rope_theta at the top, the rest under rope_scaling)
             ObjectNode older = params.deepCopy();
             older.remove("rope_theta");
@@ -44,13 +46,20 @@ class RopeReferenceTest {
                 float[] ours = RopeTables.inverseFrequencies(config.rope(), headDim);
                 JsonNode want = c.get("inv_freq");
                 assertEquals(want.size(), ours.length, json);
-                for (int i = 0; i < ours.length; i++)
-                    assertEquals(Float.floatToIntBits((float) want.get(i).asDouble()), Float.floatToIntBits(ours[i]),
-                            type + " head_dim " + headDim + " inv_freq[" + i + "]: ours " + ours[i] + ", transformers " + want.get(i));
-                assertEquals(c.get("attention_scaling").asDouble(), config.rope().attentionScaling(), json);
+                for (int i = 0; i < ours.length; i++) {
+                    int ulps = Math.abs(Float.floatToIntBits((float) want.get(i).asDouble()) - Float.floatToIntBits(ours[i]));
+                    worstUlps = Math.max(worstUlps, ulps);
+                    assertTrue(ulps <= 1, type + " head_dim " + headDim + " inv_freq[" + i + "]: ours " + ours[i]
+                            + ", transformers " + want.get(i) + " (" + ulps + " ulps)");
+                    if (ulps == 0) exact++;
+                    total++;
+                }
+                assertEquals(c.get("attention_scaling").asDouble(), config.rope().attentionScaling(), 1e-15, json);
                 checked++;
             }
         }
-        assertTrue(checked >= 10, "cases checked: " + checked);
+        assertTrue(checked >= 18, "cases checked: " + checked);
+        System.out.printf("[rope] %d configs, %d of %d frequencies bit-identical to transformers, worst %d ulp%n", checked, exact,
+                total, worstUlps);
     }
 }

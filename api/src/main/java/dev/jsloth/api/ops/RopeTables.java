@@ -12,27 +12,41 @@ import dev.jsloth.api.Tensor;
  * transformers does; for F64 tables they are taken in double precision of that same float32 angle, so an F64 run
  * keeps full precision downstream while using exactly transformers' angles.
  *
- * <p>Rope types: {@code default}, {@code linear} (position interpolation: every frequency divided by {@code factor})
- * and {@code llama3} (frequency-dependent scaling by {@code factor} between {@code low_freq_factor} and
- * {@code high_freq_factor} wavelengths of the original context length).
+ * <p>Rope types: {@code default}, {@code linear} (position interpolation: every frequency divided by {@code factor}),
+ * {@code llama3} (frequency-dependent scaling by {@code factor} between {@code low_freq_factor} and
+ * {@code high_freq_factor} wavelengths of the original context length) and {@code yarn} (a linear ramp between
+ * interpolated and original frequencies over the dimensions that {@code beta_fast} and {@code beta_slow} rotations of
+ * the original context length bound, and cos/sin scaled by the attention factor).
  */
 public final class RopeTables {
 
-    /** Rotary configuration; {@code type} is {@code default}, {@code linear} or {@code llama3}. */
+    /**
+     * Rotary configuration; {@code type} is {@code default}, {@code linear}, {@code llama3} or {@code yarn}. The
+     * frequency factors are llama3's; {@code betaFast}, {@code betaSlow} and {@code truncate} YaRN's.
+     */
     public record Config(double theta, String type, double factor, double lowFreqFactor, double highFreqFactor,
-                         int originalMaxPositions, double attentionScaling) {
+                         int originalMaxPositions, double attentionScaling, double betaFast, double betaSlow, boolean truncate) {
         public static Config standard(double theta) {
-            return new Config(theta, "default", 1, 1, 1, 0, 1.0);
+            return new Config(theta, "default", 1, 1, 1, 0, 1.0, 0, 0, false);
         }
 
         /** Linear scaling (position interpolation): positions count {@code 1/factor} as far. */
         public static Config linear(double theta, double factor) {
-            return new Config(theta, "linear", factor, 1, 1, 0, 1.0);
+            return new Config(theta, "linear", factor, 1, 1, 0, 1.0, 0, 0, false);
         }
 
         public static Config llama3(double theta, double factor, double lowFreqFactor, double highFreqFactor,
                                     int originalMaxPositions) {
-            return new Config(theta, "llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositions, 1.0);
+            return new Config(theta, "llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositions, 1.0, 0, 0, false);
+        }
+
+        /**
+         * YaRN over an original context of {@code originalMaxPositions}, cos and sin scaled by {@code attentionScaling}
+         * (transformers' attention factor: given, or {@code 0.1 ln(factor) + 1}, or the mscale ratio).
+         */
+        public static Config yarn(double theta, double factor, int originalMaxPositions, double attentionScaling, double betaFast,
+                                  double betaSlow, boolean truncate) {
+            return new Config(theta, "yarn", factor, 1, 1, originalMaxPositions, attentionScaling, betaFast, betaSlow, truncate);
         }
     }
 
@@ -52,12 +66,12 @@ public final class RopeTables {
     public static float[] inverseFrequencies(Config c, int headDim) {
         if (headDim <= 0 || headDim % 2 != 0) throw new IllegalArgumentException("head_dim must be even and positive, got " + headDim);
         int half = headDim / 2;
-        float[] inv = new float[half];
+        float[] inv = new float[half], pos = new float[half];
         float base = (float) c.theta();
         for (int i = 0; i < half; i++) {
             float exponent = (float) (2 * i) / (float) headDim;
-            float pow = (float) Math.pow(base, exponent);
-            inv[i] = 1.0f / pow;
+            pos[i] = (float) Math.pow(base, exponent);
+            inv[i] = 1.0f / pos[i];
         }
         switch (c.type()) {
             case "default" -> { }
@@ -66,7 +80,8 @@ public final class RopeTables {
                 for (int i = 0; i < half; i++) inv[i] = inv[i] / factor;
             }
             case "llama3" -> applyLlama3(c, inv);
-            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, linear, llama3)");
+            case "yarn" -> applyYarn(c, headDim, pos, inv);
+            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, linear, llama3, yarn)");
         }
         return inv;
     }
@@ -87,6 +102,35 @@ public final class RopeTables {
             boolean medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
             inv[i] = medium ? smoothed : llama;
         }
+    }
+
+    /**
+     * transformers' _compute_yarn_parameters: the correction range in double (floored and ceiled with {@code truncate}),
+     * the ramp and the blend in float32 as its torch tensors; {@code inv} holds the original frequencies on entry.
+     */
+    private static void applyYarn(Config c, int dim, float[] pos, float[] inv) {
+        double base = c.theta();
+        double low = correctionDim(c.betaFast(), dim, base, c.originalMaxPositions());
+        double high = correctionDim(c.betaSlow(), dim, base, c.originalMaxPositions());
+        if (c.truncate()) {
+            low = Math.floor(low);
+            high = Math.ceil(high);
+        }
+        low = Math.max(low, 0);
+        high = Math.min(high, dim - 1);
+        if (low == high) high += 0.001; // as transformers: no division by zero
+        float lowF = (float) low, span = (float) (high - low), factor = (float) c.factor();
+        for (int i = 0; i < inv.length; i++) {
+            float ramp = Math.min(1f, Math.max(0f, ((float) i - lowF) / span));
+            float extrapolation = 1f - ramp;
+            float interpolated = 1.0f / (factor * pos[i]);
+            inv[i] = interpolated * (1f - extrapolation) + inv[i] * extrapolation;
+        }
+    }
+
+    /** The dimension at which a frequency makes {@code rotations} turns over {@code positions} positions. */
+    private static double correctionDim(double rotations, int dim, double base, int positions) {
+        return dim * Math.log(positions / (rotations * 2 * Math.PI)) / (2 * Math.log(base));
     }
 
     /** Tables for the given token positions (one row per token). */
