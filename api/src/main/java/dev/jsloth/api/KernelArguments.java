@@ -152,6 +152,17 @@ public final class KernelArguments {
         if (residual == dx) throw new IllegalArgumentException("the residual gradient must not alias dx");
     }
 
+    /**
+     * The arguments of {@link Kernels#gemmPlusLowRankAdding} beyond each product's own checks: L and R both or neither,
+     * D aliasing no input, C floating and of D's size.
+     */
+    public static void checkLowRankAdding(Tensor a, Tensor b, Tensor l, Tensor r, Tensor c, Tensor d) {
+        if ((l == null) != (r == null)) throw new IllegalArgumentException("the low-rank pair needs both L and R");
+        if (d == a || d == b || d == l || d == r || d == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        requireFloating(c);
+        checkSameNumel("residual input", d, c);
+    }
+
     /** Every tensor of {@code others} has as many elements as {@code first}. */
     public static void checkSameNumel(String what, Tensor first, Tensor... others) {
         for (Tensor t : others) requireNumel(t, first.numel(), what);

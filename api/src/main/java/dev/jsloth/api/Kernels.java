@@ -50,10 +50,7 @@ public interface Kernels {
      */
     default void gemmPlusLowRankAdding(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                        Tensor r, Tensor c, Tensor d) {
-        if ((l == null) != (r == null)) throw new IllegalArgumentException("the low-rank pair needs both L and R");
-        if (d == a || d == b || d == l || d == r || d == c) throw new IllegalArgumentException("GEMM output must not alias an input");
-        KernelArguments.requireFloating(c);
-        KernelArguments.checkSameNumel("residual input", d, c);
+        KernelArguments.checkLowRankAdding(a, b, l, r, c, d);
         if (l == null) gemm(transA, transB, alpha, a, b, 0.0, d);
         else gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, 0.0, d);
         add(d, c, d);

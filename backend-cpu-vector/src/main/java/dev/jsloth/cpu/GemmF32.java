@@ -107,9 +107,9 @@ final class GemmF32 {
     /**
      * Whether {@link #multiply} packs B a block at a time, each block by the thread that then uses it, instead of all of K
      * up front: a short product (LoRA's dA = dYB^T X; M at most {@link #STREAM_B_MAX_M}) whose B is stored untransposed
-     * (each block row one sequential read), kept panels or not (so a frozen B gives the same bits). A block is {@link #KC_STREAMED} rows of
-     * {@link #STREAM_PANELS} panels, packed and used while it is in the core's L2, so B comes from memory once, in
-     * sequential reads.
+     * (each block row one sequential read), kept panels or not (so a frozen B gives the same bits). A block is
+     * {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels, packed and used while it is in the core's L2, so B comes
+     * from memory once, in sequential reads.
      */
     static boolean streamsB(int m, Matrix b) {
         return m <= STREAM_B_MAX_M && !b.trans();
@@ -143,13 +143,14 @@ final class GemmF32 {
             return;
         }
         boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
-        int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC, lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
+        int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
+        int lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
         // panels are the same blocks whatever pair rides along; a streamed B packs only a block at a time, so it takes all
         // of N at once
         int ncMax = streamB ? ceilDiv(n, NR) * NR : Math.max(NR, Math.min(ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
-        MemorySegment bs = streamB ? null : packedB(B_SEG, (long) k * ncMax, B_FLOATS);
-        MemorySegment ls = rank > 0 ? packedB(LOW_SEG, (long) rank * ncMax, 0) : null;
+        MemorySegment bs = streamB ? null : threadBuffer(B_SEG, (long) k * ncMax, B_FLOATS);
+        MemorySegment ls = rank > 0 ? threadBuffer(LOW_SEG, (long) rank * ncMax, 0) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
             if (rank > 0) packB(r, rank, jc, nc, ls);
@@ -159,24 +160,25 @@ final class GemmF32 {
             // row blocks of (nearly) equal height, whole MR panels: 512 rows as 6 x 90 instead of 5 x 96 + 32 (the last
             // one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
             int mBlocks = ceilDiv(m, MC), mcRows = MR * ceilDiv(ceilDiv(m, MR), mBlocks);
-            int splits = Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks)));
-            if (streamB) splits = Math.max(splits, ceilDiv(panels, STREAM_PANELS)); // a streamed block is at most that wide
-            int splitsf = splits;
+            // a streamed block is at most STREAM_PANELS wide
+            int splits = Math.max(Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks))),
+                    streamB ? ceilDiv(panels, STREAM_PANELS) : 1);
             Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
                 float[] ct = CTILE.get(), ut = UTILE.get();
                 MemorySegment as = A_SEG.get(), streamed = streamB ? STREAM_SEG.get() : null;
                 MemorySegment[] aPanels = A_PANELS.get();
                 for (int u = lo; u < hi; u++) {
-                    int ib = u / splitsf, s = u % splitsf;
+                    int ib = u / splits, s = u % splits;
                     int ic = ib * mcRows, mc = Math.min(mcRows, m - ic);
-                    int q0 = panels * s / splitsf, q1 = panels * (s + 1) / splitsf;
+                    int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
                     for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
                         boolean low = kb < lowBlocks;
                         int pc = low ? 0 : (kb - lowBlocks) * kcMax, kc = low ? rank : Math.min(kcMax, k - pc);
                         // the pair's panels, B's from depth pc, or this block of a streamed B (panels q0..q1 only)
                         MemorySegment blockPanels = low ? ls : streamB ? streamed : bBlocks;
                         boolean blockLocal = streamB && !low;
-                        if (blockLocal) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
+                        if (blockLocal)
+                            packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
                         if (!directA) {
@@ -190,7 +192,7 @@ final class GemmF32 {
                             for (int ir = 0; ir < mc; ir += MR) {
                                 int mr = Math.min(MR, mc - ir);
                                 if (directA && mr == MR) {
-                                    accumulate(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, 4L * NR, ct);
+                                    accumulate(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
                                 } else {
                                     long ao = 4L * ir * kc;
                                     if (directA) { // a short last row panel: packed, so the kernel never reads past A
@@ -199,7 +201,7 @@ final class GemmF32 {
                                     }
                                     // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
                                     // more than the bounds-check-free loop saves
-                                    if (!sliced) accumulate(kc, as, ao, 4, 4L * MR, blockPanels, bo, 4L * NR, ct);
+                                    if (!sliced) accumulate(kc, as, ao, 4, 4L * MR, blockPanels, bo, ct);
                                     else accumulatePacked(kc, directA ? as.asSlice(0, 4L * MR * kc) : aPanels[ir / MR], bPanel, ct);
                                 }
                                 updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
@@ -213,10 +215,10 @@ final class GemmF32 {
 
     /**
      * Whether {@link #multiply} forms C^T = op(B)^T op(A)^T instead: N fits one panel and is short enough to stream B
-     * ({@link #STREAM_B_MAX_M}), M does not fit a panel, and A is stored transposed (LoRA's dB = dY^T XA). Packing op(A) would copy all of it for NR columns of work; as the transposed
-     * product's B, A is streamed ({@link #streamsB}, M = N short). One JVM, 2 threads, A transposed, medians of 8 rounds
-     * (GFLOP/s): 1408 x 16 x 512 (the training step's dB) 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against
-     * 15.8.
+     * ({@link #STREAM_B_MAX_M}), M does not fit a panel, and A is stored transposed (LoRA's dB = dY^T XA). Packing op(A)
+     * would copy all of it for NR columns of work; as the transposed product's B, A is streamed ({@link #streamsB}, M = N
+     * short). One JVM, 2 threads, A transposed, medians of 8 rounds (GFLOP/s): 1408 x 16 x 512 (the training step's dB)
+     * 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against 15.8.
      */
     private static boolean computesTransposed(int m, int n, Matrix a) {
         return a.trans() && n <= Math.min(NR, STREAM_B_MAX_M) && m > NR;
@@ -224,7 +226,7 @@ final class GemmF32 {
 
     /** C (m x n) = or += alpha * (op(B)^T op(A)^T)^T, the transposed product formed in a scratch buffer first. */
     private static void multiplyTransposed(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
-        MemorySegment t = packedB(TRANSPOSED_SEG, (long) n * m, 0);
+        MemorySegment t = threadBuffer(TRANSPOSED_SEG, (long) n * m, 0);
         multiply(n, m, k, alpha, flipped(b), flipped(a), t, true);
         float[] out = CTILE.get();
         for (int i = 0; i < m; i++) {
@@ -246,10 +248,11 @@ final class GemmF32 {
     }
 
     /**
-     * The calling thread's packed-B buffer ({@code B_SEG}, or {@code LOW_SEG} for a low-rank pair's), grown to at least
-     * {@code floats} (and made at least {@code minFloats} when it has to grow).
+     * The calling thread's buffer ({@code B_SEG}, {@code LOW_SEG} for a low-rank pair's panels, {@code TRANSPOSED_SEG}
+     * for {@link #multiplyTransposed}'s product), grown to at least {@code floats} (and made at least {@code minFloats}
+     * when it has to grow).
      */
-    private static MemorySegment packedB(ThreadLocal<MemorySegment[]> buffer, long floats, long minFloats) {
+    private static MemorySegment threadBuffer(ThreadLocal<MemorySegment[]> buffer, long floats, long minFloats) {
         MemorySegment[] held = buffer.get();
         if (held[0] == null || held[0].byteSize() < floats * 4) held[0] = Arena.ofAuto().allocate(Math.max(floats, minFloats) * 4, 64);
         return held[0];
@@ -360,11 +363,11 @@ final class GemmF32 {
     /**
      * t[MR x NR] = A panel x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators). Offsets and
      * steps in bytes: row r of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*MR; in place: the
-     * row pitch and 4), B's NR values of step p at {@code bo + p*bStep}. The C update is another method on purpose:
+     * row pitch and 4), B's NR values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
+     * method on purpose:
      * with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core, in isolation).
      */
-    private static void accumulate(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, long bStep,
-                                   float[] t) {
+    private static void accumulate(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
@@ -372,7 +375,7 @@ final class GemmF32 {
         FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
         FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
         long a1 = aRow, a2 = 2 * aRow, a3 = 3 * aRow, a4 = 4 * aRow, a5 = 5 * aRow;
-        for (int p = 0; p < kc; p++, ao += aStep, bo += bStep) {
+        for (int p = 0; p < kc; p++, ao += aStep, bo += 4L * NR) {
             FloatVector b0 = FloatVector.fromMemorySegment(SP, bp, bo, NATIVE);
             FloatVector b1 = FloatVector.fromMemorySegment(SP, bp, bo + 4L * L, NATIVE);
             FloatVector a = FloatVector.broadcast(SP, ap.get(PACKED, ao));

@@ -63,15 +63,12 @@ final class CudaKernels implements Kernels {
     @Override
     public void gemmPlusLowRankAdding(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                       Tensor r, Tensor c, Tensor d) {
-        if ((l == null) != (r == null)) throw new IllegalArgumentException("the low-rank pair needs both L and R");
-        if (d == a || d == b || d == l || d == r || d == c) throw new IllegalArgumentException("GEMM output must not alias an input");
+        KernelArguments.checkLowRankAdding(a, b, l, r, c, d);
         Tensor first = l == null ? a : l, second = l == null ? b : r;
         checkGemm(transA, transB, a, b, d, a.shape().rows(), a.shape().cols(), b.shape().rows(), b.shape().cols(),
                 d.shape().rows(), d.shape().cols());
         if (l != null) checkGemm(transA, transB, l, r, d, l.shape().rows(), l.shape().cols(), r.shape().rows(), r.shape().cols(),
                 d.shape().rows(), d.shape().cols());
-        requireFloating(c);
-        KernelArguments.checkSameNumel("residual input", d, c);
         if (gemm.multiplyOnto(transA, transB, l == null ? alpha : lowScale, t(first), t(second), t(c), t(d), first.shape().rows(),
                 first.shape().cols(), second.shape().rows(), second.shape().cols())) {
             if (l != null) gemm(transA, transB, alpha, a, b, 1.0, d);

@@ -132,14 +132,12 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (betaSlow == 0) betaSlow = 1;
         if (!(betaFast > 0) || !(betaSlow > 0))
             throw new CheckpointFormatException(file, prefix + (betaFast > 0 ? "beta_slow" : "beta_fast"), "must be positive");
-        JsonNode truncate = s.get("truncate");
-        if (truncate != null && !truncate.isNull() && !truncate.isBoolean())
-            throw new CheckpointFormatException(file, prefix + "truncate", "must be true or false, got " + truncate);
+        boolean truncate = bool(file, s, "truncate", true, prefix);
         double mscale = number(file, s, "mscale", 0.0, prefix), mscaleAllDim = number(file, s, "mscale_all_dim", 0.0, prefix);
         double attention = s.hasNonNull("attention_factor") ? number(file, s, "attention_factor", null, prefix)
                 : mscale != 0 && mscaleAllDim != 0 ? yarnMscale(factor, mscale) / yarnMscale(factor, mscaleAllDim) : yarnMscale(factor, 1);
         if (!(attention > 0)) throw new CheckpointFormatException(file, prefix + "attention_factor", "must be positive");
-        return RopeTables.Config.yarn(theta, factor, original, attention, betaFast, betaSlow, truncate == null || truncate.isNull() || truncate.asBoolean());
+        return RopeTables.Config.yarn(theta, factor, original, attention, betaFast, betaSlow, truncate);
     }
 
     private static double yarnMscale(double scale, double mscale) {
@@ -190,9 +188,13 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     }
 
     private static boolean bool(Path f, JsonNode c, String key, boolean def) throws CheckpointFormatException {
+        return bool(f, c, key, def, "");
+    }
+
+    private static boolean bool(Path f, JsonNode c, String key, boolean def, String prefix) throws CheckpointFormatException {
         JsonNode n = c.get(key);
         if (n == null || n.isNull()) return def;
-        if (!n.isBoolean()) throw new CheckpointFormatException(f, key, "must be true or false, got " + n);
+        if (!n.isBoolean()) throw new CheckpointFormatException(f, prefix + key, "must be true or false, got " + n);
         return n.asBoolean();
     }
 
