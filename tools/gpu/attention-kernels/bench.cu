@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
     {
         const int sm = 6 * W + 1024 + (128 + 128) * 4;
         auto kern = var::VAR_FWD<bf16_t>; allowShared(kern, sm);
-        t = timeit([&] { kern<<<dim3((T + 127) / 128, Hq, B), 256, sm>>>(q, k, v, nullptr, scale, o2, lse2, T, T, Hq, Hkv); });
+        t = timeit([&] { kern<<<dim3(Hq, B, (T + 127) / 128), 256, sm>>>(q, k, v, nullptr, scale, o2, lse2, T, T, Hq, Hkv); });
         printf("fwd   wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, fwdFlops / t / 1e9);
         compare("out", o, o2, nq, false); compare("lse", lse, lse2, rows, true);
     }
@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
     {
         const int sm = 6 * W + 1024 + (64 + 128) * 4;
         auto kern = var::VAR_DQ<bf16_t>; allowShared(kern, sm);
-        t = timeit([&] { kern<<<dim3((T + 63) / 64, Hq, B), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dq2, T, Hq, Hkv); });
+        t = timeit([&] { kern<<<dim3(Hq, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dq2, T, Hq, Hkv); });
         printf("dq    wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, dqFlops / t / 1e9);
         compare("dq", dq, dq2, nq, false);
     }

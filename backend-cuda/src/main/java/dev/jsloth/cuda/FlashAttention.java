@@ -75,7 +75,7 @@ final class FlashAttention {
     /** Whether these tensors can take the tensor-core path. */
     static boolean applies(CudaBackend be, AttentionDims dims, Tensor lse, Tensor... tensors) {
         if (dims.headDim() != 64 && dims.headDim() != 128) return false;
-        // grid y and z stop at 65535: batch rows (forward, dQ) and key tiles (dK/dV, up to 4,194,240 tokens)
+        // grid y and z stop at 65535: batch rows (y) and query or key tiles of at least 64 rows (z, up to 4,194,240 tokens)
         if (dims.batch() > 65535 || Math.ceilDiv(dims.seq(), KEY_ROWS) > 65535 || dims.qHeads() > 65535) return false;
         if (be.device.ccMajor < 8 || lse.dtype() != DType.F32) return false;
         if (!runs(be.device, dims.headDim(), Kernels.MMA_ONE_TILE)) return false;
@@ -160,7 +160,8 @@ final class FlashAttention {
                         Tensor lse, Kernels kernels) {
         ElementType t = ElementType.of(q.dtype());
         int rows = kernels.forwardRows(), threads = kernels == Kernels.WGMMA ? 2 * THREADS : THREADS; // two warpgroups
-        Grid grid = new Grid(Math.ceilDiv(d.seq(), rows), d.qHeads(), d.batch(), threads, 1, 1, forwardSharedBytes(d.headDim(), kernels));
+        // (heads, batch, query tiles): the kernels take the tiles last to first, so the longest go out first (flash_query_block)
+        Grid grid = new Grid(d.qHeads(), d.batch(), Math.ceilDiv(d.seq(), rows), threads, 1, 1, forwardSharedBytes(d.headDim(), kernels));
         be.kernel(forwardKernel(d.headDim(), kernels), t).launch(grid, LaunchArgs.of().ptr(be.ptr(q)).ptr(be.ptr(k)).ptr(be.ptr(v))
                 .ptr(segments == null ? 0 : be.ptr(segments)).f32((float) scale).ptr(be.ptr(out)).ptr(be.ptr(lse))
                 .i32(d.seq()).i32(d.kvSeq()).i32(d.qHeads()).i32(d.kvHeads()));
@@ -215,7 +216,7 @@ final class FlashAttention {
                                 .ptr(pair[0].address()).ptr(pair[1].address()).i64(kvRows).i32(chunks).i32(d.headDim()));
                 }
             }
-            Grid qg = new Grid(Math.ceilDiv(d.seq(), kernels.dqRows()), d.qHeads(), d.batch(), THREADS, 1, 1,
+            Grid qg = new Grid(d.qHeads(), d.batch(), Math.ceilDiv(d.seq(), kernels.dqRows()), THREADS, 1, 1,
                     dqSharedBytes(d.headDim(), kernels));
             be.kernel(dqKernel(d.headDim(), kernels), t).launch(qg, LaunchArgs.of().ptr(be.ptr(dOut)).ptr(be.ptr(q)).ptr(be.ptr(k))
                     .ptr(be.ptr(v)).ptr(seg).f32((float) scale).ptr(be.ptr(lse)).ptr(delta.address()).ptr(be.ptr(dq))
