@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
     // forward
     const int fwdSmem = tile(BASE_FWD_ROWS + 256) + (BASE_FWD_ROWS + 128) * 4;
     allowShared(base::BASE_FWD<bf16_t>, fwdSmem);
-    t = timeit([&] { base::BASE_FWD<bf16_t><<<dim3((T + BASE_FWD_ROWS - 1) / BASE_FWD_ROWS, Hq, B), 128, fwdSmem>>>(q, k, v, nullptr, scale, o, lse, T, T, Hq, Hkv); });
+    t = timeit([&] { base::BASE_FWD<bf16_t><<<dim3(Hq, B, (T + BASE_FWD_ROWS - 1) / BASE_FWD_ROWS), 128, fwdSmem>>>(q, k, v, nullptr, scale, o, lse, T, T, Hq, Hkv); });
     printf("fwd   mma.sync                         %8.4f ms  %6.1f TFLOP/s\n", t, fwdFlops / t / 1e9);
     {
         const int sm = 6 * W + 1024 + (128 + 128) * 4;
@@ -114,6 +114,9 @@ int main(int argc, char** argv) {
         t = timeit([&] { kern<<<dim3(Hq, B, (T + 127) / 128), 256, sm>>>(q, k, v, nullptr, scale, o2, lse2, T, T, Hq, Hkv); });
         printf("fwd   wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, fwdFlops / t / 1e9);
         compare("out", o, o2, nq, false); compare("lse", lse, lse2, rows, true);
+        auto old = base::VAR_FWD<bf16_t>; allowShared(old, sm); // the base commit's wgmma kernel, for an A/B in one run
+        t = timeit([&] { old<<<dim3(Hq, B, (T + 127) / 128), 256, sm>>>(q, k, v, nullptr, scale, o2, lse2, T, T, Hq, Hkv); });
+        printf("fwd   wgmma at the base commit         %8.4f ms  %6.1f TFLOP/s\n", t, fwdFlops / t / 1e9);
     }
     delta_kernel<<<(rows + 7) / 8, 256>>>(dO, o, delta, B, T, Hq, D);
     CK(cudaDeviceSynchronize());
@@ -128,11 +131,14 @@ int main(int argc, char** argv) {
         t = timeit([&] { kern<<<dim3(Hkv, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, nullptr, nullptr, T, Hq, Hkv, 1); });
         printf("dkdv  wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
         compare("dk", dk, dk2, nk, false); compare("dv", dv, dv2, nk, false);
+        auto old = base::VAR_DKDV_K<bf16_t>; allowShared(old, sm);
+        t = timeit([&] { old<<<dim3(Hkv, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dk2, dv2, nullptr, nullptr, T, Hq, Hkv, 1); });
+        printf("dkdv  wgmma at the base commit         %8.4f ms  %6.1f TFLOP/s\n", t, dkdvFlops / t / 1e9);
     }
     // dQ
     const int dqSmem = tile(2 * BASE_DQ_ROWS + 128) + (BASE_DQ_ROWS + 64) * 4;
     allowShared(base::BASE_DQ<bf16_t>, dqSmem);
-    t = timeit([&] { base::BASE_DQ<bf16_t><<<dim3((T + BASE_DQ_ROWS - 1) / BASE_DQ_ROWS, Hq, B), 128, dqSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dq, T, Hq, Hkv); });
+    t = timeit([&] { base::BASE_DQ<bf16_t><<<dim3(Hq, B, (T + BASE_DQ_ROWS - 1) / BASE_DQ_ROWS), 128, dqSmem>>>(dO, q, k, v, nullptr, scale, lse, delta, dq, T, Hq, Hkv); });
     printf("dq    mma.sync                         %8.4f ms  %6.1f TFLOP/s\n", t, dqFlops / t / 1e9);
     {
         const int sm = 6 * W + 1024 + (64 + 128) * 4;
@@ -140,6 +146,9 @@ int main(int argc, char** argv) {
         t = timeit([&] { kern<<<dim3(Hq, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dq2, T, Hq, Hkv); });
         printf("dq    wgmma                            %8.4f ms  %6.1f TFLOP/s\n", t, dqFlops / t / 1e9);
         compare("dq", dq, dq2, nq, false);
+        auto old = base::VAR_DQ<bf16_t>; allowShared(old, sm);
+        t = timeit([&] { old<<<dim3(Hq, B, (T + 63) / 64), 128, sm>>>(dO, q, k, v, nullptr, scale, lse, delta, dq2, T, Hq, Hkv); });
+        printf("dq    wgmma at the base commit         %8.4f ms  %6.1f TFLOP/s\n", t, dqFlops / t / 1e9);
     }
     printf("done\n");
     return 0;

@@ -3,7 +3,8 @@
 # root, which .git/info/exclude should ignore), from the working tree's flash_attention.cu ("var") and BASE's ("base",
 # default HEAD). Run them on the GPU machine: `./bench128 2 2048 32 8` (an 8B layer), `./bench64 4 2048 32 4`
 # (tinyllama's); sdpa_ref.py beside them times PyTorch's SDPA at the same shape for reference. BASE must have the
-# working tree's kernel signatures (dK/dV with partials and chunks: the commit after cd91865 on).
+# working tree's kernel signatures and grids (dK/dV with partials and chunks, forward and dQ grids (heads, batch, query
+# tiles): 6397b37 on). Each wgmma kernel is also timed at BASE, for an A/B in one run.
 #
 #   tools/gpu/attention-kernels/build.sh [BASE] [OUT_DIR]
 set -euo pipefail

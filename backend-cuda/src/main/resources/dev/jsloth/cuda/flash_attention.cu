@@ -880,6 +880,17 @@ __device__ __forceinline__ void flash_wg_rs(float* d, const unsigned* a, unsigne
 }
 
 __device__ __forceinline__ void flash_wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+
+/**
+ * Pins N accumulator registers here (CUTLASS's warpgroup_fence_operand): called on freshly zeroed accumulators before
+ * flash_wg_fence, it keeps the compiler from sinking the zeroing past the fence, between wgmma of one group, where
+ * ptxas then injects warpgroup.arrive / wait (C7519, C7517) and serializes the products.
+ */
+template <int N>
+__device__ __forceinline__ void flash_wg_fence_operand(float* acc) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(acc[i])::"memory");
+}
 __device__ __forceinline__ void flash_wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void flash_wg_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 /** Makes this thread's completed shared-memory writes (cp.async ones too) visible to the tensor cores' reads. */
@@ -889,6 +900,15 @@ __device__ __forceinline__ void flash_wg_proxy_fence() { asm volatile("fence.pro
 __device__ __forceinline__ unsigned long long flash_wg_desc(unsigned address, unsigned lbo) {
     return (unsigned long long) ((address & 0x3FFFF) >> 4) | ((unsigned long long) (lbo >> 4) << 16)
            | ((unsigned long long) (1024 >> 4) << 32) | (1ull << 62);
+}
+
+/**
+ * The descriptor of the tile `bytes` (a multiple of 16) past the one `d` describes: only the start-address field, the
+ * low 14 bits, moves, and a shared address never carries out of it (shared memory ends below 256 KB), so one 32-bit add
+ * on the low word instead of the masks and shifts of flash_wg_desc in front of every wgmma.
+ */
+__device__ __forceinline__ unsigned long long flash_wg_desc_plus(unsigned long long d, unsigned bytes) {
+    return (d & 0xFFFFFFFF00000000ull) | (unsigned) ((unsigned) d + (bytes >> 4));
 }
 
 /** The first 1024-byte boundary in the dynamic shared memory (the kernels ask for 1 KB more than their tiles). */
@@ -930,9 +950,10 @@ __device__ __forceinline__ unsigned flash_wg_k_offset(int kk, int rows) { return
  */
 template <typename T, int D>
 __device__ __forceinline__ void flash_wg_times_rows(float* acc, unsigned a, int aRows, unsigned b, int bRows) {
+    const unsigned long long da = flash_wg_desc(a, 16), db = flash_wg_desc(b, 16);
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-        FlashWgmma<T>::ss_m64n64(acc, flash_wg_desc(a + flash_wg_k_offset(kk, aRows), 16), flash_wg_desc(b + flash_wg_k_offset(kk, bRows), 16));
+        FlashWgmma<T>::ss_m64n64(acc, flash_wg_desc_plus(da, flash_wg_k_offset(kk, aRows)), flash_wg_desc_plus(db, flash_wg_k_offset(kk, bRows)));
 }
 
 /**
@@ -941,8 +962,9 @@ __device__ __forceinline__ void flash_wg_times_rows(float* acc, unsigned a, int 
  */
 template <typename T, int D, int K>
 __device__ __forceinline__ void flash_wg_times_tile(float* acc, const unsigned (*p)[4], unsigned tile) {
+    const unsigned long long dt = flash_wg_desc(tile, 64 * 128);
 #pragma unroll
-    for (int kk = 0; kk < K / 16; kk++) flash_wg_rs<T, D>(acc, p[kk], flash_wg_desc(tile + kk * 16 * 128, 64 * 128));
+    for (int kk = 0; kk < K / 16; kk++) flash_wg_rs<T, D>(acc, p[kk], flash_wg_desc_plus(dt, kk * 16 * 128));
 }
 
 /**
@@ -1147,6 +1169,8 @@ __device__ void flash_backward_dkdv_wg(const T* dOut, const T* q, const T* k, co
         for (int nt = 0; nt < BQ / 8; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.f;
+        flash_wg_fence_operand<BQ / 2>(&s[0][0]);
+        flash_wg_fence_operand<BQ / 2>(&dp[0][0]);
         flash_wg_fence();
         flash_wg_times_rows<T, D>(&s[0][0], KsA, 64, Qs, 64);
         flash_wg_times_rows<T, D>(&dp[0][0], VsA, 64, dOs, 64);
