@@ -36,8 +36,18 @@ public interface Kernels {
      */
     default void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                  Tensor r, double beta, Tensor c) {
+        gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, transA, r, beta, c);
+    }
+
+    /**
+     * {@link #gemmPlusLowRank} with L's transpose given apart from A's: {@code C = alpha * op(A) op(B) + lowScale *
+     * op_transL(L) op(R) + beta * C} (LoRA's rank-r products kept transposed, {@code [r, tokens]}, as projections that
+     * share an input stack them: {@code dX = dY W + s (dYB)^T^T A}).
+     */
+    default void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
+                                 boolean transL, Tensor r, double beta, Tensor c) {
         if (c == a || c == b || c == l || c == r) throw new IllegalArgumentException("GEMM output must not alias an input");
-        gemm(transA, transB, lowScale, l, r, beta, c);
+        gemm(transL, transB, lowScale, l, r, beta, c);
         gemm(transA, transB, alpha, a, b, 1.0, c);
     }
 

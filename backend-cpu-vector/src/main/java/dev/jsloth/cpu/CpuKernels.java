@@ -45,20 +45,20 @@ final class CpuKernels implements Kernels {
      */
     @Override
     public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
-                                Tensor r, double beta, Tensor c) {
+                                boolean transL, Tensor r, double beta, Tensor c) {
         if (c == a || c == b || c == l || c == r) throw new IllegalArgumentException("GEMM output must not alias an input");
         if (a.shape().rank() != 2 || b.shape().rank() != 2 || l.shape().rank() != 2 || r.shape().rank() != 2 || c.shape().rank() != 2) {
-            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c); // its gemms say what is wrong
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, transL, r, beta, c); // its gemms say what is wrong
             return;
         }
-        Matrix ma = matrix(a, transA), mb = operandB(b, transB), ml = matrix(l, transA), mr = matrix(r, transB);
+        Matrix ma = matrix(a, transA), mb = operandB(b, transB), ml = matrix(l, transL), mr = matrix(r, transB);
         int m = ma.opRows(), k = ma.opCols(), n = mb.opCols(), rank = ml.opCols();
         float factor = (float) (lowScale / alpha); // L's scale in the packing; alpha scales the whole tile after
         boolean fused = FUSE_LOW_RANK && c.dtype() == DType.F32 && (float) alpha != 0 && lowScale != 0 && Float.isFinite(factor)
                 && mb.opRows() == k && ml.opRows() == m && mr.opRows() == rank
                 && mr.opCols() == n && c.shape().rows() == m && c.shape().cols() == n && GemmF32.fusesLowRank(m, n, k, rank, ma, mb);
         if (!fused) {
-            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, transL, r, beta, c);
             return;
         }
         MemorySegment cv = be.seg(c).asSlice(0, 4L * m * n);

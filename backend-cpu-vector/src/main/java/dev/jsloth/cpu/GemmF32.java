@@ -138,7 +138,7 @@ final class GemmF32 {
             return;
         }
         if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
-        if (rank == 0 && computesTransposed(m, n, a)) {
+        if (rank == 0 && computesTransposed(m, n, a, b)) {
             multiplyTransposed(m, n, k, alpha, a, b, c, overwrite);
             return;
         }
@@ -218,17 +218,22 @@ final class GemmF32 {
      * ({@link #STREAM_B_MAX_M}), M does not fit a panel, and A is stored transposed (LoRA's dB = dY^T XA). Packing op(A)
      * would copy all of it for NR columns of work; as the transposed product's B, A is streamed ({@link #streamsB}, M = N
      * short). One JVM, 2 threads, A transposed, medians of 8 rounds (GFLOP/s): 1408 x 16 x 512 (the training step's dB)
-     * 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against 15.8.
+     * 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against 15.8. The mirror case too: M fits one panel, N does not,
+     * B stored transposed (stacked LoRA's {@code (dY B)^T = B^T dY^T}): op(B)^T is then B as stored, read in place as the
+     * transposed product's A, where packing op(B) would copy all of it for M rows of work.
      */
-    private static boolean computesTransposed(int m, int n, Matrix a) {
-        return a.trans() && n <= Math.min(NR, STREAM_B_MAX_M) && m > NR;
+    private static boolean computesTransposed(int m, int n, Matrix a, Matrix b) {
+        int narrow = Math.min(NR, STREAM_B_MAX_M);
+        return a.trans() && n <= narrow && m > NR || b.trans() && m <= narrow && n > NR;
     }
 
     /** C (m x n) = or += alpha * (op(B)^T op(A)^T)^T, the transposed product formed in a scratch buffer first. */
     private static void multiplyTransposed(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
         MemorySegment t = threadBuffer(TRANSPOSED_SEG, (long) n * m, 0);
         multiply(n, m, k, alpha, flipped(b), flipped(a), t, true);
-        float[] out = CTILE.get();
+        float[][] held = ROW_WIDE.get(); // free again: the product above has packed its last row
+        if (held[0].length < n) held[0] = new float[n];
+        float[] out = held[0];
         for (int i = 0; i < m; i++) {
             if (overwrite) java.util.Arrays.fill(out, 0, n, 0f);
             else MemorySegment.copy(c, ElementCodec.FLOAT, 4L * i * n, out, 0, n);

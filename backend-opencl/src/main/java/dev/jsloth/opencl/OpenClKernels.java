@@ -90,14 +90,14 @@ final class OpenClKernels implements Kernels {
     /**
      * On the tensor cores (BF16 L, R, A, B; C F32 or BF16; rank at most {@link LaunchConfig#MMA_LOW_RANK_MAX}): one
      * pass, the low-rank pair's slices first in the same K walk (gemm_mma.cl, gemm_wgmma.cl), so C is written once and
-     * never read for the adapter's term. Elsewhere the default two products.
+     * never read for the adapter's term. Elsewhere (and for an L transposed unlike A) the default two products.
      */
     @Override
     public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
-                                Tensor r, double beta, Tensor c) {
-        if (!cfg.tensorCores() || alpha == 0 || a.dtype() != DType.BF16 || b.dtype() != DType.BF16 || l.dtype() != DType.BF16
-                || r.dtype() != DType.BF16 || (c.dtype() != DType.F32 && c.dtype() != DType.BF16)) {
-            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
+                                boolean transL, Tensor r, double beta, Tensor c) {
+        if (transL != transA || !cfg.tensorCores() || alpha == 0 || a.dtype() != DType.BF16 || b.dtype() != DType.BF16
+                || l.dtype() != DType.BF16 || r.dtype() != DType.BF16 || (c.dtype() != DType.F32 && c.dtype() != DType.BF16)) {
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, transL, r, beta, c);
             return;
         }
         long ar = a.shape().rows(), ac = a.shape().cols(), br = b.shape().rows(), bc = b.shape().cols();
@@ -109,7 +109,7 @@ final class OpenClKernels implements Kernels {
                     + lowK + ", op(R) " + rk + "x" + rn + " (L " + l.shape() + (transA ? "^T" : "") + ", R " + r.shape() + (transB ? "^T" : "") + ")");
         if (l == c || r == c) throw new IllegalArgumentException("GEMM output must not alias an input");
         if (k == 0 || lowK == 0 || lowK > LaunchConfig.MMA_LOW_RANK_MAX) {
-            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, r, beta, c);
+            Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, transL, r, beta, c);
             return;
         }
         gemm(transA, transB, alpha, a, b, beta, c, 1, ar, ac, br, bc, c.shape().rows(), c.shape().cols(),

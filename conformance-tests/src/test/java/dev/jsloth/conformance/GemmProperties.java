@@ -85,26 +85,30 @@ class GemmProperties {
 
     /**
      * A product plus a low-rank one into the same C (LoRA's forward and dX): against the reference of both, every
-     * rank from 1 to past two 32-column slices, both transposes, BF16 and F32 storage, beta 0 (C ignored), 1 and 0.5.
+     * rank from 1 to past two 32-column slices, both transposes, L's own transpose (stacked LoRA's rank-r products are
+     * kept {@code [r, tokens]}) or A's, BF16 and F32 storage, beta 0 (C ignored), 1 and 0.5.
      */
-    @Property(tries = 60)
+    @Property(tries = 80)
     void gemmPlusLowRankMatchesReference(@ForAll("sizes") int m, @ForAll("sizes") int n, @ForAll("sizes") int k,
                                          @ForAll("ranks") int rank, @ForAll boolean transA, @ForAll boolean transB,
-                                         @ForAll("lowRankStorage") DType in, @ForAll("betas") double beta, @ForAll long seed) {
+                                         @ForAll boolean transL, @ForAll("lowRankStorage") DType in, @ForAll("betas") double beta,
+                                         @ForAll long seed) {
         for (Backend be : BackendsUnderTest.all()) {
             for (DType out : in == DType.BF16 ? new DType[]{DType.F32, DType.BF16} : new DType[]{DType.F32}) {
                 SplittableRandom r = new SplittableRandom(seed);
                 int ar = transA ? k : m, ac = transA ? m : k, br = transB ? n : k, bc = transB ? k : n;
-                int lr = transA ? rank : m, lc = transA ? m : rank, rr = transB ? n : rank, rc = transB ? rank : n;
+                int lr = transL ? rank : m, lc = transL ? m : rank, rr = transB ? n : rank, rc = transB ? rank : n;
                 try (var a = TestData.random(be, in, r, -1, 1, ar, ac); var b = TestData.random(be, in, r, -1, 1, br, bc);
                      var l = TestData.random(be, in, r, -1, 1, lr, lc); var rt = TestData.random(be, in, r, -1, 1, rr, rc);
                      var c = TestData.random(be, out, r, -1, 1, m, n)) {
                     if (beta == 0) be.kernels().fill(c.tensor(), Double.NaN);
-                    be.kernels().gemmPlusLowRank(transA, transB, 1.0, a.tensor(), b.tensor(), 2.0, l.tensor(), rt.tensor(), beta, c.tensor());
-                    double[] low = Reference.gemm(transA, transB, 2.0, l.values(), lr, lc, rt.values(), rr, rc, beta, c.values());
+                    if (transL == transA) // the form without L's own transpose
+                        be.kernels().gemmPlusLowRank(transA, transB, 1.0, a.tensor(), b.tensor(), 2.0, l.tensor(), rt.tensor(), beta, c.tensor());
+                    else be.kernels().gemmPlusLowRank(transA, transB, 1.0, a.tensor(), b.tensor(), 2.0, l.tensor(), transL, rt.tensor(), beta, c.tensor());
+                    double[] low = Reference.gemm(transL, transB, 2.0, l.values(), lr, lc, rt.values(), rr, rc, beta, c.values());
                     double[] want = Reference.gemm(transA, transB, 1.0, a.values(), ar, ac, b.values(), br, bc, 1.0, low);
-                    Compare.close(String.format("%s gemm+lowrank m=%d n=%d k=%d r=%d ta=%b tb=%b %s->%s beta=%s", be.name(), m, n, k,
-                            rank, transA, transB, in, out, beta), want, be.download(c.tensor()), out);
+                    Compare.close(String.format("%s gemm+lowrank m=%d n=%d k=%d r=%d ta=%b tb=%b tl=%b %s->%s beta=%s", be.name(), m, n, k,
+                            rank, transA, transB, transL, in, out, beta), want, be.download(c.tensor()), out);
                 }
             }
         }

@@ -8,6 +8,7 @@ import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.BatchContext;
 import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.autograd.ParameterBuffer;
 import dev.jsloth.api.autograd.Tape;
 import dev.jsloth.api.blocks.DecoderLayer;
 import dev.jsloth.api.blocks.LoraAttentionBlock;
@@ -293,6 +294,107 @@ class GradientChecks {
         LoraMlpBlock mlp = new LoraMlpBlock(rand(0.8, 1.2, hidden), 1e-6, proj.apply(new int[]{inter, hidden}),
                 proj.apply(new int[]{inter, hidden}), proj.apply(new int[]{hidden, inter}));
         return new Layer(new DecoderLayer(attn, mlp), params);
+    }
+
+    /**
+     * A decoder layer with LoRA on all seven projections at the ranks given (q, k, v, o, gate, up, down), values from
+     * {@code seed}; {@code stacked}: the parameters in one buffer with q/k/v's and gate/up's A matrices end to end, so
+     * the blocks form those rank-r products stacked ({@link dev.jsloth.api.ops.SharedInputLora}). The same seed gives
+     * the same values either way. Parameters in the order tapeFunction names them.
+     */
+    private Layer layerWithRanks(int hidden, int qHeads, int kvHeads, int headDim, int inter, int[] ranks, boolean stacked, long seed) {
+        SplittableRandom values = new SplittableRandom(seed);
+        int[][] shapes = {{qHeads * headDim, hidden}, {kvHeads * headDim, hidden}, {kvHeads * headDim, hidden},
+                {hidden, qHeads * headDim}, {inter, hidden}, {inter, hidden}, {hidden, inter}};
+        List<Parameter> params = new ArrayList<>();
+        Tensor[] weights = new Tensor[7];
+        for (int j = 0; j < 7; j++) {
+            int out = shapes[j][0], in = shapes[j][1], r = ranks[j];
+            weights[j] = upload(values, -0.4, 0.4, out, in);
+            // not in toClose: the buffer takes them over (stacked), or the parameters are closed whole
+            params.add(new Parameter("A", BE.upload(F64, Shape.of(r, in), TestData.uniform(values, r * in, -0.5, 0.5))));
+            params.add(new Parameter("B", BE.upload(F64, Shape.of(out, r), TestData.uniform(values, out * r, -0.5, 0.5))));
+        }
+        ParameterBuffer.Stack qkv = null, gateUp = null;
+        if (stacked) {
+            List<Parameter> order = new ArrayList<>();
+            for (int j : new int[]{0, 1, 2, 4, 5}) order.add(params.get(2 * j));
+            for (Parameter p : params) if (!order.contains(p)) order.add(p);
+            ParameterBuffer buf = ParameterBuffer.of(order);
+            toClose.add(buf);
+            List<Parameter> moved = new ArrayList<>();
+            for (Parameter p : params) moved.add(buf.parameters().get(order.indexOf(p)));
+            params = moved;
+            qkv = buf.stack(List.of(params.get(0), params.get(2), params.get(4)));
+            gateUp = buf.stack(List.of(params.get(8), params.get(10)));
+            assertTrue(qkv != null && gateUp != null, "the A matrices lie end to end");
+        } else {
+            for (Parameter p : params) toClose.add(p);
+        }
+        LoraLinear[] proj = new LoraLinear[7];
+        for (int j = 0; j < 7; j++)
+            proj[j] = new LoraLinear(weights[j], null, params.get(2 * j), params.get(2 * j + 1), LoraLinear.scaling(2 * ranks[j], ranks[j], false));
+        LoraAttentionBlock attn = new LoraAttentionBlock(upload(values, 0.8, 1.2, hidden), 1e-6, proj[0], proj[1], proj[2], proj[3],
+                qHeads, kvHeads, headDim, qkv);
+        LoraMlpBlock mlp = new LoraMlpBlock(upload(values, 0.8, 1.2, hidden), 1e-6, proj[4], proj[5], proj[6], gateUp);
+        return new Layer(new DecoderLayer(attn, mlp), params);
+    }
+
+    private Tensor upload(SplittableRandom values, double lo, double hi, int... dims) {
+        Shape s = Shape.of(dims);
+        Tensor t = BE.upload(F64, s, TestData.uniform(values, Math.toIntExact(s.numel()), lo, hi));
+        toClose.add(t);
+        return t;
+    }
+
+    /** Q/K/V and gate/up with stacked A matrices (unequal ranks, packed sequences): finite differences. */
+    @Test
+    void stackedSharedInputLoraLayer() {
+        checkStackedLayer(false);
+    }
+
+    /** The same through a checkpointed tape (the rank-r products kept, the forward run again). */
+    @Test
+    void stackedSharedInputLoraLayerCheckpointed() {
+        checkStackedLayer(true);
+    }
+
+    private void checkStackedLayer(boolean checkpointing) {
+        int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
+        int[] ranks = {2, 3, 1, 2, 2, 3, 1};
+        Layer l = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, true, 7);
+        BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0});
+        Tensor x = rand(-1, 1, batch * seq, hidden);
+        assertPasses("decoder layer, stacked A" + (checkpointing ? ", ckpt" : ""),
+                tapeFunction(List.of(l.layer()), l.params(), x, ctx, checkpointing), OPTIONS.withMaxElements(checkpointing ? 12 : 24));
+    }
+
+    /**
+     * Stacked and separate rank-r products are the same sums grouped differently: outputs and every gradient agree to
+     * F64 rounding, under every checkpointing policy.
+     */
+    @Test
+    void stackedMatchesSeparateProducts() {
+        int batch = 2, seq = 6, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
+        int[] ranks = {3, 2, 2, 2, 4, 1, 2};
+        Layer stacked = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, true, 11);
+        Layer separate = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, false, 11);
+        BatchContext ctx = context(batch, seq, hd, null);
+        Tensor x = rand(-1, 1, batch * seq, hidden);
+        Tensor dy = rand(-1, 1, batch * seq, hidden);
+        List<double[]> want = grads(tapeFunction(List.of(separate.layer()), separate.params(), x, ctx, false), dy);
+        for (dev.jsloth.api.blocks.Recompute policy : dev.jsloth.api.blocks.Recompute.values()) {
+            stacked.layer().recompute(policy);
+            for (boolean ckpt : new boolean[]{false, true}) {
+                List<double[]> got = grads(tapeFunction(List.of(stacked.layer()), stacked.params(), x, ctx, ckpt), dy);
+                assertEquals(want.size(), got.size());
+                for (int i = 0; i < want.size(); i++) {
+                    double scale = 0;
+                    for (double v : want.get(i)) scale = Math.max(scale, Math.abs(v));
+                    assertArrayEquals(want.get(i), got.get(i), 1e-12 * Math.max(1, scale), policy + (ckpt ? ", checkpointed" : "") + ": gradient " + i);
+                }
+            }
+        }
     }
 
     private GradCheck.Function tapeFunction(List<DecoderLayer> layers, List<Parameter> params, Tensor x, BatchContext ctx, boolean checkpointing) {

@@ -145,15 +145,26 @@ public final class LlamaModel implements AutoCloseable {
                 : new LoraLinear(w.weights().get(p), w.biases().get(p), pair.a(), pair.b(), pair.scaling());
     }
 
+    /**
+     * Whether projections that read one input form their rank-r products stacked ({@code -Djsloth.stackLora=false}
+     * turns it off, for comparisons): the same sums, grouped differently.
+     */
+    private static final boolean STACK_LORA = !"false".equals(System.getProperty("jsloth.stackLora"));
+
+    /** The A matrices of a group of projections sharing an input, stacked, or null (see {@link LoraAdapter#stackedA}). */
+    private dev.jsloth.api.autograd.ParameterBuffer.Stack stackedA(int layer, List<Projection> group) {
+        return STACK_LORA && adapter != null ? adapter.stackedA(layer, group) : null;
+    }
+
     private List<DecoderLayer> buildLayers() {
         List<DecoderLayer> out = new ArrayList<>();
         for (int l = 0; l < config.numLayers(); l++) {
             LlamaWeights.Layer w = weights.layer(l);
             LoraAttentionBlock attn = new LoraAttentionBlock(w.inputNorm(), config.rmsNormEps(), linear(l, Projection.Q),
                     linear(l, Projection.K), linear(l, Projection.V), linear(l, Projection.O),
-                    config.numHeads(), config.numKvHeads(), config.headDim());
+                    config.numHeads(), config.numKvHeads(), config.headDim(), stackedA(l, LoraAdapter.SHARED_INPUT.get(0)));
             LoraMlpBlock mlp = new LoraMlpBlock(w.postNorm(), config.rmsNormEps(), linear(l, Projection.GATE),
-                    linear(l, Projection.UP), linear(l, Projection.DOWN));
+                    linear(l, Projection.UP), linear(l, Projection.DOWN), stackedA(l, LoraAdapter.SHARED_INPUT.get(1)));
             DecoderLayer layer = new DecoderLayer(attn, mlp);
             layer.recompute(recompute);
             out.add(layer);

@@ -49,22 +49,59 @@ public final class LoraAdapter implements AutoCloseable {
     private final Map<String, Pair> pairs; // key: layer + "." + projection
     private final ParameterBuffer buffer;  // every A and B, end to end (null for an adapter without pairs)
 
+    /**
+     * Projections that read one input, whose A matrices the buffer lays end to end (in this order) so that one product
+     * forms all their rank-r products ({@link #stackedA}).
+     */
+    static final List<List<Projection>> SHARED_INPUT = List.of(List.of(Projection.Q, Projection.K, Projection.V),
+            List.of(Projection.GATE, Projection.UP));
+
     private LoraAdapter(LoraSettings settings, Map<String, Pair> pairs) {
         this.settings = settings;
+        // layer by layer (layerGradients takes a layer's span); in a layer, the A matrices of each SHARED_INPUT group
+        // first, end to end, then the other A and every B in pair order
+        List<Pair> ordered = new ArrayList<>(pairs.values());
+        ordered.sort(java.util.Comparator.comparingInt(Pair::layer));
         List<Parameter> all = new ArrayList<>();
-        for (Pair p : pairs.values()) {
-            all.add(p.a());
-            all.add(p.b());
+        for (int i = 0; i < ordered.size(); ) {
+            int layer = ordered.get(i).layer(), j = i;
+            while (j < ordered.size() && ordered.get(j).layer() == layer) j++;
+            List<Pair> inLayer = ordered.subList(i, j);
+            java.util.Set<Parameter> placed = Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+            for (List<Projection> group : SHARED_INPUT)
+                for (Projection pr : group)
+                    for (Pair p : inLayer)
+                        if (p.projection() == pr && placed.add(p.a())) all.add(p.a());
+            for (Pair p : inLayer) {
+                if (placed.add(p.a())) all.add(p.a());
+                all.add(p.b());
+            }
+            i = j;
         }
         this.buffer = all.isEmpty() ? null : ParameterBuffer.of(all);
+        Map<Parameter, Parameter> now = new java.util.IdentityHashMap<>();
+        for (int i = 0; i < all.size(); i++) now.put(all.get(i), buffer.parameters().get(i));
         Map<String, Pair> moved = new LinkedHashMap<>();
-        int i = 0;
         for (Map.Entry<String, Pair> e : pairs.entrySet()) {
             Pair p = e.getValue();
-            moved.put(e.getKey(), new Pair(p.layer(), p.projection(), buffer.parameters().get(i), buffer.parameters().get(i + 1), p.scaling()));
-            i += 2;
+            moved.put(e.getKey(), new Pair(p.layer(), p.projection(), now.get(p.a()), now.get(p.b()), p.scaling()));
         }
         this.pairs = moved;
+    }
+
+    /**
+     * The A matrices of {@code layer}'s projections in {@code group} (one of {@link #SHARED_INPUT}) as one stacked
+     * matrix, or null unless every projection of the group is adapted (at any ranks).
+     */
+    public ParameterBuffer.Stack stackedA(int layer, List<Projection> group) {
+        if (buffer == null) return null;
+        List<Parameter> as = new ArrayList<>();
+        for (Projection p : group) {
+            Pair pair = pair(layer, p);
+            if (pair == null) return null;
+            as.add(pair.a());
+        }
+        return buffer.stack(as);
     }
 
     /** The parameters' shared storage (one optimizer launch, one gradient clear): null when nothing is adapted. */
@@ -82,10 +119,17 @@ public final class LoraAdapter implements AutoCloseable {
 
     /** The gradients of layers {@code first..last}'s pairs as one view (contiguous: pairs are stored layer by layer), or null. */
     public Tensor layerGradients(int first, int last) {
-        long start = -1, count = 0, at = 0;
+        if (buffer == null) return null;
+        Map<Parameter, Integer> layerOf = new java.util.IdentityHashMap<>();
         for (Pair p : pairs.values()) {
-            long n = p.a().value().numel() + p.b().value().numel();
-            if (p.layer() >= first && p.layer() <= last) {
+            layerOf.put(p.a(), p.layer());
+            layerOf.put(p.b(), p.layer());
+        }
+        long start = -1, count = 0, at = 0;
+        for (Parameter p : buffer.parameters()) {
+            long n = p.value().numel();
+            int layer = layerOf.get(p);
+            if (layer >= first && layer <= last) {
                 if (start < 0) start = at;
                 count += n;
             }

@@ -17,11 +17,74 @@ public final class ParameterBuffer implements AutoCloseable {
     private final Tensor values;
     private final Tensor grads;
     private final List<Parameter> parameters;
+    private Tensor computeCopy; // all values in the compute type, during a pass (beginCompute)
 
     private ParameterBuffer(Tensor values, Tensor grads, List<Parameter> parameters) {
         this.values = values;
         this.grads = grads;
         this.parameters = parameters;
+    }
+
+    /**
+     * Matrices of one width that lie end to end in this buffer, as one {@code [sum of rows, width]} matrix: LoRA's A
+     * matrices of projections that read the same input (Q, K and V; gate and up), stacked so that one product forms
+     * all their rank-r products. Views of the buffer's values, gradients and compute copy; no memory of their own.
+     */
+    public final class Stack {
+        private final int offset, rows, cols;
+
+        private Stack(int offset, int rows, int cols) {
+            this.offset = offset;
+            this.rows = rows;
+            this.cols = cols;
+        }
+
+        public Tensor value() {
+            return values.rows(offset, rows * cols).view(rows, cols);
+        }
+
+        public Tensor grad() {
+            return grads.rows(offset, rows * cols).view(rows, cols);
+        }
+
+        /** The stacked values in {@code type} during a pass begun with that type (null otherwise). */
+        public Tensor computeCopy(DType type) {
+            Tensor c = computeCopy;
+            return c != null && c.dtype() == type ? c.rows(offset, rows * cols).view(rows, cols) : null;
+        }
+
+        public int rows() {
+            return rows;
+        }
+    }
+
+    /**
+     * {@code members} (each a rank-2 parameter of this buffer) as one {@link Stack}, or null unless they follow each
+     * other in this order in the buffer with the same number of columns.
+     */
+    public Stack stack(List<Parameter> members) {
+        if (members.isEmpty()) return null;
+        int start = -1, next = -1, rows = 0, cols = -1;
+        for (Parameter m : members) {
+            int at = offset(m);
+            Shape sh = m.value().shape();
+            if (at < 0 || sh.rank() != 2 || (cols >= 0 && sh.dim(1) != cols) || (next >= 0 && at != next)) return null;
+            if (start < 0) start = at;
+            cols = sh.dim(1);
+            rows += sh.dim(0);
+            next = at + Math.toIntExact(m.value().numel());
+        }
+        return new Stack(start, rows, cols);
+    }
+
+    /** Where {@code p} starts in the buffer (elements), or -1 when it is not one of its parameters. */
+    private int offset(Parameter p) {
+        int at = 0;
+        for (Parameter q : parameters) {
+            if (q == p) return at;
+            at += Math.toIntExact(q.value().numel());
+        }
+        return -1;
     }
 
     /**
@@ -78,6 +141,7 @@ public final class ParameterBuffer implements AutoCloseable {
         Backend be = values.backend();
         Tensor copy = be.allocateForOverwrite(type, values.shape());
         be.kernels().copy(values, copy);
+        computeCopy = copy;
         int at = 0;
         for (Parameter p : parameters) {
             int n = Math.toIntExact(p.value().numel());
@@ -86,6 +150,7 @@ public final class ParameterBuffer implements AutoCloseable {
         }
         return () -> {
             for (Parameter p : parameters) p.setComputeCopy(null);
+            computeCopy = null;
             copy.close();
         };
     }

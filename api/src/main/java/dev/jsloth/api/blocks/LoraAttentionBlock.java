@@ -8,7 +8,11 @@ import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.BatchContext;
 import dev.jsloth.api.autograd.Block;
+import dev.jsloth.api.autograd.ParameterBuffer;
 import dev.jsloth.api.ops.LoraLinear;
+import dev.jsloth.api.ops.SharedInputLora;
+
+import java.util.List;
 
 /**
  * The attention half of a Llama decoder layer, with LoRA on its projections:
@@ -19,25 +23,31 @@ import dev.jsloth.api.ops.LoraLinear;
  *   y = x + (a Wo^T + LoRA)
  * </pre>
  * Backward runs the same steps in reverse: {@code da = Lo'(dy)}, attention backward, inverse rotation of
- * dq and dk, the three projection backwards summed into dh, RMSNorm backward, plus the residual dy.
+ * dq and dk, the three projection backwards summed into dh, RMSNorm backward, plus the residual dy. Q, K and V read the
+ * same h: with their A matrices stacked, their rank-r products are formed together ({@link SharedInputLora}).
  */
 public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved> {
     private final Tensor inputNorm;
     private final double eps;
-    private final LoraLinear q, k, v, o;
+    private final LoraLinear o;
+    private final SharedInputLora qkv;
     private final int qHeads, kvHeads, headDim;
 
     public LoraAttentionBlock(Tensor inputNorm, double eps, LoraLinear q, LoraLinear k, LoraLinear v, LoraLinear o,
                               int qHeads, int kvHeads, int headDim) {
+        this(inputNorm, eps, q, k, v, o, qHeads, kvHeads, headDim, null);
+    }
+
+    /** {@code qkvA}: the A matrices of q, k and v end to end (null: each projection forms its rank-r product alone). */
+    public LoraAttentionBlock(Tensor inputNorm, double eps, LoraLinear q, LoraLinear k, LoraLinear v, LoraLinear o,
+                              int qHeads, int kvHeads, int headDim, ParameterBuffer.Stack qkvA) {
         if (q.outFeatures() != qHeads * headDim || k.outFeatures() != kvHeads * headDim
                 || v.outFeatures() != kvHeads * headDim || o.inFeatures() != qHeads * headDim)
             throw new IllegalArgumentException("projection sizes do not match " + qHeads + " query heads, "
                     + kvHeads + " key/value heads of dimension " + headDim);
         this.inputNorm = inputNorm;
         this.eps = eps;
-        this.q = q;
-        this.k = k;
-        this.v = v;
+        this.qkv = new SharedInputLora(List.of(q, k, v), qkvA);
         this.o = o;
         this.qHeads = qHeads;
         this.kvHeads = kvHeads;
@@ -45,14 +55,11 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
     }
 
     /** Activations kept for backward; closing frees those the block allocated (x is the caller's). */
-    public record Saved(Tensor x, Tensor h, Tensor rstd, LoraLinear.Saved qs, LoraLinear.Saved ks, LoraLinear.Saved vs,
-                        Tensor q, Tensor k, Tensor v, Tensor attn, Tensor lse, LoraLinear.Saved os)
-            implements AutoCloseable {
+    public record Saved(Tensor x, Tensor h, Tensor rstd, SharedInputLora.Saved qkvs, Tensor q, Tensor k, Tensor v, Tensor attn,
+                        Tensor lse, LoraLinear.Saved os) implements AutoCloseable {
         @Override
         public void close() {
-            qs.close();
-            ks.close();
-            vs.close();
+            qkvs.close();
             os.close();
             for (Tensor t : new Tensor[]{h, rstd, q, k, v, attn, lse}) t.close();
         }
@@ -84,11 +91,12 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
      * The whole attention half kept across checkpointing ({@link Recompute#MLP}): rotated queries and keys, values,
      * attention output and lse, and the four projections' rank-r products; only the RMSNorm is recomputed.
      */
-    public record KeptHalf(Tensor q, Tensor k, Tensor v, Tensor attn, Tensor lse, Tensor qxa, Tensor kxa, Tensor vxa, Tensor oxa)
+    public record KeptHalf(Tensor q, Tensor k, Tensor v, Tensor attn, Tensor lse, SharedInputLora.Products qkv, Tensor oxa)
             implements AutoCloseable {
         @Override
         public void close() {
-            for (Tensor t : new Tensor[]{q, k, v, attn, lse, qxa, kxa, vxa, oxa}) if (t != null) t.close();
+            for (Tensor t : new Tensor[]{q, k, v, attn, lse, oxa}) if (t != null) t.close();
+            qkv.close();
         }
     }
 
@@ -109,16 +117,17 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
                 return null;
             }
             case ALL_BUT_ATTENTION -> {
-                for (LoraLinear.Saved p : new LoraLinear.Saved[]{s.qs(), s.ks(), s.vs(), s.os()}) p.close();
+                s.qkvs().close();
+                s.os().close();
                 for (Tensor t : new Tensor[]{s.h(), s.rstd(), s.q(), s.k(), s.v()}) t.close();
                 return new KeptAttention(s.attn(), s.lse());
             }
             default -> {
-                for (LoraLinear.Saved p : new LoraLinear.Saved[]{s.qs(), s.ks(), s.vs(), s.os()})
-                    if (p.factors() != null) p.factors().close();
+                SharedInputLora.Products qkvProducts = s.qkvs().takeProducts();
+                if (s.os().factors() != null) s.os().factors().close();
                 s.h().close();
                 s.rstd().close();
-                return new KeptHalf(s.q(), s.k(), s.v(), s.attn(), s.lse(), s.qs().xa(), s.ks().xa(), s.vs().xa(), s.os().xa());
+                return new KeptHalf(s.q(), s.k(), s.v(), s.attn(), s.lse(), qkvProducts, s.os().xa());
             }
         }
     }
@@ -144,8 +153,8 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         be.kernels().rmsNormForward(x, inputNorm, eps, h, rstd);
-        return new Saved(x, h, rstd, q.savedWith(h, kept.qxa()), k.savedWith(h, kept.kxa()), v.savedWith(h, kept.vxa()),
-                kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(), o.savedWith(kept.attn(), kept.oxa()));
+        return new Saved(x, h, rstd, qkv.savedWith(h, kept.qkv()), kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(),
+                o.savedWith(kept.attn(), kept.oxa()));
     }
 
     /**
@@ -166,9 +175,10 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, inputNorm, eps, h, rstd);
-        LoraLinear.Forward fq = q.forwardSaving(h), fk = k.forwardSaving(h), fv = v.forwardSaving(h);
-        kern.rope(fq.y(), ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
-        kern.rope(fk.y(), ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
+        SharedInputLora.Forward f = qkv.forwardSaving(h);
+        Tensor q = f.ys().get(0), k = f.ys().get(1), v = f.ys().get(2);
+        kern.rope(q, ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
+        kern.rope(k, ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
         Tensor attn, lse;
         if (kept != null) { // recompute: the kept output stands in for the attention kernel
             attn = kept.attn();
@@ -180,16 +190,16 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         if (kept != null) {
             // nothing to compute
         } else if (cache == null) {
-            kern.attentionForward(dims(ctx), fq.y(), fk.y(), fv.y(), ctx.segments(), scale(), attn, lse);
+            kern.attentionForward(dims(ctx), q, k, v, ctx.segments(), scale(), attn, lse);
         } else {
             if (ctx.batch() != 1) throw new IllegalArgumentException("KV-cached decoding runs one sequence at a time");
-            cache.append(kern, fk.y(), fv.y());
+            cache.append(kern, k, v);
             AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
-            kern.attentionForward(d, fq.y(), cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
+            kern.attentionForward(d, q, cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
         }
         LoraLinear.Forward fo = o.forwardSavingPlus(attn, x);
         Tensor y = fo.y();
-        return new Forward<>(y, new Saved(x, h, rstd, fq.saved(), fk.saved(), fv.saved(), fq.y(), fk.y(), fv.y(), attn, lse, fo.saved()));
+        return new Forward<>(y, new Saved(x, h, rstd, f.saved(), q, k, v, attn, lse, fo.saved()));
     }
 
     @Override
@@ -206,9 +216,7 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             kern.attentionBackward(dims(ctx), dAttn, s.q(), s.k(), s.v(), ctx.segments(), scale(), s.attn(), s.lse(), dq, dk, dv);
             kern.rope(dq, ctx.ropeCos(), ctx.ropeSin(), qHeads, true);
             kern.rope(dk, ctx.ropeCos(), ctx.ropeSin(), kvHeads, true);
-            try (Tensor dh = q.backward(dq, s.qs())) {
-                k.backwardInto(dk, s.ks(), dh);
-                v.backwardInto(dv, s.vs(), dh);
+            try (Tensor dh = qkv.backward(List.of(dq, dk, dv), s.qkvs())) {
                 dx = be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols()));
                 kern.rmsNormBackwardWithResidual(dh, s.x(), inputNorm, s.rstd(), dy, dx, null);
             }

@@ -7,7 +7,11 @@ import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.BatchContext;
 import dev.jsloth.api.autograd.Block;
+import dev.jsloth.api.autograd.ParameterBuffer;
 import dev.jsloth.api.ops.LoraLinear;
+import dev.jsloth.api.ops.SharedInputLora;
+
+import java.util.List;
 
 /**
  * The MLP half of a Llama decoder layer, with LoRA on its projections:
@@ -16,30 +20,35 @@ import dev.jsloth.api.ops.LoraLinear;
  *   y = x + (silu(g) * u) Wd^T + LoRA
  * </pre>
  * Backward: {@code da = Ld'(dy)}, SwiGLU backward to dg and du, {@code dh = Lg'(dg) + Lu'(du)}, RMSNorm
- * backward, plus the residual dy.
+ * backward, plus the residual dy. Gate and up read the same h: with their A matrices stacked, their rank-r products
+ * are formed together ({@link SharedInputLora}).
  */
 public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
     private final Tensor postNorm;
     private final double eps;
-    private final LoraLinear gate, up, down;
+    private final SharedInputLora gateUp;
+    private final LoraLinear down;
 
     public LoraMlpBlock(Tensor postNorm, double eps, LoraLinear gate, LoraLinear up, LoraLinear down) {
+        this(postNorm, eps, gate, up, down, null);
+    }
+
+    /** {@code gateUpA}: the A matrices of gate and up end to end (null: each forms its rank-r product alone). */
+    public LoraMlpBlock(Tensor postNorm, double eps, LoraLinear gate, LoraLinear up, LoraLinear down, ParameterBuffer.Stack gateUpA) {
         if (gate.outFeatures() != up.outFeatures() || down.inFeatures() != gate.outFeatures())
             throw new IllegalArgumentException("gate/up/down projection sizes do not agree");
         this.postNorm = postNorm;
         this.eps = eps;
-        this.gate = gate;
-        this.up = up;
+        this.gateUp = new SharedInputLora(List.of(gate, up), gateUpA);
         this.down = down;
     }
 
     /** Activations kept for backward; closing frees those the block allocated (x is the caller's). */
-    public record Saved(Tensor x, Tensor h, Tensor rstd, LoraLinear.Saved gs, LoraLinear.Saved us, Tensor g,
-                        Tensor u, Tensor act, LoraLinear.Saved ds) implements AutoCloseable {
+    public record Saved(Tensor x, Tensor h, Tensor rstd, SharedInputLora.Saved gus, Tensor g, Tensor u, Tensor act,
+                        LoraLinear.Saved ds) implements AutoCloseable {
         @Override
         public void close() {
-            gs.close();
-            us.close();
+            gus.close();
             ds.close();
             for (Tensor t : new Tensor[]{h, rstd, g, u, act}) t.close();
         }
@@ -51,14 +60,15 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
     }
 
     /**
-     * The three projections' rank-r products {@code X A^T} ({@code [tokens, r]} each; null where a projection has no
-     * adapter), kept across checkpointing: a few hundred KB per layer, where forming them again reads the MLP's input
-     * twice and the SwiGLU output (tokens x intermediate) once.
+     * The three projections' rank-r products (gate and up's stacked or each their own, down's {@code [tokens, r]};
+     * null where a projection has no adapter), kept across checkpointing: a few hundred KB per layer, where forming
+     * them again reads the MLP's input and the SwiGLU output (tokens x intermediate) once more.
      */
-    public record KeptProducts(Tensor gateXa, Tensor upXa, Tensor downXa) implements AutoCloseable {
+    public record KeptProducts(SharedInputLora.Products gateUp, Tensor downXa) implements AutoCloseable {
         @Override
         public void close() {
-            for (Tensor t : new Tensor[]{gateXa, upXa, downXa}) if (t != null) t.close();
+            gateUp.close();
+            if (downXa != null) downXa.close();
         }
     }
 
@@ -73,10 +83,12 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
      * rest. Returns null when no projection has an adapter.
      */
     public KeptProducts keep(Saved s) {
-        for (LoraLinear.Saved p : new LoraLinear.Saved[]{s.gs(), s.us(), s.ds()}) if (p.factors() != null) p.factors().close();
+        SharedInputLora.Products gu = s.gus().takeProducts();
+        if (s.ds().factors() != null) s.ds().factors().close();
         for (Tensor t : new Tensor[]{s.h(), s.rstd(), s.g(), s.u(), s.act()}) t.close();
-        Tensor g = s.gs().xa(), u = s.us().xa(), d = s.ds().xa();
-        return g == null && u == null && d == null ? null : new KeptProducts(g, u, d);
+        Tensor d = s.ds().xa();
+        boolean none = gu.stacked() == null && gu.each().stream().allMatch(java.util.Objects::isNull) && d == null;
+        return none ? null : new KeptProducts(gu, d);
     }
 
     /**
@@ -97,17 +109,17 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, postNorm, eps, h, rstd);
-        LoraLinear.Forward fg = kept == null ? gate.forwardSaving(h) : gate.forwardSavingWith(h, kept.gateXa());
-        LoraLinear.Forward fu = kept == null ? up.forwardSaving(h) : up.forwardSavingWith(h, kept.upXa());
-        Tensor act = be.allocateForOverwrite(dt, fg.y().shape());
-        kern.swigluForward(fg.y(), fu.y(), act);
+        SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h) : gateUp.forwardSavingWith(h, kept.gateUp());
+        Tensor g = f.ys().get(0), u = f.ys().get(1);
+        Tensor act = be.allocateForOverwrite(dt, g.shape());
+        kern.swigluForward(g, u, act);
         if (!output) {
             LoraLinear.Saved ds = kept == null ? down.saveForBackward(act) : down.savedWith(act, kept.downXa());
-            return new Forward<>(null, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, ds));
+            return new Forward<>(null, new Saved(x, h, rstd, f.saved(), g, u, act, ds));
         }
         LoraLinear.Forward fd = down.forwardSavingPlus(act, x);
         Tensor y = fd.y();
-        return new Forward<>(y, new Saved(x, h, rstd, fg.saved(), fu.saved(), fg.y(), fu.y(), act, fd.saved()));
+        return new Forward<>(y, new Saved(x, h, rstd, f.saved(), g, u, act, fd.saved()));
     }
 
     @Override
@@ -119,8 +131,7 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
              Tensor dg = be.allocateForOverwrite(dy.dtype(), s.g().shape());
              Tensor du = be.allocateForOverwrite(dy.dtype(), s.u().shape())) {
             kern.swigluBackward(dAct, s.g(), s.u(), dg, du);
-            try (Tensor dh = gate.backward(dg, s.gs())) {
-                up.backwardInto(du, s.us(), dh);
+            try (Tensor dh = gateUp.backward(List.of(dg, du), s.gus())) {
                 kern.rmsNormBackwardWithResidual(dh, s.x(), postNorm, s.rstd(), dy, dx, null);
             }
         }

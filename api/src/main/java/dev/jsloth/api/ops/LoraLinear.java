@@ -60,7 +60,7 @@ public final class LoraLinear {
     }
 
     /** A and B in {@code type}: the parameters when they already are, else fresh copies. */
-    private Factors factors(DType type) {
+    Factors factors(DType type) {
         Tensor a = loraA.value(), b = loraB.value();
         if (a.dtype() == type && b.dtype() == type) return new Factors(a, b, false);
         Tensor ca = loraA.computeCopy(type), cb = loraB.computeCopy(type);
@@ -176,6 +176,11 @@ public final class LoraLinear {
     public Forward forwardSavingWith(Tensor x, Tensor xa) {
         checkInput(x);
         return forward(x, savedWith(x, xa), null);
+    }
+
+    /** The forward from a saved state made for this input ({@link #saveForBackward}, {@link #savedWith}). */
+    Forward forwardWith(Tensor x, Saved saved) {
+        return forward(x, saved, null);
     }
 
     private Forward forward(Tensor x, Saved saved, Tensor residual) {

@@ -1,0 +1,223 @@
+package dev.jsloth.api.ops;
+
+import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Kernels;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import dev.jsloth.api.autograd.ParameterBuffer;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Projections that read the same input X (a Llama layer's Q, K and V; its gate and up), each a {@link LoraLinear}.
+ * When their A matrices lie end to end ({@link ParameterBuffer.Stack}: {@code A_all [R, in]}, R the sum of the
+ * ranks), one product forms every rank-r product and X is read once for all of them, in the forward and for dA:
+ * <pre>
+ *   XA_all^T = A_all X^T                     [R, n]   member j's rows: (X A_j^T)^T
+ *   Y_j      = X W_j^T + b_j + s_j (XA_j) B_j^T
+ * backward, from every dY_j:
+ *   G_j      = s_j B_j^T dY_j^T              [r_j, n] member j's rows of G [R, n]
+ *   dB_j    += s_j dY_j^T (XA_j)
+ *   dA_all  += G X                           one product for every member's dA
+ *   dX       = sum_j dY_j W_j + G^T A_all    the adapters' terms in one low-rank product
+ * </pre>
+ * The rank-r products are kept transposed ({@code [r, n]}) so that each member's are rows of the stacked one. Without
+ * a stack (a member without an adapter, or A matrices stored apart) each member runs on its own, as {@link LoraLinear}.
+ */
+public final class SharedInputLora {
+    private final List<LoraLinear> members;
+    private final ParameterBuffer.Stack stack;
+    private final int[] firstRow; // member j's first row in the stack
+
+    /** {@code stack}: the members' A matrices end to end, in member order (null: each member on its own). */
+    public SharedInputLora(List<LoraLinear> members, ParameterBuffer.Stack stack) {
+        if (members.isEmpty()) throw new IllegalArgumentException("no projections");
+        int in = members.getFirst().inFeatures();
+        for (LoraLinear m : members)
+            if (m.inFeatures() != in) throw new IllegalArgumentException("projections sharing an input must take " + in + " features, not " + m.inFeatures());
+        this.members = List.copyOf(members);
+        this.firstRow = new int[members.size()];
+        if (stack != null) {
+            int rows = 0;
+            for (int j = 0; j < members.size(); j++) {
+                LoraLinear m = members.get(j);
+                if (!m.hasAdapter()) throw new IllegalArgumentException("a stacked A needs an adapter on every projection");
+                firstRow[j] = rows;
+                rows += m.loraA().value().shape().dim(0);
+            }
+            Shape sh = stack.value().shape();
+            if (sh.dim(0) != rows || sh.dim(1) != in)
+                throw new IllegalArgumentException("stacked A " + sh + " does not fit the projections' A matrices (" + rows + " rows of " + in + ")");
+        }
+        this.stack = stack;
+    }
+
+    public List<LoraLinear> members() {
+        return members;
+    }
+
+    /** Whether the rank-r products are formed stacked. */
+    public boolean stacked() {
+        return stack != null;
+    }
+
+    /** The rank-r products of one forward, kept across checkpointing: the stacked one, or each member's. */
+    public record Products(Tensor stacked, List<Tensor> each) implements AutoCloseable {
+        @Override
+        public void close() {
+            if (stacked != null) stacked.close();
+            if (each != null) for (Tensor t : each) if (t != null) t.close();
+        }
+    }
+
+    /**
+     * What forward keeps for backward: the input (not owned), the stacked rank-r product {@code [R, n]} and A_all in the
+     * input's type (stacked), and each member's saved state (stacked: its B in the input's type only).
+     */
+    public record Saved(Tensor x, Tensor xaT, Tensor a, boolean aOwned, List<LoraLinear.Saved> each) implements AutoCloseable {
+        @Override
+        public void close() {
+            if (xaT != null) xaT.close();
+            if (aOwned) a.close();
+            for (LoraLinear.Saved s : each) s.close();
+        }
+
+        /** Hands the rank-r products to the result (no copies) and frees the rest (the input is the caller's). */
+        public Products takeProducts() {
+            if (aOwned) a.close();
+            List<Tensor> own = new ArrayList<>();
+            for (LoraLinear.Saved s : each) {
+                if (s.factors() != null) s.factors().close();
+                own.add(s.xa());
+            }
+            return xaT != null ? new Products(xaT, null) : new Products(null, own);
+        }
+    }
+
+    /** The outputs {@code Y_j} and what backward needs. */
+    public record Forward(List<Tensor> ys, Saved saved) {
+    }
+
+    /** Training forward: every member's output plus the saved state for {@link #backward}. */
+    public Forward forwardSaving(Tensor x) {
+        return forward(x, saveForBackward(x));
+    }
+
+    /** Training forward from kept rank-r products (ownership passes to the result): X is not read for them again. */
+    public Forward forwardSavingWith(Tensor x, Products kept) {
+        return forward(x, savedWith(x, kept));
+    }
+
+    /** What {@link #forwardSaving} saves, without the outputs (a recompute that only needs the rank-r products). */
+    public Saved saveForBackward(Tensor x) {
+        if (stack == null) {
+            List<LoraLinear.Saved> each = new ArrayList<>();
+            for (LoraLinear m : members) each.add(m.saveForBackward(x));
+            return new Saved(x, null, null, false, each);
+        }
+        checkInput(x);
+        Backend be = x.backend();
+        Tensor a = stackedA(x.dtype());
+        boolean owned = a != stack.value() && a != stack.computeCopy(x.dtype());
+        Tensor xaT = be.allocateForOverwrite(x.dtype(), Shape.of(stack.rows(), Math.toIntExact(x.shape().rows())));
+        be.kernels().gemm(false, true, 1.0, a, x, 0.0, xaT);                                 // A_all X^T
+        return new Saved(x, xaT, a, owned, memberFactors(x));
+    }
+
+    /** The saved state from kept rank-r products (ownership passes to the result). */
+    public Saved savedWith(Tensor x, Products kept) {
+        if (stack == null) {
+            if (kept.each() == null || kept.each().size() != members.size())
+                throw new IllegalArgumentException("kept rank-r products do not fit " + members.size() + " projections on their own");
+            List<LoraLinear.Saved> each = new ArrayList<>();
+            for (int j = 0; j < members.size(); j++) each.add(members.get(j).savedWith(x, kept.each().get(j)));
+            return new Saved(x, null, null, false, each);
+        }
+        if (kept.stacked() == null) throw new IllegalArgumentException("the stacked rank-r product is missing");
+        checkInput(x);
+        Tensor a = stackedA(x.dtype());
+        boolean owned = a != stack.value() && a != stack.computeCopy(x.dtype());
+        return new Saved(x, kept.stacked(), a, owned, memberFactors(x));
+    }
+
+    private Forward forward(Tensor x, Saved saved) {
+        List<Tensor> ys = new ArrayList<>();
+        if (saved.xaT() == null) {
+            for (int j = 0; j < members.size(); j++) ys.add(members.get(j).forwardWith(x, saved.each().get(j)).y());
+            return new Forward(ys, saved);
+        }
+        Backend be = x.backend();
+        Kernels k = be.kernels();
+        int n = Math.toIntExact(x.shape().rows());
+        for (int j = 0; j < members.size(); j++) {
+            LoraLinear m = members.get(j);
+            Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, m.outFeatures()));
+            k.gemmPlusLowRank(false, true, 1.0, x, m.weight(), m.scaling(), rowsOf(saved.xaT(), j), true,
+                    saved.each().get(j).factors().b(), 0.0, y);
+            if (m.bias() != null) k.addRowVector(y, m.bias());
+            ys.add(y);
+        }
+        return new Forward(ys, saved);
+    }
+
+    /** Backward from every member's {@code dY_j}: returns a new dX and accumulates into the adapters' gradients. */
+    public Tensor backward(List<Tensor> dys, Saved saved) {
+        if (dys.size() != members.size()) throw new IllegalArgumentException(dys.size() + " output gradients for " + members.size() + " projections");
+        if (saved.xaT() == null) {
+            Tensor dx = members.getFirst().backward(dys.getFirst(), saved.each().getFirst());
+            for (int j = 1; j < members.size(); j++) members.get(j).backwardInto(dys.get(j), saved.each().get(j), dx);
+            return dx;
+        }
+        Tensor x = saved.x(), first = dys.getFirst();
+        Backend be = first.backend();
+        Kernels k = be.kernels();
+        int n = Math.toIntExact(x.shape().rows());
+        Tensor dx = be.allocateForOverwrite(first.dtype(), Shape.of(n, x.shape().cols()));
+        try (Tensor g = be.allocateForOverwrite(first.dtype(), Shape.of(stack.rows(), n))) {
+            for (int j = 0; j < members.size(); j++) {
+                LoraLinear m = members.get(j);
+                Tensor dy = dys.get(j), b = saved.each().get(j).factors().b();
+                k.gemm(true, true, m.scaling(), b, dy, 0.0, rowsOf(g, j));                       // G_j = s_j B_j^T dY_j^T
+                k.gemm(true, true, m.scaling(), dy, rowsOf(saved.xaT(), j), 1.0, m.loraB().grad()); // dB_j += s_j dY_j^T XA_j
+            }
+            k.gemm(false, false, 1.0, g, x, 1.0, stack.grad());                                   // dA_all += G X
+            k.gemmPlusLowRank(false, false, 1.0, first, members.getFirst().weight(), 1.0, g, true, saved.a(), 0.0, dx);
+            for (int j = 1; j < members.size(); j++) k.gemm(false, false, 1.0, dys.get(j), members.get(j).weight(), 1.0, dx);
+        } catch (RuntimeException | Error e) {
+            dx.close();
+            throw e;
+        }
+        return dx;
+    }
+
+    /** Member j's rows of a stacked {@code [R, n]} matrix: its {@code [r_j, n]}. */
+    private Tensor rowsOf(Tensor stacked, int j) {
+        return stacked.rows(firstRow[j], members.get(j).loraA().value().shape().dim(0));
+    }
+
+    /** A_all in {@code type}: the stack itself, its compute copy for this pass, or a fresh copy (owned by the caller). */
+    private Tensor stackedA(DType type) {
+        Tensor v = stack.value();
+        if (v.dtype() == type) return v;
+        Tensor c = stack.computeCopy(type);
+        if (c != null) return c;
+        Tensor copy = v.backend().allocateForOverwrite(type, v.shape());
+        v.backend().kernels().copy(v, copy);
+        return copy;
+    }
+
+    /** Each member's saved state with no rank-r product of its own: its A and B in the input's type. */
+    private List<LoraLinear.Saved> memberFactors(Tensor x) {
+        List<LoraLinear.Saved> each = new ArrayList<>();
+        for (LoraLinear m : members) each.add(new LoraLinear.Saved(x, null, m.factors(x.dtype())));
+        return each;
+    }
+
+    private void checkInput(Tensor x) {
+        int in = members.getFirst().inFeatures();
+        if (x.shape().rank() != 2 || x.shape().cols() != in)
+            throw new IllegalArgumentException("input " + x.shape() + " does not fit projections of " + in + " input features");
+    }
+}
