@@ -41,8 +41,8 @@ public interface Kernels {
 
     /**
      * {@link #gemmPlusLowRank} with L's transpose given apart from A's: {@code C = alpha * op(A) op(B) + lowScale *
-     * op_transL(L) op(R) + beta * C} (LoRA's rank-r products kept transposed, {@code [r, tokens]}, as projections that
-     * share an input stack them: {@code dX = dY W + s (dYB)^T^T A}).
+     * op_transL(L) op(R) + beta * C}: LoRA's rank-r products kept transposed, {@code [r, tokens]}, as projections that
+     * share an input stack them ({@code dX = dY W + G^T A} with {@code G = s (dY B)^T}, transL true).
      */
     default void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                  boolean transL, Tensor r, double beta, Tensor c) {

@@ -219,12 +219,14 @@ final class GemmF32 {
      * would copy all of it for NR columns of work; as the transposed product's B, A is streamed ({@link #streamsB}, M = N
      * short). One JVM, 2 threads, A transposed, medians of 8 rounds (GFLOP/s): 1408 x 16 x 512 (the training step's dB)
      * 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against 15.8. The mirror case too: M fits one panel, N does not,
-     * B stored transposed (stacked LoRA's {@code (dY B)^T = B^T dY^T}): op(B)^T is then B as stored, read in place as the
-     * transposed product's A, where packing op(B) would copy all of it for M rows of work.
+     * B an F32 activation stored transposed (stacked LoRA's {@code (dY B)^T = B^T dY^T}): op(B)^T is then B as stored,
+     * read in place as the transposed product's A, where packing op(B) would copy all of it for M rows of work. Not for a
+     * frozen B (a weight, e.g. decoding's X W^T): its kept panels serve it, and its sums keep the order prefill gives them.
      */
     private static boolean computesTransposed(int m, int n, Matrix a, Matrix b) {
         int narrow = Math.min(NR, STREAM_B_MAX_M);
-        return a.trans() && n <= narrow && m > NR || b.trans() && m <= narrow && n > NR;
+        return a.trans() && n <= narrow && m > NR
+                || b.trans() && m <= narrow && n > NR && b.panels() == null && b.codec() == ElementCodec.F32;
     }
 
     /** C (m x n) = or += alpha * (op(B)^T op(A)^T)^T, the transposed product formed in a scratch buffer first. */

@@ -76,7 +76,7 @@ final class FlashAttention {
     static boolean applies(CudaBackend be, AttentionDims dims, Tensor lse, Tensor... tensors) {
         if (dims.headDim() != 64 && dims.headDim() != 128) return false;
         // grid y and z stop at 65535: batch rows (y) and query or key tiles of at least 64 rows (z, up to 4,194,240 tokens)
-        if (dims.batch() > 65535 || Math.ceilDiv(dims.seq(), KEY_ROWS) > 65535 || dims.qHeads() > 65535) return false;
+        if (dims.batch() > 65535 || Math.ceilDiv(dims.seq(), KEY_ROWS) > 65535) return false;
         if (be.device.ccMajor < 8 || lse.dtype() != DType.F32) return false;
         if (!runs(be.device, dims.headDim(), Kernels.MMA_ONE_TILE)) return false;
         DType t = tensors[0].dtype();

@@ -117,7 +117,7 @@ public final class LoraAdapter implements AutoCloseable {
         return layerGradients(layer, layer);
     }
 
-    /** The gradients of layers {@code first..last}'s pairs as one view (contiguous: pairs are stored layer by layer), or null. */
+    /** The gradients of layers {@code first..last}'s pairs as one view (contiguous: parameters are stored layer by layer), or null. */
     public Tensor layerGradients(int first, int last) {
         if (buffer == null) return null;
         Map<Parameter, Integer> layerOf = new java.util.IdentityHashMap<>();

@@ -32,11 +32,18 @@ public final class ParameterBuffer implements AutoCloseable {
      */
     public final class Stack {
         private final int offset, rows, cols;
+        private final List<Parameter> members;
 
-        private Stack(int offset, int rows, int cols) {
+        private Stack(int offset, int rows, int cols, List<Parameter> members) {
             this.offset = offset;
             this.rows = rows;
             this.cols = cols;
+            this.members = List.copyOf(members);
+        }
+
+        /** The stacked parameters, in order. */
+        public List<Parameter> members() {
+            return members;
         }
 
         public Tensor value() {
@@ -74,7 +81,7 @@ public final class ParameterBuffer implements AutoCloseable {
             rows += sh.dim(0);
             next = at + Math.toIntExact(m.value().numel());
         }
-        return new Stack(start, rows, cols);
+        return new Stack(start, rows, cols, members);
     }
 
     /** Where {@code p} starts in the buffer (elements), or -1 when it is not one of its parameters. */

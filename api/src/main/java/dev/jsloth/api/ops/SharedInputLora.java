@@ -18,7 +18,7 @@ import java.util.List;
  *   XA_all^T = A_all X^T                     [R, n]   member j's rows: (X A_j^T)^T
  *   Y_j      = X W_j^T + b_j + s_j (XA_j) B_j^T
  * backward, from every dY_j:
- *   G_j      = s_j B_j^T dY_j^T              [r_j, n] member j's rows of G [R, n]
+ *   G_j      = s_j B_j^T dY_j^T              [r_j, n] member j's rows of G [R, n] (G_j rounded to dY's type)
  *   dB_j    += s_j dY_j^T (XA_j)
  *   dA_all  += G X                           one product for every member's dA
  *   dX       = sum_j dY_j W_j + G^T A_all    the adapters' terms in one low-rank product
@@ -50,6 +50,9 @@ public final class SharedInputLora {
             Shape sh = stack.value().shape();
             if (sh.dim(0) != rows || sh.dim(1) != in)
                 throw new IllegalArgumentException("stacked A " + sh + " does not fit the projections' A matrices (" + rows + " rows of " + in + ")");
+            for (int j = 0; j < members.size(); j++)
+                if (stack.members().size() != members.size() || stack.members().get(j) != members.get(j).loraA())
+                    throw new IllegalArgumentException("the stack is not these projections' A matrices, in this order");
         }
         this.stack = stack;
     }
@@ -119,11 +122,10 @@ public final class SharedInputLora {
         }
         checkInput(x);
         Backend be = x.backend();
-        Tensor a = stackedA(x.dtype());
-        boolean owned = a != stack.value() && a != stack.computeCopy(x.dtype());
+        StackedA a = stackedA(x.dtype());
         Tensor xaT = be.allocateForOverwrite(x.dtype(), Shape.of(stack.rows(), Math.toIntExact(x.shape().rows())));
-        be.kernels().gemm(false, true, 1.0, a, x, 0.0, xaT);                                 // A_all X^T
-        return new Saved(x, xaT, a, owned, memberFactors(x));
+        be.kernels().gemm(false, true, 1.0, a.tensor(), x, 0.0, xaT);                        // A_all X^T
+        return new Saved(x, xaT, a.tensor(), a.owned(), memberFactors(x));
     }
 
     /** The saved state from kept rank-r products (ownership passes to the result). */
@@ -137,9 +139,11 @@ public final class SharedInputLora {
         }
         if (kept.stacked() == null) throw new IllegalArgumentException("the stacked rank-r product is missing");
         checkInput(x);
-        Tensor a = stackedA(x.dtype());
-        boolean owned = a != stack.value() && a != stack.computeCopy(x.dtype());
-        return new Saved(x, kept.stacked(), a, owned, memberFactors(x));
+        Shape want = Shape.of(stack.rows(), Math.toIntExact(x.shape().rows()));
+        if (!kept.stacked().shape().equals(want))
+            throw new IllegalArgumentException("kept rank-r product " + kept.stacked().shape() + " does not fit " + want);
+        StackedA a = stackedA(x.dtype());
+        return new Saved(x, kept.stacked(), a.tensor(), a.owned(), memberFactors(x));
     }
 
     private Forward forward(Tensor x, Saved saved) {
@@ -197,15 +201,19 @@ public final class SharedInputLora {
         return stacked.rows(firstRow[j], members.get(j).loraA().value().shape().dim(0));
     }
 
+    /** A_all in some type, and whether the caller owns it (a fresh copy) or not (a view of the buffer or its copy). */
+    private record StackedA(Tensor tensor, boolean owned) {
+    }
+
     /** A_all in {@code type}: the stack itself, its compute copy for this pass, or a fresh copy (owned by the caller). */
-    private Tensor stackedA(DType type) {
+    private StackedA stackedA(DType type) {
         Tensor v = stack.value();
-        if (v.dtype() == type) return v;
+        if (v.dtype() == type) return new StackedA(v, false);
         Tensor c = stack.computeCopy(type);
-        if (c != null) return c;
+        if (c != null) return new StackedA(c, false);
         Tensor copy = v.backend().allocateForOverwrite(type, v.shape());
         v.backend().kernels().copy(v, copy);
-        return copy;
+        return new StackedA(copy, true);
     }
 
     /** Each member's saved state with no rank-r product of its own: its A and B in the input's type. */
