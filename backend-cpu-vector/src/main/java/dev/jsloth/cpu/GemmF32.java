@@ -219,15 +219,25 @@ final class GemmF32 {
      * would copy all of it for NR columns of work; as the transposed product's B, A is streamed ({@link #streamsB}, M = N
      * short). One JVM, 2 threads, A transposed, medians of 8 rounds (GFLOP/s): 1408 x 16 x 512 (the training step's dB)
      * 30.1 against 9.6 packing op(A), 4096 x 16 x 2048 53.4 against 15.8. The mirror case too: M fits one panel, N does not,
-     * B an F32 activation stored transposed (stacked LoRA's {@code (dY B)^T = B^T dY^T}): op(B)^T is then B as stored,
-     * read in place as the transposed product's A, where packing op(B) would copy all of it for M rows of work. Not for a
+     * B an F32 activation stored transposed (stacked LoRA's {@code (dY B)^T = B^T dY^T} and {@code A_all X^T}; M up to
+     * {@link #MIRRORED_MAX_M}): op(B)^T is then B as stored, the transposed product's A (read in place where M fits one
+     * panel), where packing op(B) transposed would copy all of it for M rows of work; only where M is the short side, so
+     * the transposed product never turns back (M and N both in (NR, 64] otherwise recursed without end). Not for a
      * frozen B (a weight, e.g. decoding's X W^T): its kept panels serve it, and its sums keep the order prefill gives them.
      */
     private static boolean computesTransposed(int m, int n, Matrix a, Matrix b) {
         int narrow = Math.min(NR, STREAM_B_MAX_M);
         return a.trans() && n <= narrow && m > NR
-                || b.trans() && m <= narrow && n > NR && b.panels() == null && b.codec() == ElementCodec.F32;
+                || b.trans() && m <= MIRRORED_MAX_M && m < n && n > NR && b.panels() == null && b.codec() == ElementCodec.F32;
     }
+
+    /**
+     * The most rows of a mirrored transposed product (B an F32 activation stored transposed): stacked LoRA's
+     * {@code A_all X^T} has the sum of the ranks (48 for Q/K/V at rank 16). One JVM, 1 thread, medians of 30 (us):
+     * 48 x 4096 x 2048 15,725 as {@code X A_all^T} against 24,125 packing X^T (and 17,120 for three separate rank-16
+     * products with X read in place); 48 x 512 x 512 2,510 / 2,451 / 2,349.
+     */
+    private static final int MIRRORED_MAX_M = 64;
 
     /** C (m x n) = or += alpha * (op(B)^T op(A)^T)^T, the transposed product formed in a scratch buffer first. */
     private static void multiplyTransposed(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
