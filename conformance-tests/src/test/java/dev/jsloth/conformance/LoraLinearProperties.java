@@ -4,7 +4,9 @@ import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.autograd.ParameterBuffer;
 import dev.jsloth.api.ops.LoraLinear;
+import dev.jsloth.api.ops.SharedInputLora;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.ForAll;
@@ -12,6 +14,8 @@ import net.jqwik.api.Property;
 import net.jqwik.api.Provide;
 import net.jqwik.api.constraints.IntRange;
 
+import java.util.ArrayList;
+import java.util.List;
 import java.util.SplittableRandom;
 
 /** The LoRA linear operator's forward and backward on every backend against the unfused reference formulas. */
@@ -58,5 +62,96 @@ class LoraLinearProperties {
                 }
             }
         }
+    }
+
+    @Provide
+    Arbitrary<DType> inputTypes() {
+        return Arbitraries.of(DType.F32, DType.F64, DType.BF16);
+    }
+
+    /**
+     * Projections sharing an input with their A matrices stacked ({@link SharedInputLora}): every output, dX, each dA and
+     * dB against the unfused formulas, at unequal ranks, a bias on some, and for a BF16 input F32 parameters with and
+     * without a compute pass (the stacked A from the pass's copy, or a copy of its own).
+     */
+    @Property(tries = 40)
+    void sharedInputLoraMatchesUnfusedFormulas(@ForAll @IntRange(min = 1, max = 40) int n, @ForAll @IntRange(min = 1, max = 70) int in,
+                                               @ForAll @IntRange(min = 2, max = 3) int members, @ForAll("inputTypes") DType dt,
+                                               @ForAll boolean computePass, @ForAll long seed) {
+        DType params = dt == DType.BF16 ? DType.F32 : dt;
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom rnd = new SplittableRandom(seed);
+            int[] outs = new int[members], ranks = new int[members];
+            for (int j = 0; j < members; j++) {
+                outs[j] = 1 + rnd.nextInt(60);
+                ranks[j] = 1 + rnd.nextInt(16);
+            }
+            List<AutoCloseable> open = new ArrayList<>();
+            try {
+                TestData.Placed x = keep(open, TestData.random(be, dt, rnd, -1, 1, n, in));
+                List<TestData.Placed> w = new ArrayList<>(), bias = new ArrayList<>(), dy = new ArrayList<>(), a = new ArrayList<>(), b = new ArrayList<>();
+                List<Parameter> order = new ArrayList<>();
+                for (int j = 0; j < members; j++) {
+                    w.add(keep(open, TestData.random(be, dt, rnd, -1, 1, outs[j], in)));
+                    bias.add(j == 1 ? keep(open, TestData.random(be, dt, rnd, -1, 1, outs[j])) : null);
+                    dy.add(keep(open, TestData.random(be, dt, rnd, -1, 1, n, outs[j])));
+                    a.add(TestData.random(be, params, rnd, -1, 1, ranks[j], in)); // the buffer takes these over
+                    b.add(TestData.random(be, params, rnd, -1, 1, outs[j], ranks[j]));
+                }
+                for (int j = 0; j < members; j++) order.add(new Parameter("A" + j, a.get(j).tensor()));
+                for (int j = 0; j < members; j++) order.add(new Parameter("B" + j, b.get(j).tensor()));
+                ParameterBuffer buf = keep(open, ParameterBuffer.of(order));
+                List<LoraLinear> layers = new ArrayList<>();
+                double[] s = new double[members];
+                for (int j = 0; j < members; j++) {
+                    s[j] = LoraLinear.scaling(16, ranks[j], j == 2);
+                    layers.add(new LoraLinear(w.get(j).tensor(), bias.get(j) == null ? null : bias.get(j).tensor(),
+                            buf.parameters().get(j), buf.parameters().get(members + j), s[j]));
+                }
+                ParameterBuffer.Stack stack = buf.stack(buf.parameters().subList(0, members));
+                SharedInputLora group = new SharedInputLora(layers, stack);
+                ParameterBuffer.ComputePass pass = computePass && params != dt ? buf.beginCompute(dt) : null;
+                if (pass != null) open.add(pass);
+                SharedInputLora.Forward f = group.forwardSaving(x.tensor());
+                open.add(f.saved());
+                for (Tensor y : f.ys()) open.add(y);
+                List<Tensor> dys = new ArrayList<>();
+                for (TestData.Placed d : dy) dys.add(d.tensor());
+                Tensor dx = keep(open, group.backward(dys, f.saved()));
+                double[] dxWant = new double[n * in];
+                for (int j = 0; j < members; j++) {
+                    int out = outs[j], r = ranks[j];
+                    double[] av = a.get(j).values(), bv = b.get(j).values();
+                    double[] ba = Reference.gemm(false, false, 1, bv, out, r, av, r, in, 0, null);
+                    double[] wEff = w.get(j).values().clone();
+                    for (int i = 0; i < wEff.length; i++) wEff[i] += s[j] * ba[i];
+                    double[] y = Reference.gemm(false, true, 1, x.values(), n, in, wEff, out, in, 0, null);
+                    if (bias.get(j) != null) for (int i = 0; i < y.length; i++) y[i] += bias.get(j).values()[i % out];
+                    String what = be.name() + " stacked member " + j + " (" + dt + ", pass " + computePass + ")";
+                    Compare.close(what + " forward", y, be.download(f.ys().get(j)), dt);
+                    double[] dxj = Reference.gemm(false, false, 1, dy.get(j).values(), n, out, wEff, out, in, 0, null);
+                    for (int i = 0; i < dxWant.length; i++) dxWant[i] += dxj[i];
+                    double[] dyT_x = Reference.gemm(true, false, 1, dy.get(j).values(), n, out, x.values(), n, in, 0, null);
+                    Compare.close(what + " dA", Reference.gemm(true, false, s[j], bv, out, r, dyT_x, out, in, 0, null),
+                            be.download(buf.parameters().get(j).grad()), dt);
+                    Compare.close(what + " dB", Reference.gemm(false, true, s[j], dyT_x, out, in, av, r, in, 0, null),
+                            be.download(buf.parameters().get(members + j).grad()), dt);
+                }
+                Compare.close(be.name() + " stacked dX (" + dt + ")", dxWant, be.download(dx), dt);
+            } finally {
+                for (int i = open.size() - 1; i >= 0; i--) {
+                    try {
+                        open.get(i).close();
+                    } catch (Exception e) {
+                        throw new RuntimeException(e);
+                    }
+                }
+            }
+        }
+    }
+
+    private static <T extends AutoCloseable> T keep(List<AutoCloseable> open, T t) {
+        open.add(t);
+        return t;
     }
 }
