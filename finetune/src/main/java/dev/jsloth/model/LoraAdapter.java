@@ -28,6 +28,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.TreeMap;
 import java.util.TreeSet;
 
 /**
@@ -48,6 +49,7 @@ public final class LoraAdapter implements AutoCloseable {
     private final LoraSettings settings;
     private final Map<String, Pair> pairs; // key: layer + "." + projection
     private final ParameterBuffer buffer;  // every A and B, end to end (null for an adapter without pairs)
+    private final TreeMap<Integer, long[]> layerSpans = new TreeMap<>(); // layer -> {first element, elements} in the buffer
 
     /**
      * Projections that read one input, whose A matrices the buffer lays end to end (in this order) so that one product
@@ -58,25 +60,27 @@ public final class LoraAdapter implements AutoCloseable {
 
     private LoraAdapter(LoraSettings settings, Map<String, Pair> pairs) {
         this.settings = settings;
-        // layer by layer (layerGradients takes a layer's span); in a layer, the A matrices of each SHARED_INPUT group
-        // first, end to end, then the other A and every B in pair order
-        List<Pair> ordered = new ArrayList<>(pairs.values());
-        ordered.sort(java.util.Comparator.comparingInt(Pair::layer));
+        // layer by layer (layerGradients takes a layer's span); in a layer, the A matrices of the SHARED_INPUT groups
+        // first, end to end in group order, then the other A and every B in pair order
+        List<Projection> stackedOrder = SHARED_INPUT.stream().flatMap(List::stream).toList();
+        Map<Integer, List<Pair>> byLayer = new TreeMap<>();
+        for (Pair p : pairs.values()) byLayer.computeIfAbsent(p.layer(), l -> new ArrayList<>()).add(p);
         List<Parameter> all = new ArrayList<>();
-        for (int i = 0; i < ordered.size(); ) {
-            int layer = ordered.get(i).layer(), j = i;
-            while (j < ordered.size() && ordered.get(j).layer() == layer) j++;
-            List<Pair> inLayer = ordered.subList(i, j);
-            java.util.Set<Parameter> placed = Collections.newSetFromMap(new java.util.IdentityHashMap<>());
-            for (List<Projection> group : SHARED_INPUT)
-                for (Projection pr : group)
-                    for (Pair p : inLayer)
-                        if (p.projection() == pr && placed.add(p.a())) all.add(p.a());
-            for (Pair p : inLayer) {
-                if (placed.add(p.a())) all.add(p.a());
-                all.add(p.b());
+        long at = 0;
+        for (Map.Entry<Integer, List<Pair>> layer : byLayer.entrySet()) {
+            List<Parameter> inLayer = new ArrayList<>();
+            layer.getValue().stream().filter(p -> stackedOrder.contains(p.projection()))
+                    .sorted(java.util.Comparator.comparingInt(p -> stackedOrder.indexOf(p.projection())))
+                    .forEach(p -> inLayer.add(p.a()));
+            for (Pair p : layer.getValue()) {
+                if (!stackedOrder.contains(p.projection())) inLayer.add(p.a());
+                inLayer.add(p.b());
             }
-            i = j;
+            long count = 0;
+            for (Parameter p : inLayer) count += p.value().numel();
+            layerSpans.put(layer.getKey(), new long[]{at, count});
+            at += count;
+            all.addAll(inLayer);
         }
         this.buffer = all.isEmpty() ? null : ParameterBuffer.of(all);
         Map<Parameter, Parameter> now = new java.util.IdentityHashMap<>();
@@ -119,23 +123,12 @@ public final class LoraAdapter implements AutoCloseable {
 
     /** The gradients of layers {@code first..last}'s pairs as one view (contiguous: parameters are stored layer by layer), or null. */
     public Tensor layerGradients(int first, int last) {
-        if (buffer == null) return null;
-        Map<Parameter, Integer> layerOf = new java.util.IdentityHashMap<>();
-        for (Pair p : pairs.values()) {
-            layerOf.put(p.a(), p.layer());
-            layerOf.put(p.b(), p.layer());
-        }
-        long start = -1, count = 0, at = 0;
-        for (Parameter p : buffer.parameters()) {
-            long n = p.value().numel();
-            int layer = layerOf.get(p);
-            if (layer >= first && layer <= last) {
-                if (start < 0) start = at;
-                count += n;
-            }
-            at += n;
-        }
-        return start < 0 ? null : buffer.grads().rows(Math.toIntExact(start), Math.toIntExact(count));
+        if (first > last) return null;
+        java.util.SortedMap<Integer, long[]> range = layerSpans.subMap(first, last + 1);
+        if (range.isEmpty()) return null;
+        long count = 0;
+        for (long[] span : range.values()) count += span[1];
+        return buffer.grads().rows(Math.toIntExact(range.get(range.firstKey())[0]), Math.toIntExact(count));
     }
 
     /** Clears every gradient (one fill over the shared buffer). */

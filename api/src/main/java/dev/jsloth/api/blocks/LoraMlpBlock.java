@@ -87,8 +87,7 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         if (s.ds().factors() != null) s.ds().factors().close();
         for (Tensor t : new Tensor[]{s.h(), s.rstd(), s.g(), s.u(), s.act()}) t.close();
         Tensor d = s.ds().xa();
-        boolean none = gu.stacked() == null && gu.each().stream().allMatch(java.util.Objects::isNull) && d == null;
-        return none ? null : new KeptProducts(gu, d);
+        return gu.isEmpty() && d == null ? null : new KeptProducts(gu, d);
     }
 
     /**

@@ -184,17 +184,27 @@ public final class LoraLinear {
     }
 
     private Forward forward(Tensor x, Saved saved, Tensor residual) {
+        Tensor xa = saved.xa();
+        return new Forward(output(x, xa, false, xa == null ? null : saved.factors().b(), residual), saved);
+    }
+
+    /**
+     * A new {@code Y = X W^T + b + s op(XA) B^T (+ residual)} from a rank-r product given as {@code [n, r]}, or kept
+     * transposed {@code [r, n]} ({@code transposedXa}; no residual then); xa and b null for the plain product.
+     */
+    Tensor output(Tensor x, Tensor xa, boolean transposedXa, Tensor b, Tensor residual) {
         Backend be = x.backend();
         Kernels k = be.kernels();
         int n = Math.toIntExact(x.shape().rows());
         Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
         // the adapter's term with the base product (one pass where the backend fuses them: Y written once)
-        Tensor xa = saved.xa(), b = xa == null ? null : saved.factors().b();
-        if (residual != null) k.gemmPlusLowRankAdding(false, true, 1.0, x, weight, scaling, xa, b, residual, y);
-        else if (xa != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, xa, b, 0.0, y);
+        if (residual != null) {
+            if (transposedXa) throw new IllegalArgumentException("a residual is added to a product whose XA is [n, r]");
+            k.gemmPlusLowRankAdding(false, true, 1.0, x, weight, scaling, xa, b, residual, y);
+        } else if (xa != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, xa, transposedXa, b, 0.0, y);
         else k.gemm(false, true, 1.0, x, weight, 0.0, y);
         if (bias != null) k.addRowVector(y, bias);
-        return new Forward(y, saved);
+        return y;
     }
 
     /**

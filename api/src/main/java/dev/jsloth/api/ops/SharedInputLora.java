@@ -73,6 +73,11 @@ public final class SharedInputLora {
             if (stacked != null) stacked.close();
             if (each != null) for (Tensor t : each) if (t != null) t.close();
         }
+
+        /** Whether there is no product at all (no projection has an adapter). */
+        public boolean isEmpty() {
+            return stacked == null && (each == null || each.stream().allMatch(java.util.Objects::isNull));
+        }
     }
 
     /**
@@ -152,17 +157,8 @@ public final class SharedInputLora {
             for (int j = 0; j < members.size(); j++) ys.add(members.get(j).forwardWith(x, saved.each().get(j)).y());
             return new Forward(ys, saved);
         }
-        Backend be = x.backend();
-        Kernels k = be.kernels();
-        int n = Math.toIntExact(x.shape().rows());
-        for (int j = 0; j < members.size(); j++) {
-            LoraLinear m = members.get(j);
-            Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, m.outFeatures()));
-            k.gemmPlusLowRank(false, true, 1.0, x, m.weight(), m.scaling(), rowsOf(saved.xaT(), j), true,
-                    saved.each().get(j).factors().b(), 0.0, y);
-            if (m.bias() != null) k.addRowVector(y, m.bias());
-            ys.add(y);
-        }
+        for (int j = 0; j < members.size(); j++)
+            ys.add(members.get(j).output(x, rowsOf(saved.xaT(), j), true, saved.each().get(j).factors().b(), null));
         return new Forward(ys, saved);
     }
 
