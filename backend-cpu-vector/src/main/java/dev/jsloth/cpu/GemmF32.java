@@ -9,30 +9,41 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
 /**
- * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed
- * into {@code KC x NR} column panels and A into {@code MR x KC} row panels (any storage type is widened to float
- * while packing), and a register-blocked {@code MR x NR} microkernel with {@code MR*NR/L} vector accumulators
- * runs over the packed panels. The packed panels the microkernel reads live off-heap: vector loads and broadcasts
- * from a MemorySegment measured 76 GFLOP/s on one core here, the same kernel on float[] 45 (array range checks in
- * the inner loop). Loop order: B's columns are taken {@code nc} at a time and packed once for all of K (at most
- * {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K in deep K blocks ({@link #KC}; deeper,
- * {@link #KC_DIRECT_A}, where A is read in place), so each
- * C tile is loaded and stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks
- * are of equal height, and work is split over (row block, column-panel range) pairs so that both tall and short-wide
- * products (LoRA's) keep every thread busy. A short product (one row block) instead packs B a block at a time, each
- * block by the thread that uses it next ({@link #streamsB}).
+ * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed into
+ * {@code KC x NR} column panels and A into {@code MR x KC} row panels (any storage type is widened to float while
+ * packing), and a register-blocked {@code MR x NR} microkernel with {@code MR*NR/L} vector accumulators runs over the
+ * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, 6 elsewhere). The packed panels the microkernel
+ * reads live off-heap: vector loads and broadcasts from a MemorySegment measured 76 GFLOP/s on one core here, the same
+ * kernel on float[] 45 (array range checks in the inner loop). Loop order: B's columns are taken {@code nc} at a time
+ * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
+ * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
+ * stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are of equal height,
+ * and work is split over (row block, column-panel range) pairs so that both tall and short-wide products (LoRA's) keep
+ * every thread busy. A short product (one row block) instead packs B a block at a time, each block by the thread that
+ * uses it next ({@link #streamsB}).
  */
 final class GemmF32 {
     private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
     private static final int L = SP.length();
-    static final int MR = 6;
+    /** Rows of the microkernel that also serves the short and in-place cases ({@link #accumulate}). */
+    static final int HALF = 6;
+    /**
+     * Rows of a packed A panel. With 512-bit vectors (AVX-512: 32 vector registers) the packed kernel takes 12 rows,
+     * 24 accumulators ({@link #accumulatePackedWide}): each of B's vector loads then feeds 12 FMAs instead of 6, and
+     * those loads (B's panel comes from L2) were where the 6-row kernel stalled (perf: the samples sat on them). 2048^3,
+     * one JVM, old and new alternating (ABBA, medians of 9 rounds of per-round ratios): 1.05-1.43x on 2 threads over
+     * eight runs (the gain moves with this VM's state), 1.05-1.26x on 1; `bench --gemm` with the two jars alternating,
+     * 2 threads: 176-221 GFLOP/s against 142-172. With 256-bit vectors (AVX2: 16 registers) 24 accumulators spill, and
+     * 12 rows ran at 0.63-0.86x of 6 (checked with -XX:UseAVX=2), so there it stays 6.
+     */
+    static final int MR = L >= 16 ? 2 * HALF : HALF;
     static final int NR = 2 * L;
     /**
      * Depth of a K block on the packed path. Each C tile is loaded and stored once per K block, and its lines have left
      * the cache by the next block; a deep block also means fewer, longer microkernel calls. The A block (MC x KC, 384
-     * KB) and one B panel (KC x NR, 64 KB) stay in a 512 KB L2; the panels then stream from L2 rather than L1. On this
-     * 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s): 2048^3 136-154 vs 90-123, the training
-     * step's 512 x 512 x 1408 129-135 vs 77-111.
+     * KB) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core here); the panels then stream
+     * from L2 rather than L1. On this 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s, 6-row kernel):
+     * 2048^3 136-154 vs 90-123, the training step's 512 x 512 x 1408 129-135 vs 77-111.
      */
     private static final int KC = 1024;
     /**
@@ -53,7 +64,12 @@ final class GemmF32 {
      * {@link #KC}; blocks of 512 were slower (71.2 against 78.7 for 1024 in another run).
      */
     private static final int KC_DIRECT_A = 4096;
-    private static final int MC = MR * 16;
+    /**
+     * Rows of an A block: 96 (8 panels of 12, or 16 of 6). At 12-row panels, blocks of 192 rows ran 2048^3 about as fast
+     * (1.02x), and 4096 x 2048 x 16 (K = 16, writing C is all it does) 1 / 1.165 as fast: each B panel then stores into
+     * 192 rows 8 KB apart.
+     */
+    private static final int MC = 16 * HALF;
     /** Packed-B budget (floats): B's columns are packed {@code B_FLOATS / K} at a time, all of K at once. */
     private static final int B_FLOATS = 1 << 22;
 
@@ -64,8 +80,8 @@ final class GemmF32 {
     private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
-    /** Views of the packed A block's MR-row panels, made once per block and reused for every B panel. */
-    private static final ThreadLocal<MemorySegment[]> A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / MR]);
+    /** Views of the packed A block's panels, made once per block and reused for every B panel. */
+    private static final ThreadLocal<MemorySegment[]> A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / HALF]);
     private static final ThreadLocal<MemorySegment[]> B_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ThreadLocal<MemorySegment[]> LOW_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     /** The transposed product of {@link #multiplyTransposed}. */
@@ -83,7 +99,7 @@ final class GemmF32 {
      * Products this short (M rows: one row block) stream B ({@link #streamsB}): packing all of it first would write it
      * out of the cache and read it back for a single use.
      */
-    static final int STREAM_B_MAX_M = 4 * MR;
+    static final int STREAM_B_MAX_M = 4 * HALF;
     /**
      * Depth from which the packed kernel (its panels as slices, made per A block and B panel) pays for itself; below, the
      * plain kernel (measured when the slices were made per call).
@@ -157,8 +173,8 @@ final class GemmF32 {
             MemorySegment kept = streamB ? null : keptPanels(b, k, jc, nc);
             MemorySegment bBlocks = kept != null ? kept : bs;
             if (kept == null && !streamB) packB(b, k, jc, nc, bs);
-            // row blocks of (nearly) equal height, whole MR panels: 512 rows as 6 x 90 instead of 5 x 96 + 32 (the last
-            // one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
+            // row blocks of (nearly) equal height, whole MR panels (at MC 96: 512 rows as 6 x 90 instead of 5 x 96 + 32; the
+            // last one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
             int mBlocks = ceilDiv(m, MC), mcRows = MR * ceilDiv(ceilDiv(m, MR), mBlocks);
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks))),
@@ -181,28 +197,33 @@ final class GemmF32 {
                             packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
+                        // panel height: the wide kernel's where it runs (packed A, deep k) and pads no more rows than
+                        // 6-row panels would (16 rows as 12 + 12 computed 24 rows, as 6 + 6 + 6 18: 16 x 4096 x 2048 ran
+                        // at 1 / 1.19 of the 6-row kernel's speed), else the 6-row kernel's
+                        int pr = sliced && !directA && ceilDiv(mc, MR) * MR == ceilDiv(mc, HALF) * HALF ? MR : HALF;
                         if (!directA) {
-                            packA(low ? l : a, ic, mc, pc, kc, low ? lowFactor : 1f, as);
-                            if (sliced) for (int ir = 0; ir < mc; ir += MR) aPanels[ir / MR] = as.asSlice(4L * ir * kc, 4L * MR * kc);
+                            packA(low ? l : a, ic, mc, pc, kc, pr, low ? lowFactor : 1f, as);
+                            if (sliced) for (int ir = 0; ir < mc; ir += pr) aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * pr * kc);
                         }
                         for (int q = q0; q < q1; q++) {
                             int col = jcf + q * NR, nr = Math.min(NR, n - col);
                             long bo = 4L * (blockLocal ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
                             MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
-                            for (int ir = 0; ir < mc; ir += MR) {
-                                int mr = Math.min(MR, mc - ir);
-                                if (directA && mr == MR) {
+                            for (int ir = 0; ir < mc; ir += pr) {
+                                int mr = Math.min(pr, mc - ir);
+                                if (directA && mr == pr) {
                                     accumulate(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
                                 } else {
                                     long ao = 4L * ir * kc;
                                     if (directA) { // a short last row panel: packed, so the kernel never reads past A
-                                        packA(a, ic + ir, mr, pc, kc, 1f, as);
+                                        packA(a, ic + ir, mr, pc, kc, pr, 1f, as);
                                         ao = 0;
                                     }
                                     // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
                                     // more than the bounds-check-free loop saves
-                                    if (!sliced) accumulate(kc, as, ao, 4, 4L * MR, blockPanels, bo, ct);
-                                    else accumulatePacked(kc, directA ? as.asSlice(0, 4L * MR * kc) : aPanels[ir / MR], bPanel, ct);
+                                    if (!sliced) accumulate(kc, as, ao, 4, 4L * pr, blockPanels, bo, ct);
+                                    else if (pr > HALF) accumulatePackedWide(kc, aPanels[ir / pr], bPanel, ct);
+                                    else accumulatePacked(kc, directA ? as.asSlice(0, 4L * pr * kc) : aPanels[ir / pr], bPanel, ct);
                                 }
                                 updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                             }
@@ -307,31 +328,31 @@ final class GemmF32 {
     }
 
     /**
-     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as MR-row panels, k-major inside a panel, zero-padded (scale 1
-     * is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one one row of kc
-     * values at a time.
+     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as {@code pr}-row panels, k-major inside a panel, zero-padded
+     * (scale 1 is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one one row
+     * of kc values at a time.
      */
-    private static void packA(Matrix a, int ic, int mc, int pc, int kc, float scale, MemorySegment ap) {
+    private static void packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, MemorySegment ap) {
         float[] row = ROW.get(), st = STAGE.get();
-        int padded = ceilDiv(mc, MR) * MR;
+        int padded = ceilDiv(mc, pr) * pr;
         if (a.trans()) {
             for (int p = 0; p < kc; p++) {
                 a.codec().readFloats(a.seg(), a.at(ic, pc + p), row, 0, mc);
                 java.util.Arrays.fill(row, mc, padded, 0f);
-                for (int ir = 0; ir < mc; ir += MR) {
-                    int at = ir * kc + p * MR;
-                    for (int r = 0; r < MR; r++) st[at + r] = row[ir + r] * scale;
+                for (int ir = 0; ir < mc; ir += pr) {
+                    int at = ir * kc + p * pr;
+                    for (int r = 0; r < pr; r++) st[at + r] = row[ir + r] * scale;
                 }
             }
         } else {
-            for (int ir = 0; ir < mc; ir += MR) {
-                int mr = Math.min(MR, mc - ir), base = ir * kc;
-                for (int r = 0; r < MR; r++) {
+            for (int ir = 0; ir < mc; ir += pr) {
+                int mr = Math.min(pr, mc - ir), base = ir * kc;
+                for (int r = 0; r < pr; r++) {
                     if (r < mr) {
                         a.codec().readFloats(a.seg(), a.at(ic + ir + r, pc), row, 0, kc);
-                        for (int p = 0; p < kc; p++) st[base + p * MR + r] = row[p] * scale;
+                        for (int p = 0; p < kc; p++) st[base + p * pr + r] = row[p] * scale;
                     } else {
-                        for (int p = 0; p < kc; p++) st[base + p * MR + r] = 0f;
+                        for (int p = 0; p < kc; p++) st[base + p * pr + r] = 0f;
                     }
                 }
             }
@@ -378,9 +399,10 @@ final class GemmF32 {
     }
 
     /**
-     * t[MR x NR] = A panel x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators). Offsets and
-     * steps in bytes: row r of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*MR; in place: the
-     * row pitch and 4), B's NR values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
+     * t[6 x NR] = 6 rows of A x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators) of the short-k
+     * and in-place cases, and of every case where vectors are narrower than 512 bits. Offsets and steps in bytes: row r
+     * of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the row pitch and 4), B's NR
+     * values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
      * method on purpose:
      * with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core, in isolation).
      */
@@ -429,7 +451,7 @@ final class GemmF32 {
     }
 
     /**
-     * {@link #accumulate} for two packed panels, with the steps as constants and the panels as slices indexed from
+     * {@link #accumulate} for two packed panels (A's of 6 rows), with the steps as constants and the panels as slices indexed from
      * the int loop counter, so the JIT drops the per-access bounds checks from the loop: 93 GFLOP/s on one core in
      * isolation (OpenBLAS: 93-95 here), against 73 for the same loop stepping long offsets and 55 with the steps as
      * parameters. The packed case, which carries the big products, therefore keeps its own copy. The caller makes the
@@ -444,7 +466,7 @@ final class GemmF32 {
         FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
         FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
         for (int p = 0; p < kc; p++) {
-            long ak = 4L * MR * p, bk = 4L * NR * p;
+            long ak = 4L * HALF * p, bk = 4L * NR * p;
             FloatVector b0 = FloatVector.fromMemorySegment(SP, bs, bk, NATIVE);
             FloatVector b1 = FloatVector.fromMemorySegment(SP, bs, bk + 4L * L, NATIVE);
             FloatVector a = FloatVector.broadcast(SP, as.get(PACKED, ak));
@@ -478,6 +500,92 @@ final class GemmF32 {
         c41.intoArray(t, 9 * L);
         c50.intoArray(t, 10 * L);
         c51.intoArray(t, 11 * L);
+    }
+
+    /**
+     * {@link #accumulatePacked} for a 12-row panel ({@link #MR} where vectors are 512 bits): 24 accumulators, so each
+     * pair of B vectors loaded feeds 24 FMAs. Without spills on AVX-512 (checked in the JIT's code: 24 FMAs, 12 broadcasts
+     * from memory and 2 loads a k step).
+     */
+    private static void accumulatePackedWide(int kc, MemorySegment as, MemorySegment bs, float[] t) {
+        FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
+        FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
+        FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
+        FloatVector c30 = FloatVector.zero(SP), c31 = FloatVector.zero(SP);
+        FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
+        FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
+        FloatVector c60 = FloatVector.zero(SP), c61 = FloatVector.zero(SP);
+        FloatVector c70 = FloatVector.zero(SP), c71 = FloatVector.zero(SP);
+        FloatVector c80 = FloatVector.zero(SP), c81 = FloatVector.zero(SP);
+        FloatVector c90 = FloatVector.zero(SP), c91 = FloatVector.zero(SP);
+        FloatVector c100 = FloatVector.zero(SP), c101 = FloatVector.zero(SP);
+        FloatVector c110 = FloatVector.zero(SP), c111 = FloatVector.zero(SP);
+        for (int p = 0; p < kc; p++) {
+            long ak = 4L * MR * p, bk = 4L * NR * p;
+            FloatVector b0 = FloatVector.fromMemorySegment(SP, bs, bk, NATIVE);
+            FloatVector b1 = FloatVector.fromMemorySegment(SP, bs, bk + 4L * L, NATIVE);
+            FloatVector a;
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 0));
+            c00 = a.fma(b0, c00);
+            c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 4));
+            c10 = a.fma(b0, c10);
+            c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 8));
+            c20 = a.fma(b0, c20);
+            c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 12));
+            c30 = a.fma(b0, c30);
+            c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 16));
+            c40 = a.fma(b0, c40);
+            c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 20));
+            c50 = a.fma(b0, c50);
+            c51 = a.fma(b1, c51);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 24));
+            c60 = a.fma(b0, c60);
+            c61 = a.fma(b1, c61);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 28));
+            c70 = a.fma(b0, c70);
+            c71 = a.fma(b1, c71);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 32));
+            c80 = a.fma(b0, c80);
+            c81 = a.fma(b1, c81);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 36));
+            c90 = a.fma(b0, c90);
+            c91 = a.fma(b1, c91);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 40));
+            c100 = a.fma(b0, c100);
+            c101 = a.fma(b1, c101);
+            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 44));
+            c110 = a.fma(b0, c110);
+            c111 = a.fma(b1, c111);
+        }
+        c00.intoArray(t, 0 * L);
+        c01.intoArray(t, 1 * L);
+        c10.intoArray(t, 2 * L);
+        c11.intoArray(t, 3 * L);
+        c20.intoArray(t, 4 * L);
+        c21.intoArray(t, 5 * L);
+        c30.intoArray(t, 6 * L);
+        c31.intoArray(t, 7 * L);
+        c40.intoArray(t, 8 * L);
+        c41.intoArray(t, 9 * L);
+        c50.intoArray(t, 10 * L);
+        c51.intoArray(t, 11 * L);
+        c60.intoArray(t, 12 * L);
+        c61.intoArray(t, 13 * L);
+        c70.intoArray(t, 14 * L);
+        c71.intoArray(t, 15 * L);
+        c80.intoArray(t, 16 * L);
+        c81.intoArray(t, 17 * L);
+        c90.intoArray(t, 18 * L);
+        c91.intoArray(t, 19 * L);
+        c100.intoArray(t, 20 * L);
+        c101.intoArray(t, 21 * L);
+        c110.intoArray(t, 22 * L);
+        c111.intoArray(t, 23 * L);
     }
 
     /**
