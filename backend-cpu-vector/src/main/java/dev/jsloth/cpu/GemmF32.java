@@ -10,9 +10,9 @@ import java.nio.ByteOrder;
 
 /**
  * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed into
- * {@code KC x NR} column panels and A into {@code MR x KC} row panels (any storage type is widened to float while
- * packing), and a register-blocked {@code MR x NR} microkernel with {@code MR*NR/L} vector accumulators runs over the
- * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, 6 elsewhere). The packed panels the microkernel
+ * {@code KC x NR} column panels and A into row panels of 12 or 6 rows by KC (any storage type is widened to float while
+ * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
+ * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). The packed panels the microkernel
  * reads live off-heap: vector loads and broadcasts from a MemorySegment measured 76 GFLOP/s on one core here, the same
  * kernel on float[] 45 (array range checks in the inner loop). Loop order: B's columns are taken {@code nc} at a time
  * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
@@ -28,13 +28,14 @@ final class GemmF32 {
     /** Rows of the microkernel that also serves the short and in-place cases ({@link #accumulate}). */
     static final int HALF = 6;
     /**
-     * Rows of a packed A panel. With 512-bit vectors (AVX-512: 32 vector registers) the packed kernel takes 12 rows,
-     * 24 accumulators ({@link #accumulatePackedWide}): each of B's vector loads then feeds 12 FMAs instead of 6, and
-     * those loads (B's panel comes from L2) were where the 6-row kernel stalled (perf: the samples sat on them). 2048^3,
-     * one JVM, old and new alternating (ABBA, medians of 9 rounds of per-round ratios): 1.05-1.43x on 2 threads over
-     * eight runs (the gain moves with this VM's state), 1.05-1.26x on 1; `bench --gemm` with the two jars alternating,
-     * 2 threads: 176-221 GFLOP/s against 142-172. With 256-bit vectors (AVX2: 16 registers) 24 accumulators spill, and
-     * 12 rows ran at 0.63-0.86x of 6 (checked with -XX:UseAVX=2), so there it stays 6.
+     * Rows of a packed A panel on the main path (deep k, packed A; 6 in the other cases). With 512-bit vectors
+     * (AVX-512: 32 vector registers) the packed kernel takes 12 rows, 24 accumulators ({@link #accumulatePackedWide}):
+     * each of B's vector loads then feeds 12 FMAs instead of 6, and those loads (B's panel comes from L2) were where
+     * the 6-row kernel stalled (perf: the samples sat on them). 2048^3, one JVM, old and new alternating (ABBA, medians
+     * of 9 rounds of per-round ratios): 1.05-1.43x on 2 threads over five runs (the gain moves with this VM's state),
+     * 1.05-1.26x on 1; `bench --gemm` with the two jars alternating, 2 threads: 176-221 GFLOP/s against 142-172. With
+     * 256-bit vectors (AVX2: 16 registers) 24 accumulators spill, and 12 rows ran at 0.63-0.86x of 6 (checked with
+     * -XX:UseAVX=2), so there it stays 6.
      */
     static final int MR = L >= 16 ? 2 * HALF : HALF;
     static final int NR = 2 * L;
@@ -173,9 +174,10 @@ final class GemmF32 {
             MemorySegment kept = streamB ? null : keptPanels(b, k, jc, nc);
             MemorySegment bBlocks = kept != null ? kept : bs;
             if (kept == null && !streamB) packB(b, k, jc, nc, bs);
-            // row blocks of (nearly) equal height, whole MR panels (at MC 96: 512 rows as 6 x 90 instead of 5 x 96 + 32; the
-            // last one left a thread idle: 3-8% at the training step's 512 x 1408 products, 2 threads)
-            int mBlocks = ceilDiv(m, MC), mcRows = MR * ceilDiv(ceilDiv(m, MR), mBlocks);
+            // row blocks of (nearly) equal height, whole MR panels spread evenly (512 rows in 12-row panels as 96 + 4 x 84
+            // + 80, not 5 x 96 + 32: a short last block left a thread idle, 3-8% at the training step's 512 x 1408
+            // products, 2 threads)
+            int mBlocks = ceilDiv(m, MC), mPanels = ceilDiv(m, MR);
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks))),
                     streamB ? ceilDiv(panels, STREAM_PANELS) : 1);
@@ -185,7 +187,8 @@ final class GemmF32 {
                 MemorySegment[] aPanels = A_PANELS.get();
                 for (int u = lo; u < hi; u++) {
                     int ib = u / splits, s = u % splits;
-                    int ic = ib * mcRows, mc = Math.min(mcRows, m - ic);
+                    int ic = MR * (int) ((long) ib * mPanels / mBlocks);
+                    int mc = Math.min(m, MR * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
                     int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
                     for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
                         boolean low = kb < lowBlocks;
@@ -399,12 +402,12 @@ final class GemmF32 {
     }
 
     /**
-     * t[6 x NR] = 6 rows of A x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators) of the short-k
-     * and in-place cases, and of every case where vectors are narrower than 512 bits. Offsets and steps in bytes: row r
-     * of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the row pitch and 4), B's NR
-     * values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
-     * method on purpose:
-     * with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core, in isolation).
+     * t[6 x NR] = 6 rows of A x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators) of the
+     * short-k and in-place cases (its packed twin {@link #accumulatePacked} takes deep k on 6-row panels). Offsets and
+     * steps in bytes: row r of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the
+     * row pitch and 4), B's NR values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
+     * method on purpose: with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core,
+     * in isolation).
      */
     private static void accumulate(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
@@ -451,12 +454,13 @@ final class GemmF32 {
     }
 
     /**
-     * {@link #accumulate} for two packed panels (A's of 6 rows), with the steps as constants and the panels as slices indexed from
-     * the int loop counter, so the JIT drops the per-access bounds checks from the loop: 93 GFLOP/s on one core in
-     * isolation (OpenBLAS: 93-95 here), against 73 for the same loop stepping long offsets and 55 with the steps as
-     * parameters. The packed case, which carries the big products, therefore keeps its own copy. The caller makes the
-     * slices once per A block and B panel (a slice is an object: made per call, at 2048^3 they took 3.6% of the samples;
-     * hoisted, one thread ran 1.046 / 1.049 times as fast, medians of 12 alternating rounds in one JVM).
+     * {@link #accumulate} for two packed panels (A's of 6 rows), with the steps as constants and the panels as slices
+     * indexed from the int loop counter, so the JIT drops the per-access bounds checks from the loop: 93 GFLOP/s on one
+     * core in isolation (OpenBLAS: 93-95 here), against 73 for the same loop stepping long offsets and 55 with the
+     * steps as parameters. The packed case (deep k on 6-row panels: every big product where vectors are narrower than
+     * 512 bits) therefore keeps its own copy. The caller makes the slices once per A block and B panel (a slice is an
+     * object: made per call, at 2048^3 they took 3.6% of the samples; hoisted, one thread ran 1.046 / 1.049 times as
+     * fast, medians of 12 alternating rounds in one JVM).
      */
     private static void accumulatePacked(int kc, MemorySegment as, MemorySegment bs, float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);

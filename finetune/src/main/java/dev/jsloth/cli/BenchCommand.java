@@ -167,22 +167,25 @@ final class BenchCommand implements Callable<Integer> {
             }
             a = ta;
             b = tb;
-            // warm-up: windows of 10 calls, for at least 3 s, until the JIT is quiet (it compiled for under 2% of the last
-            // window's time; at most 30 s), so it has compiled the kernels before anything is timed: with 2 cores its
-            // compiler threads share them with the GEMM (1 s left short products at half speed; after 3 s, the C2
-            // threads still took 9% of a 2048^3 run's samples)
+            // warm-up: windows of at least 10 calls and 0.5 s, for at least 3 s, until the JIT is quiet (it finished
+            // compiling for under 2% of the last window's time; at most 30 s), so it has compiled the kernels before
+            // anything is timed: with 2 cores its compiler threads share them with the GEMM (1 s left short products at
+            // half speed; after 3 s, the C2 threads still took 9% of a 2048^3 run's samples, in its warm-up)
             CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
             boolean jitTimed = jit != null && jit.isCompilationTimeMonitoringSupported();
             long warm = System.nanoTime();
             double window;
+            int windowCalls;
             try {
                 while (true) {
-                    long compiled = jitTimed ? jit.getTotalCompilationTime() : 0, t0 = System.nanoTime();
-                    for (int i = 0; i < 10; i++) {
+                    long compiled = jitTimed ? jit.getTotalCompilationTime() : 0, t0 = System.nanoTime(), t1;
+                    windowCalls = 0;
+                    do {
                         be.kernels().gemm(false, transB, 1, a, b, 0, c);
                         be.synchronize();
-                    }
-                    long t1 = System.nanoTime();
+                        windowCalls++;
+                        t1 = System.nanoTime();
+                    } while (windowCalls < 10 || t1 - t0 < 500_000_000L);
                     window = (t1 - t0) / 1e9;
                     boolean quiet = !jitTimed || jit.getTotalCompilationTime() - compiled < 0.02 * window * 1e3;
                     if (t1 - warm >= 3_000_000_000L && (quiet || t1 - warm >= 30_000_000_000L)) break;
@@ -191,7 +194,7 @@ final class BenchCommand implements Callable<Integer> {
                 close();
                 throw e;
             }
-            warmSecondsPerCall = window / 10;
+            warmSecondsPerCall = window / windowCalls;
         }
 
         double flops() {
