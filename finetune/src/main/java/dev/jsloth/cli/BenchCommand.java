@@ -122,6 +122,26 @@ final class BenchCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * The JIT's total compilation time where this JVM reports it (else none is watched, and every stretch counts as
+     * quiet): a stretch of work is quiet when the JIT finished compiling for under 2% of its wall time. Both warm-ups
+     * (a GEMM's, a training step's) run until it is.
+     */
+    private record JitClock(CompilationMXBean bean) {
+        static JitClock ofThisJvm(boolean watch) {
+            CompilationMXBean b = ManagementFactory.getCompilationMXBean();
+            return new JitClock(watch && b != null && b.isCompilationTimeMonitoringSupported() ? b : null);
+        }
+
+        long millis() {
+            return bean == null ? 0 : bean.getTotalCompilationTime();
+        }
+
+        boolean quietSince(long millisBefore, long nanos) {
+            return bean == null || bean.getTotalCompilationTime() - millisBefore < 0.02 * nanos / 1e6;
+        }
+    }
+
     /** One GEMM's operands on a backend, warmed up: {@code C[M,N] = A[M,K] op(B)}, random A and B. */
     private static final class GemmRun implements AutoCloseable {
         final int m, n, k;
@@ -171,14 +191,13 @@ final class BenchCommand implements Callable<Integer> {
             // compiling for under 2% of the last window's time; at most 30 s), so it has compiled the kernels before
             // anything is timed: with 2 cores its compiler threads share them with the GEMM (1 s left short products at
             // half speed; after 3 s, the C2 threads still took 9% of a 2048^3 run's samples, in its warm-up)
-            CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
-            boolean jitTimed = jit != null && jit.isCompilationTimeMonitoringSupported();
+            JitClock jit = JitClock.ofThisJvm(true);
             long warm = System.nanoTime();
             double window;
             int windowCalls;
             try {
                 while (true) {
-                    long compiled = jitTimed ? jit.getTotalCompilationTime() : 0, t0 = System.nanoTime(), t1;
+                    long compiled = jit.millis(), t0 = System.nanoTime(), t1;
                     windowCalls = 0;
                     do {
                         be.kernels().gemm(false, transB, 1, a, b, 0, c);
@@ -187,7 +206,7 @@ final class BenchCommand implements Callable<Integer> {
                         t1 = System.nanoTime();
                     } while (windowCalls < 10 || t1 - t0 < 500_000_000L);
                     window = (t1 - t0) / 1e9;
-                    boolean quiet = !jitTimed || jit.getTotalCompilationTime() - compiled < 0.02 * window * 1e3;
+                    boolean quiet = jit.quietSince(compiled, t1 - t0);
                     if (t1 - warm >= 3_000_000_000L && (quiet || t1 - warm >= 30_000_000_000L)) break;
                 }
             } catch (RuntimeException e) {
@@ -238,13 +257,12 @@ final class BenchCommand implements Callable<Integer> {
             // Warm-up: at least 2 steps, then until the JIT is quiet (it compiled for under 2% of the last step; at most
             // 30 steps or 60 s). With 2 cores, C2 compiling beside the kernels made CPU steps after a fixed 2-step
             // warm-up vary by 2x. Data-parallel ranks take a fixed 2 (their collectives must pair up).
-            CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
-            boolean jitTimed = comm == null && jit != null && jit.isCompilationTimeMonitoringSupported();
+            JitClock jit = JitClock.ofThisJvm(comm == null);
             long warmStart = System.nanoTime();
             boolean warming = true;
             int warmSteps = 0;
             for (int i = 0; i < steps; ) {
-                long compiled = jitTimed ? jit.getTotalCompilationTime() : 0;
+                long compiled = jit.millis();
                 long t0 = System.nanoTime();
                 // as the trainer does: gradients all-reduced in buckets while the layers below run backward
                 GradientBuckets buckets = comm == null ? null : new GradientBuckets(run.adapter(), comm, c.numLayers(), GradientBuckets.DEFAULT_CAP_BYTES);
@@ -254,7 +272,7 @@ final class BenchCommand implements Callable<Integer> {
                 long t1 = System.nanoTime();
                 if (warming) {
                     warmSteps++;
-                    boolean quiet = !jitTimed || jit.getTotalCompilationTime() - compiled < 0.02 * (t1 - t0) / 1e6;
+                    boolean quiet = jit.quietSince(compiled, t1 - t0);
                     warming = warmSteps < 2 || !quiet && warmSteps < 30 && t1 - warmStart < 60_000_000_000L;
                 } else {
                     secs[i] = (t1 - t0) / 1e9;
