@@ -1,6 +1,7 @@
 package dev.jsloth.cpu;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
@@ -16,8 +17,7 @@ import java.util.Arrays;
  * ({@code Q K^T}, {@code P V}; in backward also {@code dO V^T}, {@code P^T dO}, {@code dS^T Q}, {@code dS K}) is a
  * small matrix product on {@link #multiply}'s register-blocked kernel, and the exponentials run over whole rows
  * ({@link VectorMath}). Keys a row does not see get probability 0. Key counts are rounded up to the kernel's column
- * width over zero-padded K/V copies, so only head dimensions that are not a multiple of that width ({@link #NR})
- * take a scalar column tail. Unlike a per-pair loop, keys a row does not see take part in the products with
+ * width ({@link #NR}) over zero-padded panels of K and V, made once per head. Unlike a per-pair loop, keys a row does not see take part in the products with
  * probability 0, so an infinite or NaN value in such a key's K or V row (or dO row in backward) makes the result
  * NaN; finite inputs are unaffected.
  */
@@ -86,81 +86,87 @@ final class AttentionKernel {
     }
 
     /**
-     * xT[c * ld + r] = x[r * ldx + c] for r < rows, c < cols: rows as columns, 16 rows at a time so that each column
-     * run written is two cache lines (row by row, every write of a column landed in one of two L1 sets).
+     * Column panels of X (row-major {@code rows x cols}, leading dimension ld) or, with {@code transposed}, of X^T: panel
+     * q holds columns {@code [q NR, q NR + NR)} of that matrix as a row-major {@code depth x NR} block,
+     * {@code xP[q * depth * NR + r * NR + c]}, for its rows {@code r < depth}. Every B operand of {@link #multiply} is
+     * laid out so, which makes its k loop step by the constant NR. Positions past the matrix (the last panel's columns,
+     * rows up to depth) are not written: they stay zero from allocation, as one call's tasks all have the same shape.
      */
-    private static void transpose(float[] x, int ldx, int rows, int cols, float[] xT, int ld) {
-        for (int r0 = 0; r0 < rows; r0 += 16) {
-            int r1 = Math.min(rows, r0 + 16);
-            for (int c = 0; c < cols; c++)
-                for (int r = r0; r < r1; r++) xT[c * ld + r] = x[r * ldx + c];
+    private static void panels(float[] x, int ld, int rows, int cols, boolean transposed, int depth, float[] xP) {
+        if (transposed) { // X^T's row p is X's column p: X's row r fills column r of X^T, NR floats apart
+            for (int r = 0; r < rows; r++) {
+                int at = (r / NR) * depth * NR + r % NR;
+                for (int p = 0; p < cols; p++) xP[at + p * NR] = x[r * ld + p];
+            }
+        } else {
+            for (int r = 0; r < rows; r++)
+                for (int q = 0; q * NR < cols; q++)
+                    System.arraycopy(x, r * ld + q * NR, xP, q * depth * NR + r * NR, Math.min(NR, cols - q * NR));
         }
     }
 
     /**
-     * C[m x n] = A[m x k] B[k x n] (or C += with {@code accumulate}); all row-major in arrays with leading dimensions
-     * lda, ldb, ldc from offsets ao, bo, co; {@code rows4} is work space of at least 4 k floats. Blocks of 4 rows x
-     * {@link #NR} columns live in registers across the whole k loop (8 accumulators, 2 loads of B and 4 broadcasts of
-     * A per step, A's 4 rows interleaved into one array first: 30-33 vs 21-23 GFLOP/s per core in double precision,
-     * reading them in place); leftover rows go one at a time, leftover columns (n not a multiple of NR) through a
-     * scalar loop.
+     * C[m x n] = A[m x k] B[k x n] (or C += with {@code accumulate}): A read through strides, {@code A[i][p] = a[ao + i *
+     * aRow + p * aCol]} (row-major or transposed alike: backward's {@code P^T dO} and {@code dS^T Q} read P and dS as they
+     * are), B as {@link #panels}, {@code B[p][j] = bP[bo + (j / NR) * bPanel + p * NR + j % NR]}, C row-major. Each strip of
+     * 4 rows of A is copied k-major into {@code strip} (at least 4 k floats; zero past row m), then {@link #block} runs
+     * it against each panel. Rows past m and columns past n are computed on zero padding and not stored.
      */
-    static void multiply(float[] a, int ao, int lda, float[] b, int bo, int ldb, float[] c, int co, int ldc,
-                         int m, int n, int k, boolean accumulate, float[] rows4) {
-        int nBlocks = n - n % NR, vl = SP.length();
-        int i = 0;
-        for (; i + 4 <= m; i += 4) {
-            int a0 = ao + i * lda, c0 = co + i * ldc;
-            for (int p = 0; p < k; p++) {
-                rows4[4 * p] = a[a0 + p];
-                rows4[4 * p + 1] = a[a0 + lda + p];
-                rows4[4 * p + 2] = a[a0 + 2 * lda + p];
-                rows4[4 * p + 3] = a[a0 + 3 * lda + p];
-            }
-            for (int j = 0; j < nBlocks; j += NR) {
-                FloatVector c00, c01, c10, c11, c20, c21, c30, c31;
-                c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = FloatVector.zero(SP);
-                int bp = bo + j;
-                for (int p = 0; p < k; p++, bp += ldb) {
-                    FloatVector b0 = FloatVector.fromArray(SP, b, bp), b1 = FloatVector.fromArray(SP, b, bp + vl);
-                    FloatVector x = FloatVector.broadcast(SP, rows4[4 * p]);
-                    c00 = b0.fma(x, c00);
-                    c01 = b1.fma(x, c01);
-                    x = FloatVector.broadcast(SP, rows4[4 * p + 1]);
-                    c10 = b0.fma(x, c10);
-                    c11 = b1.fma(x, c11);
-                    x = FloatVector.broadcast(SP, rows4[4 * p + 2]);
-                    c20 = b0.fma(x, c20);
-                    c21 = b1.fma(x, c21);
-                    x = FloatVector.broadcast(SP, rows4[4 * p + 3]);
-                    c30 = b0.fma(x, c30);
-                    c31 = b1.fma(x, c31);
-                }
-                store(c00, c01, c, c0 + j, accumulate);
-                store(c10, c11, c, c0 + ldc + j, accumulate);
-                store(c20, c21, c, c0 + 2 * ldc + j, accumulate);
-                store(c30, c31, c, c0 + 3 * ldc + j, accumulate);
-            }
+    static void multiply(float[] a, int ao, int aRow, int aCol, float[] bP, int bo, int bPanel, float[] c, int co, int ldc,
+                         int m, int n, int k, boolean accumulate, float[] strip) {
+        for (int i = 0; i < m; i += 4) {
+            int rows = Math.min(4, m - i);
+            for (int p = 0; p < k; p++)
+                for (int r = 0; r < 4; r++) strip[4 * p + r] = r < rows ? a[ao + (i + r) * aRow + p * aCol] : 0f;
+            for (int j = 0; j < n; j += NR)
+                block(strip, bP, bo + j / NR * bPanel, k, c, co + i * ldc + j, ldc, rows, Math.min(NR, n - j), accumulate);
         }
-        for (; i < m; i++) {
-            int a0 = ao + i * lda, c0 = co + i * ldc;
-            for (int j = 0; j < nBlocks; j += NR) {
-                FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
-                int bp = bo + j;
-                for (int p = 0; p < k; p++, bp += ldb) {
-                    FloatVector x = FloatVector.broadcast(SP, a[a0 + p]);
-                    c00 = FloatVector.fromArray(SP, b, bp).fma(x, c00);
-                    c01 = FloatVector.fromArray(SP, b, bp + vl).fma(x, c01);
-                }
-                store(c00, c01, c, c0 + j, accumulate);
-            }
+    }
+
+    /**
+     * The register-blocked kernel: 4 rows x {@link #NR} columns in 8 accumulators across the whole k loop, each step 2
+     * loads of B's panel and 4 broadcasts from the strip. Both step by constants (NR, 4), so the JIT drops the array
+     * range checks inside the loop: with B read at a variable row pitch it kept four checks a step and spilled the
+     * pitches, 25 instructions a step for 8 FMAs. Then {@code rows x cols} of the block go to C.
+     */
+    private static void block(float[] strip, float[] bP, int bo, int k, float[] c, int at, int ldc, int rows, int cols,
+                              boolean accumulate) {
+        FloatVector c00, c01, c10, c11, c20, c21, c30, c31;
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = FloatVector.zero(SP);
+        int vl = SP.length();
+        for (int p = 0; p < k; p++) {
+            FloatVector b0 = FloatVector.fromArray(SP, bP, bo + p * NR), b1 = FloatVector.fromArray(SP, bP, bo + p * NR + vl);
+            FloatVector x = FloatVector.broadcast(SP, strip[4 * p]);
+            c00 = b0.fma(x, c00);
+            c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(SP, strip[4 * p + 1]);
+            c10 = b0.fma(x, c10);
+            c11 = b1.fma(x, c11);
+            x = FloatVector.broadcast(SP, strip[4 * p + 2]);
+            c20 = b0.fma(x, c20);
+            c21 = b1.fma(x, c21);
+            x = FloatVector.broadcast(SP, strip[4 * p + 3]);
+            c30 = b0.fma(x, c30);
+            c31 = b1.fma(x, c31);
         }
-        for (int r = 0; r < m && nBlocks < n; r++)
-            for (int j = nBlocks; j < n; j++) {
-                float sum = 0; // from 0, then added to C, as the vector blocks do (results independent of the vector width)
-                for (int p = 0; p < k; p++) sum = Math.fma(a[ao + r * lda + p], b[bo + p * ldb + j], sum);
-                c[co + r * ldc + j] = accumulate ? c[co + r * ldc + j] + sum : sum;
-            }
+        if (rows == 4 && cols == NR) {
+            store(c00, c01, c, at, accumulate);
+            store(c10, c11, c, at + ldc, accumulate);
+            store(c20, c21, c, at + 2 * ldc, accumulate);
+            store(c30, c31, c, at + 3 * ldc, accumulate);
+            return;
+        }
+        float[] tile = new float[4 * NR];
+        c00.intoArray(tile, 0);
+        c01.intoArray(tile, vl);
+        c10.intoArray(tile, NR);
+        c11.intoArray(tile, NR + vl);
+        c20.intoArray(tile, 2 * NR);
+        c21.intoArray(tile, 2 * NR + vl);
+        c30.intoArray(tile, 3 * NR);
+        c31.intoArray(tile, 3 * NR + vl);
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++) c[at + r * ldc + j] = accumulate ? c[at + r * ldc + j] + tile[r * NR + j] : tile[r * NR + j];
     }
 
     /** Two vectors of a C row at c[at..]: stored, or added to what is there. */
@@ -177,36 +183,43 @@ final class AttentionKernel {
     static void forward(Dims d, Buffer q, Buffer k, Buffer v, MemorySegment segs, double scale, Buffer out, Buffer lse) {
         int T = d.seq(), S = d.kvSeq(), hd = d.headDim(), off = d.offset(), sp = padded(S);
         Parallel.forRange(d.batch() * d.qHeads(), AttentionKernel.tasksPerChunk(d.batch() * d.qHeads()), (lo, hi) -> {
-            float[] qh = new float[T * hd], kh = new float[S * hd], kT = new float[hd * sp], vh = new float[sp * hd];
-            float[] oh = new float[T * hd], p = new float[QUERY_BLOCK * sp], rowMax = new float[QUERY_BLOCK];
-            float[] rows4 = new float[4 * Math.max(hd, sp)];
+            float[] qh = new float[T * hd], kh = new float[S * hd], vh = new float[S * hd], oh = new float[T * hd];
+            float[] kP = new float[sp * hd], vP = new float[padded(hd) * sp]; // K^T's panels (keys), V's (columns)
+            float[] p = new float[QUERY_BLOCK * sp], strip = new float[4 * Math.max(hd, sp)], rowMax = new float[QUERY_BLOCK];
             float fs = (float) scale;
             for (int task = lo; task < hi; task++) {
                 int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
                 int[] seg = segments(segs, b, T);
                 gather(q, b, h, d.qHeads(), T, hd, qh);
                 gather(k, b, g, d.kvHeads(), S, hd, kh);
-                gather(v, b, g, d.kvHeads(), S, hd, vh); // rows past S stay zero
-                transpose(kh, hd, S, hd, kT, sp);
+                gather(v, b, g, d.kvHeads(), S, hd, vh);
+                panels(kh, hd, S, hd, true, hd, kP);
+                panels(vh, hd, S, hd, false, sp, vP); // rows past S stay zero
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = padded(i0 + rows + off, sp);
-                    multiply(qh, i0 * hd, hd, kT, 0, sp, p, 0, sp, rows, keys, hd, false, rows4);
+                    multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, sp, rows, keys, hd, false, strip);
                     for (int r = 0; r < rows; r++) {
                         int last = i0 + r + off, o = r * sp;
                         float mx = Float.NEGATIVE_INFINITY;
-                        for (int j = 0; j < keys; j++) {
-                            if (!visible(seg, last, j)) {
-                                p[o + j] = Float.NEGATIVE_INFINITY; // exp gives 0
-                                continue;
+                        if (seg == null) { // keys 0..last: a prefix of the row
+                            int seen = Math.min(keys, last + 1);
+                            mx = scaleAndMax(p, o, seen, fs);
+                            Arrays.fill(p, o + seen, o + keys, Float.NEGATIVE_INFINITY); // exp gives 0
+                        } else {
+                            for (int j = 0; j < keys; j++) {
+                                if (!visible(seg, last, j)) {
+                                    p[o + j] = Float.NEGATIVE_INFINITY;
+                                    continue;
+                                }
+                                p[o + j] *= fs;
+                                if (p[o + j] > mx) mx = p[o + j];
                             }
-                            p[o + j] *= fs;
-                            if (p[o + j] > mx) mx = p[o + j];
                         }
-                        for (int j = 0; j < keys; j++) p[o + j] -= mx;
+                        shift(p, o, keys, mx);
                         VectorMath.expInPlace(p, o, keys);
                         rowMax[r] = mx;
                     }
-                    multiply(p, 0, sp, vh, 0, hd, oh, i0 * hd, hd, rows, hd, keys, false, rows4);
+                    multiply(p, 0, sp, 1, vP, 0, sp * NR, oh, i0 * hd, hd, rows, hd, keys, false, strip);
                     for (int r = 0; r < rows; r++) {
                         float sum = VectorMath.sum(p, r * sp, keys);
                         float inv = 1f / sum;
@@ -225,19 +238,21 @@ final class AttentionKernel {
         Parallel.forRange(d.batch() * d.kvHeads(), AttentionKernel.tasksPerChunk(d.batch() * d.kvHeads()), (lo, hi) -> {
             int n = T * hd;
             float[] qh = new float[n], oh = new float[n], doh = new float[n], dqh = new float[n];
-            float[] kh = new float[tp * hd], vh = new float[tp * hd], kT = new float[hd * tp], vT = new float[hd * tp];
-            float[] dkh = new float[tp * hd], dvh = new float[tp * hd];
-            float[] p = new float[bq * tp], ds = new float[bq * tp], pT = new float[tp * bq], dsT = new float[tp * bq];
-            float[] rows4 = new float[4 * Math.max(hd, tp)];
+            float[] kh = new float[tp * hd], vh = new float[tp * hd], dkh = new float[tp * hd], dvh = new float[tp * hd];
+            // K^T's and V^T's panels (keys), K's, Q's and dO's (columns)
+            float[] kP = new float[tp * hd], vTP = new float[tp * hd], kRowP = new float[padded(hd) * tp];
+            float[] qP = new float[padded(hd) * T], doP = new float[padded(hd) * T];
+            float[] p = new float[bq * tp], ds = new float[bq * tp], strip = new float[4 * Math.max(hd, tp)];
             float[] rowLse = new float[T];
             float fs = (float) scale;
             for (int task = lo; task < hi; task++) {
                 int b = task / d.kvHeads(), g = task % d.kvHeads();
                 int[] seg = segments(segs, b, T);
-                gather(k, b, g, d.kvHeads(), T, hd, kh); // rows past T stay zero
+                gather(k, b, g, d.kvHeads(), T, hd, kh);
                 gather(v, b, g, d.kvHeads(), T, hd, vh);
-                transpose(kh, hd, T, hd, kT, tp);
-                transpose(vh, hd, T, hd, vT, tp);
+                panels(kh, hd, T, hd, true, hd, kP);
+                panels(vh, hd, T, hd, true, hd, vTP);
+                panels(kh, hd, T, hd, false, tp, kRowP); // rows past T stay zero
                 Arrays.fill(dkh, 0);
                 Arrays.fill(dvh, 0);
                 for (int h = g * d.group(); h < (g + 1) * d.group(); h++) {
@@ -245,24 +260,30 @@ final class AttentionKernel {
                     gather(out, b, h, d.qHeads(), T, hd, oh);
                     gather(dOut, b, h, d.qHeads(), T, hd, doh);
                     lse.codec().readFloats(lse.seg(), ((long) b * d.qHeads() + h) * T, rowLse, 0, T);
+                    panels(qh, hd, T, hd, false, T, qP);
+                    panels(doh, hd, T, hd, false, T, doP);
                     for (int i0 = 0; i0 < T; i0 += bq) {
                         int rows = Math.min(bq, T - i0), keys = padded(i0 + rows, tp);
-                        multiply(qh, i0 * hd, hd, kT, 0, tp, p, 0, tp, rows, keys, hd, false, rows4);
-                        multiply(doh, i0 * hd, hd, vT, 0, tp, ds, 0, tp, rows, keys, hd, false, rows4);
+                        multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, tp, rows, keys, hd, false, strip);
+                        multiply(doh, i0 * hd, hd, 1, vTP, 0, hd * NR, ds, 0, tp, rows, keys, hd, false, strip);
                         for (int r = 0; r < rows; r++) {
                             int i = i0 + r, o = r * tp;
                             float lseI = rowLse[i];
-                            for (int j = 0; j < keys; j++)
-                                p[o + j] = visible(seg, i, j) ? p[o + j] * fs - lseI : Float.NEGATIVE_INFINITY;
+                            if (seg == null) { // keys 0..i
+                                int seen = Math.min(keys, i + 1);
+                                scaleAndShift(p, o, seen, fs, lseI);
+                                Arrays.fill(p, o + seen, o + keys, Float.NEGATIVE_INFINITY);
+                            } else {
+                                for (int j = 0; j < keys; j++)
+                                    p[o + j] = visible(seg, i, j) ? p[o + j] * fs - lseI : Float.NEGATIVE_INFINITY;
+                            }
                             VectorMath.expInPlace(p, o, keys); // the probabilities; 0 where not visible
-                            float deltaI = dot(doh, oh, i * hd, hd);
-                            for (int j = 0; j < keys; j++) ds[o + j] = p[o + j] * (ds[o + j] - deltaI) * fs;
+                            scoreGradient(p, ds, o, keys, dot(doh, oh, i * hd, hd), fs);
                         }
-                        transpose(p, tp, rows, keys, pT, bq);
-                        transpose(ds, tp, rows, keys, dsT, bq);
-                        multiply(pT, 0, bq, doh, i0 * hd, hd, dvh, 0, hd, keys, hd, rows, true, rows4);
-                        multiply(dsT, 0, bq, qh, i0 * hd, hd, dkh, 0, hd, keys, hd, rows, true, rows4);
-                        multiply(ds, 0, tp, kh, 0, hd, dqh, i0 * hd, hd, rows, hd, keys, false, rows4);
+                        // dV += P^T dO, dK += dS^T Q (P and dS read transposed), dQ = dS K
+                        multiply(p, 0, 1, tp, doP, i0 * NR, T * NR, dvh, 0, hd, keys, hd, rows, true, strip);
+                        multiply(ds, 0, 1, tp, qP, i0 * NR, T * NR, dkh, 0, hd, keys, hd, rows, true, strip);
+                        multiply(ds, 0, tp, 1, kRowP, 0, tp * NR, dqh, i0 * hd, hd, rows, hd, keys, false, strip);
                     }
                     scatter(dq, b, h, d.qHeads(), T, hd, dqh);
                 }
@@ -270,6 +291,50 @@ final class AttentionKernel {
                 scatter(dv, b, g, d.kvHeads(), T, hd, dvh);
             }
         });
+    }
+
+    /** x[at..at+n) *= s, returning the largest (negative infinity for n = 0); vector lanes, then a scalar tail. */
+    private static float scaleAndMax(float[] x, int at, int n, float s) {
+        FloatVector sv = FloatVector.broadcast(SP, s), mv = FloatVector.broadcast(SP, Float.NEGATIVE_INFINITY);
+        int j = 0;
+        for (int end = SP.loopBound(n); j < end; j += SP.length()) {
+            FloatVector v = FloatVector.fromArray(SP, x, at + j).mul(sv);
+            v.intoArray(x, at + j);
+            mv = mv.max(v);
+        }
+        float mx = mv.reduceLanes(VectorOperators.MAX);
+        for (; j < n; j++) {
+            x[at + j] *= s;
+            if (x[at + j] > mx) mx = x[at + j];
+        }
+        return mx;
+    }
+
+    /** x[at..at+n) -= m. */
+    private static void shift(float[] x, int at, int n, float m) {
+        FloatVector mv = FloatVector.broadcast(SP, m);
+        int j = 0;
+        for (int end = SP.loopBound(n); j < end; j += SP.length())
+            FloatVector.fromArray(SP, x, at + j).sub(mv).intoArray(x, at + j);
+        for (; j < n; j++) x[at + j] -= m;
+    }
+
+    /** x[at..at+n) = x * s - m (rounded after the product, then after the difference, as the scalar form). */
+    private static void scaleAndShift(float[] x, int at, int n, float s, float m) {
+        FloatVector sv = FloatVector.broadcast(SP, s), mv = FloatVector.broadcast(SP, m);
+        int j = 0;
+        for (int end = SP.loopBound(n); j < end; j += SP.length())
+            FloatVector.fromArray(SP, x, at + j).mul(sv).sub(mv).intoArray(x, at + j);
+        for (; j < n; j++) x[at + j] = x[at + j] * s - m;
+    }
+
+    /** The score gradient from the probabilities and dP: {@code dS = P * (dP - delta) * scale}, in place of dP. */
+    private static void scoreGradient(float[] p, float[] ds, int at, int n, float delta, float s) {
+        FloatVector dv = FloatVector.broadcast(SP, delta), sv = FloatVector.broadcast(SP, s);
+        int j = 0;
+        for (int end = SP.loopBound(n); j < end; j += SP.length())
+            FloatVector.fromArray(SP, p, at + j).mul(FloatVector.fromArray(SP, ds, at + j).sub(dv)).mul(sv).intoArray(ds, at + j);
+        for (; j < n; j++) ds[at + j] = p[at + j] * (ds[at + j] - delta) * s;
     }
 
     /** a[at..at+n) . b[at..at+n), in vector lanes added left to right. */

@@ -42,6 +42,22 @@ class AttentionProperties {
         checkForwardAndBackward(1, seq, heads, halfDim, packed, dt, seed);
     }
 
+    /**
+     * Head dimensions of real models' size (64, 128) and ones past a whole number of the CPU kernel's column panels (32
+     * floats with 512-bit vectors, 16 with 256-bit): whole panels and a partial last one in the same product.
+     */
+    @Property(tries = 8)
+    void attentionAtWideHeads(@ForAll @IntRange(min = 1, max = 70) int seq, @ForAll("heads") int[] heads,
+                              @ForAll("wideHalfDims") int halfDim, @ForAll boolean packed, @ForAll("computeTypes") DType dt,
+                              @ForAll long seed) {
+        checkForwardAndBackward(1, seq, heads, halfDim, packed, dt, seed);
+    }
+
+    @Provide
+    Arbitrary<Integer> wideHalfDims() {
+        return Arbitraries.of(16, 20, 32, 64);
+    }
+
     private static void checkForwardAndBackward(int batch, int seq, int[] heads, int halfDim, boolean packed, DType dt, long seed) {
         int hq = heads[0], hkv = heads[1], hd = 2 * halfDim;
         AttentionDims d = new AttentionDims(batch, seq, hq, hkv, hd);
