@@ -19,6 +19,7 @@ public final class CpuBackend implements Backend {
 
     private final LiveTensors<CpuTensor> live = new LiveTensors<>();
     private final CpuKernels kernels = new CpuKernels(this);
+    private final BlockCache blocks = new BlockCache();
     private volatile boolean closed;
 
     @Override
@@ -33,9 +34,19 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Tensor allocate(DType dtype, Shape shape) {
+        return allocate(dtype, shape, true);
+    }
+
+    /** Contents unspecified: a kept block is handed out as it is ({@link BlockCache}). */
+    @Override
+    public Tensor allocateForOverwrite(DType dtype, Shape shape) {
+        return allocate(dtype, shape, false);
+    }
+
+    private Tensor allocate(DType dtype, Shape shape, boolean zeroed) {
         if (closed) throw new IllegalStateException("backend is closed");
         long bytes = dtype.byteSize(shape.numel());
-        MemorySegment seg = calloc(bytes, shape + " " + dtype);
+        MemorySegment seg = block(bytes, zeroed, shape + " " + dtype);
         return live.add(new CpuTensor(this, dtype, shape, seg, null), bytes);
     }
 
@@ -49,14 +60,14 @@ public final class CpuBackend implements Backend {
         int blocks = dev.jsloth.api.quant.Nf4.blocks(shape.numel());
         if (blockScales.length != blocks)
             throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.length);
-        MemorySegment seg = calloc(bytes, shape + " NF4");
+        MemorySegment seg = block(bytes, false, shape + " NF4");
         MemorySegment.copy(packedCodes, 0, seg, 0, bytes);
         long heap = 4L * blocks;
         return live.add(new CpuTensor(this, DType.NF4, shape, seg, null, new Nf4Codec(blockScales.clone()), heap), bytes + heap);
     }
 
-    private MemorySegment calloc(long bytes, String what) {
-        MemorySegment seg = NativeMemory.calloc(bytes);
+    private MemorySegment block(long bytes, boolean zeroed, String what) {
+        MemorySegment seg = blocks.take(bytes, zeroed);
         if (seg == null) throw new dev.jsloth.api.DeviceOutOfMemoryException("cpu", bytes, live.liveBytes(), "tensor " + what);
         return seg;
     }
@@ -64,7 +75,7 @@ public final class CpuBackend implements Backend {
     void release(CpuTensor t) {
         if (live.remove(t, t.rawSegment().byteSize() + t.heapBytes())) {
             t.freePanels();
-            NativeMemory.free(t.rawSegment());
+            blocks.give(t.rawSegment());
         }
     }
 
@@ -90,7 +101,7 @@ public final class CpuBackend implements Backend {
         if (!dtype.isFloating()) throw new IllegalArgumentException("upload needs a floating type, got " + dtype);
         if (values.length != shape.numel())
             throw new IllegalArgumentException(values.length + " values for shape " + shape);
-        Tensor t = allocate(dtype, shape);
+        Tensor t = allocateForOverwrite(dtype, shape);
         ElementCodec.of(dtype).write(seg(t), 0, values, 0, values.length);
         return t;
     }
@@ -99,7 +110,7 @@ public final class CpuBackend implements Backend {
     public Tensor uploadInts(Shape shape, int[] values) {
         if (values.length != shape.numel())
             throw new IllegalArgumentException(values.length + " values for shape " + shape);
-        Tensor t = allocate(DType.I32, shape);
+        Tensor t = allocateForOverwrite(DType.I32, shape);
         MemorySegment.copy(values, 0, seg(t), INT, 0, values.length);
         return t;
     }
@@ -109,7 +120,7 @@ public final class CpuBackend implements Backend {
         long want = dtype.byteSize(shape.numel());
         if (bytes.byteSize() != want)
             throw new IllegalArgumentException(shape + " " + dtype + " needs " + want + " bytes, got " + bytes.byteSize());
-        Tensor t = allocate(dtype, shape);
+        Tensor t = allocateForOverwrite(dtype, shape);
         MemorySegment.copy(bytes, 0, seg(t), 0, want);
         return t;
     }
@@ -169,5 +180,6 @@ public final class CpuBackend implements Backend {
     public void close() {
         closed = true;
         live.closeAll();
+        blocks.shutDown();
     }
 }

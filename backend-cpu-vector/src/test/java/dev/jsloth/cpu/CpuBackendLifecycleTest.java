@@ -50,6 +50,38 @@ class CpuBackendLifecycleTest {
         }
     }
 
+    /**
+     * Released memory is handed out again for the same size: zeroed for {@code allocate} (a small block, and one above
+     * the parallel-zeroing size), and for {@code allocateForOverwrite} left unspecified, which the test suite's
+     * {@code jsloth.cpu.poison} setting makes NaN; nothing is counted live while cached.
+     */
+    @Test
+    void reusedBlocksAreZeroedOrPoisoned() {
+        try (CpuBackend be = new CpuBackend()) {
+            for (Shape shape : new Shape[]{Shape.of(3, 5), Shape.of(1024, 300)}) {
+                Tensor x = be.allocate(DType.F32, shape);
+                long address = be.seg(x).address();
+                double[] ones = new double[Math.toIntExact(shape.numel())];
+                java.util.Arrays.fill(ones, 1.0);
+                Tensor src = be.upload(DType.F32, shape, ones);
+                be.kernels().copy(src, x);
+                x.close();
+                long liveWithSource = be.memoryStats().liveBytes();
+                assertEquals(4 * shape.numel(), liveWithSource, "a released block is not counted live");
+                Tensor y = be.allocate(DType.F32, shape);
+                assertEquals(address, be.seg(y).address(), "the released block is reused");
+                for (double v : be.download(y)) assertEquals(0.0, v);
+                be.kernels().copy(src, y);
+                y.close();
+                Tensor z = be.allocateForOverwrite(DType.F32, shape);
+                assertEquals(address, be.seg(z).address(), "the released block is reused");
+                if (Boolean.getBoolean("jsloth.cpu.poison")) for (double v : be.download(z)) assertTrue(Double.isNaN(v));
+                z.close();
+                src.close();
+            }
+        }
+    }
+
     @Test
     void closedTensorsAndViewsAreRefused() {
         try (Backend be = new CpuBackend()) {
