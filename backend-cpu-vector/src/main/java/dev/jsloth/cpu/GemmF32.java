@@ -205,17 +205,17 @@ final class GemmF32 {
                         if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
-                        // panel height: the wide kernel's where it runs (packed A, deep k) and pads no more rows than
-                        // 6-row panels would (16 rows as 12 + 12 computed 24 rows, as 6 + 6 + 6 18: 16 x 4096 x 2048 ran
-                        // at 1 / 1.19 of the 6-row kernel's speed), else the 6-row kernel's
-                        int pr = sliced && !directA && ceilDiv(mc, MR) * MR == ceilDiv(mc, HALF) * HALF ? MR : HALF;
+                        // panel height: the wide kernel's where it runs (packed A, deep k), else the 6-row kernel's; a
+                        // last panel of at most 6 rows is 6 high either way (panelHeight)
+                        int pr = sliced && !directA ? MR : HALF;
                         if (!directA) {
                             packA(a, ic, mc, pc, kc, pr, 1f, as);
                             if (lowK > 0) packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAs);
                             if (sliced)
-                                for (int ir = 0; ir < mc; ir += pr) {
-                                    aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * pr * kc);
-                                    lowPanels[ir / pr] = lowK > 0 ? lowAs.asSlice(4L * ir * lowK, 4L * pr * lowK) : aPanels[ir / pr];
+                                for (int ir = 0, h; ir < mc; ir += h) {
+                                    h = panelHeight(pr, mc - ir);
+                                    aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * h * kc);
+                                    lowPanels[ir / pr] = lowK > 0 ? lowAs.asSlice(4L * ir * lowK, 4L * h * lowK) : aPanels[ir / pr];
                                 }
                         }
                         for (int q = q0; q < q1; q++) {
@@ -224,8 +224,9 @@ final class GemmF32 {
                             long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
                             MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
                             MemorySegment lowBPanel = sliced ? lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : bPanel : null;
-                            for (int ir = 0; ir < mc; ir += pr) {
-                                int mr = Math.min(pr, mc - ir);
+                            for (int ir = 0, h; ir < mc; ir += h) {
+                                h = panelHeight(pr, mc - ir);
+                                int mr = Math.min(h, mc - ir);
                                 if (directA && mr == pr) { // never with a low-rank pair (fusesLowRank)
                                     accumulate(0, null, 0, null, 0, kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
                                 } else {
@@ -238,7 +239,7 @@ final class GemmF32 {
                                     // more than the bounds-check-free loop saves
                                     if (!sliced)
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, ao, 4, 4L * pr, blockPanels, bo, ct);
-                                    else if (pr > HALF)
+                                    else if (h > HALF)
                                         accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
                                     else if (directA)
                                         accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * pr * kc), bPanel, ct);
@@ -343,33 +344,48 @@ final class GemmF32 {
         }
     }
 
+    /**
+     * Rows of the A panel that starts {@code rowsLeft} rows before the end of its block: {@code pr}, except that a last
+     * panel of at most {@link #HALF} rows is HALF high where pr is 12. A block of 88 rows (a 256-row product's last) is
+     * then 7 x 12 + 6 rows, on the wide kernel but for the last panel; choosing one height per block, it had gone all
+     * 6-row (90 rows computed rather than 96), and in a llama-25m step of 256 tokens the 6-row kernel took 20% of the
+     * samples. Also 16 rows: 12 + 6 (as 6 + 6 + 6 earlier; 12 + 12 computed 24 and ran 16 x 4096 x 2048 at 1 / 1.19).
+     */
+    private static int panelHeight(int pr, int rowsLeft) {
+        return pr > HALF && rowsLeft <= HALF ? HALF : pr;
+    }
+
     private static int ceilDiv(int a, int b) {
         return (a + b - 1) / b;
     }
 
     /**
-     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as {@code pr}-row panels, k-major inside a panel, zero-padded
-     * (scale 1 is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one a panel
+     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as panels of {@link #panelHeight} rows (pr, the last one maybe
+     * fewer), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
+     * exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one a panel
      * at a time ({@link #packPlainPanel}).
      */
     private static void packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, MemorySegment ap) {
         float[] row = ROW.get(), st = STAGE.get();
-        int padded = ceilDiv(mc, pr) * pr;
+        int last = (mc - 1) / pr * pr, padded = last + panelHeight(pr, mc - last); // rows computed
         if (a.trans()) {
             for (int p = 0; p < kc; p++) {
                 a.codec().readFloats(a.seg(), a.at(ic, pc + p), row, 0, mc);
                 java.util.Arrays.fill(row, mc, padded, 0f);
-                for (int ir = 0; ir < mc; ir += pr) {
-                    int at = ir * kc + p * pr;
-                    for (int r = 0; r < pr; r++) st[at + r] = row[ir + r] * scale;
+                for (int ir = 0, h; ir < mc; ir += h) {
+                    h = panelHeight(pr, mc - ir);
+                    int at = ir * kc + p * h;
+                    for (int r = 0; r < h; r++) st[at + r] = row[ir + r] * scale;
                 }
             }
             MemorySegment.copy(st, 0, ap, ElementCodec.FLOAT, 0, padded * kc);
         } else {
             int[] map = GATHER_MAP.get();
-            gatherMap(pr, kc, map);
-            for (int ir = 0; ir < mc; ir += pr)
-                packPlainPanel(a, ic + ir, Math.min(pr, mc - ir), pc, kc, pr, scale, st, map, ap, 4L * ir * kc);
+            for (int ir = 0, h; ir < mc; ir += h) {
+                h = panelHeight(pr, mc - ir);
+                if (ir == 0 || h != pr) gatherMap(h, kc, map);
+                packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, 4L * ir * kc);
+            }
         }
     }
 
