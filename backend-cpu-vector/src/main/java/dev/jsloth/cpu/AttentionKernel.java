@@ -17,9 +17,9 @@ import java.util.Arrays;
  * ({@code Q K^T}, {@code P V}; in backward also {@code dO V^T}, {@code P^T dO}, {@code dS^T Q}, {@code dS K}) is a
  * small matrix product on {@link #multiply}'s register-blocked kernel, and the exponentials run over whole rows
  * ({@link VectorMath}). Keys a row does not see get probability 0. Key counts are rounded up to the kernel's column
- * width ({@link #NR}) over zero-padded panels of K and V, made once per head. Unlike a per-pair loop, keys a row does not see take part in the products with
- * probability 0, so an infinite or NaN value in such a key's K or V row (or dO row in backward) makes the result
- * NaN; finite inputs are unaffected.
+ * width ({@link #NR}) over zero-padded panels of K and V, made once per head. Unlike a per-pair loop, keys a row does
+ * not see take part in the products with probability 0, so an infinite or NaN value in such a key's K or V row (or dO
+ * row in backward) makes the result NaN; finite inputs are unaffected.
  */
 final class AttentionKernel {
     /** Query rows per block: the masked upper triangle of a block is wasted work, about QUERY_BLOCK / 2 per row. */
@@ -90,7 +90,8 @@ final class AttentionKernel {
      * q holds columns {@code [q NR, q NR + NR)} of that matrix as a row-major {@code depth x NR} block,
      * {@code xP[q * depth * NR + r * NR + c]}, for its rows {@code r < depth}. Every B operand of {@link #multiply} is
      * laid out so, which makes its k loop step by the constant NR. Positions past the matrix (the last panel's columns,
-     * rows up to depth) are not written: they stay zero from allocation, as one call's tasks all have the same shape.
+     * rows up to depth) are not written: they stay zero from allocation, as the arrays belong to one chunk of one call,
+     * whose tasks all have the same shape.
      */
     private static void panels(float[] x, int ld, int rows, int cols, boolean transposed, int depth, float[] xP) {
         if (transposed) { // X^T's row p is X's column p: X's row r fills column r of X^T, NR floats apart
@@ -110,16 +111,17 @@ final class AttentionKernel {
      * aRow + p * aCol]} (row-major or transposed alike: backward's {@code P^T dO} and {@code dS^T Q} read P and dS as they
      * are), B as {@link #panels}, {@code B[p][j] = bP[bo + (j / NR) * bPanel + p * NR + j % NR]}, C row-major. Each strip of
      * 4 rows of A is copied k-major into {@code strip} (at least 4 k floats; zero past row m), then {@link #block} runs
-     * it against each panel. Rows past m and columns past n are computed on zero padding and not stored.
+     * it against each panel. Rows past m and columns past n are computed on zero padding and not stored (a partial
+     * block goes through {@code tile}, 4 NR floats).
      */
     static void multiply(float[] a, int ao, int aRow, int aCol, float[] bP, int bo, int bPanel, float[] c, int co, int ldc,
-                         int m, int n, int k, boolean accumulate, float[] strip) {
+                         int m, int n, int k, boolean accumulate, float[] strip, float[] tile) {
         for (int i = 0; i < m; i += 4) {
             int rows = Math.min(4, m - i);
             for (int p = 0; p < k; p++)
                 for (int r = 0; r < 4; r++) strip[4 * p + r] = r < rows ? a[ao + (i + r) * aRow + p * aCol] : 0f;
             for (int j = 0; j < n; j += NR)
-                block(strip, bP, bo + j / NR * bPanel, k, c, co + i * ldc + j, ldc, rows, Math.min(NR, n - j), accumulate);
+                block(strip, bP, bo + j / NR * bPanel, k, c, co + i * ldc + j, ldc, rows, Math.min(NR, n - j), accumulate, tile);
         }
     }
 
@@ -130,7 +132,7 @@ final class AttentionKernel {
      * pitches, 25 instructions a step for 8 FMAs. Then {@code rows x cols} of the block go to C.
      */
     private static void block(float[] strip, float[] bP, int bo, int k, float[] c, int at, int ldc, int rows, int cols,
-                              boolean accumulate) {
+                              boolean accumulate, float[] tile) {
         FloatVector c00, c01, c10, c11, c20, c21, c30, c31;
         c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = FloatVector.zero(SP);
         int vl = SP.length();
@@ -156,7 +158,6 @@ final class AttentionKernel {
             store(c30, c31, c, at + 3 * ldc, accumulate);
             return;
         }
-        float[] tile = new float[4 * NR];
         c00.intoArray(tile, 0);
         c01.intoArray(tile, vl);
         c10.intoArray(tile, NR);
@@ -186,6 +187,7 @@ final class AttentionKernel {
             float[] qh = new float[T * hd], kh = new float[S * hd], vh = new float[S * hd], oh = new float[T * hd];
             float[] kP = new float[sp * hd], vP = new float[padded(hd) * sp]; // K^T's panels (keys), V's (columns)
             float[] p = new float[QUERY_BLOCK * sp], strip = new float[4 * Math.max(hd, sp)], rowMax = new float[QUERY_BLOCK];
+            float[] tile = new float[4 * NR];
             float fs = (float) scale;
             for (int task = lo; task < hi; task++) {
                 int b = task / d.qHeads(), h = task % d.qHeads(), g = h / d.group();
@@ -197,7 +199,7 @@ final class AttentionKernel {
                 panels(vh, hd, S, hd, false, sp, vP); // rows past S stay zero
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = padded(i0 + rows + off, sp);
-                    multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, sp, rows, keys, hd, false, strip);
+                    multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, sp, rows, keys, hd, false, strip, tile);
                     for (int r = 0; r < rows; r++) {
                         int last = i0 + r + off, o = r * sp;
                         float mx = Float.NEGATIVE_INFINITY;
@@ -219,7 +221,7 @@ final class AttentionKernel {
                         VectorMath.expInPlace(p, o, keys);
                         rowMax[r] = mx;
                     }
-                    multiply(p, 0, sp, 1, vP, 0, sp * NR, oh, i0 * hd, hd, rows, hd, keys, false, strip);
+                    multiply(p, 0, sp, 1, vP, 0, sp * NR, oh, i0 * hd, hd, rows, hd, keys, false, strip, tile);
                     for (int r = 0; r < rows; r++) {
                         float sum = VectorMath.sum(p, r * sp, keys);
                         float inv = 1f / sum;
@@ -242,7 +244,7 @@ final class AttentionKernel {
             // K^T's and V^T's panels (keys), K's, Q's and dO's (columns)
             float[] kP = new float[tp * hd], vTP = new float[tp * hd], kRowP = new float[padded(hd) * tp];
             float[] qP = new float[padded(hd) * T], doP = new float[padded(hd) * T];
-            float[] p = new float[bq * tp], ds = new float[bq * tp], strip = new float[4 * Math.max(hd, tp)];
+            float[] p = new float[bq * tp], ds = new float[bq * tp], strip = new float[4 * Math.max(hd, tp)], tile = new float[4 * NR];
             float[] rowLse = new float[T];
             float fs = (float) scale;
             for (int task = lo; task < hi; task++) {
@@ -264,8 +266,8 @@ final class AttentionKernel {
                     panels(doh, hd, T, hd, false, T, doP);
                     for (int i0 = 0; i0 < T; i0 += bq) {
                         int rows = Math.min(bq, T - i0), keys = padded(i0 + rows, tp);
-                        multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, tp, rows, keys, hd, false, strip);
-                        multiply(doh, i0 * hd, hd, 1, vTP, 0, hd * NR, ds, 0, tp, rows, keys, hd, false, strip);
+                        multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, tp, rows, keys, hd, false, strip, tile);
+                        multiply(doh, i0 * hd, hd, 1, vTP, 0, hd * NR, ds, 0, tp, rows, keys, hd, false, strip, tile);
                         for (int r = 0; r < rows; r++) {
                             int i = i0 + r, o = r * tp;
                             float lseI = rowLse[i];
@@ -281,9 +283,9 @@ final class AttentionKernel {
                             scoreGradient(p, ds, o, keys, dot(doh, oh, i * hd, hd), fs);
                         }
                         // dV += P^T dO, dK += dS^T Q (P and dS read transposed), dQ = dS K
-                        multiply(p, 0, 1, tp, doP, i0 * NR, T * NR, dvh, 0, hd, keys, hd, rows, true, strip);
-                        multiply(ds, 0, 1, tp, qP, i0 * NR, T * NR, dkh, 0, hd, keys, hd, rows, true, strip);
-                        multiply(ds, 0, tp, 1, kRowP, 0, tp * NR, dqh, i0 * hd, hd, rows, hd, keys, false, strip);
+                        multiply(p, 0, 1, tp, doP, i0 * NR, T * NR, dvh, 0, hd, keys, hd, rows, true, strip, tile);
+                        multiply(ds, 0, 1, tp, qP, i0 * NR, T * NR, dkh, 0, hd, keys, hd, rows, true, strip, tile);
+                        multiply(ds, 0, tp, 1, kRowP, 0, tp * NR, dqh, i0 * hd, hd, rows, hd, keys, false, strip, tile);
                     }
                     scatter(dq, b, h, d.qHeads(), T, hd, dqh);
                 }

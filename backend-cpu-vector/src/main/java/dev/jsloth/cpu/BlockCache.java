@@ -2,8 +2,10 @@ package dev.jsloth.cpu;
 
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayDeque;
-import java.util.HashMap;
-import java.util.Map;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
 
 /**
  * Tensor memory kept after release for the next tensor of the same byte size. A training step frees and allocates the
@@ -11,22 +13,35 @@ import java.util.Map;
  * touch) or a reused calloc block (a memset), both on the thread that allocates, while the other cores wait: in a
  * llama-25m step (2 x 256 tokens, 2 threads, perf) 6% of the main thread's samples, with the pool thread idle.
  *
- * <p>At most {@link #CAP} bytes are kept (system property {@code jsloth.cpu.cacheBytes}, default 1 GiB); a block
- * released beyond that is freed. A block handed out again is zeroed for {@link CpuBackend#allocate} (in parallel above
- * {@link #PARALLEL_ZERO} bytes) and left as it was for {@link CpuBackend#allocateForOverwrite}, whose contents the
- * API leaves unspecified; with {@code -Djsloth.cpu.poison=true} (the test suite's setting) such a block is filled with
- * NaN bytes instead, so a kernel that reads an output it has not written fails its tests rather than depending on
- * whatever the block last held.
+ * <p>At most {@link #DEFAULT_CAP} bytes are kept (system property {@code jsloth.cpu.cacheBytes}, default 1 GiB; not counted
+ * in the backend's live bytes): a release that would pass it first frees the blocks of the least recently used sizes
+ * (sizes that stopped recurring, e.g. another sequence length), and a block larger than the cap is freed at once. A
+ * block handed out again is zeroed for {@link CpuBackend#allocate} (in parallel above {@link #PARALLEL_ZERO} bytes) and
+ * left as it was for {@link CpuBackend#allocateForOverwrite}, whose contents the API leaves unspecified; with
+ * {@code -Djsloth.cpu.poison=true} (the test suite's setting) every block for allocateForOverwrite, reused or fresh, is
+ * filled with NaN bytes instead, so a kernel that reads an output it has not written fails its tests rather than
+ * depending on whatever the block last held.
  */
 final class BlockCache {
-    static final long CAP = Long.getLong("jsloth.cpu.cacheBytes", 1L << 30);
+    static final long DEFAULT_CAP = Long.getLong("jsloth.cpu.cacheBytes", 1L << 30);
     private static final boolean POISON = Boolean.getBoolean("jsloth.cpu.poison");
     /** Blocks from this size on are zeroed by all threads, a megabyte a chunk. */
     private static final long PARALLEL_ZERO = 1L << 20;
 
-    private final Map<Long, ArrayDeque<MemorySegment>> free = new HashMap<>();
+    /** Kept blocks by byte size, least recently used size first. */
+    private final LinkedHashMap<Long, ArrayDeque<MemorySegment>> free = new LinkedHashMap<>(16, 0.75f, true);
+    private final long cap;
     private long cachedBytes;
     private boolean shut;
+
+    BlockCache() {
+        this(DEFAULT_CAP);
+    }
+
+    /** A cache keeping at most {@code cap} bytes. */
+    BlockCache(long cap) {
+        this.cap = cap;
+    }
 
     /**
      * A block of {@code bytes}: a kept one (zeroed when {@code zeroed}) or a new zeroed one; null if the C allocator
@@ -34,16 +49,20 @@ final class BlockCache {
      */
     MemorySegment take(long bytes, boolean zeroed) {
         MemorySegment seg = reuse(bytes);
-        if (seg == null) {
+        boolean fresh = seg == null;
+        if (fresh) {
             seg = NativeMemory.calloc(bytes);
             if (seg == null) {
                 clear();
                 seg = NativeMemory.calloc(bytes);
             }
-            return seg;
+            if (seg == null) return null;
         }
-        if (zeroed) zero(seg);
-        else if (POISON) seg.fill((byte) 0xFF); // every F32, F64 and BF16 value NaN
+        if (zeroed) {
+            if (!fresh) zero(seg);
+        } else if (POISON) {
+            seg.fill((byte) 0xFF); // every F32, F64 and BF16 value NaN
+        }
         return seg;
     }
 
@@ -54,17 +73,33 @@ final class BlockCache {
         return kept.pop();
     }
 
-    /** Keeps a released block for reuse, or frees it when the cache is full. */
+    /**
+     * Keeps a released block for reuse, first freeing the least recently used sizes' blocks as far as the cap needs;
+     * frees it instead when the cache is shut or the block alone is larger than the cap.
+     */
     void give(MemorySegment seg) {
         long bytes = seg.byteSize();
+        List<MemorySegment> evicted = new ArrayList<>();
+        boolean kept = false;
         synchronized (this) {
-            if (!shut && cachedBytes + bytes <= CAP) {
+            if (!shut && bytes <= cap) {
+                Iterator<ArrayDeque<MemorySegment>> sizes = free.values().iterator();
+                while (cachedBytes + bytes > cap && sizes.hasNext()) {
+                    ArrayDeque<MemorySegment> blocks = sizes.next();
+                    while (cachedBytes + bytes > cap && !blocks.isEmpty()) {
+                        MemorySegment old = blocks.pop();
+                        cachedBytes -= old.byteSize();
+                        evicted.add(old);
+                    }
+                    if (blocks.isEmpty()) sizes.remove();
+                }
                 free.computeIfAbsent(bytes, b -> new ArrayDeque<>()).push(seg);
                 cachedBytes += bytes;
-                return;
+                kept = true;
             }
         }
-        NativeMemory.free(seg);
+        for (MemorySegment old : evicted) NativeMemory.free(old);
+        if (!kept) NativeMemory.free(seg);
     }
 
     /** Frees every kept block and keeps none from now on (the backend is closing). */
@@ -75,19 +110,20 @@ final class BlockCache {
         clear();
     }
 
+    /** Bytes kept now. */
+    synchronized long cachedBytes() {
+        return cachedBytes;
+    }
+
     /** Frees every kept block. */
     void clear() {
-        java.util.List<MemorySegment> all = new java.util.ArrayList<>();
+        List<MemorySegment> all = new ArrayList<>();
         synchronized (this) {
             for (ArrayDeque<MemorySegment> kept : free.values()) all.addAll(kept);
             free.clear();
             cachedBytes = 0;
         }
         for (MemorySegment seg : all) NativeMemory.free(seg);
-    }
-
-    synchronized long cachedBytes() {
-        return cachedBytes;
     }
 
     private static void zero(MemorySegment seg) {

@@ -179,7 +179,7 @@ public final class CpuBackend implements Backend {
     @Override
     public void close() {
         closed = true;
+        blocks.shutDown(); // tensors closed from here on free their memory at once
         live.closeAll();
-        blocks.shutDown();
     }
 }

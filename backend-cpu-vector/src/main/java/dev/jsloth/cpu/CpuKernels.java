@@ -116,7 +116,7 @@ final class CpuKernels implements Kernels {
                 GemmF32.multiply(m, n, k, (float) alpha, ma, mb, cv, beta == 0); // beta = 0: the GEMM's first pass stores
             }
             default -> { // 16-bit output: accumulate in an F32 scratch, then round once
-                try (Tensor tmp = be.allocate(DType.F32, Shape.of(m, n))) {
+                try (Tensor tmp = be.allocateForOverwrite(DType.F32, Shape.of(m, n))) { // copied into or stored whole
                     Buffer cb = new Buffer(cs.asSlice(cBase * 2, count * 2), ElementCodec.of(c.dtype()));
                     Buffer tb = buf(tmp);
                     if (beta != 0) {

@@ -28,7 +28,8 @@ final class GemmF32 {
     /** Rows of the microkernel that also serves the short and in-place cases ({@link #accumulate}). */
     static final int HALF = 6;
     /**
-     * Rows of a packed A panel on the main path (deep k, packed A; 6 in the other cases). With 512-bit vectors
+     * Rows of a packed A panel on the main path (deep k, packed A; 6 in the other cases, and for a block's last panel
+     * of at most 6 rows: {@link #panelHeight}). With 512-bit vectors
      * (AVX-512: 32 vector registers) the packed kernel takes 12 rows, 24 accumulators ({@link #accumulatePackedWide}):
      * each of B's vector loads then feeds 12 FMAs instead of 6, and those loads (B's panel comes from L2) were where
      * the 6-row kernel stalled (perf: the samples sat on them). 2048^3, one JVM, old and new alternating (ABBA, medians
@@ -139,7 +140,8 @@ final class GemmF32 {
 
     /**
      * Whether {@link #multiply(int, int, int, float, Matrix, Matrix, Matrix, Matrix, int, float, MemorySegment, boolean)}
-     * takes a low-rank pair of this rank beside this product: both operands packed, the pair one k block deep.
+     * takes a low-rank pair of this rank beside this product: both operands packed, the pair's steps run before the
+     * first K block's in the same kernel call.
      */
     static boolean fusesLowRank(int m, int n, int k, int rank, Matrix a, Matrix b) {
         return k > 0 && rank > 0 && rank <= KC && !readsAInPlace(n, a);
@@ -467,9 +469,11 @@ final class GemmF32 {
 
     /**
      * t[6 x NR] = 6 rows of A x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators) of the
-     * short-k and in-place cases (its packed twin {@link #accumulatePacked} takes deep k on 6-row panels). Offsets and
-     * steps in bytes: row r of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the
-     * row pitch and 4), B's NR values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
+     * short-k and in-place cases (its packed twin {@link #accumulatePacked} takes deep k on 6-row panels), after
+     * {@code lowK} steps of a low-rank pair (its A at {@code lap}/{@code lao}, packed as A is, its B panel at
+     * {@code lbp}/{@code lbo}; lowK 0: none). Offsets and steps in bytes: row r of A at k step p is at
+     * {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the row pitch and 4), B's NR values of step p at
+     * {@code bo + p*4*NR} (B is always packed). The C update is another
      * method on purpose: with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core,
      * in isolation).
      */
