@@ -217,7 +217,7 @@ final class AttentionKernel {
                                 if (p[o + j] > mx) mx = p[o + j];
                             }
                         }
-                        shift(p, o, keys, mx);
+                        scaleAndShift(p, o, keys, 1f, mx); // x * 1 is exact: p - mx
                         VectorMath.expInPlace(p, o, keys);
                         rowMax[r] = mx;
                     }
@@ -310,15 +310,6 @@ final class AttentionKernel {
             if (x[at + j] > mx) mx = x[at + j];
         }
         return mx;
-    }
-
-    /** x[at..at+n) -= m. */
-    private static void shift(float[] x, int at, int n, float m) {
-        FloatVector mv = FloatVector.broadcast(SP, m);
-        int j = 0;
-        for (int end = SP.loopBound(n); j < end; j += SP.length())
-            FloatVector.fromArray(SP, x, at + j).sub(mv).intoArray(x, at + j);
-        for (; j < n; j++) x[at + j] -= m;
     }
 
     /** x[at..at+n) = x * s - m (rounded after the product, then after the difference, as the scalar form). */

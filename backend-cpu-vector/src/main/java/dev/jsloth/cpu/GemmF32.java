@@ -76,7 +76,10 @@ final class GemmF32 {
 
     private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[Math.max(KC_DIRECT_A, MC)]);
     private static final ThreadLocal<float[][]> ROW_WIDE = ThreadLocal.withInitial(() -> new float[1][0]);
-    /** Heap staging for one packed A block or B panel: element stores into an array, then one bulk copy off-heap. */
+    /**
+     * Heap staging: a transposed A block or a B panel (element stores into the array, then one bulk copy off-heap), or a
+     * plain A panel's rows before {@link #packPlainPanel} gathers them.
+     */
     private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MC * KC, KC * NR)]);
     /** {@link #packPlainPanel}'s gather indices (one period: lcm(MR, L) <= MR * L). */
     private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[MR * L]);
@@ -144,10 +147,12 @@ final class GemmF32 {
 
     /**
      * As {@link #multiply(int, int, int, float, Matrix, Matrix, MemorySegment, boolean)}, plus
-     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same accumulators: the pair runs
-     * as a first k block of depth {@code rank} before A's and B's (LoRA's adapter term concatenated along K with the
-     * base product, so it costs no pass over C of its own; its B-side panels in a buffer of their own). Needs
-     * {@link #fusesLowRank}; rank 0 is the plain product.
+     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same C blocks: the pair runs as a
+     * first k block of depth {@code rank} before A's and B's (LoRA's adapter term concatenated along K with the base
+     * product; its B-side panels in a buffer of their own), so no product of its own, but a kernel call and C update per
+     * tile of its own (the tile stored, then reloaded by the first K block). Running it in the first K block's kernel
+     * call measured faster but was withdrawn: benchmarks then stalled with the Vector API unintrinsified (NOTES,
+     * session 18). Needs {@link #fusesLowRank}; rank 0 is the plain product.
      */
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, Matrix l, Matrix r, int rank, float lowFactor,
                          MemorySegment c, boolean overwrite) {
@@ -393,7 +398,7 @@ final class GemmF32 {
 
     /** The gather indices of one period ({@link #gatherPeriod}): output float i reads row i % pr at depth i / pr. */
     private static void gatherMap(int pr, int kc, int[] map) {
-        for (int i = 0; i < gatherPeriod(pr); i++) map[i] = (i % pr) * kc + i / pr;
+        for (int i = 0, period = gatherPeriod(pr); i < period; i++) map[i] = (i % pr) * kc + i / pr;
     }
 
     /**
