@@ -17,6 +17,28 @@ import java.nio.ByteOrder;
 public final class CpuBackend implements Backend {
     static final ValueLayout.OfInt INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
+    static {
+        loadHeapSegmentClasses();
+    }
+
+    /**
+     * Loads the JDK's heap-segment classes before any kernel is compiled. Until one is loaded, the JIT compiles every
+     * segment access on the assumption that native segments are the only kind; the first heap segment then throws all
+     * of that code away at once. The Vector API makes one on its own: {@code reinterpretAsInts} (the exp kernel), run
+     * before it is compiled, goes through a heap byte segment. In a llama-25m step that happened at the first
+     * attention forward: -XX:+PrintCompilation showed about 60 methods "marked for deoptimization", the GEMM kernels
+     * among them, and 1.2-1.4 s passed before the wide GEMM kernel was compiled again.
+     */
+    private static void loadHeapSegmentClasses() {
+        MemorySegment.ofArray(new byte[0]);
+        MemorySegment.ofArray(new short[0]);
+        MemorySegment.ofArray(new char[0]);
+        MemorySegment.ofArray(new int[0]);
+        MemorySegment.ofArray(new float[0]);
+        MemorySegment.ofArray(new long[0]);
+        MemorySegment.ofArray(new double[0]);
+    }
+
     private final LiveTensors<CpuTensor> live = new LiveTensors<>();
     private final CpuKernels kernels = new CpuKernels(this);
     private final BlockCache blocks = new BlockCache();

@@ -28,7 +28,8 @@ final class GemmF32 {
     /** Rows of the microkernel that also serves the short and in-place cases ({@link #accumulate}). */
     static final int HALF = 6;
     /**
-     * Rows of a packed A panel on the main path (deep k, packed A; 6 in the other cases). With 512-bit vectors
+     * Rows of a packed A panel on the main path (deep k, packed A; 6 in the other cases, and for a block's last panel
+     * of at most 6 rows: {@link #panelHeight}). With 512-bit vectors
      * (AVX-512: 32 vector registers) the packed kernel takes 12 rows, 24 accumulators ({@link #accumulatePackedWide}):
      * each of B's vector loads then feeds 12 FMAs instead of 6, and those loads (B's panel comes from L2) were where
      * the 6-row kernel stalled (perf: the samples sat on them). 2048^3, one JVM, old and new alternating (ABBA, medians
@@ -90,6 +91,9 @@ final class GemmF32 {
     private static final ThreadLocal<MemorySegment[]> A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / HALF]);
     private static final ThreadLocal<MemorySegment[]> B_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ThreadLocal<MemorySegment[]> LOW_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+    /** A low-rank pair's packed A block (op(L) scaled, MC x rank) and its panels' views. */
+    private static final ThreadLocal<MemorySegment[]> LOW_A_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
+    private static final ThreadLocal<MemorySegment[]> LOW_A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / HALF]);
     /** The transposed product of {@link #multiplyTransposed}. */
     private static final ThreadLocal<MemorySegment[]> TRANSPOSED_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     /** One streamed B block ({@link #streamsB}): {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels. */
@@ -139,7 +143,8 @@ final class GemmF32 {
 
     /**
      * Whether {@link #multiply(int, int, int, float, Matrix, Matrix, Matrix, Matrix, int, float, MemorySegment, boolean)}
-     * takes a low-rank pair of this rank beside this product: both operands packed, the pair one k block deep.
+     * takes a low-rank pair of this rank beside this product: both operands packed, the pair's steps run before the
+     * first K block's in the same kernel call.
      */
     static boolean fusesLowRank(int m, int n, int k, int rank, Matrix a, Matrix b) {
         return k > 0 && rank > 0 && rank <= KC && !readsAInPlace(n, a);
@@ -147,12 +152,12 @@ final class GemmF32 {
 
     /**
      * As {@link #multiply(int, int, int, float, Matrix, Matrix, MemorySegment, boolean)}, plus
-     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same C blocks: the pair runs as a
-     * first k block of depth {@code rank} before A's and B's (LoRA's adapter term concatenated along K with the base
-     * product; its B-side panels in a buffer of their own), so no product of its own, but a kernel call and C update per
-     * tile of its own (the tile stored, then reloaded by the first K block). Running it in the first K block's kernel
-     * call measured faster but was withdrawn: benchmarks then stalled with the Vector API unintrinsified (NOTES,
-     * session 18). Needs {@link #fusesLowRank}; rank 0 is the plain product.
+     * {@code alpha * lowFactor * op(L) op(R)} (op(L) m x rank, op(R) rank x n) in the same accumulators: the kernel
+     * runs the pair's {@code rank} steps and then the first K block's in one pass (LoRA's adapter term concatenated along
+     * K with the base product), so it costs no pass over C of its own; its panels are in buffers of their own. As a
+     * K block of its own, with its own C update, it took a 6-row kernel call, a C store and a C reload per tile: the
+     * plain 6-row kernel and the C updates were 4.6% and 3.6% of a llama-25m training step's samples. Needs
+     * {@link #fusesLowRank}; rank 0 is the plain product.
      */
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, Matrix l, Matrix r, int rank, float lowFactor,
                          MemorySegment c, boolean overwrite) {
@@ -168,7 +173,7 @@ final class GemmF32 {
         }
         boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
         int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
-        int lowBlocks = rank > 0 ? 1 : 0, blocks = lowBlocks + ceilDiv(k, kcMax);
+        int blocks = ceilDiv(k, kcMax);
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
         // panels are the same blocks whatever pair rides along; a streamed B packs only a block at a time, so it takes all
         // of N at once
@@ -191,38 +196,44 @@ final class GemmF32 {
             Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
                 float[] ct = CTILE.get(), ut = UTILE.get();
                 MemorySegment as = A_SEG.get(), streamed = streamB ? STREAM_SEG.get() : null;
-                MemorySegment[] aPanels = A_PANELS.get();
+                MemorySegment lowAs = rank > 0 ? threadBuffer(LOW_A_SEG, (long) MC * rank, 0) : null;
+                MemorySegment[] aPanels = A_PANELS.get(), lowPanels = LOW_A_PANELS.get();
                 for (int u = lo; u < hi; u++) {
                     int ib = u / splits, s = u % splits;
                     int ic = MR * (int) ((long) ib * mPanels / mBlocks);
                     int mc = Math.min(m, MR * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
                     int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
                     for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
-                        boolean low = kb < lowBlocks;
-                        int pc = low ? 0 : (kb - lowBlocks) * kcMax, kc = low ? rank : Math.min(kcMax, k - pc);
-                        // the pair's panels, B's from depth pc, or this block of a streamed B (panels q0..q1 only)
-                        MemorySegment blockPanels = low ? ls : streamB ? streamed : bBlocks;
-                        boolean blockLocal = streamB && !low;
-                        if (blockLocal)
-                            packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
+                        int pc = kb * kcMax, kc = Math.min(kcMax, k - pc), lowK = kb == 0 ? rank : 0;
+                        // B's panels from depth pc, or this block of a streamed B (panels q0..q1 only)
+                        MemorySegment blockPanels = streamB ? streamed : bBlocks;
+                        if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
-                        // panel height: the wide kernel's where it runs (packed A, deep k) and pads no more rows than
-                        // 6-row panels would (16 rows as 12 + 12 computed 24 rows, as 6 + 6 + 6 18: 16 x 4096 x 2048 ran
-                        // at 1 / 1.19 of the 6-row kernel's speed), else the 6-row kernel's
-                        int pr = sliced && !directA && ceilDiv(mc, MR) * MR == ceilDiv(mc, HALF) * HALF ? MR : HALF;
+                        // panel height: the wide kernel's where it runs (packed A, deep k), else the 6-row kernel's; a
+                        // last panel of at most 6 rows is 6 high either way (panelHeight)
+                        int pr = sliced && !directA ? MR : HALF;
                         if (!directA) {
-                            packA(low ? l : a, ic, mc, pc, kc, pr, low ? lowFactor : 1f, as);
-                            if (sliced) for (int ir = 0; ir < mc; ir += pr) aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * pr * kc);
+                            packA(a, ic, mc, pc, kc, pr, 1f, as);
+                            if (lowK > 0) packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAs);
+                            if (sliced)
+                                for (int ir = 0, h; ir < mc; ir += h) {
+                                    h = panelHeight(pr, mc - ir);
+                                    aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * h * kc);
+                                    lowPanels[ir / pr] = lowK > 0 ? lowAs.asSlice(4L * ir * lowK, 4L * h * lowK) : aPanels[ir / pr];
+                                }
                         }
                         for (int q = q0; q < q1; q++) {
                             int col = jcf + q * NR, nr = Math.min(NR, n - col);
-                            long bo = 4L * (blockLocal ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
+                            long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
+                            long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
                             MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
-                            for (int ir = 0; ir < mc; ir += pr) {
-                                int mr = Math.min(pr, mc - ir);
-                                if (directA && mr == pr) {
-                                    accumulate(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
+                            MemorySegment lowBPanel = sliced ? lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : bPanel : null;
+                            for (int ir = 0, h; ir < mc; ir += h) {
+                                h = panelHeight(pr, mc - ir);
+                                int mr = Math.min(h, mc - ir);
+                                if (directA && mr == pr) { // never with a low-rank pair (fusesLowRank)
+                                    accumulate(0, null, 0, null, 0, kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
                                 } else {
                                     long ao = 4L * ir * kc;
                                     if (directA) { // a short last row panel: packed, so the kernel never reads past A
@@ -231,9 +242,14 @@ final class GemmF32 {
                                     }
                                     // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
                                     // more than the bounds-check-free loop saves
-                                    if (!sliced) accumulate(kc, as, ao, 4, 4L * pr, blockPanels, bo, ct);
-                                    else if (pr > HALF) accumulatePackedWide(kc, aPanels[ir / pr], bPanel, ct);
-                                    else accumulatePacked(kc, directA ? as.asSlice(0, 4L * pr * kc) : aPanels[ir / pr], bPanel, ct);
+                                    if (!sliced)
+                                        accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, ao, 4, 4L * pr, blockPanels, bo, ct);
+                                    else if (h > HALF)
+                                        accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                    else if (directA)
+                                        accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * pr * kc), bPanel, ct);
+                                    else
+                                        accumulatePacked(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
                                 }
                                 updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                             }
@@ -333,33 +349,48 @@ final class GemmF32 {
         }
     }
 
+    /**
+     * Rows of the A panel that starts {@code rowsLeft} rows before the end of its block: {@code pr}, except that a last
+     * panel of at most {@link #HALF} rows is HALF high where pr is 12. A block of 88 rows (a 256-row product's last) is
+     * then 7 x 12 + 6 rows, on the wide kernel but for the last panel; choosing one height per block, it had gone all
+     * 6-row (90 rows computed rather than 96), and in a llama-25m step of 256 tokens the 6-row kernel took 20% of the
+     * samples. Also 16 rows: 12 + 6 (as 6 + 6 + 6 earlier; 12 + 12 computed 24 and ran 16 x 4096 x 2048 at 1 / 1.19).
+     */
+    private static int panelHeight(int pr, int rowsLeft) {
+        return pr > HALF && rowsLeft <= HALF ? HALF : pr;
+    }
+
     private static int ceilDiv(int a, int b) {
         return (a + b - 1) / b;
     }
 
     /**
-     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as {@code pr}-row panels, k-major inside a panel, zero-padded
-     * (scale 1 is exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one a panel
+     * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as panels of {@link #panelHeight} rows (pr, the last one maybe
+     * fewer), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
+     * exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one a panel
      * at a time ({@link #packPlainPanel}).
      */
     private static void packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, MemorySegment ap) {
         float[] row = ROW.get(), st = STAGE.get();
-        int padded = ceilDiv(mc, pr) * pr;
+        int last = (mc - 1) / pr * pr, padded = last + panelHeight(pr, mc - last); // rows computed
         if (a.trans()) {
             for (int p = 0; p < kc; p++) {
                 a.codec().readFloats(a.seg(), a.at(ic, pc + p), row, 0, mc);
                 java.util.Arrays.fill(row, mc, padded, 0f);
-                for (int ir = 0; ir < mc; ir += pr) {
-                    int at = ir * kc + p * pr;
-                    for (int r = 0; r < pr; r++) st[at + r] = row[ir + r] * scale;
+                for (int ir = 0, h; ir < mc; ir += h) {
+                    h = panelHeight(pr, mc - ir);
+                    int at = ir * kc + p * h;
+                    for (int r = 0; r < h; r++) st[at + r] = row[ir + r] * scale;
                 }
             }
             MemorySegment.copy(st, 0, ap, ElementCodec.FLOAT, 0, padded * kc);
         } else {
             int[] map = GATHER_MAP.get();
-            gatherMap(pr, kc, map);
-            for (int ir = 0; ir < mc; ir += pr)
-                packPlainPanel(a, ic + ir, Math.min(pr, mc - ir), pc, kc, pr, scale, st, map, ap, 4L * ir * kc);
+            for (int ir = 0, h; ir < mc; ir += h) {
+                h = panelHeight(pr, mc - ir);
+                if (ir == 0 || h != pr) gatherMap(h, kc, map);
+                packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, 4L * ir * kc);
+            }
         }
     }
 
@@ -441,13 +472,16 @@ final class GemmF32 {
 
     /**
      * t[6 x NR] = 6 rows of A x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators) of the
-     * short-k and in-place cases (its packed twin {@link #accumulatePacked} takes deep k on 6-row panels). Offsets and
-     * steps in bytes: row r of A at k step p is at {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the
-     * row pitch and 4), B's NR values of step p at {@code bo + p*4*NR} (B is always packed). The C update is another
+     * short-k and in-place cases (its packed twin {@link #accumulatePacked} takes deep k on 6-row panels), after
+     * {@code lowK} steps of a low-rank pair (its A at {@code lap}/{@code lao}, packed as A is, its B panel at
+     * {@code lbp}/{@code lbo}; lowK 0: none). Offsets and steps in bytes: row r of A at k step p is at
+     * {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the row pitch and 4), B's NR values of step p at
+     * {@code bo + p*4*NR} (B is always packed). The C update is another
      * method on purpose: with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core,
      * in isolation).
      */
-    private static void accumulate(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
+    private static void accumulate(int lowK, MemorySegment lap, long lao, MemorySegment lbp, long lbo,
+                                   int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
@@ -455,27 +489,32 @@ final class GemmF32 {
         FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
         FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
         long a1 = aRow, a2 = 2 * aRow, a3 = 3 * aRow, a4 = 4 * aRow, a5 = 5 * aRow;
-        for (int p = 0; p < kc; p++, ao += aStep, bo += 4L * NR) {
-            FloatVector b0 = FloatVector.fromMemorySegment(SP, bp, bo, NATIVE);
-            FloatVector b1 = FloatVector.fromMemorySegment(SP, bp, bo + 4L * L, NATIVE);
-            FloatVector a = FloatVector.broadcast(SP, ap.get(PACKED, ao));
-            c00 = a.fma(b0, c00);
-            c01 = a.fma(b1, c01);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ao + a1));
-            c10 = a.fma(b0, c10);
-            c11 = a.fma(b1, c11);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ao + a2));
-            c20 = a.fma(b0, c20);
-            c21 = a.fma(b1, c21);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ao + a3));
-            c30 = a.fma(b0, c30);
-            c31 = a.fma(b1, c31);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ao + a4));
-            c40 = a.fma(b0, c40);
-            c41 = a.fma(b1, c41);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ao + a5));
-            c50 = a.fma(b0, c50);
-            c51 = a.fma(b1, c51);
+        for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps (packed as A is), then A's and B's
+            int depth = part == 0 ? lowK : kc;
+            MemorySegment pa = part == 0 ? lap : ap, pb = part == 0 ? lbp : bp;
+            long ak = part == 0 ? lao : ao, bk = part == 0 ? lbo : bo;
+            for (int p = 0; p < depth; p++, ak += aStep, bk += 4L * NR) {
+                FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
+                FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
+                FloatVector a = FloatVector.broadcast(SP, pa.get(PACKED, ak));
+                c00 = a.fma(b0, c00);
+                c01 = a.fma(b1, c01);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + a1));
+                c10 = a.fma(b0, c10);
+                c11 = a.fma(b1, c11);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + a2));
+                c20 = a.fma(b0, c20);
+                c21 = a.fma(b1, c21);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + a3));
+                c30 = a.fma(b0, c30);
+                c31 = a.fma(b1, c31);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + a4));
+                c40 = a.fma(b0, c40);
+                c41 = a.fma(b1, c41);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + a5));
+                c50 = a.fma(b0, c50);
+                c51 = a.fma(b1, c51);
+            }
         }
         c00.intoArray(t, 0);
         c01.intoArray(t, L);
@@ -500,35 +539,40 @@ final class GemmF32 {
      * object: made per call, at 2048^3 they took 3.6% of the samples; hoisted, one thread ran 1.046 / 1.049 times as
      * fast, medians of 12 alternating rounds in one JVM).
      */
-    private static void accumulatePacked(int kc, MemorySegment as, MemorySegment bs, float[] t) {
+    private static void accumulatePacked(int lowK, MemorySegment lowA, MemorySegment lowB, int kc, MemorySegment as, MemorySegment bs,
+                                         float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
         FloatVector c30 = FloatVector.zero(SP), c31 = FloatVector.zero(SP);
         FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
         FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
-        for (int p = 0; p < kc; p++) {
-            long ak = 4L * HALF * p, bk = 4L * NR * p;
-            FloatVector b0 = FloatVector.fromMemorySegment(SP, bs, bk, NATIVE);
-            FloatVector b1 = FloatVector.fromMemorySegment(SP, bs, bk + 4L * L, NATIVE);
-            FloatVector a = FloatVector.broadcast(SP, as.get(PACKED, ak));
-            c00 = a.fma(b0, c00);
-            c01 = a.fma(b1, c01);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 4));
-            c10 = a.fma(b0, c10);
-            c11 = a.fma(b1, c11);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 8));
-            c20 = a.fma(b0, c20);
-            c21 = a.fma(b1, c21);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 12));
-            c30 = a.fma(b0, c30);
-            c31 = a.fma(b1, c31);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 16));
-            c40 = a.fma(b0, c40);
-            c41 = a.fma(b1, c41);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 20));
-            c50 = a.fma(b0, c50);
-            c51 = a.fma(b1, c51);
+        for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps, then A's and B's
+            int depth = part == 0 ? lowK : kc;
+            MemorySegment pa = part == 0 ? lowA : as, pb = part == 0 ? lowB : bs;
+            for (int p = 0; p < depth; p++) {
+                long ak = 4L * HALF * p, bk = 4L * NR * p;
+                FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
+                FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
+                FloatVector a = FloatVector.broadcast(SP, pa.get(PACKED, ak));
+                c00 = a.fma(b0, c00);
+                c01 = a.fma(b1, c01);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 4));
+                c10 = a.fma(b0, c10);
+                c11 = a.fma(b1, c11);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 8));
+                c20 = a.fma(b0, c20);
+                c21 = a.fma(b1, c21);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 12));
+                c30 = a.fma(b0, c30);
+                c31 = a.fma(b1, c31);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 16));
+                c40 = a.fma(b0, c40);
+                c41 = a.fma(b1, c41);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 20));
+                c50 = a.fma(b0, c50);
+                c51 = a.fma(b1, c51);
+            }
         }
         c00.intoArray(t, 0);
         c01.intoArray(t, L);
@@ -549,7 +593,8 @@ final class GemmF32 {
      * pair of B vectors loaded feeds 24 FMAs. Without spills on AVX-512 (checked in the JIT's code: 24 FMAs, 12 broadcasts
      * from memory and 2 loads a k step).
      */
-    private static void accumulatePackedWide(int kc, MemorySegment as, MemorySegment bs, float[] t) {
+    private static void accumulatePackedWide(int lowK, MemorySegment lowA, MemorySegment lowB, int kc, MemorySegment as, MemorySegment bs,
+                                         float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
@@ -562,47 +607,51 @@ final class GemmF32 {
         FloatVector c90 = FloatVector.zero(SP), c91 = FloatVector.zero(SP);
         FloatVector c100 = FloatVector.zero(SP), c101 = FloatVector.zero(SP);
         FloatVector c110 = FloatVector.zero(SP), c111 = FloatVector.zero(SP);
-        for (int p = 0; p < kc; p++) {
-            long ak = 4L * MR * p, bk = 4L * NR * p;
-            FloatVector b0 = FloatVector.fromMemorySegment(SP, bs, bk, NATIVE);
-            FloatVector b1 = FloatVector.fromMemorySegment(SP, bs, bk + 4L * L, NATIVE);
-            FloatVector a;
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 0));
-            c00 = a.fma(b0, c00);
-            c01 = a.fma(b1, c01);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 4));
-            c10 = a.fma(b0, c10);
-            c11 = a.fma(b1, c11);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 8));
-            c20 = a.fma(b0, c20);
-            c21 = a.fma(b1, c21);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 12));
-            c30 = a.fma(b0, c30);
-            c31 = a.fma(b1, c31);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 16));
-            c40 = a.fma(b0, c40);
-            c41 = a.fma(b1, c41);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 20));
-            c50 = a.fma(b0, c50);
-            c51 = a.fma(b1, c51);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 24));
-            c60 = a.fma(b0, c60);
-            c61 = a.fma(b1, c61);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 28));
-            c70 = a.fma(b0, c70);
-            c71 = a.fma(b1, c71);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 32));
-            c80 = a.fma(b0, c80);
-            c81 = a.fma(b1, c81);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 36));
-            c90 = a.fma(b0, c90);
-            c91 = a.fma(b1, c91);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 40));
-            c100 = a.fma(b0, c100);
-            c101 = a.fma(b1, c101);
-            a = FloatVector.broadcast(SP, as.get(PACKED, ak + 44));
-            c110 = a.fma(b0, c110);
-            c111 = a.fma(b1, c111);
+        for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps, then A's and B's
+            int depth = part == 0 ? lowK : kc;
+            MemorySegment pa = part == 0 ? lowA : as, pb = part == 0 ? lowB : bs;
+            for (int p = 0; p < depth; p++) {
+                long ak = 4L * MR * p, bk = 4L * NR * p;
+                FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
+                FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
+                FloatVector a;
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 0));
+                c00 = a.fma(b0, c00);
+                c01 = a.fma(b1, c01);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 4));
+                c10 = a.fma(b0, c10);
+                c11 = a.fma(b1, c11);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 8));
+                c20 = a.fma(b0, c20);
+                c21 = a.fma(b1, c21);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 12));
+                c30 = a.fma(b0, c30);
+                c31 = a.fma(b1, c31);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 16));
+                c40 = a.fma(b0, c40);
+                c41 = a.fma(b1, c41);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 20));
+                c50 = a.fma(b0, c50);
+                c51 = a.fma(b1, c51);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 24));
+                c60 = a.fma(b0, c60);
+                c61 = a.fma(b1, c61);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 28));
+                c70 = a.fma(b0, c70);
+                c71 = a.fma(b1, c71);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 32));
+                c80 = a.fma(b0, c80);
+                c81 = a.fma(b1, c81);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 36));
+                c90 = a.fma(b0, c90);
+                c91 = a.fma(b1, c91);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 40));
+                c100 = a.fma(b0, c100);
+                c101 = a.fma(b1, c101);
+                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 44));
+                c110 = a.fma(b0, c110);
+                c111 = a.fma(b1, c111);
+            }
         }
         c00.intoArray(t, 0 * L);
         c01.intoArray(t, 1 * L);
