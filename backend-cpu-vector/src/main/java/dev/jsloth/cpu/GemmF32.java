@@ -365,19 +365,21 @@ final class GemmF32 {
     }
 
     /**
-     * Rows of C done across all of a B block's panels before the next rows start: one row panel where the block (kc x
-     * panels) is at most {@link #STRIPED_B_BYTES}, so it stays in L2 while each panel of A is reused from L1 and C is
-     * written a few rows at a time; else the whole A block (mc), each B panel then read once per block and reused from
-     * L1 by every row panel. With the whole block at K = 16, each B panel's 32 columns were written into 96 rows 8 KB
-     * apart, and writing C was all the time: one JVM, 2 threads, old and new alternating, medians of 9-15 rounds'
-     * ratios (bit-identical results), 4096 x 2048 x 16 2.76x (22.5 -> 59.8 GFLOP/s), 1024 x 4096 x 16 2.17x, 512 x 1408 x 16
-     * 1.45x, 4096 x 2048 x 32 1.67x, x 64 1.35x, x 128 1.13x, 4096 x 1024 x 256 1.05x; 16 and 48 x 4096 x 2048 (streamed B)
-     * 1.01x and 1.05x.
+     * Rows of C done across all of a B block's panels before the next rows start. For short k ({@link #STRIPED_MAX_K}:
+     * writing C is then a large part of the work) and a block (kc x panels) of at most {@link #STRIPED_B_BYTES}, one row
+     * panel: the block stays in L2, each A panel in L1, and C is written a few rows at a time. Else the whole A block
+     * (mc): each B panel is read once per block and reused by every row panel. With the whole block at K = 16, each B
+     * panel's 32 columns went into 96 rows 8 KB apart, and writing C was all the time. One JVM, 2 threads, the two
+     * orders alternating, medians of 9-151 rounds' ratios (results bit-identical): 4096 x 2048 x 16 2.76x (22.5 -> 59.8
+     * GFLOP/s), 1024 x 4096 x 16 2.17x, 512 x 1408 x 16 1.45x, 4096 x 2048 x 32 1.67x, x 64 1.35x, x 128 1.13x; deeper, no gain:
+     * 4096 x 1024 x 256 1.05x, 512 x 512 x 256 1.00x, 512^3 0.95x.
      */
     private static int rowStripe(int kc, int panels, int pr, int mc) {
-        return 4L * kc * panels * NR <= STRIPED_B_BYTES ? pr : mc;
+        return kc <= STRIPED_MAX_K && 4L * kc * panels * NR <= STRIPED_B_BYTES ? pr : mc;
     }
 
+    /** The deepest K block done a row panel at a time ({@link #rowStripe}). */
+    private static final int STRIPED_MAX_K = 128;
     /** The largest B block (bytes) done a row panel at a time ({@link #rowStripe}): half of this machine's 2 MB L2. */
     private static final long STRIPED_B_BYTES = 1 << 20;
 

@@ -21,7 +21,7 @@ class GemmShapesTest extends CpuBackendTests {
             "1,1,1", "13,207,1", "207,13,300", "4098,13,207", "4098,16,33", "13,4098,207", "24,4098,300", "25,33,600",
             "6,16,256", "7,17,257", "96,2048,16", "1,4098,1", "300,300,300",
             "97,40,1025", "30,33,2100", // K past one packed K block (1024)
-            "100,300,300", "100,300,1030", // tiles a row panel at a time (B's block up to 1 MB) and a B panel at a time (past it), last panel 4 rows
+            "100,300,100", "100,300,1030", // tiles a row panel at a time (short k, B's block up to 1 MB) and a B panel at a time, last panel 4 rows
             "40,16,2100", "40,16,4500", // A read in place (N of one panel), K in one block and past one (4096)
             "48,300,70", "64,65,33", "33,64,40", "64,64,20"}) // mirrored transposed products (B transposed, M up to 64) and their edges
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
