@@ -118,7 +118,7 @@ enum ElementCodec implements Codec {
      */
     private static final VectorSpecies<Double> DOUBLES = WIDE ? DoubleVector.SPECIES_PREFERRED : DoubleVector.SPECIES_256;
     private static final VectorSpecies<Float> HALF_FLOATS =
-            FloatVector.SPECIES_128.withShape(jdk.incubator.vector.VectorShape.forBitSize(DOUBLES.vectorBitSize() / 2));
+            VectorSpecies.of(float.class, jdk.incubator.vector.VectorShape.forBitSize(DOUBLES.vectorBitSize() / 2));
     static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfDouble DOUBLE = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);

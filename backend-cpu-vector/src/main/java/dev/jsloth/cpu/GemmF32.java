@@ -220,42 +220,44 @@ final class GemmF32 {
                                 for (int ir = 0, h; ir < mc; ir += h) {
                                     h = panelHeight(pr, mc - ir);
                                     aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * h * kc);
-                                    lowPanels[ir / pr] = lowK > 0 ? lowAs.asSlice(4L * ir * lowK, 4L * h * lowK) : aPanels[ir / pr];
+                                    lowPanels[ir / pr] = lowK > 0 ? lowAs.asSlice(4L * ir * lowK, 4L * h * lowK) : null;
                                 }
                         }
                         // the order of the tiles (rowStripe): one row panel across all of B's panels where B's block
                         // is small, else each B panel across all of A's row panels
                         int stripe = rowStripe(kc, q1 - q0, pr, mc);
-                        for (int rs = 0; rs < mc; rs += stripe)
-                        for (int q = q0; q < q1; q++) {
-                            int col = jcf + q * NR, nr = Math.min(NR, n - col);
-                            long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
-                            long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
-                            MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
-                            MemorySegment lowBPanel = sliced ? lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : bPanel : null;
-                            for (int ir = rs, h; ir < Math.min(mc, rs + stripe); ir += h) {
-                                h = panelHeight(pr, mc - ir);
-                                int mr = Math.min(h, mc - ir);
-                                if (directA && mr == pr) { // never with a low-rank pair (fusesLowRank)
-                                    accumulate(0, null, 0, null, 0, kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
-                                } else {
-                                    long ao = 4L * ir * kc;
-                                    if (directA) { // a short last row panel: packed, so the kernel never reads past A
-                                        packA(a, ic + ir, mr, pc, kc, pr, 1f, as);
-                                        ao = 0;
+                        for (int rs = 0; rs < mc; rs += stripe) { // the stripe: rows [rs, re)
+                            int re = Math.min(mc, rs + stripe);
+                            for (int q = q0; q < q1; q++) {
+                                int col = jcf + q * NR, nr = Math.min(NR, n - col);
+                                long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
+                                long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
+                                MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
+                                MemorySegment lowBPanel = sliced && lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : null; // null: no pair
+                                for (int ir = rs, h; ir < re; ir += h) {
+                                    h = panelHeight(pr, mc - ir);
+                                    int mr = Math.min(h, mc - ir);
+                                    if (directA && mr == pr) { // never with a low-rank pair (fusesLowRank)
+                                        accumulate(0, null, 0, null, 0, kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
+                                    } else {
+                                        long ao = 4L * ir * kc;
+                                        if (directA) { // a short last row panel: packed, so the kernel never reads past A
+                                            packA(a, ic + ir, mr, pc, kc, pr, 1f, as);
+                                            ao = 0;
+                                        }
+                                        // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
+                                        // more than the bounds-check-free loop saves
+                                        if (!sliced)
+                                            accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, ao, 4, 4L * pr, blockPanels, bo, ct);
+                                        else if (h > HALF)
+                                            accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                        else if (directA)
+                                            accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * pr * kc), bPanel, ct);
+                                        else
+                                            accumulatePacked(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
                                     }
-                                    // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
-                                    // more than the bounds-check-free loop saves
-                                    if (!sliced)
-                                        accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, ao, 4, 4L * pr, blockPanels, bo, ct);
-                                    else if (h > HALF)
-                                        accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
-                                    else if (directA)
-                                        accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * pr * kc), bPanel, ct);
-                                    else
-                                        accumulatePacked(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                    updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                                 }
-                                updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                             }
                         }
                     }
