@@ -3,6 +3,7 @@ package dev.jsloth.cpu;
 import dev.jsloth.api.DType;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -27,28 +28,34 @@ enum ElementCodec implements Codec {
         }
 
         /**
-         * Widening runs in this class, not through the interface's per-element get (a megamorphic call site), a whole
-         * double vector at a time (float to double is exact; 2x the scalar loop's rate in isolation, at 4 lanes).
+         * Widening runs in this class, not through the interface's per-element get (a megamorphic call site), a float
+         * vector at a time, each into two double vectors (float to double is exact). Only the preferred species
+         * ({@link #FLOATS}, {@link #DOUBLES}): see there.
          */
         @Override
         public void read(MemorySegment s, long i, double[] dst, int off, int n) {
             MemorySegment run = s.asSlice(i * 4, 4L * n);
-            int j = 0;
-            for (int end = WIDE ? HALF_FLOATS.loopBound(n) : 0; j < end; j += HALF_FLOATS.length()) {
-                FloatVector f = FloatVector.fromMemorySegment(HALF_FLOATS, run, 4L * j, ByteOrder.LITTLE_ENDIAN);
+            int j = 0, half = DOUBLES.length();
+            for (int end = VECTORS ? FLOATS.loopBound(n) : 0; j < end; j += FLOATS.length()) {
+                FloatVector f = FloatVector.fromMemorySegment(FLOATS, run, 4L * j, ByteOrder.LITTLE_ENDIAN);
                 ((DoubleVector) f.convertShape(VectorOperators.F2D, DOUBLES, 0)).intoArray(dst, off + j);
+                ((DoubleVector) f.convertShape(VectorOperators.F2D, DOUBLES, 1)).intoArray(dst, off + j + half);
             }
             for (; j < n; j++) dst[off + j] = run.getAtIndex(FLOAT, j);
         }
 
-        /** Narrowing rounds to nearest even, the same as the scalar {@code (float)} cast. */
+        /**
+         * Narrowing rounds to nearest even, the same as the scalar {@code (float)} cast: two double vectors into the
+         * lower and upper halves of one float vector.
+         */
         @Override
         public void write(MemorySegment s, long i, double[] src, int off, int n) {
             MemorySegment run = s.asSlice(i * 4, 4L * n);
-            int j = 0;
-            for (int end = WIDE ? HALF_FLOATS.loopBound(n) : 0; j < end; j += HALF_FLOATS.length()) {
-                DoubleVector d = DoubleVector.fromArray(DOUBLES, src, off + j);
-                d.convertShape(VectorOperators.D2F, HALF_FLOATS, 0).intoMemorySegment(run, 4L * j, ByteOrder.LITTLE_ENDIAN);
+            int j = 0, half = DOUBLES.length();
+            for (int end = VECTORS ? FLOATS.loopBound(n) : 0; j < end; j += FLOATS.length()) {
+                FloatVector lower = (FloatVector) DoubleVector.fromArray(DOUBLES, src, off + j).convertShape(VectorOperators.D2F, FLOATS, 0);
+                FloatVector upper = (FloatVector) DoubleVector.fromArray(DOUBLES, src, off + j + half).convertShape(VectorOperators.D2F, FLOATS, -1);
+                lower.blend(upper, UPPER_HALF).intoMemorySegment(run, 4L * j, ByteOrder.LITTLE_ENDIAN);
             }
             for (; j < n; j++) run.setAtIndex(FLOAT, j, (float) src[off + j]);
         }
@@ -108,17 +115,20 @@ enum ElementCodec implements Codec {
     };
 
     /**
-     * Whether 4 doubles fit a hardware vector (AVX2 and up): on 128-bit machines (NEON) a 256-bit species would run the
-     * Vector API's Java fallback, far slower than the scalar loop, so F32 runs are then widened and narrowed by it.
+     * The species F32 runs are widened and narrowed with: the preferred ones, never a second float shape. C2 keeps one
+     * type profile per call site inside the Vector API's own methods (FloatVector.intoArray, fromMemorySegment, ...), shared
+     * by every caller; once a second FloatVector class has passed through them (as a half-width float species here did,
+     * 256-bit floats beside the kernels' 512-bit ones), a kernel compiled afterwards can inline those sites for the wrong
+     * class, and its Vector API calls are then not intrinsified: every vector boxed, the GEMM's microkernel at 2-5
+     * GFLOP/s instead of 150-200 (found with a 1024^3 product run after a download; NOTES.md, session 20).
+     * {@code PreferredSpeciesOnlyTest} checks every species constant of this backend.
      */
-    private static final boolean WIDE = DoubleVector.SPECIES_PREFERRED.vectorBitSize() >= 256;
-    /**
-     * F32 runs are widened a whole double vector at a time (8 lanes with AVX-512: reading 16M floats into doubles, as the
-     * cross-entropy does with a llama-25m step's logits, took 1 / 1.22 of the time 4 lanes did).
-     */
-    private static final VectorSpecies<Double> DOUBLES = WIDE ? DoubleVector.SPECIES_PREFERRED : DoubleVector.SPECIES_256;
-    private static final VectorSpecies<Float> HALF_FLOATS =
-            VectorSpecies.of(float.class, jdk.incubator.vector.VectorShape.forBitSize(DOUBLES.vectorBitSize() / 2));
+    private static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Double> DOUBLES = DoubleVector.SPECIES_PREFERRED;
+    /** Whether a float vector is two double vectors wide and has at least 4 lanes (else the scalar loops run). */
+    private static final boolean VECTORS = FLOATS.length() == 2 * DOUBLES.length() && FLOATS.length() >= 4;
+    /** Lanes of a float vector that the second double vector of a pair fills. */
+    private static final VectorMask<Float> UPPER_HALF = VectorMask.fromLong(FLOATS, VECTORS ? -1L << DOUBLES.length() : 0);
     static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfDouble DOUBLE = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
