@@ -13,6 +13,7 @@ interface Codec {
     }
 
     default void write(MemorySegment s, long i, double[] src, int off, int n) {
+        writable(s);
         for (int j = 0; j < n; j++) set(s, i + j, src[off + j]);
     }
 
@@ -21,6 +22,17 @@ interface Codec {
     }
 
     default void writeFloats(MemorySegment s, long i, float[] src, int off, int n) {
+        writable(s);
         for (int j = 0; j < n; j++) set(s, i + j, src[off + j]);
+    }
+
+    /**
+     * Refuses a read-only segment (a frozen tensor's memory) the same way on every path: the segment's own writes throw
+     * IllegalArgumentException, the Vector API's stores UnsupportedOperationException, so which one a caller saw had
+     * depended on whether the run was long enough for a vector.
+     */
+    static MemorySegment writable(MemorySegment s) {
+        if (s.isReadOnly()) throw new UnsupportedOperationException("the tensor is frozen (read-only): its memory cannot be written");
+        return s;
     }
 }

@@ -50,7 +50,7 @@ enum ElementCodec implements Codec {
          */
         @Override
         public void write(MemorySegment s, long i, double[] src, int off, int n) {
-            MemorySegment run = s.asSlice(i * 4, 4L * n);
+            MemorySegment run = Codec.writable(s).asSlice(i * 4, 4L * n);
             int j = 0, half = DOUBLES.length();
             for (int end = VECTORS ? FLOATS.loopBound(n) : 0; j < end; j += FLOATS.length()) {
                 FloatVector lower = (FloatVector) DoubleVector.fromArray(DOUBLES, src, off + j).convertShape(VectorOperators.D2F, FLOATS, 0);
@@ -67,7 +67,7 @@ enum ElementCodec implements Codec {
 
         @Override
         public void writeFloats(MemorySegment s, long i, float[] src, int off, int n) {
-            MemorySegment.copy(src, off, s, FLOAT, i * 4, n);
+            MemorySegment.copy(src, off, Codec.writable(s), FLOAT, i * 4, n);
         }
     },
     F64 {
@@ -88,7 +88,7 @@ enum ElementCodec implements Codec {
 
         @Override
         public void write(MemorySegment s, long i, double[] src, int off, int n) {
-            MemorySegment.copy(src, off, s, DOUBLE, i * 8, n);
+            MemorySegment.copy(src, off, Codec.writable(s), DOUBLE, i * 8, n);
         }
     },
     BF16 {

@@ -65,6 +65,15 @@ class FrozenTensorTest extends CpuBackendTests {
             assertArrayEquals(before, be.download(t), 0.0);
             assertThrows(IllegalArgumentException.class, () -> be.freeze(view), "a view is frozen through its root only");
         }
+        // the same refusal whatever the length (runs too short for a vector, a vector and a tail, F64 storage)
+        for (int[] dims : new int[][]{{1, 1}, {3, 7}, {1, 33}}) {
+            for (DType type : new DType[]{DType.F32, DType.F64, DType.BF16}) {
+                try (Tensor t = be.upload(type, Shape.of(dims[0], dims[1]), random(new SplittableRandom(5), dims[0] * dims[1]))) {
+                    be.freeze(t);
+                    assertThrows(UnsupportedOperationException.class, () -> be.kernels().fill(t, 1.0), type + " " + dims[0] + "x" + dims[1]);
+                }
+            }
+        }
     }
 
     /** Kept panels count as live memory (one block per B layout used) and are freed with their tensor. */
