@@ -11,12 +11,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 T="${1:-$(nproc)}"
 ROUNDS="${2:-15}"
+if ! [[ $T =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: $0 [THREADS] [ROUNDS] [MxNxK ...]   (THREADS and ROUNDS are positive whole numbers; got '$T' '$ROUNDS')" >&2
+  exit 2
+fi
 shift $(( $# < 2 ? $# : 2 ))
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(2048x2048x2048 4096x16x2048 16x4096x2048 4096x2048x16)
 LIB="${OPENBLAS_LIB:-$(python3 - <<'PY'
 import glob, os
-import numpy
+try:
+    import numpy
+except ImportError:
+    print("")
+    raise SystemExit(0)
 base = os.path.dirname(numpy.__file__)
 hits = sorted(glob.glob(os.path.join(base, "..", "numpy.libs", "lib*openblas*.so*")) + glob.glob(os.path.join(base, ".libs", "lib*openblas*.so*")))
 print(os.path.realpath(hits[0]) if hits else "")
@@ -33,4 +41,4 @@ echo "OpenBLAS: $LIB" >&2
 # threads go to sleep at once after each call (OPENBLAS_THREAD_TIMEOUT=4), so they do not spin beside jsloth's
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_THREAD_TIMEOUT=4 \
   "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Djsloth.threads="$T" \
-  -cp "benchmarks/target/classes:benchmarks/target/lib/*" dev.jsloth.bench.GemmVsOpenBlas "$LIB" "$ROUNDS" "${SIZES[@]}" 2>&1 | grep -v '^WARNING'
+  -cp "benchmarks/target/classes:benchmarks/target/lib/*" dev.jsloth.bench.GemmVsOpenBlas "$LIB" "$ROUNDS" "${SIZES[@]}" 2>&1 | { grep -v '^WARNING' || true; }

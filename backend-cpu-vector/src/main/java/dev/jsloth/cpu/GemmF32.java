@@ -212,8 +212,9 @@ final class GemmF32 {
                         if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
-                        // panel height: the wide kernel's where it runs (packed A, deep k), else the 6-row kernel's; a
-                        // last panel of at most 6 rows is 6 high either way (panelHeight)
+                        // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
+                        // place, N within one vector), else the 6-row kernel's; a last panel of at most 6 rows is 6 high
+                        // either way (panelHeight)
                         int pr = sliced && !directA || narrow ? MR : HALF;
                         if (!directA) {
                             packA(a, ic, mc, pc, kc, pr, 1f, as);
@@ -512,49 +513,6 @@ final class GemmF32 {
      * method on purpose: with it in the same method the JIT compiled the k loop at 31 GFLOP/s instead of 76 (one core,
      * in isolation).
      */
-    /**
-     * 12 rows by one vector of B's panel: A read where it is (plain F32, rows {@code aRow} bytes apart) or from a packed
-     * 12-row panel, for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
-     * second column vector would be all padding: every FMA here is useful, and each k step loads one B vector for 12 A
-     * values. Same sums in the same order as {@link #accumulate} (bit-identical). One JVM, this code and the 6-row kernel
-     * alternating, medians of 41-61 rounds' ratios: 4096x16x2048 1.14x on one thread (32.2 -> 36.3 GFLOP/s), 1.12x on two
-     * (44.7 -> 55.3), 2048x16x4096 1.15x, the llama-25m step's 512x16x512 1.6x (noisy). Only with 512-bit vectors, where
-     * {@link #MR} is 12.
-     */
-    private static void accumulateNarrow(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
-        FloatVector c0 = FloatVector.zero(SP), c1 = FloatVector.zero(SP), c2 = FloatVector.zero(SP), c3 = FloatVector.zero(SP);
-        FloatVector c4 = FloatVector.zero(SP), c5 = FloatVector.zero(SP), c6 = FloatVector.zero(SP), c7 = FloatVector.zero(SP);
-        FloatVector c8 = FloatVector.zero(SP), c9 = FloatVector.zero(SP), c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
-        long ak = ao, bk = bo;
-        for (int p = 0; p < kc; p++, ak += aStep, bk += 4L * NR) {
-            FloatVector b = FloatVector.fromMemorySegment(SP, bp, bk, NATIVE);
-            c0 = FloatVector.broadcast(SP, ap.get(PACKED, ak)).fma(b, c0);
-            c1 = FloatVector.broadcast(SP, ap.get(PACKED, ak + aRow)).fma(b, c1);
-            c2 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 2 * aRow)).fma(b, c2);
-            c3 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 3 * aRow)).fma(b, c3);
-            c4 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 4 * aRow)).fma(b, c4);
-            c5 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 5 * aRow)).fma(b, c5);
-            c6 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 6 * aRow)).fma(b, c6);
-            c7 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 7 * aRow)).fma(b, c7);
-            c8 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 8 * aRow)).fma(b, c8);
-            c9 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 9 * aRow)).fma(b, c9);
-            c10 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 10 * aRow)).fma(b, c10);
-            c11 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 11 * aRow)).fma(b, c11);
-        }
-        c0.intoArray(t, 0);
-        c1.intoArray(t, NR);
-        c2.intoArray(t, 2 * NR);
-        c3.intoArray(t, 3 * NR);
-        c4.intoArray(t, 4 * NR);
-        c5.intoArray(t, 5 * NR);
-        c6.intoArray(t, 6 * NR);
-        c7.intoArray(t, 7 * NR);
-        c8.intoArray(t, 8 * NR);
-        c9.intoArray(t, 9 * NR);
-        c10.intoArray(t, 10 * NR);
-        c11.intoArray(t, 11 * NR);
-    }
-
     private static void accumulate(int lowK, MemorySegment lap, long lao, MemorySegment lbp, long lbo,
                                    int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
@@ -603,6 +561,49 @@ final class GemmF32 {
         c41.intoArray(t, 9 * L);
         c50.intoArray(t, 10 * L);
         c51.intoArray(t, 11 * L);
+    }
+
+    /**
+     * 12 rows by one vector of B's panel: A read where it is (plain F32, rows {@code aRow} bytes apart) or from a packed
+     * 12-row panel, for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
+     * second column vector would be all padding: every FMA here is useful, and each k step loads one B vector for 12 A
+     * values. Same sums in the same order as {@link #accumulate} (bit-identical). One JVM, this code and the 6-row kernel
+     * alternating, medians of 41-61 rounds' ratios: 4096x16x2048 1.14x on one thread (32.2 -> 36.3 GFLOP/s), 1.12x on two
+     * (44.7 -> 55.3), 2048x16x4096 1.15x, the llama-25m step's 512x16x512 1.6x (noisy). Only with 512-bit vectors, where
+     * {@link #MR} is 12.
+     */
+    private static void accumulateNarrow(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
+        FloatVector c0 = FloatVector.zero(SP), c1 = FloatVector.zero(SP), c2 = FloatVector.zero(SP), c3 = FloatVector.zero(SP);
+        FloatVector c4 = FloatVector.zero(SP), c5 = FloatVector.zero(SP), c6 = FloatVector.zero(SP), c7 = FloatVector.zero(SP);
+        FloatVector c8 = FloatVector.zero(SP), c9 = FloatVector.zero(SP), c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
+        long ak = ao, bk = bo;
+        for (int p = 0; p < kc; p++, ak += aStep, bk += 4L * NR) {
+            FloatVector b = FloatVector.fromMemorySegment(SP, bp, bk, NATIVE);
+            c0 = FloatVector.broadcast(SP, ap.get(PACKED, ak)).fma(b, c0);
+            c1 = FloatVector.broadcast(SP, ap.get(PACKED, ak + aRow)).fma(b, c1);
+            c2 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 2 * aRow)).fma(b, c2);
+            c3 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 3 * aRow)).fma(b, c3);
+            c4 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 4 * aRow)).fma(b, c4);
+            c5 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 5 * aRow)).fma(b, c5);
+            c6 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 6 * aRow)).fma(b, c6);
+            c7 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 7 * aRow)).fma(b, c7);
+            c8 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 8 * aRow)).fma(b, c8);
+            c9 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 9 * aRow)).fma(b, c9);
+            c10 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 10 * aRow)).fma(b, c10);
+            c11 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 11 * aRow)).fma(b, c11);
+        }
+        c0.intoArray(t, 0);
+        c1.intoArray(t, NR);
+        c2.intoArray(t, 2 * NR);
+        c3.intoArray(t, 3 * NR);
+        c4.intoArray(t, 4 * NR);
+        c5.intoArray(t, 5 * NR);
+        c6.intoArray(t, 6 * NR);
+        c7.intoArray(t, 7 * NR);
+        c8.intoArray(t, 8 * NR);
+        c9.intoArray(t, 9 * NR);
+        c10.intoArray(t, 10 * NR);
+        c11.intoArray(t, 11 * NR);
     }
 
     /**

@@ -22,8 +22,8 @@ import java.util.SplittableRandom;
  * jsloth's F32 GEMM and OpenBLAS's {@code cblas_sgemm} alternating in one JVM on the same operands and thread count
  * ({@code tools/bench/gemm-vs-openblas-inprocess.sh}). On a shared VM whose speed moves by 2x within minutes, two
  * processes run one after the other can see different machines; here each round times jsloth, OpenBLAS, OpenBLAS,
- * jsloth (then the reverse), each a batch of products lasting about 50 ms after a warm-up of at least 3 s and 500 products
- * per side, so each round's ratio compares the two under the same conditions.
+ * jsloth (then the reverse), each a batch of the same number of products (about 50 ms for the faster side) after a warm-up
+ * of at least 3 s and 500 products per side, so each round's ratio compares the two under the same conditions.
  *
  * <p>usage: {@code GemmVsOpenBlas LIBRARY ROUNDS MxNxK...}; threads: {@code -Djsloth.threads} for both. The library is
  * numpy's bundled OpenBLAS (scipy-openblas, ILP64 symbols {@code scipy_cblas_sgemm64_}) or a plain LP64
@@ -73,16 +73,34 @@ public final class GemmVsOpenBlas {
         var i = ValueLayout.JAVA_INT;
         var f = ValueLayout.JAVA_FLOAT;
         var p = ValueLayout.ADDRESS;
-        Optional<MemorySegment> ilp64 = lib.find("scipy_cblas_sgemm64_");
+        // 64-bit integers where the library says so by its symbols' suffix (scipy-openblas64, numpy 1.x's openblas64_);
+        // a build with INTERFACE64 and unsuffixed names would be misread as LP64, so those are refused by config below
+        Optional<MemorySegment> ilp64 = lib.find("scipy_cblas_sgemm64_").or(() -> lib.find("cblas_sgemm64_"));
         if (ilp64.isPresent())
             return new Sgemm(linker.downcallHandle(ilp64.get(), FunctionDescriptor.ofVoid(i, i, i, l, l, l, f, p, l, p, l, f, p, l)), true);
         MemorySegment lp64 = lib.find("cblas_sgemm").or(() -> lib.find("scipy_cblas_sgemm"))
-                .orElseThrow(() -> new IllegalArgumentException(library + ": no cblas_sgemm, scipy_cblas_sgemm or scipy_cblas_sgemm64_"));
+                .orElseThrow(() -> new IllegalArgumentException(library + ": no cblas_sgemm, scipy_cblas_sgemm or a *64_ variant"));
+        String config = config(linker, lib);
+        if (config.contains("USE64BITINT"))
+            throw new IllegalArgumentException(library + " is built with 64-bit integers (" + config + ") but exports unsuffixed names: not supported");
         return new Sgemm(linker.downcallHandle(lp64, FunctionDescriptor.ofVoid(i, i, i, i, i, i, f, p, i, p, i, f, p, i)), false);
     }
 
+    /** openblas_get_config()'s string, or "" where the library has none. */
+    private static String config(Linker linker, SymbolLookup lib) {
+        Optional<MemorySegment> s = lib.find("openblas_get_config").or(() -> lib.find("scipy_openblas_get_config"));
+        if (s.isEmpty()) return "";
+        try {
+            MemorySegment text = (MemorySegment) linker.downcallHandle(s.get(), FunctionDescriptor.of(ValueLayout.ADDRESS)).invokeExact();
+            return text.reinterpret(4096).getString(0);
+        } catch (Throwable t) {
+            return "";
+        }
+    }
+
     private static void setThreads(Linker linker, SymbolLookup lib, int threads) throws Throwable {
-        for (String name : new String[]{"scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads"}) {
+        for (String name : new String[]{"scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                "openblas_set_num_threads"}) {
             Optional<MemorySegment> s = lib.find(name);
             if (s.isPresent()) {
                 linker.downcallHandle(s.get(), FunctionDescriptor.ofVoid(ValueLayout.JAVA_INT)).invokeExact(threads);
@@ -152,7 +170,7 @@ public final class GemmVsOpenBlas {
     private static final long WARM_UP_NANOS = 3_000_000_000L, SAMPLE_NANOS = 50_000_000L;
     private static final int WARM_UP_CALLS = 500;
 
-    /** Runs the product for the warm-up; returns the median nanoseconds of one product in its last tenth. */
+    /** Runs the product for the warm-up; returns the median nanoseconds of one product over its last 64 calls. */
     private static long warmUp(Product p) throws Exception {
         long start = System.nanoTime();
         long[] last = new long[64];
