@@ -240,29 +240,28 @@ final class GemmF32 {
                                 for (int ir = rs, h; ir < re; ir += h) {
                                     h = panelHeight(pr, mc - ir);
                                     int mr = Math.min(h, mc - ir);
-                                    if (directA && mr == h) { // never with a low-rank pair (fusesLowRank)
+                                    if (directA) { // never with a low-rank pair (fusesLowRank)
+                                        // a full panel is read where it is; a short last one is packed, so the kernel
+                                        // never reads past A
+                                        boolean inPlace = mr == h;
+                                        if (!inPlace) packA(a, ic + ir, mr, pc, kc, pr, 1f, as);
+                                        MemorySegment src = inPlace ? a.seg() : as;
+                                        long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
+                                        long aStep = inPlace ? 4 : 4L * h;
                                         if (h == MR)
-                                            accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
+                                            accumulateNarrow(kc, src, ao, aRow, aStep, blockPanels, bo, ct);
+                                        else if (inPlace || !sliced)
+                                            accumulate(0, null, 0, null, 0, kc, src, ao, aRow, aStep, blockPanels, bo, ct);
                                         else
-                                            accumulate(0, null, 0, null, 0, kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), 4, blockPanels, bo, ct);
-                                    } else {
-                                        long ao = 4L * ir * kc;
-                                        if (directA) { // a short last row panel: packed, so the kernel never reads past A
-                                            packA(a, ic + ir, mr, pc, kc, pr, 1f, as);
-                                            ao = 0;
-                                        }
+                                            accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * h * kc), bPanel, ct);
+                                    } else if (!sliced) {
                                         // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
                                         // more than the bounds-check-free loop saves
-                                        if (directA && h == MR)
-                                            accumulateNarrow(kc, as, ao, 4, 4L * h, blockPanels, bo, ct);
-                                        else if (!sliced)
-                                            accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, ao, 4, 4L * h, blockPanels, bo, ct);
-                                        else if (h > HALF)
-                                            accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
-                                        else if (directA)
-                                            accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * pr * kc), bPanel, ct);
-                                        else
-                                            accumulatePacked(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                        accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
+                                    } else if (h > HALF) {
+                                        accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                    } else {
+                                        accumulatePacked(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
                                     }
                                     updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                                 }
