@@ -12,9 +12,11 @@ import java.nio.ByteOrder;
  * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed into
  * {@code KC x NR} column panels and A into row panels of 12 or 6 rows by KC (any storage type is widened to float while
  * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
- * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). The packed panels the microkernel
- * reads live off-heap: vector loads and broadcasts from a MemorySegment measured 76 GFLOP/s on one core here, the same
- * kernel on float[] 45 (array range checks in the inner loop). Loop order: B's columns are taken {@code nc} at a time
+ * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). B's packed panels, which the
+ * microkernel reads as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
+ * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which it reads
+ * a float at a time to broadcast, is a float[]: there C2 hoists the range checks out of the loop, and each read costs
+ * the compiler ~30 IR nodes where a MemorySegment get cost ~420 (see {@link #accumulatePackedWide}). Loop order: B's columns are taken {@code nc} at a time
  * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
  * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
  * stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are of equal height,
@@ -79,8 +81,8 @@ final class GemmF32 {
     private static final ThreadLocal<float[]> ROW = ThreadLocal.withInitial(() -> new float[Math.max(KC_DIRECT_A, MC)]);
     private static final ThreadLocal<float[][]> ROW_WIDE = ThreadLocal.withInitial(() -> new float[1][0]);
     /**
-     * Heap staging: a transposed A block or a B panel (element stores into the array, then one bulk copy off-heap), or a
-     * plain A panel's rows before {@link #packPlainPanel} gathers them.
+     * Heap staging: a B panel (element stores into the array, then one bulk copy off-heap), or a plain A panel's rows
+     * before {@link #packPlainPanel} gathers them.
      */
     private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MC * KC, KC * NR)]);
     /** {@link #packPlainPanel}'s gather indices (one period: lcm(MR, L) <= MR * L). */
@@ -88,13 +90,17 @@ final class GemmF32 {
     private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
-    /** Views of the packed A block's panels, made once per block and reused for every B panel. */
-    private static final ThreadLocal<MemorySegment[]> A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / HALF]);
+    /**
+     * The packed A block on the heap, as the packed kernels read it ({@link #accumulatePackedWide}); short-k products
+     * copy it into {@code A_SEG} for {@link #accumulate}.
+     */
+    private static final ThreadLocal<float[]> A_PACKED = ThreadLocal.withInitial(() -> new float[MC * KC]);
+    /** A low-rank pair's packed A block on the heap (op(L) scaled, MC x rank). */
+    private static final ThreadLocal<float[][]> LOW_A_PACKED = ThreadLocal.withInitial(() -> new float[1][0]);
     private static final ThreadLocal<MemorySegment[]> B_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     private static final ThreadLocal<MemorySegment[]> LOW_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
-    /** A low-rank pair's packed A block (op(L) scaled, MC x rank) and its panels' views. */
+    /** A low-rank pair's packed A block (op(L) scaled, MC x rank) off-heap, for {@link #accumulate} (short k). */
     private static final ThreadLocal<MemorySegment[]> LOW_A_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
-    private static final ThreadLocal<MemorySegment[]> LOW_A_PANELS = ThreadLocal.withInitial(() -> new MemorySegment[MC / HALF]);
     /** The transposed product of {@link #multiplyTransposed}. */
     private static final ThreadLocal<MemorySegment[]> TRANSPOSED_SEG = ThreadLocal.withInitial(() -> new MemorySegment[1]);
     /** One streamed B block ({@link #streamsB}): {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels. */
@@ -199,7 +205,7 @@ final class GemmF32 {
                 float[] ct = CTILE.get(), ut = UTILE.get();
                 MemorySegment as = A_SEG.get(), streamed = streamB ? STREAM_SEG.get() : null;
                 MemorySegment lowAs = rank > 0 ? threadBuffer(LOW_A_SEG, (long) MC * rank, 0) : null;
-                MemorySegment[] aPanels = A_PANELS.get(), lowPanels = LOW_A_PANELS.get();
+                float[] ah = A_PACKED.get(), lowAh = rank > 0 ? heapBuffer(LOW_A_PACKED, MC * rank) : null;
                 for (int u = lo; u < hi; u++) {
                     int ib = u / splits, s = u % splits;
                     int ic = MR * (int) ((long) ib * mPanels / mBlocks);
@@ -217,14 +223,13 @@ final class GemmF32 {
                         // either way (panelHeight)
                         int pr = sliced && !directA || narrow ? MR : HALF;
                         if (!directA) {
-                            packA(a, ic, mc, pc, kc, pr, 1f, as);
-                            if (lowK > 0) packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAs);
-                            if (sliced)
-                                for (int ir = 0, h; ir < mc; ir += h) {
-                                    h = panelHeight(pr, mc - ir);
-                                    aPanels[ir / pr] = as.asSlice(4L * ir * kc, 4L * h * kc);
-                                    lowPanels[ir / pr] = lowK > 0 ? lowAs.asSlice(4L * ir * lowK, 4L * h * lowK) : null;
-                                }
+                            // the packed kernels read A from the heap; the plain one (short k) from off-heap
+                            int floats = packA(a, ic, mc, pc, kc, pr, 1f, ah);
+                            if (!sliced) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats);
+                            if (lowK > 0) {
+                                int lowFloats = packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAh);
+                                if (!sliced) MemorySegment.copy(lowAh, 0, lowAs, ElementCodec.FLOAT, 0, lowFloats);
+                            }
                         }
                         // the order of the tiles (rowStripe): one row panel across all of B's panels where B's block
                         // is small, else each B panel across all of A's row panels
@@ -244,7 +249,7 @@ final class GemmF32 {
                                         // a full panel is read where it is; a short last one is packed, so the kernel
                                         // never reads past A
                                         boolean inPlace = mr == h;
-                                        if (!inPlace) packA(a, ic + ir, mr, pc, kc, pr, 1f, as);
+                                        if (!inPlace) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, packA(a, ic + ir, mr, pc, kc, pr, 1f, ah));
                                         MemorySegment src = inPlace ? a.seg() : as;
                                         long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
                                         long aStep = inPlace ? 4 : 4L * h;
@@ -253,15 +258,15 @@ final class GemmF32 {
                                         else if (inPlace || !sliced)
                                             accumulate(0, null, 0, null, 0, kc, src, ao, aRow, aStep, blockPanels, bo, ct);
                                         else
-                                            accumulatePacked(0, null, null, kc, as.asSlice(0, 4L * h * kc), bPanel, ct);
+                                            accumulatePacked(0, null, 0, null, kc, ah, 0, bPanel, ct);
                                     } else if (!sliced) {
                                         // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
                                         // more than the bounds-check-free loop saves
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
                                     } else if (h > HALF) {
-                                        accumulatePackedWide(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                        accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     } else {
-                                        accumulatePacked(lowK, lowPanels[ir / pr], lowBPanel, kc, aPanels[ir / pr], bPanel, ct);
+                                        accumulatePacked(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     }
                                     updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                                 }
@@ -335,6 +340,13 @@ final class GemmF32 {
         return held[0];
     }
 
+    /** The calling thread's heap buffer ({@code LOW_A_PACKED}), grown to at least {@code floats}. */
+    private static float[] heapBuffer(ThreadLocal<float[][]> buffer, int floats) {
+        float[][] held = buffer.get();
+        if (held[0].length < floats) held[0] = new float[floats];
+        return held[0];
+    }
+
     /**
      * B's panels of columns [jc, jc + nc) for all of K from its kept panels (a frozen tensor's, packed on first use), or
      * null where B keeps none or their budget is spent. Only a packed B keeps panels, so they are always in K blocks
@@ -399,10 +411,10 @@ final class GemmF32 {
     /**
      * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as panels of {@link #panelHeight} rows (pr, the last one maybe
      * fewer), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
-     * exact). A transposed A is read one stored row (all mc values of one k) at a time, a plain one a panel
-     * at a time ({@link #packPlainPanel}).
+     * exact), into {@code ap} from its start; returns the floats written. A transposed A is read one stored row (all mc
+     * values of one k) at a time, a plain one a panel at a time ({@link #packPlainPanel}).
      */
-    private static void packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, MemorySegment ap) {
+    private static int packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, float[] ap) {
         float[] row = ROW.get(), st = STAGE.get();
         int last = (mc - 1) / pr * pr, padded = last + panelHeight(pr, mc - last); // rows computed
         if (a.trans()) {
@@ -412,18 +424,18 @@ final class GemmF32 {
                 for (int ir = 0, h; ir < mc; ir += h) {
                     h = panelHeight(pr, mc - ir);
                     int at = ir * kc + p * h;
-                    for (int r = 0; r < h; r++) st[at + r] = row[ir + r] * scale;
+                    for (int r = 0; r < h; r++) ap[at + r] = row[ir + r] * scale;
                 }
             }
-            MemorySegment.copy(st, 0, ap, ElementCodec.FLOAT, 0, padded * kc);
         } else {
             int[] map = GATHER_MAP.get();
             for (int ir = 0, h; ir < mc; ir += h) {
                 h = panelHeight(pr, mc - ir);
                 if (ir == 0 || h != pr) gatherMap(h, kc, map);
-                packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, 4L * ir * kc);
+                packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, ir * kc);
             }
         }
+        return padded * kc;
     }
 
     /**
@@ -435,7 +447,7 @@ final class GemmF32 {
      * of a llama-25m training step's samples (2 x 256 tokens, perf); this takes 3.7%.
      */
     private static void packPlainPanel(Matrix a, int row0, int mr, int pc, int kc, int pr, float scale, float[] rows,
-                                       int[] map, MemorySegment ap, long at) {
+                                       int[] map, float[] ap, int at) {
         for (int r = 0; r < pr; r++) {
             if (r < mr) a.codec().readFloats(a.seg(), a.at(row0 + r, pc), rows, r * kc, kc);
             else java.util.Arrays.fill(rows, r * kc, (r + 1) * kc, 0f);
@@ -444,8 +456,8 @@ final class GemmF32 {
         FloatVector s = FloatVector.broadcast(SP, scale);
         for (int depth = 0; i + period <= total; i += period, depth += period / pr)
             for (int v = 0; v < period; v += L)
-                FloatVector.fromArray(SP, rows, depth, map, v).mul(s).intoMemorySegment(ap, at + 4L * (i + v), NATIVE);
-        for (; i < total; i++) ap.set(PACKED, at + 4L * i, rows[(i % pr) * kc + i / pr] * scale);
+                FloatVector.fromArray(SP, rows, depth, map, v).mul(s).intoArray(ap, at + i + v);
+        for (; i < total; i++) ap[at + i] = rows[(i % pr) * kc + i / pr] * scale;
     }
 
     /** Floats of a packed plain-A panel after which {@link #packPlainPanel}'s gather indices repeat: lcm(pr, L). */
@@ -614,7 +626,7 @@ final class GemmF32 {
      * object: made per call, at 2048^3 they took 3.6% of the samples; hoisted, one thread ran 1.046 / 1.049 times as
      * fast, medians of 12 alternating rounds in one JVM).
      */
-    private static void accumulatePacked(int lowK, MemorySegment lowA, MemorySegment lowB, int kc, MemorySegment as, MemorySegment bs,
+    private static void accumulatePacked(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt, MemorySegment bs,
                                          float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
@@ -624,27 +636,30 @@ final class GemmF32 {
         FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
         for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps, then A's and B's
             int depth = part == 0 ? lowK : kc;
-            MemorySegment pa = part == 0 ? lowA : as, pb = part == 0 ? lowB : bs;
+            float[] pa = part == 0 ? lowA : as;
+            int pat = part == 0 ? lowAt : asAt;
+            MemorySegment pb = part == 0 ? lowB : bs;
             for (int p = 0; p < depth; p++) {
-                long ak = 4L * HALF * p, bk = 4L * NR * p;
+                int ak = pat + HALF * p;
+                long bk = 4L * NR * p;
                 FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
                 FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
-                FloatVector a = FloatVector.broadcast(SP, pa.get(PACKED, ak));
+                FloatVector a = FloatVector.broadcast(SP, pa[ak]);
                 c00 = a.fma(b0, c00);
                 c01 = a.fma(b1, c01);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 4));
+                a = FloatVector.broadcast(SP, pa[ak + 1]);
                 c10 = a.fma(b0, c10);
                 c11 = a.fma(b1, c11);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 8));
+                a = FloatVector.broadcast(SP, pa[ak + 2]);
                 c20 = a.fma(b0, c20);
                 c21 = a.fma(b1, c21);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 12));
+                a = FloatVector.broadcast(SP, pa[ak + 3]);
                 c30 = a.fma(b0, c30);
                 c31 = a.fma(b1, c31);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 16));
+                a = FloatVector.broadcast(SP, pa[ak + 4]);
                 c40 = a.fma(b0, c40);
                 c41 = a.fma(b1, c41);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 20));
+                a = FloatVector.broadcast(SP, pa[ak + 5]);
                 c50 = a.fma(b0, c50);
                 c51 = a.fma(b1, c51);
             }
@@ -667,8 +682,15 @@ final class GemmF32 {
      * {@link #accumulatePacked} for a 12-row panel ({@link #MR} where vectors are 512 bits): 24 accumulators, so each
      * pair of B vectors loaded feeds 24 FMAs. Without spills on AVX-512 (checked in the JIT's code: 24 FMAs, 12 broadcasts
      * from memory and 2 loads a k step).
+     * <p>
+     * A is read from the heap ({@code as} from {@code asAt}, the pair's {@code lowA} from {@code lowAt}): with A read
+     * from a MemorySegment (12 {@code get}s a k step, ~420 IR nodes each as C2 parses them), C2 parsed this method to
+     * 17,600 live nodes against its inlining cutoff of 18,000 (NodeCountInliningCutoff, LogCompilation's parse_done), and
+     * one more segment read in the loop was enough to leave a call in it: every accumulator boxed, 2048^3 at 0.27x. From
+     * float[] it parses to 10,300 nodes and runs as fast (one JVM, old and new alternating, medians of 11 rounds: 2048^3
+     * 1.07x on 2 threads, 1.02x on 1; the llama-25m step at 2 x 256 unchanged), with the same bits.
      */
-    private static void accumulatePackedWide(int lowK, MemorySegment lowA, MemorySegment lowB, int kc, MemorySegment as, MemorySegment bs,
+    private static void accumulatePackedWide(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt, MemorySegment bs,
                                          float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
@@ -684,46 +706,49 @@ final class GemmF32 {
         FloatVector c110 = FloatVector.zero(SP), c111 = FloatVector.zero(SP);
         for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps, then A's and B's
             int depth = part == 0 ? lowK : kc;
-            MemorySegment pa = part == 0 ? lowA : as, pb = part == 0 ? lowB : bs;
+            float[] pa = part == 0 ? lowA : as;
+            int pat = part == 0 ? lowAt : asAt;
+            MemorySegment pb = part == 0 ? lowB : bs;
             for (int p = 0; p < depth; p++) {
-                long ak = 4L * MR * p, bk = 4L * NR * p;
+                int ak = pat + MR * p;
+                long bk = 4L * NR * p;
                 FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
                 FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
                 FloatVector a;
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 0));
+                a = FloatVector.broadcast(SP, pa[ak + 0]);
                 c00 = a.fma(b0, c00);
                 c01 = a.fma(b1, c01);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 4));
+                a = FloatVector.broadcast(SP, pa[ak + 1]);
                 c10 = a.fma(b0, c10);
                 c11 = a.fma(b1, c11);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 8));
+                a = FloatVector.broadcast(SP, pa[ak + 2]);
                 c20 = a.fma(b0, c20);
                 c21 = a.fma(b1, c21);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 12));
+                a = FloatVector.broadcast(SP, pa[ak + 3]);
                 c30 = a.fma(b0, c30);
                 c31 = a.fma(b1, c31);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 16));
+                a = FloatVector.broadcast(SP, pa[ak + 4]);
                 c40 = a.fma(b0, c40);
                 c41 = a.fma(b1, c41);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 20));
+                a = FloatVector.broadcast(SP, pa[ak + 5]);
                 c50 = a.fma(b0, c50);
                 c51 = a.fma(b1, c51);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 24));
+                a = FloatVector.broadcast(SP, pa[ak + 6]);
                 c60 = a.fma(b0, c60);
                 c61 = a.fma(b1, c61);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 28));
+                a = FloatVector.broadcast(SP, pa[ak + 7]);
                 c70 = a.fma(b0, c70);
                 c71 = a.fma(b1, c71);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 32));
+                a = FloatVector.broadcast(SP, pa[ak + 8]);
                 c80 = a.fma(b0, c80);
                 c81 = a.fma(b1, c81);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 36));
+                a = FloatVector.broadcast(SP, pa[ak + 9]);
                 c90 = a.fma(b0, c90);
                 c91 = a.fma(b1, c91);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 40));
+                a = FloatVector.broadcast(SP, pa[ak + 10]);
                 c100 = a.fma(b0, c100);
                 c101 = a.fma(b1, c101);
-                a = FloatVector.broadcast(SP, pa.get(PACKED, ak + 44));
+                a = FloatVector.broadcast(SP, pa[ak + 11]);
                 c110 = a.fma(b0, c110);
                 c111 = a.fma(b1, c111);
             }
