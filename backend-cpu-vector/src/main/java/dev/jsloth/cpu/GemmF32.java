@@ -13,10 +13,13 @@ import java.nio.ByteOrder;
  * {@code KC x NR} column panels and A into row panels of 12 or 6 rows by KC (any storage type is widened to float while
  * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
  * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). B's packed panels, which the
- * microkernel reads as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
- * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which it reads
- * a float at a time to broadcast, is a float[]: there C2 hoists the range checks out of the loop, and each read costs
- * the compiler ~30 IR nodes where a MemorySegment get cost ~420 (see {@link #accumulatePackedWide}). Loop order: B's columns are taken {@code nc} at a time
+ * microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
+ * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which the
+ * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}) read a float at a time to broadcast, is a
+ * float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR nodes where
+ * with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining cutoff (see
+ * accumulatePackedWide); the kernels for short k and for A read in place ({@link #accumulate},
+ * {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken {@code nc} at a time
  * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
  * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
  * stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are of equal height,
@@ -84,15 +87,17 @@ final class GemmF32 {
      * Heap staging: a B panel (element stores into the array, then one bulk copy off-heap), or a plain A panel's rows
      * before {@link #packPlainPanel} gathers them.
      */
-    private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MC * KC, KC * NR)]);
+    private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MR * Math.max(KC, KC_DIRECT_A), KC * NR)]);
     /** {@link #packPlainPanel}'s gather indices (one period: lcm(MR, L) <= MR * L). */
     private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[MR * L]);
     private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
+    /** The packed A block off-heap, for the kernels that read A from a MemorySegment (see {@code A_PACKED}). */
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
     /**
-     * The packed A block on the heap, as the packed kernels read it ({@link #accumulatePackedWide}); short-k products
-     * copy it into {@code A_SEG} for {@link #accumulate}.
+     * The packed A block on the heap, as the packed kernels read it ({@link #accumulatePackedWide}); short-k products,
+     * and the packed short last panel of an A read in place, copy it into {@code A_SEG} for the kernels that read A
+     * off-heap ({@link #accumulate}, {@link #accumulateNarrow}).
      */
     private static final ThreadLocal<float[]> A_PACKED = ThreadLocal.withInitial(() -> new float[MC * KC]);
     /** A low-rank pair's packed A block on the heap (op(L) scaled, MC x rank). */
@@ -118,8 +123,9 @@ final class GemmF32 {
      */
     static final int STREAM_B_MAX_M = 4 * HALF;
     /**
-     * Depth from which the packed kernel (its panels as slices, made per A block and B panel) pays for itself; below, the
-     * plain kernel (measured when the slices were made per call).
+     * Depth from which the packed kernels (B's panel as a slice made per B panel, A's from the heap block) pay for
+     * themselves; below, the plain kernel, which reads A off-heap (a copy of the small packed block). Measured when the
+     * slices were made per call and A was off-heap too.
      */
     private static final int SLICED_MIN_K = 64;
 
@@ -248,20 +254,25 @@ final class GemmF32 {
                                     if (directA) { // never with a low-rank pair (fusesLowRank)
                                         // a full panel is read where it is; a short last one is packed, so the kernel
                                         // never reads past A
-                                        boolean inPlace = mr == h;
-                                        if (!inPlace) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, packA(a, ic + ir, mr, pc, kc, pr, 1f, ah));
+                                        // (h > HALF only where the narrow kernel runs: 12-row panels; where MR is 6,
+                                        // every panel is HALF high and takes the 6-row kernels)
+                                        boolean inPlace = mr == h, narrowPanel = h > HALF, offHeap = narrowPanel || !sliced;
+                                        if (!inPlace) {
+                                            int floats = packA(a, ic + ir, mr, pc, kc, pr, 1f, ah);
+                                            if (offHeap) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats);
+                                        }
                                         MemorySegment src = inPlace ? a.seg() : as;
                                         long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
                                         long aStep = inPlace ? 4 : 4L * h;
-                                        if (h == MR)
+                                        if (narrowPanel)
                                             accumulateNarrow(kc, src, ao, aRow, aStep, blockPanels, bo, ct);
                                         else if (inPlace || !sliced)
                                             accumulate(0, null, 0, null, 0, kc, src, ao, aRow, aStep, blockPanels, bo, ct);
                                         else
                                             accumulatePacked(0, null, 0, null, kc, ah, 0, bPanel, ct);
                                     } else if (!sliced) {
-                                        // short k (LoRA's rank-16 products): the plain kernel, as its slices would cost
-                                        // more than the bounds-check-free loop saves
+                                        // short k (LoRA's rank-16 products): the plain kernel, as the packed kernels'
+                                        // slices would cost more than their bounds-check-free loop saves
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
                                     } else if (h > HALF) {
                                         accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
@@ -415,7 +426,7 @@ final class GemmF32 {
      * values of one k) at a time, a plain one a panel at a time ({@link #packPlainPanel}).
      */
     private static int packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, float[] ap) {
-        float[] row = ROW.get(), st = STAGE.get();
+        float[] row = ROW.get();
         int last = (mc - 1) / pr * pr, padded = last + panelHeight(pr, mc - last); // rows computed
         if (a.trans()) {
             for (int p = 0; p < kc; p++) {
@@ -429,6 +440,7 @@ final class GemmF32 {
             }
         } else {
             int[] map = GATHER_MAP.get();
+            float[] st = STAGE.get();
             for (int ir = 0, h; ir < mc; ir += h) {
                 h = panelHeight(pr, mc - ir);
                 if (ir == 0 || h != pr) gatherMap(h, kc, map);
@@ -618,13 +630,13 @@ final class GemmF32 {
     }
 
     /**
-     * {@link #accumulate} for two packed panels (A's of 6 rows), with the steps as constants and the panels as slices
-     * indexed from the int loop counter, so the JIT drops the per-access bounds checks from the loop: 93 GFLOP/s on one
-     * core in isolation (OpenBLAS: 93-95 here), against 73 for the same loop stepping long offsets and 55 with the
-     * steps as parameters. The packed case (deep k on 6-row panels: every big product where vectors are narrower than
-     * 512 bits) therefore keeps its own copy. The caller makes the slices once per A block and B panel (a slice is an
-     * object: made per call, at 2048^3 they took 3.6% of the samples; hoisted, one thread ran 1.046 / 1.049 times as
-     * fast, medians of 12 alternating rounds in one JVM).
+     * {@link #accumulate} for two packed panels (A's of 6 rows), with the steps as constants and the panels indexed from
+     * the int loop counter (B's as a slice, A's in the heap block from {@code asAt}), so the JIT drops the per-access
+     * bounds checks from the loop: 93 GFLOP/s on one core in isolation (OpenBLAS: 93-95 here), against 73 for the same
+     * loop stepping long offsets and 55 with the steps as parameters. The packed case (deep k on 6-row panels: every big
+     * product where vectors are narrower than 512 bits) therefore keeps its own copy. The caller makes B's slice once per
+     * B panel (a slice is an object: made per call, at 2048^3 they took 3.6% of the samples; hoisted, one thread ran
+     * 1.046 / 1.049 times as fast, medians of 12 alternating rounds in one JVM).
      */
     private static void accumulatePacked(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt, MemorySegment bs,
                                          float[] t) {
