@@ -253,10 +253,9 @@ final class GemmF32 {
                                     int mr = Math.min(h, mc - ir);
                                     if (directA) { // never with a low-rank pair (fusesLowRank)
                                         // a full panel is read where it is; a short last one is packed, so the kernel
-                                        // never reads past A
-                                        // (h > HALF only where the narrow kernel runs: 12-row panels; where MR is 6,
-                                        // every panel is HALF high and takes the 6-row kernels)
-                                        boolean inPlace = mr == h, narrowPanel = h > HALF, offHeap = narrowPanel || !sliced;
+                                        // never reads past A; a 12-row panel takes the narrow kernel, a 6-row one
+                                        // (a short last panel, or every panel where MR is 6) the 6-row kernels
+                                        boolean inPlace = mr == h, narrowPanel = narrow && h == MR, offHeap = narrowPanel || !sliced;
                                         if (!inPlace) {
                                             int floats = packA(a, ic + ir, mr, pc, kc, pr, 1f, ah);
                                             if (offHeap) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats);
