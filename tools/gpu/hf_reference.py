@@ -56,6 +56,9 @@ def loss64(logits, labels):
     return F.cross_entropy(s, t, ignore_index=-100, reduction="mean")
 
 from safetensors import safe_open
+import hashlib
+def sha256(path):
+    with open(path, "rb") as f: return hashlib.sha256(f.read()).hexdigest()
 patch(True)
 for case in sorted(os.listdir(fixtures)):
     d = os.path.join(fixtures, case)
@@ -73,7 +76,9 @@ for case in sorted(os.listdir(fixtures)):
     for n, p in pm.named_parameters():
         if p.requires_grad: t["grad." + n] = p.grad.detach().contiguous()
     save_file(t, os.path.join(out, "pure64-%s.safetensors" % case))
-    json.dump(dict(base_loss=loss64(base, labels).item(), lora_loss=l.item()), open(os.path.join(out, "pure64-%s.json" % case), "w"))
+    # the weights these goldens belong to: a test given other weights under the same case name skips, saying so
+    json.dump(dict(base_loss=loss64(base, labels).item(), lora_loss=l.item(), model_sha256=sha256(os.path.join(d, "model.safetensors")),
+                   adapter_sha256=sha256(os.path.join(d, "adapter", "adapter_model.safetensors"))), open(os.path.join(out, "pure64-%s.json" % case), "w"))
     print("pure64", case, "base_loss", loss64(base, labels).item(), "lora_loss", l.item(), flush=True)
 patch(False)
 

@@ -35,7 +35,7 @@ class CliTest {
     }
 
     static Path fixture(String name) throws Exception {
-        return Path.of(CliTest.class.getResource("/hf/" + name + "/config.json").toURI()).getParent();
+        return dev.jsloth.GoldenFixtures.model(name);
     }
 
     @Test

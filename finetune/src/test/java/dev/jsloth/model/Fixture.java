@@ -6,21 +6,16 @@ import dev.jsloth.io.SafeTensorsFile;
 
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
-import java.net.URISyntaxException;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
 
-/** One Hugging Face golden case from the test resources (copied from shared/fixtures/hf). */
+/** One Hugging Face golden case ({@link dev.jsloth.GoldenFixtures}: the shared fixtures, or their copy in the test resources). */
 record Fixture(String name, Path dir, JsonNode expected, SafeTensorsFile tensors) implements AutoCloseable {
     static final String[] CASES = {"gqa-untied", "tied-odd", "mha-bf16"};
 
     static Fixture open(String name) throws IOException {
-        try {
-            Path dir = Path.of(Fixture.class.getResource("/hf/" + name + "/config.json").toURI()).getParent();
-            return new Fixture(name, dir, Json.read(dir.resolve("expected.json")), SafeTensorsFile.open(dir.resolve("expected.safetensors")));
-        } catch (URISyntaxException e) {
-            throw new IOException(e);
-        }
+        Path dir = dev.jsloth.GoldenFixtures.model(name);
+        return new Fixture(name, dir, Json.read(dir.resolve("expected.json")), SafeTensorsFile.open(dir.resolve("expected.safetensors")));
     }
 
     int[][] ints(String key) throws IOException {

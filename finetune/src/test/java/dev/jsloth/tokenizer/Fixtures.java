@@ -5,13 +5,11 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.net.URISyntaxException;
-import java.net.URL;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 
-/** Access to the reference tokenizer fixtures copied into the test resources. */
+/** Access to the reference tokenizer fixtures ({@link dev.jsloth.GoldenFixtures}: the shared ones, or their bundled copy). */
 final class Fixtures {
     static final String BYTE_LEVEL = "tok-bytelevel";
     static final String SPM = "tok-spm";
@@ -27,13 +25,31 @@ final class Fixtures {
     private Fixtures() {}
 
     static Path dir(String fixture) {
-        URL url = Fixtures.class.getResource("/fixtures/" + fixture + "/tokenizer.json");
-        if (url == null) {
-            throw new IllegalStateException("missing test resource fixtures/" + fixture);
-        }
+        return dev.jsloth.GoldenFixtures.tokenizer(fixture);
+    }
+
+    /**
+     * The fixture's vocabulary size read straight from its tokenizer.json (one past the largest id of the model's
+     * vocabulary and the added tokens), independently of {@link Tokenizer}: the fixtures' trainers pick the size from
+     * their seed, so tests derive it rather than state it.
+     */
+    static int vocabularySize(String fixture) {
         try {
-            return Path.of(url.toURI()).getParent();
-        } catch (URISyntaxException e) {
+            JsonNode root = new ObjectMapper().readTree(dir(fixture).resolve("tokenizer.json").toFile());
+            int max = -1;
+            for (JsonNode id : root.get("model").get("vocab")) max = Math.max(max, id.asInt());
+            for (JsonNode t : root.get("added_tokens")) max = Math.max(max, t.get("id").asInt());
+            return max + 1;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** The bundled tokenizer.json variants (each directory self-contained: its tokenizer.json and cases.json). */
+    static Path variants() {
+        try {
+            return Path.of(Fixtures.class.getResource("/fixtures/tok-variants").toURI());
+        } catch (java.net.URISyntaxException e) {
             throw new IllegalStateException(e);
         }
     }

@@ -22,6 +22,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class TokenizerAddedTokensTest {
     private static final Tokenizer BYTE_LEVEL = Fixtures.load(Fixtures.BYTE_LEVEL);
     private static final Tokenizer SPM = Fixtures.load(Fixtures.SPM);
+    /** The byte-level fixture's vocabulary size: the id the first token added by {@link #withAddedTokens} gets. */
+    private static final int SIZE = Fixtures.vocabularySize(Fixtures.BYTE_LEVEL);
 
     @TempDir
     Path tmp;
@@ -68,14 +70,14 @@ class TokenizerAddedTokensTest {
 
     @Test
     void vocabularyApi() {
-        assertEquals(1204, BYTE_LEVEL.vocabSize());
+        assertEquals(SIZE, BYTE_LEVEL.vocabSize());
         assertTrue(BYTE_LEVEL.isSpecial(0));
         assertTrue(BYTE_LEVEL.isSpecial(1));
         assertFalse(BYTE_LEVEL.isSpecial(2));
         assertFalse(BYTE_LEVEL.isSpecial(-1));
         assertEquals("<|end_of_text|>", BYTE_LEVEL.idToToken(1));
         assertEquals("!", BYTE_LEVEL.idToToken(2));
-        assertNull(BYTE_LEVEL.idToToken(1204));
+        assertNull(BYTE_LEVEL.idToToken(SIZE));
         assertNull(BYTE_LEVEL.idToToken(-1));
         assertEquals(OptionalInt.empty(), BYTE_LEVEL.tokenToId("no such token"));
         assertEquals(OptionalInt.of(222), BYTE_LEVEL.tokenToId("\u0120"));
@@ -89,7 +91,7 @@ class TokenizerAddedTokensTest {
         ObjectMapper mapper = new ObjectMapper();
         ObjectNode root = (ObjectNode) mapper.readTree(Fixtures.dir(Fixtures.BYTE_LEVEL).resolve("tokenizer.json").toFile());
         ArrayNode added = (ArrayNode) root.get("added_tokens");
-        int id = 1204;
+        int id = SIZE;
         for (String spec : specs) {
             String[] parts = spec.split(" ");
             ObjectNode t = added.addObject();
@@ -109,31 +111,31 @@ class TokenizerAddedTokensTest {
     @Test
     void longestMatchWins() throws IOException {
         Tokenizer t = withAddedTokens("<a> special", "<a><b> special");
-        assertArrayEquals(new int[] {1205}, t.encode("<a><b>", false));
-        assertArrayEquals(concat(new int[] {1204}, t.encode("<b", false)), t.encode("<a><b", false));
-        assertEquals(1206, t.vocabSize());
+        assertArrayEquals(new int[] {SIZE + 1}, t.encode("<a><b>", false));
+        assertArrayEquals(concat(new int[] {SIZE}, t.encode("<b", false)), t.encode("<a><b", false));
+        assertEquals(SIZE + 2, t.vocabSize());
     }
 
     @Test
     void lstripAndRstripSwallowWhiteSpace() throws IOException {
         Tokenizer t = withAddedTokens("<L> lstrip special", "<R> rstrip special", "<B> lstrip rstrip");
-        assertArrayEquals(concat(t.encode("x", false), new int[] {1204}, t.encode(" y", false)),
+        assertArrayEquals(concat(t.encode("x", false), new int[] {SIZE}, t.encode(" y", false)),
                 t.encode("x  \t<L> y", false));
-        assertArrayEquals(concat(t.encode("x ", false), new int[] {1205}, t.encode("y", false)),
+        assertArrayEquals(concat(t.encode("x ", false), new int[] {SIZE + 1}, t.encode("y", false)),
                 t.encode("x <R> \n y", false));
-        assertArrayEquals(concat(t.encode("x", false), new int[] {1206}, t.encode("y", false)),
+        assertArrayEquals(concat(t.encode("x", false), new int[] {SIZE + 2}, t.encode("y", false)),
                 t.encode("x\u00a0<B>\u3000y", false));
     }
 
     @Test
     void singleWordOnlyMatchesWholeWords() throws IOException {
         Tokenizer t = withAddedTokens("tok single_word");
-        assertArrayEquals(concat(t.encode("a ", false), new int[] {1204}, t.encode(" b", false)),
+        assertArrayEquals(concat(t.encode("a ", false), new int[] {SIZE}, t.encode(" b", false)),
                 t.encode("a tok b", false));
-        assertArrayEquals(concat(t.encode("(", false), new int[] {1204}, t.encode(")", false)), t.encode("(tok)", false));
+        assertArrayEquals(concat(t.encode("(", false), new int[] {SIZE}, t.encode(")", false)), t.encode("(tok)", false));
         int[] inWord = t.encode("atok tokb", false);
         for (int id : inWord) {
-            assertTrue(id < 1204, "no added token inside words");
+            assertTrue(id < SIZE, "no added token inside words");
         }
     }
 
@@ -143,8 +145,8 @@ class TokenizerAddedTokensTest {
         int[] ids = t.encode("a<sp>b<plain>c", false);
         assertEquals("a<sp>b<plain>c", t.decode(ids, false));
         assertEquals("ab<plain>c", t.decode(ids, true));
-        assertTrue(t.isSpecial(1204));
-        assertFalse(t.isSpecial(1205));
+        assertTrue(t.isSpecial(SIZE));
+        assertFalse(t.isSpecial(SIZE + 1));
     }
 
     @Test

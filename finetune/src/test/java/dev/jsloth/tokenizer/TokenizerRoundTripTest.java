@@ -26,7 +26,7 @@ class TokenizerRoundTripTest {
             texts.add(c.text());
         }
         JsonNode variant = new ObjectMapper().readTree(
-                Fixtures.dir(Fixtures.BYTE_LEVEL).getParent().resolve("tok-variants/bl-llama3/cases.json").toFile());
+                Fixtures.variants().resolve("bl-llama3/cases.json").toFile());
         for (JsonNode c : variant) {
             texts.add(c.get("text").asText());
         }

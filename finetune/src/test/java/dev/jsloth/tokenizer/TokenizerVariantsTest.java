@@ -28,8 +28,7 @@ class TokenizerVariantsTest {
     Stream<DynamicContainer> variants() throws IOException {
         // -Dtokenizer.variants=DIR runs another generated set (for example a larger fuzzing run).
         String override = System.getProperty("tokenizer.variants");
-        Path root = override != null ? Path.of(override)
-                : Fixtures.dir(Fixtures.BYTE_LEVEL).getParent().resolve("tok-variants");
+        Path root = override != null ? Path.of(override) : Fixtures.variants();
         List<Path> dirs;
         try (Stream<Path> list = Files.list(root)) {
             dirs = list.filter(Files::isDirectory).sorted().toList();
