@@ -66,6 +66,23 @@ public interface Kernels {
         add(d, c, d);
     }
 
+    /**
+     * The type LoRA's rank-r path runs in on this backend, for 16-bit (or other) activations of type {@code input} and
+     * adapter parameters of type {@code parameters}: the factors A and B as the products read them, and the rank-r
+     * products {@code X A^T} and {@code dY B} (LoraLinear, SharedInputLora). This default is the input's type: the
+     * factors are rounded once per pass and the products stay on the 16-bit GEMM path (cuBLASLt, tensor cores). A
+     * backend whose GEMM widens every operand as it reads it (the CPU's) returns the wider of the two, so that nothing
+     * on the adapter's path is rounded to 16 bits, as PEFT keeps it (its adapters computed in F32 on a bf16 model).
+     */
+    default DType lowRankType(DType input, DType parameters) {
+        return input;
+    }
+
+    /** The wider of two floating types (for {@link #lowRankType}): the one with more bits, else {@code a}. */
+    static DType wider(DType a, DType b) {
+        return b.bits() > a.bits() ? b : a;
+    }
+
     // ---------------------------------------------------------------- normalization and activations
 
     /** {@code rstd_i = 1/sqrt(mean_j x_ij^2 + eps); y_ij = w_j * x_ij * rstd_i}. x, y {@code [n, d]}; w {@code [d]}; rstd {@code [n]}. */

@@ -88,6 +88,15 @@ final class OpenClKernels implements Kernels {
     }
 
     /**
+     * On the tensor cores the input's type (their GEMMs take BF16 operands only; a mixed product would leave them), else
+     * the wider of the two, as on the CPU: the generic kernels read each operand in its own type and accumulate in F32.
+     */
+    @Override
+    public DType lowRankType(DType input, DType parameters) {
+        return cfg.tensorCores() ? input : Kernels.wider(input, parameters);
+    }
+
+    /**
      * On the tensor cores (BF16 L, R, A, B; C F32 or BF16; rank at most {@link LaunchConfig#MMA_LOW_RANK_MAX}): one
      * pass, the low-rank pair's slices first in the same K walk (gemm_mma.cl, gemm_wgmma.cl), so C is written once and
      * never read for the adapter's term. Elsewhere (and for an L transposed unlike A) the default two products.

@@ -65,6 +65,21 @@ class LoraLinearProperties {
         }
     }
 
+    /**
+     * The rank-r path's type ({@code Kernels#lowRankType}) never narrows the input's: F32 and F64 stay as they are, a BF16
+     * input with F32 parameters runs in BF16 or F32; on the CPU reference in F32 (nothing of the adapter's path rounded).
+     */
+    @net.jqwik.api.Example
+    void lowRankTypeNeverNarrowsTheInput() {
+        for (Backend be : BackendsUnderTest.all()) {
+            org.junit.jupiter.api.Assertions.assertEquals(DType.F32, be.kernels().lowRankType(DType.F32, DType.F32), be.name());
+            org.junit.jupiter.api.Assertions.assertEquals(DType.F64, be.kernels().lowRankType(DType.F64, DType.F32), be.name());
+            DType mixed = be.kernels().lowRankType(DType.BF16, DType.F32);
+            org.junit.jupiter.api.Assertions.assertTrue(mixed == DType.BF16 || mixed == DType.F32, be.name() + ": " + mixed);
+        }
+        org.junit.jupiter.api.Assertions.assertEquals(DType.F32, BackendsUnderTest.cpu().kernels().lowRankType(DType.BF16, DType.F32));
+    }
+
     /** The values as a tensor of type dt holds them (rounded by the CPU reference backend). */
     private static double[] asComputed(double[] values, DType dt) {
         Backend cpu = BackendsUnderTest.cpu();
@@ -130,10 +145,10 @@ class LoraLinearProperties {
                 double[] dxWant = new double[n * in], dxTerms = new double[n * in];
                 for (int j = 0; j < members; j++) {
                     int out = outs[j], r = ranks[j];
-                    // the products take the F32 parameters as the compute type holds them (BF16: rounded); the
-                    // unrounded ones put B's rounding, amplified by cancellation in dY B, on the expected values
-                    // (2.1-5.4% of the largest element at n = 1-3, past the 2% bound)
-                    double[] av = asComputed(a.get(j).values(), dt), bv = asComputed(b.get(j).values(), dt);
+                    // the products take the F32 parameters as the backend's rank-r path holds them
+                    // (Kernels#lowRankType: BF16 copies on tensor-core GPUs, the F32 values on the CPU)
+                    DType rank = be.kernels().lowRankType(dt, params);
+                    double[] av = asComputed(a.get(j).values(), rank), bv = asComputed(b.get(j).values(), rank);
                     double[] ba = Reference.gemm(false, false, 1, bv, out, r, av, r, in, 0, null);
                     double[] wEff = w.get(j).values().clone();
                     for (int i = 0; i < wEff.length; i++) wEff[i] += s[j] * ba[i];

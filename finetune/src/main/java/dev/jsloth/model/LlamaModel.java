@@ -233,8 +233,10 @@ public final class LlamaModel implements AutoCloseable {
 
     private LossResult run(Batch b, boolean backward, double gradScale, boolean checkpointing, double[][] logitsOut) {
         checkIds(b);
-        if (adapter != null && adapter.buffer() != null && computeType != adapter.buffer().values().dtype()) {
-            try (var pass = adapter.buffer().beginCompute(computeType)) { // A and B in bf16 once for the pass
+        DType params = adapter == null || adapter.buffer() == null ? null : adapter.buffer().values().dtype();
+        DType rank = params == null ? null : backend.kernels().lowRankType(computeType, params);
+        if (params != null && rank != params) {
+            try (var pass = adapter.buffer().beginCompute(rank)) { // A and B in the rank-r path's type (bf16) once for the pass
                 return runPass(b, backward, gradScale, checkpointing, logitsOut);
             }
         }

@@ -17,8 +17,9 @@ import dev.jsloth.api.autograd.Parameter;
  * {@code B A}. Forward saves X (by reference) and XA.
  *
  * <p>Mixed precision: when X is 16-bit (bf16 training) and the parameters are F32 (master weights, as PEFT keeps
- * them), the products run on 16-bit copies of A and B (rounded once per forward) with F32 accumulation, and the
- * gradients of A and B accumulate in F32.
+ * them), the rank-r path runs in the backend's {@link Kernels#lowRankType}: on GPUs 16-bit copies of A and B (rounded
+ * once per pass) and 16-bit XA and dY B, with F32 accumulation; on the CPU all of it in F32, as PEFT computes its
+ * adapters. The gradients of A and B accumulate in F32 either way.
  *
  * <p>Backward, from {@code dY [n, out]} (W frozen, so no dW):
  * <pre>
@@ -57,6 +58,11 @@ public final class LoraLinear {
                 b.close();
             }
         }
+    }
+
+    /** The type of the rank-r path for input of type {@code input} ({@link Kernels#lowRankType}); the input's without an adapter. */
+    DType rankType(DType input) {
+        return loraA == null ? input : loraA.value().backend().kernels().lowRankType(input, loraA.value().dtype());
     }
 
     /** A and B in {@code type}: the parameters when they already are, else fresh copies. */
@@ -215,8 +221,9 @@ public final class LoraLinear {
         checkInput(x);
         if (loraA == null) return new Saved(x, null, null);
         Backend be = x.backend();
-        Factors f = factors(x.dtype());
-        Tensor xa = be.allocateForOverwrite(x.dtype(), Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
+        DType rank = rankType(x.dtype());
+        Factors f = factors(rank);
+        Tensor xa = be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
         be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
         return new Saved(x, xa, f);
     }
@@ -229,7 +236,7 @@ public final class LoraLinear {
         checkInput(x);
         if ((loraA == null) != (xa == null))
             throw new IllegalArgumentException(loraA == null ? "a rank-r product given to a layer without an adapter" : "the adapter's rank-r product is missing");
-        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(x.dtype()));
+        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())));
     }
 
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
@@ -259,7 +266,7 @@ public final class LoraLinear {
         }
         int r = loraA.value().shape().dim(0);
         Factors f = saved.factors();
-        try (Tensor dyb = be.allocateForOverwrite(dy.dtype(), Shape.of(n, r))) {
+        try (Tensor dyb = be.allocateForOverwrite(rankType(dy.dtype()), Shape.of(n, r))) {
             k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
             k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
             k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());

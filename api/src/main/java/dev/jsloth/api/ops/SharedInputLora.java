@@ -18,7 +18,7 @@ import java.util.List;
  *   XA_all^T = A_all X^T                     [R, n]   member j's rows: (X A_j^T)^T
  *   Y_j      = X W_j^T + b_j + s_j (XA_j) B_j^T
  * backward, from every dY_j:
- *   G_j      = s_j B_j^T dY_j^T              [r_j, n] member j's rows of G [R, n] (G_j rounded to dY's type)
+ *   G_j      = s_j B_j^T dY_j^T              [r_j, n] member j's rows of G [R, n] (in the rank-r type, Kernels#lowRankType)
  *   dB_j    += s_j dY_j^T (XA_j)
  *   dA_all  += G X                           one product for every member's dA
  *   dX       = sum_j dY_j W_j + G^T A_all    the adapters' terms in one low-rank product
@@ -82,7 +82,7 @@ public final class SharedInputLora {
 
     /**
      * What forward keeps for backward: the input (not owned), the stacked rank-r product {@code [R, n]} and A_all in the
-     * input's type (stacked), and each member's saved state (stacked: its B in the input's type only).
+     * rank-r type (stacked; {@link LoraLinear#rankType}), and each member's saved state (stacked: its B in that type only).
      */
     public record Saved(Tensor x, Tensor xaT, Tensor a, boolean aOwned, List<LoraLinear.Saved> each) implements AutoCloseable {
         @Override
@@ -127,8 +127,9 @@ public final class SharedInputLora {
         }
         checkInput(x);
         Backend be = x.backend();
-        StackedA a = stackedA(x.dtype());
-        Tensor xaT = be.allocateForOverwrite(x.dtype(), Shape.of(stack.rows(), Math.toIntExact(x.shape().rows())));
+        DType rank = members.getFirst().rankType(x.dtype());
+        StackedA a = stackedA(rank);
+        Tensor xaT = be.allocateForOverwrite(rank, Shape.of(stack.rows(), Math.toIntExact(x.shape().rows())));
         be.kernels().gemm(false, true, 1.0, a.tensor(), x, 0.0, xaT);                        // A_all X^T
         return new Saved(x, xaT, a.tensor(), a.owned(), memberFactors(x));
     }
@@ -147,7 +148,7 @@ public final class SharedInputLora {
         Shape want = Shape.of(stack.rows(), Math.toIntExact(x.shape().rows()));
         if (!kept.stacked().shape().equals(want))
             throw new IllegalArgumentException("kept rank-r product " + kept.stacked().shape() + " does not fit " + want);
-        StackedA a = stackedA(x.dtype());
+        StackedA a = stackedA(members.getFirst().rankType(x.dtype()));
         return new Saved(x, kept.stacked(), a.tensor(), a.owned(), memberFactors(x));
     }
 
@@ -175,7 +176,7 @@ public final class SharedInputLora {
         Kernels k = be.kernels();
         int n = Math.toIntExact(x.shape().rows());
         Tensor dx = be.allocateForOverwrite(first.dtype(), Shape.of(n, x.shape().cols()));
-        try (Tensor g = be.allocateForOverwrite(first.dtype(), Shape.of(stack.rows(), n))) {
+        try (Tensor g = be.allocateForOverwrite(members.getFirst().rankType(first.dtype()), Shape.of(stack.rows(), n))) {
             for (int j = 0; j < members.size(); j++) {
                 LoraLinear m = members.get(j);
                 Tensor dy = dys.get(j), b = saved.each().get(j).factors().b();
@@ -212,10 +213,10 @@ public final class SharedInputLora {
         return new StackedA(copy, true);
     }
 
-    /** Each member's saved state with no rank-r product of its own: its A and B in the input's type. */
+    /** Each member's saved state with no rank-r product of its own: its A and B in the rank-r type. */
     private List<LoraLinear.Saved> memberFactors(Tensor x) {
         List<LoraLinear.Saved> each = new ArrayList<>();
-        for (LoraLinear m : members) each.add(new LoraLinear.Saved(x, null, m.factors(x.dtype())));
+        for (LoraLinear m : members) each.add(new LoraLinear.Saved(x, null, m.factors(m.rankType(x.dtype()))));
         return each;
     }
 
