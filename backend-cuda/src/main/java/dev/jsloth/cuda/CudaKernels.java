@@ -57,6 +57,18 @@ final class CudaKernels implements Kernels {
     }
 
     /**
+     * F32 for bf16 input with F32 adapters (the wider of the two, as on the CPU): the rank-r products and the factors stay
+     * F32 and reach the bf16 tensor-core GEMM as hi/lo pairs ({@link LowRankSplit}); F16 input keeps its own type.
+     */
+    @Override
+    public DType lowRankType(DType input, DType parameters) {
+        return input == DType.F16 || !LOW_RANK_F32 ? input : Kernels.wider(input, parameters);
+    }
+
+    /** {@code -Djsloth.cuda.lowRankF32=false}: the adapter's path in bf16 copies instead (for comparisons). */
+    private static final boolean LOW_RANK_F32 = !"false".equals(System.getProperty("jsloth.cuda.lowRankF32"));
+
+    /**
      * C folded into the first product as cuBLASLt's out-of-place input ({@code D = s L R + C}, then {@code D += A B}), so
      * no pass over D of its own; the default where that product would need converted operands.
      */

@@ -8,7 +8,8 @@ import dev.jsloth.api.Shape;
  * in F32. Operands that cuBLASLt takes as they are go straight to it; any other operand (NF4, or a type that
  * differs from the other operand's) is converted to the compute type first, tile by tile along its stored rows
  * when it is large ({@link GemmTiling}), so a dequantized weight never exists whole. A 16-bit C that cuBLASLt
- * cannot produce from the operands is accumulated in an F32 scratch and rounded once.
+ * cannot produce from the operands is accumulated in an F32 scratch and rounded once. LoRA's F32 rank-r operands
+ * beside bf16 ones run on the bf16 GEMM as hi/lo pairs ({@link LowRankSplit}).
  */
 final class GemmOp {
     /** Default elements of a converted operand kept at once (one tile); {@code -Djsloth.cuda.gemmTileElements} overrides. */
@@ -58,6 +59,10 @@ final class GemmOp {
         }
         // from here on cuBLASLt writes C; with beta = 0 it does not read it (NaN or garbage in C is ignored)
         Operand oa = operand(a, 0, ar, ac, transA), ob = operand(b, 0, br, bc, transB);
+        if (batch == 1 && LowRankSplit.applies(oa.ref(), ob.ref(), ct)) { // LoRA's F32 rank-r path on the bf16 GEMM
+            LowRankSplit.multiply(be, oa.ref(), ob.ref(), cRef, alpha, beta);
+            return;
+        }
         ElementType want = operandType(ct, oa.dtype(), ob.dtype());
         if (want == null) { // a 16-bit C that cuBLASLt cannot write from these operands: accumulate in F32
             try (CudaTensor acc = be.allocateUninitialized(DType.F32, Shape.of(Math.toIntExact(cCount)))) {
@@ -83,6 +88,7 @@ final class GemmOp {
         if (m == 0 || n == 0 || k == 0 || alpha == 0 || c.dtype() != d.dtype()) return false;
         ElementType dt = ElementType.of(d.dtype());
         Operand oa = operand(a, 0, ar, ac, transA), ob = operand(b, 0, br, bc, transB);
+        if (LowRankSplit.multiplyOnto(be, oa.ref(), ob.ref(), c.address(), MatrixRef.dense(d.address(), dt, m, n, false), alpha)) return true;
         ElementType want = operandType(dt, oa.dtype(), ob.dtype());
         if (want == null || oa.ref().type() != want || ob.ref().type() != want) return false;
         MatrixRef dRef = MatrixRef.dense(d.address(), dt, m, n, false);

@@ -20,6 +20,8 @@ enum KernelId {
     ADAMW("elementwise.cu", "adamw_kernel", 1),
     CONVERT("convert.cu", "convert_kernel", 2),
     NF4_DEQUANTIZE("convert.cu", "nf4_dequantize_kernel", 1),
+    LOWRANK_SPLIT("convert.cu", "lowrank_split_kernel", 1),
+    LOWRANK_FOLD("convert.cu", "lowrank_fold_kernel", 1),
     COLUMN_PARTIAL_SUMS("reduce.cu", "column_partial_sums_kernel", 1),
     REDUCE_PARTIALS("reduce.cu", "reduce_partials_kernel", 1),
     SQUARE_PARTIAL_SUMS("reduce.cu", "square_partial_sums_kernel", 1),

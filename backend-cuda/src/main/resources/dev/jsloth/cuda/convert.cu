@@ -27,3 +27,45 @@ __global__ void nf4_dequantize_kernel(const unsigned char* packed, const float* 
         store(dst, i, NF4_CODE[q] * scales[e / 64]);
     }
 }
+
+/**
+ * LoRA's F32 factors and rank-r products for the 16-bit GEMM (LowRankSplit.java): each value v as three bf16 values,
+ * hi = bf16(v), mid = bf16(v - hi), lo = bf16(v - hi - mid) (24 significant bits between them, F32's). Writes `parts`
+ * copies of the stored rows x cols matrix, copy p the hi, mid or lo values as the two bits p of `select` say (0, 1, 2),
+ * one after the other (part p at p * rows * cols) or, side_by_side, each row's copies in turn (row r, part p at
+ * (r * parts + p) * cols).
+ */
+template <typename S>
+__global__ void lowrank_split_kernel(const S* src, i64 rows, i64 cols, int parts, int select, int side_by_side, bf16_t* dst) {
+    const i64 n = rows * cols;
+    JSLOTH_GRID_STRIDE(i, n) {
+        const float v = f32_of(src[i]);
+        const bf16_t hi = bf16_of(v);
+        const float rest = v - f32_of(hi);
+        const bf16_t mid = bf16_of(rest);
+        const bf16_t lo = bf16_of(rest - f32_of(mid));
+        const i64 r = i / cols, c = i - r * cols;
+        for (int p = 0; p < parts; p++) {
+            const i64 at = side_by_side ? (r * parts + p) * cols + c : p * n + i;
+            const int which = (select >> (2 * p)) & 3;
+            dst[at] = which == 0 ? hi : which == 1 ? mid : lo;
+        }
+    }
+}
+
+/**
+ * c = the sum of `parts` F32 partial products (+ beta * c): a product whose F32 operand was split into hi, mid and lo
+ * rows or columns (LowRankSplit.java), its parts stacked (part p at p * rows * cols) or side by side (row r's part p at
+ * (r * parts + p) * cols); c dense rows x cols of type T (beta 0: c is not read).
+ */
+template <typename T>
+__global__ void lowrank_fold_kernel(const float* partials, i64 rows, i64 cols, int parts, int side_by_side, double beta, T* c) {
+    const i64 n = rows * cols;
+    JSLOTH_GRID_STRIDE(i, n) {
+        const i64 r = i / cols, col = i - r * cols;
+        float v = 0;
+        for (int p = parts - 1; p >= 0; p--) v += partials[side_by_side ? (r * parts + p) * cols + col : p * n + i]; // small parts first
+        if (beta != 0) v += (float) beta * f32_of(c[i]);
+        c[i] = Narrow<T>::from(v);
+    }
+}
