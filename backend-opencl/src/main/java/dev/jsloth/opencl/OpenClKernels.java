@@ -88,12 +88,73 @@ final class OpenClKernels implements Kernels {
     }
 
     /**
-     * On the tensor cores the input's type (their GEMMs take BF16 operands only; a mixed product would leave them), else
-     * the wider of the two, as on the CPU: the generic kernels read each operand in its own type and accumulate in F32.
+     * The wider of the two (F32 for bf16 input with F32 adapters), as on the CPU and CUDA: the generic kernels read each
+     * operand in its own type and accumulate in F32; on the tensor cores the F32 operands go in as hi/mid/lo bf16 parts
+     * ({@link #lowRankSplit}). F16 input keeps its own type.
      */
     @Override
     public DType lowRankType(DType input, DType parameters) {
-        return cfg.tensorCores() ? input : Kernels.wider(input, parameters);
+        return input == DType.F16 ? input : Kernels.wider(input, parameters);
+    }
+
+    /** {@code -Djsloth.opencl.lowRankSplit=true}: {@link #lowRankSplit} off the tensor cores too (tests it on PoCL). */
+    private static final boolean SPLIT_EVERYWHERE = Boolean.getBoolean("jsloth.opencl.lowRankSplit");
+    /** The largest rank (the split dimension) {@link #lowRankSplit} takes: LoRA's, stacked ones included. */
+    static final int SPLIT_MAX_RANK = 256;
+    private static final int PARTS = 3;
+    /** Two bits per part (0 hi, 1 mid, 2 lo): a rank-side split's parts, and a K split's for A and for B. */
+    private static final int HI_MID_LO = 0b10_01_00, A_K = 0b01_00_00, B_K = 0b00_01_00;
+
+    private boolean splitsLowRank() {
+        return cfg.tensorCores() || SPLIT_EVERYWHERE;
+    }
+
+    /**
+     * LoRA's F32 operands on the bf16 tensor-core GEMM (CUDA's LowRankSplit, the same layouts): each value as bf16 parts
+     * {@code v = hi + mid + lo} (24 bits). One F32 operand whose other dimension is a rank: split along it, one product of
+     * three times the rank into F32 partials, added into C ({@code lowrank_fold}, with beta). Two F32 operands over a
+     * rank-deep K into a bf16 C: K tripled, {@code [A_hi|A_hi|A_mid][B_hi;B_mid;B_hi]}, straight into C. False, with
+     * nothing done, for any other product.
+     */
+    private boolean lowRankSplit(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double beta, Tensor c, int m, int n, int k) {
+        if ((c.dtype() != DType.F32 && c.dtype() != DType.BF16) || a.shape().rank() != 2 || b.shape().rank() != 2) return false;
+        boolean aF32 = a.dtype() == DType.F32, bF32 = b.dtype() == DType.F32;
+        if (aF32 && bF32) {
+            if (c.dtype() != DType.BF16 || k > SPLIT_MAX_RANK) return false;
+            try (Tensor as = tripledAlongK(a, transA, true); Tensor bs = tripledAlongK(b, transB, false)) {
+                gemm(transA, transB, alpha, as, bs, beta, c);
+            }
+            return true;
+        }
+        boolean splitA = aF32 && b.dtype() == DType.BF16 && m <= SPLIT_MAX_RANK, splitB = bF32 && a.dtype() == DType.BF16 && n <= SPLIT_MAX_RANK;
+        if (!splitA && !splitB) return false;
+        Tensor s = splitA ? a : b;
+        // op(S) gains rows (S is A: [hi; mid; lo]) or columns (S is B: [hi | mid | lo]): stored, the copies one after
+        // the other or each row's side by side, as S is stored plain or transposed; the partial products likewise
+        boolean sideBySide = splitA == (splitA ? transA : transB);
+        try (Tensor parts = split(s, sideBySide, HI_MID_LO);
+             Tensor partials = be.allocateForOverwrite(DType.F32, splitA ? Shape.of(PARTS * m, n) : Shape.of(m, PARTS * n))) {
+            gemm(transA, transB, alpha, splitA ? parts : a, splitA ? b : parts, 0.0, partials);
+            long mn = (long) m * n;
+            launch("lowrank_fold", partials, c).i64(mn).i64(n).i32(PARTS).i32(splitA ? 0 : 1).real(beta).tensor(t(partials)).tensor(t(c))
+                    .run(mn, cfg.simpleGroup());
+        }
+        return true;
+    }
+
+    /** An operand's three bf16 copies along K (A's columns hi, hi, mid; B's rows hi, mid, hi). */
+    private Tensor tripledAlongK(Tensor x, boolean trans, boolean isA) {
+        return split(x, isA != trans, isA ? A_K : B_K); // K is a stored column (A plain, B transposed): side by side
+    }
+
+    /** {@link #PARTS} bf16 copies of a 2-D F32 tensor as {@code lowrank_split} lays them out, shaped to match. */
+    private Tensor split(Tensor x, boolean sideBySide, int select) {
+        int rows = Math.toIntExact(x.shape().rows()), cols = Math.toIntExact(x.shape().cols());
+        Tensor out = be.allocateForOverwrite(DType.BF16, sideBySide ? Shape.of(rows, PARTS * cols) : Shape.of(PARTS * rows, cols));
+        long n = (long) rows * cols;
+        launch("lowrank_split", x, out).i64(n).i64(cols).i32(PARTS).i32(select).i32(sideBySide ? 1 : 0).tensor(t(x)).tensor(t(out))
+                .run(n, cfg.simpleGroup());
+        return out;
     }
 
     /**
@@ -104,6 +165,15 @@ final class OpenClKernels implements Kernels {
     @Override
     public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                 boolean transL, Tensor r, double beta, Tensor c) {
+        if (splitsLowRank() && l.dtype() == DType.F32 && r.dtype() == DType.F32 && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
+                && transL == transA && l.shape().rank() == 2 && r.shape().rank() == 2 && c != l && c != r
+                && PARTS * (transL ? l.shape().rows() : l.shape().cols()) <= LaunchConfig.MMA_LOW_RANK_MAX) {
+            // an F32 pair (the adapter's path in F32) tripled along its rank into bf16 parts: still one fused pass
+            try (Tensor ls = tripledAlongK(l, transL, true); Tensor rs = tripledAlongK(r, transB, false)) {
+                gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, ls, transL, rs, beta, c);
+            }
+            return;
+        }
         if (transL != transA || !cfg.tensorCores() || alpha == 0 || a.dtype() != DType.BF16 || b.dtype() != DType.BF16
                 || l.dtype() != DType.BF16 || r.dtype() != DType.BF16 || (c.dtype() != DType.F32 && c.dtype() != DType.BF16)) {
             Kernels.super.gemmPlusLowRank(transA, transB, alpha, a, b, lowScale, l, transL, r, beta, c);
@@ -151,6 +221,7 @@ final class OpenClKernels implements Kernels {
             else if (beta != 1) scale(c, beta);
             return;
         }
+        if (low == null && batch == 1 && splitsLowRank() && lowRankSplit(transA, transB, alpha, a, b, beta, c, m, n, k)) return;
         Precision p = Precision.of(a, b, c);
         if (cfg.cpuGemm() && p == Precision.FLOAT && c.dtype() == DType.F32
                 && cpuGemm(transA, transB, alpha, beta, ta, tb, tc, batch, m, n, k, ar * ac, br * bc, cr * cc)) return;

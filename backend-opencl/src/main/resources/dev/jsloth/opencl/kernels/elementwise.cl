@@ -70,6 +70,40 @@ kernel void ew_copy(long n, QTENSOR(src), TENSOR(dst)) {
     if (i < n) ST(dst, i, LDQ(src, i));
 }
 
+/*
+ * LoRA's F32 factors and rank-r products for the bf16 tensor-core GEMM (OpenClKernels.lowRankSplit): each value v as
+ * hi = bf16(v), mid = bf16(v - hi), lo = bf16(v - hi - mid). Writes `parts` copies of the stored n / cols x cols
+ * matrix, copy p the hi, mid or lo values as the two bits p of `select` say (0, 1, 2), one after the other (part p at
+ * p * n) or, side_by_side, each row's copies in turn (row r, part p at (r * parts + p) * cols).
+ */
+kernel void lowrank_split(long n, long cols, int parts, int select, int side_by_side, TENSOR(src), TENSOR(dst)) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    const float v = (float) LD(src, i);
+    const float hi = bf16_to_float(float_to_bf16(v));
+    const float rest = v - hi;
+    const float mid = bf16_to_float(float_to_bf16(rest));
+    const float lo = bf16_to_float(float_to_bf16(rest - mid));
+    const long r = i / cols, c = i - r * cols;
+    for (int p = 0; p < parts; p++) {
+        const long at = side_by_side ? (r * parts + p) * cols + c : p * n + i;
+        const int which = (select >> (2 * p)) & 3;
+        ST(dst, at, (real) (which == 0 ? hi : which == 1 ? mid : lo));
+    }
+}
+
+/* c = the sum of `parts` partial products (+ beta * c), stacked (part p at p * n) or side by side (row r's part p at
+ * (r * parts + p) * cols); beta 0: c is not read. */
+kernel void lowrank_fold(long n, long cols, int parts, int side_by_side, real beta, TENSOR(partials), TENSOR(c)) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    const long r = i / cols, col = i - r * cols;
+    float v = 0;
+    for (int p = parts - 1; p >= 0; p--) v += (float) LD(partials, side_by_side ? (r * parts + p) * cols + col : p * n + i);
+    if (beta != 0) v += (float) beta * (float) LD(c, i);
+    ST(c, i, (real) v);
+}
+
 kernel void ew_add_row_vector(long n, int cols, TENSOR(x), TENSOR(bias)) {
     const long i = get_global_id(0);
     if (i < n) ST(x, i, LD(x, i) + LD(bias, i % cols));
