@@ -11,10 +11,12 @@ import java.util.concurrent.ConcurrentHashMap;
 /**
  * Where the Hugging Face golden cases come from ({@code ../shared/fixtures/hf} as the fixtures' README lays it out:
  * {@code gqa-untied}, {@code tied-odd}, {@code mha-bf16}, {@code tok-bytelevel}, {@code tok-spm}). In order: the
- * directory named by {@code -Djsloth.fixtures.hf=DIR} (or {@code JSLOTH_FIXTURES_HF}); else the project's sibling
- * {@code ../shared/fixtures/hf} where it holds the case with all its files; else the copy bundled in the test
+ * directory named by {@code -Djsloth.fixtures.hf=DIR} (or {@code JSLOTH_FIXTURES_HF}; relative to the project root);
+ * else {@code ../shared/fixtures/hf} beside the project, or {@code shared/fixtures/hf} inside it (as a checkout copied
+ * to the GPU machine carries it), where it holds the case with all its files; else the copy bundled in the test
  * resources ({@code /hf/NAME}, {@code /fixtures/tok-*}), so the suite runs on a clone alone. Each case's source is
- * printed once, so a run shows which goldens it checked.
+ * printed once, so a run shows which goldens it checked. (Tests that only need a model to run on, not its goldens,
+ * keep the bundled copy.)
  */
 public final class GoldenFixtures {
     /** The files a model case needs; a tokenizer case needs tokenizer.json and cases.json. */
@@ -39,16 +41,19 @@ public final class GoldenFixtures {
     private static Path resolve(String name, List<String> files, String bundledFile) {
         String named = System.getProperty("jsloth.fixtures.hf", System.getenv("JSLOTH_FIXTURES_HF"));
         if (named != null && !named.isBlank()) {
-            Path dir = Path.of(named).resolve(name);
+            Path root = projectRoot();
+            Path dir = (root == null ? Path.of(named) : root.resolve(named)).resolve(name);
             for (String f : files)
                 if (!Files.isRegularFile(dir.resolve(f)))
                     throw new IllegalStateException("jsloth.fixtures.hf=" + named + ": case " + name + " lacks " + f + " (" + dir.resolve(f) + ")");
             return announce(name, dir, "jsloth.fixtures.hf");
         }
-        Path shared = sharedFixtures();
-        if (shared != null) {
-            Path dir = shared.resolve(name);
-            if (files.stream().allMatch(f -> Files.isRegularFile(dir.resolve(f)))) return announce(name, dir, "the shared fixtures");
+        Path root = projectRoot();
+        if (root != null) {
+            for (Path shared : List.of(root.resolveSibling("shared"), root.resolve("shared"))) {
+                Path dir = shared.resolve("fixtures").resolve("hf").resolve(name);
+                if (files.stream().allMatch(f -> Files.isRegularFile(dir.resolve(f)))) return announce(name, dir, "the shared fixtures");
+            }
         }
         URL url = GoldenFixtures.class.getResource(bundledFile);
         if (url == null) throw new IllegalStateException("missing test resource " + bundledFile + " (and no shared fixture " + name + ")");
@@ -59,14 +64,10 @@ public final class GoldenFixtures {
         }
     }
 
-    /** {@code ../shared/fixtures/hf} beside the project root (the directory holding the {@code jsloth} launcher), or null. */
-    private static Path sharedFixtures() {
-        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent()) {
-            if (Files.isRegularFile(p.resolve("jsloth")) && Files.isRegularFile(p.resolve("pom.xml"))) {
-                Path hf = p.resolveSibling("shared").resolve("fixtures").resolve("hf");
-                return Files.isDirectory(hf) ? hf : null;
-            }
-        }
+    /** The project root (the directory holding the {@code jsloth} launcher and pom.xml) above the working directory, or null. */
+    private static Path projectRoot() {
+        for (Path p = Path.of("").toAbsolutePath(); p != null; p = p.getParent())
+            if (Files.isRegularFile(p.resolve("jsloth")) && Files.isRegularFile(p.resolve("pom.xml"))) return p;
         return null;
     }
 

@@ -9,7 +9,7 @@ import dev.jsloth.api.Shape;
  * differs from the other operand's) is converted to the compute type first, tile by tile along its stored rows
  * when it is large ({@link GemmTiling}), so a dequantized weight never exists whole. A 16-bit C that cuBLASLt
  * cannot produce from the operands is accumulated in an F32 scratch and rounded once. LoRA's F32 rank-r operands
- * beside bf16 ones run on the bf16 GEMM as hi/lo pairs ({@link LowRankSplit}).
+ * beside bf16 ones run on the bf16 GEMM as hi/mid/lo parts ({@link LowRankSplit}).
  */
 final class GemmOp {
     /** Default elements of a converted operand kept at once (one tile); {@code -Djsloth.cuda.gemmTileElements} overrides. */

@@ -21,9 +21,10 @@ import dev.jsloth.api.Shape;
 final class LowRankSplit {
     /**
      * The largest rank (the split dimension) this takes: LoRA's ranks, and stacked ones (Q, K and V's A matrices end to
-     * end: three times the rank); larger products keep the converting F32 path.
+     * end: three times the rank, so r up to 341); larger products keep the converting F32 path (slow: X converted to
+     * F32). The scratch grows with it: 3 x 1024 x tokens F32 partials, 48 MB at 4096 tokens.
      */
-    static final int MAX_RANK = 256;
+    static final int MAX_RANK = 1024;
     private static final int PARTS = 3;
     /** Two bits per part (0 hi, 1 mid, 2 lo): a rank-side split's parts, and a K split's for A and for B. */
     private static final int HI_MID_LO = 0b10_01_00, A_K = 0b01_00_00, B_K = 0b00_01_00;
@@ -90,9 +91,14 @@ final class LowRankSplit {
     /** {@link #PARTS} bf16 copies of a dense F32 matrix as {@code lowrank_split_kernel} lays them out. */
     private static CudaTensor copies(CudaBackend be, MatrixRef x, boolean sideBySide, int select) {
         CudaTensor out = be.allocateUninitialized(DType.BF16, Shape.of(Math.toIntExact(PARTS * x.rows() * x.cols())));
-        be.kernel(KernelId.LOWRANK_SPLIT, ElementType.F32).launch(Grid.linear(x.rows() * x.cols()), LaunchArgs.of()
-                .ptr(x.ptr()).i64(x.rows()).i64(x.cols()).i32(PARTS).i32(select).i32(sideBySide ? 1 : 0).ptr(out.address()));
-        return out;
+        try {
+            be.kernel(KernelId.LOWRANK_SPLIT, ElementType.F32).launch(Grid.linear(x.rows() * x.cols()), LaunchArgs.of()
+                    .ptr(x.ptr()).i64(x.rows()).i64(x.cols()).i32(PARTS).i32(select).i32(sideBySide ? 1 : 0).ptr(out.address()));
+            return out;
+        } catch (RuntimeException | Error e) {
+            out.close();
+            throw e;
+        }
     }
 
     /** The view of {@link #split}'s copies as the operand with K tripled. */

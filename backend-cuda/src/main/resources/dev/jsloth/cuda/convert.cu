@@ -41,7 +41,7 @@ __global__ void lowrank_split_kernel(const S* src, i64 rows, i64 cols, int parts
     JSLOTH_GRID_STRIDE(i, n) {
         const float v = f32_of(src[i]);
         const bf16_t hi = bf16_of(v);
-        const float rest = v - f32_of(hi);
+        const float rest = isinf(f32_of(hi)) ? 0.f : v - f32_of(hi); // an infinite v (or one rounding to it) is hi alone
         const bf16_t mid = bf16_of(rest);
         const bf16_t lo = bf16_of(rest - f32_of(mid));
         const i64 r = i / cols, c = i - r * cols;

@@ -230,16 +230,16 @@ class CudaBackendTest {
      * to F32 precision where C is F32 (the CPU widens the bf16 operand exactly and sums in F32: 1e-5 of max|C|, where a
      * bf16-rounded operand would be off by ~4e-3), to one bf16 rounding where two F32 operands over a rank-deep K make a
      * bf16 C (1e-2 of max|C|: a bf16 ulp at |C| near 2 is 0.0156, and the two may round apart); every transposition,
-     * ranks 1, 16, 64, 256 (the largest split) and 257 (the converting path).
+     * ranks 1, 16, 64, 1024 (the largest split) and 1025 (the converting path).
      */
     @Test
     void lowRankSplitGemmsMatchTheCpu() {
         assumeGpu();
         long seed = 100;
-        for (int rank : new int[]{1, 16, 64, 256, 257})
+        for (int rank : new int[]{1, 16, 64, 1024, 1025})
             for (int t = 0; t < 4; t++) {
                 boolean ta = (t & 1) != 0, tb = (t & 2) != 0;
-                double beta = t % 2 == 0 ? 0 : 1;
+                double beta = t == 1 || t == 2 ? 1 : 0; // each transA with beta 0 (C NaN, ignored) and with beta 1
                 gemmVsCpu(207, rank, 300, ta, tb, DType.BF16, DType.F32, DType.F32, 0.5, beta, 1e-5, seed++);   // X A^T, dY B
                 gemmVsCpu(rank, 207, 300, ta, tb, DType.F32, DType.BF16, DType.F32, 2.0, beta, 1e-5, seed++);   // G X, B^T dY^T
                 gemmVsCpu(131, 97, rank, ta, tb, DType.F32, DType.F32, DType.BF16, 2.0, beta, 1e-2, seed++);    // s (XA) B^T

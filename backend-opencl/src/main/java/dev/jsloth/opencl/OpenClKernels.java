@@ -99,8 +99,8 @@ final class OpenClKernels implements Kernels {
 
     /** {@code -Djsloth.opencl.lowRankSplit=true}: {@link #lowRankSplit} off the tensor cores too (tests it on PoCL). */
     private static final boolean SPLIT_EVERYWHERE = Boolean.getBoolean("jsloth.opencl.lowRankSplit");
-    /** The largest rank (the split dimension) {@link #lowRankSplit} takes: LoRA's, stacked ones included. */
-    static final int SPLIT_MAX_RANK = 256;
+    /** The largest rank (the split dimension) {@link #lowRankSplit} takes: LoRA's, stacked ones included (as CUDA's). */
+    static final int SPLIT_MAX_RANK = 1024;
     private static final int PARTS = 3;
     /** Two bits per part (0 hi, 1 mid, 2 lo): a rank-side split's parts, and a K split's for A and for B. */
     private static final int HI_MID_LO = 0b10_01_00, A_K = 0b01_00_00, B_K = 0b00_01_00;
@@ -151,10 +151,15 @@ final class OpenClKernels implements Kernels {
     private Tensor split(Tensor x, boolean sideBySide, int select) {
         int rows = Math.toIntExact(x.shape().rows()), cols = Math.toIntExact(x.shape().cols());
         Tensor out = be.allocateForOverwrite(DType.BF16, sideBySide ? Shape.of(rows, PARTS * cols) : Shape.of(PARTS * rows, cols));
-        long n = (long) rows * cols;
-        launch("lowrank_split", x, out).i64(n).i64(cols).i32(PARTS).i32(select).i32(sideBySide ? 1 : 0).tensor(t(x)).tensor(t(out))
-                .run(n, cfg.simpleGroup());
-        return out;
+        try {
+            long n = (long) rows * cols;
+            launch("lowrank_split", x, out).i64(n).i64(cols).i32(PARTS).i32(select).i32(sideBySide ? 1 : 0).tensor(t(x)).tensor(t(out))
+                    .run(n, cfg.simpleGroup());
+            return out;
+        } catch (RuntimeException | Error e) {
+            out.close();
+            throw e;
+        }
     }
 
     /**
@@ -166,7 +171,7 @@ final class OpenClKernels implements Kernels {
     public void gemmPlusLowRank(boolean transA, boolean transB, double alpha, Tensor a, Tensor b, double lowScale, Tensor l,
                                 boolean transL, Tensor r, double beta, Tensor c) {
         if (splitsLowRank() && l.dtype() == DType.F32 && r.dtype() == DType.F32 && a.dtype() == DType.BF16 && b.dtype() == DType.BF16
-                && transL == transA && l.shape().rank() == 2 && r.shape().rank() == 2 && c != l && c != r
+                && c.dtype() == DType.BF16 && transL == transA && l.shape().rank() == 2 && r.shape().rank() == 2 && c != l && c != r
                 && PARTS * (transL ? l.shape().rows() : l.shape().cols()) <= LaunchConfig.MMA_LOW_RANK_MAX) {
             // an F32 pair (the adapter's path in F32) tripled along its rank into bf16 parts: still one fused pass
             try (Tensor ls = tripledAlongK(l, transL, true); Tensor rs = tripledAlongK(r, transB, false)) {

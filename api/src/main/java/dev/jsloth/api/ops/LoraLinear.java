@@ -17,9 +17,10 @@ import dev.jsloth.api.autograd.Parameter;
  * {@code B A}. Forward saves X (by reference) and XA.
  *
  * <p>Mixed precision: when X is 16-bit (bf16 training) and the parameters are F32 (master weights, as PEFT keeps
- * them), the rank-r path runs in the backend's {@link Kernels#lowRankType}: on GPUs 16-bit copies of A and B (rounded
- * once per pass) and 16-bit XA and dY B, with F32 accumulation; on the CPU all of it in F32, as PEFT computes its
- * adapters. The gradients of A and B accumulate in F32 either way.
+ * them), the rank-r path (A, B, XA, dY B) runs in the backend's {@link Kernels#lowRankType}: F32 on every backend here,
+ * as PEFT computes its adapters (the GPUs' tensor cores take the F32 operands as bf16 parts), or, where a backend
+ * returns the input's type, 16-bit copies of A and B (rounded once per pass) and 16-bit XA and dY B. The gradients of A
+ * and B accumulate in F32 either way.
  *
  * <p>Backward, from {@code dY [n, out]} (W frozen, so no dW):
  * <pre>
@@ -39,7 +40,7 @@ public final class LoraLinear {
 
     /**
      * What forward keeps for backward: the input (not owned), the rank-r product, and the adapter matrices in the
-     * input's type when the parameters are kept in another (the owned ones may be null).
+     * rank-r type ({@link #rankType}) when the parameters are kept in another (the owned ones may be null).
      */
     public record Saved(Tensor x, Tensor xa, Factors factors) implements AutoCloseable {
         @Override
@@ -49,7 +50,10 @@ public final class LoraLinear {
         }
     }
 
-    /** The adapter matrices as the products use them: the parameters themselves, or copies in the input's type. */
+    /**
+     * The adapter matrices as the products use them: the parameters themselves, or copies in the rank-r type
+     * ({@link #rankType}).
+     */
     public record Factors(Tensor a, Tensor b, boolean owned) implements AutoCloseable {
         @Override
         public void close() {

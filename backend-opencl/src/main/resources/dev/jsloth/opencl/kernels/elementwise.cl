@@ -81,7 +81,7 @@ kernel void lowrank_split(long n, long cols, int parts, int select, int side_by_
     if (i >= n) return;
     const float v = (float) LD(src, i);
     const float hi = bf16_to_float(float_to_bf16(v));
-    const float rest = v - hi;
+    const float rest = isinf(hi) ? 0.0f : v - hi; /* an infinite v (or one rounding to it) is hi alone */
     const float mid = bf16_to_float(float_to_bf16(rest));
     const float lo = bf16_to_float(float_to_bf16(rest - mid));
     const long r = i / cols, c = i - r * cols;
