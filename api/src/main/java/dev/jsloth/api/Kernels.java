@@ -70,9 +70,10 @@ public interface Kernels {
      * The type LoRA's rank-r path runs in on this backend, for 16-bit (or other) activations of type {@code input} and
      * adapter parameters of type {@code parameters}: the factors A and B as the products read them, and the rank-r
      * products {@code X A^T} and {@code dY B} (LoraLinear, SharedInputLora). This default is the input's type: the
-     * factors are rounded once per pass and the products stay on the 16-bit GEMM path (cuBLASLt, tensor cores). A
-     * backend whose GEMM widens every operand as it reads it (the CPU's) returns the wider of the two, so that nothing
-     * on the adapter's path is rounded to 16 bits, as PEFT keeps it (its adapters computed in F32 on a bf16 model).
+     * factors are rounded once per pass and the products stay on the plain 16-bit GEMM path. The backends here return
+     * the wider of the two (the CPU's GEMM widens every operand as it reads it; the GPUs' tensor cores take F32 operands
+     * as bf16 parts), so that nothing on the adapter's path is rounded to 16 bits, as PEFT keeps it (its adapters
+     * computed in F32 on a bf16 model).
      */
     default DType lowRankType(DType input, DType parameters) {
         return input;

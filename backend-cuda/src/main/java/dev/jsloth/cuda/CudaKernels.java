@@ -58,7 +58,7 @@ final class CudaKernels implements Kernels {
 
     /**
      * F32 for bf16 input with F32 adapters (the wider of the two, as on the CPU): the rank-r products and the factors stay
-     * F32 and reach the bf16 tensor-core GEMM as hi/lo pairs ({@link LowRankSplit}); F16 input keeps its own type.
+     * F32 and reach the bf16 tensor-core GEMM as hi/mid/lo parts ({@link LowRankSplit}); F16 input keeps its own type.
      */
     @Override
     public DType lowRankType(DType input, DType parameters) {

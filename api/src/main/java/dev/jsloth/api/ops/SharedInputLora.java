@@ -127,7 +127,7 @@ public final class SharedInputLora {
         }
         checkInput(x);
         Backend be = x.backend();
-        DType rank = members.getFirst().rankType(x.dtype());
+        DType rank = rankType(x.dtype());
         StackedA a = stackedA(rank);
         Tensor xaT = be.allocateForOverwrite(rank, Shape.of(stack.rows(), Math.toIntExact(x.shape().rows())));
         be.kernels().gemm(false, true, 1.0, a.tensor(), x, 0.0, xaT);                        // A_all X^T
@@ -148,7 +148,7 @@ public final class SharedInputLora {
         Shape want = Shape.of(stack.rows(), Math.toIntExact(x.shape().rows()));
         if (!kept.stacked().shape().equals(want))
             throw new IllegalArgumentException("kept rank-r product " + kept.stacked().shape() + " does not fit " + want);
-        StackedA a = stackedA(members.getFirst().rankType(x.dtype()));
+        StackedA a = stackedA(rankType(x.dtype()));
         return new Saved(x, kept.stacked(), a.tensor(), a.owned(), memberFactors(x));
     }
 
@@ -176,7 +176,7 @@ public final class SharedInputLora {
         Kernels k = be.kernels();
         int n = Math.toIntExact(x.shape().rows());
         Tensor dx = be.allocateForOverwrite(first.dtype(), Shape.of(n, x.shape().cols()));
-        try (Tensor g = be.allocateForOverwrite(members.getFirst().rankType(first.dtype()), Shape.of(stack.rows(), n))) {
+        try (Tensor g = be.allocateForOverwrite(rankType(first.dtype()), Shape.of(stack.rows(), n))) {
             for (int j = 0; j < members.size(); j++) {
                 LoraLinear m = members.get(j);
                 Tensor dy = dys.get(j), b = saved.each().get(j).factors().b();
@@ -211,6 +211,11 @@ public final class SharedInputLora {
         Tensor copy = v.backend().allocateForOverwrite(type, v.shape());
         v.backend().kernels().copy(v, copy);
         return new StackedA(copy, true);
+    }
+
+    /** The rank-r path's type for input of type {@code input} (the members share it: one backend, one parameter type). */
+    private DType rankType(DType input) {
+        return members.getFirst().rankType(input);
     }
 
     /** Each member's saved state with no rank-r product of its own: its A and B in the rank-r type. */
