@@ -90,7 +90,7 @@ final class GemmF32 {
     private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MR * Math.max(KC, KC_DIRECT_A), KC * NR)]);
     /** {@link #packPlainPanel}'s gather indices (one period: lcm(MR, L) <= MR * L). */
     private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[MR * L]);
-    private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
+    private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR + L]);
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
     /** The packed A block off-heap, for the kernels that read A from a MemorySegment (see {@code A_PACKED}). */
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
@@ -223,7 +223,7 @@ final class GemmF32 {
                         MemorySegment blockPanels = streamB ? streamed : bBlocks;
                         if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
-                        boolean sliced = kc >= SLICED_MIN_K;
+                        boolean sliced = kc >= SLICED_MIN_K, readAhead = sliced && readsAhead(kc, panels, streamB);
                         // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
                         // place, N within one vector), else the 6-row kernel's; a last panel of at most 6 rows is 6 high
                         // either way (panelHeight)
@@ -248,6 +248,10 @@ final class GemmF32 {
                                 long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
                                 MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
                                 MemorySegment lowBPanel = sliced && lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : null; // null: no pair
+                                // the next B panel, which the wide kernel reads ahead, each row panel of the stripe a
+                                // share of it, where B's block outgrows L2 (readsAhead); else the kernel reads its own
+                                MemorySegment next = readAhead && q + 1 < q1 ? blockPanels.asSlice(4L * packedOffset(pc, q + 1, kc, panels), 4L * NR * kc) : bPanel;
+                                long share = (4L * NR * kc - 64) / ceilDiv(re - rs, pr), aheadStep = lowK > kc ? 0 : share / kc;
                                 for (int ir = rs, h; ir < re; ir += h) {
                                     h = panelHeight(pr, mc - ir);
                                     int mr = Math.min(h, mc - ir);
@@ -274,7 +278,7 @@ final class GemmF32 {
                                         // slices would cost more than their bounds-check-free loop saves
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
                                     } else if (h > HALF) {
-                                        accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
+                                        accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, next, share * ((ir - rs) / pr), aheadStep, ct);
                                     } else {
                                         accumulatePacked(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     }
@@ -407,6 +411,19 @@ final class GemmF32 {
      */
     private static int rowStripe(int kc, int panels, int pr, int mc) {
         return kc <= STRIPED_MAX_K && 4L * kc * panels * NR <= STRIPED_B_BYTES ? pr : mc;
+    }
+
+    /**
+     * Whether the wide kernel reads the next B panel ahead ({@link #accumulatePackedWide}): where B's packed block (kc x
+     * panels) is larger than {@link #STRIPED_B_BYTES}, so that each B panel comes from L3 or memory for the first row
+     * panel that uses it. Java has no prefetch instruction; the kernel's own loads of a B panel it meets for the first
+     * time kept too few lines in flight, and those first passes ran at 27-50 GFLOP/s against 150-165 for the rest
+     * (session 21: 35-50% of the kernel's time at 2048^3). Reading ahead, the first passes take 8.2 us a call like the
+     * others (one thread, 2048^3: 23 ms in all against 70-74 ms). Not for a streamed B (packed a block at a time: its
+     * next panel was packed just now) or a block that stays in L2.
+     */
+    private static boolean readsAhead(int kc, int panels, boolean streamB) {
+        return !streamB && 4L * kc * panels * NR > STRIPED_B_BYTES;
     }
 
     /** The deepest K block done a row panel at a time ({@link #rowStripe}). */
@@ -700,9 +717,17 @@ final class GemmF32 {
      * one more segment read in the loop was enough to leave a call in it: every accumulator boxed, 2048^3 at 0.27x. From
      * float[] it parses to 10,300 nodes and runs as fast (one JVM, old and new alternating, medians of 11 rounds: 2048^3
      * 1.07x on 2 threads, 1.02x on 1; the llama-25m step at 2 x 256 unchanged), with the same bits.
+     * <p>
+     * Each k step also loads one vector of {@code ahead} at {@code aheadAt + aheadStep * p} (the next B panel's share of
+     * this call where {@link #readsAhead}, else this call's own panel again), summed into a vector stored past the tile so
+     * that the loads stay: one load a k step, its line moving on every few steps (15 bytes a step at 2048^3), brings the
+     * panel into L2 while the FMAs run. A branch or a second kernel for the products that need no read-ahead was what
+     * session 21 found fragile (a branch compiled as never taken by the training step, then trapping; an int read sharing
+     * a polluted type profile): this is the same vector load as B's, every time.
      */
     private static void accumulatePackedWide(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt, MemorySegment bs,
-                                         float[] t) {
+                                             MemorySegment ahead, long aheadAt, long aheadStep, float[] t) {
+        FloatVector read = FloatVector.zero(SP); // the loads of the read-ahead, summed so that they are not dead code
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
@@ -725,6 +750,7 @@ final class GemmF32 {
                 long bk = 4L * NR * p;
                 FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
                 FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
+                read = read.add(FloatVector.fromMemorySegment(SP, ahead, aheadAt + aheadStep * p, NATIVE));
                 FloatVector a;
                 a = FloatVector.broadcast(SP, pa[ak + 0]);
                 c00 = a.fma(b0, c00);
@@ -788,6 +814,7 @@ final class GemmF32 {
         c101.intoArray(t, 21 * L);
         c110.intoArray(t, 22 * L);
         c111.intoArray(t, 23 * L);
+        read.intoArray(t, 24 * L); // past the tile: never read
     }
 
     /**

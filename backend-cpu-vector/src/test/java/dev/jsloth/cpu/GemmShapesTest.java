@@ -13,7 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The F32 GEMM's paths on awkward sizes against a plain F64 loop: packed operands, A read in place (plain F32 A,
  * N of one panel), B streamed a block at a time (short M, B untransposed; K over several streamed blocks), their partial
- * panels and tiles, both transposes, and non-F32 storage.
+ * panels and tiles, both transposes, non-F32 storage, and a B too large for L2, whose next panel the wide kernel reads ahead.
  */
 class GemmShapesTest extends CpuBackendTests {
     @ParameterizedTest
@@ -25,7 +25,8 @@ class GemmShapesTest extends CpuBackendTests {
             "40,16,2100", "40,16,4500", // A read in place (N of one panel), K in one block and past one (4096)
             "31,16,4500", "25,9,70", // N within one vector: 12-row panels in place, a last one of 7 rows packed 12 high, of 1 row 6 high
             "19,16,40", "20,16,300", // the same with short k, and with B streamed (M <= 24)
-            "48,300,70", "64,65,33", "33,64,40", "64,64,20"}) // mirrored transposed products (B transposed, M up to 64) and their edges
+            "48,300,70", "64,65,33", "33,64,40", "64,64,20", // mirrored transposed products (B transposed, M up to 64) and their edges
+            "40,1100,1100"}) // the next B panel read ahead (B's first K block 4.6 MB), split across threads, last panel 12 columns
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
         for (boolean ta : new boolean[]{false, true}) {
