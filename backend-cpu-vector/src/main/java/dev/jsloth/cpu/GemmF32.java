@@ -16,8 +16,8 @@ import java.nio.ByteOrder;
  * microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
  * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which the
  * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}) read a float at a time to broadcast, is a
- * float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR nodes where
- * with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining cutoff (see
+ * float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR nodes (11,600
+ * with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining cutoff (see
  * accumulatePackedWide); the kernels for short k and for A read in place ({@link #accumulate},
  * {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken {@code nc} at a time
  * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
@@ -223,7 +223,7 @@ final class GemmF32 {
                         MemorySegment blockPanels = streamB ? streamed : bBlocks;
                         if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
-                        boolean sliced = kc >= SLICED_MIN_K, readAhead = sliced && readsAhead(kc, panels, streamB);
+                        boolean sliced = kc >= SLICED_MIN_K;
                         // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
                         // place, N within one vector), else the 6-row kernel's; a last panel of at most 6 rows is 6 high
                         // either way (panelHeight)
@@ -240,6 +240,7 @@ final class GemmF32 {
                         // the order of the tiles (rowStripe): one row panel across all of B's panels where B's block
                         // is small, else each B panel across all of A's row panels
                         int stripe = rowStripe(kc, q1 - q0, pr, mc);
+                        boolean readAhead = sliced && stripe != pr && readsAhead(kc, panels, streamB);
                         for (int rs = 0; rs < mc; rs += stripe) { // the stripe: rows [rs, re)
                             int re = Math.min(mc, rs + stripe);
                             for (int q = q0; q < q1; q++) {
@@ -249,9 +250,10 @@ final class GemmF32 {
                                 MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
                                 MemorySegment lowBPanel = sliced && lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : null; // null: no pair
                                 // the next B panel, which the wide kernel reads ahead, each row panel of the stripe a
-                                // share of it, where B's block outgrows L2 (readsAhead); else the kernel reads its own
+                                // share of it, where B's block outgrows L2 and each panel serves a stripe of row panels
+                                // (readsAhead); else the kernel reads its own panel again
                                 MemorySegment next = readAhead && q + 1 < q1 ? blockPanels.asSlice(4L * packedOffset(pc, q + 1, kc, panels), 4L * NR * kc) : bPanel;
-                                long share = (4L * NR * kc - 64) / ceilDiv(re - rs, pr), aheadStep = lowK > kc ? 0 : share / kc;
+                                long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr), aheadStep = share / Math.max(kc, lowK);
                                 for (int ir = rs, h; ir < re; ir += h) {
                                     h = panelHeight(pr, mc - ir);
                                     int mr = Math.min(h, mc - ir);
@@ -420,7 +422,8 @@ final class GemmF32 {
      * time kept too few lines in flight, and those first passes ran at 27-50 GFLOP/s against 150-165 for the rest
      * (session 21: 35-50% of the kernel's time at 2048^3). Reading ahead, the first passes take 8.2 us a call like the
      * others (one thread, 2048^3: 23 ms in all against 70-74 ms). Not for a streamed B (packed a block at a time: its
-     * next panel was packed just now) or a block that stays in L2.
+     * next panel was packed just now) or a block that stays in L2; nor (the caller's test) where one row panel sweeps a
+     * thread's panels ({@link #rowStripe}: they then fit in L2 after its first sweep).
      */
     private static boolean readsAhead(int kc, int panels, boolean streamB) {
         return !streamB && 4L * kc * panels * NR > STRIPED_B_BYTES;
@@ -709,7 +712,7 @@ final class GemmF32 {
     /**
      * {@link #accumulatePacked} for a 12-row panel ({@link #MR} where vectors are 512 bits): 24 accumulators, so each
      * pair of B vectors loaded feeds 24 FMAs. Without spills on AVX-512 (checked in the JIT's code: 24 FMAs, 12 broadcasts
-     * from memory and 2 loads a k step).
+     * from memory and 2 loads a k step; the read-ahead below adds a load and an add: 28 of the 32 vector registers live; no spills checked since).
      * <p>
      * A is read from the heap ({@code as} from {@code asAt}, the pair's {@code lowA} from {@code lowAt}): with A read
      * from a MemorySegment (12 {@code get}s a k step, ~420 IR nodes each as C2 parses them), C2 parsed this method to
