@@ -17,8 +17,8 @@ import java.nio.ByteOrder;
  * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which the
  * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}) read a float at a time to broadcast, is a
  * float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR nodes (11,600
- * with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining cutoff (see
- * accumulatePackedWide); the kernels for short k and for A read in place ({@link #accumulate},
+ * with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining
+ * cutoff (see accumulatePackedWide); the kernels for short k and for A read in place ({@link #accumulate},
  * {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken {@code nc} at a time
  * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
  * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
@@ -712,7 +712,8 @@ final class GemmF32 {
     /**
      * {@link #accumulatePacked} for a 12-row panel ({@link #MR} where vectors are 512 bits): 24 accumulators, so each
      * pair of B vectors loaded feeds 24 FMAs. Without spills on AVX-512 (checked in the JIT's code: 24 FMAs, 12 broadcasts
-     * from memory and 2 loads a k step; the read-ahead below adds a load and an add: 28 of the 32 vector registers live; no spills checked since).
+     * from memory and 2 loads a k step; the read-ahead below adds a load and an add, 28 of the 32 vector registers live,
+     * not checked for spills since).
      * <p>
      * A is read from the heap ({@code as} from {@code asAt}, the pair's {@code lowA} from {@code lowAt}): with A read
      * from a MemorySegment (12 {@code get}s a k step, ~420 IR nodes each as C2 parses them), C2 parsed this method to
@@ -754,7 +755,7 @@ final class GemmF32 {
                 FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
                 FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
                 // the loaded vector is the receiver: its class is known where it is parsed, the loop's sum's is not
-                // (read.add(...) compiled as a virtual call where the call site had no type profile: 0.4 GFLOP/s)
+                // (read.add(...) showed as a virtual call in a compile that had no type profile at this call site)
                 read = FloatVector.fromMemorySegment(SP, ahead, aheadAt + aheadStep * p, NATIVE).add(read);
                 FloatVector a;
                 a = FloatVector.broadcast(SP, pa[ak + 0]);
