@@ -40,15 +40,14 @@ public final class GoldenFixtures {
 
     private static Path resolve(String name, List<String> files, String bundledFile) {
         String named = System.getProperty("jsloth.fixtures.hf", System.getenv("JSLOTH_FIXTURES_HF"));
+        Path root = projectRoot();
         if (named != null && !named.isBlank()) {
-            Path root = projectRoot();
             Path dir = (root == null ? Path.of(named) : root.resolve(named)).resolve(name);
             for (String f : files)
                 if (!Files.isRegularFile(dir.resolve(f)))
                     throw new IllegalStateException("jsloth.fixtures.hf=" + named + ": case " + name + " lacks " + f + " (" + dir.resolve(f) + ")");
             return announce(name, dir, "jsloth.fixtures.hf");
         }
-        Path root = projectRoot();
         if (root != null) {
             for (Path shared : List.of(root.resolveSibling("shared"), root.resolve("shared"))) {
                 Path dir = shared.resolve("fixtures").resolve("hf").resolve(name);

@@ -243,17 +243,17 @@ final class GemmF32 {
                         boolean readAhead = sliced && stripe != pr && readsAhead(kc, panels, streamB);
                         for (int rs = 0; rs < mc; rs += stripe) { // the stripe: rows [rs, re)
                             int re = Math.min(mc, rs + stripe);
+                            // the wide kernel's read-ahead: each row panel of the stripe reads its share of the next B panel
+                            long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr), aheadStep = share / Math.max(kc, lowK);
                             for (int q = q0; q < q1; q++) {
                                 int col = jcf + q * NR, nr = Math.min(NR, n - col);
                                 long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
                                 long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
                                 MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
                                 MemorySegment lowBPanel = sliced && lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : null; // null: no pair
-                                // the next B panel, which the wide kernel reads ahead, each row panel of the stripe a
-                                // share of it, where B's block outgrows L2 and each panel serves a stripe of row panels
-                                // (readsAhead); else the kernel reads its own panel again
+                                // the next B panel, which the wide kernel reads ahead where B's block outgrows L2 and
+                                // each panel serves a stripe of row panels (readsAhead); else it reads its own again
                                 MemorySegment next = readAhead && q + 1 < q1 ? blockPanels.asSlice(4L * packedOffset(pc, q + 1, kc, panels), 4L * NR * kc) : bPanel;
-                                long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr), aheadStep = share / Math.max(kc, lowK);
                                 for (int ir = rs, h; ir < re; ir += h) {
                                     h = panelHeight(pr, mc - ir);
                                     int mr = Math.min(h, mc - ir);

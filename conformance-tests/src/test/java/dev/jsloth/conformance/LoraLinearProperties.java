@@ -143,11 +143,11 @@ class LoraLinearProperties {
                 for (TestData.Placed d : dy) dys.add(d.tensor());
                 Tensor dx = keep(open, group.backward(dys, f.saved()));
                 double[] dxWant = new double[n * in], dxTerms = new double[n * in];
+                // the products take the F32 parameters as the backend's rank-r path holds them
+                // (Kernels#lowRankType: BF16 copies where a backend keeps the input's type, the F32 values on the CPU)
+                DType rank = be.kernels().lowRankType(dt, params);
                 for (int j = 0; j < members; j++) {
                     int out = outs[j], r = ranks[j];
-                    // the products take the F32 parameters as the backend's rank-r path holds them
-                    // (Kernels#lowRankType: BF16 copies on tensor-core GPUs, the F32 values on the CPU)
-                    DType rank = be.kernels().lowRankType(dt, params);
                     double[] av = asComputed(a.get(j).values(), rank), bv = asComputed(b.get(j).values(), rank);
                     double[] ba = Reference.gemm(false, false, 1, bv, out, r, av, r, in, 0, null);
                     double[] wEff = w.get(j).values().clone();
