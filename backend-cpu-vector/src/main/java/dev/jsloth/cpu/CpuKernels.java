@@ -154,7 +154,8 @@ final class CpuKernels implements Kernels {
         KernelArguments.checkRmsNormForward(x, weight, y, rstd);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        NormKernels.rmsNormForward(buf(x), buf(weight), eps, buf(y), buf(rstd), n, d);
+        if (anyF64(x, weight, y, rstd)) NormKernels.rmsNormForward(buf(x), buf(weight), eps, buf(y), buf(rstd), n, d);
+        else NormF32.rmsNormForward(buf(x), buf(weight), eps, buf(y), buf(rstd), n, d);
     }
 
     @Override
@@ -169,7 +170,9 @@ final class CpuKernels implements Kernels {
         KernelArguments.checkRmsNormBackwardWithResidual(dy, x, weight, rstd, residual, dx, dWeight);
         int d = x.shape().cols();
         int n = Math.toIntExact(x.shape().rows());
-        NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), optional(residual), buf(dx), optional(dWeight), n, d);
+        if (dWeight != null || anyF64(dy, x, weight, rstd, dx) || residual != null && residual.dtype() == DType.F64)
+            NormKernels.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), optional(residual), buf(dx), optional(dWeight), n, d);
+        else NormF32.rmsNormBackward(buf(dy), buf(x), buf(weight), buf(rstd), optional(residual), buf(dx), n, d);
     }
 
     @Override
@@ -177,7 +180,8 @@ final class CpuKernels implements Kernels {
         requireFloating(x, cos, sin);
         int headDim = KernelArguments.checkRope(x, cos, sin, heads);
         int n = Math.toIntExact(x.shape().rows());
-        NormKernels.rope(buf(x), buf(cos), buf(sin), n, heads, headDim, inverse);
+        if (anyF64(x, cos, sin)) NormKernels.rope(buf(x), buf(cos), buf(sin), n, heads, headDim, inverse);
+        else NormF32.rope(buf(x), buf(cos), buf(sin), n, heads, headDim, inverse);
     }
 
     @Override
@@ -203,7 +207,10 @@ final class CpuKernels implements Kernels {
         return new AttentionKernel.Dims(d.batch(), d.seq(), d.qHeads(), d.kvHeads(), d.headDim(), d.kvSeq());
     }
 
-    /** Attention and SwiGLU in double precision when any of these is F64 (the gradient checks' path), else in single. */
+    /**
+     * Attention, SwiGLU, RMSNorm, RoPE and cross-entropy's backward in double precision when any of these is F64 (the
+     * gradient checks' path), else in single.
+     */
     private static boolean anyF64(Tensor... ts) {
         for (Tensor t : ts) if (t.dtype() == DType.F64) return true;
         return false;
@@ -242,7 +249,8 @@ final class CpuKernels implements Kernels {
     public void crossEntropyBackward(Tensor logits, Tensor labels, Tensor lse, int ignoreIndex, double scale, Tensor dLogits) {
         requireFloating(logits, lse, dLogits);
         int[] y = KernelArguments.checkCrossEntropyBackward(be, logits, labels, lse, ignoreIndex, dLogits);
-        CrossEntropyKernel.backward(buf(logits), y, buf(lse), ignoreIndex, scale, buf(dLogits), y.length, logits.shape().cols());
+        if (anyF64(logits, dLogits)) CrossEntropyKernel.backward(buf(logits), y, buf(lse), ignoreIndex, scale, buf(dLogits), y.length, logits.shape().cols());
+        else CrossEntropyF32.backward(buf(logits), y, buf(lse), ignoreIndex, scale, buf(dLogits), y.length, logits.shape().cols());
     }
 
     // ---------------------------------------------------------------- embedding

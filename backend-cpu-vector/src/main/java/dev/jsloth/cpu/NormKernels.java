@@ -4,8 +4,9 @@ import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type (SwiGLU of
- * tensors without an F64 one runs in {@link SwiGluF32} instead).
+ * RMSNorm, rotary embedding and SwiGLU: row-parallel, computed in double, stored in each tensor's type. Tensors without
+ * an F64 one run in single precision instead ({@link SwiGluF32}, {@link NormF32}), except a norm whose weight gradient
+ * is wanted.
  */
 final class NormKernels {
     private static final int CHUNK = 4096;
