@@ -244,7 +244,9 @@ final class GemmF32 {
                         for (int rs = 0; rs < mc; rs += stripe) { // the stripe: rows [rs, re)
                             int re = Math.min(mc, rs + stripe);
                             // the wide kernel's read-ahead: each row panel of the stripe reads its share of the next B panel
-                            long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr), aheadStep = share / Math.max(kc, lowK);
+                            long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr);
+                            // the read-ahead's last offset within the panel (AHEAD_STEP bytes a k step over the longer part)
+                            long aheadLast = 4L * NR * kc - 4L * L - AHEAD_STEP * (Math.max(kc, lowK) - 1);
                             for (int q = q0; q < q1; q++) {
                                 int col = jcf + q * NR, nr = Math.min(NR, n - col);
                                 long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
@@ -286,7 +288,11 @@ final class GemmF32 {
                                         }
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
                                     } else if (h > HALF) {
-                                        accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, next, share * ((ir - rs) / pr), aheadStep, ct);
+                                        // a pair much deeper than the K block would read past the panel: it reads this
+                                        // thread's A buffer (384 KB) instead
+                                        boolean fits = aheadLast >= 0;
+                                        accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, fits ? next : as,
+                                                fits ? Math.min(aheadLast, share * ((ir - rs) / pr)) : 0, ct);
                                     } else {
                                         accumulatePacked(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     }
@@ -434,6 +440,13 @@ final class GemmF32 {
     private static boolean readsAhead(int kc, int panels, boolean streamB) {
         return !streamB && 4L * kc * panels * NR > STRIPED_B_BYTES;
     }
+
+    /**
+     * Bytes the wide kernel's read-ahead moves on a k step ({@link #accumulatePackedWide}): a constant, so that C2 drops
+     * the load's bounds check. A call then reads {@code 16 kc} bytes ahead, the share of each of a 96-row stripe's 8 row
+     * panels; a shorter stripe's panels leave part of the next B panel to the kernel's own loads.
+     */
+    private static final long AHEAD_STEP = 16;
 
     /** The deepest K block done a row panel at a time ({@link #rowStripe}). */
     private static final int STRIPED_MAX_K = 128;
@@ -799,15 +812,16 @@ final class GemmF32 {
      * float[] it parses to 10,300 nodes and runs as fast (one JVM, old and new alternating, medians of 11 rounds: 2048^3
      * 1.07x on 2 threads, 1.02x on 1; the llama-25m step at 2 x 256 unchanged), with the same bits.
      * <p>
-     * Each k step also loads one vector of {@code ahead} at {@code aheadAt + aheadStep * p} (the next B panel's share of
+     * Each k step also loads one vector of {@code ahead} at {@code aheadAt + AHEAD_STEP * p} (the next B panel's share of
      * this call where {@link #readsAhead}, else this call's own panel again), summed into a vector stored past the tile so
-     * that the loads stay: one load a k step, its line moving on every few steps (15 bytes a step at 2048^3), brings the
-     * panel into L2 while the FMAs run. A branch or a second kernel for the products that need no read-ahead was what
+     * that the loads stay: one load a k step, its line moving on every 4 steps, brings the panel into L2 while the FMAs
+     * run. The step is a constant so that C2 can drop the load's bounds check (with the step a parameter, the JIT's loop
+     * kept a multiply, a compare and a branch for it and five stack reloads: 62 instructions a k step against 55 now). A branch or a second kernel for the products that need no read-ahead was what
      * session 21 found fragile (a branch compiled as never taken by the training step, then trapping; an int read sharing
      * a polluted type profile): this is the same vector load as B's, every time.
      */
     private static void accumulatePackedWide(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt, MemorySegment bs,
-                                             MemorySegment ahead, long aheadAt, long aheadStep, float[] t) {
+                                             MemorySegment ahead, long aheadAt, float[] t) {
         FloatVector read = FloatVector.zero(SP); // the loads of the read-ahead, summed so that they are not dead code
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
@@ -833,7 +847,7 @@ final class GemmF32 {
                 FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
                 // the loaded vector is the receiver: its class is known where it is parsed, the loop's sum's is not
                 // (read.add(...) showed as a virtual call in a compile that had no type profile at this call site)
-                read = FloatVector.fromMemorySegment(SP, ahead, aheadAt + aheadStep * p, NATIVE).add(read);
+                read = FloatVector.fromMemorySegment(SP, ahead, aheadAt + AHEAD_STEP * p, NATIVE).add(read);
                 FloatVector a;
                 a = FloatVector.broadcast(SP, pa[ak + 0]);
                 c00 = a.fma(b0, c00);

@@ -64,13 +64,14 @@ class GemmShapesTest extends CpuBackendTests {
     /**
      * {@code gemmPlusLowRank} with the pair concatenated along K inside one product (A packed: N above one panel; B packed
      * whole or streamed, {@link GemmF32#streamsB}) and through the default's two products (a plain F32 A read in place),
-     * against a plain F64 loop: ranks 1 to 100 (from 64 the pair's block runs on the sliced kernel), depths of one and
+     * against a plain F64 loop: ranks 1 to 600 (from 64 the pair's block runs on the sliced kernel), depths of one and
      * several k blocks, partial tiles, both transposes, F32 and BF16 storage, beta 0 (C ignored) and 0.5.
      */
     @ParameterizedTest
     @CsvSource({
             "25,17,1,1", "97,33,13,16", "207,130,300,40", "100,64,600,16", "25,4098,257,8", "50,40,20,64", "31,50,70,100",
-            "13,207,300,16", "207,13,300,16", "1,33,17,4", "40,50,1030,16"})
+            "13,207,300,16", "207,13,300,16", "1,33,17,4", "40,50,1030,16",
+            "13,40,64,600"}) // a pair deeper than 8 K blocks' worth of the wide kernel's read-ahead: it reads elsewhere
     void lowRankPairMatchesTheF64Loop(int m, int n, int k, int rank) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k * 3L + rank);
         for (boolean ta : new boolean[]{false, true}) {
