@@ -260,10 +260,16 @@ final class GemmF32 {
                                     h = panelHeight(pr, mc - ir);
                                     int mr = Math.min(h, mc - ir);
                                     if (directA) { // never with a low-rank pair (fusesLowRank)
-                                        // a full panel is read where it is; a short last one is packed, so the kernel
-                                        // never reads past A; a 12-row panel takes the narrow kernel, a 6-row one
-                                        // (a short last panel, or every panel where MR is 6) the 6-row kernels
-                                        boolean inPlace = mr == h, narrowPanel = narrow && h == MR, offHeap = narrowPanel || !sliced;
+                                        // a 12-row panel takes the narrow kernel, in place (a short last one too, its
+                                        // missing rows reading its first); a 6-row one (a short last panel, or every
+                                        // panel where MR is 6) the 6-row kernels: a full panel read where it is, a
+                                        // short last one packed, so the kernel never reads past A
+                                        boolean inPlace = mr == h, narrowPanel = narrow && h == MR, offHeap = !sliced;
+                                        if (narrowPanel) { // in place, a short last panel's missing rows read its first
+                                            accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, bo, ct);
+                                            updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
+                                            continue;
+                                        }
                                         if (!inPlace) {
                                             int floats = packA(a, ic + ir, mr, pc, kc, pr, 1f, ah);
                                             if (offHeap) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats);
@@ -271,9 +277,7 @@ final class GemmF32 {
                                         MemorySegment src = inPlace ? a.seg() : as;
                                         long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
                                         long aStep = inPlace ? 4 : 4L * h;
-                                        if (narrowPanel)
-                                            accumulateNarrow(kc, src, ao, aRow, aStep, blockPanels, bo, ct);
-                                        else if (inPlace || !sliced)
+                                        if (inPlace || !sliced)
                                             accumulate(0, null, 0, null, 0, kc, src, ao, aRow, aStep, blockPanels, bo, ct);
                                         else
                                             accumulatePacked(0, null, 0, null, kc, ah, 0, bPanel, ct);
@@ -696,33 +700,41 @@ final class GemmF32 {
     }
 
     /**
-     * 12 rows by one vector of B's panel: A read where it is (plain F32, rows {@code aRow} bytes apart) or from a packed
-     * 12-row panel, for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
+     * 12 rows by one vector of B's panel, A read where it is (plain F32, rows {@code aRow} bytes apart from byte
+     * {@code ao}; a short last panel's rows from {@code rows} on read its first row again, and their sums are not
+     * stored), for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
      * second column vector would be all padding: every FMA here is useful, and each k step loads one B vector for 12 A
-     * values. Same sums in the same order as {@link #accumulate} (bit-identical). One JVM, this code and the 6-row kernel
-     * alternating, medians of 41-61 rounds' ratios: 4096x16x2048 1.14x on one thread (32.2 -> 36.3 GFLOP/s), 1.12x on two
-     * (44.7 -> 55.3), 2048x16x4096 1.15x, the llama-25m step's 512x16x512 1.6x (noisy). Only with 512-bit vectors, where
-     * {@link #MR} is 12.
+     * values. Each row is a slice read at {@code 4 p}: with the row pitch as a parameter in the loop's addresses, C2 kept
+     * a compare and a branch for each of the 12 reads (99 instructions a k step for 12 FMAs); one JVM, against that form,
+     * medians of 15 rounds: 4096 x 16 x 2048 1.11-1.30x on 2 threads (1.37x on 1), 512 x 16 x 1408 1.19x, 31 x 16 x 4500
+     * 1.58x (its short panel read in place, not packed); that form against the 6-row kernel had been 1.12-1.15x. Same sums
+     * in the same order as {@link #accumulate} (bit-identical). Only with 512-bit vectors, where {@link #MR} is 12.
      */
-    private static void accumulateNarrow(int kc, MemorySegment ap, long ao, long aRow, long aStep, MemorySegment bp, long bo, float[] t) {
+    private static void accumulateNarrow(int kc, MemorySegment ap, long ao, long aRow, int rows, MemorySegment bp, long bo, float[] t) {
+        long len = 4L * kc;
+        MemorySegment a0 = ap.asSlice(ao, len), a1 = row(ap, ao, aRow, 1, rows, len), a2 = row(ap, ao, aRow, 2, rows, len);
+        MemorySegment a3 = row(ap, ao, aRow, 3, rows, len), a4 = row(ap, ao, aRow, 4, rows, len), a5 = row(ap, ao, aRow, 5, rows, len);
+        MemorySegment a6 = row(ap, ao, aRow, 6, rows, len), a7 = row(ap, ao, aRow, 7, rows, len), a8 = row(ap, ao, aRow, 8, rows, len);
+        MemorySegment a9 = row(ap, ao, aRow, 9, rows, len), a10 = row(ap, ao, aRow, 10, rows, len), a11 = row(ap, ao, aRow, 11, rows, len);
+        MemorySegment b = bp.asSlice(bo, 4L * NR * kc);
         FloatVector c0 = FloatVector.zero(SP), c1 = FloatVector.zero(SP), c2 = FloatVector.zero(SP), c3 = FloatVector.zero(SP);
         FloatVector c4 = FloatVector.zero(SP), c5 = FloatVector.zero(SP), c6 = FloatVector.zero(SP), c7 = FloatVector.zero(SP);
         FloatVector c8 = FloatVector.zero(SP), c9 = FloatVector.zero(SP), c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
-        long ak = ao, bk = bo;
-        for (int p = 0; p < kc; p++, ak += aStep, bk += 4L * NR) {
-            FloatVector b = FloatVector.fromMemorySegment(SP, bp, bk, NATIVE);
-            c0 = FloatVector.broadcast(SP, ap.get(PACKED, ak)).fma(b, c0);
-            c1 = FloatVector.broadcast(SP, ap.get(PACKED, ak + aRow)).fma(b, c1);
-            c2 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 2 * aRow)).fma(b, c2);
-            c3 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 3 * aRow)).fma(b, c3);
-            c4 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 4 * aRow)).fma(b, c4);
-            c5 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 5 * aRow)).fma(b, c5);
-            c6 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 6 * aRow)).fma(b, c6);
-            c7 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 7 * aRow)).fma(b, c7);
-            c8 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 8 * aRow)).fma(b, c8);
-            c9 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 9 * aRow)).fma(b, c9);
-            c10 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 10 * aRow)).fma(b, c10);
-            c11 = FloatVector.broadcast(SP, ap.get(PACKED, ak + 11 * aRow)).fma(b, c11);
+        for (int p = 0; p < kc; p++) {
+            long ak = 4L * p;
+            FloatVector bv = FloatVector.fromMemorySegment(SP, b, 4L * NR * p, NATIVE);
+            c0 = FloatVector.broadcast(SP, a0.get(PACKED, ak)).fma(bv, c0);
+            c1 = FloatVector.broadcast(SP, a1.get(PACKED, ak)).fma(bv, c1);
+            c2 = FloatVector.broadcast(SP, a2.get(PACKED, ak)).fma(bv, c2);
+            c3 = FloatVector.broadcast(SP, a3.get(PACKED, ak)).fma(bv, c3);
+            c4 = FloatVector.broadcast(SP, a4.get(PACKED, ak)).fma(bv, c4);
+            c5 = FloatVector.broadcast(SP, a5.get(PACKED, ak)).fma(bv, c5);
+            c6 = FloatVector.broadcast(SP, a6.get(PACKED, ak)).fma(bv, c6);
+            c7 = FloatVector.broadcast(SP, a7.get(PACKED, ak)).fma(bv, c7);
+            c8 = FloatVector.broadcast(SP, a8.get(PACKED, ak)).fma(bv, c8);
+            c9 = FloatVector.broadcast(SP, a9.get(PACKED, ak)).fma(bv, c9);
+            c10 = FloatVector.broadcast(SP, a10.get(PACKED, ak)).fma(bv, c10);
+            c11 = FloatVector.broadcast(SP, a11.get(PACKED, ak)).fma(bv, c11);
         }
         c0.intoArray(t, 0);
         c1.intoArray(t, NR);
@@ -736,6 +748,11 @@ final class GemmF32 {
         c9.intoArray(t, 9 * NR);
         c10.intoArray(t, 10 * NR);
         c11.intoArray(t, 11 * NR);
+    }
+
+    /** Row r of a panel whose rows start at ao, aRow bytes apart, as a slice of len bytes; row 0 where r is past rows. */
+    private static MemorySegment row(MemorySegment ap, long ao, long aRow, int r, int rows, long len) {
+        return ap.asSlice(r < rows ? ao + r * aRow : ao, len);
     }
 
     /**
