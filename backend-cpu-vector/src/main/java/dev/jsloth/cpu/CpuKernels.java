@@ -208,8 +208,9 @@ final class CpuKernels implements Kernels {
     }
 
     /**
-     * Attention, SwiGLU, RMSNorm, RoPE and cross-entropy's backward in double precision when any of these is F64 (the
-     * gradient checks' path), else in single.
+     * Whether any of these is F64: attention, SwiGLU, RMSNorm, RoPE and cross-entropy's backward then run in double
+     * precision (the gradient checks' path), else in single (the backward's lse, always F64 from the fused loss, is left
+     * out: its output, dLogits, decides).
      */
     private static boolean anyF64(Tensor... ts) {
         for (Tensor t : ts) if (t.dtype() == DType.F64) return true;

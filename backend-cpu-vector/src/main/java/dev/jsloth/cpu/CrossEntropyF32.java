@@ -23,14 +23,17 @@ final class CrossEntropyF32 {
             for (int i = lo; i < hi; i++) {
                 long base = (long) i * vocab;
                 int y = labels[i];
-                float l = (float) lse.get(i);
+                // lse as two floats: x - lseHi - lseLo rounds relative to x - lse, where x - (float) lse would round lse
+                // itself (up to |lse| 2^-24 in every probability's exponent)
+                double l = lse.get(i);
+                float lseHi = (float) l, lseLo = Double.isFinite(l) ? (float) (l - lseHi) : 0f;
                 for (int c0 = 0; c0 < vocab; c0 += VOCAB_CHUNK) {
                     int len = Math.min(VOCAB_CHUNK, vocab - c0);
                     if (y == ignoreIndex) {
                         java.util.Arrays.fill(buf, 0, len, 0f);
                     } else {
                         logits.codec().readFloats(logits.seg(), base + c0, buf, 0, len);
-                        shift(buf, len, l);
+                        shift(buf, len, lseHi, lseLo);
                         VectorMath.expInPlace(buf, 0, len);
                         scale(buf, len, s);
                         if (y >= c0 && y < c0 + len) buf[y - c0] -= s;
@@ -41,11 +44,11 @@ final class CrossEntropyF32 {
         });
     }
 
-    /** x[0..n) -= m. */
-    private static void shift(float[] x, int n, float m) {
+    /** x[0..n) = x - hi - lo. */
+    private static void shift(float[] x, int n, float hi, float lo) {
         int j = 0;
-        for (int end = FV.loopBound(n); j < end; j += FV.length()) FloatVector.fromArray(FV, x, j).sub(m).intoArray(x, j);
-        for (; j < n; j++) x[j] -= m;
+        for (int end = FV.loopBound(n); j < end; j += FV.length()) FloatVector.fromArray(FV, x, j).sub(hi).sub(lo).intoArray(x, j);
+        for (; j < n; j++) x[j] = x[j] - hi - lo;
     }
 
     /** x[0..n) *= s. */

@@ -19,7 +19,7 @@ import java.nio.ByteOrder;
  * float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR nodes (11,600
  * with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining
  * cutoff (see accumulatePackedWide); the kernels for short k and for A read in place ({@link #accumulate},
- * {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken {@code nc} at a time
+ * {@link #accumulateShort}, {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken {@code nc} at a time
  * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
  * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
  * stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are of equal height,
@@ -92,12 +92,15 @@ final class GemmF32 {
     private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[MR * L]);
     private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR + L]);
     private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
-    /** The packed A block off-heap, for the kernels that read A from a MemorySegment (see {@code A_PACKED}). */
+    /**
+     * The packed A block off-heap, for the kernel that reads A from a MemorySegment ({@link #accumulate}; see
+     * {@code A_PACKED}); also what the wide kernel reads ahead when B's panel is too short for its reads.
+     */
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
     /**
      * The packed A block on the heap, as the packed kernels read it ({@link #accumulatePackedWide}); short-k products,
-     * and the packed short last panel of an A read in place, copy it into {@code A_SEG} for the kernels that read A
-     * off-heap ({@link #accumulate}, {@link #accumulateNarrow}).
+     * and the packed short last 6-row panel of an A read in place, copy it into {@code A_SEG} for the kernels that read A
+     * off-heap ({@link #accumulate}, {@link #accumulateShort}).
      */
     private static final ThreadLocal<float[]> A_PACKED = ThreadLocal.withInitial(() -> new float[MC * KC]);
     /** A low-rank pair's packed A block on the heap (op(L) scaled, MC x rank). */
@@ -243,7 +246,8 @@ final class GemmF32 {
                         boolean readAhead = sliced && stripe != pr && readsAhead(kc, panels, streamB);
                         for (int rs = 0; rs < mc; rs += stripe) { // the stripe: rows [rs, re)
                             int re = Math.min(mc, rs + stripe);
-                            // the wide kernel's read-ahead: each row panel of the stripe reads its share of the next B panel
+                            // the wide kernel's read-ahead: each row panel of the stripe reads the next B panel from
+                            // the start of its share on (16 kc bytes: all of it where the stripe has 8 row panels)
                             long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr);
                             // the read-ahead's last offset within the panel (AHEAD_STEP bytes a k step over the longer part)
                             long aheadLast = 4L * NR * kc - 4L * L - AHEAD_STEP * (Math.max(kc, lowK) - 1);
@@ -830,7 +834,8 @@ final class GemmF32 {
      * 1.07x on 2 threads, 1.02x on 1; the llama-25m step at 2 x 256 unchanged), with the same bits.
      * <p>
      * Each k step also loads one vector of {@code ahead} at {@code aheadAt + AHEAD_STEP * p} (the next B panel's share of
-     * this call where {@link #readsAhead}, else this call's own panel again), summed into a vector stored past the tile so
+     * this call where {@link #readsAhead}, else this call's own panel again; the thread's A buffer where a low-rank pair
+     * is too deep for the panel), summed into a vector stored past the tile so
      * that the loads stay: one load a k step, its line moving on every 4 steps, brings the panel into L2 while the FMAs
      * run. The step is a constant so that C2 can drop the load's bounds check (with the step a parameter, the JIT's loop
      * kept a multiply, a compare and a branch for it and five stack reloads: 62 instructions a k step against 55 now). A branch or a second kernel for the products that need no read-ahead was what

@@ -8,8 +8,8 @@ import jdk.incubator.vector.VectorSpecies;
 /**
  * RMSNorm and rotary embedding for F32, BF16 and F16 tensors in single precision, rows in vector lanes ({@link NormKernels}
  * keeps the double-precision path for F64 tensors, which the gradient checks use, and for a norm whose weight gradient is
- * wanted). A row's sums (of squares; of {@code g * xhat}) take each lane's float products into double lanes, so a 4096-wide
- * row loses no more than its products' own rounding; the rest is the double path's formulas in float, term for term.
+ * wanted). A row's sums (of squares; of {@code g * xhat}) are taken in double lanes from the widened values, as the double
+ * path takes them; the rest is the double path's formulas in float, term for term.
  */
 final class NormF32 {
     private static final VectorSpecies<Float> FV = VectorMath.FV;
@@ -32,9 +32,13 @@ final class NormF32 {
                 double r = 1.0 / Math.sqrt(dot(row, row, d) / d + eps);
                 float rf = (float) r;
                 int j = 0;
-                for (int end = FV.loopBound(d); j < end; j += FV.length())
-                    FloatVector.fromArray(FV, row, j).mul(rf).mul(FloatVector.fromArray(FV, wv, j)).intoArray(row, j);
-                for (; j < d; j++) row[j] = wv[j] * (row[j] * rf);
+                if (Float.isFinite(rf) && (rf != 0 || r == 0)) {
+                    for (int end = FV.loopBound(d); j < end; j += FV.length())
+                        FloatVector.fromArray(FV, row, j).mul(rf).mul(FloatVector.fromArray(FV, wv, j)).intoArray(row, j);
+                    for (; j < d; j++) row[j] = wv[j] * (row[j] * rf);
+                } else { // rstd past float's range (a row of subnormals with eps 0): the products in double
+                    for (; j < d; j++) row[j] = (float) (wv[j] * (row[j] * r));
+                }
                 y.codec().writeFloats(y.seg(), base, row, 0, d);
                 rstd.set(i, r);
             }
@@ -113,18 +117,20 @@ final class NormF32 {
     }
 
     /**
-     * {@code a . b} over [0, n): each float product widened into double lanes, the lanes then added in a fixed order
-     * (the same result in every JIT tier), the tail in double.
+     * {@code a . b} over [0, n) in double: each float lane widened to double before it is multiplied (no float product
+     * to overflow or underflow: a 2e19 or a 1e-23 squares as in the double path), the lanes then added in a fixed order
+     * (the same result in every JIT tier).
      */
     private static double dot(float[] a, float[] b, int n) {
         DoubleVector acc = DoubleVector.zero(DV);
         int j = 0;
         for (int end = FV.loopBound(n); j < end; j += FV.length()) {
-            FloatVector p = FloatVector.fromArray(FV, a, j).mul(FloatVector.fromArray(FV, b, j));
-            for (int part = 0; part < PARTS; part++) acc = acc.add(p.convertShape(VectorOperators.F2D, DV, part));
+            FloatVector x = FloatVector.fromArray(FV, a, j), y = FloatVector.fromArray(FV, b, j);
+            for (int part = 0; part < PARTS; part++)
+                acc = ((DoubleVector) x.convertShape(VectorOperators.F2D, DV, part)).fma((DoubleVector) y.convertShape(VectorOperators.F2D, DV, part), acc);
         }
         double s = VectorMath.sumLanesInOrder(acc);
-        for (; j < n; j++) s += (double) (a[j] * b[j]);
+        for (; j < n; j++) s += (double) a[j] * b[j];
         return s;
     }
 }
