@@ -290,8 +290,8 @@ final class GemmF32 {
                                         // slices would cost more than their bounds-check-free loop saves; a whole tile
                                         // of a plain product goes straight into C
                                         if (lowK == 0 && mr == HALF && nr == NR) {
-                                            accumulateShort(kc, as, 4L * ir * kc, blockPanels, bo, c, 4L * ((long) (ic + ir) * n + col), 4L * n,
-                                                    alpha, store);
+                                            accumulateShort(kc, ah, ir * kc, blockPanels, bo, c, 4L * ((long) (ic + ir) * n + col), 4L * n,
+                                                    alpha, store, ct);
                                             continue;
                                         }
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
@@ -634,72 +634,80 @@ final class GemmF32 {
 
     /**
      * {@link #accumulate} for a short k block (under {@link #SLICED_MIN_K}) of a packed 6-row A panel with no low-rank
-     * pair, writing the whole 6 x NR tile into C at byte offset {@code co} (rows {@code ldc} bytes apart): {@code C =
-     * alpha * tile} ({@code store}) or {@code C += alpha * tile}. At such depths the tile's trip through the heap
-     * ({@link #updateTile}) is a large share of a call. Same sums in the same order as {@link #accumulate} (the same
-     * bits). 4096 x 2048 x 16, one JVM, this and the two-step update alternating with OpenBLAS, batches of ~20 products
-     * (GFLOP/s, medians of 11-15 rounds): 2 threads 92.6 / 97.4 / 81.5 against 79.3 / 82.2 / 73.0; 1 thread 32.5 against 28.6.
+     * pair, A read from the heap block ({@code as} from {@code asAt}, broadcasts C2 parses cheaply), the whole 6 x NR tile
+     * going into C at byte offset {@code co} (rows {@code ldc} bytes apart): {@code C = alpha * tile} ({@code store},
+     * straight from the registers) or {@code C += alpha * tile}. At such depths the tile's trip through the heap and
+     * {@link #updateTile} was a large share of a call. Same sums in the same order as {@link #accumulate} (the same bits).
+     * One JVM, against the session-23 code (plain kernel, then updateTile), batches of ~20 products, medians of 9-11
+     * rounds, 2 threads: 4096 x 2048 x 16 90.7 against 63.4 GFLOP/s, 1024 x 4096 x 16 90.7 against 61.3.
      */
-    private static void accumulateShort(int kc, MemorySegment ap, long ao, MemorySegment bp, long bo, MemorySegment c, long co,
-                                        long ldc, float alpha, boolean store) {
+    private static void accumulateShort(int kc, float[] as, int asAt, MemorySegment bp, long bo, MemorySegment c, long co,
+                                        long ldc, float alpha, boolean store, float[] t) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
         FloatVector c30 = FloatVector.zero(SP), c31 = FloatVector.zero(SP);
         FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
         FloatVector c50 = FloatVector.zero(SP), c51 = FloatVector.zero(SP);
-        long ak = ao, bk = bo;
-        for (int p = 0; p < kc; p++, ak += 4L * HALF, bk += 4L * NR) {
+        for (int p = 0; p < kc; p++) {
+            int ak = asAt + HALF * p;
+            long bk = bo + 4L * NR * p;
             FloatVector b0 = FloatVector.fromMemorySegment(SP, bp, bk, NATIVE);
             FloatVector b1 = FloatVector.fromMemorySegment(SP, bp, bk + 4L * L, NATIVE);
-            FloatVector a = FloatVector.broadcast(SP, ap.get(PACKED, ak));
+            FloatVector a = FloatVector.broadcast(SP, as[ak]);
             c00 = a.fma(b0, c00);
             c01 = a.fma(b1, c01);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ak + 4));
+            a = FloatVector.broadcast(SP, as[ak + 1]);
             c10 = a.fma(b0, c10);
             c11 = a.fma(b1, c11);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ak + 8));
+            a = FloatVector.broadcast(SP, as[ak + 2]);
             c20 = a.fma(b0, c20);
             c21 = a.fma(b1, c21);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ak + 12));
+            a = FloatVector.broadcast(SP, as[ak + 3]);
             c30 = a.fma(b0, c30);
             c31 = a.fma(b1, c31);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ak + 16));
+            a = FloatVector.broadcast(SP, as[ak + 4]);
             c40 = a.fma(b0, c40);
             c41 = a.fma(b1, c41);
-            a = FloatVector.broadcast(SP, ap.get(PACKED, ak + 20));
+            a = FloatVector.broadcast(SP, as[ak + 5]);
             c50 = a.fma(b0, c50);
             c51 = a.fma(b1, c51);
         }
-        // the stores spelled out: a helper taking the vectors as arguments was not inlined, and boxed them (13.8 GFLOP/s)
         FloatVector al = FloatVector.broadcast(SP, alpha);
-        long c1 = co + ldc, c2 = c1 + ldc, c3 = c2 + ldc, c4 = c3 + ldc, c5 = c4 + ldc, h = 4L * L;
-        if (store) {
+        if (store) { // the first K block of an overwriting product (every LoRA expansion): spelled out
+            long h = 4L * L;
             c00.mul(al).intoMemorySegment(c, co, NATIVE);
             c01.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            c10.mul(al).intoMemorySegment(c, c1, NATIVE);
-            c11.mul(al).intoMemorySegment(c, c1 + h, NATIVE);
-            c20.mul(al).intoMemorySegment(c, c2, NATIVE);
-            c21.mul(al).intoMemorySegment(c, c2 + h, NATIVE);
-            c30.mul(al).intoMemorySegment(c, c3, NATIVE);
-            c31.mul(al).intoMemorySegment(c, c3 + h, NATIVE);
-            c40.mul(al).intoMemorySegment(c, c4, NATIVE);
-            c41.mul(al).intoMemorySegment(c, c4 + h, NATIVE);
-            c50.mul(al).intoMemorySegment(c, c5, NATIVE);
-            c51.mul(al).intoMemorySegment(c, c5 + h, NATIVE);
-        } else {
-            c00.fma(al, FloatVector.fromMemorySegment(SP, c, co, NATIVE)).intoMemorySegment(c, co, NATIVE);
-            c01.fma(al, FloatVector.fromMemorySegment(SP, c, co + h, NATIVE)).intoMemorySegment(c, co + h, NATIVE);
-            c10.fma(al, FloatVector.fromMemorySegment(SP, c, c1, NATIVE)).intoMemorySegment(c, c1, NATIVE);
-            c11.fma(al, FloatVector.fromMemorySegment(SP, c, c1 + h, NATIVE)).intoMemorySegment(c, c1 + h, NATIVE);
-            c20.fma(al, FloatVector.fromMemorySegment(SP, c, c2, NATIVE)).intoMemorySegment(c, c2, NATIVE);
-            c21.fma(al, FloatVector.fromMemorySegment(SP, c, c2 + h, NATIVE)).intoMemorySegment(c, c2 + h, NATIVE);
-            c30.fma(al, FloatVector.fromMemorySegment(SP, c, c3, NATIVE)).intoMemorySegment(c, c3, NATIVE);
-            c31.fma(al, FloatVector.fromMemorySegment(SP, c, c3 + h, NATIVE)).intoMemorySegment(c, c3 + h, NATIVE);
-            c40.fma(al, FloatVector.fromMemorySegment(SP, c, c4, NATIVE)).intoMemorySegment(c, c4, NATIVE);
-            c41.fma(al, FloatVector.fromMemorySegment(SP, c, c4 + h, NATIVE)).intoMemorySegment(c, c4 + h, NATIVE);
-            c50.fma(al, FloatVector.fromMemorySegment(SP, c, c5, NATIVE)).intoMemorySegment(c, c5, NATIVE);
-            c51.fma(al, FloatVector.fromMemorySegment(SP, c, c5 + h, NATIVE)).intoMemorySegment(c, c5 + h, NATIVE);
+            c10.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+            c11.mul(al).intoMemorySegment(c, co + h, NATIVE);
+            c20.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+            c21.mul(al).intoMemorySegment(c, co + h, NATIVE);
+            c30.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+            c31.mul(al).intoMemorySegment(c, co + h, NATIVE);
+            c40.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+            c41.mul(al).intoMemorySegment(c, co + h, NATIVE);
+            c50.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+            c51.mul(al).intoMemorySegment(c, co + h, NATIVE);
+            return;
+        }
+        // adding into C: through the heap tile and a row loop (12 loads and 12 stores on C spelled out beside the 12
+        // above took C2 past its inlining cutoff: the Vector API's Java fallbacks, 0.7 GFLOP/s)
+        c00.intoArray(t, 0);
+        c01.intoArray(t, L);
+        c10.intoArray(t, 2 * L);
+        c11.intoArray(t, 3 * L);
+        c20.intoArray(t, 4 * L);
+        c21.intoArray(t, 5 * L);
+        c30.intoArray(t, 6 * L);
+        c31.intoArray(t, 7 * L);
+        c40.intoArray(t, 8 * L);
+        c41.intoArray(t, 9 * L);
+        c50.intoArray(t, 10 * L);
+        c51.intoArray(t, 11 * L);
+        for (int r = 0; r < HALF; r++, co += ldc) {
+            FloatVector.fromArray(SP, t, r * NR).fma(al, FloatVector.fromMemorySegment(SP, c, co, NATIVE)).intoMemorySegment(c, co, NATIVE);
+            FloatVector.fromArray(SP, t, r * NR + L).fma(al, FloatVector.fromMemorySegment(SP, c, co + 4L * L, NATIVE))
+                    .intoMemorySegment(c, co + 4L * L, NATIVE);
         }
     }
 
