@@ -15,12 +15,12 @@ import java.nio.ByteOrder;
  * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). B's packed panels, which the
  * microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
  * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which the
- * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}) read a float at a time to broadcast, is a
- * float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR nodes (11,600
- * with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's inlining
- * cutoff (see accumulatePackedWide); the kernels for short k and for A read in place ({@link #accumulate},
- * {@link #accumulateShort}, {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken {@code nc} at a time
- * and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
+ * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}, {@link #storeShort}) read a float at a time
+ * to broadcast, is a float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR
+ * nodes (11,600 with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's
+ * inlining cutoff (see accumulatePackedWide); the kernels for short k with a low-rank pair or an added C and for A read
+ * in place ({@link #accumulate}, {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken
+ * {@code nc} at a time and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
  * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
  * stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are of equal height,
  * and work is split over (row block, column-panel range) pairs so that both tall and short-wide products (LoRA's) keep
@@ -98,9 +98,9 @@ final class GemmF32 {
      */
     private static final ThreadLocal<MemorySegment> A_SEG = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate((long) MC * KC * 4, 64));
     /**
-     * The packed A block on the heap, as the packed kernels read it ({@link #accumulatePackedWide}); short-k products,
-     * and the packed short last 6-row panel of an A read in place, copy it into {@code A_SEG} for the kernels that read A
-     * off-heap ({@link #accumulate}, {@link #accumulateShort}).
+     * The packed A block on the heap, as the packed kernels read it ({@link #accumulatePackedWide}, {@link #storeShort});
+     * short-k products, and the packed short last 6-row panel of an A read in place, copy it into {@code A_SEG} for the
+     * kernel that reads A off-heap ({@link #accumulate}).
      */
     private static final ThreadLocal<float[]> A_PACKED = ThreadLocal.withInitial(() -> new float[MC * KC]);
     /** A low-rank pair's packed A block on the heap (op(L) scaled, MC x rank). */
@@ -288,10 +288,9 @@ final class GemmF32 {
                                     } else if (!sliced) {
                                         // short k (LoRA's rank-16 products): the plain kernels, as the packed kernels'
                                         // slices would cost more than their bounds-check-free loop saves; a whole tile
-                                        // of a plain product goes straight into C
-                                        if (lowK == 0 && mr == HALF && nr == NR) {
-                                            accumulateShort(kc, ah, ir * kc, blockPanels, bo, c, 4L * ((long) (ic + ir) * n + col), 4L * n,
-                                                    alpha, store, ct);
+                                        // of a plain product that overwrites C goes straight into it
+                                        if (store && lowK == 0 && mr == HALF && nr == NR) {
+                                            storeShort(kc, ah, ir * kc, blockPanels, bo, c, 4L * ((long) (ic + ir) * n + col), 4L * n, alpha);
                                             continue;
                                         }
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
@@ -634,15 +633,17 @@ final class GemmF32 {
 
     /**
      * {@link #accumulate} for a short k block (under {@link #SLICED_MIN_K}) of a packed 6-row A panel with no low-rank
-     * pair, A read from the heap block ({@code as} from {@code asAt}, broadcasts C2 parses cheaply), the whole 6 x NR tile
-     * going into C at byte offset {@code co} (rows {@code ldc} bytes apart): {@code C = alpha * tile} ({@code store},
-     * straight from the registers) or {@code C += alpha * tile}. At such depths the tile's trip through the heap and
-     * {@link #updateTile} was a large share of a call. Same sums in the same order as {@link #accumulate} (the same bits).
-     * One JVM, against the session-23 code (plain kernel, then updateTile), batches of ~20 products, medians of 9-11
-     * rounds, 2 threads: 4096 x 2048 x 16 90.7 against 63.4 GFLOP/s, 1024 x 4096 x 16 90.7 against 61.3.
+     * pair, for a product that overwrites C (every LoRA expansion): A read from the heap block ({@code as} from
+     * {@code asAt}; broadcasts that C2 parses cheaply), and the whole 6 x NR tile stored as {@code alpha * tile} into C at
+     * byte offset {@code co} (rows {@code ldc} bytes apart) straight from the registers. At such depths the tile's trip
+     * through the heap and {@link #updateTile} was a large share of a call. Same sums in the same order as
+     * {@link #accumulate} (the same bits). One JVM, against the session-23 code (plain kernel, then updateTile), batches of
+     * ~20 products, medians of 9-11 rounds, 2 threads: 4096 x 2048 x 16 90.7 against 63.4 GFLOP/s, 1024 x 4096 x 16 90.7
+     * against 61.3. A first form that also added into C, 12 loads and 24 stores on C spelled out and A read from the
+     * segment, took C2 past its inlining cutoff in {@code bench --gemm} (the Vector API's Java fallbacks: 0.7 GFLOP/s).
      */
-    private static void accumulateShort(int kc, float[] as, int asAt, MemorySegment bp, long bo, MemorySegment c, long co,
-                                        long ldc, float alpha, boolean store, float[] t) {
+    private static void storeShort(int kc, float[] as, int asAt, MemorySegment bp, long bo, MemorySegment c, long co, long ldc,
+                                   float alpha) {
         FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
         FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
@@ -674,41 +675,19 @@ final class GemmF32 {
             c51 = a.fma(b1, c51);
         }
         FloatVector al = FloatVector.broadcast(SP, alpha);
-        if (store) { // the first K block of an overwriting product (every LoRA expansion): spelled out
-            long h = 4L * L;
-            c00.mul(al).intoMemorySegment(c, co, NATIVE);
-            c01.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            c10.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
-            c11.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            c20.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
-            c21.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            c30.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
-            c31.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            c40.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
-            c41.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            c50.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
-            c51.mul(al).intoMemorySegment(c, co + h, NATIVE);
-            return;
-        }
-        // adding into C: through the heap tile and a row loop (12 loads and 12 stores on C spelled out beside the 12
-        // above took C2 past its inlining cutoff: the Vector API's Java fallbacks, 0.7 GFLOP/s)
-        c00.intoArray(t, 0);
-        c01.intoArray(t, L);
-        c10.intoArray(t, 2 * L);
-        c11.intoArray(t, 3 * L);
-        c20.intoArray(t, 4 * L);
-        c21.intoArray(t, 5 * L);
-        c30.intoArray(t, 6 * L);
-        c31.intoArray(t, 7 * L);
-        c40.intoArray(t, 8 * L);
-        c41.intoArray(t, 9 * L);
-        c50.intoArray(t, 10 * L);
-        c51.intoArray(t, 11 * L);
-        for (int r = 0; r < HALF; r++, co += ldc) {
-            FloatVector.fromArray(SP, t, r * NR).fma(al, FloatVector.fromMemorySegment(SP, c, co, NATIVE)).intoMemorySegment(c, co, NATIVE);
-            FloatVector.fromArray(SP, t, r * NR + L).fma(al, FloatVector.fromMemorySegment(SP, c, co + 4L * L, NATIVE))
-                    .intoMemorySegment(c, co + 4L * L, NATIVE);
-        }
+        long h = 4L * L;
+        c00.mul(al).intoMemorySegment(c, co, NATIVE);
+        c01.mul(al).intoMemorySegment(c, co + h, NATIVE);
+        c10.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+        c11.mul(al).intoMemorySegment(c, co + h, NATIVE);
+        c20.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+        c21.mul(al).intoMemorySegment(c, co + h, NATIVE);
+        c30.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+        c31.mul(al).intoMemorySegment(c, co + h, NATIVE);
+        c40.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+        c41.mul(al).intoMemorySegment(c, co + h, NATIVE);
+        c50.mul(al).intoMemorySegment(c, co += ldc, NATIVE);
+        c51.mul(al).intoMemorySegment(c, co + h, NATIVE);
     }
 
     /**
