@@ -20,12 +20,12 @@ import java.nio.ByteOrder;
  * nodes (11,600 with its read-ahead) where with MemorySegment gets (~420 nodes each) it sat at 17,600, just under C2's
  * inlining cutoff (see accumulatePackedWide); the kernels for short k with a low-rank pair or an added C and for A read
  * in place ({@link #accumulate}, {@link #accumulateNarrow}) read A off-heap. Loop order: B's columns are taken
- * {@code nc} at a time and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs through all of K
- * in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C tile is loaded and
- * stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are of equal height,
- * and work is split over (row block, column-panel range) pairs so that both tall and short-wide products (LoRA's) keep
- * every thread busy. A short product (one row block) instead packs B a block at a time, each block by the thread that
- * uses it next ({@link #streamsB}).
+ * {@code nc} at a time and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs
+ * through all of K in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C
+ * tile is loaded and stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are
+ * of equal height, and work is split over (row block, column-panel range) pairs so that both tall and short-wide
+ * products (LoRA's) keep every thread busy. A short product (one row block) instead packs B a block at a time, each
+ * block by the thread that uses it next ({@link #streamsB}).
  */
 final class GemmF32 {
     private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
@@ -268,7 +268,7 @@ final class GemmF32 {
                                         // missing rows reading its first); a 6-row one (a short last panel, or every
                                         // panel where MR is 6) the 6-row kernels: a full panel read where it is, a
                                         // short last one packed, so the kernel never reads past A
-                                        boolean inPlace = mr == h, narrowPanel = narrow && h == MR, offHeap = !sliced;
+                                        boolean inPlace = mr == h, narrowPanel = narrow && h == MR;
                                         if (narrowPanel) { // in place, a short last panel's missing rows read its first
                                             accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, bo, ct);
                                             updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
@@ -276,7 +276,7 @@ final class GemmF32 {
                                         }
                                         if (!inPlace) {
                                             int floats = packA(a, ic + ir, mr, pc, kc, pr, 1f, ah);
-                                            if (offHeap) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats);
+                                            if (!sliced) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats); // for the plain kernel
                                         }
                                         MemorySegment src = inPlace ? a.seg() : as;
                                         long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
@@ -820,14 +820,15 @@ final class GemmF32 {
      * float[] it parses to 10,300 nodes and runs as fast (one JVM, old and new alternating, medians of 11 rounds: 2048^3
      * 1.07x on 2 threads, 1.02x on 1; the llama-25m step at 2 x 256 unchanged), with the same bits.
      * <p>
-     * Each k step also loads one vector of {@code ahead} at {@code aheadAt + AHEAD_STEP * p} (the next B panel's share of
-     * this call where {@link #readsAhead}, else this call's own panel again; the thread's A buffer where a low-rank pair
-     * is too deep for the panel), summed into a vector stored past the tile so
-     * that the loads stay: one load a k step, its line moving on every 4 steps, brings the panel into L2 while the FMAs
-     * run. The step is a constant so that C2 can drop the load's bounds check (with the step a parameter, the JIT's loop
-     * kept a multiply, a compare and a branch for it and five stack reloads: 62 instructions a k step against 55 now). A branch or a second kernel for the products that need no read-ahead was what
-     * session 21 found fragile (a branch compiled as never taken by the training step, then trapping; an int read sharing
-     * a polluted type profile): this is the same vector load as B's, every time.
+     * Each k step also loads one vector of {@code ahead} at {@code aheadAt + AHEAD_STEP * p} (the next B panel's share
+     * of this call where {@link #readsAhead}, else this call's own panel again; the thread's A buffer where a low-rank
+     * pair is too deep for the panel), summed into a vector stored past the tile so that the loads stay: one load a k
+     * step, its line moving on every 4 steps, brings the panel into L2 while the FMAs run. The step is a constant so
+     * that C2 can drop the load's bounds check (with the step a parameter, the JIT's loop kept a multiply, a compare
+     * and a branch for it and five stack reloads: 62 instructions a k step against 55 now). A branch or a second kernel
+     * for the products that need no read-ahead was what session 21 found fragile (a branch compiled as never taken by
+     * the training step, then trapping; an int read sharing a polluted type profile): this is the same vector load as
+     * B's, every time.
      */
     private static void accumulatePackedWide(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt, MemorySegment bs,
                                              MemorySegment ahead, long aheadAt, float[] t) {
