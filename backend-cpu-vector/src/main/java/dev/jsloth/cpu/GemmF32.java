@@ -542,17 +542,28 @@ final class GemmF32 {
      */
     private static void packBRows(Matrix b, int p0, int p1, int from, int kcMax, int k, int jc, int nc, MemorySegment bp) {
         int panels = ceilDiv(nc, NR);
+        // an F32 row's whole panels are read where they are; the rest of the row (a short last panel, or all of a row
+        // that needs converting) goes through a heap copy, zero-padded
+        int direct = b.codec() == ElementCodec.F32 ? nc / NR : 0;
         float[][] held = ROW_WIDE.get();
         if (held[0].length < panels * NR) held[0] = new float[panels * NR];
         float[] row = held[0];
+        MemorySegment src = b.seg();
         for (int p = p0; p < p1; p++) {
             int pc = from + (p - from) / kcMax * kcMax, kc = Math.min(kcMax, k - pc);
-            b.codec().readFloats(b.seg(), b.at(p, jc), row, 0, nc);
-            java.util.Arrays.fill(row, nc, panels * NR, 0f);
-            for (int q = 0; q < panels; q++) { // two vector stores per panel: MemorySegment.copy of 64 bytes cost ~10x more
+            long at = 4 * b.at(p, jc);
+            for (int q = 0; q < direct; q++) {
+                long to = 4L * (packedOffset(pc - from, q, kc, panels) + (long) (p - pc) * NR), in = at + 4L * q * NR;
+                FloatVector.fromMemorySegment(SP, src, in, NATIVE).intoMemorySegment(bp, to, NATIVE);
+                FloatVector.fromMemorySegment(SP, src, in + 4L * L, NATIVE).intoMemorySegment(bp, to + 4L * L, NATIVE);
+            }
+            if (direct == panels) continue;
+            b.codec().readFloats(src, b.at(p, jc + direct * NR), row, 0, nc - direct * NR);
+            java.util.Arrays.fill(row, nc - direct * NR, (panels - direct) * NR, 0f);
+            for (int q = direct; q < panels; q++) { // two vector stores per panel: MemorySegment.copy of 64 bytes cost ~10x more
                 long to = 4L * (packedOffset(pc - from, q, kc, panels) + (long) (p - pc) * NR);
-                FloatVector.fromArray(SP, row, q * NR).intoMemorySegment(bp, to, NATIVE);
-                FloatVector.fromArray(SP, row, q * NR + L).intoMemorySegment(bp, to + 4L * L, NATIVE);
+                FloatVector.fromArray(SP, row, (q - direct) * NR).intoMemorySegment(bp, to, NATIVE);
+                FloatVector.fromArray(SP, row, (q - direct) * NR + L).intoMemorySegment(bp, to + 4L * L, NATIVE);
             }
         }
     }
