@@ -188,7 +188,8 @@ final class GemmF32 {
             return;
         }
         boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
-        boolean narrow = directA && n <= L && MR > HALF; // A in place, N within one vector: accumulateNarrow
+        // A in place, N within one vector: accumulateNarrow on every row panel, B packed a vector wide (packBNarrow)
+        boolean narrow = directA && n <= L && MR > HALF && !streamB;
         int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
         int blocks = ceilDiv(k, kcMax);
         // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
@@ -200,9 +201,10 @@ final class GemmF32 {
         for (int jc = 0; jc < n; jc += ncMax) {
             int nc = Math.min(ncMax, n - jc), panels = ceilDiv(nc, NR), jcf = jc;
             if (rank > 0) packB(r, rank, jc, nc, ls);
-            MemorySegment kept = streamB ? null : keptPanels(b, k, jc, nc);
+            MemorySegment kept = streamB || narrow ? null : keptPanels(b, k, jc, nc);
             MemorySegment bBlocks = kept != null ? kept : bs;
-            if (kept == null && !streamB) packB(b, k, jc, nc, bs);
+            if (narrow) packBNarrow(b, k, n, bs);
+            else if (kept == null && !streamB) packB(b, k, jc, nc, bs);
             // row blocks of (nearly) equal height, whole MR panels spread evenly (512 rows in 12-row panels as 96 + 4 x 84
             // + 80, not 5 x 96 + 32: a short last block left a thread idle, 3-8% at the training step's 512 x 1408
             // products, 2 threads)
@@ -261,16 +263,17 @@ final class GemmF32 {
                                 // each panel serves a stripe of row panels (readsAhead); else it reads its own again
                                 MemorySegment next = readAhead && q + 1 < q1 ? blockPanels.asSlice(4L * packedOffset(pc, q + 1, kc, panels), 4L * NR * kc) : bPanel;
                                 for (int ir = rs, h; ir < re; ir += h) {
-                                    h = panelHeight(pr, mc - ir);
+                                    h = narrow ? MR : panelHeight(pr, mc - ir);
                                     int mr = Math.min(h, mc - ir);
                                     if (directA) { // never with a low-rank pair (fusesLowRank)
-                                        // a 12-row panel takes the narrow kernel, in place (a short last one too, its
-                                        // missing rows reading its first); a 6-row one (a short last panel, or every
-                                        // panel where MR is 6) the 6-row kernels: a full panel read where it is, a
-                                        // short last one packed, so the kernel never reads past A
+                                        // a narrow product's panels take the narrow kernel, in place (a short last
+                                        // one too, of any height, its missing rows reading its first); the other
+                                        // products' 6-row panels (all of them where MR is 6) the 6-row kernels: a
+                                        // full panel read where it is, a short last one packed, so the kernel never
+                                        // reads past A
                                         boolean inPlace = mr == h, narrowPanel = narrow && h == MR;
                                         if (narrowPanel) { // in place, a short last panel's missing rows read its first
-                                            accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, bo, ct);
+                                            accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, 4L * pc * L, ct);
                                             updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                                             continue;
                                         }
@@ -406,6 +409,30 @@ final class GemmF32 {
             });
         } else {
             Parallel.forRange(k, 16, (lo, hi) -> packBRows(b, lo, hi, 0, KC, k, jc, nc, bs));
+        }
+    }
+
+    /**
+     * Packs op(B) (k x n, n at most one vector) for {@link #accumulateNarrow}: k rows of {@link #L} floats (zero past
+     * n), the K blocks one after another, so a narrow product's B takes half the bytes of an NR-wide panel and stays in
+     * L1 while A's rows stream by. A transposed B (LoRA's A factor, {@code X A^T}) is read a stored row (a column of
+     * op(B)) at a time, in runs of up to {@code ROW}'s length.
+     */
+    private static void packBNarrow(Matrix b, int k, int n, MemorySegment bs) {
+        float[] st = STAGE.get(), row = ROW.get();
+        int run = Math.min(st.length / L, row.length);
+        for (int p0 = 0; p0 < k; p0 += run) {
+            int len = Math.min(run, k - p0);
+            java.util.Arrays.fill(st, 0, len * L, 0f);
+            if (b.trans()) {
+                for (int j = 0; j < n; j++) {
+                    b.codec().readFloats(b.seg(), b.at(p0, j), row, 0, len);
+                    for (int p = 0; p < len; p++) st[p * L + j] = row[p];
+                }
+            } else {
+                for (int p = 0; p < len; p++) b.codec().readFloats(b.seg(), b.at(p0 + p, 0), st, p * L, n);
+            }
+            MemorySegment.copy(st, 0, bs, ElementCodec.FLOAT, 4L * p0 * L, len * L);
         }
     }
 
@@ -702,7 +729,7 @@ final class GemmF32 {
     }
 
     /**
-     * 12 rows by one vector of B's panel, A read where it is (plain F32, rows {@code aRow} bytes apart from byte
+     * 12 rows by one vector of B (packed a vector wide, {@link #packBNarrow}: L floats a k step from {@code bo}), A read where it is (plain F32, rows {@code aRow} bytes apart from byte
      * {@code ao}; a short last panel's rows from {@code rows} on read its first row again, and their sums are not
      * stored), for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
      * second column vector would be all padding: every FMA here is useful, and each k step loads one B vector for 12 A
@@ -718,13 +745,13 @@ final class GemmF32 {
         MemorySegment a3 = row(ap, ao, aRow, 3, rows, len), a4 = row(ap, ao, aRow, 4, rows, len), a5 = row(ap, ao, aRow, 5, rows, len);
         MemorySegment a6 = row(ap, ao, aRow, 6, rows, len), a7 = row(ap, ao, aRow, 7, rows, len), a8 = row(ap, ao, aRow, 8, rows, len);
         MemorySegment a9 = row(ap, ao, aRow, 9, rows, len), a10 = row(ap, ao, aRow, 10, rows, len), a11 = row(ap, ao, aRow, 11, rows, len);
-        MemorySegment b = bp.asSlice(bo, 4L * NR * kc);
+        MemorySegment b = bp.asSlice(bo, 4L * L * kc);
         FloatVector c0 = FloatVector.zero(SP), c1 = FloatVector.zero(SP), c2 = FloatVector.zero(SP), c3 = FloatVector.zero(SP);
         FloatVector c4 = FloatVector.zero(SP), c5 = FloatVector.zero(SP), c6 = FloatVector.zero(SP), c7 = FloatVector.zero(SP);
         FloatVector c8 = FloatVector.zero(SP), c9 = FloatVector.zero(SP), c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         for (int p = 0; p < kc; p++) {
             long ak = 4L * p;
-            FloatVector bv = FloatVector.fromMemorySegment(SP, b, 4L * NR * p, NATIVE);
+            FloatVector bv = FloatVector.fromMemorySegment(SP, b, 4L * L * p, NATIVE);
             c0 = FloatVector.broadcast(SP, a0.get(PACKED, ak)).fma(bv, c0);
             c1 = FloatVector.broadcast(SP, a1.get(PACKED, ak)).fma(bv, c1);
             c2 = FloatVector.broadcast(SP, a2.get(PACKED, ak)).fma(bv, c2);
