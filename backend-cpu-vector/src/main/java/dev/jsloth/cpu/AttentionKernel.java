@@ -77,15 +77,22 @@ final class AttentionKernel {
 
     /**
      * Each thread's work arrays, by slot (one per array of a pass: forward's from 0, backward's from
-     * {@link #BACKWARD_SLOTS}), kept from call to call: allocated (zeroed) per chunk, forward's ten arrays took 15% of
-     * a llama-25m forward at 2 x 256 tokens (2.0 -> 1.7 ms, backward 3.8 -> 3.6, one JVM alternating). They grow to the
-     * largest call seen; nothing here reads what a call did not write ({@link #panels} writes its padding).
+     * {@link #BACKWARD_SLOTS}), kept from call to call. Allocated (so zeroed) per chunk, as they were before, forward's ten
+     * arrays took 15% of a llama-25m forward at 2 x 256 tokens (2.0 -> 1.7 ms, backward 3.8 -> 3.6, one JVM alternating).
+     * They grow to the largest call seen, each up to {@link #WORK_KEPT_FLOATS}; what a call reads of them it wrote, but
+     * for the columns of a plain panel past the matrix, which only reach outputs that are never stored ({@link #panels}).
      */
     private static final ThreadLocal<float[][]> WORK = ThreadLocal.withInitial(() -> new float[32][]);
     private static final int BACKWARD_SLOTS = 16;
+    /**
+     * The largest work array a thread keeps (1 MB: sequences of 4,096 at head dimension 64, 2,048 at 128); larger ones are
+     * allocated per chunk, so a long call does not leave its arrays (tens of MB a thread) behind.
+     */
+    private static final int WORK_KEPT_FLOATS = 1 << 18;
 
     /** This thread's work array in {@code slot}, at least {@code size} floats, its contents left from earlier calls. */
     private static float[] work(int slot, int size) {
+        if (size > WORK_KEPT_FLOATS) return new float[size];
         float[][] w = WORK.get();
         if (w[slot] == null || w[slot].length < size) w[slot] = new float[size];
         return w[slot];
@@ -217,7 +224,7 @@ final class AttentionKernel {
                 gather(k, b, g, d.kvHeads(), S, hd, kh);
                 gather(v, b, g, d.kvHeads(), S, hd, vh);
                 panels(kh, hd, S, hd, true, hd, kP);
-                panels(vh, hd, S, hd, false, sp, vP); // rows past S stay zero
+                panels(vh, hd, S, hd, false, sp, vP); // rows past S written as zeros
                 for (int i0 = 0; i0 < T; i0 += QUERY_BLOCK) {
                     int rows = Math.min(QUERY_BLOCK, T - i0), keys = padded(i0 + rows + off, sp);
                     multiply(qh, i0 * hd, hd, 1, kP, 0, hd * NR, p, 0, sp, rows, keys, hd, false, strip, tile);
@@ -276,7 +283,7 @@ final class AttentionKernel {
                 gather(v, b, g, d.kvHeads(), T, hd, vh);
                 panels(kh, hd, T, hd, true, hd, kP);
                 panels(vh, hd, T, hd, true, hd, vTP);
-                panels(kh, hd, T, hd, false, tp, kRowP); // rows past T stay zero
+                panels(kh, hd, T, hd, false, tp, kRowP); // rows past T written as zeros
                 Arrays.fill(dkh, 0, tp * hd, 0f);
                 Arrays.fill(dvh, 0, tp * hd, 0f);
                 for (int h = g * d.group(); h < (g + 1) * d.group(); h++) {

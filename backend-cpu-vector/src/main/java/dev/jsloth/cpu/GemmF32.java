@@ -10,7 +10,8 @@ import java.nio.ByteOrder;
 
 /**
  * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed into
- * {@code KC x NR} column panels and A into row panels of 12 or 6 rows by KC (any storage type is widened to float while
+ * {@code KC x NR} column panels (one vector wide where N fits one vector and A is read in place: {@link #packBNarrow})
+ * and A into row panels of 12 or 6 rows by KC (any storage type is widened to float while
  * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
  * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). B's packed panels, which the
  * microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
@@ -34,8 +35,8 @@ final class GemmF32 {
     static final int HALF = 6;
     /**
      * Rows of a packed A panel on the main path (deep k, packed A) and of A's row panels where A is read in place and N
-     * fits one vector ({@link #accumulateNarrow}); 6 in the other cases, and for a block's last panel of at most 6 rows
-     * ({@link #panelHeight}). With 512-bit vectors
+     * fits one vector ({@link #accumulateNarrow}, a last panel of any height too); 6 in the other cases, and for a packed
+     * block's last panel of at most 6 rows ({@link #panelHeight}). With 512-bit vectors
      * (AVX-512: 32 vector registers) the packed kernel takes 12 rows, 24 accumulators ({@link #accumulatePackedWide}):
      * each of B's vector loads then feeds 12 FMAs instead of 6, and those loads (B's panel comes from L2) were where
      * the 6-row kernel stalled (perf: the samples sat on them). 2048^3, one JVM, old and new alternating (ABBA, medians
@@ -231,7 +232,7 @@ final class GemmF32 {
                         boolean sliced = kc >= SLICED_MIN_K;
                         // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
                         // place, N within one vector), else the 6-row kernel's; a last panel of at most 6 rows is 6 high
-                        // either way (panelHeight)
+                        // but in a narrow product (panelHeight)
                         int pr = sliced && !directA || narrow ? MR : HALF;
                         if (!directA) {
                             // the packed kernels read A from the heap; the plain one (short k) from off-heap
@@ -271,8 +272,8 @@ final class GemmF32 {
                                         // products' 6-row panels (all of them where MR is 6) the 6-row kernels: a
                                         // full panel read where it is, a short last one packed, so the kernel never
                                         // reads past A
-                                        boolean inPlace = mr == h, narrowPanel = narrow && h == MR;
-                                        if (narrowPanel) { // in place, a short last panel's missing rows read its first
+                                        boolean inPlace = mr == h;
+                                        if (narrow) { // in place, a short last panel's missing rows read its first
                                             accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, 4L * pc * L, ct);
                                             updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
                                             continue;
@@ -416,7 +417,7 @@ final class GemmF32 {
      * Packs op(B) (k x n, n at most one vector) for {@link #accumulateNarrow}: k rows of {@link #L} floats (zero past
      * n), the K blocks one after another, so a narrow product's B takes half the bytes of an NR-wide panel and stays in
      * L1 while A's rows stream by. A transposed B (LoRA's A factor, {@code X A^T}) is read a stored row (a column of
-     * op(B)) at a time, in runs of up to {@code ROW}'s length.
+     * op(B)) at a time, in runs of as many depths as {@code STAGE} holds at L floats each (at most {@code ROW}'s length).
      */
     private static void packBNarrow(Matrix b, int k, int n, MemorySegment bs) {
         float[] st = STAGE.get(), row = ROW.get();

@@ -24,7 +24,7 @@ class GemmShapesTest extends CpuBackendTests {
             "100,300,100", "100,300,1030", // tiles a row panel at a time (short k, B's block up to 1 MB) and a B panel at a time, last panel 4 rows
             "40,16,2100", "40,16,4500", // A read in place (N of one panel), K in one block and past one (4096)
             "31,16,4500", "25,9,70", // N within one vector: 12-row panels in place, a last one of 7 rows and of 1 row too (12 high)
-            "19,16,40", "20,16,300", // the same with short k, and with B streamed (M <= 24)
+            "19,16,40", "20,16,300", // N within one panel, short k, and with B streamed (M <= 24: the 6-row kernels)
             "48,300,70", "64,65,33", "33,64,40", "64,64,20", // mirrored transposed products (B transposed, M up to 64) and their edges
             "40,1100,1100"}) // the next B panel read ahead (B's first K block 4.6 MB), split across threads, last panel 12 columns
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
