@@ -16,16 +16,16 @@ import java.util.Arrays;
  * <p>Queries go in blocks against every key the block's last row sees, so each product is a small matrix product on
  * {@link #multiply}'s register-blocked kernel, which reads its A by rows where they lie, and the exponentials run over
  * whole blocks ({@link VectorMath}). Forward: blocks of {@link #QUERY_BLOCK} queries, {@code S = Q K^T} and
- * {@code O = P V}, key counts rounded up to the kernel's column width ({@link #NR}) over zero-padded panels of K^T and V
- * made once per head. Backward: blocks of NR queries, every product transposed so that its A is a matrix's rows and a
+ * {@code O = P V}, key counts rounded up to the kernel's column width ({@link #NR}) over zero-padded panels of K^T and
+ * V made once per head. Backward: blocks of NR queries, every product transposed so that its A is a matrix's rows and a
  * block's scores are one B panel: {@code S^T = K Q^T}, {@code dP^T = V dO^T}, then {@code dV += P^T dO},
  * {@code dK += dS^T Q}, {@code dQ^T = K^T dS^T}. Against the row-wise backward, whose transposed products copied P and
- * dS a 4-row strip at a time (and Q, dO and dS likewise), one JVM alternating, 2 x 256 tokens: 4.07 -> 3.54 and 3.90 ->
- * 3.51 ms, 8 x 256 21.3 -> 17.6 ms, 1 x 1024 15.5 -> 8.5 ms (forward, its A rows no longer copied either: 2.18 -> 1.85,
- * 11.0 -> 8.9, 6.6 -> 4.6 ms), the same bits with 512-bit vectors (NR = 32 queries, as the row-wise blocks had; with
- * 256-bit vectors, 16-query blocks group dK's and dV's sums differently, within float rounding). Keys a query does not see get probability 0; unlike a per-pair loop they take part in the products, so an
- * infinite or NaN value in such a key's K or V row (or a dO row in backward) makes the result NaN; finite inputs are
- * unaffected.
+ * dS a 4-row strip at a time (and Q, dO and dS likewise), one JVM alternating, 2 x 256 tokens: 4.07 -> 3.54 and
+ * 3.90 -> 3.51 ms, 8 x 256 21.3 -> 17.6 ms, 1 x 1024 15.5 -> 8.5 ms (forward, its A rows no longer copied either:
+ * 2.18 -> 1.85, 11.0 -> 8.9, 6.6 -> 4.6 ms), the same bits with 512-bit vectors (NR = 32 queries, as the row-wise
+ * blocks had; with 256-bit vectors, 16-query blocks group dK's and dV's sums differently, within float rounding). Keys
+ * a query does not see get probability 0; unlike a per-pair loop they take part in the products, so an infinite or NaN
+ * value in such a key's K or V row (or a dO row in backward) makes the result NaN; finite inputs are unaffected.
  */
 final class AttentionKernel {
     /** Query rows per forward block: the masked upper triangle of a block is wasted work, about QUERY_BLOCK / 2 per row. */

@@ -405,7 +405,7 @@ final class GemmF32 {
             Parallel.forRange(kBlocks * panels, 8, (lo, hi) -> {
                 for (int u = lo; u < hi; u++) {
                     int pc = (u / panels) * KC, q = u % panels, kc = Math.min(KC, k - pc);
-                    packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), bs, packedOffset(pc, q, kc, panels));
+                    packBTransposed(b, pc, kc, jc + q * NR, Math.min(NR, nc - q * NR), NR, bs, packedOffset(pc, q, kc, panels));
                 }
             });
         } else {
@@ -416,23 +416,20 @@ final class GemmF32 {
     /**
      * Packs op(B) (k x n, n at most one vector) for {@link #accumulateNarrow}: k rows of {@link #L} floats (zero past
      * n), the K blocks one after another, so a narrow product's B takes half the bytes of an NR-wide panel and stays in
-     * L1 while A's rows stream by. A transposed B (LoRA's A factor, {@code X A^T}) is read a stored row (a column of
-     * op(B)) at a time, in runs of as many depths as {@code STAGE} holds at L floats each (at most {@code ROW}'s length).
+     * L1 while A's rows stream by. In runs of as many depths as {@code STAGE} holds at L floats each (at most
+     * {@code ROW}'s length); a transposed B (LoRA's A factor, {@code X A^T}) through {@link #packBTransposed} at width L.
      */
     private static void packBNarrow(Matrix b, int k, int n, MemorySegment bs) {
-        float[] st = STAGE.get(), row = ROW.get();
-        int run = Math.min(st.length / L, row.length);
+        float[] st = STAGE.get();
+        int run = Math.min(st.length / L, ROW.get().length);
         for (int p0 = 0; p0 < k; p0 += run) {
             int len = Math.min(run, k - p0);
-            java.util.Arrays.fill(st, 0, len * L, 0f);
             if (b.trans()) {
-                for (int j = 0; j < n; j++) {
-                    b.codec().readFloats(b.seg(), b.at(p0, j), row, 0, len);
-                    for (int p = 0; p < len; p++) st[p * L + j] = row[p];
-                }
-            } else {
-                for (int p = 0; p < len; p++) b.codec().readFloats(b.seg(), b.at(p0 + p, 0), st, p * L, n);
+                packBTransposed(b, p0, len, 0, n, L, bs, (long) p0 * L);
+                continue;
             }
+            java.util.Arrays.fill(st, 0, len * L, 0f);
+            for (int p = 0; p < len; p++) b.codec().readFloats(b.seg(), b.at(p0 + p, 0), st, p * L, n);
             MemorySegment.copy(st, 0, bs, ElementCodec.FLOAT, 4L * p0 * L, len * L);
         }
     }
@@ -596,18 +593,21 @@ final class GemmF32 {
         }
     }
 
-    /** Packs op(B)[pc..pc+kc, col..col+nr] (B stored transposed) as one NR-column panel, row-major inside, zero-padded. */
-    private static void packBTransposed(Matrix b, int pc, int kc, int col, int nr, MemorySegment bp, long base) {
+    /**
+     * Packs op(B)[pc..pc+kc, col..col+nr] (B stored transposed) as one panel {@code width} columns wide (NR, or L for
+     * {@link #packBNarrow}), row-major inside, zero-padded, at float {@code base} of {@code bp}.
+     */
+    private static void packBTransposed(Matrix b, int pc, int kc, int col, int nr, int width, MemorySegment bp, long base) {
         float[] row = ROW.get(), st = STAGE.get();
-        for (int j = 0; j < NR; j++) {
+        for (int j = 0; j < width; j++) {
             if (j < nr) {
                 b.codec().readFloats(b.seg(), b.at(pc, col + j), row, 0, kc);
-                for (int p = 0; p < kc; p++) st[p * NR + j] = row[p];
+                for (int p = 0; p < kc; p++) st[p * width + j] = row[p];
             } else {
-                for (int p = 0; p < kc; p++) st[p * NR + j] = 0f;
+                for (int p = 0; p < kc; p++) st[p * width + j] = 0f;
             }
         }
-        MemorySegment.copy(st, 0, bp, ElementCodec.FLOAT, 4 * base, kc * NR);
+        MemorySegment.copy(st, 0, bp, ElementCodec.FLOAT, 4 * base, kc * width);
     }
 
     /**
@@ -730,8 +730,8 @@ final class GemmF32 {
     }
 
     /**
-     * 12 rows by one vector of B (packed a vector wide, {@link #packBNarrow}: L floats a k step from {@code bo}), A read where it is (plain F32, rows {@code aRow} bytes apart from byte
-     * {@code ao}; a short last panel's rows from {@code rows} on read its first row again, and their sums are not
+     * 12 rows by one vector of B (packed a vector wide, {@link #packBNarrow}: L floats a k step from {@code bo}), A read
+     * where it is (plain F32, rows {@code aRow} bytes apart from byte {@code ao}; a short last panel's rows from {@code rows} on read its first row again, and their sums are not
      * stored), for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
      * second column vector would be all padding: every FMA here is useful, and each k step loads one B vector for 12 A
      * values. Each row is a slice read at {@code 4 p}: with the row pitch as a parameter in the loop's addresses, C2 kept
