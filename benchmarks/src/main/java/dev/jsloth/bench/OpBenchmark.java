@@ -9,6 +9,7 @@ import dev.jsloth.api.Tensor;
 import dev.jsloth.api.spi.Backends;
 import dev.jsloth.api.autograd.Parameter;
 import dev.jsloth.api.ops.LoraLinear;
+import dev.jsloth.api.ops.RopeTables;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -88,8 +89,13 @@ public class OpBenchmark {
         dNormW = zeros(HIDDEN);
 
         q = random(Shape.of(n, HEADS * HEAD_DIM), 1);
-        cos = random(Shape.of(n, HEAD_DIM / 2), 1);
-        sin = random(Shape.of(n, HEAD_DIM / 2), 1);
+        // the model's tables (each position a rotation): random cos/sin scaled q by c^2 + s^2 on every fwd + inverse
+        // pair, so the benchmark's q ran into subnormals and timed their microcode assists (~10x slower)
+        int[] positions = new int[n];
+        for (int i = 0; i < n; i++) positions[i] = i % seq;
+        RopeTables.Tables tables = RopeTables.compute(be, DType.F32, RopeTables.Config.standard(10000), HEAD_DIM, positions);
+        cos = own(tables.cos());
+        sin = own(tables.sin());
 
         gate = random(Shape.of(n, MLP), 2);
         up = random(Shape.of(n, MLP), 2);
