@@ -4,7 +4,7 @@
 # gemm-vs-openblas.sh runs the two in separate processes, one after the other; on this VM, whose speed moves by 2x
 # within minutes, a round's two processes can meet different machines, while here each round's ratio compares the two
 # in the same moments.
-# usage: tools/bench/gemm-vs-openblas-inprocess.sh [THREADS] [ROUNDS] [MxNxK ...]
+# usage: tools/bench/gemm-vs-openblas-inprocess.sh [THREADS] [ROUNDS] [MxNxK[:XY] ...]   (XY: transpositions, e.g. 512x16x512:TN)
 #   defaults: all cores, 15 rounds, 2048^3 and the three LoRA shapes. OPENBLAS_LIB=path picks another library.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -12,7 +12,7 @@ cd "$ROOT"
 T="${1:-$(nproc)}"
 ROUNDS="${2:-15}"
 if ! [[ $T =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: $0 [THREADS] [ROUNDS] [MxNxK ...]   (THREADS and ROUNDS are positive whole numbers; got '$T' '$ROUNDS')" >&2
+  echo "usage: $0 [THREADS] [ROUNDS] [MxNxK[:XY] ...]   (THREADS and ROUNDS are positive whole numbers; got '$T' '$ROUNDS')" >&2
   exit 2
 fi
 shift $(( $# < 2 ? $# : 2 ))

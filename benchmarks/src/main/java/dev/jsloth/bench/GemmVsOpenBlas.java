@@ -25,14 +25,15 @@ import java.util.SplittableRandom;
  * jsloth (then the reverse), each a batch of the same number of products (about 50 ms for the faster side) after a warm-up
  * of at least 3 s and 500 products per side, so each round's ratio compares the two under the same conditions.
  *
- * <p>usage: {@code GemmVsOpenBlas LIBRARY ROUNDS MxNxK...}; threads: {@code -Djsloth.threads} for both. The library is
+ * <p>usage: {@code GemmVsOpenBlas LIBRARY ROUNDS MxNxK[:XY]...} (XY: A's and B's transposition, N or T, as the
+ * LoRA step's products have them, e.g. {@code 512x16x512:TN} for {@code dB = dY^T XA}); threads: {@code -Djsloth.threads} for both. The library is
  * numpy's bundled OpenBLAS (scipy-openblas, ILP64 symbols {@code scipy_cblas_sgemm64_}) or a plain LP64
  * {@code libopenblas} ({@code cblas_sgemm}). Its worker threads spin for a while after each call unless
  * {@code OPENBLAS_THREAD_TIMEOUT} is small (the script sets 4), and each timed batch starts after a short pause, so
  * neither side runs while the other's threads are still busy. The check at the end compares the two products' C.
  */
 public final class GemmVsOpenBlas {
-    private static final int ROW_MAJOR = 101, NO_TRANS = 111;
+    private static final int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112;
     private static final long PAUSE_MS = 20;
 
     private GemmVsOpenBlas() {
@@ -40,17 +41,19 @@ public final class GemmVsOpenBlas {
 
     /** cblas_sgemm with 64- or 32-bit integers. */
     private record Sgemm(MethodHandle handle, boolean ilp64) {
-        void multiply(int m, int n, int k, MemorySegment a, MemorySegment b, MemorySegment c) throws Throwable {
+        /** C = op(A) op(B), A stored m x k (k x m where transA), B stored k x n (n x k where transB), all row-major. */
+        void multiply(int m, int n, int k, boolean transA, boolean transB, MemorySegment a, MemorySegment b, MemorySegment c) throws Throwable {
+            int ta = transA ? TRANS : NO_TRANS, tb = transB ? TRANS : NO_TRANS, lda = transA ? m : k, ldb = transB ? k : n;
             if (ilp64)
-                handle.invokeExact(ROW_MAJOR, NO_TRANS, NO_TRANS, (long) m, (long) n, (long) k, 1f, a, (long) k, b, (long) n, 0f, c, (long) n);
+                handle.invokeExact(ROW_MAJOR, ta, tb, (long) m, (long) n, (long) k, 1f, a, (long) lda, b, (long) ldb, 0f, c, (long) n);
             else
-                handle.invokeExact(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 1f, a, k, b, n, 0f, c, n);
+                handle.invokeExact(ROW_MAJOR, ta, tb, m, n, k, 1f, a, lda, b, ldb, 0f, c, n);
         }
     }
 
     public static void main(String[] args) throws Throwable {
         if (args.length < 3) {
-            System.err.println("usage: GemmVsOpenBlas LIBRARY ROUNDS MxNxK...");
+            System.err.println("usage: GemmVsOpenBlas LIBRARY ROUNDS MxNxK[:XY]...   (XY: A's and B's transposition, N or T)");
             System.exit(2);
         }
         Path library = Path.of(args[0]);
@@ -111,23 +114,26 @@ public final class GemmVsOpenBlas {
     }
 
     private static void compare(Backend be, Sgemm sgemm, String size, int rounds, int threads) throws Throwable {
-        String[] p = size.split("x");
-        if (p.length != 3) throw new IllegalArgumentException("size must be MxNxK, got " + size);
+        String[] dims = size.split(":", -1);
+        String[] p = dims[0].split("x");
+        if (p.length != 3 || dims.length > 2 || dims.length == 2 && !dims[1].matches("[NT][NT]"))
+            throw new IllegalArgumentException("size must be MxNxK or MxNxK:XY (X, Y: N or T, A's and B's transposition), got " + size);
         int m = Integer.parseInt(p[0]), n = Integer.parseInt(p[1]), k = Integer.parseInt(p[2]);
+        boolean transA = dims.length == 2 && dims[1].charAt(0) == 'T', transB = dims.length == 2 && dims[1].charAt(1) == 'T';
         double[] av = random((long) m * k, 1), bv = random((long) k * n, 2);
         try (Arena arena = Arena.ofConfined();
-             Tensor a = be.upload(DType.F32, Shape.of(m, k), av);
-             Tensor b = be.upload(DType.F32, Shape.of(k, n), bv);
+             Tensor a = be.upload(DType.F32, transA ? Shape.of(k, m) : Shape.of(m, k), av);
+             Tensor b = be.upload(DType.F32, transB ? Shape.of(n, k) : Shape.of(k, n), bv);
              Tensor c = be.allocate(DType.F32, m, n)) {
             MemorySegment na = floats(arena, av), nb = floats(arena, bv), nc = arena.allocate(4L * m * n, 64);
             double flops = 2.0 * m * n * k;
             Product jsloth = () -> {
-                be.kernels().gemm(false, false, 1, a, b, 0, c);
+                be.kernels().gemm(transA, transB, 1, a, b, 0, c);
                 be.synchronize();
             };
             Product openBlas = () -> {
                 try {
-                    sgemm.multiply(m, n, k, na, nb, nc);
+                    sgemm.multiply(m, n, k, transA, transB, na, nb, nc);
                 } catch (Throwable t) {
                     throw t instanceof Exception e ? e : new IllegalStateException(t);
                 }
