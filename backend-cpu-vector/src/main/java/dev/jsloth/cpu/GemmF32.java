@@ -43,9 +43,14 @@ final class GemmF32 {
      * of 9 rounds of per-round ratios): 1.05-1.43x on 2 threads over five runs (the gain moves with this VM's state),
      * 1.05-1.26x on 1; `bench --gemm` with the two jars alternating, 2 threads: 176-221 GFLOP/s against 142-172. With
      * 256-bit vectors (AVX2: 16 registers) 24 accumulators spill, and 12 rows ran at 0.63-0.86x of 6 (checked with
-     * -XX:UseAVX=2), so there it stays 6.
+     * -XX:UseAVX=2). With 256-bit vectors the packed kernel takes 5 rows ({@link #accumulatePackedFive}): C2 gives the
+     * 6-row kernel's 12 accumulators, 2 B vectors and its broadcasts 17 registers, one accumulator then lives on the
+     * stack (a load, an FMA and a store a k step: a chain through memory), and the kernel ran at 32-33 GFLOP/s on one
+     * AMD Zen core where the same loop in C with intrinsics runs 38-39 (the core's FMA peak); 5 rows run 37.5-38.5.
      */
-    static final int MR = L >= 16 ? 2 * HALF : HALF;
+    static final int MR = L >= 16 ? 2 * HALF : 5;
+    /** The most rows of any panel: buffers sized by it hold a tile or panel of either height. */
+    private static final int ROWS_MAX = Math.max(MR, HALF);
     static final int NR = 2 * L;
     /**
      * Depth of a K block on the packed path. Each C tile is loaded and stored once per K block, and its lines have left
@@ -76,9 +81,11 @@ final class GemmF32 {
     /**
      * Rows of an A block: 96 (8 panels of 12, or 16 of 6). At 12-row panels, blocks of 192 rows ran 2048^3 about as fast
      * (1.02x), and 4096 x 2048 x 16 (K = 16, writing C is all it does) 1 / 1.165 as fast: each B panel then stores into
-     * 192 rows 8 KB apart.
+     * 192 rows 8 KB apart. With 5-row panels 120 (24 panels of 5, or 20 of 6 for the short-k kernels: a block is whole
+     * panels of either height): on an AMD Zen core (512 KB L2), 2048^3 on 2 threads, medians of 5-7 rounds' ratios to
+     * OpenBLAS, 0.956-0.970 against 0.936-0.959 at 90 rows; 60 rows 0.897, 150 x KC 256 0.875, 120 x KC 512 0.937.
      */
-    private static final int MC = 16 * HALF;
+    private static final int MC = MR == 5 ? 120 : 16 * HALF;
     /** Packed-B budget (floats): B's columns are packed {@code B_FLOATS / K} at a time, all of K at once. */
     private static final int B_FLOATS = 1 << 22;
 
@@ -88,11 +95,11 @@ final class GemmF32 {
      * Heap staging: a B panel (element stores into the array, then one bulk copy off-heap), or a plain A panel's rows
      * before {@link #packPlainPanel} gathers them.
      */
-    private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(MR * Math.max(KC, KC_DIRECT_A), KC * NR)]);
-    /** {@link #packPlainPanel}'s gather indices (one period: lcm(MR, L) <= MR * L). */
-    private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[MR * L]);
-    private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[MR * NR + L]);
-    private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[MR * NR]);
+    private static final ThreadLocal<float[]> STAGE = ThreadLocal.withInitial(() -> new float[Math.max(ROWS_MAX * Math.max(KC, KC_DIRECT_A), KC * NR)]);
+    /** {@link #packPlainPanel}'s gather indices (one period: lcm(pr, L) <= pr * L). */
+    private static final ThreadLocal<int[]> GATHER_MAP = ThreadLocal.withInitial(() -> new int[ROWS_MAX * L]);
+    private static final ThreadLocal<float[]> CTILE = ThreadLocal.withInitial(() -> new float[ROWS_MAX * NR + L]);
+    private static final ThreadLocal<float[]> UTILE = ThreadLocal.withInitial(() -> new float[ROWS_MAX * NR]);
     /**
      * The packed A block off-heap, for the kernel that reads A from a MemorySegment ({@link #accumulate}; see
      * {@code A_PACKED}); also what the wide kernel reads ahead when B's panel is too short for its reads.
@@ -209,7 +216,7 @@ final class GemmF32 {
             // row blocks of (nearly) equal height, whole MR panels spread evenly (512 rows in 12-row panels as 96 + 4 x 84
             // + 80, not 5 x 96 + 32: a short last block left a thread idle, 3-8% at the training step's 512 x 1408
             // products, 2 threads)
-            int mBlocks = ceilDiv(m, MC), mPanels = ceilDiv(m, MR);
+            int mPanels = ceilDiv(m, MR), mBlocks = rowBlocks(m, mPanels);
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks))),
                     streamB ? ceilDiv(panels, STREAM_PANELS) : 1);
@@ -247,8 +254,8 @@ final class GemmF32 {
                         // is small, else each B panel across all of A's row panels
                         int stripe = rowStripe(kc, q1 - q0, pr, mc);
                         boolean readAhead = sliced && stripe != pr && readsAhead(kc, panels, streamB);
-                        for (int rs = 0; rs < mc; rs += stripe) { // the stripe: rows [rs, re)
-                            int re = Math.min(mc, rs + stripe);
+                        for (int rs = 0, re; rs < mc; rs = re) { // the stripe: rows [rs, re), one row panel or all
+                            re = stripe == mc ? mc : Math.min(mc, rs + panelHeight(pr, mc - rs));
                             // the wide kernel's read-ahead: each row panel of the stripe reads the next B panel from
                             // the start of its share on (16 kc bytes: all of it where the stripe has 8 row panels)
                             long share = (4L * NR * kc - 4L * L) / ceilDiv(re - rs, pr);
@@ -298,6 +305,8 @@ final class GemmF32 {
                                             continue;
                                         }
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
+                                    } else if (h == 5) {
+                                        accumulatePackedFive(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     } else if (h > HALF) {
                                         // a pair much deeper than the K block would read past the panel: it reads this
                                         // thread's A buffer (384 KB) instead
@@ -442,7 +451,18 @@ final class GemmF32 {
      * samples. Also 16 rows: 12 + 6 (as 6 + 6 + 6 earlier; 12 + 12 computed 24 and ran 16 x 4096 x 2048 at 1 / 1.19).
      */
     private static int panelHeight(int pr, int rowsLeft) {
+        if (pr == 5) return rowsLeft >= HALF && !fivesAndSixes(rowsLeft - 5) && fivesAndSixes(rowsLeft - HALF) ? HALF : 5;
         return pr > HALF && rowsLeft <= HALF ? HALF : pr;
+    }
+
+    /**
+     * Whether r rows are whole panels of 5 and 6 (r = 5a + 6b: r mod 5 at most r / 5). 5-row panels ({@link #MR} with
+     * 256-bit vectors) take a 6-row one where that leaves nothing over: 16 rows (LoRA's rank) as 5 + 5 + 6 rather
+     * than four panels of 5, 20 rows computed for 16 (one JVM, 2 threads, 16 x 4096 x 2048 against OpenBLAS: 0.55-0.61
+     * before).
+     */
+    private static boolean fivesAndSixes(int r) {
+        return r >= 0 && r % 5 <= r / 5;
     }
 
     /**
@@ -485,6 +505,16 @@ final class GemmF32 {
     /** The largest B block (bytes) done a row panel at a time ({@link #rowStripe}): half of this machine's 2 MB L2. */
     private static final long STRIPED_B_BYTES = 1 << 20;
 
+    /**
+     * Row blocks of a product of m rows (mPanels panels): blocks of at most {@link #MC} rows, and where there are more
+     * blocks than threads, a multiple of the thread count (each block a little lower), so the threads' last blocks end
+     * together: 2048 rows in blocks of 90 are 23, and with 2 threads one of them ran the 23rd alone.
+     */
+    private static int rowBlocks(int m, int mPanels) {
+        int blocks = ceilDiv(m, MC), t = Parallel.THREADS;
+        return blocks > t ? Math.min(mPanels, ceilDiv(blocks, t) * t) : blocks;
+    }
+
     private static int ceilDiv(int a, int b) {
         return (a + b - 1) / b;
     }
@@ -497,7 +527,8 @@ final class GemmF32 {
      */
     private static int packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, float[] ap) {
         float[] row = ROW.get();
-        int last = (mc - 1) / pr * pr, padded = last + panelHeight(pr, mc - last); // rows computed
+        int padded = 0; // rows computed
+        while (padded < mc) padded += panelHeight(pr, mc - padded);
         if (a.trans()) {
             for (int p = 0; p < kc; p++) {
                 a.codec().readFloats(a.seg(), a.at(ic, pc + p), row, 0, mc);
@@ -511,9 +542,9 @@ final class GemmF32 {
         } else {
             int[] map = GATHER_MAP.get();
             float[] st = STAGE.get();
-            for (int ir = 0, h; ir < mc; ir += h) {
+            for (int ir = 0, h, mapped = 0; ir < mc; ir += h) {
                 h = panelHeight(pr, mc - ir);
-                if (ir == 0 || h != pr) gatherMap(h, kc, map);
+                if (h != mapped) gatherMap(mapped = h, kc, map);
                 packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, ir * kc);
             }
         }
@@ -559,6 +590,14 @@ final class GemmF32 {
     }
 
     /**
+     * Rows of B that {@link #packBRows} copies together into each panel: PACK_ROWS lines written one after another per
+     * panel, from as many rows read side by side. Row by row, every row wrote one line into each of its panels, a panel
+     * (kc x NR floats, 8-64 KB) apart. perf, 16 x 4096 x 2048 on 2 threads (AMD Zen, AVX2), jsloth's packing against
+     * OpenBLAS's copy of the same operand in the same run: 2.8x its samples row by row, 1.46x by 8 rows, 1.54x by 128.
+     */
+    private static final int PACK_ROWS = 8;
+
+    /**
      * Packs rows {@code [p0, p1)} of op(B)[.., jc..jc+nc] for a non-transposed B, in K blocks of depth {@code kcMax}
      * counted from row {@code from} (laid out as {@link #packedOffset}, depth 0 at row {@code from}; the last block ends
      * at row {@code k}): all of K from row 0, or one streamed block. Each row is read once, whole (one bulk copy), and
@@ -567,22 +606,29 @@ final class GemmF32 {
      */
     private static void packBRows(Matrix b, int p0, int p1, int from, int kcMax, int k, int jc, int nc, MemorySegment bp) {
         int panels = ceilDiv(nc, NR);
-        // an F32 row's whole panels are read where they are; the rest of the row (a short last panel, or all of a row
-        // that needs converting) goes through a heap copy, zero-padded
+        // an F32 row's whole panels are read where they are, PACK_ROWS rows at a time; the rest of the row (a short last
+        // panel, or all of a row that needs converting) goes through a heap copy, zero-padded
         int direct = b.codec() == ElementCodec.F32 ? nc / NR : 0;
+        MemorySegment src = b.seg();
+        long rowBytes = 4L * b.cols();
+        for (int g = p0, ge; g < p1 && direct > 0; g = ge) {
+            int pc = from + (g - from) / kcMax * kcMax, kc = Math.min(kcMax, k - pc);
+            ge = Math.min(Math.min(p1, g + PACK_ROWS), pc + kc);
+            long in0 = 4 * b.at(g, jc), to0 = 4L * (packedOffset(pc - from, 0, kc, panels) + (long) (g - pc) * NR), panelBytes = 4L * kc * NR;
+            for (int q = 0; q < direct; q++) {
+                long in = in0 + 4L * q * NR, to = to0 + q * panelBytes;
+                for (int p = g; p < ge; p++, in += rowBytes, to += 4L * NR) {
+                    FloatVector.fromMemorySegment(SP, src, in, NATIVE).intoMemorySegment(bp, to, NATIVE);
+                    FloatVector.fromMemorySegment(SP, src, in + 4L * L, NATIVE).intoMemorySegment(bp, to + 4L * L, NATIVE);
+                }
+            }
+        }
+        if (direct == panels) return;
         float[][] held = ROW_WIDE.get();
         if (held[0].length < panels * NR) held[0] = new float[panels * NR];
         float[] row = held[0];
-        MemorySegment src = b.seg();
         for (int p = p0; p < p1; p++) {
             int pc = from + (p - from) / kcMax * kcMax, kc = Math.min(kcMax, k - pc);
-            long at = 4 * b.at(p, jc);
-            for (int q = 0; q < direct; q++) {
-                long to = 4L * (packedOffset(pc - from, q, kc, panels) + (long) (p - pc) * NR), in = at + 4L * q * NR;
-                FloatVector.fromMemorySegment(SP, src, in, NATIVE).intoMemorySegment(bp, to, NATIVE);
-                FloatVector.fromMemorySegment(SP, src, in + 4L * L, NATIVE).intoMemorySegment(bp, to + 4L * L, NATIVE);
-            }
-            if (direct == panels) continue;
             b.codec().readFloats(src, b.at(p, jc + direct * NR), row, 0, nc - direct * NR);
             java.util.Arrays.fill(row, nc - direct * NR, (panels - direct) * NR, 0f);
             for (int q = direct; q < panels; q++) { // two vector stores per panel: MemorySegment.copy of 64 bytes cost ~10x more
@@ -847,6 +893,56 @@ final class GemmF32 {
     }
 
     /**
+     * {@link #accumulatePacked} for a 5-row panel ({@link #MR} where vectors are 256 bits: 16 vector registers): 10
+     * accumulators, 2 B vectors and the broadcasts fit, where the 6-row kernel's 12 accumulators leave one on the stack.
+     */
+    private static void accumulatePackedFive(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt,
+                                             MemorySegment bs, float[] t) {
+        FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
+        FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
+        FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
+        FloatVector c30 = FloatVector.zero(SP), c31 = FloatVector.zero(SP);
+        FloatVector c40 = FloatVector.zero(SP), c41 = FloatVector.zero(SP);
+        for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps, then A's and B's
+            int depth = part == 0 ? lowK : kc;
+            float[] pa = part == 0 ? lowA : as;
+            int pat = part == 0 ? lowAt : asAt;
+            MemorySegment pb = part == 0 ? lowB : bs;
+            for (int p = 0; p < depth; p++) {
+                int ak = pat + 5 * p;
+                long bk = 4L * NR * p;
+                FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
+                FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
+                FloatVector a = FloatVector.broadcast(SP, pa[ak]);
+                c00 = a.fma(b0, c00);
+                c01 = a.fma(b1, c01);
+                a = FloatVector.broadcast(SP, pa[ak + 1]);
+                c10 = a.fma(b0, c10);
+                c11 = a.fma(b1, c11);
+                a = FloatVector.broadcast(SP, pa[ak + 2]);
+                c20 = a.fma(b0, c20);
+                c21 = a.fma(b1, c21);
+                a = FloatVector.broadcast(SP, pa[ak + 3]);
+                c30 = a.fma(b0, c30);
+                c31 = a.fma(b1, c31);
+                a = FloatVector.broadcast(SP, pa[ak + 4]);
+                c40 = a.fma(b0, c40);
+                c41 = a.fma(b1, c41);
+            }
+        }
+        c00.intoArray(t, 0);
+        c01.intoArray(t, 1 * L);
+        c10.intoArray(t, 2 * L);
+        c11.intoArray(t, 3 * L);
+        c20.intoArray(t, 4 * L);
+        c21.intoArray(t, 5 * L);
+        c30.intoArray(t, 6 * L);
+        c31.intoArray(t, 7 * L);
+        c40.intoArray(t, 8 * L);
+        c41.intoArray(t, 9 * L);
+    }
+
+    /**
      * {@link #accumulatePacked} for a 12-row panel ({@link #MR} where vectors are 512 bits): 24 accumulators, so each
      * pair of B vectors loaded feeds 24 FMAs. Without spills on AVX-512 (checked in the JIT's code: 24 FMAs, 12 broadcasts
      * from memory and 2 loads a k step; the read-ahead below adds a load and an add, 28 of the 32 vector registers live,
@@ -987,7 +1083,7 @@ final class GemmF32 {
         }
         if (store) java.util.Arrays.fill(u, 0f);
         else for (int r = 0; r < mr; r++) MemorySegment.copy(c, ElementCodec.FLOAT, ((long) (row + r) * ldc + col) * 4, u, r * NR, nr);
-        for (int i = 0; i < MR * NR; i += L) FloatVector.fromArray(SP, t, i).fma(al, FloatVector.fromArray(SP, u, i)).intoArray(u, i);
+        for (int i = 0; i < ROWS_MAX * NR; i += L) FloatVector.fromArray(SP, t, i).fma(al, FloatVector.fromArray(SP, u, i)).intoArray(u, i);
         for (int r = 0; r < mr; r++) MemorySegment.copy(u, r * NR, c, ElementCodec.FLOAT, ((long) (row + r) * ldc + col) * 4, nr);
     }
 }

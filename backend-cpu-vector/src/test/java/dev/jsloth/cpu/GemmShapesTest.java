@@ -26,6 +26,7 @@ class GemmShapesTest extends CpuBackendTests {
             "31,16,4500", "25,9,70", // N within one vector: 12-row panels in place, a last one of 7 rows and of 1 row too (12 high)
             "19,16,40", "20,16,300", // N within one panel, short k, and with B streamed (M <= 24: the 6-row kernels)
             "48,300,70", "64,65,33", "33,64,40", "64,64,20", // mirrored transposed products (B transposed, M up to 64) and their edges
+            "241,40,70", "241,40,40", "2050,33,65", // row blocks a multiple of the threads (5-row panels with 256-bit vectors; short k on 6-row ones)
             "40,1100,1100"}) // the next B panel read ahead (B's first K block 4.6 MB), split across threads, last panel 12 columns
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);

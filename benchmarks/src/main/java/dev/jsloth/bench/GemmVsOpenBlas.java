@@ -23,7 +23,7 @@ import java.util.SplittableRandom;
  * ({@code tools/bench/gemm-vs-openblas-inprocess.sh}). On a shared VM whose speed moves by 2x within minutes, two
  * processes run one after the other can see different machines; here each round times jsloth, OpenBLAS, OpenBLAS,
  * jsloth (then the reverse), each a batch of the same number of products (about 50 ms for the faster side) after a warm-up
- * of at least 3 s and 500 products per side, so each round's ratio compares the two under the same conditions.
+ * of at least 3 s and 500 products per side (at most 20 s where 500 take longer), so each round's ratio compares the two under the same conditions.
  *
  * <p>usage: {@code GemmVsOpenBlas LIBRARY ROUNDS MxNxK[:XY]...} (XY: A's and B's transposition, N or T, as the
  * LoRA step's products have them, e.g. {@code 512x16x512:TN} for {@code dB = dY^T XA}); threads: {@code -Djsloth.threads} for both. The library is
@@ -173,7 +173,8 @@ public final class GemmVsOpenBlas {
         void run() throws Exception;
     }
 
-    private static final long WARM_UP_NANOS = 3_000_000_000L, SAMPLE_NANOS = 50_000_000L;
+    /** A warm-up lasts WARM_UP_NANOS and WARM_UP_CALLS products, or WARM_UP_MAX_NANOS if the calls take longer (a slow machine's 2048^3). */
+    private static final long WARM_UP_NANOS = 3_000_000_000L, WARM_UP_MAX_NANOS = 20_000_000_000L, SAMPLE_NANOS = 50_000_000L;
     private static final int WARM_UP_CALLS = 500;
 
     /** Runs the product for the warm-up; returns the median nanoseconds of one product over its last 64 calls. */
@@ -181,7 +182,7 @@ public final class GemmVsOpenBlas {
         long start = System.nanoTime();
         long[] last = new long[64];
         int calls = 0;
-        while (calls < WARM_UP_CALLS || System.nanoTime() - start < WARM_UP_NANOS) {
+        for (long ran; (ran = System.nanoTime() - start) < WARM_UP_NANOS || calls < WARM_UP_CALLS && ran < WARM_UP_MAX_NANOS; ) {
             long t0 = System.nanoTime();
             p.run();
             last[calls++ % last.length] = System.nanoTime() - t0;
