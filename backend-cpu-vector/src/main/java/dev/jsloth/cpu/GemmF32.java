@@ -449,20 +449,25 @@ final class GemmF32 {
      * then 7 x 12 + 6 rows, on the wide kernel but for the last panel; choosing one height per block, it had gone all
      * 6-row (90 rows computed rather than 96), and in a llama-25m step of 256 tokens the 6-row kernel took 20% of the
      * samples. Also 16 rows: 12 + 6 (as 6 + 6 + 6 earlier; 12 + 12 computed 24 and ran 16 x 4096 x 2048 at 1 / 1.19).
+     * Where pr is 5, 6 while {@link #sixRowPanels} wants some (so a block's 6-row panels come first).
      */
     private static int panelHeight(int pr, int rowsLeft) {
-        if (pr == 5) return rowsLeft >= HALF && !fivesAndSixes(rowsLeft - 5) && fivesAndSixes(rowsLeft - HALF) ? HALF : 5;
+        if (pr == 5) return sixRowPanels(rowsLeft) > 0 ? HALF : 5;
         return pr > HALF && rowsLeft <= HALF ? HALF : pr;
     }
 
     /**
-     * Whether r rows are whole panels of 5 and 6 (r = 5a + 6b: r mod 5 at most r / 5). 5-row panels ({@link #MR} with
-     * 256-bit vectors) take a 6-row one where that leaves nothing over: 16 rows (LoRA's rank) as 5 + 5 + 6 rather
-     * than four panels of 5, 20 rows computed for 16 (one JVM, 2 threads, 16 x 4096 x 2048 against OpenBLAS: 0.55-0.61
-     * before).
+     * How many 6-row panels r rows of 5-row panels ({@link #MR} with 256-bit vectors) take: r mod 5 of them where that
+     * is 1 or 2 (and r is at least six times it), so the rows are whole panels, else none (the last 5-row panel padded).
+     * The 6-row kernel keeps an accumulator on the stack there and runs ~13% slower a row (perf, 16 x 4096 x 2048: 9.1%
+     * of the samples for its 6 rows against 13.2% for 10 rows on the 5-row kernel), so a 6-row panel costs ~0.8 rows and
+     * pays where it saves 3 or 4 padded ones: 16 rows (LoRA's rank) as 6 + 5 + 5 rather than four panels of 5 (perf:
+     * the kernels' share 25.8% -> 22.3%, OpenBLAS's in the same run 20.1-20.7%). Row blocks start on multiples of 5,
+     * so only a product's last block can take one.
      */
-    private static boolean fivesAndSixes(int r) {
-        return r >= 0 && r % 5 <= r / 5;
+    private static int sixRowPanels(int r) {
+        int s = r % 5;
+        return (s == 1 || s == 2) && r >= 6 * s ? s : 0;
     }
 
     /**

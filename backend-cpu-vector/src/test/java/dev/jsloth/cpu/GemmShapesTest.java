@@ -27,6 +27,7 @@ class GemmShapesTest extends CpuBackendTests {
             "19,16,40", "20,16,300", // N within one panel, short k, and with B streamed (M <= 24: the 6-row kernels)
             "48,300,70", "64,65,33", "33,64,40", "64,64,20", // mirrored transposed products (B transposed, M up to 64) and their edges
             "241,40,70", "241,40,40", "2050,33,65", // row blocks a multiple of the threads (5-row panels with 256-bit vectors; short k on 6-row ones)
+            "16,300,300", "12,70,100", // with 5-row panels: 6 + 5 + 5 rows, and 6 + 6
             "40,1100,1100"}) // the next B panel read ahead (B's first K block 4.6 MB), split across threads, last panel 12 columns
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
