@@ -11,9 +11,9 @@ import java.nio.ByteOrder;
 /**
  * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed into
  * {@code KC x NR} column panels (one vector wide where N fits one vector and A is read in place: {@link #packBNarrow})
- * and A into row panels of 12 or 6 rows by KC (any storage type is widened to float while
+ * and A into row panels of 12, 6 or 5 rows by KC (any storage type is widened to float while
  * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
- * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 6). B's packed panels, which the
+ * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 5; 6 on the short-k and in-place paths). B's packed panels, which the
  * microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
  * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which the
  * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}, {@link #storeShort}) read a float at a time
@@ -36,7 +36,8 @@ final class GemmF32 {
     /**
      * Rows of a packed A panel on the main path (deep k, packed A) and of A's row panels where A is read in place and N
      * fits one vector ({@link #accumulateNarrow}, a last panel of any height too); 6 in the other cases, and for a packed
-     * block's last panel of at most 6 rows ({@link #panelHeight}). With 512-bit vectors
+     * block's last panel of at most 6 rows where MR is 12, or a last block's first panels where MR is 5
+     * ({@link #panelHeight}). With 512-bit vectors
      * (AVX-512: 32 vector registers) the packed kernel takes 12 rows, 24 accumulators ({@link #accumulatePackedWide}):
      * each of B's vector loads then feeds 12 FMAs instead of 6, and those loads (B's panel comes from L2) were where
      * the 6-row kernel stalled (perf: the samples sat on them). 2048^3, one JVM, old and new alternating (ABBA, medians
@@ -55,7 +56,7 @@ final class GemmF32 {
     /**
      * Depth of a K block on the packed path. Each C tile is loaded and stored once per K block, and its lines have left
      * the cache by the next block; a deep block also means fewer, longer microkernel calls. The A block (MC x KC, 384
-     * KB) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core here); the panels then stream
+     * KB; 480 KB with 5-row panels) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core here); the panels then stream
      * from L2 rather than L1. On this 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s, 6-row kernel):
      * 2048^3 136-154 vs 90-123, the training step's 512 x 512 x 1408 129-135 vs 77-111.
      */
@@ -213,10 +214,13 @@ final class GemmF32 {
             MemorySegment bBlocks = kept != null ? kept : bs;
             if (narrow) packBNarrow(b, k, n, bs);
             else if (kept == null && !streamB) packB(b, k, jc, nc, bs);
-            // row blocks of (nearly) equal height, whole MR panels spread evenly (512 rows in 12-row panels as 96 + 4 x 84
-            // + 80, not 5 x 96 + 32: a short last block left a thread idle, 3-8% at the training step's 512 x 1408
-            // products, 2 threads)
-            int mPanels = ceilDiv(m, MR), mBlocks = rowBlocks(m, mPanels);
+            // row blocks of (nearly) equal height, whole panels spread evenly (512 rows in 12-row panels as 5 x 84 + 92,
+            // not 5 x 96 + 32: a short last block left a thread idle, 3-8% at the training step's 512 x 1408 products, 2
+            // threads); panels of the height the first K block takes (pr below), so that only the product's last block
+            // can end in a short one (5-row blocks on the 6-row paths ended each in a padded panel: 4096 x 2048 x 16,
+            // 36 blocks, ~4% more rows)
+            int unit = Math.min(kcMax, k) >= SLICED_MIN_K && !directA || narrow ? MR : HALF;
+            int mPanels = ceilDiv(m, unit), mBlocks = rowBlocks(m, mPanels);
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks))),
                     streamB ? ceilDiv(panels, STREAM_PANELS) : 1);
@@ -227,8 +231,8 @@ final class GemmF32 {
                 float[] ah = A_PACKED.get(), lowAh = rank > 0 ? heapBuffer(LOW_A_PACKED, MC * rank) : null;
                 for (int u = lo; u < hi; u++) {
                     int ib = u / splits, s = u % splits;
-                    int ic = MR * (int) ((long) ib * mPanels / mBlocks);
-                    int mc = Math.min(m, MR * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
+                    int ic = unit * (int) ((long) ib * mPanels / mBlocks);
+                    int mc = Math.min(m, unit * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
                     int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
                     for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
                         int pc = kb * kcMax, kc = Math.min(kcMax, k - pc), lowK = kb == 0 ? rank : 0;
@@ -238,8 +242,9 @@ final class GemmF32 {
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
                         // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
-                        // place, N within one vector), else the 6-row kernel's; a last panel of at most 6 rows is 6 high
-                        // but in a narrow product (panelHeight)
+                        // place, N within one vector), else the 6-row kernels'; where MR is 12 a last panel of at most 6
+                        // rows is 6 high but in a narrow product, where MR is 5 a last block may start with 6-row ones
+                        // (panelHeight)
                         int pr = sliced && !directA || narrow ? MR : HALF;
                         if (!directA) {
                             // the packed kernels read A from the heap; the plain one (short k) from off-heap
@@ -276,9 +281,8 @@ final class GemmF32 {
                                     if (directA) { // never with a low-rank pair (fusesLowRank)
                                         // a narrow product's panels take the narrow kernel, in place (a short last
                                         // one too, of any height, its missing rows reading its first); the other
-                                        // products' 6-row panels (all of them where MR is 6) the 6-row kernels: a
-                                        // full panel read where it is, a short last one packed, so the kernel never
-                                        // reads past A
+                                        // products' 6-row panels the 6-row kernels: a full panel read where it is, a
+                                        // short last one packed, so the kernel never reads past A
                                         boolean inPlace = mr == h;
                                         if (narrow) { // in place, a short last panel's missing rows read its first
                                             accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, 4L * pc * L, ct);
@@ -513,7 +517,7 @@ final class GemmF32 {
     /**
      * Row blocks of a product of m rows (mPanels panels): blocks of at most {@link #MC} rows, and where there are more
      * blocks than threads, a multiple of the thread count (each block a little lower), so the threads' last blocks end
-     * together: 2048 rows in blocks of 90 are 23, and with 2 threads one of them ran the 23rd alone.
+     * together: 2048 rows in blocks of up to 90 were 23, and with 2 threads one of them ran the 23rd alone.
      */
     private static int rowBlocks(int m, int mPanels) {
         int blocks = ceilDiv(m, MC), t = Parallel.THREADS;
@@ -526,7 +530,7 @@ final class GemmF32 {
 
     /**
      * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as panels of {@link #panelHeight} rows (pr, the last one maybe
-     * fewer), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
+     * fewer, the first ones 6 where pr is 5), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
      * exact), into {@code ap} from its start; returns the floats written. A transposed A is read one stored row (all mc
      * values of one k) at a time, a plain one a panel at a time ({@link #packPlainPanel}).
      */
@@ -605,9 +609,10 @@ final class GemmF32 {
     /**
      * Packs rows {@code [p0, p1)} of op(B)[.., jc..jc+nc] for a non-transposed B, in K blocks of depth {@code kcMax}
      * counted from row {@code from} (laid out as {@link #packedOffset}, depth 0 at row {@code from}; the last block ends
-     * at row {@code k}): all of K from row 0, or one streamed block. Each row is read once, whole (one bulk copy), and
-     * cut into the NR-wide panels — far fewer, larger reads than panel by panel, which matters when M is small (LoRA's
-     * dA = dYB^T X) and packing B is a large share of the work.
+     * at row {@code k}): all of K from row 0, or one streamed block. An F32 row's whole panels are copied
+     * {@link #PACK_ROWS} rows at a time, panel by panel (NR floats of each row per panel); the rest of a row (a short
+     * last panel, or a row that needs converting) is read once, whole (one bulk copy), and cut into panels. This matters
+     * when M is small (LoRA's dA = dYB^T X) and packing B is a large share of the work.
      */
     private static void packBRows(Matrix b, int p0, int p1, int from, int kcMax, int k, int jc, int nc, MemorySegment bp) {
         int panels = ceilDiv(nc, NR);
@@ -663,7 +668,8 @@ final class GemmF32 {
 
     /**
      * t[6 x NR] = 6 rows of A x B panel, the register-blocked microkernel (6 x 2 vectors of accumulators) of the
-     * short-k and in-place cases (its packed twin {@link #accumulatePacked} takes deep k on 6-row panels), after
+     * short-k and in-place cases (its packed twins {@link #accumulatePacked} and {@link #accumulatePackedFive} take deep
+     * k), after
      * {@code lowK} steps of a low-rank pair (its A at {@code lap}/{@code lao}, packed as A is, its B panel at
      * {@code lbp}/{@code lbo}; lowK 0: none). Offsets and steps in bytes: row r of A at k step p is at
      * {@code ao + r*aRow + p*aStep} (packed: 4 and 4*HALF; in place: the row pitch and 4), B's NR values of step p at
@@ -840,8 +846,8 @@ final class GemmF32 {
      * {@link #accumulate} for two packed panels (A's of 6 rows), with the steps as constants and the panels indexed from
      * the int loop counter (B's as a slice, A's in the heap block from {@code asAt}), so the JIT drops the per-access
      * bounds checks from the loop: 93 GFLOP/s on one core in isolation (OpenBLAS: 93-95 here), against 73 for the same
-     * loop stepping long offsets and 55 with the steps as parameters. The packed case (deep k on 6-row panels: every big
-     * product where vectors are narrower than 512 bits) therefore keeps its own copy. The caller makes B's slice once per
+     * loop stepping long offsets and 55 with the steps as parameters. The packed case (deep k on 6-row panels: where vectors are
+     * 512 bits a packed block's last panel, narrower a last block's first ones) therefore keeps its own copy. The caller makes B's slice once per
      * B panel (a slice is an object: made per call, at 2048^3 they took 3.6% of the samples; hoisted, one thread ran
      * 1.046 / 1.049 times as fast, medians of 12 alternating rounds in one JVM).
      */
@@ -898,7 +904,8 @@ final class GemmF32 {
     }
 
     /**
-     * {@link #accumulatePacked} for a 5-row panel ({@link #MR} where vectors are 256 bits: 16 vector registers): 10
+     * {@link #accumulatePacked} for a 5-row panel ({@link #MR} where vectors are narrower than 512 bits; measured with
+     * 256-bit vectors, AVX2's 16 vector registers): 10
      * accumulators, 2 B vectors and the broadcasts fit, where the 6-row kernel's 12 accumulators leave one on the stack.
      */
     private static void accumulatePackedFive(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt,

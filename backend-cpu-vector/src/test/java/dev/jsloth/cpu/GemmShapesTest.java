@@ -24,9 +24,10 @@ class GemmShapesTest extends CpuBackendTests {
             "100,300,100", "100,300,1030", // tiles a row panel at a time (short k, B's block up to 1 MB) and a B panel at a time, last panel 4 rows
             "40,16,2100", "40,16,4500", // A read in place (N of one panel), K in one block and past one (4096)
             "31,16,4500", "25,9,70", // N within one vector: 12-row panels in place, a last one of 7 rows and of 1 row too (12 high)
-            "19,16,40", "20,16,300", // N within one panel, short k, and with B streamed (M <= 24: the 6-row kernels)
+            "19,16,40", "20,16,300", // N within one panel, short k, and with B streamed (M <= 24)
             "48,300,70", "64,65,33", "33,64,40", "64,64,20", // mirrored transposed products (B transposed, M up to 64) and their edges
-            "241,40,70", "241,40,40", "2050,33,65", // row blocks a multiple of the threads (5-row panels with 256-bit vectors; short k on 6-row ones)
+            "241,40,70", "241,40,40", "2050,33,65", "242,40,70", // blocks of 5-row panels (256-bit vectors), last ones 6+5.., 6+6+5..
+            "1201,40,70", "1201,40,40", // 11 (5-row) / 13 (12-row) row blocks: rounded up to a multiple of any 2..10 threads; short k in 6-row blocks
             "16,300,300", "12,70,100", // with 5-row panels: 6 + 5 + 5 rows, and 6 + 6
             "40,1100,1100"}) // the next B panel read ahead (B's first K block 4.6 MB), split across threads, last panel 12 columns
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
@@ -72,7 +73,7 @@ class GemmShapesTest extends CpuBackendTests {
     @ParameterizedTest
     @CsvSource({
             "25,17,1,1", "97,33,13,16", "207,130,300,40", "100,64,600,16", "25,4098,257,8", "50,40,20,64", "31,50,70,100",
-            "13,207,300,16", "207,13,300,16", "1,33,17,4", "40,50,1030,16",
+            "13,207,300,16", "207,13,300,16", "1,33,17,4", "40,50,1030,16", "1201,40,20,16",
             "13,40,64,600"}) // a pair deeper than 8 K blocks' worth of the wide kernel's read-ahead: it reads elsewhere
     void lowRankPairMatchesTheF64Loop(int m, int n, int k, int rank) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k * 3L + rank);
