@@ -13,8 +13,8 @@ import java.nio.ByteOrder;
  * {@code KC x NR} column panels (one vector wide where N fits one vector and A is read in place: {@link #packBNarrow})
  * and A into row panels of 12, 6 or 5 rows by KC (any storage type is widened to float while
  * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
- * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 5; 6 on the short-k and in-place paths). B's packed panels, which the
- * microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
+ * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 5; 6 on the short-k and in-place
+ * paths). B's packed panels, which the microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
  * the same kernel on float[] 45 (range checks on the vector loads in the inner loop). A's packed block, which the
  * packed kernels ({@link #accumulatePacked}, {@link #accumulatePackedWide}, {@link #storeShort}) read a float at a time
  * to broadcast, is a float[]: there C2 hoists the range checks out of the loop, and the wide kernel parses to 10,300 IR
@@ -56,8 +56,9 @@ final class GemmF32 {
     /**
      * Depth of a K block on the packed path. Each C tile is loaded and stored once per K block, and its lines have left
      * the cache by the next block; a deep block also means fewer, longer microkernel calls. The A block (MC x KC, 384
-     * KB; 480 KB with 5-row panels) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core here); the panels then stream
-     * from L2 rather than L1. On this 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s, 6-row kernel):
+     * KB; 480 KB with 5-row panels) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core
+     * on the AVX-512 VM; 512 KB on the Zen 1 one, which the 5-row block and a panel slightly overfill); the panels then
+     * stream from L2 rather than L1. On this 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s, 6-row kernel):
      * 2048^3 136-154 vs 90-123, the training step's 512 x 512 x 1408 129-135 vs 77-111.
      */
     private static final int KC = 1024;
