@@ -33,6 +33,8 @@ final class GemmF32 {
     private static final int L = SP.length();
     /** Rows of the microkernel that also serves the short and in-place cases ({@link #accumulate}). */
     static final int HALF = 6;
+    /** Rows of {@link #accumulatePackedFive}, the packed kernel where vectors are narrower than 512 bits. */
+    static final int FIVE_ROWS = 5;
     /**
      * Rows of a packed A panel on the main path (deep k, packed A) and of A's row panels where A is read in place and N
      * fits one vector ({@link #accumulateNarrow}, a last panel of any height too); 6 in the other cases, and for a packed
@@ -49,7 +51,7 @@ final class GemmF32 {
      * stack (a load, an FMA and a store a k step: a chain through memory), and the kernel ran at 32-33 GFLOP/s on one
      * AMD Zen core where the same loop in C with intrinsics runs 38-39 (the core's FMA peak); 5 rows run 37.5-38.5.
      */
-    static final int MR = L >= 16 ? 2 * HALF : 5;
+    static final int MR = L >= 16 ? 2 * HALF : FIVE_ROWS;
     /** The most rows of any panel: buffers sized by it hold a tile or panel of either height. */
     private static final int ROWS_MAX = Math.max(MR, HALF);
     static final int NR = 2 * L;
@@ -87,7 +89,7 @@ final class GemmF32 {
      * panels of either height): on an AMD Zen core (512 KB L2), 2048^3 on 2 threads, medians of 5-7 rounds' ratios to
      * OpenBLAS, 0.956-0.970 against 0.936-0.959 at 90 rows; 60 rows 0.897, 150 x KC 256 0.875, 120 x KC 512 0.937.
      */
-    private static final int MC = MR == 5 ? 120 : 16 * HALF;
+    private static final int MC = MR == FIVE_ROWS ? 120 : 16 * HALF;
     /** Packed-B budget (floats): B's columns are packed {@code B_FLOATS / K} at a time, all of K at once. */
     private static final int B_FLOATS = 1 << 22;
 
@@ -310,7 +312,7 @@ final class GemmF32 {
                                             continue;
                                         }
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
-                                    } else if (h == 5) {
+                                    } else if (h == FIVE_ROWS) {
                                         accumulatePackedFive(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     } else if (h > HALF) {
                                         // a pair much deeper than the K block would read past the panel: it reads this
@@ -457,7 +459,7 @@ final class GemmF32 {
      * Where pr is 5, 6 while {@link #sixRowPanels} wants some (so a block's 6-row panels come first).
      */
     private static int panelHeight(int pr, int rowsLeft) {
-        if (pr == 5) return sixRowPanels(rowsLeft) > 0 ? HALF : 5;
+        if (pr == FIVE_ROWS) return sixRowPanels(rowsLeft) > 0 ? HALF : FIVE_ROWS;
         return pr > HALF && rowsLeft <= HALF ? HALF : pr;
     }
 
@@ -471,8 +473,8 @@ final class GemmF32 {
      * so only a product's last block can take one.
      */
     private static int sixRowPanels(int r) {
-        int s = r % 5;
-        return (s == 1 || s == 2) && r >= 6 * s ? s : 0;
+        int s = r % FIVE_ROWS;
+        return (s == 1 || s == 2) && r >= HALF * s ? s : 0;
     }
 
     /**
@@ -922,7 +924,7 @@ final class GemmF32 {
             int pat = part == 0 ? lowAt : asAt;
             MemorySegment pb = part == 0 ? lowB : bs;
             for (int p = 0; p < depth; p++) {
-                int ak = pat + 5 * p;
+                int ak = pat + FIVE_ROWS * p;
                 long bk = 4L * NR * p;
                 FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
                 FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
