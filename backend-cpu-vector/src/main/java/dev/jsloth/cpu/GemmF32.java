@@ -11,7 +11,7 @@ import java.nio.ByteOrder;
 /**
  * Single-precision GEMM, {@code C += alpha * op(A) op(B)} (C pre-scaled by beta), in the BLIS layout: B is packed into
  * {@code KC x NR} column panels (one vector wide where N fits one vector and A is read in place: {@link #packBNarrow})
- * and A into row panels of 12, 6 or 5 rows by KC (any storage type is widened to float while
+ * and A into row panels of 12, 6, 5 or 4 rows by KC (any storage type is widened to float while
  * packing), and a register-blocked microkernel with one vector accumulator per row and vector of NR runs over the
  * packed panels ({@link #MR}: 12 rows where vectors are 512 bits wide, else 5; 6 on the short-k and in-place
  * paths). B's packed panels, which the microkernels read as vectors, live off-heap: vector loads from a MemorySegment measured 76 GFLOP/s on one core here,
@@ -35,10 +35,12 @@ final class GemmF32 {
     static final int HALF = 6;
     /** Rows of {@link #accumulatePackedFive}, the packed kernel where vectors are narrower than 512 bits. */
     static final int FIVE_ROWS = 5;
+    /** Rows of {@link #accumulatePackedFour}: a block's first panels where its rows are not a multiple of 5 ({@link #panelHeight}). */
+    static final int FOUR_ROWS = 4;
     /**
      * Rows of a packed A panel on the main path (deep k, packed A) and of A's row panels where A is read in place and N
      * fits one vector ({@link #accumulateNarrow}, a last panel of any height too); 6 in the other cases, and for a packed
-     * block's last panel of at most 6 rows where MR is 12, or a last block's first panels where MR is 5
+     * block's last panel of at most 6 rows where MR is 12; 4 for a last block's first panels where MR is 5
      * ({@link #panelHeight}). With 512-bit vectors
      * (AVX-512: 32 vector registers) the packed kernel takes 12 rows, 24 accumulators ({@link #accumulatePackedWide}):
      * each of B's vector loads then feeds 12 FMAs instead of 6, and those loads (B's panel comes from L2) were where
@@ -246,7 +248,7 @@ final class GemmF32 {
                         boolean sliced = kc >= SLICED_MIN_K;
                         // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
                         // place, N within one vector), else the 6-row kernels'; where MR is 12 a last panel of at most 6
-                        // rows is 6 high but in a narrow product, where MR is 5 a last block may start with 6-row ones
+                        // rows is 6 high but in a narrow product, where MR is 5 a last block may start with 4-row ones
                         // (panelHeight)
                         int pr = sliced && !directA || narrow ? MR : HALF;
                         if (!directA) {
@@ -314,6 +316,8 @@ final class GemmF32 {
                                         accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
                                     } else if (h == FIVE_ROWS) {
                                         accumulatePackedFive(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
+                                    } else if (h == FOUR_ROWS) {
+                                        accumulatePackedFour(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
                                     } else if (h > HALF) {
                                         // a pair much deeper than the K block would read past the panel: it reads this
                                         // thread's A buffer (384 KB) instead
@@ -456,25 +460,17 @@ final class GemmF32 {
      * then 7 x 12 + 6 rows, on the wide kernel but for the last panel; choosing one height per block, it had gone all
      * 6-row (90 rows computed rather than 96), and in a llama-25m step of 256 tokens the 6-row kernel took 20% of the
      * samples. Also 16 rows: 12 + 6 (as 6 + 6 + 6 earlier; 12 + 12 computed 24 and ran 16 x 4096 x 2048 at 1 / 1.19).
-     * Where pr is 5, 6 while {@link #sixRowPanels} wants some (so a block's 6-row panels come first).
+     * <p>
+     * Where pr is 5 ({@link #MR} with 256-bit vectors), 4 while the rows left are not a multiple of 5, so a block's 4-row
+     * panels come first: every count from 12 rows on is then whole panels of 5 and 4 (16 = 4 x 4, 2048 = 4 + 4 + 408 x
+     * 5), and a smaller one pads at most 3 rows. Row blocks start on multiples of 5, so only a product's last block takes
+     * 4-row panels. The 5- and 4-row kernels run at the same rate a row (37-38 GFLOP/s on one AMD Zen core, alone); this
+     * replaced 6-row panels here (16 = 6 + 5 + 5), whose kernel keeps an accumulator on the stack on AVX2 and ran ~22%
+     * slower a row in 16 x 4096 x 2048 (perf: 9.3% of the samples for 6 rows, 13.75% for 10 on the 5-row kernel).
      */
     private static int panelHeight(int pr, int rowsLeft) {
-        if (pr == FIVE_ROWS) return sixRowPanels(rowsLeft) > 0 ? HALF : FIVE_ROWS;
+        if (pr == FIVE_ROWS) return rowsLeft % FIVE_ROWS == 0 ? FIVE_ROWS : FOUR_ROWS;
         return pr > HALF && rowsLeft <= HALF ? HALF : pr;
-    }
-
-    /**
-     * How many 6-row panels r rows of 5-row panels ({@link #MR} with 256-bit vectors) take: r mod 5 of them where that
-     * is 1 or 2 (and r is at least six times it), so the rows are whole panels, else none (the last 5-row panel padded).
-     * The 6-row kernel keeps an accumulator on the stack there and runs ~13% slower a row (perf, 16 x 4096 x 2048: 9.1%
-     * of the samples for its 6 rows against 13.2% for 10 rows on the 5-row kernel), so a 6-row panel costs ~0.8 rows and
-     * pays where it saves 3 or 4 padded ones: 16 rows (LoRA's rank) as 6 + 5 + 5 rather than four panels of 5 (perf:
-     * the kernels' share 25.8% -> 22.3%, OpenBLAS's in the same run 20.1-20.7%). Row blocks start on multiples of 5,
-     * so only a product's last block can take one.
-     */
-    private static int sixRowPanels(int r) {
-        int s = r % FIVE_ROWS;
-        return (s == 1 || s == 2) && r >= HALF * s ? s : 0;
     }
 
     /**
@@ -533,7 +529,7 @@ final class GemmF32 {
 
     /**
      * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as panels of {@link #panelHeight} rows (pr, the last one maybe
-     * fewer, the first ones 6 where pr is 5), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
+     * fewer, the first ones 4 where pr is 5), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
      * exact), into {@code ap} from its start; returns the floats written. A transposed A is read one stored row (all mc
      * values of one k) at a time, a plain one a panel at a time ({@link #packPlainPanel}).
      */
@@ -995,6 +991,47 @@ final class GemmF32 {
         c31.intoArray(t, 7 * L);
         c40.intoArray(t, 8 * L);
         c41.intoArray(t, 9 * L);
+    }
+
+    /** {@link #accumulatePackedFive} for a 4-row panel (a last block's first panels where MR is 5: {@link #panelHeight}). */
+    private static void accumulatePackedFour(int lowK, float[] lowA, int lowAt, MemorySegment lowB, int kc, float[] as, int asAt,
+                                             MemorySegment bs, float[] t) {
+        FloatVector c00 = FloatVector.zero(SP), c01 = FloatVector.zero(SP);
+        FloatVector c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
+        FloatVector c20 = FloatVector.zero(SP), c21 = FloatVector.zero(SP);
+        FloatVector c30 = FloatVector.zero(SP), c31 = FloatVector.zero(SP);
+        for (int part = lowK > 0 ? 0 : 1; part < 2; part++) { // the low-rank pair's steps, then A's and B's
+            int depth = part == 0 ? lowK : kc;
+            float[] pa = part == 0 ? lowA : as;
+            int pat = part == 0 ? lowAt : asAt;
+            MemorySegment pb = part == 0 ? lowB : bs;
+            for (int p = 0; p < depth; p++) {
+                int ak = pat + FOUR_ROWS * p;
+                long bk = 4L * NR * p;
+                FloatVector b0 = FloatVector.fromMemorySegment(SP, pb, bk, NATIVE);
+                FloatVector b1 = FloatVector.fromMemorySegment(SP, pb, bk + 4L * L, NATIVE);
+                FloatVector a = FloatVector.broadcast(SP, pa[ak]);
+                c00 = a.fma(b0, c00);
+                c01 = a.fma(b1, c01);
+                a = FloatVector.broadcast(SP, pa[ak + 1]);
+                c10 = a.fma(b0, c10);
+                c11 = a.fma(b1, c11);
+                a = FloatVector.broadcast(SP, pa[ak + 2]);
+                c20 = a.fma(b0, c20);
+                c21 = a.fma(b1, c21);
+                a = FloatVector.broadcast(SP, pa[ak + 3]);
+                c30 = a.fma(b0, c30);
+                c31 = a.fma(b1, c31);
+            }
+        }
+        c00.intoArray(t, 0);
+        c01.intoArray(t, 1 * L);
+        c10.intoArray(t, 2 * L);
+        c11.intoArray(t, 3 * L);
+        c20.intoArray(t, 4 * L);
+        c21.intoArray(t, 5 * L);
+        c30.intoArray(t, 6 * L);
+        c31.intoArray(t, 7 * L);
     }
 
     /**
