@@ -462,11 +462,11 @@ final class GemmF32 {
      * samples. Also 16 rows: 12 + 6 (as 6 + 6 + 6 earlier; 12 + 12 computed 24 and ran 16 x 4096 x 2048 at 1 / 1.19).
      * <p>
      * Where pr is 5 ({@link #MR} with 256-bit vectors), 4 while the rows left are not a multiple of 5, so a block's 4-row
-     * panels come first: every count from 12 rows on is then whole panels of 5 and 4 (16 = 4 x 4, 2048 = 4 + 4 + 408 x
-     * 5), and a smaller one pads at most 3 rows. Row blocks start on multiples of 5, so only a product's last block takes
+     * panels come first: every count from 12 rows on is then whole panels of 5 and 4 (16 = 4 x 4, a last block of 118
+     * rows 4 + 4 + 22 x 5), and a smaller one pads at most 3 rows. Row blocks start on multiples of 5, so only a product's last block takes
      * 4-row panels. The 5- and 4-row kernels run at the same rate a row (37-38 GFLOP/s on one AMD Zen core, alone); this
      * replaced 6-row panels here (16 = 6 + 5 + 5), whose kernel keeps an accumulator on the stack on AVX2 and ran ~22%
-     * slower a row in 16 x 4096 x 2048 (perf: 9.3% of the samples for 6 rows, 13.75% for 10 on the 5-row kernel).
+     * slower a row in 16 x 4096 x 2048 (perf: 10.05% of the samples for 6 rows, 13.75% for 10 on the 5-row kernel).
      */
     private static int panelHeight(int pr, int rowsLeft) {
         if (pr == FIVE_ROWS) return rowsLeft % FIVE_ROWS == 0 ? FIVE_ROWS : FOUR_ROWS;
@@ -602,6 +602,7 @@ final class GemmF32 {
      * panel, from as many rows read side by side. Row by row, every row wrote one line into each of its panels, a panel
      * (kc x NR floats, 8-64 KB) apart. perf, 16 x 4096 x 2048 on 2 threads (AMD Zen, AVX2), jsloth's packing against
      * OpenBLAS's copy of the same operand in the same run: 2.8x its samples row by row, 1.46x by 8 rows, 1.54x by 128.
+     * {@link #copyRowGroup} is unrolled for exactly 8 rows: change both together.
      */
     private static final int PACK_ROWS = 8;
 
@@ -661,7 +662,7 @@ final class GemmF32 {
      * instructions a line (checks, stack reloads). The copy waits on memory (B is read once, for a short product from
      * DRAM), and fewer instructions per line keep more lines in flight: OpenBLAS's copy of the same operand (8 rows, one
      * vector of each, then 8 stores) spent half of jsloth's samples. 16 x 4096 x 2048, 2 threads, AMD Zen, one JVM
-     * against OpenBLAS, old and new alternating: 0.65-0.76x -> 0.69-0.80x.
+     * against OpenBLAS, three pairs of old and new alternating: 0.635-0.688x -> 0.699-0.825x.
      */
     private static void copyRowGroup(MemorySegment src, long in0, long rowBytes, MemorySegment bp, long to0, long panelBytes, int panels) {
         long r1 = in0 + rowBytes, r2 = r1 + rowBytes, r3 = r2 + rowBytes, r4 = r3 + rowBytes, r5 = r4 + rowBytes, r6 = r5 + rowBytes,
