@@ -463,10 +463,11 @@ final class GemmF32 {
      * <p>
      * Where pr is 5 ({@link #MR} with 256-bit vectors), 4 while the rows left are not a multiple of 5, so a block's 4-row
      * panels come first: every count from 12 rows on is then whole panels of 5 and 4 (16 = 4 x 4, a last block of 118
-     * rows 4 + 4 + 22 x 5), and a smaller one pads at most 3 rows. Row blocks start on multiples of 5, so only a product's last block takes
-     * 4-row panels. The 5- and 4-row kernels run at the same rate a row (37-38 GFLOP/s on one AMD Zen core, alone); this
-     * replaced 6-row panels here (16 = 6 + 5 + 5), whose kernel keeps an accumulator on the stack on AVX2 and ran ~22%
-     * slower a row in 16 x 4096 x 2048 (perf: 10.05% of the samples for 6 rows, 13.75% for 10 on the 5-row kernel).
+     * rows 4 + 4 + 22 x 5), and a smaller one pads at most 3 rows. Row blocks start on multiples of 5, so only a
+     * product's last block takes 4-row panels. The 5- and 4-row kernels run at the same rate a row (37-38 GFLOP/s on one
+     * AMD Zen core, alone); this replaced 6-row panels here (16 = 6 + 5 + 5), whose kernel keeps an accumulator on the
+     * stack on AVX2 and ran ~22% slower a row in 16 x 4096 x 2048 (perf: 10.05% of the samples for 6 rows, 13.75% for 10
+     * on the 5-row kernel).
      */
     private static int panelHeight(int pr, int rowsLeft) {
         if (pr == FIVE_ROWS) return rowsLeft % FIVE_ROWS == 0 ? FIVE_ROWS : FOUR_ROWS;
