@@ -60,9 +60,9 @@ final class GemmF32 {
     /**
      * Depth of a K block on the packed path. Each C tile is loaded and stored once per K block, and its lines have left
      * the cache by the next block; a deep block also means fewer, longer microkernel calls. The A block (MC x KC, 384
-     * KB; 480 KB with 5-row panels) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core
-     * on the AVX-512 VM; 512 KB on the Zen 1 one, which the 5-row block and a panel slightly overfill); the panels then
-     * stream from L2 rather than L1. On this 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s, 6-row kernel):
+     * KB) and one B panel (KC x NR, 128 KB with 512-bit vectors) stay in L2 (2 MB a core on the AVX-512 VM); the panels
+     * then stream from L2 rather than L1. With 5-row panels the A block is 960 KB, past the Zen 1 VM's 512 KB L2 (see
+     * {@link #MC}). On this 2-core machine, against 256 (alternating JVMs, 2 threads, GFLOP/s, 6-row kernel):
      * 2048^3 136-154 vs 90-123, the training step's 512 x 512 x 1408 129-135 vs 77-111.
      */
     private static final int KC = 1024;
@@ -87,11 +87,21 @@ final class GemmF32 {
     /**
      * Rows of an A block: 96 (8 panels of 12, or 16 of 6). At 12-row panels, blocks of 192 rows ran 2048^3 about as fast
      * (1.02x), and 4096 x 2048 x 16 (K = 16, writing C is all it does) 1 / 1.165 as fast: each B panel then stores into
-     * 192 rows 8 KB apart. With 5-row panels 120 (24 panels of 5, or 20 of 6 for the short-k kernels: a block is whole
-     * panels of either height): on an AMD Zen core (512 KB L2), 2048^3 on 2 threads, medians of 5-7 rounds' ratios to
-     * OpenBLAS, 0.956-0.970 against 0.936-0.959 at 90 rows; 60 rows 0.897, 150 x KC 256 0.875, 120 x KC 512 0.937.
+     * 192 rows 8 KB apart.
+     * <p>
+     * With 5-row panels (256-bit vectors, no read-ahead of B: {@link #accumulatePackedFive}) 240 rows: 48 panels of 5, or
+     * 40 of 6 for the short-k kernels (a block is whole panels of either height). Each B panel is read from memory by the
+     * first row panel of every A block that uses it, and that first call is slow: on an AMD Zen core, one thread, 2048^3,
+     * 8.7 us against 4.9 for the calls after it (timed around each call), ~3% of the product at 24 panels a block. Twice
+     * the rows halve those first passes; the A block (960 KB) then streams from L3 into the kernel, panel after panel,
+     * which costs less. Paired in one JVM (the two heights alternating, medians of 11-25 rounds' ratios to 120 rows): 2048^3
+     * 1.011-1.023 on 2 threads and 1.019 on 1; 4096 x 16 x 2048 1.033, 4096 x 2048 x 16 1.049; the training step's
+     * 512 x 1408 x 512, 512 x 512 x 1408 and 512^3 1.011, 1.015 and 1.012; 1024^3 0.998. 360 rows ran 2048^3 as fast but
+     * the 512-row products at 0.95 (two blocks, split by columns); 480 1.005-1.017, 720 and 1025 0.99 and 0.97. Earlier,
+     * at 120 rows against others (ratios to OpenBLAS): 90 rows 0.936-0.959 against 0.956-0.970, 60 0.897, 150 x KC 256
+     * 0.875, 120 x KC 512 0.937.
      */
-    private static final int MC = MR == FIVE_ROWS ? 120 : 16 * HALF;
+    private static final int MC = MR == FIVE_ROWS ? 240 : 16 * HALF;
     /** Packed-B budget (floats): B's columns are packed {@code B_FLOATS / K} at a time, all of K at once. */
     private static final int B_FLOATS = 1 << 22;
 
