@@ -28,7 +28,7 @@ class GemmShapesTest extends CpuBackendTests {
             "48,300,70", "64,65,33", "33,64,40", "64,64,20", // mirrored transposed products (B transposed, M up to 64) and their edges
             "241,40,70", "241,40,40", "2050,33,65", "242,40,70", // blocks of 5-row panels (256-bit vectors; 241 x 40 short k: 6-row panels)
             "243,40,70", "244,40,70", // last blocks that start with 4-row panels (how many depends on the thread count's row blocks)
-            "1201,40,70", "1201,40,40", // 6 (5-row) / 13 (12-row) row blocks: rounded up to a multiple of any 2..10 threads; short k in 6-row blocks
+            "1201,40,70", "1201,40,40", // 6 (5-row) / 13 (12-row) row blocks, rounded up to a multiple of the thread count where that is lower; short k in 6-row blocks
             "481,40,70", "482,40,1030", "959,40,70", // 5-row blocks of 240 rows: just past two, with K past one block, and the last block short
             "16,300,300", "12,70,100", "13,300,300", // with 5-row panels: 4 x 4 rows, 4 x 3, 4 + 4 + 5 (K = 300: the last streamed block, 44 deep, on 6-row panels)
             "3,70,100", "7,70,100", "11,70,100", // padded 4-row panels: one, 4 + 4, 4 + 4 + 4
