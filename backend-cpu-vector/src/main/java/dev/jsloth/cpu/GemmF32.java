@@ -157,6 +157,16 @@ final class GemmF32 {
     private static final int SLICED_MIN_K = 64;
 
     /**
+     * Rows of a K block's row panels (kc deep): the wide kernel's where it runs (packed A, k of at least
+     * {@link #SLICED_MIN_K}) and the narrow one's (A in place, N within one vector), else the 6-row kernels'. Row blocks
+     * are whole panels of the first K block's height. Where MR is 12 a last panel of at most 6 rows is 6 high but in a
+     * narrow product, and where MR is 5 a last block may start with 4-row ones ({@link #panelHeight}).
+     */
+    private static int panelRows(int kc, boolean directA, boolean narrow) {
+        return kc >= SLICED_MIN_K && !directA || narrow ? MR : HALF;
+    }
+
+    /**
      * C (F32, row-major m x n) = alpha * op(A) op(B) when {@code overwrite}, else C += alpha * op(A) op(B) (C already
      * scaled by beta). Operands are packed, except a plain F32 A when N fits one panel (LoRA's X A^T), which the
      * microkernel reads where it is.
@@ -234,7 +244,7 @@ final class GemmF32 {
             // threads); panels of the height the first K block takes (pr below), so that only the product's last block
             // can end in a short one (5-row blocks on the 6-row paths ended each in a padded panel: 4096 x 2048 x 16,
             // 36 blocks, ~4% more rows)
-            int unit = Math.min(kcMax, k) >= SLICED_MIN_K && !directA || narrow ? MR : HALF;
+            int unit = panelRows(Math.min(kcMax, k), directA, narrow);
             int mPanels = ceilDiv(m, unit), mBlocks = rowBlocks(m, mPanels);
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, ceilDiv(Parallel.THREADS * 2, mBlocks))),
@@ -256,11 +266,7 @@ final class GemmF32 {
                         if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
                         boolean store = overwrite && kb == 0;
                         boolean sliced = kc >= SLICED_MIN_K;
-                        // panel height: the wide kernel's where it runs (packed A, deep k) and the narrow one's (A in
-                        // place, N within one vector), else the 6-row kernels'; where MR is 12 a last panel of at most 6
-                        // rows is 6 high but in a narrow product, where MR is 5 a last block may start with 4-row ones
-                        // (panelHeight)
-                        int pr = sliced && !directA || narrow ? MR : HALF;
+                        int pr = panelRows(kc, directA, narrow);
                         if (!directA) {
                             // the packed kernels read A from the heap; the plain one (short k) from off-heap
                             int floats = packA(a, ic, mc, pc, kc, pr, 1f, ah);
