@@ -67,16 +67,33 @@ final class GemmF32 {
      */
     private static final int KC = 1024;
     /**
-     * Depth of a K block of a streamed B ({@link #streamsB}): with {@link #STREAM_PANELS} panels, a 256 KB block that the
-     * thread packs and then uses while it is in that core's L2.
+     * Depth of a K block of a streamed B ({@link #streamsB}): with {@link #STREAM_PANELS} panels, a 1 MB block that the
+     * thread packs and then runs its few row panels over. Each of the block's kernel calls is {@code KC_STREAMED} k steps
+     * long, and its tile of C is updated once a block; at 128 (the earlier depth) a 4-row call's fixed costs were a
+     * noticeable share of its 1,024 FMAs. Deeper than {@link #STRIPED_MAX_K}, the tiles go a B panel at a time across the
+     * few row panels ({@link #rowStripe}), so each panel is read from L1 after its first row panel. See
+     * {@link #STREAM_PANELS} for what the two sizes measured together.
      */
-    private static final int KC_STREAMED = 128;
+    private static final int KC_STREAMED = 256;
     /**
-     * Width (in NR-column panels) of a streamed B block: each of its rows is one sequential read of 2 KB from B. In one JVM,
-     * 2 threads, 16 x 4096 x 2048 (GFLOP/s, two runs): 512 columns x 128 rows 93 / 65, 256 x 256 83 / -, 1024 x 64 90 / -,
+     * Width (in NR-column panels) of a streamed B block, 1024 columns: each of its rows is one sequential read of 4 KB
+     * from B (a page, where B's rows start on one), which the copy ({@link #copyRowGroup}) reads faster than rows of 2 KB.
+     * Paired in one JVM (depth x columns against the earlier 128 x 512, medians of 11-15 rounds' ratios, 2 threads unless
+     * noted):
+     * <table>
+     * <caption>streamed block sizes</caption>
+     * <tr><th>product</th><th>AMD Zen 1, AVX2 (NR 16)</th><th>Xeon, AVX-512 (NR 32)</th></tr>
+     * <tr><td>16 x 4096 x 2048</td><td>1.153-1.163 (256 x 512 1.036-1.058, 128 x 1024 1.093, 256 x 2048 1.155,
+     * 512 x 1024 0.98, 256 x 256 0.94)</td><td>1.021 (256 x 512 1.037)</td></tr>
+     * <tr><td>16 x 4096 x 2048, 1 thread</td><td>1.158</td><td>1.036 (q1..q3 1.024..1.039)</td></tr>
+     * <tr><td>16 x 512 x 512</td><td>1.156 (1 thread 1.055)</td><td>1.066 (quartiles 0.89..1.13)</td></tr>
+     * <tr><td>24 x 2048 x 2048</td><td>1.162</td><td>1.024</td></tr>
+     * <tr><td>8 x 4096 x 2048</td><td>1.192</td><td>-</td></tr>
+     * </table>
+     * Earlier, on the AVX-512 VM (GFLOP/s, two runs): 512 columns x 128 rows 93 / 65, 256 x 256 83 / -, 1024 x 64 90 / -,
      * 512 x 256 - / 69, 2048 x 32 82 / -, against 61 / 35 reading B's panels in place (rows at B's pitch, 256 deep).
      */
-    private static final int STREAM_PANELS = 512 / NR;
+    private static final int STREAM_PANELS = 1024 / NR;
     /**
      * Depth of a K block when A is read in place ({@link #readsAInPlace}: N of one panel, so B's K blocks lie one after
      * another and any depth reads them alike): each of A's rows is then read in runs of up to 16 KB. 4092 x 16 x 2048,
@@ -184,8 +201,8 @@ final class GemmF32 {
      * Whether {@link #multiply} packs B a block at a time, each block by the thread that then uses it, instead of all of K
      * up front: a short product (LoRA's dA = dYB^T X; M at most {@link #STREAM_B_MAX_M}) whose B is stored untransposed
      * (each block row one sequential read), kept panels or not (so a frozen B gives the same bits). A block is
-     * {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels, packed and used while it is in the core's L2, so B comes
-     * from memory once, in sequential reads.
+     * {@link #KC_STREAMED} rows of {@link #STREAM_PANELS} panels, packed and then used from the core's L2 or L3 (1 MB), so
+     * B comes from memory once, in sequential reads.
      */
     static boolean streamsB(int m, Matrix b) {
         return m <= STREAM_B_MAX_M && !b.trans();
