@@ -32,7 +32,7 @@ class GemmShapesTest extends CpuBackendTests {
             "481,40,70", "482,40,1030", "959,40,70", // 5-row blocks of 240 rows: just past two, with K past one block, and the last block short
             "16,300,300", "12,70,100", "13,300,300", // with 5-row panels: 4 x 4 rows, 4 x 3, 4 + 4 + 5 (K = 300: the last streamed block, 44 deep, on 6-row panels)
             "3,70,100", "7,70,100", "11,70,100", // padded 4-row panels: one, 4 + 4, 4 + 4 + 4
-            "16,1100,600", "5,2100,257", // streamed blocks: 256 + 256 + 88 deep and 1024 + 76 columns; 2 x 1024 + 52 columns, a last block 1 deep
+            "16,1100,600", "5,2100,257", // streamed blocks 256 + 256 + 88 deep, and 256 + 1 (a last block 1 deep); partial last panels (units of N: the thread count, or the 1024-column cap, sets how many)
             "40,1100,1100"}) // the next B panel read ahead (B's first K block 4.6 MB), split across threads, last panel 12 columns
     void everyPathMatchesTheF64Loop(int m, int n, int k) {
         SplittableRandom r = new SplittableRandom(m * 31L + n * 7L + k);
