@@ -492,6 +492,48 @@ class GradientChecks {
         toClose.clear();
     }
 
+    /**
+     * A tape's backward without the first input's gradient (frozen embeddings: the first layer skips its Q/K/V input
+     * products and its norm's backward) leaves every parameter gradient bit-identical, stacked A or not, checkpointed
+     * or not, and frees everything it kept.
+     */
+    @Test
+    void parametersOnlyBackwardGivesTheSameParameterGradients() {
+        int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
+        int[] ranks = {3, 2, 2, 2, 4, 1, 2};
+        BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0});
+        Tensor x = rand(-1, 1, batch * seq, hidden);
+        Tensor dy = rand(-1, 1, batch * seq, hidden);
+        for (boolean stacked : new boolean[]{false, true}) {
+            Layer l0 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 17);
+            Layer l1 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 19);
+            List<Parameter> params = new ArrayList<>(l0.params());
+            params.addAll(l1.params());
+            for (boolean ckpt : new boolean[]{false, true}) {
+                List<double[]> full = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, ckpt, true);
+                long live = BE.memoryStats().liveTensors();
+                List<double[]> only = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, ckpt, false);
+                assertEquals(live, BE.memoryStats().liveTensors(), "a parameters-only backward frees everything it kept");
+                for (int i = 0; i < full.size(); i++)
+                    assertArrayEquals(full.get(i), only.get(i), 0.0, (stacked ? "stacked, " : "") + (ckpt ? "checkpointed, " : "") + "parameter " + i);
+            }
+        }
+    }
+
+    private static List<double[]> parameterGradients(List<DecoderLayer> layers, List<Parameter> params, Tensor x, Tensor dy,
+                                                     BatchContext ctx, boolean checkpointing, boolean inputGradient) {
+        for (Parameter p : params) p.zeroGrad();
+        try (Tape tape = new Tape(ctx, checkpointing)) {
+            Tensor h = x;
+            for (DecoderLayer l : layers) h = tape.forward(l, h);
+            if (inputGradient) tape.backward(dy).close();
+            else tape.backwardParameters(dy, null);
+        }
+        List<double[]> out = new ArrayList<>();
+        for (Parameter p : params) out.add(BE.download(p.grad()));
+        return out;
+    }
+
     private static List<double[]> grads(GradCheck.Function f, Tensor dy) {
         List<double[]> out = new ArrayList<>();
         for (Tensor g : f.backward(dy)) {

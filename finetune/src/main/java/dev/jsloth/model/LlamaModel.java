@@ -264,7 +264,7 @@ public final class LlamaModel implements AutoCloseable {
                     if (backward) {
                         try (Tensor dNormed = r.dHidden(); Tensor dh = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
                             k.rmsNormBackward(dNormed, h, weights.finalNorm(), rstd, dh, null);
-                            tape.backward(dh, afterLayer).close();
+                            tape.backwardParameters(dh, afterLayer); // the embeddings are frozen: layer 0's dX is not needed
                         }
                     }
                     return new LossResult(r.lossSum(), r.counted());

@@ -23,6 +23,14 @@ public interface Block<S extends AutoCloseable> {
     Tensor backward(Tensor dy, S saved, BatchContext ctx);
 
     /**
+     * {@link #backward} where nothing needs dX (the first block of a model whose embeddings are frozen): accumulates the
+     * parameter gradients only. This default forms dX and frees it; a block may skip the work that only dX needs.
+     */
+    default void backwardParametersOnly(Tensor dy, S saved, BatchContext ctx) {
+        backward(dy, saved, ctx).close();
+    }
+
+    /**
      * Selective checkpointing: a checkpointed block's saved state is handed over right after its forward; the block
      * keeps what recomputing would cost more than its memory (owned by the returned object; null = nothing) and
      * frees the rest. Default: keeps nothing.

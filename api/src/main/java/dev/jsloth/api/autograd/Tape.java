@@ -107,9 +107,42 @@ public final class Tape implements AutoCloseable {
         return grad;
     }
 
+    /**
+     * {@link #backward(Tensor, java.util.function.IntConsumer)} where the first input's gradient is not needed (a model
+     * whose embeddings are frozen): the first recorded block runs {@link Block#backwardParametersOnly}, and nothing is
+     * returned.
+     */
+    public void backwardParameters(Tensor dy, java.util.function.IntConsumer afterBlock) {
+        Tensor grad = dy;
+        while (entries.size() > 1) {
+            int position = entries.size() - 1;
+            Entry<?> e = entries.pop();
+            Tensor next = step(e, grad);
+            if (grad != dy) grad.close();
+            grad = next;
+            if (afterBlock != null) afterBlock.accept(position);
+        }
+        try {
+            if (!entries.isEmpty()) {
+                stepParametersOnly(entries.pop(), grad);
+                if (afterBlock != null) afterBlock.accept(0);
+            }
+        } finally {
+            if (grad != dy) grad.close();
+        }
+    }
+
     private <S extends AutoCloseable> Tensor step(Entry<S> e, Tensor grad) {
         try {
             return e.block.backward(grad, e.savedOrRecompute(ctx), ctx);
+        } finally {
+            e.release();
+        }
+    }
+
+    private <S extends AutoCloseable> void stepParametersOnly(Entry<S> e, Tensor grad) {
+        try {
+            e.block.backwardParametersOnly(grad, e.savedOrRecompute(ctx), ctx);
         } finally {
             e.release();
         }

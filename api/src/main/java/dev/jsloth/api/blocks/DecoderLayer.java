@@ -109,4 +109,12 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
             return attention.backward(dMid, saved.attention(), ctx);
         }
     }
+
+    /** The attention half stops at its parameters: no Q/K/V input products, no norm backward. */
+    @Override
+    public void backwardParametersOnly(Tensor dy, Saved saved, BatchContext ctx) {
+        try (Tensor dMid = mlp.backward(dy, saved.mlp(), ctx)) {
+            attention.backwardParametersOnly(dMid, saved.attention(), ctx);
+        }
+    }
 }

@@ -204,6 +204,17 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
 
     @Override
     public Tensor backward(Tensor dy, Saved s, BatchContext ctx) {
+        return backward(dy, s, ctx, true);
+    }
+
+    /** Without dX: the Q/K/V projections' input products and the norm's backward are skipped. */
+    @Override
+    public void backwardParametersOnly(Tensor dy, Saved s, BatchContext ctx) {
+        backward(dy, s, ctx, false);
+    }
+
+    /** dX (null without {@code inputGradient}) and the parameters' gradients. */
+    private Tensor backward(Tensor dy, Saved s, BatchContext ctx, boolean inputGradient) {
         Backend be = dy.backend();
         Kernels kern = be.kernels();
         DType dt = dy.dtype();
@@ -216,6 +227,10 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             kern.attentionBackward(dims(ctx), dAttn, s.q(), s.k(), s.v(), ctx.segments(), scale(), s.attn(), s.lse(), dq, dk, dv);
             kern.rope(dq, ctx.ropeCos(), ctx.ropeSin(), qHeads, true);
             kern.rope(dk, ctx.ropeCos(), ctx.ropeSin(), kvHeads, true);
+            if (!inputGradient) {
+                qkv.backwardParametersOnly(List.of(dq, dk, dv), s.qkvs());
+                return null;
+            }
             try (Tensor dh = qkv.backward(List.of(dq, dk, dv), s.qkvs())) {
                 dx = be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols()));
                 kern.rmsNormBackwardWithResidual(dh, s.x(), inputNorm, s.rstd(), dy, dx, null);

@@ -259,13 +259,19 @@ public final class LoraLinear {
         backward(dy, saved, dx, true);
     }
 
+    /** Backward where dX is not needed: accumulates into the LoRA parameters' gradients only (nothing without an adapter). */
+    public void backwardParametersOnly(Tensor dy, Saved saved) {
+        backward(dy, saved, null, false);
+    }
+
+    /** dX into {@code dx} (null: not formed) and the LoRA parameters' gradients. */
     private void backward(Tensor dy, Saved saved, Tensor dx, boolean accumulate) {
         Backend be = dy.backend();
         Kernels k = be.kernels();
         Tensor x = saved.x();
         int n = Math.toIntExact(x.shape().rows());
         if (loraA == null) {
-            k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
+            if (dx != null) k.gemm(false, false, 1.0, dy, weight, accumulate ? 1.0 : 0.0, dx);
             return;
         }
         int r = loraA.value().shape().dim(0);
@@ -275,7 +281,7 @@ public final class LoraLinear {
             k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
             k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
             // dX = dY W + s (dY B) A, with the adapter's term in the same pass where the backend fuses them
-            k.gemmPlusLowRank(false, false, 1.0, dy, weight, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
+            if (dx != null) k.gemmPlusLowRank(false, false, 1.0, dy, weight, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
         }
     }
 

@@ -165,7 +165,20 @@ public final class SharedInputLora {
 
     /** Backward from every member's {@code dY_j}: returns a new dX and accumulates into the adapters' gradients. */
     public Tensor backward(List<Tensor> dys, Saved saved) {
+        return backward(dys, saved, true);
+    }
+
+    /** {@link #backward} where dX is not needed: the adapters' gradients only (no input products). */
+    public void backwardParametersOnly(List<Tensor> dys, Saved saved) {
+        backward(dys, saved, false);
+    }
+
+    private Tensor backward(List<Tensor> dys, Saved saved, boolean inputGradient) {
         if (dys.size() != members.size()) throw new IllegalArgumentException(dys.size() + " output gradients for " + members.size() + " projections");
+        if (!inputGradient && saved.xaT() == null) {
+            for (int j = 0; j < members.size(); j++) members.get(j).backwardParametersOnly(dys.get(j), saved.each().get(j));
+            return null;
+        }
         if (saved.xaT() == null) {
             Tensor dx = members.getFirst().backward(dys.getFirst(), saved.each().getFirst());
             for (int j = 1; j < members.size(); j++) members.get(j).backwardInto(dys.get(j), saved.each().get(j), dx);
@@ -175,7 +188,7 @@ public final class SharedInputLora {
         Backend be = first.backend();
         Kernels k = be.kernels();
         int n = Math.toIntExact(x.shape().rows());
-        Tensor dx = be.allocateForOverwrite(first.dtype(), Shape.of(n, x.shape().cols()));
+        Tensor dx = inputGradient ? be.allocateForOverwrite(first.dtype(), Shape.of(n, x.shape().cols())) : null;
         try (Tensor g = be.allocateForOverwrite(rankType(first.dtype()), Shape.of(stack.rows(), n))) {
             for (int j = 0; j < members.size(); j++) {
                 LoraLinear m = members.get(j);
@@ -184,10 +197,11 @@ public final class SharedInputLora {
                 k.gemm(true, true, m.scaling(), dy, rowsOf(saved.xaT(), j), 1.0, m.loraB().grad()); // dB_j += s_j dY_j^T XA_j
             }
             k.gemm(false, false, 1.0, g, x, 1.0, stack.grad());                                   // dA_all += G X
+            if (dx == null) return null;
             k.gemmPlusLowRank(false, false, 1.0, first, members.getFirst().weight(), 1.0, g, true, saved.a(), 0.0, dx);
             for (int j = 1; j < members.size(); j++) k.gemm(false, false, 1.0, dys.get(j), members.get(j).weight(), 1.0, dx);
         } catch (RuntimeException | Error e) {
-            dx.close();
+            if (dx != null) dx.close();
             throw e;
         }
         return dx;
