@@ -494,8 +494,8 @@ class GradientChecks {
 
     /**
      * A tape's backward without the first input's gradient (frozen embeddings: the first layer skips its Q/K/V input
-     * products and its norm's backward) leaves every parameter gradient bit-identical, stacked A or not, checkpointed
-     * or not, and frees everything it kept.
+     * products and its norm's backward) leaves every parameter gradient bit-identical, stacked A or not, under every
+     * checkpointing policy or none, reports every block (last first) and frees everything it kept.
      */
     @Test
     void parametersOnlyBackwardGivesTheSameParameterGradients() {
@@ -509,25 +509,41 @@ class GradientChecks {
             Layer l1 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 19);
             List<Parameter> params = new ArrayList<>(l0.params());
             params.addAll(l1.params());
-            for (boolean ckpt : new boolean[]{false, true}) {
-                List<double[]> full = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, ckpt, true);
-                long live = BE.memoryStats().liveTensors();
-                List<double[]> only = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, ckpt, false);
-                assertEquals(live, BE.memoryStats().liveTensors(), "a parameters-only backward frees everything it kept");
-                for (int i = 0; i < full.size(); i++)
-                    assertArrayEquals(full.get(i), only.get(i), 0.0, (stacked ? "stacked, " : "") + (ckpt ? "checkpointed, " : "") + "parameter " + i);
+            List<double[]> full = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, false, true, null);
+            for (dev.jsloth.api.blocks.Recompute policy : dev.jsloth.api.blocks.Recompute.values()) {
+                l0.layer().recompute(policy);
+                l1.layer().recompute(policy);
+                for (boolean ckpt : new boolean[]{false, true}) {
+                    long live = BE.memoryStats().liveTensors();
+                    List<Integer> reported = new ArrayList<>();
+                    List<double[]> only = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, ckpt, false, reported::add);
+                    assertEquals(live, BE.memoryStats().liveTensors(), "a parameters-only backward frees everything it kept");
+                    assertEquals(List.of(1, 0), reported, "every block reported, last first");
+                    for (int i = 0; i < full.size(); i++)
+                        assertArrayEquals(full.get(i), only.get(i), 0.0,
+                                (stacked ? "stacked, " : "") + (ckpt ? "checkpointed " + policy + ", " : "") + "parameter " + i);
+                }
             }
         }
+        for (AutoCloseable c : toClose) { // the parameters (or their buffers), weights and inputs
+            try {
+                c.close();
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        }
+        toClose.clear();
     }
 
     private static List<double[]> parameterGradients(List<DecoderLayer> layers, List<Parameter> params, Tensor x, Tensor dy,
-                                                     BatchContext ctx, boolean checkpointing, boolean inputGradient) {
+                                                     BatchContext ctx, boolean checkpointing, boolean inputGradient,
+                                                     java.util.function.IntConsumer afterBlock) {
         for (Parameter p : params) p.zeroGrad();
         try (Tape tape = new Tape(ctx, checkpointing)) {
             Tensor h = x;
             for (DecoderLayer l : layers) h = tape.forward(l, h);
-            if (inputGradient) tape.backward(dy).close();
-            else tape.backwardParameters(dy, null);
+            if (inputGradient) tape.backward(dy, afterBlock).close();
+            else tape.backwardParameters(dy, afterBlock);
         }
         List<double[]> out = new ArrayList<>();
         for (Parameter p : params) out.add(BE.download(p.grad()));

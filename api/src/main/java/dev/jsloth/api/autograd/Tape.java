@@ -96,15 +96,21 @@ public final class Tape implements AutoCloseable {
      */
     public Tensor backward(Tensor dy, java.util.function.IntConsumer afterBlock) {
         Tensor grad = dy;
-        while (!entries.isEmpty()) {
-            int position = entries.size() - 1;
-            Entry<?> e = entries.pop();
-            Tensor next = step(e, grad);
-            if (grad != dy) grad.close();
-            grad = next;
-            if (afterBlock != null) afterBlock.accept(position);
+        boolean handedOver = false;
+        try {
+            while (!entries.isEmpty()) {
+                int position = entries.size() - 1;
+                Entry<?> e = entries.pop();
+                Tensor next = step(e, grad);
+                if (grad != dy) grad.close();
+                grad = next;
+                if (afterBlock != null) afterBlock.accept(position);
+            }
+            handedOver = true;
+            return grad;
+        } finally {
+            if (!handedOver && grad != dy) grad.close(); // a block or afterBlock failed: the gradient in hand is freed
         }
-        return grad;
     }
 
     /**
@@ -114,15 +120,15 @@ public final class Tape implements AutoCloseable {
      */
     public void backwardParameters(Tensor dy, java.util.function.IntConsumer afterBlock) {
         Tensor grad = dy;
-        while (entries.size() > 1) {
-            int position = entries.size() - 1;
-            Entry<?> e = entries.pop();
-            Tensor next = step(e, grad);
-            if (grad != dy) grad.close();
-            grad = next;
-            if (afterBlock != null) afterBlock.accept(position);
-        }
         try {
+            while (entries.size() > 1) {
+                int position = entries.size() - 1;
+                Entry<?> e = entries.pop();
+                Tensor next = step(e, grad);
+                if (grad != dy) grad.close();
+                grad = next;
+                if (afterBlock != null) afterBlock.accept(position);
+            }
             if (!entries.isEmpty()) {
                 stepParametersOnly(entries.pop(), grad);
                 if (afterBlock != null) afterBlock.accept(0);

@@ -168,7 +168,7 @@ public final class SharedInputLora {
         return backward(dys, saved, true);
     }
 
-    /** {@link #backward} where dX is not needed: the adapters' gradients only (no input products). */
+    /** {@link #backward} where dX is not needed: the adapters' gradients only (no dX products). */
     public void backwardParametersOnly(List<Tensor> dys, Saved saved) {
         backward(dys, saved, false);
     }
