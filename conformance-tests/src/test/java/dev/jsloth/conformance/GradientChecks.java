@@ -535,6 +535,52 @@ class GradientChecks {
         toClose.clear();
     }
 
+    /** A block or an afterBlock callback that fails mid-backward leaves no gradient tensor alive once the tape closes. */
+    @Test
+    void tapeFreesTheGradientInHandWhenBackwardFails() {
+        BatchContext ctx = context(1, 4, 4, null);
+        Tensor x = rand(-1, 1, 4, 8), dy = rand(-1, 1, 4, 8);
+        long live = BE.memoryStats().liveTensors();
+        for (int failing = 0; failing < 3; failing++) {
+            for (boolean parametersOnly : new boolean[]{false, true}) {
+                for (boolean inCallback : new boolean[]{false, true}) {
+                    int f = failing;
+                    try (Tape tape = new Tape(ctx, false)) {
+                        Tensor h = x;
+                        for (int b = 0; b < 3; b++) h = tape.forward(new Doubling(!inCallback && b == f), h);
+                        java.util.function.IntConsumer after = inCallback ? p -> {
+                            if (p == f) throw new IllegalStateException("callback failed");
+                        } : null;
+                        org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> {
+                            if (parametersOnly) tape.backwardParameters(dy, after);
+                            else tape.backward(dy, after).close();
+                        });
+                    }
+                    assertEquals(live, BE.memoryStats().liveTensors(),
+                            "block " + failing + (inCallback ? "'s callback" : "") + " failed" + (parametersOnly ? " (parameters only)" : ""));
+                }
+            }
+        }
+    }
+
+    /** y = 2x; its backward dx = 2 dy, or a failure. */
+    private record Doubling(boolean fails) implements dev.jsloth.api.autograd.Block<AutoCloseable> {
+        @Override
+        public Forward<AutoCloseable> forward(Tensor x, BatchContext ctx) {
+            Tensor y = BE.allocate(x.dtype(), x.shape());
+            K.axpy(2.0, x, y);
+            return new Forward<>(y, () -> { });
+        }
+
+        @Override
+        public Tensor backward(Tensor dy, AutoCloseable saved, BatchContext ctx) {
+            if (fails) throw new IllegalStateException("block failed");
+            Tensor dx = BE.allocate(dy.dtype(), dy.shape());
+            K.axpy(2.0, dy, dx);
+            return dx;
+        }
+    }
+
     private static List<double[]> parameterGradients(List<DecoderLayer> layers, List<Parameter> params, Tensor x, Tensor dy,
                                                      BatchContext ctx, boolean checkpointing, boolean inputGradient,
                                                      java.util.function.IntConsumer afterBlock) {

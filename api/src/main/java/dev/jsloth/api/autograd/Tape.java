@@ -95,10 +95,36 @@ public final class Tape implements AutoCloseable {
      * start reducing them while the blocks before it run backward.
      */
     public Tensor backward(Tensor dy, java.util.function.IntConsumer afterBlock) {
+        return backwardUntil(dy, 0, afterBlock);
+    }
+
+    /**
+     * {@link #backward(Tensor, java.util.function.IntConsumer)} where the first input's gradient is not needed (a model
+     * whose embeddings are frozen): the first recorded block runs {@link Block#backwardParametersOnly}, and nothing is
+     * returned.
+     */
+    public void backwardParameters(Tensor dy, java.util.function.IntConsumer afterBlock) {
+        Tensor grad = backwardUntil(dy, 1, afterBlock);
+        try {
+            if (!entries.isEmpty()) {
+                stepParametersOnly(entries.pop(), grad);
+                if (afterBlock != null) afterBlock.accept(0);
+            }
+        } finally {
+            if (grad != dy) grad.close();
+        }
+    }
+
+    /**
+     * Runs the recorded blocks' backward in reverse until {@code left} entries remain and returns the gradient reached
+     * ({@code dy} itself if none ran; else a new tensor, the caller's). A block or afterBlock that fails leaves the
+     * gradient in hand freed.
+     */
+    private Tensor backwardUntil(Tensor dy, int left, java.util.function.IntConsumer afterBlock) {
         Tensor grad = dy;
         boolean handedOver = false;
         try {
-            while (!entries.isEmpty()) {
+            while (entries.size() > left) {
                 int position = entries.size() - 1;
                 Entry<?> e = entries.pop();
                 Tensor next = step(e, grad);
@@ -109,32 +135,7 @@ public final class Tape implements AutoCloseable {
             handedOver = true;
             return grad;
         } finally {
-            if (!handedOver && grad != dy) grad.close(); // a block or afterBlock failed: the gradient in hand is freed
-        }
-    }
-
-    /**
-     * {@link #backward(Tensor, java.util.function.IntConsumer)} where the first input's gradient is not needed (a model
-     * whose embeddings are frozen): the first recorded block runs {@link Block#backwardParametersOnly}, and nothing is
-     * returned.
-     */
-    public void backwardParameters(Tensor dy, java.util.function.IntConsumer afterBlock) {
-        Tensor grad = dy;
-        try {
-            while (entries.size() > 1) {
-                int position = entries.size() - 1;
-                Entry<?> e = entries.pop();
-                Tensor next = step(e, grad);
-                if (grad != dy) grad.close();
-                grad = next;
-                if (afterBlock != null) afterBlock.accept(position);
-            }
-            if (!entries.isEmpty()) {
-                stepParametersOnly(entries.pop(), grad);
-                if (afterBlock != null) afterBlock.accept(0);
-            }
-        } finally {
-            if (grad != dy) grad.close();
+            if (!handedOver && grad != dy) grad.close();
         }
     }
 
