@@ -90,15 +90,20 @@ class GradientChecks {
             System.out.printf(Locale.ROOT, "[gradcheck] %-32s max abs err %.3e, max rel err %.3e%n", what, r.maxAbsError(), r.maxRelError());
             assertTrue(r.passed(), what + ": " + r);
         } finally {
-            for (AutoCloseable c : toClose) {
-                try {
-                    c.close();
-                } catch (Exception e) {
-                    throw new RuntimeException(e);
-                }
-            }
-            toClose.clear();
+            closeAll();
         }
+    }
+
+    /** Closes every tensor, parameter and buffer a check opened. */
+    private void closeAll() {
+        for (AutoCloseable c : toClose) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        }
+        toClose.clear();
     }
 
     @AfterAll
@@ -482,14 +487,7 @@ class GradientChecks {
         grads(tapeFunction(List.of(l0.layer(), l1.layer()), params, x, ctx, true), dy);
         assertEquals(live, BE.memoryStats().liveTensors(), "a checkpointed pass frees everything it kept");
         for (Parameter p : params) p.grad().close();
-        for (AutoCloseable c : toClose) {
-            try {
-                c.close();
-            } catch (Exception e) {
-                throw new RuntimeException(e);
-            }
-        }
-        toClose.clear();
+        closeAll();
     }
 
     /**
@@ -525,14 +523,7 @@ class GradientChecks {
                 }
             }
         }
-        for (AutoCloseable c : toClose) { // the parameters (or their buffers), weights and inputs
-            try {
-                c.close();
-            } catch (Exception e) {
-                throw new RuntimeException(e);
-            }
-        }
-        toClose.clear();
+        closeAll(); // the parameters (or their buffers), weights and inputs
     }
 
     /** A block or an afterBlock callback that fails mid-backward leaves no gradient tensor alive once the tape closes. */
