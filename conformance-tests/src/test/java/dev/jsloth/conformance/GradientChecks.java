@@ -552,6 +552,7 @@ class GradientChecks {
                 }
             }
         }
+        closeAll();
     }
 
     /** y = 2x; its backward dx = 2 dy, or a failure. */

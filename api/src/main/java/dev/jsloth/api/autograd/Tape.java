@@ -107,7 +107,7 @@ public final class Tape implements AutoCloseable {
         Tensor grad = backwardUntil(dy, 1, afterBlock);
         try {
             if (!entries.isEmpty()) {
-                stepParametersOnly(entries.pop(), grad);
+                step(entries.pop(), grad, false);
                 if (afterBlock != null) afterBlock.accept(0);
             }
         } finally {
@@ -127,7 +127,7 @@ public final class Tape implements AutoCloseable {
             while (entries.size() > left) {
                 int position = entries.size() - 1;
                 Entry<?> e = entries.pop();
-                Tensor next = step(e, grad);
+                Tensor next = step(e, grad, true);
                 if (grad != dy) grad.close();
                 grad = next;
                 if (afterBlock != null) afterBlock.accept(position);
@@ -139,17 +139,13 @@ public final class Tape implements AutoCloseable {
         }
     }
 
-    private <S extends AutoCloseable> Tensor step(Entry<S> e, Tensor grad) {
+    /** One block's backward: dX, or (without {@code inputGradient}) its parameters' gradients only and null. */
+    private <S extends AutoCloseable> Tensor step(Entry<S> e, Tensor grad, boolean inputGradient) {
         try {
-            return e.block.backward(grad, e.savedOrRecompute(ctx), ctx);
-        } finally {
-            e.release();
-        }
-    }
-
-    private <S extends AutoCloseable> void stepParametersOnly(Entry<S> e, Tensor grad) {
-        try {
-            e.block.backwardParametersOnly(grad, e.savedOrRecompute(ctx), ctx);
+            S saved = e.savedOrRecompute(ctx);
+            if (inputGradient) return e.block.backward(grad, saved, ctx);
+            e.block.backwardParametersOnly(grad, saved, ctx);
+            return null;
         } finally {
             e.release();
         }

@@ -175,11 +175,11 @@ public final class SharedInputLora {
 
     private Tensor backward(List<Tensor> dys, Saved saved, boolean inputGradient) {
         if (dys.size() != members.size()) throw new IllegalArgumentException(dys.size() + " output gradients for " + members.size() + " projections");
-        if (!inputGradient && saved.xaT() == null) {
-            for (int j = 0; j < members.size(); j++) members.get(j).backwardParametersOnly(dys.get(j), saved.each().get(j));
-            return null;
-        }
         if (saved.xaT() == null) {
+            if (!inputGradient) {
+                for (int j = 0; j < members.size(); j++) members.get(j).backwardParametersOnly(dys.get(j), saved.each().get(j));
+                return null;
+            }
             Tensor dx = members.getFirst().backward(dys.getFirst(), saved.each().getFirst());
             for (int j = 1; j < members.size(); j++) members.get(j).backwardInto(dys.get(j), saved.each().get(j), dx);
             return dx;
