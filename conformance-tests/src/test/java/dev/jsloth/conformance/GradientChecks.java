@@ -313,32 +313,44 @@ class GradientChecks {
                 {hidden, qHeads * headDim}, {inter, hidden}, {inter, hidden}, {hidden, inter}};
         List<Parameter> params = new ArrayList<>();
         Tensor[] weights = new Tensor[7];
+        int[] firstParam = new int[7]; // projection j's A in params (B follows it); rank 0: no adapter
         for (int j = 0; j < 7; j++) {
             int out = shapes[j][0], in = shapes[j][1], r = ranks[j];
             weights[j] = upload(values, -0.4, 0.4, out, in);
+            firstParam[j] = params.size();
+            if (r == 0) continue;
             // not in toClose: the buffer takes them over (stacked), or the parameters are closed whole
             params.add(new Parameter("A", BE.upload(F64, Shape.of(r, in), TestData.uniform(values, r * in, -0.5, 0.5))));
             params.add(new Parameter("B", BE.upload(F64, Shape.of(out, r), TestData.uniform(values, out * r, -0.5, 0.5))));
         }
-        ParameterBuffer.Stack qkv = null, gateUp = null;
-        if (stacked) {
+        // as the model stacks them: a group's A matrices end to end where every projection of the group is adapted
+        List<int[]> groups = new ArrayList<>();
+        for (int[] group : new int[][]{{0, 1, 2}, {4, 5}})
+            if (stacked && java.util.Arrays.stream(group).allMatch(j -> ranks[j] > 0)) groups.add(group);
+        ParameterBuffer.Stack[] stacks = new ParameterBuffer.Stack[2];
+        if (!groups.isEmpty()) {
             List<Parameter> order = new ArrayList<>();
-            for (int j : new int[]{0, 1, 2, 4, 5}) order.add(params.get(2 * j));
+            for (int[] group : groups) for (int j : group) order.add(params.get(firstParam[j]));
             for (Parameter p : params) if (!order.contains(p)) order.add(p);
             ParameterBuffer buf = ParameterBuffer.of(order);
             toClose.add(buf);
             List<Parameter> moved = new ArrayList<>();
             for (Parameter p : params) moved.add(buf.parameters().get(order.indexOf(p)));
             params = moved;
-            qkv = buf.stack(List.of(params.get(0), params.get(2), params.get(4)));
-            gateUp = buf.stack(List.of(params.get(8), params.get(10)));
-            assertTrue(qkv != null && gateUp != null, "the A matrices lie end to end");
+            for (int[] group : groups) {
+                List<Parameter> as = new ArrayList<>();
+                for (int j : group) as.add(params.get(firstParam[j]));
+                stacks[group.length == 3 ? 0 : 1] = buf.stack(as);
+                assertTrue(stacks[group.length == 3 ? 0 : 1] != null, "the A matrices lie end to end");
+            }
         } else {
             for (Parameter p : params) toClose.add(p);
         }
+        ParameterBuffer.Stack qkv = stacks[0], gateUp = stacks[1];
         LoraLinear[] proj = new LoraLinear[7];
         for (int j = 0; j < 7; j++)
-            proj[j] = new LoraLinear(weights[j], null, params.get(2 * j), params.get(2 * j + 1), LoraLinear.scaling(2 * ranks[j], ranks[j], false));
+            proj[j] = ranks[j] == 0 ? new LoraLinear(weights[j], null)
+                    : new LoraLinear(weights[j], null, params.get(firstParam[j]), params.get(firstParam[j] + 1), LoraLinear.scaling(2 * ranks[j], ranks[j], false));
         LoraAttentionBlock attn = new LoraAttentionBlock(upload(values, 0.8, 1.2, hidden), 1e-6, proj[0], proj[1], proj[2], proj[3],
                 qHeads, kvHeads, headDim, qkv);
         LoraMlpBlock mlp = new LoraMlpBlock(upload(values, 0.8, 1.2, hidden), 1e-6, proj[4], proj[5], proj[6], gateUp);
@@ -497,12 +509,37 @@ class GradientChecks {
      */
     @Test
     void parametersOnlyBackwardGivesTheSameParameterGradients() {
+        parametersOnlyMatchesFullBackward(new int[]{3, 2, 2, 2, 4, 1, 2}, new boolean[]{false, true});
+    }
+
+    /**
+     * The same where only some projections carry an adapter (q and v, as PEFT's default targets, plus up; or only
+     * down; or none in the layer's first half): the projections without one skip their input products too.
+     */
+    @Test
+    void parametersOnlyBackwardWithAdaptersOnSomeProjections() {
+        parametersOnlyMatchesFullBackward(new int[]{2, 0, 3, 0, 0, 1, 0}, new boolean[]{false});
+        parametersOnlyMatchesFullBackward(new int[]{0, 0, 0, 0, 0, 0, 2}, new boolean[]{false});
+        parametersOnlyMatchesFullBackward(new int[]{0, 0, 0, 0, 2, 2, 1}, new boolean[]{false, true});
+    }
+
+    /** A layer with adapters on some projections only (the others frozen, no A or B): finite differences. */
+    @Test
+    void layerWithAdaptersOnSomeProjections() {
         int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
-        int[] ranks = {3, 2, 2, 2, 4, 1, 2};
+        Layer l = layerWithRanks(hidden, qh, kvh, hd, inter, new int[]{2, 0, 3, 0, 0, 1, 0}, false, 23);
+        BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0});
+        Tensor x = rand(-1, 1, batch * seq, hidden);
+        assertPasses("decoder layer, LoRA on q, v and up", tapeFunction(List.of(l.layer()), l.params(), x, ctx, false),
+                OPTIONS.withMaxElements(24));
+    }
+
+    private void parametersOnlyMatchesFullBackward(int[] ranks, boolean[] stackings) {
+        int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
         BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0});
         Tensor x = rand(-1, 1, batch * seq, hidden);
         Tensor dy = rand(-1, 1, batch * seq, hidden);
-        for (boolean stacked : new boolean[]{false, true}) {
+        for (boolean stacked : stackings) {
             Layer l0 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 17);
             Layer l1 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 19);
             List<Parameter> params = new ArrayList<>(l0.params());
@@ -519,7 +556,7 @@ class GradientChecks {
                     assertEquals(List.of(1, 0), reported, "every block reported, last first");
                     for (int i = 0; i < full.size(); i++)
                         assertArrayEquals(full.get(i), only.get(i), 0.0,
-                                (stacked ? "stacked, " : "") + (ckpt ? "checkpointed " + policy + ", " : "") + "parameter " + i);
+                                java.util.Arrays.toString(ranks) + ", " + (stacked ? "stacked, " : "") + (ckpt ? "checkpointed " + policy + ", " : "") + "parameter " + i);
                 }
             }
         }
