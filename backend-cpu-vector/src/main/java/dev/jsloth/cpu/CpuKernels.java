@@ -7,6 +7,7 @@ import dev.jsloth.api.KernelArguments;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.ops.Dropout;
 
 import java.lang.foreign.MemorySegment;
 
@@ -300,6 +301,12 @@ final class CpuKernels implements Kernels {
     public void scale(Tensor x, double alpha) {
         requireFloating(x);
         ElementwiseKernels.scale(buf(x), alpha, x.numel());
+    }
+
+    @Override
+    public void dropout(Tensor x, double p, long seed, Tensor out) {
+        KernelArguments.checkDropout(x, p, out);
+        ElementwiseKernels.dropout(buf(x), buf(out), x.numel(), seed, Dropout.threshold(p), Dropout.scale(p), x.dtype() != DType.F64);
     }
 
     @Override

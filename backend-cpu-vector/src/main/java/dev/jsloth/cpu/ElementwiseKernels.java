@@ -1,6 +1,7 @@
 package dev.jsloth.cpu;
 
 import dev.jsloth.api.AdamWStep;
+import dev.jsloth.api.ops.Dropout;
 
 /** Elementwise maps, row broadcasts and reductions, embedding gather/scatter, and AdamW. */
 final class ElementwiseKernels {
@@ -33,6 +34,21 @@ final class ElementwiseKernels {
             x.read(start, v, 0, len);
             for (int j = 0; j < len; j++) v[j] *= alpha;
             x.write(start, v, 0, len);
+        });
+    }
+
+    /**
+     * Dropout (the mask of {@link Dropout#keeps}): a kept element times the scale, in float where {@code single} (16- and
+     * 32-bit tensors, as the GPU kernels compute them), else in double; a dropped one 0.
+     */
+    static void dropout(Buffer x, Buffer out, long numel, long seed, int threshold, double scale, boolean single) {
+        float scaleF = (float) scale;
+        NormKernels.chunks(numel, (start, len, scratch) -> {
+            double[] v = scratch.get(0);
+            x.read(start, v, 0, len);
+            for (int j = 0; j < len; j++)
+                v[j] = !Dropout.keeps(seed, start + j, threshold) ? 0.0 : single ? (float) v[j] * scaleF : v[j] * scale;
+            out.write(start, v, 0, len);
         });
     }
 

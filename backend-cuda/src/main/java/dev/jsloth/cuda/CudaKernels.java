@@ -8,6 +8,7 @@ import dev.jsloth.api.Kernels;
 
 import static dev.jsloth.api.KernelArguments.requireNumel;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.ops.Dropout;
 
 /**
  * The CUDA backend's {@link Kernels}: the CPU backend's argument checks (same rules, same messages), then the op
@@ -244,6 +245,13 @@ final class CudaKernels implements Kernels {
     public void scale(Tensor x, double alpha) {
         requireFloating(x);
         ElementwiseOps.scale(be, t(x).address(), ElementType.of(x.dtype()), alpha, x.numel());
+    }
+
+    @Override
+    public void dropout(Tensor x, double p, long seed, Tensor out) {
+        KernelArguments.checkDropout(x, p, out);
+        ElementwiseOps.dropout(be, t(x).address(), t(out).address(), ElementType.of(x.dtype()), x.numel(), seed,
+                Dropout.threshold(p), Dropout.scale(p));
     }
 
     @Override

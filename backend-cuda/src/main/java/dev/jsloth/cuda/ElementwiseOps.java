@@ -29,6 +29,13 @@ final class ElementwiseOps {
         be.kernel(KernelId.SCALE, type).launch(Grid.linear(n), LaunchArgs.of().ptr(x).f64(alpha).i64(n));
     }
 
+    /** Dropout of x into out (one type; out may be x): the mask of {@link dev.jsloth.api.ops.Dropout}. */
+    static void dropout(CudaBackend be, long x, long out, ElementType type, long n, long seed, int threshold, double scale) {
+        if (n == 0) return;
+        be.kernel(KernelId.DROPOUT, type).launch(Grid.linear(n),
+                LaunchArgs.of().ptr(x).ptr(out).i64(n).i64(seed).i32(threshold).f64(scale));
+    }
+
     static void fill(CudaBackend be, long x, ElementType type, double value, long n) {
         if (n == 0) return;
         be.kernel(KernelId.FILL, type).launch(Grid.linear(n), LaunchArgs.of().ptr(x).f64(value).i64(n));

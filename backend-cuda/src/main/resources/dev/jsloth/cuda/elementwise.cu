@@ -32,6 +32,23 @@ __global__ void scale_kernel(T* x, double alpha, i64 n) {
     JSLOTH_GRID_STRIDE(i, n) store(x, i, load<A>(x, i) * a);
 }
 
+/** The 24-bit draw of element i under seed (dev.jsloth.api.ops.Dropout#draw: splitmix64 of seed + (i + 1) * golden). */
+__device__ __forceinline__ unsigned dropout_draw(unsigned long long seed, i64 i) {
+    unsigned long long z = seed + (unsigned long long) (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (unsigned) (z >> 40);
+}
+
+/** Dropout: out = x * scale where element i's draw is at least threshold, else 0 (scale rounded to Acc<T>); out may be x. */
+template <typename T>
+__global__ void dropout_kernel(const T* x, T* out, i64 n, unsigned long long seed, unsigned threshold, double scale) {
+    typedef typename Acc<T>::type A;
+    const A s = (A) scale;
+    JSLOTH_GRID_STRIDE(i, n) store(out, i, dropout_draw(seed, i) >= threshold ? load<A>(x, i) * s : (A) 0);
+}
+
 /** x = value (the double rounded once to T). */
 template <typename T>
 __global__ void fill_kernel(T* x, double value, i64 n) {

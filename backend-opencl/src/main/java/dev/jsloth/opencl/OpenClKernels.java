@@ -7,6 +7,7 @@ import dev.jsloth.api.KernelArguments;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.ops.Dropout;
 
 import java.util.Arrays;
 
@@ -600,6 +601,14 @@ final class OpenClKernels implements Kernels {
     public void scale(Tensor x, double alpha) {
         requireFloating(x);
         launch("ew_scale", x).i64(x.numel()).real(alpha).tensor(t(x)).run(x.numel(), cfg.simpleGroup());
+    }
+
+    @Override
+    public void dropout(Tensor x, double p, long seed, Tensor out) {
+        KernelArguments.checkDropout(x, p, out);
+        if (x.numel() == 0) return;
+        launch("ew_dropout", x, out).i64(x.numel()).i64(seed).i32(Dropout.threshold(p)).real(Dropout.scale(p)).tensor(t(x)).tensor(t(out))
+                .run(x.numel(), cfg.simpleGroup());
     }
 
     @Override

@@ -6,6 +6,7 @@ import dev.jsloth.api.DType;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.ops.Dropout;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Example;
@@ -104,6 +105,52 @@ class ElementwiseAndOptimizerProperties {
                 double[] quarter = new double[n];
                 java.util.Arrays.fill(quarter, 0.25);
                 Compare.close(be.name() + " fill", quarter, be.download(out), dt);
+            }
+        }
+    }
+
+    /**
+     * LoRA dropout's kernel: element i kept exactly where {@link Dropout#keeps} says, times 1 / (1 - p) in float (double
+     * for F64), else 0: the same bits on every backend, in place too.
+     */
+    @Property(tries = 60)
+    void dropoutDrawsTheSameMaskOnEveryBackend(@ForAll("storageTypes") DType dt, @ForAll @IntRange(min = 1, max = 5000) int n,
+                                               @ForAll @IntRange(min = 0, max = 95) int percent, @ForAll long seed) {
+        double p = percent / 100.0;
+        int threshold = Dropout.threshold(p);
+        float scaleF = (float) Dropout.scale(p);
+        for (Backend be : BackendsUnderTest.all()) {
+            SplittableRandom r = new SplittableRandom(seed);
+            try (var x = TestData.random(be, dt, r, -100, 100, n); Tensor out = be.allocate(dt, n)) {
+                double[] want = new double[n];
+                for (int i = 0; i < n; i++) {
+                    double v = x.values()[i];
+                    want[i] = !Dropout.keeps(seed, i, threshold) ? 0 : dt == DType.F64 ? v * Dropout.scale(p) : roundTo(dt, (float) v * scaleF);
+                }
+                be.kernels().dropout(x.tensor(), p, seed, out);
+                Compare.close(be.name() + " dropout " + dt + " p " + p, want, be.download(out), 0.0);
+                be.kernels().dropout(x.tensor(), p, seed, x.tensor());
+                Compare.close(be.name() + " dropout in place " + dt + " p " + p, want, be.download(x.tensor()), 0.0);
+            }
+        }
+    }
+
+    /** The masks keep about 1 - p of the elements, none at p = 0, and a bad probability or type is refused. */
+    @Example
+    void dropoutKeepsAboutOneMinusP() {
+        int n = 200_000;
+        for (double p : new double[]{0.0, 0.05, 0.1, 0.5, 0.9}) {
+            int threshold = Dropout.threshold(p), kept = 0;
+            for (int i = 0; i < n; i++) if (Dropout.keeps(12345L, i, threshold)) kept++;
+            double fraction = kept / (double) n;
+            // binomial: 5 standard deviations at most 0.0056 here
+            assertEquals(1 - p, fraction, p == 0 ? 0.0 : 0.006, "p " + p);
+        }
+        for (Backend be : BackendsUnderTest.all()) {
+            try (Tensor x = be.allocate(DType.F32, 8); Tensor y = be.allocate(DType.F64, 8)) {
+                for (double bad : new double[]{-0.1, 1.0, Double.NaN})
+                    assertThrows(IllegalArgumentException.class, () -> be.kernels().dropout(x, bad, 1, x), be.name() + " p " + bad);
+                assertThrows(IllegalArgumentException.class, () -> be.kernels().dropout(x, 0.1, 1, y), be.name() + " F32 -> F64");
             }
         }
     }

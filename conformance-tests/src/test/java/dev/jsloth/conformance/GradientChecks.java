@@ -30,6 +30,7 @@ import java.util.function.Supplier;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -308,6 +309,12 @@ class GradientChecks {
      * the same values either way. Parameters in the order tapeFunction names them.
      */
     private Layer layerWithRanks(int hidden, int qHeads, int kvHeads, int headDim, int inter, int[] ranks, boolean stacked, long seed) {
+        return layerWithRanks(hidden, qHeads, kvHeads, headDim, inter, ranks, stacked, seed, 0.0);
+    }
+
+    /** {@link #layerWithRanks} with LoRA dropout {@code dropout} on every adapter (projection j: dropout stream j). */
+    private Layer layerWithRanks(int hidden, int qHeads, int kvHeads, int headDim, int inter, int[] ranks, boolean stacked, long seed,
+                                 double dropout) {
         SplittableRandom values = new SplittableRandom(seed);
         int[][] shapes = {{qHeads * headDim, hidden}, {kvHeads * headDim, hidden}, {kvHeads * headDim, hidden},
                 {hidden, qHeads * headDim}, {inter, hidden}, {inter, hidden}, {hidden, inter}};
@@ -350,7 +357,8 @@ class GradientChecks {
         LoraLinear[] proj = new LoraLinear[7];
         for (int j = 0; j < 7; j++)
             proj[j] = ranks[j] == 0 ? new LoraLinear(weights[j], null)
-                    : new LoraLinear(weights[j], null, params.get(firstParam[j]), params.get(firstParam[j] + 1), LoraLinear.scaling(2 * ranks[j], ranks[j], false));
+                    : new LoraLinear(weights[j], null, params.get(firstParam[j]), params.get(firstParam[j] + 1), LoraLinear.scaling(2 * ranks[j], ranks[j], false),
+                    dropout, j);
         LoraAttentionBlock attn = new LoraAttentionBlock(upload(values, 0.8, 1.2, hidden), 1e-6, proj[0], proj[1], proj[2], proj[3],
                 qHeads, kvHeads, headDim, qkv);
         LoraMlpBlock mlp = new LoraMlpBlock(upload(values, 0.8, 1.2, hidden), 1e-6, proj[4], proj[5], proj[6], gateUp);
@@ -534,14 +542,67 @@ class GradientChecks {
                 OPTIONS.withMaxElements(24));
     }
 
-    private void parametersOnlyMatchesFullBackward(int[] ranks, boolean[] stackings) {
+    /**
+     * LoRA dropout (p = 0.3, each projection its own mask): a layer in a pass with a dropout seed passes finite
+     * differences (the masks are a function of the seed, so the function is fixed), stacked A or not.
+     */
+    @Test
+    void layerWithLoraDropout() {
         int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
-        BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0});
+        for (boolean stacked : new boolean[]{false, true}) {
+            Layer l = layerWithRanks(hidden, qh, kvh, hd, inter, new int[]{2, 3, 1, 2, 2, 1, 3}, stacked, 29, 0.3);
+            BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0}).withDropoutSeed(0x5EEDL);
+            Tensor x = rand(-1, 1, batch * seq, hidden);
+            assertPasses("decoder layer, LoRA dropout 0.3" + (stacked ? ", stacked A" : ""),
+                    tapeFunction(List.of(l.layer()), l.params(), x, ctx, false), OPTIONS.withMaxElements(24));
+        }
+    }
+
+    /**
+     * With dropout, gradients are bit-identical under every checkpointing policy (a recompute draws the same masks)
+     * and without the first input's gradient; a stacked layer gives the same gradients as a separate one (each
+     * projection masks its own input, so the pass forms the products one by one either way); a pass without a seed
+     * has no dropout, and the same seed twice gives the same gradients while another seed does not.
+     */
+    @Test
+    void loraDropoutIsDeterministicUnderCheckpointing() {
+        int[] ranks = {2, 3, 1, 2, 2, 1, 3};
+        parametersOnlyMatchesFullBackward(ranks, new boolean[]{false, true}, 0.3, 0x5EEDL);
+        int batch = 2, seq = 6, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
+        Layer stacked = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, true, 31, 0.3);
+        Layer separate = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, false, 31, 0.3);
+        Layer plain = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, false, 31, 0.0);
+        BatchContext ctx = context(batch, seq, hd, null);
+        Tensor x = rand(-1, 1, batch * seq, hidden);
+        Tensor dy = rand(-1, 1, batch * seq, hidden);
+        List<double[]> seeded = grads(tapeFunction(List.of(separate.layer()), separate.params(), x, ctx.withDropoutSeed(7), false), dy);
+        List<double[]> again = grads(tapeFunction(List.of(separate.layer()), separate.params(), x, ctx.withDropoutSeed(7), false), dy);
+        List<double[]> fromStacked = grads(tapeFunction(List.of(stacked.layer()), stacked.params(), x, ctx.withDropoutSeed(7), false), dy);
+        List<double[]> other = grads(tapeFunction(List.of(separate.layer()), separate.params(), x, ctx.withDropoutSeed(8), false), dy);
+        List<double[]> unseeded = grads(tapeFunction(List.of(separate.layer()), separate.params(), x, ctx, false), dy);
+        List<double[]> noDropout = grads(tapeFunction(List.of(plain.layer()), plain.params(), x, ctx.withDropoutSeed(7), false), dy);
+        for (int i = 0; i < seeded.size(); i++) {
+            assertArrayEquals(seeded.get(i), again.get(i), 0.0, "same seed: gradient " + i);
+            assertArrayEquals(seeded.get(i), fromStacked.get(i), 0.0, "stacked: gradient " + i);
+            assertArrayEquals(unseeded.get(i), noDropout.get(i), 0.0, "no seed, no dropout: gradient " + i);
+            assertFalse(java.util.Arrays.equals(seeded.get(i), other.get(i)), "another seed, other masks: gradient " + i);
+            assertFalse(java.util.Arrays.equals(seeded.get(i), unseeded.get(i)), "dropout changes gradient " + i);
+        }
+        closeAll();
+    }
+
+    private void parametersOnlyMatchesFullBackward(int[] ranks, boolean[] stackings) {
+        parametersOnlyMatchesFullBackward(ranks, stackings, 0.0, 0L);
+    }
+
+    private void parametersOnlyMatchesFullBackward(int[] ranks, boolean[] stackings, double dropout, long dropoutSeed) {
+        int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
+        BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0}).withDropoutSeed(dropoutSeed);
         Tensor x = rand(-1, 1, batch * seq, hidden);
         Tensor dy = rand(-1, 1, batch * seq, hidden);
         for (boolean stacked : stackings) {
-            Layer l0 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 17);
-            Layer l1 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 19);
+            Layer l0 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 17, dropout);
+            Layer l1 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 19, dropout);
             List<Parameter> params = new ArrayList<>(l0.params());
             params.addAll(l1.params());
             List<double[]> full = parameterGradients(List.of(l0.layer(), l1.layer()), params, x, dy, ctx, false, true, null);

@@ -49,6 +49,9 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--lora-r", defaultValue = "16") int rank;
     @Option(names = "--lora-alpha", defaultValue = "16") double alpha;
     @Option(names = "--rslora", description = "Scale by alpha/sqrt(r) instead of alpha/r.") boolean rsLora;
+    @Option(names = "--lora-dropout", paramLabel = "P",
+            description = "LoRA dropout on the adapters' input while training, in [0, 1) (PEFT's lora_dropout; default: 0).")
+    double loraDropout;
     @Option(names = "--targets", split = ",", paramLabel = "PROJ", description = "Projections to adapt (default: all seven: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
     List<String> targets;
     @Option(names = "--lr", defaultValue = "2e-4") double lr;
@@ -97,7 +100,7 @@ final class FinetuneCommand implements Callable<Integer> {
         Set<Projection> targetSet = EnumSet.noneOf(Projection.class);
         if (targets == null || targets.isEmpty()) targetSet = EnumSet.allOf(Projection.class);
         else for (String t : targets) targetSet.add(Projection.parse(t));
-        LoraSettings lora = demo ? new LoraSettings(16, 32, false, EnumSet.allOf(Projection.class)) : new LoraSettings(rank, alpha, rsLora, targetSet);
+        LoraSettings lora = demo ? new LoraSettings(16, 32, false, EnumSet.allOf(Projection.class)) : new LoraSettings(rank, alpha, rsLora, targetSet, loraDropout);
         Path modelDir = model, dataFile = data, out = output;
         if (demo) {
             Path assets = DemoAssets.ensure(Path.of("jsloth-out", "demo-assets"));

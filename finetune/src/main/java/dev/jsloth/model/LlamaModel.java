@@ -49,6 +49,7 @@ public final class LlamaModel implements AutoCloseable {
     private int[] ropePositions;
     private RopeTables.Tables ropeTables; // of the last batch's positions: training repeats them every step
     private java.util.function.IntConsumer afterLayer; // during lossAndBackward only
+    private long dropoutSeed; // during lossAndBackward only (0: no LoRA dropout)
 
     private LlamaModel(Path dir, LlamaConfig config, Backend backend, DType computeType, LlamaWeights weights) {
         this.dir = dir;
@@ -142,7 +143,8 @@ public final class LlamaModel implements AutoCloseable {
         LlamaWeights.Layer w = weights.layer(l);
         LoraAdapter.Pair pair = adapter == null ? null : adapter.pair(l, p);
         return pair == null ? new LoraLinear(w.weights().get(p), w.biases().get(p))
-                : new LoraLinear(w.weights().get(p), w.biases().get(p), pair.a(), pair.b(), pair.scaling());
+                : new LoraLinear(w.weights().get(p), w.biases().get(p), pair.a(), pair.b(), pair.scaling(),
+                adapter.settings().dropout(), (long) l * Projection.values().length + p.ordinal()); // its own dropout stream
     }
 
     /**
@@ -198,12 +200,25 @@ public final class LlamaModel implements AutoCloseable {
      * soon as its backward is queued (its LoRA gradients are final from then on).
      */
     public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing, java.util.function.IntConsumer afterLayer) {
+        return lossAndBackward(b, gradScale, checkpointing, afterLayer, 0L);
+    }
+
+    /**
+     * {@link #lossAndBackward(Batch, double, boolean, java.util.function.IntConsumer)} as a training pass with LoRA
+     * dropout: the adapters' masks are drawn from {@code dropoutSeed} (0: none; without a dropout probability in the
+     * adapter's settings the seed changes nothing). The same seed gives the same masks, so a resumed run that passes
+     * the seeds it passed before reproduces the uninterrupted one.
+     */
+    public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing, java.util.function.IntConsumer afterLayer,
+                                      long dropoutSeed) {
         if (adapter == null) throw new IllegalStateException("no LoRA adapter attached: nothing to train");
         this.afterLayer = afterLayer;
+        this.dropoutSeed = dropoutSeed;
         try {
             return run(b, true, gradScale, checkpointing, null);
         } finally {
             this.afterLayer = null;
+            this.dropoutSeed = 0L;
         }
     }
 
@@ -251,7 +266,7 @@ public final class LlamaModel implements AutoCloseable {
              Tensor seg = b.segments() == null ? null : backend.uploadInts(Shape.of(b.batch(), b.seq()), b.segments());
              Tensor x = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
             k.embeddingForward(weights.embedding(), ids, x);
-            BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg);
+            BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg, backward ? dropoutSeed : 0L);
             try (Tape tape = new Tape(ctx, checkpointing)) {
                 Tensor h = x;
                 for (DecoderLayer layer : layers) h = tape.forward(layer, h);

@@ -46,7 +46,7 @@ public final class LoraAdapter implements AutoCloseable {
     public record Pair(int layer, Projection projection, Parameter a, Parameter b, double scaling) {
     }
 
-    private final LoraSettings settings;
+    private LoraSettings settings;
     private final Map<String, Pair> pairs; // key: layer + "." + projection
     private final ParameterBuffer buffer;  // every A and B, end to end (null for an adapter without pairs)
     private final TreeMap<Integer, long[]> layerSpans = new TreeMap<>(); // layer -> {first element, elements} in the buffer
@@ -144,6 +144,15 @@ public final class LoraAdapter implements AutoCloseable {
         return settings;
     }
 
+    /**
+     * Sets LoRA dropout's probability for training from now on (a training choice, not part of the weights: a loaded
+     * PEFT adapter says what it was trained with). A model this adapter is attached to picks it up when it is attached
+     * again ({@link LlamaModel#attach}).
+     */
+    public void setDropout(double p) {
+        settings = settings.withDropout(p);
+    }
+
     /** The pair adapting {@code p} in {@code layer}, or null. */
     public Pair pair(int layer, Projection p) {
         return pairs.get(key(layer, p));
@@ -219,6 +228,10 @@ public final class LoraAdapter implements AutoCloseable {
         if (rsNode != null && !rsNode.isNull() && !rsNode.isBoolean()) throw new CheckpointFormatException(cfgFile, "use_rslora", "must be true or false, got " + rsNode);
         boolean rs = rsNode != null && rsNode.asBoolean(false);
         double alpha = alphaNode.asDouble();
+        JsonNode dropNode = c.get("lora_dropout");
+        if (dropNode != null && !dropNode.isNull() && (!dropNode.isNumber() || !(dropNode.asDouble() >= 0 && dropNode.asDouble() < 1)))
+            throw new CheckpointFormatException(cfgFile, "lora_dropout", "must be a number in [0, 1), got " + dropNode);
+        double dropout = dropNode == null || dropNode.isNull() ? 0.0 : dropNode.asDouble();
 
         Path weights = dir.resolve(WEIGHTS_FILE);
         if (!Files.isRegularFile(weights)) throw new CheckpointFormatException(dir, WEIGHTS_FILE, "missing (a .bin adapter is never read: it would be a pickle)");
@@ -250,7 +263,7 @@ public final class LoraAdapter implements AutoCloseable {
                 if (!used.contains(n)) throw new CheckpointFormatException(weights, "tensor '" + n + "'", "is not a LoRA weight of this model");
         }
         if (pairs.isEmpty()) throw new CheckpointFormatException(weights, "", "holds no LoRA weights");
-        return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets), pairs);
+        return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs);
     }
 
     private static String find(SafeTensorsFile f, int layer, Projection p, String which) {
@@ -285,7 +298,7 @@ public final class LoraAdapter implements AutoCloseable {
         c.put("base_model_name_or_path", baseModel);
         c.put("r", settings.rank());
         c.put("lora_alpha", settings.alpha());
-        c.put("lora_dropout", 0.0);
+        c.put("lora_dropout", settings.dropout());
         c.put("use_rslora", settings.rsLora());
         c.put("bias", "none");
         c.put("fan_in_fan_out", false);

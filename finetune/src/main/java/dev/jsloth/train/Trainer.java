@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.distributed.Communicator;
+import dev.jsloth.api.ops.Dropout;
 import dev.jsloth.data.Example;
 import dev.jsloth.io.AtomicFiles;
 import dev.jsloth.io.Json;
@@ -78,6 +79,15 @@ public final class Trainer {
 
     private boolean root() {
         return comm == null || comm.rank() == 0;
+    }
+
+    /**
+     * The LoRA dropout seed of micro-batch {@code micro} of optimizer step {@code step} on this rank: a function of the
+     * run's seed and those numbers only, so a resumed run draws the masks the uninterrupted one drew.
+     */
+    private long dropoutSeed(long step, int micro) {
+        long rank = comm == null ? 0 : comm.rank();
+        return Dropout.seed(Dropout.seed(cfg.seed(), step), ((long) micro << 32) | rank);
     }
 
     private Batcher batcher() {
@@ -160,7 +170,7 @@ public final class Trainer {
                         Batch mine = share(mb.batch());
                         java.util.function.IntConsumer hook = buckets != null && i == group.size() - 1 ? buckets : null;
                         if (mine != null && mine.countedTokens() > 0)
-                            lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing(), hook).lossSum();
+                            lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing(), hook, dropoutSeed(step, i)).lossSum();
                         tokens += mb.tokens();
                     }
                     if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take

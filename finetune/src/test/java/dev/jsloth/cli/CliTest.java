@@ -53,8 +53,10 @@ class CliTest {
                 {"instruction": "Name a colour", "input": "", "output": "red"}
                 """);
         Run r = run("finetune", "--model", model.toString(), "--data", data.toString(), "--output", tmp.resolve("out").toString(),
-                "--max-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "512", "--lora-r", "4", "--save-every", "2");
+                "--max-steps", "3", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "512", "--lora-r", "4", "--save-every", "2",
+                "--lora-dropout", "0.1");
         assertEquals(0, r.code(), r.err() + r.out());
+        assertEquals(0.1, dev.jsloth.io.Json.read(tmp.resolve("out/adapter/adapter_config.json")).get("lora_dropout").asDouble(), r.out());
         assertTrue(r.out().contains("1 rows skipped") && r.out().contains("train.jsonl:3"), r.out());
         assertTrue(Files.isRegularFile(tmp.resolve("out/adapter/adapter_config.json")));
         assertTrue(Files.isRegularFile(tmp.resolve("out/loss.png")));
@@ -65,6 +67,10 @@ class CliTest {
                 "--max-steps", "1", "--bad-rows", "fail");
         assertEquals(1, strict.code());
         assertTrue(strict.err().contains("train.jsonl:3") && strict.err().contains("output"), strict.err());
+
+        Run dropout = run("finetune", "--model", model.toString(), "--data", data.toString(), "--output", tmp.resolve("out3").toString(),
+                "--max-steps", "1", "--lora-dropout", "1");
+        assertTrue(dropout.code() != 0 && dropout.err().contains("LoRA dropout must be in [0, 1), got 1.0"), dropout.err());
     }
 
     @Test

@@ -64,7 +64,11 @@ class TrainerTest {
     }
 
     static List<double[]> train(TrainingConfig cfg, List<Example> data, Path out) throws Exception {
-        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+        return train(cfg, data, out, LoraSettings.allProjections(4, 8));
+    }
+
+    static List<double[]> train(TrainingConfig cfg, List<Example> data, Path out, LoraSettings settings) throws Exception {
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(settings, 11)) {
             // non-zero B so that every parameter gets a gradient from the first step
             for (Parameter p : a.parameters()) if (p.name().endsWith("lora_B")) be.kernels().fill(p.value(), 0.01);
             new Trainer(m, data, List.of(), cfg, out, 0).run(false);
@@ -117,11 +121,38 @@ class TrainerTest {
     /** Stop after a checkpoint, resume: the loss curve and the final adapter equal an uninterrupted run exactly. */
     @Test
     void resumeReproducesTheUninterruptedRun(@TempDir Path tmp) throws Exception {
+        resumeReproduces(tmp, LoraSettings.allProjections(4, 8));
+    }
+
+    /**
+     * LoRA dropout (p = 0.2, PEFT's lora_dropout): the run differs from one without dropout, its adapter says
+     * lora_dropout 0.2, and stopped and resumed it equals its uninterrupted self (each step's masks come from the run's
+     * seed and the step).
+     */
+    @Test
+    void loraDropoutTrainsAndResumesExactly(@TempDir Path tmp) throws Exception {
+        LoraSettings dropout = new LoraSettings(4, 8, false, java.util.EnumSet.allOf(dev.jsloth.model.Projection.class), 0.2);
+        resumeReproduces(tmp, dropout);
+        List<Example> data = examples(12, 4);
+        TrainingConfig cfg = config(2, 1, 3, false);
+        List<double[]> with = train(cfg, data, tmp.resolve("with"), dropout);
+        List<double[]> without = train(cfg, data, tmp.resolve("without"));
+        for (int i = 0; i < with.size(); i++)
+            assertTrue(!java.util.Arrays.equals(with.get(i), without.get(i)), "dropout changes parameter " + i);
+        var config = dev.jsloth.io.Json.MAPPER.readTree(tmp.resolve("with").resolve("adapter").resolve("adapter_config.json").toFile());
+        assertEquals(0.2, config.get("lora_dropout").asDouble());
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64);
+             LoraAdapter a = LoraAdapter.load(tmp.resolve("with").resolve("adapter"), m.config(), be, DType.F64)) {
+            assertEquals(0.2, a.settings().dropout());
+        }
+    }
+
+    private void resumeReproduces(Path tmp, LoraSettings settings) throws Exception {
         List<Example> data = examples(12, 4);
         TrainingConfig cfg = config(2, 1, 6, false).withSchedule(2, 2, 0, 1);
-        List<double[]> straight = train(cfg, data, tmp.resolve("straight"));
+        List<double[]> straight = train(cfg, data, tmp.resolve("straight"), settings);
         Path out = tmp.resolve("resumed");
-        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(settings, 11)) {
             for (Parameter p : a.parameters()) if (p.name().endsWith("lora_B")) be.kernels().fill(p.value(), 0.01);
             Trainer t = new Trainer(m, data, List.of(), cfg, out, 0).listen(new TrainingListener() {
                 @Override
@@ -133,7 +164,7 @@ class TrainerTest {
         }
         assertTrue(Files.isRegularFile(out.resolve("checkpoint-4").resolve("trainer_state.json")));
         List<double[]> resumed;
-        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 99)) {
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(settings, 99)) {
             new Trainer(m, data, List.of(), cfg, out, 0).run(true);
             resumed = new ArrayList<>();
             for (Parameter p : a.parameters()) resumed.add(be.download(p.value()));

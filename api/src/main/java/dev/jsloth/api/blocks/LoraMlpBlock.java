@@ -56,7 +56,7 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
 
     @Override
     public Forward<Saved> forward(Tensor x, BatchContext ctx) {
-        return run(x, true, null);
+        return run(x, true, null, ctx);
     }
 
     /**
@@ -97,10 +97,11 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
      */
     @Override
     public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
-        return run(x, false, (KeptProducts) kept).saved();
+        return run(x, false, (KeptProducts) kept, ctx).saved();
     }
 
-    private Forward<Saved> run(Tensor x, boolean output, KeptProducts kept) {
+    private Forward<Saved> run(Tensor x, boolean output, KeptProducts kept, BatchContext ctx) {
+        long seed = ctx.dropoutSeed();
         Backend be = x.backend();
         Kernels kern = be.kernels();
         DType dt = x.dtype();
@@ -108,15 +109,15 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, postNorm, eps, h, rstd);
-        SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h) : gateUp.forwardSavingWith(h, kept.gateUp());
+        SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h, seed) : gateUp.forwardSavingWith(h, kept.gateUp(), seed);
         Tensor g = f.ys().get(0), u = f.ys().get(1);
         Tensor act = be.allocateForOverwrite(dt, g.shape());
         kern.swigluForward(g, u, act);
         if (!output) {
-            LoraLinear.Saved ds = kept == null ? down.saveForBackward(act) : down.savedWith(act, kept.downXa());
+            LoraLinear.Saved ds = kept == null ? down.saveForBackward(act, seed) : down.savedWith(act, kept.downXa(), seed);
             return new Forward<>(null, new Saved(x, h, rstd, f.saved(), g, u, act, ds));
         }
-        LoraLinear.Forward fd = down.forwardSavingPlus(act, x);
+        LoraLinear.Forward fd = down.forwardSavingPlus(act, x, seed);
         Tensor y = fd.y();
         return new Forward<>(y, new Saved(x, h, rstd, f.saved(), g, u, act, fd.saved()));
     }

@@ -30,6 +30,11 @@ import dev.jsloth.api.autograd.Parameter;
  *   dB += s * dY^T XA             [out, r]
  *   db  = sum_rows dY             (only if the bias were trainable; it is frozen here)
  * </pre>
+ *
+ * <p>LoRA dropout (PEFT's {@code lora_dropout}, probability p): in a pass with a dropout seed the adapter reads
+ * {@code D(X) = X * mask / (1 - p)} instead of X ({@link Dropout}; the mask is this projection's own, drawn again where
+ * needed instead of kept): {@code XA = D(X) A^T}, {@code dA += s dYB^T D(X)}, and dX's adapter term is
+ * {@code D(s dYB A)} (the same mask), added to {@code dY W}. Evaluation and inference (no seed) use X as it is.
  */
 public final class LoraLinear {
     private final Tensor weight;
@@ -37,12 +42,19 @@ public final class LoraLinear {
     private final Parameter loraA;
     private final Parameter loraB;
     private final double scaling;
+    private final double dropout;
+    private final long dropoutStream;
 
     /**
      * What forward keeps for backward: the input (not owned), the rank-r product, and the adapter matrices in the
      * rank-r type ({@link #rankType}) when the parameters are kept in another (the owned ones may be null).
      */
-    public record Saved(Tensor x, Tensor xa, Factors factors) implements AutoCloseable {
+    public record Saved(Tensor x, Tensor xa, Factors factors, long maskSeed) implements AutoCloseable {
+        /** Without dropout. */
+        public Saved(Tensor x, Tensor xa, Factors factors) {
+            this(x, xa, factors, 0L);
+        }
+
         @Override
         public void close() {
             if (xa != null) xa.close();
@@ -88,6 +100,15 @@ public final class LoraLinear {
     }
 
     public LoraLinear(Tensor weight, Tensor bias, Parameter loraA, Parameter loraB, double scaling) {
+        this(weight, bias, loraA, loraB, scaling, 0.0, 0L);
+    }
+
+    /**
+     * With LoRA dropout: probability {@code dropout} in [0, 1) on the adapter's input, masks drawn from each pass's
+     * seed mixed with {@code dropoutStream} (a number of this projection's own, e.g. from its layer and place).
+     */
+    public LoraLinear(Tensor weight, Tensor bias, Parameter loraA, Parameter loraB, double scaling, double dropout, long dropoutStream) {
+        Dropout.check(dropout);
         if (weight.shape().rank() != 2) throw new IllegalArgumentException("weight must be [out, in], got " + weight.shape());
         if ((loraA == null) != (loraB == null)) throw new IllegalArgumentException("LoRA needs both A and B");
         if (loraA != null) {
@@ -102,6 +123,8 @@ public final class LoraLinear {
         this.loraA = loraA;
         this.loraB = loraB;
         this.scaling = scaling;
+        this.dropout = dropout;
+        this.dropoutStream = dropoutStream;
     }
 
     /** LoRA's scale: {@code alpha/r}, or {@code alpha/sqrt(r)} with rsLoRA. */
@@ -149,6 +172,41 @@ public final class LoraLinear {
         return loraA != null;
     }
 
+    /** LoRA dropout's probability (0: none). */
+    public double dropout() {
+        return dropout;
+    }
+
+    /** The mask seed of a pass with dropout seed {@code passSeed}: 0 (no mask) without an adapter, dropout or seed. */
+    long maskSeed(long passSeed) {
+        return loraA == null || dropout == 0 || passSeed == 0 ? 0L : Dropout.seed(passSeed, dropoutStream);
+    }
+
+    /** Whether a pass with dropout seed {@code passSeed} masks this adapter's input. */
+    public boolean dropsOut(long passSeed) {
+        return maskSeed(passSeed) != 0;
+    }
+
+    /**
+     * A new {@code t * mask / (1 - p)} in {@code type} (the mask of {@code maskSeed}), t converted first where its type
+     * differs: in the rank-r path's type, as PEFT casts X to its adapter's type before the dropout.
+     */
+    private Tensor dropped(Tensor t, long maskSeed, DType type) {
+        Kernels k = t.backend().kernels();
+        Tensor out = t.backend().allocateForOverwrite(type, t.shape());
+        try {
+            if (t.dtype() == type) k.dropout(t, dropout, maskSeed, out);
+            else {
+                k.copy(t, out);
+                k.dropout(out, dropout, maskSeed, out);
+            }
+            return out;
+        } catch (RuntimeException | Error e) {
+            out.close();
+            throw e;
+        }
+    }
+
     /** The output of a training forward: Y and what backward needs. */
     public record Forward(Tensor y, Saved saved) {
     }
@@ -162,8 +220,13 @@ public final class LoraLinear {
 
     /** Training forward: Y plus the saved activations for {@link #backward}. */
     public Forward forwardSaving(Tensor x) {
+        return forwardSaving(x, 0L);
+    }
+
+    /** {@link #forwardSaving(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
+    public Forward forwardSaving(Tensor x, long dropoutSeed) {
         checkInput(x);
-        return forward(x, saveForBackward(x), null);
+        return forward(x, saveForBackward(x, dropoutSeed), null);
     }
 
     /**
@@ -171,12 +234,17 @@ public final class LoraLinear {
      * residual} (residual {@code [n, out]}, read only), the add folded into the products where the backend can.
      */
     public Forward forwardSavingPlus(Tensor x, Tensor residual) {
+        return forwardSavingPlus(x, residual, 0L);
+    }
+
+    /** {@link #forwardSavingPlus(Tensor, Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
+    public Forward forwardSavingPlus(Tensor x, Tensor residual, long dropoutSeed) {
         checkInput(x);
         java.util.Objects.requireNonNull(residual, "residual");
         if (residual.numel() != x.shape().rows() * outFeatures())
             throw new IllegalArgumentException("residual " + residual.shape() + " does not fit the output [" + x.shape().rows() + ", "
                     + outFeatures() + "]");
-        return forward(x, saveForBackward(x), residual);
+        return forward(x, saveForBackward(x, dropoutSeed), residual);
     }
 
     /**
@@ -184,8 +252,13 @@ public final class LoraLinear {
      * adapter): a recompute that kept XA forms only Y, without reading X for XA again.
      */
     public Forward forwardSavingWith(Tensor x, Tensor xa) {
+        return forwardSavingWith(x, xa, 0L);
+    }
+
+    /** {@link #forwardSavingWith(Tensor, Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
+    public Forward forwardSavingWith(Tensor x, Tensor xa, long dropoutSeed) {
         checkInput(x);
-        return forward(x, savedWith(x, xa), null);
+        return forward(x, savedWith(x, xa, dropoutSeed), null);
     }
 
     /** The forward from a saved state made for this input ({@link #saveForBackward}, {@link #savedWith}). */
@@ -222,14 +295,23 @@ public final class LoraLinear {
      * product is needed ({@code 2nr in} flops instead of {@code 2n out (in + r)}).
      */
     public Saved saveForBackward(Tensor x) {
+        return saveForBackward(x, 0L);
+    }
+
+    /** {@link #saveForBackward(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
+    public Saved saveForBackward(Tensor x, long dropoutSeed) {
         checkInput(x);
         if (loraA == null) return new Saved(x, null, null);
         Backend be = x.backend();
         DType rank = rankType(x.dtype());
         Factors f = factors(rank);
+        long mask = maskSeed(dropoutSeed);
         Tensor xa = be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
-        be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
-        return new Saved(x, xa, f);
+        if (mask == 0) be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
+        else try (Tensor xd = dropped(x, mask, rank)) {
+            be.kernels().gemm(false, true, 1.0, xd, f.a(), 0.0, xa);
+        }
+        return new Saved(x, xa, f, mask);
     }
 
     /**
@@ -237,10 +319,15 @@ public final class LoraLinear {
      * adapter): for a recompute that kept XA instead of forming it again.
      */
     public Saved savedWith(Tensor x, Tensor xa) {
+        return savedWith(x, xa, 0L);
+    }
+
+    /** {@link #savedWith(Tensor, Tensor)} for a product formed in a pass with dropout seed {@code dropoutSeed}. */
+    public Saved savedWith(Tensor x, Tensor xa, long dropoutSeed) {
         checkInput(x);
         if ((loraA == null) != (xa == null))
             throw new IllegalArgumentException(loraA == null ? "a rank-r product given to a layer without an adapter" : "the adapter's rank-r product is missing");
-        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())));
+        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())), maskSeed(dropoutSeed));
     }
 
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
@@ -276,8 +363,26 @@ public final class LoraLinear {
         }
         int r = loraA.value().shape().dim(0);
         Factors f = saved.factors();
+        long mask = saved.maskSeed();
         try (Tensor dyb = be.allocateForOverwrite(rankType(dy.dtype()), Shape.of(n, r))) {
             k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
+            if (mask != 0) {
+                try (Tensor xd = dropped(x, mask, rankType(x.dtype()))) {
+                    k.gemm(true, false, scaling, dyb, xd, 1.0, loraA.grad());
+                }
+                k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
+                if (dx == null) return;
+                // dX = dY W + D(s (dY B) A): the adapter's term through the same mask (in the rank-r type), put into
+                // dX first, then the base product on top of it (beta = 1), so dX is rounded once after its large part
+                try (Tensor term = be.allocateForOverwrite(dyb.dtype(), dx.shape())) {
+                    k.gemm(false, false, scaling, dyb, f.a(), 0.0, term);
+                    k.dropout(term, dropout, mask, term);
+                    if (accumulate) k.add(dx, term, dx);
+                    else k.copy(term, dx);
+                }
+                k.gemm(false, false, 1.0, dy, weight, 1.0, dx);
+                return;
+            }
             k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
             k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
             // dX = dY W + s (dY B) A, with the adapter's term in the same pass where the backend fuses them

@@ -61,9 +61,15 @@ public final class SharedInputLora {
         return members;
     }
 
-    /** Whether the rank-r products are formed stacked. */
+    /** Whether the rank-r products are formed stacked (in passes without dropout). */
     public boolean stacked() {
         return stack != null;
+    }
+
+    /** Whether a pass with dropout seed {@code dropoutSeed} masks any member's input (each member then on its own). */
+    public boolean dropsOut(long dropoutSeed) {
+        for (LoraLinear m : members) if (m.dropsOut(dropoutSeed)) return true;
+        return false;
     }
 
     /** The rank-r products of one forward, kept across checkpointing: the stacked one, or each member's. */
@@ -110,19 +116,38 @@ public final class SharedInputLora {
 
     /** Training forward: every member's output plus the saved state for {@link #backward}. */
     public Forward forwardSaving(Tensor x) {
-        return forward(x, saveForBackward(x));
+        return forwardSaving(x, 0L);
+    }
+
+    /**
+     * {@link #forwardSaving(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). Where it masks any
+     * member's input, each member forms its own rank-r product from its own masked X (as PEFT's separate dropout
+     * modules do), so the stacked product is not used in that pass.
+     */
+    public Forward forwardSaving(Tensor x, long dropoutSeed) {
+        return forward(x, saveForBackward(x, dropoutSeed));
     }
 
     /** Training forward from kept rank-r products (ownership passes to the result): X is not read for them again. */
     public Forward forwardSavingWith(Tensor x, Products kept) {
-        return forward(x, savedWith(x, kept));
+        return forwardSavingWith(x, kept, 0L);
+    }
+
+    /** {@link #forwardSavingWith(Tensor, Products)} for products formed in a pass with dropout seed {@code dropoutSeed}. */
+    public Forward forwardSavingWith(Tensor x, Products kept, long dropoutSeed) {
+        return forward(x, savedWith(x, kept, dropoutSeed));
     }
 
     /** What {@link #forwardSaving} saves, without the outputs (a recompute that only needs the rank-r products). */
     public Saved saveForBackward(Tensor x) {
-        if (stack == null) {
+        return saveForBackward(x, 0L);
+    }
+
+    /** {@link #saveForBackward(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
+    public Saved saveForBackward(Tensor x, long dropoutSeed) {
+        if (stack == null || dropsOut(dropoutSeed)) {
             List<LoraLinear.Saved> each = new ArrayList<>();
-            for (LoraLinear m : members) each.add(m.saveForBackward(x));
+            for (LoraLinear m : members) each.add(m.saveForBackward(x, dropoutSeed));
             return new Saved(x, null, null, false, each);
         }
         checkInput(x);
@@ -136,11 +161,16 @@ public final class SharedInputLora {
 
     /** The saved state from kept rank-r products (ownership passes to the result). */
     public Saved savedWith(Tensor x, Products kept) {
-        if (stack == null) {
+        return savedWith(x, kept, 0L);
+    }
+
+    /** {@link #savedWith(Tensor, Products)} for products formed in a pass with dropout seed {@code dropoutSeed}. */
+    public Saved savedWith(Tensor x, Products kept, long dropoutSeed) {
+        if (stack == null || dropsOut(dropoutSeed)) {
             if (kept.each() == null || kept.each().size() != members.size())
                 throw new IllegalArgumentException("kept rank-r products do not fit " + members.size() + " projections on their own");
             List<LoraLinear.Saved> each = new ArrayList<>();
-            for (int j = 0; j < members.size(); j++) each.add(members.get(j).savedWith(x, kept.each().get(j)));
+            for (int j = 0; j < members.size(); j++) each.add(members.get(j).savedWith(x, kept.each().get(j), dropoutSeed));
             return new Saved(x, null, null, false, each);
         }
         if (kept.stacked() == null) throw new IllegalArgumentException("the stacked rank-r product is missing");

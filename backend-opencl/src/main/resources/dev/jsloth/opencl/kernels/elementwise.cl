@@ -54,6 +54,33 @@ kernel void ew_axpy(long n, real alpha, TENSOR(x), TENSOR(y)) {
     if (i < n) ST(y, i, LD(y, i) + alpha * LD(x, i));
 }
 
+/* The 24-bit draw of element i under seed (dev.jsloth.api.ops.Dropout#draw: splitmix64 of seed + (i + 1) * golden). */
+inline uint dropout_draw(ulong seed, long i) {
+    ulong z = seed + (ulong) (i + 1) * 0x9E3779B97F4A7C15UL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+    z ^= z >> 31;
+    return (uint) (z >> 40);
+}
+
+/* Dropout: out = x * scale where element i's draw is at least threshold, else 0; the product in float for 16- and
+ * 32-bit tensors (the bits of the other backends), in double for F64. out may be x. */
+kernel void ew_dropout(long n, ulong seed, uint threshold, real scale, TENSOR(x), TENSOR(out)) {
+    const long i = get_global_id(0);
+    if (i >= n) return;
+    if (dropout_draw(seed, i) < threshold) {
+        ST(out, i, (real) 0);
+        return;
+    }
+#ifdef REAL_IS_DOUBLE
+    if (x_dt == DT_F64) {
+        ST(out, i, LD(x, i) * scale);
+        return;
+    }
+#endif
+    ST(out, i, (real) ((float) LD(x, i) * (float) scale));
+}
+
 kernel void ew_scale(long n, real alpha, TENSOR(x)) {
     const long i = get_global_id(0);
     if (i < n) ST(x, i, LD(x, i) * alpha);

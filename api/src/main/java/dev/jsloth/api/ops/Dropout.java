@@ -1,0 +1,59 @@
+package dev.jsloth.api.ops;
+
+/**
+ * LoRA dropout's masks, the same bits on every backend ({@link dev.jsloth.api.Kernels#dropout}): element i of a tensor
+ * is kept when the top 24 bits of {@code splitmix64(seed + (i + 1) * 0x9E3779B97F4A7C15)} are at least
+ * {@code threshold(p) = round(p * 2^24)}, and a kept element is scaled by {@code 1 / (1 - p)} (PEFT's
+ * {@code nn.Dropout} before {@code lora_A}). The mask is a function of (seed, index) alone, so the backward pass and a
+ * checkpointed recompute draw it again instead of keeping it. Each adapted projection mixes the pass's seed with a
+ * stream number of its own ({@link #seed}), so no two projections share a mask.
+ */
+public final class Dropout {
+    private static final long GOLDEN = 0x9E3779B97F4A7C15L;
+    private static final int BITS = 24;
+
+    private Dropout() {
+    }
+
+    /** Checks a dropout probability: in [0, 1). */
+    public static double check(double p) {
+        if (!(p >= 0 && p < 1)) throw new IllegalArgumentException("dropout probability must be in [0, 1), got " + p);
+        return p;
+    }
+
+    /** The drop threshold on 24-bit draws: an element whose draw is below it is dropped. */
+    public static int threshold(double p) {
+        return (int) Math.round(check(p) * (1 << BITS));
+    }
+
+    /** The scale of a kept element, {@code 1 / (1 - p)}. */
+    public static double scale(double p) {
+        return 1.0 / (1.0 - check(p));
+    }
+
+    /** The 24-bit draw of element {@code index} under {@code seed}. */
+    public static int draw(long seed, long index) {
+        long z = seed + (index + 1) * GOLDEN;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z ^= z >>> 31;
+        return (int) (z >>> (64 - BITS));
+    }
+
+    /** Whether element {@code index} is kept under {@code seed} at {@code threshold}. */
+    public static boolean keeps(long seed, long index, int threshold) {
+        return draw(seed, index) >= threshold;
+    }
+
+    /**
+     * The mask seed of one projection in one pass: the pass's seed mixed with the projection's stream number (never 0,
+     * which means no dropout).
+     */
+    public static long seed(long passSeed, long stream) {
+        long z = passSeed ^ (stream + 1) * GOLDEN;
+        z = (z ^ (z >>> 33)) * 0xFF51AFD7ED558CCDL;
+        z = (z ^ (z >>> 33)) * 0xC4CEB9FE1A85EC53L;
+        z ^= z >>> 33;
+        return z == 0 ? 1 : z;
+    }
+}
