@@ -65,11 +65,12 @@ fi
 } 2>&1 | tee "$log"
 
 selection=(--select-package dev.jsloth.conformance --select-package dev.jsloth.cuda)
-# HfParityTest (the fixtures' Hugging Face goldens on every backend) where gpu-package.sh put finetune's test classes
+# HfParityTest (the fixtures' Hugging Face goldens on every backend) and LoraDropoutBackendsTest (dropout's masks on
+# every backend) where gpu-package.sh put finetune's test classes
 extra=()
 if [ -d "$root/.gpu/finetune-test-classes" ]; then
     extra=(--class-path "$root/.gpu/finetune-test-classes")
-    selection+=(--select-class dev.jsloth.model.HfParityTest)
+    selection+=(--select-class dev.jsloth.model.HfParityTest --select-class dev.jsloth.model.LoraDropoutBackendsTest)
 fi
 [ $# -gt 0 ] && selection=("$@")
 "$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xss4m \
