@@ -52,4 +52,15 @@ record Fixture(String name, Path dir, JsonNode expected, SafeTensorsFile tensors
         }
         return num / den;
     }
+
+    /** The cosine of the angle between a and b (1 when both are zero). */
+    static double cosine(double[] a, double[] b) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int i = 0; i < a.length; i++) {
+            ab += a[i] * b[i];
+            aa += a[i] * a[i];
+            bb += b[i] * b[i];
+        }
+        return aa == 0 && bb == 0 ? 1 : ab / Math.sqrt(aa * bb);
+    }
 }

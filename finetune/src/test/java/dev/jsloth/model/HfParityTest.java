@@ -138,7 +138,7 @@ class HfParityTest {
                     double worst = 1;
                     for (Parameter p : a.parameters()) {
                         assertEquals(DType.F32, p.grad().dtype(), "LoRA gradients stay F32");
-                        worst = Math.min(worst, cosine(b16.download(p.grad()), fx.doubles(gradientKey(p))));
+                        worst = Math.min(worst, Fixture.cosine(b16.download(p.grad()), fx.doubles(gradientKey(p))));
                     }
                     report(name + " bf16 " + st.name() + " 1 - worst gradient cosine", 1 - worst, 1e-3);
                 }
@@ -152,16 +152,6 @@ class HfParityTest {
         } catch (java.security.NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);
         }
-    }
-
-    private static double cosine(double[] a, double[] b) {
-        double ab = 0, aa = 0, bb = 0;
-        for (int i = 0; i < a.length; i++) {
-            ab += a[i] * b[i];
-            aa += a[i] * a[i];
-            bb += b[i] * b[i];
-        }
-        return aa == 0 && bb == 0 ? 1 : ab / Math.sqrt(aa * bb);
     }
 
     @ParameterizedTest

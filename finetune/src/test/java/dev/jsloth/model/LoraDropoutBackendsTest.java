@@ -82,7 +82,7 @@ class LoraDropoutBackendsTest {
                     double lossErr = Math.abs(got.loss() - want.loss()) / want.loss(), worst = 0;
                     for (int i = 0; i < want.grads().size(); i++)
                         worst = Math.max(worst, dt == DType.F32 ? Fixture.relError(got.grads().get(i), want.grads().get(i))
-                                : 1 - cosine(got.grads().get(i), want.grads().get(i)));
+                                : 1 - Fixture.cosine(got.grads().get(i), want.grads().get(i)));
                     System.out.printf(Locale.ROOT, "[dropout] %s loss rel err %.3e, worst gradient %s %.3e%n", tag, lossErr,
                             dt == DType.F32 ? "rel err" : "1 - cosine", worst);
                     assertTrue(lossErr <= (dt == DType.F32 ? F32_LOSS : BF16_LOSS), tag + " loss: " + lossErr);
@@ -90,15 +90,5 @@ class LoraDropoutBackendsTest {
                 }
             }
         }
-    }
-
-    private static double cosine(double[] a, double[] b) {
-        double ab = 0, aa = 0, bb = 0;
-        for (int i = 0; i < a.length; i++) {
-            ab += a[i] * b[i];
-            aa += a[i] * a[i];
-            bb += b[i] * b[i];
-        }
-        return aa == 0 && bb == 0 ? 1 : ab / Math.sqrt(aa * bb);
     }
 }
