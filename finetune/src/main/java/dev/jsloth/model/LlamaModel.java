@@ -13,6 +13,7 @@ import dev.jsloth.api.blocks.KvCache;
 import dev.jsloth.api.blocks.LoraAttentionBlock;
 import dev.jsloth.api.blocks.LoraMlpBlock;
 import dev.jsloth.api.ops.CrossEntropy;
+import dev.jsloth.api.ops.Dropout;
 import dev.jsloth.api.ops.LoraLinear;
 import dev.jsloth.api.ops.RopeTables;
 
@@ -49,7 +50,7 @@ public final class LlamaModel implements AutoCloseable {
     private int[] ropePositions;
     private RopeTables.Tables ropeTables; // of the last batch's positions: training repeats them every step
     private java.util.function.IntConsumer afterLayer; // during lossAndBackward only
-    private long dropoutSeed; // during lossAndBackward only (0: no LoRA dropout)
+    private Dropout.Pass dropout = Dropout.Pass.NONE; // during lossAndBackward only
 
     private LlamaModel(Path dir, LlamaConfig config, Backend backend, DType computeType, LlamaWeights weights) {
         this.dir = dir;
@@ -200,25 +201,26 @@ public final class LlamaModel implements AutoCloseable {
      * soon as its backward is queued (its LoRA gradients are final from then on).
      */
     public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing, java.util.function.IntConsumer afterLayer) {
-        return lossAndBackward(b, gradScale, checkpointing, afterLayer, 0L);
+        return lossAndBackward(b, gradScale, checkpointing, afterLayer, Dropout.Pass.NONE);
     }
 
     /**
      * {@link #lossAndBackward(Batch, double, boolean, java.util.function.IntConsumer)} as a training pass with LoRA
-     * dropout: the adapters' masks are drawn from {@code dropoutSeed} (0: none; without a dropout probability in the
-     * adapter's settings the seed changes nothing). The same seed gives the same masks, so a resumed run that passes
-     * the seeds it passed before reproduces the uninterrupted one.
+     * dropout: the adapters' masks are drawn from {@code dropout} ({@link Dropout.Pass#NONE}: none; without a dropout
+     * probability in the adapter's settings it changes nothing). The same pass gives the same masks, so a resumed run
+     * that passes what it passed before reproduces the uninterrupted one; a data-parallel rank passes the place of its
+     * first token in the whole batch, so its tokens meet the masks one process would give them.
      */
     public LossResult lossAndBackward(Batch b, double gradScale, boolean checkpointing, java.util.function.IntConsumer afterLayer,
-                                      long dropoutSeed) {
+                                      Dropout.Pass dropout) {
         if (adapter == null) throw new IllegalStateException("no LoRA adapter attached: nothing to train");
         this.afterLayer = afterLayer;
-        this.dropoutSeed = dropoutSeed;
+        this.dropout = java.util.Objects.requireNonNull(dropout, "dropout");
         try {
             return run(b, true, gradScale, checkpointing, null);
         } finally {
             this.afterLayer = null;
-            this.dropoutSeed = 0L;
+            this.dropout = Dropout.Pass.NONE;
         }
     }
 
@@ -266,7 +268,7 @@ public final class LlamaModel implements AutoCloseable {
              Tensor seg = b.segments() == null ? null : backend.uploadInts(Shape.of(b.batch(), b.seq()), b.segments());
              Tensor x = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
             k.embeddingForward(weights.embedding(), ids, x);
-            BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg, backward ? dropoutSeed : 0L);
+            BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg, backward ? dropout : Dropout.Pass.NONE);
             try (Tape tape = new Tape(ctx, checkpointing)) {
                 Tensor h = x;
                 for (DecoderLayer layer : layers) h = tape.forward(layer, h);

@@ -82,12 +82,13 @@ public final class Trainer {
     }
 
     /**
-     * The LoRA dropout seed of micro-batch {@code micro} of optimizer step {@code step} on this rank: a function of the
-     * run's seed and those numbers only, so a resumed run draws the masks the uninterrupted one drew.
+     * The LoRA dropout pass of micro-batch {@code micro} of optimizer step {@code step} on this rank: its seed a function
+     * of the run's seed and those numbers only (so a resumed run draws the masks the uninterrupted one drew), from this
+     * rank's first token in the whole micro-batch on (so the masks do not depend on how many processes share it).
      */
-    private long dropoutSeed(long step, int micro) {
-        long rank = comm == null ? 0 : comm.rank();
-        return Dropout.seed(Dropout.seed(cfg.seed(), step), ((long) micro << 32) | rank);
+    private Dropout.Pass dropoutPass(long step, int micro, Batch global) {
+        long firstToken = world() == 1 ? 0 : (long) comm.rank() * cfg.batchSize() * global.seq();
+        return new Dropout.Pass(Dropout.seed(Dropout.seed(cfg.seed(), step), micro), firstToken);
     }
 
     private Batcher batcher() {
@@ -170,7 +171,7 @@ public final class Trainer {
                         Batch mine = share(mb.batch());
                         java.util.function.IntConsumer hook = buckets != null && i == group.size() - 1 ? buckets : null;
                         if (mine != null && mine.countedTokens() > 0)
-                            lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing(), hook, dropoutSeed(step, i)).lossSum();
+                            lossSum += model.lossAndBackward(mine, 1.0 / counted, cfg.checkpointing(), hook, dropoutPass(step, i, mb.batch())).lossSum();
                         tokens += mb.tokens();
                     }
                     if (world() > 1) { // the ranks' gradients and losses summed: the same step as one process would take
@@ -305,6 +306,7 @@ public final class Trainer {
         s.put("train_examples", train.size());
         s.put("world_size", world());
         s.put("global_batch", cfg.batchSize() * world());
+        s.put("lora_dropout", adapter.settings().dropout());
         s.set("config", Json.MAPPER.valueToTree(cfg));
         return s;
     }
@@ -324,6 +326,10 @@ public final class Trainer {
                 throw new TrainingException("--resume: " + key + " was " + saved.get(key) + " in " + ck + " but is " + now.get(key)
                         + " now; the data order would differ. Resume with the same settings.");
         }
+        double dropout = adapter.settings().dropout();
+        if (state.has("lora_dropout") && state.get("lora_dropout").asDouble() != dropout)
+            throw new TrainingException("--resume: LoRA dropout was " + state.get("lora_dropout").asDouble() + " in " + ck + " but is " + dropout
+                    + " now; the steps after it would follow other maths. Resume with --lora-dropout " + state.get("lora_dropout").asDouble() + ".");
         if (state.has("train_examples") && state.get("train_examples").asInt() != train.size())
             throw new TrainingException("--resume: the checkpoint was trained on " + state.get("train_examples").asInt()
                     + " examples, the data now gives " + train.size());

@@ -3,6 +3,7 @@ package dev.jsloth.model;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.autograd.Parameter;
+import dev.jsloth.api.ops.Dropout;
 import dev.jsloth.api.spi.Backends;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -37,10 +38,42 @@ class LoraDropoutBackendsTest {
 
     private static Pass pass(LlamaModel m, LoraAdapter a, Backend on, Batch b, boolean checkpointing, long seed) {
         a.zeroGrads();
-        double loss = m.lossAndBackward(b, 1.0 / b.countedTokens(), checkpointing, null, seed).meanLoss();
+        double loss = m.lossAndBackward(b, 1.0 / b.countedTokens(), checkpointing, null, new Dropout.Pass(seed, 0)).meanLoss();
         List<double[]> grads = new ArrayList<>();
         for (Parameter p : a.parameters()) grads.add(on.download(p.grad()));
         return new Pass(loss, grads);
+    }
+
+    /**
+     * A batch split as data-parallel ranks split it (each share's pass starting at its first token in the whole batch)
+     * gives the gradients of the whole batch in one pass: the masks do not depend on how many processes share a batch.
+     */
+    @org.junit.jupiter.api.Test
+    void sharesOfABatchMeetTheMasksOfTheWholeBatch() throws IOException {
+        try (Backend cpu = Backends.create("cpu"); Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), cpu, DType.F64);
+             LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+            a.setDropout(P);
+            m.attach(a);
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            assertTrue(b.batch() >= 2, "the fixture batch has " + b.batch() + " rows");
+            Pass whole = pass(m, a, cpu, b, true, SEED);
+            a.zeroGrads();
+            double lossSum = 0;
+            for (int row = 0; row < b.batch(); row++)
+                lossSum += m.lossAndBackward(b.rows(row, 1), 1.0 / b.countedTokens(), true, null,
+                        new Dropout.Pass(SEED, (long) row * b.seq())).lossSum();
+            assertEquals(whole.loss(), lossSum / b.countedTokens(), 1e-12 * whole.loss());
+            for (int i = 0; i < whole.grads().size(); i++)
+                assertArrayEquals(whole.grads().get(i), cpu.download(a.parameters().get(i).grad()),
+                        1e-12 * java.util.Arrays.stream(whole.grads().get(i)).map(Math::abs).max().orElse(1), "gradient " + i);
+            a.zeroGrads();
+            m.lossAndBackward(b.rows(1, 1), 1.0 / b.countedTokens(), true, null, new Dropout.Pass(SEED, b.seq()));
+            double[] atItsPlace = cpu.download(a.parameters().get(0).grad());
+            a.zeroGrads();
+            m.lossAndBackward(b.rows(1, 1), 1.0 / b.countedTokens(), true, null, new Dropout.Pass(SEED, 0));
+            assertFalse(java.util.Arrays.equals(atItsPlace, cpu.download(a.parameters().get(0).grad())),
+                    "a share that starts elsewhere meets other masks");
+        }
     }
 
     @ParameterizedTest

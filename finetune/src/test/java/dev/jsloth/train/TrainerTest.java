@@ -145,6 +145,12 @@ class TrainerTest {
              LoraAdapter a = LoraAdapter.load(tmp.resolve("with").resolve("adapter"), m.config(), be, DType.F64)) {
             assertEquals(0.2, a.settings().dropout());
         }
+        // resuming a dropout run without its dropout would follow other maths: refused, naming the value
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            TrainingException e = assertThrows(TrainingException.class,
+                    () -> new Trainer(m, data, List.of(), config(2, 1, 6, false).withSchedule(2, 2, 0, 1), tmp.resolve("resumed"), 0).run(true));
+            assertTrue(e.getMessage().contains("--lora-dropout 0.2"), e.getMessage());
+        }
     }
 
     private void resumeReproduces(Path tmp, LoraSettings settings) throws Exception {

@@ -153,8 +153,8 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         be.kernels().rmsNormForward(x, inputNorm, eps, h, rstd);
-        return new Saved(x, h, rstd, qkv.savedWith(h, kept.qkv(), ctx.dropoutSeed()), kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(),
-                o.savedWith(kept.attn(), kept.oxa(), ctx.dropoutSeed()));
+        return new Saved(x, h, rstd, qkv.savedWith(h, kept.qkv(), ctx.dropout()), kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(),
+                o.savedWith(kept.attn(), kept.oxa(), ctx.dropout()));
     }
 
     /**
@@ -175,7 +175,7 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, inputNorm, eps, h, rstd);
-        SharedInputLora.Forward f = qkv.forwardSaving(h, ctx.dropoutSeed());
+        SharedInputLora.Forward f = qkv.forwardSaving(h, ctx.dropout());
         Tensor q = f.ys().get(0), k = f.ys().get(1), v = f.ys().get(2);
         kern.rope(q, ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
         kern.rope(k, ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
@@ -197,7 +197,7 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
             kern.attentionForward(d, q, cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
         }
-        LoraLinear.Forward fo = o.forwardSavingPlus(attn, x, ctx.dropoutSeed());
+        LoraLinear.Forward fo = o.forwardSavingPlus(attn, x, ctx.dropout());
         Tensor y = fo.y();
         return new Forward<>(y, new Saved(x, h, rstd, f.saved(), q, k, v, attn, lse, fo.saved()));
     }

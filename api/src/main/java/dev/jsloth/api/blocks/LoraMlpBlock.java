@@ -8,6 +8,7 @@ import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.BatchContext;
 import dev.jsloth.api.autograd.Block;
 import dev.jsloth.api.autograd.ParameterBuffer;
+import dev.jsloth.api.ops.Dropout;
 import dev.jsloth.api.ops.LoraLinear;
 import dev.jsloth.api.ops.SharedInputLora;
 
@@ -101,7 +102,7 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
     }
 
     private Forward<Saved> run(Tensor x, boolean output, KeptProducts kept, BatchContext ctx) {
-        long seed = ctx.dropoutSeed();
+        Dropout.Pass dropout = ctx.dropout();
         Backend be = x.backend();
         Kernels kern = be.kernels();
         DType dt = x.dtype();
@@ -109,15 +110,15 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
         Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
         kern.rmsNormForward(x, postNorm, eps, h, rstd);
-        SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h, seed) : gateUp.forwardSavingWith(h, kept.gateUp(), seed);
+        SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h, dropout) : gateUp.forwardSavingWith(h, kept.gateUp(), dropout);
         Tensor g = f.ys().get(0), u = f.ys().get(1);
         Tensor act = be.allocateForOverwrite(dt, g.shape());
         kern.swigluForward(g, u, act);
         if (!output) {
-            LoraLinear.Saved ds = kept == null ? down.saveForBackward(act, seed) : down.savedWith(act, kept.downXa(), seed);
+            LoraLinear.Saved ds = kept == null ? down.saveForBackward(act, dropout) : down.savedWith(act, kept.downXa(), dropout);
             return new Forward<>(null, new Saved(x, h, rstd, f.saved(), g, u, act, ds));
         }
-        LoraLinear.Forward fd = down.forwardSavingPlus(act, x, seed);
+        LoraLinear.Forward fd = down.forwardSavingPlus(act, x, dropout);
         Tensor y = fd.y();
         return new Forward<>(y, new Saved(x, h, rstd, f.saved(), g, u, act, fd.saved()));
     }

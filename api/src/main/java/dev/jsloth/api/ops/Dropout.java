@@ -45,6 +45,39 @@ public final class Dropout {
         return draw(seed, index) >= threshold;
     }
 
+    /** The seed whose draw for index i is {@code seed}'s draw for index {@code first + i}. */
+    public static long at(long seed, long first) {
+        return seed + first * GOLDEN;
+    }
+
+    /**
+     * LoRA dropout in one pass: the pass's seed (0: no dropout, as in evaluation and inference) and the place of the
+     * pass's first token in the whole batch. A data-parallel rank's share of a batch starts past the other ranks'
+     * tokens, so each token meets the mask that one process with the whole batch would give it.
+     */
+    public record Pass(long seed, long firstToken) {
+        public static final Pass NONE = new Pass(0, 0);
+
+        public Pass {
+            if (firstToken < 0) throw new IllegalArgumentException("first token must be >= 0, got " + firstToken);
+        }
+
+        /** Whether this pass drops out (adapters with a dropout probability). */
+        public boolean active() {
+            return seed != 0;
+        }
+
+        /**
+         * The mask seed of a projection with dropout stream {@code stream} whose input has {@code features} columns (0 in a
+         * pass without dropout; a mixed value of 0 is taken as 1).
+         */
+        public long maskSeed(long stream, int features) {
+            if (seed == 0) return 0;
+            long s = at(Dropout.seed(seed, stream), firstToken * features);
+            return s == 0 ? 1 : s;
+        }
+    }
+
     /**
      * The mask seed of one projection in one pass: the pass's seed mixed with the projection's stream number (never 0,
      * which means no dropout).

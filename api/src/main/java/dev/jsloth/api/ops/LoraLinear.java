@@ -177,14 +177,14 @@ public final class LoraLinear {
         return dropout;
     }
 
-    /** The mask seed of a pass with dropout seed {@code passSeed}: 0 (no mask) without an adapter, dropout or seed. */
-    long maskSeed(long passSeed) {
-        return loraA == null || dropout == 0 || passSeed == 0 ? 0L : Dropout.seed(passSeed, dropoutStream);
+    /** This adapter's mask seed in dropout pass {@code pass}: 0 (no mask) without an adapter, a dropout probability or a seed. */
+    long maskSeed(Dropout.Pass pass) {
+        return loraA == null || dropout == 0 ? 0L : pass.maskSeed(dropoutStream, inFeatures());
     }
 
-    /** Whether a pass with dropout seed {@code passSeed} masks this adapter's input. */
-    public boolean dropsOut(long passSeed) {
-        return maskSeed(passSeed) != 0;
+    /** Whether dropout pass {@code pass} masks this adapter's input. */
+    public boolean dropsOut(Dropout.Pass pass) {
+        return maskSeed(pass) != 0;
     }
 
     /**
@@ -220,13 +220,13 @@ public final class LoraLinear {
 
     /** Training forward: Y plus the saved activations for {@link #backward}. */
     public Forward forwardSaving(Tensor x) {
-        return forwardSaving(x, 0L);
+        return forwardSaving(x, Dropout.Pass.NONE);
     }
 
-    /** {@link #forwardSaving(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
-    public Forward forwardSaving(Tensor x, long dropoutSeed) {
+    /** {@link #forwardSaving(Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
+    public Forward forwardSaving(Tensor x, Dropout.Pass pass) {
         checkInput(x);
-        return forward(x, saveForBackward(x, dropoutSeed), null);
+        return forward(x, saveForBackward(x, pass), null);
     }
 
     /**
@@ -234,17 +234,17 @@ public final class LoraLinear {
      * residual} (residual {@code [n, out]}, read only), the add folded into the products where the backend can.
      */
     public Forward forwardSavingPlus(Tensor x, Tensor residual) {
-        return forwardSavingPlus(x, residual, 0L);
+        return forwardSavingPlus(x, residual, Dropout.Pass.NONE);
     }
 
-    /** {@link #forwardSavingPlus(Tensor, Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
-    public Forward forwardSavingPlus(Tensor x, Tensor residual, long dropoutSeed) {
+    /** {@link #forwardSavingPlus(Tensor, Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
+    public Forward forwardSavingPlus(Tensor x, Tensor residual, Dropout.Pass pass) {
         checkInput(x);
         java.util.Objects.requireNonNull(residual, "residual");
         if (residual.numel() != x.shape().rows() * outFeatures())
             throw new IllegalArgumentException("residual " + residual.shape() + " does not fit the output [" + x.shape().rows() + ", "
                     + outFeatures() + "]");
-        return forward(x, saveForBackward(x, dropoutSeed), residual);
+        return forward(x, saveForBackward(x, pass), residual);
     }
 
     /**
@@ -252,13 +252,13 @@ public final class LoraLinear {
      * adapter): a recompute that kept XA forms only Y, without reading X for XA again.
      */
     public Forward forwardSavingWith(Tensor x, Tensor xa) {
-        return forwardSavingWith(x, xa, 0L);
+        return forwardSavingWith(x, xa, Dropout.Pass.NONE);
     }
 
-    /** {@link #forwardSavingWith(Tensor, Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
-    public Forward forwardSavingWith(Tensor x, Tensor xa, long dropoutSeed) {
+    /** {@link #forwardSavingWith(Tensor, Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
+    public Forward forwardSavingWith(Tensor x, Tensor xa, Dropout.Pass pass) {
         checkInput(x);
-        return forward(x, savedWith(x, xa, dropoutSeed), null);
+        return forward(x, savedWith(x, xa, pass), null);
     }
 
     /** The forward from a saved state made for this input ({@link #saveForBackward}, {@link #savedWith}). */
@@ -295,21 +295,27 @@ public final class LoraLinear {
      * product is needed ({@code 2nr in} flops instead of {@code 2n out (in + r)}).
      */
     public Saved saveForBackward(Tensor x) {
-        return saveForBackward(x, 0L);
+        return saveForBackward(x, Dropout.Pass.NONE);
     }
 
-    /** {@link #saveForBackward(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
-    public Saved saveForBackward(Tensor x, long dropoutSeed) {
+    /** {@link #saveForBackward(Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
+    public Saved saveForBackward(Tensor x, Dropout.Pass pass) {
         checkInput(x);
         if (loraA == null) return new Saved(x, null, null);
         Backend be = x.backend();
         DType rank = rankType(x.dtype());
         Factors f = factors(rank);
-        long mask = maskSeed(dropoutSeed);
+        long mask = maskSeed(pass);
         Tensor xa = be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
-        if (mask == 0) be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
-        else try (Tensor xd = dropped(x, mask, rank)) {
-            be.kernels().gemm(false, true, 1.0, xd, f.a(), 0.0, xa);
+        try {
+            if (mask == 0) be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
+            else try (Tensor xd = dropped(x, mask, rank)) {
+                be.kernels().gemm(false, true, 1.0, xd, f.a(), 0.0, xa);
+            }
+        } catch (RuntimeException | Error e) {
+            xa.close();
+            f.close();
+            throw e;
         }
         return new Saved(x, xa, f, mask);
     }
@@ -319,15 +325,15 @@ public final class LoraLinear {
      * adapter): for a recompute that kept XA instead of forming it again.
      */
     public Saved savedWith(Tensor x, Tensor xa) {
-        return savedWith(x, xa, 0L);
+        return savedWith(x, xa, Dropout.Pass.NONE);
     }
 
-    /** {@link #savedWith(Tensor, Tensor)} for a product formed in a pass with dropout seed {@code dropoutSeed}. */
-    public Saved savedWith(Tensor x, Tensor xa, long dropoutSeed) {
+    /** {@link #savedWith(Tensor, Tensor)} for a product formed in dropout pass {@code pass}. */
+    public Saved savedWith(Tensor x, Tensor xa, Dropout.Pass pass) {
         checkInput(x);
         if ((loraA == null) != (xa == null))
             throw new IllegalArgumentException(loraA == null ? "a rank-r product given to a layer without an adapter" : "the adapter's rank-r product is missing");
-        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())), maskSeed(dropoutSeed));
+        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())), maskSeed(pass));
     }
 
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
@@ -373,7 +379,7 @@ public final class LoraLinear {
                 k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
                 if (dx == null) return;
                 // dX = dY W + D(s (dY B) A): the adapter's term through the same mask (in the rank-r type), put into
-                // dX first, then the base product on top of it (beta = 1), so dX is rounded once after its large part
+                // dX first (rounded to dX's type there), then the base product added on top of it (beta = 1)
                 try (Tensor term = be.allocateForOverwrite(dyb.dtype(), dx.shape())) {
                     k.gemm(false, false, scaling, dyb, f.a(), 0.0, term);
                     k.dropout(term, dropout, mask, term);

@@ -66,9 +66,9 @@ public final class SharedInputLora {
         return stack != null;
     }
 
-    /** Whether a pass with dropout seed {@code dropoutSeed} masks any member's input (each member then on its own). */
-    public boolean dropsOut(long dropoutSeed) {
-        for (LoraLinear m : members) if (m.dropsOut(dropoutSeed)) return true;
+    /** Whether dropout pass {@code pass} masks any member's input (each member then on its own). */
+    public boolean dropsOut(Dropout.Pass pass) {
+        for (LoraLinear m : members) if (m.dropsOut(pass)) return true;
         return false;
     }
 
@@ -116,38 +116,38 @@ public final class SharedInputLora {
 
     /** Training forward: every member's output plus the saved state for {@link #backward}. */
     public Forward forwardSaving(Tensor x) {
-        return forwardSaving(x, 0L);
+        return forwardSaving(x, Dropout.Pass.NONE);
     }
 
     /**
-     * {@link #forwardSaving(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). Where it masks any
+     * {@link #forwardSaving(Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). Where it masks any
      * member's input, each member forms its own rank-r product from its own masked X (as PEFT's separate dropout
      * modules do), so the stacked product is not used in that pass.
      */
-    public Forward forwardSaving(Tensor x, long dropoutSeed) {
-        return forward(x, saveForBackward(x, dropoutSeed));
+    public Forward forwardSaving(Tensor x, Dropout.Pass pass) {
+        return forward(x, saveForBackward(x, pass));
     }
 
     /** Training forward from kept rank-r products (ownership passes to the result): X is not read for them again. */
     public Forward forwardSavingWith(Tensor x, Products kept) {
-        return forwardSavingWith(x, kept, 0L);
+        return forwardSavingWith(x, kept, Dropout.Pass.NONE);
     }
 
-    /** {@link #forwardSavingWith(Tensor, Products)} for products formed in a pass with dropout seed {@code dropoutSeed}. */
-    public Forward forwardSavingWith(Tensor x, Products kept, long dropoutSeed) {
-        return forward(x, savedWith(x, kept, dropoutSeed));
+    /** {@link #forwardSavingWith(Tensor, Products)} for products formed in dropout pass {@code pass}. */
+    public Forward forwardSavingWith(Tensor x, Products kept, Dropout.Pass pass) {
+        return forward(x, savedWith(x, kept, pass));
     }
 
     /** What {@link #forwardSaving} saves, without the outputs (a recompute that only needs the rank-r products). */
     public Saved saveForBackward(Tensor x) {
-        return saveForBackward(x, 0L);
+        return saveForBackward(x, Dropout.Pass.NONE);
     }
 
-    /** {@link #saveForBackward(Tensor)} in a pass with dropout seed {@code dropoutSeed} (0: none). */
-    public Saved saveForBackward(Tensor x, long dropoutSeed) {
-        if (stack == null || dropsOut(dropoutSeed)) {
+    /** {@link #saveForBackward(Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
+    public Saved saveForBackward(Tensor x, Dropout.Pass pass) {
+        if (stack == null || dropsOut(pass)) {
             List<LoraLinear.Saved> each = new ArrayList<>();
-            for (LoraLinear m : members) each.add(m.saveForBackward(x, dropoutSeed));
+            for (LoraLinear m : members) each.add(m.saveForBackward(x, pass));
             return new Saved(x, null, null, false, each);
         }
         checkInput(x);
@@ -161,16 +161,16 @@ public final class SharedInputLora {
 
     /** The saved state from kept rank-r products (ownership passes to the result). */
     public Saved savedWith(Tensor x, Products kept) {
-        return savedWith(x, kept, 0L);
+        return savedWith(x, kept, Dropout.Pass.NONE);
     }
 
-    /** {@link #savedWith(Tensor, Products)} for products formed in a pass with dropout seed {@code dropoutSeed}. */
-    public Saved savedWith(Tensor x, Products kept, long dropoutSeed) {
-        if (stack == null || dropsOut(dropoutSeed)) {
+    /** {@link #savedWith(Tensor, Products)} for products formed in dropout pass {@code pass}. */
+    public Saved savedWith(Tensor x, Products kept, Dropout.Pass pass) {
+        if (stack == null || dropsOut(pass)) {
             if (kept.each() == null || kept.each().size() != members.size())
                 throw new IllegalArgumentException("kept rank-r products do not fit " + members.size() + " projections on their own");
             List<LoraLinear.Saved> each = new ArrayList<>();
-            for (int j = 0; j < members.size(); j++) each.add(members.get(j).savedWith(x, kept.each().get(j), dropoutSeed));
+            for (int j = 0; j < members.size(); j++) each.add(members.get(j).savedWith(x, kept.each().get(j), pass));
             return new Saved(x, null, null, false, each);
         }
         if (kept.stacked() == null) throw new IllegalArgumentException("the stacked rank-r product is missing");
