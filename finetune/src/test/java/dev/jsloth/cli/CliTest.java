@@ -117,7 +117,8 @@ class CliTest {
 
     /**
      * {@code --gpus 2} on the CPU backend: two child JVMs as ranks 0 and 1 (the TCP communicator stands in for NCCL),
-     * batch 1 each, train like one process of batch 2; rank 0 alone writes.
+     * batch 1 each, train like one process of batch 2, LoRA dropout included (each token meets the mask one process
+     * gives it); rank 0 alone writes.
      */
     @Test
     void gpusLaunchesOneProcessPerRankThatTrainsLikeOneLargerBatch(@TempDir Path tmp) throws Exception {
@@ -131,7 +132,7 @@ class CliTest {
                 .append("1 2 3 4 5 6 7 8 9".substring(0, 2 * i + 1)).append("\"}\n");
         Files.writeString(data, rows);
         String[] common = {"--model", model.toString(), "--data", data.toString(), "--max-steps", "3", "--grad-accum", "1", "--seq-len", "512",
-                "--lora-r", "4", "--backend", "cpu", "--precision", "f64"};
+                "--lora-r", "4", "--backend", "cpu", "--precision", "f64", "--lora-dropout", "0.2"};
         Run one = run(concat(new String[]{"finetune", "--output", tmp.resolve("one").toString(), "--batch-size", "2"}, common));
         assertEquals(0, one.code(), one.err() + one.out());
         Run two = run(concat(new String[]{"finetune", "--output", tmp.resolve("two").toString(), "--batch-size", "1", "--gpus", "2"}, common));
