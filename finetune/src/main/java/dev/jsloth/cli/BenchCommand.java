@@ -64,6 +64,10 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--lora-r", defaultValue = "16")
     int rank;
 
+    @Option(names = "--lora-dropout", defaultValue = "0", paramLabel = "P",
+            description = "With --shape: LoRA dropout on every adapter (the per-projection path; default 0).")
+    double loraDropout;
+
     @Option(names = "--gpus", paramLabel = "N", description = "With --shape: data-parallel steps on N GPUs of this host (one process "
             + "each, --batch sequences per GPU, gradients all-reduced with NCCL); tok_s counts all GPUs.")
     Integer gpus;
@@ -245,7 +249,7 @@ final class BenchCommand implements Callable<Integer> {
         ProcessGroup group = ProcessLauncher.currentGroup().orElse(ProcessGroup.single());
         LlamaConfig c = Shapes.get(shape);
         try (RandomLoraTraining run = new RandomLoraTraining(be, c, batch, seq, rank, qlora, dtype != null ? dtype.dtype : null,
-                Recompute.parse(recompute), 2 + group.rank()); // each rank its own data
+                Recompute.parse(recompute), 2 + group.rank(), loraDropout); // each rank its own data
              Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null;
              GemmRun paired = vsGemm == null ? null : new GemmRun(be, vsGemm, false, dtype != null ? dtype.dtype : DType.F32)) {
             be.resetPeak();
@@ -298,6 +302,7 @@ final class BenchCommand implements Callable<Integer> {
             out.put("gradient_checkpointing", !noGc);
             if (!noGc) out.put("recompute", run.model().recompute().cliName());
             out.put("qlora", qlora);
+            if (loraDropout > 0) out.put("lora_dropout", loraDropout);
             out.put("dtype", run.model().computeType().name().toLowerCase(java.util.Locale.ROOT));
             out.put("weight_bytes", run.weights().backendBytes());
             out.put("lora_r", rank);

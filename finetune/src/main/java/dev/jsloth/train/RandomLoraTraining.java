@@ -3,6 +3,7 @@ package dev.jsloth.train;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.blocks.Recompute;
+import dev.jsloth.api.ops.Dropout;
 import dev.jsloth.model.Batch;
 import dev.jsloth.model.LlamaConfig;
 import dev.jsloth.model.LlamaModel;
@@ -24,11 +25,20 @@ public final class RandomLoraTraining implements AutoCloseable {
     private final LoraAdapter adapter;
     private final AdamW optimizer;
     private final Batch batch;
+    private final double dropout;
+    private long steps;
 
     /** {@code compute} null: BF16 on CUDA, F32 elsewhere; {@code dataSeed} seeds the token ids. */
     public RandomLoraTraining(Backend be, LlamaConfig config, int batchSize, int seq, int rank, boolean qlora, DType compute,
                               Recompute recompute, long dataSeed) {
+        this(be, config, batchSize, seq, rank, qlora, compute, recompute, dataSeed, 0.0);
+    }
+
+    /** With LoRA dropout {@code dropout} on every adapter (each step its own masks). */
+    public RandomLoraTraining(Backend be, LlamaConfig config, int batchSize, int seq, int rank, boolean qlora, DType compute,
+                              Recompute recompute, long dataSeed, double dropout) {
         this.config = config;
+        this.dropout = Dropout.check(dropout);
         SplittableRandom r = new SplittableRandom(dataSeed);
         int[] ids = new int[batchSize * seq];
         for (int i = 0; i < ids.length; i++) ids[i] = r.nextInt(config.vocabSize());
@@ -41,7 +51,7 @@ public final class RandomLoraTraining implements AutoCloseable {
         try {
             m = LlamaModel.of(null, config, w, be, c);
             m.recompute(recompute);
-            a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank), 4);
+            a = m.attachNewAdapter(LoraSettings.allProjections(rank, rank).withDropout(dropout), 4);
             optimizer = new AdamW(a.buffer(), 0.9, 0.999, 1e-8, 0.0);
         } catch (RuntimeException | Error e) { // nothing half-built stays allocated
             if (a != null) a.close();
@@ -60,7 +70,8 @@ public final class RandomLoraTraining implements AutoCloseable {
      */
     public double step(boolean checkpointing, GradientBuckets buckets, int worldSize) {
         adapter.zeroGrads();
-        double loss = model.lossAndBackward(batch, 1.0 / (batch.countedTokens() * worldSize), checkpointing, buckets).meanLoss();
+        Dropout.Pass pass = dropout > 0 ? new Dropout.Pass(Dropout.seed(0x5EED, ++steps), 0) : Dropout.Pass.NONE;
+        double loss = model.lossAndBackward(batch, 1.0 / (batch.countedTokens() * worldSize), checkpointing, buckets, pass).meanLoss();
         if (buckets != null) buckets.finish();
         optimizer.step(1e-4);
         return loss;
