@@ -21,8 +21,8 @@ public final class KernelArguments {
                 throw new IllegalArgumentException("expected a floating tensor, got " + t.dtype() + " " + t.shape());
     }
 
-    /** A dropout call's tensors (one floating type, not NF4; one element count) and probability. */
-    public static void checkDropout(Tensor x, double p, Tensor out) {
+    /** A dropout mask call's tensors (one floating type, not NF4; one element count) and probability. */
+    public static void checkDropoutMask(Tensor x, double p, Tensor out) {
         requireFloating(x, out);
         if (x.dtype() == DType.NF4 || x.dtype() != out.dtype())
             throw new IllegalArgumentException("dropout takes and gives one floating type, got " + x.dtype() + " -> " + out.dtype());

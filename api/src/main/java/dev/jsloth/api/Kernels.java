@@ -187,12 +187,12 @@ public interface Kernels {
     void scale(Tensor x, double alpha);
 
     /**
-     * Dropout: {@code out[i] = x[i] * scale} where element i is kept ({@link dev.jsloth.api.ops.Dropout#keeps} with
-     * {@code seed} and {@code Dropout.threshold(p)}), else 0; {@code scale = 1 / (1 - p)}, rounded to float for 16- and
-     * 32-bit tensors and multiplied in float (double for F64), so every backend gives the same bits. x and out have
-     * one type and element count; out may be x. p in [0, 1).
+     * Dropout's mask: {@code out[i] = x[i]} where element i is kept ({@link dev.jsloth.api.ops.Dropout#keeps} with
+     * {@code seed} and {@code Dropout.threshold(p)}), else 0; exact in every type, the same bits on every backend. The
+     * caller applies dropout's {@code 1 / (1 - p)} where it is cheapest (LoRA: in the products that read the masked
+     * tensor). x and out have one type and element count; out may be x. p in [0, 1).
      */
-    void dropout(Tensor x, double p, long seed, Tensor out);
+    void dropoutMask(Tensor x, double p, long seed, Tensor out);
 
     void fill(Tensor x, double value);
 

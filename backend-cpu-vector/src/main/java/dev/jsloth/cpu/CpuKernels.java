@@ -304,9 +304,9 @@ final class CpuKernels implements Kernels {
     }
 
     @Override
-    public void dropout(Tensor x, double p, long seed, Tensor out) {
-        KernelArguments.checkDropout(x, p, out);
-        ElementwiseKernels.dropout(buf(x), buf(out), x.numel(), seed, Dropout.threshold(p), Dropout.scale(p), x.dtype() != DType.F64);
+    public void dropoutMask(Tensor x, double p, long seed, Tensor out) {
+        KernelArguments.checkDropoutMask(x, p, out);
+        ElementwiseKernels.dropoutMask(buf(x), buf(out), x.numel(), seed, Dropout.threshold(p));
     }
 
     @Override

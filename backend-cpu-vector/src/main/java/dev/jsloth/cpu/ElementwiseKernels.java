@@ -37,17 +37,12 @@ final class ElementwiseKernels {
         });
     }
 
-    /**
-     * Dropout (the mask of {@link Dropout#keeps}): a kept element times the scale, in float where {@code single} (16- and
-     * 32-bit tensors, as the GPU kernels compute them), else in double; a dropped one 0.
-     */
-    static void dropout(Buffer x, Buffer out, long numel, long seed, int threshold, double scale, boolean single) {
-        float scaleF = (float) scale;
+    /** Dropout's mask ({@link Dropout#keeps}): a kept element as it is, a dropped one 0. */
+    static void dropoutMask(Buffer x, Buffer out, long numel, long seed, int threshold) {
         NormKernels.chunks(numel, (start, len, scratch) -> {
             double[] v = scratch.get(0);
             x.read(start, v, 0, len);
-            for (int j = 0; j < len; j++)
-                v[j] = !Dropout.keeps(seed, start + j, threshold) ? 0.0 : single ? (float) v[j] * scaleF : v[j] * scale;
+            for (int j = 0; j < len; j++) if (!Dropout.keeps(seed, start + j, threshold)) v[j] = 0.0;
             out.write(start, v, 0, len);
         });
     }

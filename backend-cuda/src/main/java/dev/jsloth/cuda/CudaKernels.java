@@ -248,10 +248,9 @@ final class CudaKernels implements Kernels {
     }
 
     @Override
-    public void dropout(Tensor x, double p, long seed, Tensor out) {
-        KernelArguments.checkDropout(x, p, out);
-        ElementwiseOps.dropout(be, t(x).address(), t(out).address(), ElementType.of(x.dtype()), x.numel(), seed,
-                Dropout.threshold(p), Dropout.scale(p));
+    public void dropoutMask(Tensor x, double p, long seed, Tensor out) {
+        KernelArguments.checkDropoutMask(x, p, out);
+        ElementwiseOps.dropoutMask(be, t(x).address(), t(out).address(), ElementType.of(x.dtype()), x.numel(), seed, Dropout.threshold(p));
     }
 
     @Override

@@ -29,11 +29,10 @@ final class ElementwiseOps {
         be.kernel(KernelId.SCALE, type).launch(Grid.linear(n), LaunchArgs.of().ptr(x).f64(alpha).i64(n));
     }
 
-    /** Dropout of x into out (one type; out may be x): the mask of {@link dev.jsloth.api.ops.Dropout}. */
-    static void dropout(CudaBackend be, long x, long out, ElementType type, long n, long seed, int threshold, double scale) {
+    /** Dropout's mask over x into out (one type; out may be x): {@link dev.jsloth.api.ops.Dropout}'s draws. */
+    static void dropoutMask(CudaBackend be, long x, long out, ElementType type, long n, long seed, int threshold) {
         if (n == 0) return;
-        be.kernel(KernelId.DROPOUT, type).launch(Grid.linear(n),
-                LaunchArgs.of().ptr(x).ptr(out).i64(n).i64(seed).i32(threshold).f64(scale));
+        be.kernel(KernelId.DROPOUT_MASK, type).launch(Grid.linear(n), LaunchArgs.of().ptr(x).ptr(out).i64(n).i64(seed).i32(threshold));
     }
 
     static void fill(CudaBackend be, long x, ElementType type, double value, long n) {

@@ -15,7 +15,7 @@ enum KernelId {
     ADD("elementwise.cu", "add_kernel", 1),
     AXPY("elementwise.cu", "axpy_kernel", 1),
     SCALE("elementwise.cu", "scale_kernel", 1),
-    DROPOUT("elementwise.cu", "dropout_kernel", 1),
+    DROPOUT_MASK("elementwise.cu", "dropout_mask_kernel", 1),
     FILL("elementwise.cu", "fill_kernel", 1),
     ADD_ROW_VECTOR("elementwise.cu", "add_row_vector_kernel", 1),
     ADAMW("elementwise.cu", "adamw_kernel", 1),

@@ -41,12 +41,10 @@ __device__ __forceinline__ unsigned dropout_draw(unsigned long long seed, i64 i)
     return (unsigned) (z >> 40);
 }
 
-/** Dropout: out = x * scale where element i's draw is at least threshold, else 0 (scale rounded to Acc<T>); out may be x. */
+/** Dropout's mask: out = x where element i's draw is at least threshold, else 0; out may be x. */
 template <typename T>
-__global__ void dropout_kernel(const T* x, T* out, i64 n, unsigned long long seed, unsigned threshold, double scale) {
-    typedef typename Acc<T>::type A;
-    const A s = (A) scale;
-    JSLOTH_GRID_STRIDE(i, n) store(out, i, dropout_draw(seed, i) >= threshold ? load<A>(x, i) * s : (A) 0);
+__global__ void dropout_mask_kernel(const T* x, T* out, i64 n, unsigned long long seed, unsigned threshold) {
+    JSLOTH_GRID_STRIDE(i, n) out[i] = dropout_draw(seed, i) >= threshold ? x[i] : Narrow<T>::from(0.0f);
 }
 
 /** x = value (the double rounded once to T). */

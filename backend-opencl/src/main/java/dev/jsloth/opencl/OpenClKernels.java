@@ -604,10 +604,10 @@ final class OpenClKernels implements Kernels {
     }
 
     @Override
-    public void dropout(Tensor x, double p, long seed, Tensor out) {
-        KernelArguments.checkDropout(x, p, out);
+    public void dropoutMask(Tensor x, double p, long seed, Tensor out) {
+        KernelArguments.checkDropoutMask(x, p, out);
         if (x.numel() == 0) return;
-        launch("ew_dropout", x, out).i64(x.numel()).i64(seed).i32(Dropout.threshold(p)).real(Dropout.scale(p)).tensor(t(x)).tensor(t(out))
+        launch("ew_dropout_mask", x, out).i64(x.numel()).i64(seed).i32(Dropout.threshold(p)).tensor(t(x)).tensor(t(out))
                 .run(x.numel(), cfg.simpleGroup());
     }
 

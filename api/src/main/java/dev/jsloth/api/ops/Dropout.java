@@ -1,10 +1,11 @@
 package dev.jsloth.api.ops;
 
 /**
- * LoRA dropout's masks, the same bits on every backend ({@link dev.jsloth.api.Kernels#dropout}): element i of a tensor
- * is kept when the top 24 bits of {@code splitmix64(seed + (i + 1) * 0x9E3779B97F4A7C15)} are at least
- * {@code threshold(p) = round(p * 2^24)}, and a kept element is scaled by {@code 1 / (1 - p)} (PEFT's
- * {@code nn.Dropout} before {@code lora_A}). The mask is a function of (seed, index) alone, so the backward pass and a
+ * LoRA dropout's masks, the same bits on every backend ({@link dev.jsloth.api.Kernels#dropoutMask}): element i of a
+ * tensor is kept when the top 24 bits of {@code splitmix64(seed + (i + 1) * 0x9E3779B97F4A7C15)} are at least
+ * {@code threshold(p) = round(p * 2^24)}, and dropout's {@code 1 / (1 - p)} ({@link #scale}) is applied by whoever reads
+ * the masked tensor (PEFT's {@code nn.Dropout} before {@code lora_A} scales the kept elements themselves: the same
+ * product). The mask is a function of (seed, index) alone, so the backward pass and a
  * checkpointed recompute draw it again instead of keeping it. Each adapted projection mixes the pass's seed with a
  * stream number of its own ({@link #seed}), so no two projections share a mask.
  */

@@ -34,7 +34,9 @@ import dev.jsloth.api.autograd.Parameter;
  * <p>LoRA dropout (PEFT's {@code lora_dropout}, probability p): in a pass with a dropout seed the adapter reads
  * {@code D(X) = X * mask / (1 - p)} instead of X ({@link Dropout}; the mask is this projection's own, drawn again where
  * needed instead of kept): {@code XA = D(X) A^T}, {@code dA += s dYB^T D(X)}, and dX's adapter term is
- * {@code D(s dYB A)} (the same mask), added to {@code dY W}. Evaluation and inference (no seed) use X as it is.
+ * {@code D(s dYB A)} (the same mask), added to {@code dY W}. The mask is applied as an exact copy of X's type and
+ * {@code 1 / (1 - p)} as the products' scale, so the masked input is never rounded and the products keep their fast
+ * paths. Evaluation and inference (no seed) use X as it is.
  */
 public final class LoraLinear {
     private final Tensor weight;
@@ -187,19 +189,11 @@ public final class LoraLinear {
         return maskSeed(pass) != 0;
     }
 
-    /**
-     * A new {@code t * mask / (1 - p)} in {@code type} (the mask of {@code maskSeed}), t converted first where its type
-     * differs: in the rank-r path's type, as PEFT casts X to its adapter's type before the dropout.
-     */
-    private Tensor dropped(Tensor t, long maskSeed, DType type) {
-        Kernels k = t.backend().kernels();
-        Tensor out = t.backend().allocateForOverwrite(type, t.shape());
+    /** A new {@code t * mask} of t's type (the mask of {@code maskSeed}; exact: kept values are copied as they are). */
+    private Tensor masked(Tensor t, long maskSeed) {
+        Tensor out = t.backend().allocateForOverwrite(t.dtype(), t.shape());
         try {
-            if (t.dtype() == type) k.dropout(t, dropout, maskSeed, out);
-            else {
-                k.copy(t, out);
-                k.dropout(out, dropout, maskSeed, out);
-            }
+            t.backend().kernels().dropoutMask(t, dropout, maskSeed, out);
             return out;
         } catch (RuntimeException | Error e) {
             out.close();
@@ -309,8 +303,8 @@ public final class LoraLinear {
         Tensor xa = be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
         try {
             if (mask == 0) be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
-            else try (Tensor xd = dropped(x, mask, rank)) {
-                be.kernels().gemm(false, true, 1.0, xd, f.a(), 0.0, xa);
+            else try (Tensor xm = masked(x, mask)) { // D(X) A^T = (X * mask) A^T / (1 - p)
+                be.kernels().gemm(false, true, Dropout.scale(dropout), xm, f.a(), 0.0, xa);
             }
         } catch (RuntimeException | Error e) {
             xa.close();
@@ -373,18 +367,23 @@ public final class LoraLinear {
         try (Tensor dyb = be.allocateForOverwrite(rankType(dy.dtype()), Shape.of(n, r))) {
             k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
             if (mask != 0) {
-                try (Tensor xd = dropped(x, mask, rankType(x.dtype()))) {
-                    k.gemm(true, false, scaling, dyb, xd, 1.0, loraA.grad());
+                double keptScale = scaling * Dropout.scale(dropout); // s / (1 - p): dropout's scale in the products
+                try (Tensor xm = masked(x, mask)) {
+                    k.gemm(true, false, keptScale, dyb, xm, 1.0, loraA.grad());
                 }
                 k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
                 if (dx == null) return;
-                // dX = dY W + D(s (dY B) A): the adapter's term through the same mask (in the rank-r type), put into
-                // dX first (rounded to dX's type there), then the base product added on top of it (beta = 1)
-                try (Tensor term = be.allocateForOverwrite(dyb.dtype(), dx.shape())) {
-                    k.gemm(false, false, scaling, dyb, f.a(), 0.0, term);
-                    k.dropout(term, dropout, mask, term);
-                    if (accumulate) k.add(dx, term, dx);
-                    else k.copy(term, dx);
+                // dX = dY W + mask * (s / (1 - p)) (dY B) A: the adapter's term masked in dX's type, then the base product
+                // added on top of it (beta = 1)
+                if (!accumulate) {
+                    k.gemm(false, false, keptScale, dyb, f.a(), 0.0, dx);
+                    k.dropoutMask(dx, dropout, mask, dx);
+                } else {
+                    try (Tensor term = be.allocateForOverwrite(dx.dtype(), dx.shape())) {
+                        k.gemm(false, false, keptScale, dyb, f.a(), 0.0, term);
+                        k.dropoutMask(term, dropout, mask, term);
+                        k.add(dx, term, dx);
+                    }
                 }
                 k.gemm(false, false, 1.0, dy, weight, 1.0, dx);
                 return;

@@ -63,22 +63,11 @@ inline uint dropout_draw(ulong seed, long i) {
     return (uint) (z >> 40);
 }
 
-/* Dropout: out = x * scale where element i's draw is at least threshold, else 0; the product in float for 16- and
- * 32-bit tensors (the bits of the other backends), in double for F64. out may be x. */
-kernel void ew_dropout(long n, ulong seed, uint threshold, real scale, TENSOR(x), TENSOR(out)) {
+/* Dropout's mask: out = x where element i's draw is at least threshold, else 0 (a load and a store of one type:
+ * exact). out may be x. */
+kernel void ew_dropout_mask(long n, ulong seed, uint threshold, TENSOR(x), TENSOR(out)) {
     const long i = get_global_id(0);
-    if (i >= n) return;
-    if (dropout_draw(seed, i) < threshold) {
-        ST(out, i, (real) 0);
-        return;
-    }
-#ifdef REAL_IS_DOUBLE
-    if (x_dt == DT_F64) {
-        ST(out, i, LD(x, i) * scale);
-        return;
-    }
-#endif
-    ST(out, i, (real) ((float) LD(x, i) * (float) scale));
+    if (i < n) ST(out, i, dropout_draw(seed, i) >= threshold ? LD(x, i) : (real) 0);
 }
 
 kernel void ew_scale(long n, real alpha, TENSOR(x)) {
