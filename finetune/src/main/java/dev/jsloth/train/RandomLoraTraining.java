@@ -70,6 +70,7 @@ public final class RandomLoraTraining implements AutoCloseable {
      */
     public double step(boolean checkpointing, GradientBuckets buckets, int worldSize) {
         adapter.zeroGrads();
+        // fresh masks each step (for speed, not the trainer's data-parallel semantics: with --gpus every rank draws these)
         Dropout.Pass pass = dropout > 0 ? new Dropout.Pass(Dropout.seed(0x5EED, ++steps), 0) : Dropout.Pass.NONE;
         double loss = model.lossAndBackward(batch, 1.0 / (batch.countedTokens() * worldSize), checkpointing, buckets, pass).meanLoss();
         if (buckets != null) buckets.finish();

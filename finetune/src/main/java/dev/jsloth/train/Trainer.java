@@ -327,9 +327,11 @@ public final class Trainer {
                         + " now; the data order would differ. Resume with the same settings.");
         }
         double dropout = adapter.settings().dropout();
-        if (state.has("lora_dropout") && state.get("lora_dropout").asDouble() != dropout)
-            throw new TrainingException("--resume: LoRA dropout was " + state.get("lora_dropout").asDouble() + " in " + ck + " but is " + dropout
-                    + " now; the steps after it would follow other maths. Resume with --lora-dropout " + state.get("lora_dropout").asDouble() + ".");
+        // a checkpoint without the key was written before LoRA dropout existed: it trained with none
+        double savedDropout = state.has("lora_dropout") ? state.get("lora_dropout").asDouble() : 0.0;
+        if (savedDropout != dropout)
+            throw new TrainingException("--resume: LoRA dropout was " + savedDropout + " in " + ck + " but is " + dropout
+                    + " now; the steps after it would follow other maths. Resume with --lora-dropout " + savedDropout + ".");
         if (state.has("train_examples") && state.get("train_examples").asInt() != train.size())
             throw new TrainingException("--resume: the checkpoint was trained on " + state.get("train_examples").asInt()
                     + " examples, the data now gives " + train.size());
