@@ -63,11 +63,6 @@ public final class Dropout {
             if (firstToken < 0) throw new IllegalArgumentException("first token must be >= 0, got " + firstToken);
         }
 
-        /** Whether this pass drops out (adapters with a dropout probability). */
-        public boolean active() {
-            return seed != 0;
-        }
-
         /**
          * The mask seed of a projection with dropout stream {@code stream} whose input has {@code features} columns (0 in a
          * pass without dropout; a mixed value of 0 is taken as 1).

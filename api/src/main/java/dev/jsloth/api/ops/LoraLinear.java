@@ -366,32 +366,31 @@ public final class LoraLinear {
         long mask = saved.maskSeed();
         try (Tensor dyb = be.allocateForOverwrite(rankType(dy.dtype()), Shape.of(n, r))) {
             k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
-            if (mask != 0) {
-                double keptScale = scaling * Dropout.scale(dropout); // s / (1 - p): dropout's scale in the products
-                try (Tensor xm = masked(x, mask)) {
-                    k.gemm(true, false, keptScale, dyb, xm, 1.0, loraA.grad());
-                }
-                k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
-                if (dx == null) return;
-                // dX = dY W + mask * (s / (1 - p)) (dY B) A: the adapter's term masked in dX's type, then the base product
-                // added on top of it (beta = 1)
-                if (!accumulate) {
-                    k.gemm(false, false, keptScale, dyb, f.a(), 0.0, dx);
-                    k.dropoutMask(dx, dropout, mask, dx);
-                } else {
-                    try (Tensor term = be.allocateForOverwrite(dx.dtype(), dx.shape())) {
-                        k.gemm(false, false, keptScale, dyb, f.a(), 0.0, term);
-                        k.dropoutMask(term, dropout, mask, term);
-                        k.add(dx, term, dx);
-                    }
-                }
-                k.gemm(false, false, 1.0, dy, weight, 1.0, dx);
+            double keptScale = mask == 0 ? scaling : scaling * Dropout.scale(dropout); // with dropout: s / (1 - p)
+            if (mask == 0) k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
+            else try (Tensor xm = masked(x, mask)) {
+                k.gemm(true, false, keptScale, dyb, xm, 1.0, loraA.grad());
+            }
+            k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
+            if (dx == null) return;
+            if (mask == 0) {
+                // dX = dY W + s (dY B) A, with the adapter's term in the same pass where the backend fuses them
+                k.gemmPlusLowRank(false, false, 1.0, dy, weight, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
                 return;
             }
-            k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
-            k.gemm(true, false, scaling, dy, saved.xa(), 1.0, loraB.grad());
-            // dX = dY W + s (dY B) A, with the adapter's term in the same pass where the backend fuses them
-            if (dx != null) k.gemmPlusLowRank(false, false, 1.0, dy, weight, scaling, dyb, f.a(), accumulate ? 1.0 : 0.0, dx);
+            // dX = dY W + mask * (s / (1 - p)) (dY B) A: the adapter's term masked in dX's type, then the base product
+            // added on top of it (beta = 1)
+            if (!accumulate) {
+                k.gemm(false, false, keptScale, dyb, f.a(), 0.0, dx);
+                k.dropoutMask(dx, dropout, mask, dx);
+            } else {
+                try (Tensor term = be.allocateForOverwrite(dx.dtype(), dx.shape())) {
+                    k.gemm(false, false, keptScale, dyb, f.a(), 0.0, term);
+                    k.dropoutMask(term, dropout, mask, term);
+                    k.add(dx, term, dx);
+                }
+            }
+            k.gemm(false, false, 1.0, dy, weight, 1.0, dx);
         }
     }
 

@@ -72,6 +72,11 @@ public final class SharedInputLora {
         return false;
     }
 
+    /** Whether each member forms its own rank-r product in pass {@code pass}: unstacked, or masking some member's input. */
+    private boolean eachOnItsOwn(Dropout.Pass pass) {
+        return stack == null || dropsOut(pass);
+    }
+
     /** The rank-r products of one forward, kept across checkpointing: the stacked one, or each member's. */
     public record Products(Tensor stacked, List<Tensor> each) implements AutoCloseable {
         @Override
@@ -145,7 +150,7 @@ public final class SharedInputLora {
 
     /** {@link #saveForBackward(Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
     public Saved saveForBackward(Tensor x, Dropout.Pass pass) {
-        if (stack == null || dropsOut(pass)) {
+        if (eachOnItsOwn(pass)) {
             List<LoraLinear.Saved> each = new ArrayList<>();
             for (LoraLinear m : members) each.add(m.saveForBackward(x, pass));
             return new Saved(x, null, null, false, each);
@@ -166,7 +171,7 @@ public final class SharedInputLora {
 
     /** {@link #savedWith(Tensor, Products)} for products formed in dropout pass {@code pass}. */
     public Saved savedWith(Tensor x, Products kept, Dropout.Pass pass) {
-        if (stack == null || dropsOut(pass)) {
+        if (eachOnItsOwn(pass)) {
             if (kept.each() == null || kept.each().size() != members.size())
                 throw new IllegalArgumentException("kept rank-r products do not fit " + members.size() + " projections on their own");
             List<LoraLinear.Saved> each = new ArrayList<>();
