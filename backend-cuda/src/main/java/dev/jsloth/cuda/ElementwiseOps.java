@@ -32,7 +32,7 @@ final class ElementwiseOps {
     /** Dropout's mask over x into out (one type; out may be x): {@link dev.jsloth.api.ops.Dropout}'s draws. */
     static void dropoutMask(CudaBackend be, long x, long out, ElementType type, long n, long seed, int threshold) {
         if (n == 0) return;
-        be.kernel(KernelId.DROPOUT_MASK, type).launch(Grid.linear(n), LaunchArgs.of().ptr(x).ptr(out).i64(n).i64(seed).i32(threshold));
+        be.kernel(KernelId.DROPOUT_MASK, type).launch(Grid.packed(n, type.bytes), LaunchArgs.of().ptr(x).ptr(out).i64(n).i64(seed).i32(threshold));
     }
 
     static void fill(CudaBackend be, long x, ElementType type, double value, long n) {

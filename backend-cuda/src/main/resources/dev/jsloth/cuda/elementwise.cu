@@ -32,19 +32,36 @@ __global__ void scale_kernel(T* x, double alpha, i64 n) {
     JSLOTH_GRID_STRIDE(i, n) store(x, i, load<A>(x, i) * a);
 }
 
-/** The 24-bit draw of element i under seed (dev.jsloth.api.ops.Dropout#draw: splitmix64 of seed + (i + 1) * golden). */
-__device__ __forceinline__ unsigned dropout_draw(unsigned long long seed, i64 i) {
-    unsigned long long z = seed + (unsigned long long) (i + 1) * 0x9E3779B97F4A7C15ull;
+/**
+ * The 24-bit draw of the element whose counter is z = seed + (i + 1) * golden (dev.jsloth.api.ops.Dropout#draw:
+ * splitmix64's output, top 24 bits). Its last step, z ^= z >> 31, leaves bits 40..63 as they are, so it is left out.
+ */
+__device__ __forceinline__ unsigned dropout_draw(unsigned long long z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
     return (unsigned) (z >> 40);
 }
 
-/** Dropout's mask: out = x where element i's draw is at least threshold, else 0; out may be x. */
+#define JSLOTH_GOLDEN 0x9E3779B97F4A7C15ull
+
+/**
+ * Dropout's mask: out = x where element i's draw is at least threshold, else 0; out may be x. A thread takes a
+ * 16-byte pack and steps the counter by golden from one element to the next (an add instead of a multiply): the
+ * hash's two 64-bit multiplies an element are then most of the work, and the pack's loads and stores are 16 bytes.
+ */
 template <typename T>
 __global__ void dropout_mask_kernel(const T* x, T* out, i64 n, unsigned long long seed, unsigned threshold) {
-    JSLOTH_GRID_STRIDE(i, n) out[i] = dropout_draw(seed, i) >= threshold ? x[i] : Narrow<T>::from(0.0f);
+    const T zero = Narrow<T>::from(0.0f);
+    for_each_packed<T>(n, aligned16(x) && aligned16(out),
+        [&](i64 p) {
+            constexpr int N = Pack16<T>::N;
+            Pack16<T> v = load_pack(x, p);
+            unsigned long long z = seed + (unsigned long long) (p * N + 1) * JSLOTH_GOLDEN;
+            for (int k = 0; k < N; k++, z += JSLOTH_GOLDEN)
+                if (dropout_draw(z) < threshold) v.v[k] = zero;
+            store_pack(out, p, v);
+        },
+        [&](i64 i) { out[i] = dropout_draw(seed + (unsigned long long) (i + 1) * JSLOTH_GOLDEN) >= threshold ? x[i] : zero; });
 }
 
 /** x = value (the double rounded once to T). */

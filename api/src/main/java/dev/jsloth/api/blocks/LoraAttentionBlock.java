@@ -124,10 +124,9 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             }
             default -> {
                 SharedInputLora.Products qkvProducts = s.qkvs().takeProducts();
-                if (s.os().factors() != null) s.os().factors().close();
                 s.h().close();
                 s.rstd().close();
-                return new KeptHalf(s.q(), s.k(), s.v(), s.attn(), s.lse(), qkvProducts, s.os().xa());
+                return new KeptHalf(s.q(), s.k(), s.v(), s.attn(), s.lse(), qkvProducts, s.os().takeXa());
             }
         }
     }

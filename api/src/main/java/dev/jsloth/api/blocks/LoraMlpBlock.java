@@ -85,9 +85,8 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
      */
     public KeptProducts keep(Saved s) {
         SharedInputLora.Products gu = s.gus().takeProducts();
-        if (s.ds().factors() != null) s.ds().factors().close();
         for (Tensor t : new Tensor[]{s.h(), s.rstd(), s.g(), s.u(), s.act()}) t.close();
-        Tensor d = s.ds().xa();
+        Tensor d = s.ds().takeXa();
         return gu.isEmpty() && d == null ? null : new KeptProducts(gu, d);
     }
 

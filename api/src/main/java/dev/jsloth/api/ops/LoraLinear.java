@@ -32,11 +32,13 @@ import dev.jsloth.api.autograd.Parameter;
  * </pre>
  *
  * <p>LoRA dropout (PEFT's {@code lora_dropout}, probability p): in a pass with a dropout seed the adapter reads
- * {@code D(X) = X * mask / (1 - p)} instead of X ({@link Dropout}; the mask is this projection's own, drawn again where
- * needed instead of kept): {@code XA = D(X) A^T}, {@code dA += s dYB^T D(X)}, and dX's adapter term is
- * {@code D(s dYB A)} (the same mask), added to {@code dY W}. The mask is applied as an exact copy of X's type and
- * {@code 1 / (1 - p)} as the products' scale, so the masked input is never rounded and the products keep their fast
- * paths. Evaluation and inference (no seed) use X as it is.
+ * {@code D(X) = X * mask / (1 - p)} instead of X ({@link Dropout}; the mask is this projection's own, a function of
+ * the seed and the element's place, never stored): {@code XA = D(X) A^T}, {@code dA += s dYB^T D(X)}, and dX's
+ * adapter term is {@code D(s dYB A)} (the same mask), added to {@code dY W}. The mask is applied as an exact copy of
+ * X's type and {@code 1 / (1 - p)} as the products' scale, so the masked input is never rounded and the products keep
+ * their fast paths. The forward keeps its masked copy of X for dA ({@link Saved#maskedX}: as PyTorch keeps dropout's
+ * output, one more activation of X's size a projection); a checkpointed forward drops it and its backward masks X
+ * again. Evaluation and inference (no seed) use X as it is.
  */
 public final class LoraLinear {
     private final Tensor weight;
@@ -51,16 +53,35 @@ public final class LoraLinear {
      * What forward keeps for backward: the input (not owned), the rank-r product, and the adapter matrices in the
      * rank-r type ({@link #rankType}) when the parameters are kept in another (the owned ones may be null).
      */
-    public record Saved(Tensor x, Tensor xa, Factors factors, long maskSeed) implements AutoCloseable {
+    public record Saved(Tensor x, Tensor xa, Factors factors, long maskSeed, Tensor maskedX) implements AutoCloseable {
         /** Without dropout. */
         public Saved(Tensor x, Tensor xa, Factors factors) {
-            this(x, xa, factors, 0L);
+            this(x, xa, factors, 0L, null);
+        }
+
+        /**
+         * With dropout's mask seed ({@code maskSeed}, 0: none) and, where the forward kept it, the masked input
+         * {@code X * mask} it formed (owned; null: backward masks X again).
+         */
+        public Saved {
+            if (maskedX != null && maskSeed == 0) throw new IllegalArgumentException("a masked input without a mask seed");
         }
 
         @Override
         public void close() {
             if (xa != null) xa.close();
             if (factors != null) factors.close();
+            if (maskedX != null) maskedX.close();
+        }
+
+        /**
+         * Hands the rank-r product XA to the caller (null without an adapter) and frees the rest: what a checkpointed
+         * forward keeps of this state for its recompute.
+         */
+        public Tensor takeXa() {
+            if (factors != null) factors.close();
+            if (maskedX != null) maskedX.close();
+            return xa;
         }
     }
 
@@ -301,17 +322,20 @@ public final class LoraLinear {
         Factors f = factors(rank);
         long mask = maskSeed(pass);
         Tensor xa = be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
+        Tensor xm = null;
         try {
             if (mask == 0) be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
-            else try (Tensor xm = masked(x, mask)) { // D(X) A^T = (X * mask) A^T / (1 - p)
+            else { // D(X) A^T = (X * mask) A^T / (1 - p); X * mask kept for dA (a pass over X fewer in backward)
+                xm = masked(x, mask);
                 be.kernels().gemm(false, true, Dropout.scale(dropout), xm, f.a(), 0.0, xa);
             }
         } catch (RuntimeException | Error e) {
             xa.close();
             f.close();
+            if (xm != null) xm.close();
             throw e;
         }
-        return new Saved(x, xa, f, mask);
+        return new Saved(x, xa, f, mask, xm);
     }
 
     /**
@@ -327,7 +351,7 @@ public final class LoraLinear {
         checkInput(x);
         if ((loraA == null) != (xa == null))
             throw new IllegalArgumentException(loraA == null ? "a rank-r product given to a layer without an adapter" : "the adapter's rank-r product is missing");
-        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())), maskSeed(pass));
+        return loraA == null ? new Saved(x, null, null) : new Saved(x, xa, factors(rankType(x.dtype())), maskSeed(pass), null);
     }
 
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
@@ -368,6 +392,7 @@ public final class LoraLinear {
             k.gemm(false, false, 1.0, dy, f.b(), 0.0, dyb);
             double keptScale = mask == 0 ? scaling : scaling * Dropout.scale(dropout); // with dropout: s / (1 - p)
             if (mask == 0) k.gemm(true, false, scaling, dyb, x, 1.0, loraA.grad());
+            else if (saved.maskedX() != null) k.gemm(true, false, keptScale, dyb, saved.maskedX(), 1.0, loraA.grad());
             else try (Tensor xm = masked(x, mask)) {
                 k.gemm(true, false, keptScale, dyb, xm, 1.0, loraA.grad());
             }

@@ -107,10 +107,7 @@ public final class SharedInputLora {
         public Products takeProducts() {
             if (aOwned) a.close();
             List<Tensor> own = new ArrayList<>();
-            for (LoraLinear.Saved s : each) {
-                if (s.factors() != null) s.factors().close();
-                own.add(s.xa());
-            }
+            for (LoraLinear.Saved s : each) own.add(s.takeXa());
             return xaT != null ? new Products(xaT, null) : new Products(null, own);
         }
     }
