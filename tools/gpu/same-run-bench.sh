@@ -6,6 +6,8 @@
 #
 #   bash tools/gpu/same-run-bench.sh [rows]   rows: "main" (default: the four issue-6 rows + QLoRA) or a file of
 #                                             "shape batch seq gc(on|off) [qlora]" lines
+#   DROPOUT=0.05 bash tools/gpu/same-run-bench.sh ...   LoRA dropout on both sides (jsloth's --lora-dropout; HF's
+#                                             script copied with lora_dropout set, .gpu/hf_lora_bench_dropout.py)
 set -uo pipefail
 set -f
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -33,8 +35,14 @@ for r in "${rows[@]}"; do
     g=False; [ "$gc" = on ] && g=True
     hf_rows+="(\"$shape\",$b,$s,$g),"
 done
+hf_module=hf_lora_bench
+if [ -n "${DROPOUT:-}" ]; then
+    grep -q 'lora_dropout=0.0' .gpu/hf_lora_bench.py || { echo "same-run-bench: lora_dropout=0.0 not found in .gpu/hf_lora_bench.py" >&2; exit 2; }
+    sed "s/lora_dropout=0.0/lora_dropout=$DROPOUT/" .gpu/hf_lora_bench.py > .gpu/hf_lora_bench_dropout.py
+    hf_module=hf_lora_bench_dropout
+fi
 (cd .gpu && CUDA_VISIBLE_DEVICES=1 python3 -c "
-import json, torch, transformers, peft, hf_lora_bench as h
+import json, torch, transformers, peft, $hf_module as h
 print(json.dumps(dict(torch=torch.__version__, transformers=transformers.__version__, peft=peft.__version__)), flush=True)
 for shape, b, s, gc in [$hf_rows]:
     h.run(shape, b, s, gc)
@@ -46,6 +54,7 @@ for r in "${rows[@]}"; do
     flags=(--backend cuda --shape "$shape" --batch "$b" --seq "$s" --steps "${STEPS:-8}")
     [ "$gc" = off ] && flags+=(--no-gc)
     [ -n "${q:-}" ] && flags+=(--qlora)
+    [ -n "${DROPOUT:-}" ] && flags+=(--lora-dropout "$DROPOUT")
     LD_PRELOAD="$preload" CUDA_VISIBLE_DEVICES=0 "$java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
         ${JSLOTH_JAVA_OPTS:-} -cp '.gpu/*' dev.jsloth.cli.Main bench "${flags[@]}" >> "$out/jsloth.jsonl" 2>> "$out/jsloth.err"
 done

@@ -81,6 +81,38 @@ static void elementwise() {
         emu_launch(grid, block, [&] { fill_kernel<double>(out.data(), 0.25, n); });
         expect("fill", std::vector<double>(n, 0.25), out, 0);
 
+        // dropout's mask (dev.jsloth.api.ops.Dropout: splitmix64 of seed + (i + 1) * golden, top 24 bits against the
+        // threshold), in bf16 and double, from 16-byte aligned data (packs and a tail) and one element past it (no packs),
+        // into another array and in place
+        {
+            unsigned long long seed = ((unsigned long long) rng() << 32) ^ rng();
+            unsigned threshold = (unsigned) below(1 << 24);
+            auto keeps = [&](i64 i) {
+                unsigned long long z = seed + (unsigned long long) (i + 1) * 0x9E3779B97F4A7C15ull;
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+                z ^= z >> 31;
+                return (unsigned) (z >> 40) >= threshold;
+            };
+            for (int skip = 0; skip < 2; skip++) {
+                i64 len = n - skip + 9;
+                std::vector<bf16_t> xb(len + 9), ob(len + 9);
+                std::vector<double> xd(len + 2), od(len + 2), wb(len), wd(len);
+                for (i64 i = 0; i < len + 9; i++) xb[i] = to<bf16_t>(uniform(-3, 3));
+                for (i64 i = 0; i < len + 2; i++) xd[i] = uniform(-3, 3);
+                for (i64 i = 0; i < len; i++) {
+                    wb[i] = keeps(i) ? of(xb[skip + i]) : 0.0;
+                    wd[i] = keeps(i) ? xd[skip + i] : 0.0;
+                }
+                emu_launch(grid, block, [&] { dropout_mask_kernel<bf16_t>(xb.data() + skip, ob.data() + skip, len, seed, threshold); });
+                expect("dropout mask bf16", wb, std::vector<bf16_t>(ob.begin() + skip, ob.begin() + skip + len), 0);
+                emu_launch(grid, block, [&] { dropout_mask_kernel<double>(xd.data() + skip, od.data() + skip, len, seed, threshold); });
+                expect("dropout mask double", wd, std::vector<double>(od.begin() + skip, od.begin() + skip + len), 0);
+                emu_launch(grid, block, [&] { dropout_mask_kernel<bf16_t>(xb.data() + skip, xb.data() + skip, len, seed, threshold); });
+                expect("dropout mask bf16 in place", wb, std::vector<bf16_t>(xb.begin() + skip, xb.begin() + skip + len), 0);
+            }
+        }
+
         // AdamW, PyTorch's order, step t
         auto p = randomVec<double>(n, -1, 1), g = randomVec<double>(n, -1, 1), m = randomVec<double>(n, -0.1, 0.1), v = randomVec<double>(n, 0, 0.01);
         double lr = 1e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.01;
