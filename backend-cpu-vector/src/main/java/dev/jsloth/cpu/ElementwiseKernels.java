@@ -3,6 +3,8 @@ package dev.jsloth.cpu;
 import dev.jsloth.api.AdamWStep;
 import dev.jsloth.api.ops.Dropout;
 
+import java.lang.foreign.ValueLayout;
+
 /** Elementwise maps, row broadcasts and reductions, embedding gather/scatter, and AdamW. */
 final class ElementwiseKernels {
     private ElementwiseKernels() {
@@ -37,12 +39,27 @@ final class ElementwiseKernels {
         });
     }
 
-    /** Dropout's mask ({@link Dropout#keeps}): a kept element as it is, a dropped one 0. */
+    /**
+     * Dropout's mask ({@link Dropout#keeps}): a kept element as it is, a dropped one 0, the counter stepped by an add from
+     * one element to the next ({@link Dropout#drawAt}). F32 is masked where it lies (no trip through double).
+     */
     static void dropoutMask(Buffer x, Buffer out, long numel, long seed, int threshold) {
+        if (x.codec() == ElementCodec.F32 && out.codec() == ElementCodec.F32) {
+            NormKernels.chunks(numel, (start, len, scratch) -> {
+                long z = Dropout.counter(seed, start);
+                for (int j = 0; j < len; j++, z = Dropout.next(z)) {
+                    long at = start + j;
+                    float v = x.seg().getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, at);
+                    out.seg().setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, at, Dropout.drawAt(z) >= threshold ? v : 0f);
+                }
+            });
+            return;
+        }
         NormKernels.chunks(numel, (start, len, scratch) -> {
             double[] v = scratch.get(0);
             x.read(start, v, 0, len);
-            for (int j = 0; j < len; j++) if (!Dropout.keeps(seed, start + j, threshold)) v[j] = 0.0;
+            long z = Dropout.counter(seed, start);
+            for (int j = 0; j < len; j++, z = Dropout.next(z)) if (Dropout.drawAt(z) < threshold) v[j] = 0.0;
             out.write(start, v, 0, len);
         });
     }

@@ -131,6 +131,17 @@ class ElementwiseAndOptimizerProperties {
         }
     }
 
+    /**
+     * The kernels' form of the draw (a counter stepped by an add, splitmix64's last xor-shift left out) gives the
+     * reference draw, for consecutive elements from any start.
+     */
+    @Property(tries = 200)
+    void counterDrawsAreTheReferenceDraws(@ForAll long seed, @ForAll long start) {
+        long z = Dropout.counter(seed, start);
+        for (int j = 0; j < 64; j++, z = Dropout.next(z))
+            assertEquals(Dropout.draw(seed, start + j), Dropout.drawAt(z), "element " + (start + j));
+    }
+
     /** The masks keep about 1 - p of the elements, none at p = 0, and a bad probability or type is refused. */
     @Example
     void dropoutKeepsAboutOneMinusP() {

@@ -32,12 +32,35 @@ public final class Dropout {
         return 1.0 / (1.0 - check(p));
     }
 
-    /** The 24-bit draw of element {@code index} under {@code seed}. */
+    /** The 24-bit draw of element {@code index} under {@code seed}: splitmix64 as written, the reference. */
     public static int draw(long seed, long index) {
         long z = seed + (index + 1) * GOLDEN;
         z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
         z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
         z ^= z >>> 31;
+        return (int) (z >>> (64 - BITS));
+    }
+
+    /**
+     * Element {@code index}'s counter under {@code seed}, {@code seed + (index + 1) * golden}; the next element's is
+     * {@link #next}'s, so a loop over consecutive elements adds instead of multiplying.
+     */
+    public static long counter(long seed, long index) {
+        return seed + (index + 1) * GOLDEN;
+    }
+
+    /** The counter of the element after the one whose counter is {@code counter}. */
+    public static long next(long counter) {
+        return counter + GOLDEN;
+    }
+
+    /**
+     * {@link #draw} from an element's {@link #counter}. splitmix64's last step, {@code z ^= z >>> 31}, leaves the top
+     * 24 bits as they are, so it is left out here (the GPU kernels do the same).
+     */
+    public static int drawAt(long counter) {
+        long z = (counter ^ (counter >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
         return (int) (z >>> (64 - BITS));
     }
 
