@@ -21,7 +21,8 @@ final class Conversions {
     /** Queues the dequantization of elements {@code [first, first+n)} of an NF4 tensor into {@code dst} of type {@code to}. */
     static void dequantize(CudaBackend be, CudaTensor nf4, long first, long n, long dst, ElementType to) {
         if (n == 0) return;
-        be.kernel(KernelId.NF4_DEQUANTIZE, to).launch(Grid.linear(n),
+        // a thread per 32 elements where the kernel takes them whole (it runs the rest one a thread, grid-stride)
+        be.kernel(KernelId.NF4_DEQUANTIZE, to).launch(Grid.linear(first % 32 == 0 ? Math.ceilDiv(n, 32) : n),
                 LaunchArgs.of().ptr(nf4.address()).ptr(nf4.scalesAddress()).i64(first).i64(n).ptr(dst));
     }
 

@@ -16,15 +16,46 @@ __constant__ float NF4_CODE[16] = {
 
 /**
  * dst[i] = NF4[q(first + i)] * scale[(first + i) / 64] in float32, for n elements starting at element `first` of
- * the packed weight (two codes per byte, the even element in the high nibble).
+ * the packed weight (two codes per byte, the even element in the high nibble). Where `first` is a multiple of 32 and
+ * the packed bytes and dst are 16-byte aligned (a whole weight, or whole rows of one), a thread takes 16 packed bytes
+ * (32 codes, one scale) and writes them as 16-byte packs; the code table is read from shared memory, where 32 threads
+ * looking up different codes are served at once (from constant memory the differing lookups of a warp are served
+ * one after another). The elements left, and any other slice, one a thread.
  */
 template <typename D>
 __global__ void nf4_dequantize_kernel(const unsigned char* packed, const float* scales, i64 first, i64 n, D* dst) {
-    JSLOTH_GRID_STRIDE(i, n) {
-        const i64 e = first + i;
+    __shared__ float code[16];
+    if (threadIdx.x < 16) code[threadIdx.x] = NF4_CODE[threadIdx.x];
+    __syncthreads();
+    constexpr int N = Pack16<D>::N;
+    const bool whole = (first & 31) == 0 && aligned16(dst) && aligned16(packed + (first >> 1));
+    const i64 groups = whole ? n / 32 : 0;
+    JSLOTH_GRID_STRIDE(g, groups) {
+        const i64 e0 = first + g * 32;
+        const Pack16<unsigned> words = load_pack(reinterpret_cast<const unsigned*>(packed + (e0 >> 1)), 0);
+        const float s = scales[e0 >> 6]; // 32 codes from a multiple of 32: one block of 64
+        Pack16<D> out;
+        int k = 0;
+        i64 pack = g * (32 / N);
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+#pragma unroll
+            for (int b = 0; b < 4; b++) { // byte b of word w (little-endian): packed byte 4w + b, elements 2(4w + b) and +1
+                const unsigned byte = (words.v[w] >> (8 * b)) & 255u;
+                out.v[k++] = Narrow<D>::from(code[byte >> 4] * s);
+                out.v[k++] = Narrow<D>::from(code[byte & 15u] * s);
+                if (k == N) {
+                    store_pack(dst, pack++, out);
+                    k = 0;
+                }
+            }
+        }
+    }
+    JSLOTH_GRID_STRIDE(j, n - groups * 32) {
+        const i64 i = groups * 32 + j, e = first + i;
         const unsigned b = packed[e >> 1];
         const unsigned q = (e & 1) == 0 ? (b >> 4) : (b & 15u);
-        store(dst, i, NF4_CODE[q] * scales[e / 64]);
+        store(dst, i, code[q] * scales[e / 64]);
     }
 }
 

@@ -205,21 +205,27 @@ static void elementwise() {
                             -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
                             0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                             0.7229568362236023f, 1.0f};
+    // from offsets that take the 32-code groups (multiples of 32: 16 packed bytes a thread, 16-byte packs out) and
+    // ones that do not, with a tail past the last group; into double (packs of 2) and bf16 (packs of 8)
     int numel = 64 * 5 + 10;
     std::vector<unsigned char> packed(numel / 2);
     for (auto& b : packed) b = (unsigned char) below(256);
     std::vector<float> scales(6);
     for (auto& s : scales) s = (float) uniform(0.01, 2);
-    for (int first : {0, 1, 64, 130}) {
+    for (int first : {0, 1, 32, 64, 96, 130, 288}) {
         int n = numel - first;
-        std::vector<double> want(n);
+        std::vector<double> want(n), wantBf(n);
         for (int i = 0; i < n; i++) {
             int e = first + i, b = packed[e >> 1], q = (e & 1) == 0 ? b >> 4 : b & 15;
             want[i] = (double) (code[q] * scales[e / 64]);
+            wantBf[i] = of(to<bf16_t>(code[q] * scales[e / 64]));
         }
         std::vector<double> got(n);
         emu_launch({2, 1, 1}, {32, 1, 1}, [&] { nf4_dequantize_kernel<double>(packed.data(), scales.data(), first, n, got.data()); });
         expect("nf4 dequantize from " + std::to_string(first), want, got, 0);
+        std::vector<bf16_t> gotBf(n);
+        emu_launch({1, 1, 1}, {32, 1, 1}, [&] { nf4_dequantize_kernel<bf16_t>(packed.data(), scales.data(), first, n, gotBf.data()); });
+        expect("nf4 dequantize to bf16 from " + std::to_string(first), wantBf, gotBf, 0);
     }
 }
 
