@@ -116,6 +116,32 @@ class GemmMappingTest {
         }
     }
 
+    /**
+     * Tile heights: what the budget holds, rounded down to a multiple of 128 rows when more than one tile is needed and
+     * the budget holds at least 128 rows (so every tile starts 16-byte aligned for cuBLASLt); a whole operand in one tile
+     * as it is; tiny budgets (the tests' tiled paths) as before.
+     */
+    @Test
+    void tileHeightsAreMultiplesOf128RowsWhereTheyCanBe() {
+        long budget = GemmOp.TILE_ELEMENTS;
+        assertEquals(2304, GemmOp.rowsPerTile(4096, 14336, budget), "8B down projection: 2,340 rows fit");
+        assertEquals(8192, GemmOp.rowsPerTile(14336, 4096, budget), "8B gate/up");
+        assertEquals(4096, GemmOp.rowsPerTile(4096, 4096, budget), "one tile: all rows");
+        assertEquals(2048, GemmOp.rowsPerTile(2048, 5632, budget), "tinyllama down: one tile");
+        assertEquals(1000, GemmOp.rowsPerTile(1000, 7, 7000), "one tile of any height");
+        assertEquals(100, GemmOp.rowsPerTile(1000, 10, 1000), "under 128 rows: as the budget says");
+        assertEquals(1, GemmOp.rowsPerTile(5, 2000, 1000), "at least one row");
+        SplittableRandom r = new SplittableRandom(3);
+        for (int trial = 0; trial < 2000; trial++) {
+            long rows = r.nextLong(1, 20000), cols = r.nextLong(1, 20000), tile = r.nextLong(1, 1L << 26);
+            long h = GemmOp.rowsPerTile(rows, cols, tile);
+            long fit = Math.max(1, Math.min(rows, tile / cols));
+            assertTrue(h >= 1 && h <= fit, rows + " x " + cols + " in " + tile + ": " + h);
+            if (h < rows && fit >= 128) assertEquals(0, h % 128, rows + " x " + cols + " in " + tile + ": " + h);
+            if (fit >= 128) assertTrue(h > fit - 128, "rounded down by less than 128 rows: " + h + " of " + fit);
+        }
+    }
+
     @Test
     void operandTypesFollowTheOutputType() {
         assertEquals(ElementType.F64, GemmOp.operandType(ElementType.F64, DType.F32, DType.BF16));
