@@ -3,8 +3,6 @@ package dev.jsloth.cpu;
 import dev.jsloth.api.AdamWStep;
 import dev.jsloth.api.ops.Dropout;
 
-import java.lang.foreign.ValueLayout;
-
 /** Elementwise maps, row broadcasts and reductions, embedding gather/scatter, and AdamW. */
 final class ElementwiseKernels {
     private ElementwiseKernels() {
@@ -49,8 +47,8 @@ final class ElementwiseKernels {
                 long z = Dropout.counter(seed, start);
                 for (int j = 0; j < len; j++, z = Dropout.next(z)) {
                     long at = start + j;
-                    float v = x.seg().getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, at);
-                    out.seg().setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, at, Dropout.drawAt(z) >= threshold ? v : 0f);
+                    float v = x.seg().getAtIndex(ElementCodec.FLOAT, at);
+                    out.seg().setAtIndex(ElementCodec.FLOAT, at, Dropout.drawAt(z) >= threshold ? v : 0f);
                 }
             });
             return;

@@ -21,8 +21,10 @@ final class Conversions {
     /** Queues the dequantization of elements {@code [first, first+n)} of an NF4 tensor into {@code dst} of type {@code to}. */
     static void dequantize(CudaBackend be, CudaTensor nf4, long first, long n, long dst, ElementType to) {
         if (n == 0) return;
-        // a thread per 32 elements where the kernel takes them whole (it runs the rest one a thread, grid-stride)
-        be.kernel(KernelId.NF4_DEQUANTIZE, to).launch(Grid.linear(first % 32 == 0 ? Math.ceilDiv(n, 32) : n),
+        // a thread per 32 elements where the kernel takes them whole (its own test: a multiple of 32 from 16-byte
+        // aligned packed bytes into 16-byte aligned dst), else a thread an element
+        boolean whole = first % 32 == 0 && (nf4.address() + first / 2) % 16 == 0 && dst % 16 == 0;
+        be.kernel(KernelId.NF4_DEQUANTIZE, to).launch(Grid.linear(whole ? Math.ceilDiv(n, 32) : n),
                 LaunchArgs.of().ptr(nf4.address()).ptr(nf4.scalesAddress()).i64(first).i64(n).ptr(dst));
     }
 

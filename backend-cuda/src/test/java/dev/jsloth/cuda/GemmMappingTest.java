@@ -118,7 +118,7 @@ class GemmMappingTest {
 
     /**
      * Tile heights: what the budget holds, rounded down to a multiple of 128 rows when more than one tile is needed and
-     * the budget holds at least 128 rows (so every tile starts 16-byte aligned for cuBLASLt); a whole operand in one tile
+     * the budget holds at least 128 rows (so every tile starts on a 256-byte boundary for cuBLASLt); a whole operand in one tile
      * as it is; tiny budgets (the tests' tiled paths) as before.
      */
     @Test

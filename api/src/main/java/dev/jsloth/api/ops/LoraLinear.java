@@ -76,7 +76,7 @@ public final class LoraLinear {
 
         /**
          * Hands the rank-r product XA to the caller (null without an adapter) and frees the rest: what a checkpointed
-         * forward keeps of this state for its recompute.
+         * forward keeps of this state for its recompute. The record is spent then: not to be closed or used again.
          */
         public Tensor takeXa() {
             if (factors != null) factors.close();
@@ -283,7 +283,12 @@ public final class LoraLinear {
 
     private Forward forward(Tensor x, Saved saved, Tensor residual) {
         Tensor xa = saved.xa();
-        return new Forward(output(x, xa, false, xa == null ? null : saved.factors().b(), residual), saved);
+        try {
+            return new Forward(output(x, xa, false, xa == null ? null : saved.factors().b(), residual), saved);
+        } catch (RuntimeException | Error e) { // no output: what was saved for it is freed
+            saved.close();
+            throw e;
+        }
     }
 
     /**

@@ -149,7 +149,12 @@ public final class SharedInputLora {
     public Saved saveForBackward(Tensor x, Dropout.Pass pass) {
         if (eachOnItsOwn(pass)) {
             List<LoraLinear.Saved> each = new ArrayList<>();
-            for (LoraLinear m : members) each.add(m.saveForBackward(x, pass));
+            try {
+                for (LoraLinear m : members) each.add(m.saveForBackward(x, pass));
+            } catch (RuntimeException | Error e) { // the members saved so far (each with its masked input) are freed
+                for (LoraLinear.Saved s : each) s.close();
+                throw e;
+            }
             return new Saved(x, null, null, false, each);
         }
         checkInput(x);
