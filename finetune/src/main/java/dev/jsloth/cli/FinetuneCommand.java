@@ -30,7 +30,9 @@ import java.util.concurrent.Callable;
 /** {@code jsloth finetune}: the main job. With no arguments, the built-in demo. */
 @Command(name = "finetune", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Fine-tune a Llama-family model with LoRA.",
-                "With no --model/--data: the built-in demo (a tiny model generated deterministically learns a small instruction dataset)."})
+                "With no --model/--data: the built-in demo (a tiny model generated deterministically learns a small instruction dataset), "
+                        + "with settings of its own (LoRA r 16, alpha 32; lr 4e-3, cosine, batch 5, sequences of 128, 100 steps) "
+                        + "where an option is not given."})
 final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--model", paramLabel = "DIR", description = "Hugging Face checkpoint directory (config.json, safetensors, tokenizer.json).")
     Path model;
@@ -97,10 +99,7 @@ final class FinetuneCommand implements Callable<Integer> {
         boolean demo = model == null && data == null;
         if (!demo && (model == null || data == null)) throw new IllegalArgumentException("give both --model DIR and --data FILE (or neither, for the demo)");
         TrainingConfig cfg = demo ? demoConfig() : config();
-        Set<Projection> targetSet = EnumSet.noneOf(Projection.class);
-        if (targets == null || targets.isEmpty()) targetSet = EnumSet.allOf(Projection.class);
-        else for (String t : targets) targetSet.add(Projection.parse(t));
-        LoraSettings lora = demo ? new LoraSettings(16, 32, false, EnumSet.allOf(Projection.class)) : new LoraSettings(rank, alpha, rsLora, targetSet, loraDropout);
+        LoraSettings lora = loraSettings(demo);
         Path modelDir = model, dataFile = data, out = output;
         if (demo) {
             Path assets = DemoAssets.ensure(Path.of("jsloth-out", "demo-assets"));
@@ -143,10 +142,31 @@ final class FinetuneCommand implements Callable<Integer> {
                 saveEvery, saveLimit, evalEvery, seed, skipNonFinite, 1);
     }
 
-    /** The demo's settings: small batches, a high learning rate for a tiny model, a cosine schedule. */
-    private TrainingConfig demoConfig() {
-        return new TrainingConfig(1, maxSteps > 0 ? maxSteps : 100, 5, 1, 128, 4e-3, 0.0, 0.9, 0.999, 1e-8,
-                TrainingConfig.Schedule.COSINE, 5, 1.0, !noGc, false, saveEvery, saveLimit, 0, seed, skipNonFinite, 1);
+    /**
+     * The demo's settings where an option is not given: small batches, a high learning rate for a tiny model, a cosine
+     * schedule, 100 steps (or the epochs asked for). Every option given is taken as it is.
+     */
+    TrainingConfig demoConfig() {
+        int steps = maxSteps > 0 ? maxSteps : given("--epochs") ? 0 : 100;
+        TrainingConfig.Schedule sched = TrainingConfig.Schedule.valueOf((given("--schedule") ? schedule : "cosine").toUpperCase(Locale.ROOT));
+        return new TrainingConfig(epochs, steps, given("--batch-size") ? batchSize : 5, given("--grad-accum") ? gradAccum : 1,
+                given("--seq-len") ? seqLen : 128, given("--lr") ? lr : 4e-3, given("--weight-decay") ? weightDecay : 0.0, 0.9, 0.999, 1e-8,
+                sched, warmup, maxGradNorm, !noGc, packing, saveEvery, saveLimit, evalEvery, seed, skipNonFinite, 1);
+    }
+
+    /** The adapter's settings: the options as given, where the demo takes r 16 and alpha 32 unless they are given. */
+    LoraSettings loraSettings(boolean demo) {
+        Set<Projection> targetSet = EnumSet.noneOf(Projection.class);
+        if (targets == null || targets.isEmpty()) targetSet = EnumSet.allOf(Projection.class);
+        else for (String t : targets) targetSet.add(Projection.parse(t));
+        int r = demo && !given("--lora-r") ? 16 : rank;
+        double a = demo && !given("--lora-alpha") ? 32 : alpha;
+        return new LoraSettings(r, a, rsLora, targetSet, loraDropout);
+    }
+
+    /** Whether {@code option} was given on the command line (not a default). */
+    private boolean given(String option) {
+        return spec != null && spec.commandLine().getParseResult() != null && spec.commandLine().getParseResult().hasMatchedOption(option);
     }
 
     private void printGenerations(String when, Path modelDir, Path adapterDir) throws Exception {

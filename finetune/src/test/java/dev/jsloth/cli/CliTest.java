@@ -147,6 +147,47 @@ class CliTest {
         assertTrue(Files.isRegularFile(tmp.resolve("two/adapter/adapter_model.safetensors")));
     }
 
+    /**
+     * The demo takes its own settings only where an option is not given: LoRA r / alpha / dropout / targets / rsLoRA,
+     * the learning rate, batch, sequence length, schedule, steps or epochs given on its command line are used (they
+     * were silently replaced by the demo's before).
+     */
+    @Test
+    void theDemoTakesTheOptionsItIsGiven() {
+        FinetuneCommand plain = new FinetuneCommand();
+        new CommandLine(plain).parseArgs();
+        dev.jsloth.model.LoraSettings l = plain.loraSettings(true);
+        assertEquals(16, l.rank());
+        assertEquals(32.0, l.alpha());
+        assertEquals(0.0, l.dropout());
+        assertEquals(java.util.EnumSet.allOf(dev.jsloth.model.Projection.class), l.targets());
+        dev.jsloth.train.TrainingConfig c = plain.demoConfig();
+        assertEquals(100, c.maxSteps());
+        assertEquals(5, c.batchSize());
+        assertEquals(128, c.seqLen());
+        assertEquals(4e-3, c.lr());
+        assertEquals(dev.jsloth.train.TrainingConfig.Schedule.COSINE, c.schedule());
+
+        FinetuneCommand given = new FinetuneCommand();
+        new CommandLine(given).parseArgs("--lora-r", "4", "--lora-dropout", "0.1", "--targets", "q_proj,v_proj", "--rslora", "--lr", "1e-3",
+                "--batch-size", "3", "--seq-len", "64", "--schedule", "linear", "--epochs", "2", "--packing");
+        l = given.loraSettings(true);
+        assertEquals(4, l.rank());
+        assertEquals(32.0, l.alpha(), "alpha not given: the demo's");
+        assertEquals(0.1, l.dropout());
+        assertTrue(l.rsLora());
+        assertEquals(java.util.EnumSet.of(dev.jsloth.model.Projection.parse("q_proj"), dev.jsloth.model.Projection.parse("v_proj")), l.targets());
+        c = given.demoConfig();
+        assertEquals(0, c.maxSteps(), "epochs given: no step limit");
+        assertEquals(2, c.epochs());
+        assertEquals(3, c.batchSize());
+        assertEquals(64, c.seqLen());
+        assertEquals(1e-3, c.lr());
+        assertEquals(dev.jsloth.train.TrainingConfig.Schedule.LINEAR, c.schedule());
+        assertTrue(c.packing());
+        assertEquals(16, given.loraSettings(false).alpha(), 0.0, "outside the demo the option defaults stand");
+    }
+
     static String[] concat(String[] a, String[] b) {
         String[] out = java.util.Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, out, a.length, b.length);
