@@ -5,9 +5,9 @@ package dev.jsloth.api.ops;
  * tensor is kept when the top 24 bits of {@code splitmix64(seed + (i + 1) * 0x9E3779B97F4A7C15)} are at least
  * {@code threshold(p) = round(p * 2^24)}, and dropout's {@code 1 / (1 - p)} ({@link #scale}) is applied by whoever reads
  * the masked tensor (PEFT's {@code nn.Dropout} before {@code lora_A} scales the kept elements themselves: the same
- * product). The mask is a function of (seed, index) alone, so the backward pass and a
- * checkpointed recompute draw it again instead of keeping it. Each adapted projection mixes the pass's seed with a
- * stream number of its own ({@link #seed}), so no two projections share a mask.
+ * product). The mask is a function of (seed, index) alone and is never stored: a checkpointed recompute, and a
+ * backward pass without the forward's masked copy ({@link LoraLinear.Saved#maskedX}), draw it again. Each adapted
+ * projection mixes the pass's seed with a stream number of its own ({@link #seed}), so no two projections share a mask.
  */
 public final class Dropout {
     private static final long GOLDEN = 0x9E3779B97F4A7C15L;
