@@ -85,6 +85,20 @@ class LossProperties {
         }
     }
 
+    /** A fused loss that fails part way (a bad label in its second chunk) frees dH and its work buffers. */
+    @Example
+    void fusedHeadLossThatFailsLeavesNothingAlive() {
+        Backend be = BackendsUnderTest.cpu();
+        SplittableRandom r = new SplittableRandom(5);
+        try (var h = TestData.random(be, DType.F32, r, -1, 1, 4, 3); var w = TestData.random(be, DType.F32, r, -1, 1, 5, 3)) {
+            long live = be.memoryStats().liveTensors();
+            var e = assertThrows(IllegalArgumentException.class,
+                    () -> CrossEntropy.lmHead(h.tensor(), w.tensor(), new int[]{1, 2, 3, 9}, true, 0.25, 2));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("label 9"), e.getMessage());
+            assertEquals(live, be.memoryStats().liveTensors(), "tensors left alive by a failed fused loss");
+        }
+    }
+
     @Example
     void labelOutsideVocabularyIsAClearError() {
         Backend be = BackendsUnderTest.cpu();

@@ -57,8 +57,8 @@ public final class CrossEntropy {
         if (chunkRows <= 0) throw new IllegalArgumentException("chunkRows must be positive");
         DType dt = hidden.dtype();
         Tensor h2 = hidden.view(n, d);
-        Tensor dH = withGrad ? be.allocateForOverwrite(dt, Shape.of(n, d)) : null;
         long counted = countTargets(labels);
+        Tensor dH = withGrad ? be.allocateForOverwrite(dt, Shape.of(n, d)) : null;
         try (Tensor loss = be.allocate(DType.F64, Shape.of(n)); Tensor lse = be.allocate(DType.F64, Shape.of(n))) {
             for (int start = 0; start < n; start += chunkRows) {
                 int rows = Math.min(chunkRows, n - start);
@@ -77,6 +77,9 @@ public final class CrossEntropy {
             double lossSum = 0;
             for (double v : be.download(loss)) lossSum += v;
             return new Result(lossSum, counted, dH);
+        } catch (RuntimeException | Error e) { // dH is the caller's only once this returns
+            if (dH != null) dH.close();
+            throw e;
         }
     }
 }
