@@ -42,7 +42,17 @@ public final class CpuBackend implements Backend {
     private final LiveTensors<CpuTensor> live = new LiveTensors<>();
     private final CpuKernels kernels = new CpuKernels(this);
     private final BlockCache blocks = new BlockCache();
+    private final java.util.concurrent.atomic.AtomicInteger allocationsBeforeFailure = new java.util.concurrent.atomic.AtomicInteger(-1);
     private volatile boolean closed;
+
+    /**
+     * Fault injection for tests of failure paths (a caller's own operators, or an application's recovery from running
+     * out of memory): after {@code allocations} more tensor allocations succeed, the next one throws
+     * {@link dev.jsloth.api.DeviceOutOfMemoryException} as a real shortage would, once; a negative value turns it off.
+     */
+    public void failAllocationAfter(int allocations) {
+        allocationsBeforeFailure.set(allocations);
+    }
 
     @Override
     public String name() {
@@ -89,6 +99,8 @@ public final class CpuBackend implements Backend {
     }
 
     private MemorySegment block(long bytes, boolean zeroed, String what) {
+        if (allocationsBeforeFailure.get() >= 0 && allocationsBeforeFailure.getAndDecrement() == 0)
+            throw new dev.jsloth.api.DeviceOutOfMemoryException("cpu", bytes, live.liveBytes(), "tensor " + what + " (injected: failAllocationAfter)");
         MemorySegment seg = blocks.take(bytes, zeroed);
         if (seg == null) throw new dev.jsloth.api.DeviceOutOfMemoryException("cpu", bytes, live.liveBytes(), "tensor " + what);
         return seg;

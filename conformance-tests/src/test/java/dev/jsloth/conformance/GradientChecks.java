@@ -624,6 +624,62 @@ class GradientChecks {
         closeAll(); // the parameters (or their buffers), weights and inputs
     }
 
+    /**
+     * A device that runs out of memory at any one allocation of a two-layer step (forward, keep, recompute, backward;
+     * every checkpointing policy, stacked or not, with and without dropout, full or parameters-only backward) leaves
+     * nothing of the failed step alive once the tape closes: an application that catches the failure and retries
+     * smaller finds its memory as it was.
+     */
+    @Test
+    void outOfMemoryAnywhereInAStepLeavesNothingAlive() {
+        dev.jsloth.cpu.CpuBackend cpu = (dev.jsloth.cpu.CpuBackend) BE;
+        int batch = 2, seq = 5, hidden = 16, qh = 4, kvh = 2, hd = 4, inter = 24;
+        int[] ranks = {2, 3, 2, 2, 3, 2, 2};
+        for (double dropout : new double[]{0.0, 0.25}) {
+            BatchContext ctx = context(batch, seq, hd, new int[]{0, 0, 0, 1, 1, 0, 0, 0, 0, 0}).withDropoutSeed(dropout > 0 ? 77 : 0);
+            Tensor x = rand(-1, 1, batch * seq, hidden), dy = rand(-1, 1, batch * seq, hidden);
+            for (boolean stacked : new boolean[]{false, true}) {
+                Layer l0 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 17, dropout);
+                Layer l1 = layerWithRanks(hidden, qh, kvh, hd, inter, ranks, stacked, 19, dropout);
+                List<DecoderLayer> layers = List.of(l0.layer(), l1.layer());
+                for (Parameter p : l0.params()) p.grad(); // gradients are the parameters', allocated once
+                for (Parameter p : l1.params()) p.grad();
+                for (dev.jsloth.api.blocks.Recompute policy : dev.jsloth.api.blocks.Recompute.values()) {
+                    l0.layer().recompute(policy);
+                    l1.layer().recompute(policy);
+                    for (boolean ckpt : new boolean[]{false, true}) {
+                        if (!ckpt && policy != dev.jsloth.api.blocks.Recompute.ALL) continue; // the policy needs checkpointing
+                        for (boolean parametersOnly : new boolean[]{false, true}) {
+                            String what = "dropout " + dropout + (stacked ? ", stacked" : "") + (ckpt ? ", checkpointed " + policy : "")
+                                    + (parametersOnly ? ", parameters only" : "");
+                            long live = BE.memoryStats().liveTensors();
+                            int failures = 0;
+                            for (int n = 0; ; n++) {
+                                cpu.failAllocationAfter(n);
+                                boolean failed = false;
+                                try (Tape tape = new Tape(ctx, ckpt)) {
+                                    Tensor h = x;
+                                    for (DecoderLayer l : layers) h = tape.forward(l, h);
+                                    if (parametersOnly) tape.backwardParameters(dy, null);
+                                    else tape.backward(dy, null).close();
+                                } catch (dev.jsloth.api.DeviceOutOfMemoryException e) {
+                                    failed = true;
+                                } finally {
+                                    cpu.failAllocationAfter(-1);
+                                }
+                                assertEquals(live, BE.memoryStats().liveTensors(), what + ": allocation " + n + " failed");
+                                if (!failed) break;
+                                failures++;
+                            }
+                            assertTrue(failures > 40, what + ": only " + failures + " allocations in a step");
+                        }
+                    }
+                }
+            }
+        }
+        closeAll();
+    }
+
     /** A block or an afterBlock callback that fails mid-backward leaves no gradient tensor alive once the tape closes. */
     @Test
     void tapeFreesTheGradientInHandWhenBackwardFails() {

@@ -350,17 +350,21 @@ public final class LlamaModel implements AutoCloseable {
             k.embeddingForward(weights.embedding(), ids, x);
             BatchContext ctx = new BatchContext(1, n, rope.cos(), rope.sin(), null);
             Tensor h = x;
-            for (int l = 0; l < layers.size(); l++) {
-                Tensor next = layers.get(l).forwardCached(h, ctx, caches.get(l));
-                if (h != x) h.close();
-                h = next;
-            }
-            try (Tensor last = backend.allocate(computeType, 1, d); Tensor rstd = backend.allocate(computeType, 1);
-                 Tensor logits = backend.allocate(computeType, 1, config.vocabSize())) {
-                k.rmsNormForward(h.rows(n - 1, 1), weights.finalNorm(), config.rmsNormEps(), last, rstd);
-                if (h != x) h.close();
-                k.gemm(false, true, 1.0, last, weights.lmHead(), 0.0, logits);
-                return backend.download(logits);
+            try {
+                for (int l = 0; l < layers.size(); l++) {
+                    Tensor next = layers.get(l).forwardCached(h, ctx, caches.get(l));
+                    if (h != x) h.close();
+                    h = next;
+                }
+                try (Tensor last = backend.allocate(computeType, 1, d); Tensor rstd = backend.allocate(computeType, 1);
+                     Tensor logits = backend.allocate(computeType, 1, config.vocabSize())) {
+                    k.rmsNormForward(h.rows(n - 1, 1), weights.finalNorm(), config.rmsNormEps(), last, rstd);
+                    if (h != x) h.close();
+                    k.gemm(false, true, 1.0, last, weights.lmHead(), 0.0, logits);
+                    return backend.download(logits);
+                }
+            } finally {
+                if (h != x) h.close(); // a layer's output when a later step failed (closing twice is harmless)
             }
         }
     }

@@ -185,20 +185,38 @@ public final class LoraAdapter implements AutoCloseable {
     public static LoraAdapter initialise(LlamaConfig cfg, LoraSettings s, Backend be, DType dtype, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
         Map<String, Pair> pairs = new LinkedHashMap<>();
-        for (int l = 0; l < cfg.numLayers(); l++) {
-            for (Projection p : Projection.values()) {
-                if (!s.targets().contains(p)) continue;
-                int[] shape = p.shape(cfg);
-                int out = shape[0], in = shape[1];
-                double bound = 1.0 / Math.sqrt(in);
-                double[] a = new double[s.rank() * in];
-                for (int i = 0; i < a.length; i++) a[i] = rnd.nextDouble(-bound, bound);
-                Parameter pa = new Parameter(peftName(l, p, "lora_A"), be.upload(dtype, Shape.of(s.rank(), in), a));
-                Parameter pb = new Parameter(peftName(l, p, "lora_B"), be.allocate(dtype, Shape.of(out, s.rank())));
-                pairs.put(key(l, p), new Pair(l, p, pa, pb, s.scaling()));
+        try {
+            for (int l = 0; l < cfg.numLayers(); l++) {
+                for (Projection p : Projection.values()) {
+                    if (!s.targets().contains(p)) continue;
+                    int[] shape = p.shape(cfg);
+                    int out = shape[0], in = shape[1];
+                    double bound = 1.0 / Math.sqrt(in);
+                    double[] a = new double[s.rank() * in];
+                    for (int i = 0; i < a.length; i++) a[i] = rnd.nextDouble(-bound, bound);
+                    Parameter pa = new Parameter(peftName(l, p, "lora_A"), be.upload(dtype, Shape.of(s.rank(), in), a));
+                    try {
+                        Parameter pb = new Parameter(peftName(l, p, "lora_B"), be.allocate(dtype, Shape.of(out, s.rank())));
+                        pairs.put(key(l, p), new Pair(l, p, pa, pb, s.scaling()));
+                    } catch (RuntimeException | Error e) {
+                        pa.close();
+                        throw e;
+                    }
+                }
             }
+            return new LoraAdapter(s, pairs);
+        } catch (RuntimeException | Error e) {
+            closeAll(pairs);
+            throw e;
         }
-        return new LoraAdapter(s, pairs);
+    }
+
+    /** Closes the parameters of pairs that never reached an adapter (a load or initialisation that failed part way). */
+    private static void closeAll(Map<String, Pair> pairs) {
+        for (Pair p : pairs.values()) {
+            p.a().close();
+            p.b().close();
+        }
     }
 
     /** The PEFT tensor name (without the {@code .weight} suffix). */
@@ -238,6 +256,10 @@ public final class LoraAdapter implements AutoCloseable {
         Map<String, Pair> pairs = new LinkedHashMap<>();
         Set<Projection> targets = EnumSet.noneOf(Projection.class);
         try (SafeTensorsFile f = SafeTensorsFile.open(weights)) {
+            // every name and shape checked before anything is uploaded; a failure after that frees what was uploaded
+            record Found(int layer, Projection p, String aName, String bName, int rank) {
+            }
+            List<Found> found = new ArrayList<>();
             Set<String> used = new TreeSet<>();
             for (int l = 0; l < cfg.numLayers(); l++) {
                 for (Projection p : Projection.values()) {
@@ -250,20 +272,32 @@ public final class LoraAdapter implements AutoCloseable {
                     if (ea.shape().length != 2 || eb.shape().length != 2 || ea.shape()[1] != shape[1] || eb.shape()[0] != shape[0] || ea.shape()[0] != eb.shape()[1])
                         throw new CheckpointFormatException(weights, "tensor '" + aName + "'", "shapes A" + java.util.Arrays.toString(ea.shape())
                                 + " B" + java.util.Arrays.toString(eb.shape()) + " do not fit " + p.module() + " [" + shape[0] + ", " + shape[1] + "]");
-                    int r = (int) ea.shape()[0];
-                    Parameter pa = new Parameter(peftName(l, p, "lora_A"), Weights.upload(be, f, aName, dtype));
-                    Parameter pb = new Parameter(peftName(l, p, "lora_B"), Weights.upload(be, f, bName, dtype));
-                    pairs.put(key(l, p), new Pair(l, p, pa, pb, dev.jsloth.api.ops.LoraLinear.scaling(alpha, r, rs)));
-                    targets.add(p);
+                    found.add(new Found(l, p, aName, bName, (int) ea.shape()[0]));
                     used.add(aName);
                     used.add(bName);
                 }
             }
             for (String n : f.names())
                 if (!used.contains(n)) throw new CheckpointFormatException(weights, "tensor '" + n + "'", "is not a LoRA weight of this model");
+            if (found.isEmpty()) throw new CheckpointFormatException(weights, "", "holds no LoRA weights");
+            try {
+                for (Found x : found) {
+                    Parameter pa = new Parameter(peftName(x.layer(), x.p(), "lora_A"), Weights.upload(be, f, x.aName(), dtype));
+                    try {
+                        Parameter pb = new Parameter(peftName(x.layer(), x.p(), "lora_B"), Weights.upload(be, f, x.bName(), dtype));
+                        pairs.put(key(x.layer(), x.p()), new Pair(x.layer(), x.p(), pa, pb, dev.jsloth.api.ops.LoraLinear.scaling(alpha, x.rank(), rs)));
+                    } catch (RuntimeException | Error e) {
+                        pa.close();
+                        throw e;
+                    }
+                    targets.add(x.p());
+                }
+                return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs);
+            } catch (RuntimeException | Error e) {
+                closeAll(pairs);
+                throw e;
+            }
         }
-        if (pairs.isEmpty()) throw new CheckpointFormatException(weights, "", "holds no LoRA weights");
-        return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs);
     }
 
     private static String find(SafeTensorsFile f, int layer, Projection p, String which) {

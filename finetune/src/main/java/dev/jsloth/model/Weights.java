@@ -41,7 +41,12 @@ final class Weights {
         if (want == null || want == stored) return raw;
         try (raw) {
             Tensor t = be.allocate(want, shape);
-            be.kernels().copy(raw, t);
+            try {
+                be.kernels().copy(raw, t);
+            } catch (RuntimeException | Error x) {
+                t.close();
+                throw x;
+            }
             return t;
         }
     }

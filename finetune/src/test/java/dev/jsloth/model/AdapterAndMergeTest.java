@@ -106,6 +106,57 @@ class AdapterAndMergeTest {
         }
     }
 
+    /**
+     * Running out of device memory at any one allocation while loading an adapter, training on a batch (forward, loss,
+     * backward) or generating leaves the device as it was: an application that catches the failure and retries (with
+     * less) has lost nothing to it.
+     */
+    @Test
+    void outOfMemoryAnywhereLeavesNothingAlive() throws IOException {
+        dev.jsloth.cpu.CpuBackend cpu = (dev.jsloth.cpu.CpuBackend) be;
+        try (Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            int[] prompt = fx.intList("gen_prompt");
+            int load = sweep(cpu, "adapter load", () -> LoraAdapter.load(fx.dir().resolve("adapter"), m.config(), be, DType.F64).close());
+            assertTrue(load >= 14, "adapter load: " + load + " allocations"); // A and B of seven projections at least
+            try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+                for (Parameter p : a.parameters()) p.grad(); // the gradients are the adapter's, allocated once
+                for (boolean ckpt : new boolean[]{false, true}) {
+                    int step = sweep(cpu, "training step", () -> m.lossAndBackward(b, 1.0 / b.countedTokens(), ckpt));
+                    assertTrue(step > 50, "training step" + (ckpt ? ", checkpointed" : "") + ": " + step + " allocations");
+                }
+                int gen = sweep(cpu, "generation", () -> m.generate(prompt, GenerationOptions.greedy(3), null));
+                assertTrue(gen > 20, "generation: " + gen + " allocations");
+            }
+        }
+    }
+
+    /**
+     * Runs {@code work} once as it is (what it caches, such as the model's RoPE tables, is then in place), then with the
+     * n-th allocation failing, n = 0, 1, ... until it succeeds; returns how many failed.
+     */
+    private static int sweep(dev.jsloth.cpu.CpuBackend cpu, String what, IoWork work) throws IOException {
+        work.run();
+        long live = be.memoryStats().liveTensors();
+        for (int n = 0; ; n++) {
+            cpu.failAllocationAfter(n);
+            boolean failed = false;
+            try {
+                work.run();
+            } catch (dev.jsloth.api.DeviceOutOfMemoryException e) {
+                failed = true;
+            } finally {
+                cpu.failAllocationAfter(-1);
+            }
+            assertEquals(live, be.memoryStats().liveTensors(), what + ": allocation " + n + " failed");
+            if (!failed) return n;
+        }
+    }
+
+    private interface IoWork {
+        void run() throws IOException;
+    }
+
     /** Fuzzer finding (adapter iteration 742): a negative lora_alpha escaped as IllegalArgumentException. */
     @Test
     void adapterConfigWithNegativeAlphaIsAFormatError(@TempDir Path tmp) throws IOException {

@@ -96,7 +96,8 @@ public final class ParameterBuffer implements AutoCloseable {
 
     /**
      * Moves {@code params} (same backend and type) into a new buffer: returns it and its parameters, same names and
-     * order, whose values are copies of the old ones. The old parameters are closed.
+     * order, whose values are copies of the old ones. The old parameters are closed; if this fails, they are left open
+     * (still the caller's) and nothing else stays allocated.
      */
     public static ParameterBuffer of(List<Parameter> params) {
         if (params.isEmpty()) throw new IllegalArgumentException("no parameters");
@@ -109,18 +110,26 @@ public final class ParameterBuffer implements AutoCloseable {
             total += p.value().numel();
         }
         Tensor values = be.allocate(type, Shape.of(Math.toIntExact(total)));
-        Tensor grads = be.allocate(type, Shape.of(Math.toIntExact(total)));
-        List<Parameter> out = new ArrayList<>();
-        int at = 0;
-        for (Parameter p : params) {
-            int n = Math.toIntExact(p.value().numel());
-            Tensor v = values.rows(at, n).view(p.value().shape());
-            be.kernels().copy(p.value(), v);
-            out.add(new Parameter(p.name(), v, grads.rows(at, n).view(p.value().shape())));
-            at += n;
-            p.close();
+        Tensor grads = null;
+        try {
+            grads = be.allocate(type, Shape.of(Math.toIntExact(total)));
+            List<Parameter> out = new ArrayList<>();
+            int at = 0;
+            for (Parameter p : params) {
+                int n = Math.toIntExact(p.value().numel());
+                Tensor v = values.rows(at, n).view(p.value().shape());
+                be.kernels().copy(p.value(), v);
+                out.add(new Parameter(p.name(), v, grads.rows(at, n).view(p.value().shape())));
+                at += n;
+            }
+            ParameterBuffer buffer = new ParameterBuffer(values, grads, List.copyOf(out));
+            for (Parameter p : params) p.close(); // only now: a failure above leaves every parameter the caller's
+            return buffer;
+        } catch (RuntimeException | Error e) {
+            values.close();
+            if (grads != null) grads.close();
+            throw e;
         }
-        return new ParameterBuffer(values, grads, List.copyOf(out));
     }
 
     public List<Parameter> parameters() {
@@ -147,7 +156,12 @@ public final class ParameterBuffer implements AutoCloseable {
         if (type == values.dtype()) return () -> { };
         Backend be = values.backend();
         Tensor copy = be.allocateForOverwrite(type, values.shape());
-        be.kernels().copy(values, copy);
+        try {
+            be.kernels().copy(values, copy);
+        } catch (RuntimeException | Error e) {
+            copy.close();
+            throw e;
+        }
         computeCopy = copy;
         int at = 0;
         for (Parameter p : parameters) {

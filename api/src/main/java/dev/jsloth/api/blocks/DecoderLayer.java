@@ -1,5 +1,6 @@
 package dev.jsloth.api.blocks;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.autograd.BatchContext;
 import dev.jsloth.api.autograd.Block;
@@ -61,9 +62,13 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
 
     @Override
     public Forward<Saved> forward(Tensor x, BatchContext ctx) {
-        Forward<LoraAttentionBlock.Saved> a = attention.forward(x, ctx);
-        Forward<LoraMlpBlock.Saved> m = mlp.forward(a.y(), ctx);
-        return new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved()));
+        try (Allocations made = new Allocations()) { // a failure in the MLP half frees the attention half's output and state
+            Forward<LoraAttentionBlock.Saved> a = attention.forward(x, ctx);
+            made.add(a.y());
+            made.add(a.saved());
+            Forward<LoraMlpBlock.Saved> m = mlp.forward(a.y(), ctx);
+            return made.handOver(new Forward<>(m.y(), new Saved(a.saved(), a.y(), m.saved())));
+        }
     }
 
     /** Keeps what the {@link #recompute()} policy says (see {@link LoraAttentionBlock#keep}), frees the rest. */
@@ -81,17 +86,20 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
     @Override
     public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
         Kept k = (Kept) kept;
-        LoraAttentionBlock.Saved a;
-        Tensor mid;
-        if (k != null && k.mid() != null) {
-            a = attention.resume(x, (LoraAttentionBlock.KeptHalf) k.attention(), ctx);
-            mid = k.mid();
-        } else {
-            Forward<LoraAttentionBlock.Saved> f = attention.rerun(x, k == null ? null : (LoraAttentionBlock.KeptAttention) k.attention(), ctx);
-            a = f.saved();
-            mid = f.y();
+        // a failure frees the recomputed attention half; what k holds stays the caller's (the tape frees it)
+        try (Allocations made = new Allocations()) {
+            LoraAttentionBlock.Saved a;
+            Tensor mid;
+            if (k != null && k.mid() != null) {
+                a = made.add(attention.resume(x, (LoraAttentionBlock.KeptHalf) k.attention(), ctx));
+                mid = k.mid();
+            } else {
+                Forward<LoraAttentionBlock.Saved> f = attention.rerun(x, k == null ? null : (LoraAttentionBlock.KeptAttention) k.attention(), ctx);
+                a = made.add(f.saved());
+                mid = made.add(f.y());
+            }
+            return made.handOver(new Saved(a, mid, mlp.recompute(mid, k == null ? null : k.mlp(), ctx)));
         }
-        return new Saved(a, mid, mlp.recompute(mid, k == null ? null : k.mlp(), ctx));
     }
 
     /** Inference with a KV cache for the attention half; returns the layer output. */

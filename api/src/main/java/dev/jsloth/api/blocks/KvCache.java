@@ -15,8 +15,14 @@ public final class KvCache implements AutoCloseable {
     private int length;
 
     public KvCache(Backend be, DType dtype, int capacity, int kvDim) {
-        this.keys = be.allocate(dtype, capacity, kvDim);
-        this.values = be.allocate(dtype, capacity, kvDim);
+        Tensor k = be.allocate(dtype, capacity, kvDim);
+        try {
+            this.values = be.allocate(dtype, capacity, kvDim);
+        } catch (RuntimeException | Error e) {
+            k.close();
+            throw e;
+        }
+        this.keys = k;
     }
 
     public int length() {

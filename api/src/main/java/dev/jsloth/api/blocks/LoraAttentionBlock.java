@@ -1,5 +1,6 @@
 package dev.jsloth.api.blocks;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.AttentionDims;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
@@ -149,11 +150,14 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Backend be = x.backend();
         DType dt = x.dtype();
         int n = ctx.tokens();
-        Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
-        Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
-        be.kernels().rmsNormForward(x, inputNorm, eps, h, rstd);
-        return new Saved(x, h, rstd, qkv.savedWith(h, kept.qkv(), ctx.dropout()), kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(),
-                o.savedWith(kept.attn(), kept.oxa(), ctx.dropout()));
+        try (Allocations made = new Allocations()) {
+            Tensor h = made.add(be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols())));
+            Tensor rstd = made.add(be.allocateForOverwrite(dt, Shape.of(n)));
+            be.kernels().rmsNormForward(x, inputNorm, eps, h, rstd);
+            SharedInputLora.Saved qkvs = made.add(qkv.savedWith(h, kept.qkv(), ctx.dropout()));
+            return made.handOver(new Saved(x, h, rstd, qkvs, kept.q(), kept.k(), kept.v(), kept.attn(), kept.lse(),
+                    o.savedWith(kept.attn(), kept.oxa(), ctx.dropout())));
+        }
     }
 
     /**
@@ -171,34 +175,38 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
         Kernels kern = be.kernels();
         DType dt = x.dtype();
         int n = ctx.tokens();
-        Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
-        Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
-        kern.rmsNormForward(x, inputNorm, eps, h, rstd);
-        SharedInputLora.Forward f = qkv.forwardSaving(h, ctx.dropout());
-        Tensor q = f.ys().get(0), k = f.ys().get(1), v = f.ys().get(2);
-        kern.rope(q, ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
-        kern.rope(k, ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
-        Tensor attn, lse;
-        if (kept != null) { // recompute: the kept output stands in for the attention kernel
-            attn = kept.attn();
-            lse = kept.lse();
-        } else {
-            attn = be.allocateForOverwrite(dt, Shape.of(n, qHeads * headDim));
-            lse = be.allocateForOverwrite(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq()));
+        // a failure frees what this made (never kept's tensors: they stay the caller's until this returns)
+        try (Allocations made = new Allocations()) {
+            Tensor h = made.add(be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols())));
+            Tensor rstd = made.add(be.allocateForOverwrite(dt, Shape.of(n)));
+            kern.rmsNormForward(x, inputNorm, eps, h, rstd);
+            SharedInputLora.Forward f = qkv.forwardSaving(h, ctx.dropout());
+            made.add(f.saved());
+            made.addAll(f.ys());
+            Tensor q = f.ys().get(0), k = f.ys().get(1), v = f.ys().get(2);
+            kern.rope(q, ctx.ropeCos(), ctx.ropeSin(), qHeads, false);
+            kern.rope(k, ctx.ropeCos(), ctx.ropeSin(), kvHeads, false);
+            Tensor attn, lse;
+            if (kept != null) { // recompute: the kept output stands in for the attention kernel
+                attn = kept.attn();
+                lse = kept.lse();
+            } else {
+                attn = made.add(be.allocateForOverwrite(dt, Shape.of(n, qHeads * headDim)));
+                lse = made.add(be.allocateForOverwrite(DType.F64.equals(dt) ? DType.F64 : DType.F32, Shape.of(ctx.batch(), qHeads, ctx.seq())));
+            }
+            if (kept != null) {
+                // nothing to compute
+            } else if (cache == null) {
+                kern.attentionForward(dims(ctx), q, k, v, ctx.segments(), scale(), attn, lse);
+            } else {
+                if (ctx.batch() != 1) throw new IllegalArgumentException("KV-cached decoding runs one sequence at a time");
+                cache.append(kern, k, v);
+                AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
+                kern.attentionForward(d, q, cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
+            }
+            LoraLinear.Forward fo = o.forwardSavingPlus(attn, x, ctx.dropout());
+            return made.handOver(new Forward<>(fo.y(), new Saved(x, h, rstd, f.saved(), q, k, v, attn, lse, fo.saved())));
         }
-        if (kept != null) {
-            // nothing to compute
-        } else if (cache == null) {
-            kern.attentionForward(dims(ctx), q, k, v, ctx.segments(), scale(), attn, lse);
-        } else {
-            if (ctx.batch() != 1) throw new IllegalArgumentException("KV-cached decoding runs one sequence at a time");
-            cache.append(kern, k, v);
-            AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
-            kern.attentionForward(d, q, cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
-        }
-        LoraLinear.Forward fo = o.forwardSavingPlus(attn, x, ctx.dropout());
-        Tensor y = fo.y();
-        return new Forward<>(y, new Saved(x, h, rstd, f.saved(), q, k, v, attn, lse, fo.saved()));
     }
 
     @Override
@@ -230,9 +238,10 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
                 qkv.backwardParametersOnly(List.of(dq, dk, dv), s.qkvs());
                 return null;
             }
-            try (Tensor dh = qkv.backward(List.of(dq, dk, dv), s.qkvs())) {
-                dx = be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols()));
+            try (Tensor dh = qkv.backward(List.of(dq, dk, dv), s.qkvs()); Allocations made = new Allocations()) {
+                dx = made.add(be.allocateForOverwrite(dt, Shape.of(n, dy.shape().cols())));
                 kern.rmsNormBackwardWithResidual(dh, s.x(), inputNorm, s.rstd(), dy, dx, null);
+                made.handOver(dx);
             }
         }
         return dx;

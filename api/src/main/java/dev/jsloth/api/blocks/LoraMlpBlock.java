@@ -1,5 +1,6 @@
 package dev.jsloth.api.blocks;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Kernels;
@@ -106,35 +107,39 @@ public final class LoraMlpBlock implements Block<LoraMlpBlock.Saved> {
         Kernels kern = be.kernels();
         DType dt = x.dtype();
         int n = Math.toIntExact(x.shape().rows());
-        Tensor h = be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols()));
-        Tensor rstd = be.allocateForOverwrite(dt, Shape.of(n));
-        kern.rmsNormForward(x, postNorm, eps, h, rstd);
-        SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h, dropout) : gateUp.forwardSavingWith(h, kept.gateUp(), dropout);
-        Tensor g = f.ys().get(0), u = f.ys().get(1);
-        Tensor act = be.allocateForOverwrite(dt, g.shape());
-        kern.swigluForward(g, u, act);
-        if (!output) {
-            LoraLinear.Saved ds = kept == null ? down.saveForBackward(act, dropout) : down.savedWith(act, kept.downXa(), dropout);
-            return new Forward<>(null, new Saved(x, h, rstd, f.saved(), g, u, act, ds));
+        try (Allocations made = new Allocations()) { // a failure frees what this made
+            Tensor h = made.add(be.allocateForOverwrite(dt, Shape.of(n, x.shape().cols())));
+            Tensor rstd = made.add(be.allocateForOverwrite(dt, Shape.of(n)));
+            kern.rmsNormForward(x, postNorm, eps, h, rstd);
+            SharedInputLora.Forward f = kept == null ? gateUp.forwardSaving(h, dropout) : gateUp.forwardSavingWith(h, kept.gateUp(), dropout);
+            made.add(f.saved());
+            made.addAll(f.ys());
+            Tensor g = f.ys().get(0), u = f.ys().get(1);
+            Tensor act = made.add(be.allocateForOverwrite(dt, g.shape()));
+            kern.swigluForward(g, u, act);
+            if (!output) {
+                LoraLinear.Saved ds = kept == null ? down.saveForBackward(act, dropout) : down.savedWith(act, kept.downXa(), dropout);
+                return made.handOver(new Forward<>(null, new Saved(x, h, rstd, f.saved(), g, u, act, ds)));
+            }
+            LoraLinear.Forward fd = down.forwardSavingPlus(act, x, dropout);
+            return made.handOver(new Forward<>(fd.y(), new Saved(x, h, rstd, f.saved(), g, u, act, fd.saved())));
         }
-        LoraLinear.Forward fd = down.forwardSavingPlus(act, x, dropout);
-        Tensor y = fd.y();
-        return new Forward<>(y, new Saved(x, h, rstd, f.saved(), g, u, act, fd.saved()));
     }
 
     @Override
     public Tensor backward(Tensor dy, Saved s, BatchContext ctx) {
         Backend be = dy.backend();
         Kernels kern = be.kernels();
-        Tensor dx = be.allocateForOverwrite(dy.dtype(), Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols()));
-        try (Tensor dAct = down.backward(dy, s.ds());
+        try (Allocations made = new Allocations();
+             Tensor dAct = down.backward(dy, s.ds());
              Tensor dg = be.allocateForOverwrite(dy.dtype(), s.g().shape());
              Tensor du = be.allocateForOverwrite(dy.dtype(), s.u().shape())) {
+            Tensor dx = made.add(be.allocateForOverwrite(dy.dtype(), Shape.of(Math.toIntExact(s.x().shape().rows()), s.x().shape().cols())));
             kern.swigluBackward(dAct, s.g(), s.u(), dg, du);
             try (Tensor dh = gateUp.backward(List.of(dg, du), s.gus())) {
                 kern.rmsNormBackwardWithResidual(dh, s.x(), postNorm, s.rstd(), dy, dx, null);
             }
+            return made.handOver(dx);
         }
-        return dx;
     }
 }

@@ -1,5 +1,6 @@
 package dev.jsloth.api.ops;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Kernels;
@@ -111,10 +112,12 @@ public final class LoraLinear {
         Tensor ca = loraA.computeCopy(type), cb = loraB.computeCopy(type);
         if (ca != null && cb != null) return new Factors(ca, cb, false); // converted once for the whole pass
         Kernels k = a.backend().kernels();
-        Tensor ac = a.backend().allocateForOverwrite(type, a.shape()), bc = a.backend().allocateForOverwrite(type, b.shape());
-        k.copy(a, ac);
-        k.copy(b, bc);
-        return new Factors(ac, bc, true);
+        try (Allocations made = new Allocations()) {
+            Tensor ac = made.add(a.backend().allocateForOverwrite(type, a.shape())), bc = made.add(a.backend().allocateForOverwrite(type, b.shape()));
+            k.copy(a, ac);
+            k.copy(b, bc);
+            return made.handOver(new Factors(ac, bc, true));
+        }
     }
 
     /** A plain frozen linear layer (no adapter). */
@@ -299,15 +302,16 @@ public final class LoraLinear {
         Backend be = x.backend();
         Kernels k = be.kernels();
         int n = Math.toIntExact(x.shape().rows());
-        Tensor y = be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures()));
-        // the adapter's term with the base product (one pass where the backend fuses them: Y written once)
-        if (residual != null) {
-            if (transposedXa) throw new IllegalArgumentException("a residual is added to a product whose XA is [n, r]");
-            k.gemmPlusLowRankAdding(false, true, 1.0, x, weight, scaling, xa, b, residual, y);
-        } else if (xa != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, xa, transposedXa, b, 0.0, y);
-        else k.gemm(false, true, 1.0, x, weight, 0.0, y);
-        if (bias != null) k.addRowVector(y, bias);
-        return y;
+        if (residual != null && transposedXa) throw new IllegalArgumentException("a residual is added to a product whose XA is [n, r]");
+        try (Allocations made = new Allocations()) {
+            Tensor y = made.add(be.allocateForOverwrite(x.dtype(), Shape.of(n, outFeatures())));
+            // the adapter's term with the base product (one pass where the backend fuses them: Y written once)
+            if (residual != null) k.gemmPlusLowRankAdding(false, true, 1.0, x, weight, scaling, xa, b, residual, y);
+            else if (xa != null) k.gemmPlusLowRank(false, true, 1.0, x, weight, scaling, xa, transposedXa, b, 0.0, y);
+            else k.gemm(false, true, 1.0, x, weight, 0.0, y);
+            if (bias != null) k.addRowVector(y, bias);
+            return made.handOver(y);
+        }
     }
 
     /**
@@ -324,23 +328,18 @@ public final class LoraLinear {
         if (loraA == null) return new Saved(x, null, null);
         Backend be = x.backend();
         DType rank = rankType(x.dtype());
-        Factors f = factors(rank);
         long mask = maskSeed(pass);
-        Tensor xa = be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0)));
-        Tensor xm = null;
-        try {
+        try (Allocations made = new Allocations()) {
+            Factors f = made.add(factors(rank));
+            Tensor xa = made.add(be.allocateForOverwrite(rank, Shape.of(Math.toIntExact(x.shape().rows()), loraA.value().shape().dim(0))));
+            Tensor xm = null;
             if (mask == 0) be.kernels().gemm(false, true, 1.0, x, f.a(), 0.0, xa);
             else { // D(X) A^T = (X * mask) A^T / (1 - p); X * mask kept for dA (a pass over X fewer in backward)
-                xm = masked(x, mask);
+                xm = made.add(masked(x, mask));
                 be.kernels().gemm(false, true, Dropout.scale(dropout), xm, f.a(), 0.0, xa);
             }
-        } catch (RuntimeException | Error e) {
-            xa.close();
-            f.close();
-            if (xm != null) xm.close();
-            throw e;
+            return made.handOver(new Saved(x, xa, f, mask, xm));
         }
-        return new Saved(x, xa, f, mask, xm);
     }
 
     /**
@@ -362,9 +361,11 @@ public final class LoraLinear {
     /** Backward: returns a new dX {@code [n, in]} and accumulates into the LoRA parameters' gradients. */
     public Tensor backward(Tensor dy, Saved saved) {
         int n = Math.toIntExact(saved.x().shape().rows());
-        Tensor dx = dy.backend().allocateForOverwrite(dy.dtype(), Shape.of(n, inFeatures()));
-        backward(dy, saved, dx, false);
-        return dx;
+        try (Allocations made = new Allocations()) {
+            Tensor dx = made.add(dy.backend().allocateForOverwrite(dy.dtype(), Shape.of(n, inFeatures())));
+            backward(dy, saved, dx, false);
+            return made.handOver(dx);
+        }
     }
 
     /**

@@ -158,6 +158,12 @@ public final class RopeTables {
             }
         }
         Shape shape = Shape.of(positions.length, half);
-        return new Tables(backend.upload(dtype, shape, cos), backend.upload(dtype, shape, sin));
+        Tensor cosTable = backend.upload(dtype, shape, cos);
+        try {
+            return new Tables(cosTable, backend.upload(dtype, shape, sin));
+        } catch (RuntimeException | Error e) {
+            cosTable.close();
+            throw e;
+        }
     }
 }

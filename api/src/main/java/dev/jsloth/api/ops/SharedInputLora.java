@@ -1,5 +1,6 @@
 package dev.jsloth.api.ops;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Kernels;
@@ -160,10 +161,13 @@ public final class SharedInputLora {
         checkInput(x);
         Backend be = x.backend();
         DType rank = rankType(x.dtype());
-        StackedA a = stackedA(rank);
-        Tensor xaT = be.allocateForOverwrite(rank, Shape.of(stack.rows(), Math.toIntExact(x.shape().rows())));
-        be.kernels().gemm(false, true, 1.0, a.tensor(), x, 0.0, xaT);                        // A_all X^T
-        return new Saved(x, xaT, a.tensor(), a.owned(), memberFactors(x));
+        try (Allocations made = new Allocations()) {
+            StackedA a = stackedA(rank);
+            if (a.owned()) made.add(a.tensor());
+            Tensor xaT = made.add(be.allocateForOverwrite(rank, Shape.of(stack.rows(), Math.toIntExact(x.shape().rows()))));
+            be.kernels().gemm(false, true, 1.0, a.tensor(), x, 0.0, xaT);                        // A_all X^T
+            return made.handOver(new Saved(x, xaT, a.tensor(), a.owned(), memberFactors(x)));
+        }
     }
 
     /** The saved state from kept rank-r products (ownership passes to the result). */
@@ -176,9 +180,11 @@ public final class SharedInputLora {
         if (eachOnItsOwn(pass)) {
             if (kept.each() == null || kept.each().size() != members.size())
                 throw new IllegalArgumentException("kept rank-r products do not fit " + members.size() + " projections on their own");
-            List<LoraLinear.Saved> each = new ArrayList<>();
-            for (int j = 0; j < members.size(); j++) each.add(members.get(j).savedWith(x, kept.each().get(j), pass));
-            return new Saved(x, null, null, false, each);
+            try (Allocations made = new Allocations()) {
+                List<LoraLinear.Saved> each = new ArrayList<>();
+                for (int j = 0; j < members.size(); j++) each.add(made.add(members.get(j).savedWith(x, kept.each().get(j), pass)));
+                return made.handOver(new Saved(x, null, null, false, each));
+            }
         }
         if (kept.stacked() == null) throw new IllegalArgumentException("the stacked rank-r product is missing");
         checkInput(x);
@@ -186,18 +192,27 @@ public final class SharedInputLora {
         if (!kept.stacked().shape().equals(want))
             throw new IllegalArgumentException("kept rank-r product " + kept.stacked().shape() + " does not fit " + want);
         StackedA a = stackedA(rankType(x.dtype()));
-        return new Saved(x, kept.stacked(), a.tensor(), a.owned(), memberFactors(x));
+        try {
+            return new Saved(x, kept.stacked(), a.tensor(), a.owned(), memberFactors(x));
+        } catch (RuntimeException | Error e) {
+            if (a.owned()) a.tensor().close();
+            throw e;
+        }
     }
 
+    /** The members' outputs from saved state (ownership of {@code saved} passes to the result; freed if this fails). */
     private Forward forward(Tensor x, Saved saved) {
-        List<Tensor> ys = new ArrayList<>();
-        if (saved.xaT() == null) {
-            for (int j = 0; j < members.size(); j++) ys.add(members.get(j).forwardWith(x, saved.each().get(j)).y());
-            return new Forward(ys, saved);
+        try (Allocations made = new Allocations()) {
+            made.add(saved);
+            List<Tensor> ys = new ArrayList<>();
+            if (saved.xaT() == null) {
+                for (int j = 0; j < members.size(); j++) ys.add(made.add(members.get(j).forwardWith(x, saved.each().get(j)).y()));
+            } else {
+                for (int j = 0; j < members.size(); j++)
+                    ys.add(made.add(members.get(j).output(x, rowsOf(saved.xaT(), j), true, saved.each().get(j).factors().b(), null)));
+            }
+            return made.handOver(new Forward(ys, saved));
         }
-        for (int j = 0; j < members.size(); j++)
-            ys.add(members.get(j).output(x, rowsOf(saved.xaT(), j), true, saved.each().get(j).factors().b(), null));
-        return new Forward(ys, saved);
     }
 
     /** Backward from every member's {@code dY_j}: returns a new dX and accumulates into the adapters' gradients. */
@@ -217,9 +232,11 @@ public final class SharedInputLora {
                 for (int j = 0; j < members.size(); j++) members.get(j).backwardParametersOnly(dys.get(j), saved.each().get(j));
                 return null;
             }
-            Tensor dx = members.getFirst().backward(dys.getFirst(), saved.each().getFirst());
-            for (int j = 1; j < members.size(); j++) members.get(j).backwardInto(dys.get(j), saved.each().get(j), dx);
-            return dx;
+            try (Allocations made = new Allocations()) {
+                Tensor dx = made.add(members.getFirst().backward(dys.getFirst(), saved.each().getFirst()));
+                for (int j = 1; j < members.size(); j++) members.get(j).backwardInto(dys.get(j), saved.each().get(j), dx);
+                return made.handOver(dx);
+            }
         }
         Tensor x = saved.x(), first = dys.getFirst();
         Backend be = first.backend();
@@ -259,9 +276,11 @@ public final class SharedInputLora {
         if (v.dtype() == type) return new StackedA(v, false);
         Tensor c = stack.computeCopy(type);
         if (c != null) return new StackedA(c, false);
-        Tensor copy = v.backend().allocateForOverwrite(type, v.shape());
-        v.backend().kernels().copy(v, copy);
-        return new StackedA(copy, true);
+        try (Allocations made = new Allocations()) {
+            Tensor copy = made.add(v.backend().allocateForOverwrite(type, v.shape()));
+            v.backend().kernels().copy(v, copy);
+            return made.handOver(new StackedA(copy, true));
+        }
     }
 
     /** The rank-r path's type for input of type {@code input} (the members share it: one backend, one parameter type). */
@@ -271,9 +290,11 @@ public final class SharedInputLora {
 
     /** Each member's saved state with no rank-r product of its own: its A and B in the rank-r type. */
     private List<LoraLinear.Saved> memberFactors(Tensor x) {
-        List<LoraLinear.Saved> each = new ArrayList<>();
-        for (LoraLinear m : members) each.add(new LoraLinear.Saved(x, null, m.factors(m.rankType(x.dtype()))));
-        return each;
+        try (Allocations made = new Allocations()) {
+            List<LoraLinear.Saved> each = new ArrayList<>();
+            for (LoraLinear m : members) each.add(made.add(new LoraLinear.Saved(x, null, m.factors(m.rankType(x.dtype())))));
+            return made.handOver(each);
+        }
     }
 
     private void checkInput(Tensor x) {
