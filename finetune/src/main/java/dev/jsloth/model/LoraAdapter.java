@@ -269,6 +269,9 @@ public final class LoraAdapter implements AutoCloseable {
                         throw new CheckpointFormatException(weights, "tensor '" + (aName == null ? bName : aName) + "'", "has no matching " + (aName == null ? "lora_A" : "lora_B"));
                     int[] shape = p.shape(cfg);
                     TensorEntry ea = f.entry(aName), eb = f.entry(bName);
+                    for (TensorEntry e : new TensorEntry[]{ea, eb})
+                        if (e.engineType() == null || !e.engineType().isFloating())
+                            throw new CheckpointFormatException(weights, "tensor '" + e.name() + "'", "dtype " + e.dtype() + " is not a floating type the engine reads");
                     if (ea.shape().length != 2 || eb.shape().length != 2 || ea.shape()[1] != shape[1] || eb.shape()[0] != shape[0] || ea.shape()[0] != eb.shape()[1])
                         throw new CheckpointFormatException(weights, "tensor '" + aName + "'", "shapes A" + java.util.Arrays.toString(ea.shape())
                                 + " B" + java.util.Arrays.toString(eb.shape()) + " do not fit " + p.module() + " [" + shape[0] + ", " + shape[1] + "]");
@@ -286,14 +289,14 @@ public final class LoraAdapter implements AutoCloseable {
                     try {
                         Parameter pb = new Parameter(peftName(x.layer(), x.p(), "lora_B"), Weights.upload(be, f, x.bName(), dtype));
                         pairs.put(key(x.layer(), x.p()), new Pair(x.layer(), x.p(), pa, pb, dev.jsloth.api.ops.LoraLinear.scaling(alpha, x.rank(), rs)));
-                    } catch (RuntimeException | Error e) {
+                    } catch (IOException | RuntimeException | Error e) {
                         pa.close();
                         throw e;
                     }
                     targets.add(x.p());
                 }
                 return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs);
-            } catch (RuntimeException | Error e) {
+            } catch (IOException | RuntimeException | Error e) {
                 closeAll(pairs);
                 throw e;
             }

@@ -113,11 +113,16 @@ class AdapterAndMergeTest {
      */
     @Test
     void outOfMemoryAnywhereLeavesNothingAlive() throws IOException {
+        for (DType compute : new DType[]{DType.F64, DType.BF16}) // BF16: the converted copies (compute pass, 16-bit products)
+            outOfMemoryAnywhereLeavesNothingAlive(compute);
+    }
+
+    private void outOfMemoryAnywhereLeavesNothingAlive(DType compute) throws IOException {
         dev.jsloth.cpu.CpuBackend cpu = (dev.jsloth.cpu.CpuBackend) be;
-        try (Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+        try (Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), be, compute)) {
             Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
             int[] prompt = fx.intList("gen_prompt");
-            int load = sweep(cpu, "adapter load", () -> LoraAdapter.load(fx.dir().resolve("adapter"), m.config(), be, DType.F64).close());
+            int load = sweep(cpu, "adapter load", () -> LoraAdapter.load(fx.dir().resolve("adapter"), m.config(), be, DType.F32).close());
             assertTrue(load >= 14, "adapter load: " + load + " allocations"); // A and B of seven projections at least
             try (LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
                 for (Parameter p : a.parameters()) p.grad(); // the gradients are the adapter's, allocated once
@@ -155,6 +160,34 @@ class AdapterAndMergeTest {
 
     private interface IoWork {
         void run() throws IOException;
+    }
+
+    /**
+     * An adapter whose last tensor is stored as integers is rejected, naming the tensor and its dtype, before anything is
+     * uploaded (it used to fail after every earlier pair was on the device, and leave them there).
+     */
+    @Test
+    void adapterWithAnIntegerTensorIsAFormatErrorAndLeavesNothingAlive(@TempDir Path tmp) throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            Path src = fx.dir().resolve("adapter");
+            Files.copy(src.resolve(LoraAdapter.CONFIG_FILE), tmp.resolve(LoraAdapter.CONFIG_FILE));
+            String last;
+            try (dev.jsloth.io.SafeTensorsFile f = dev.jsloth.io.SafeTensorsFile.open(src.resolve(LoraAdapter.WEIGHTS_FILE))) {
+                dev.jsloth.io.SafeTensorsWriter w = new dev.jsloth.io.SafeTensorsWriter();
+                last = f.names().stream().filter(n -> n.contains("layers.1.mlp.down_proj.lora_B")).findFirst().orElseThrow();
+                for (String n : f.names()) {
+                    dev.jsloth.io.TensorEntry e = f.entry(n);
+                    String asInts = "I" + 8 * dev.jsloth.io.TensorEntry.elementSize(e.dtype()); // the same byte count
+                    w.add(n, n.equals(last) ? asInts : e.dtype(), e.shape(), f.bytes(n));
+                }
+                w.write(tmp.resolve(LoraAdapter.WEIGHTS_FILE));
+            }
+            long live = be.memoryStats().liveTensors();
+            var e = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class,
+                    () -> LoraAdapter.load(tmp, LlamaConfig.read(fx.dir()), be, DType.F32));
+            assertTrue(e.getMessage().contains(last) && e.getMessage().contains("dtype I"), e.getMessage());
+            assertEquals(live, be.memoryStats().liveTensors());
+        }
     }
 
     /** Fuzzer finding (adapter iteration 742): a negative lora_alpha escaped as IllegalArgumentException. */

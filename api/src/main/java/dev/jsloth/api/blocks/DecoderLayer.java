@@ -86,7 +86,8 @@ public final class DecoderLayer implements Block<DecoderLayer.Saved> {
     @Override
     public Saved recompute(Tensor x, AutoCloseable kept, BatchContext ctx) {
         Kept k = (Kept) kept;
-        // a failure frees the recomputed attention half; what k holds stays the caller's (the tape frees it)
+        // a failure frees the recomputed attention half, and with it whatever of k had moved into it: k is spent either
+        // way (the tape frees the rest of it and never uses it again)
         try (Allocations made = new Allocations()) {
             LoraAttentionBlock.Saved a;
             Tensor mid;
