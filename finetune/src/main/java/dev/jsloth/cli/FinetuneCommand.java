@@ -81,7 +81,9 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--skip-nonfinite", description = "Skip steps with NaN/Inf loss or gradients instead of stopping.") boolean skipNonFinite;
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
     @Option(names = "--backend", paramLabel = "NAME") String backend;
-    @Option(names = "--precision", defaultValue = "f32", description = "f32, f64, or bf16 (bf16 activations, F32 LoRA weights; for GPUs).") BackendOptions.Precision precision;
+    @Option(names = "--precision", description = "f32, f64, or bf16 (bf16 activations and frozen weights, F32 LoRA weights). "
+            + "Default: the backend's preferred training type: bf16 on GPUs with tensor cores (cuda; opencl on NVIDIA), f32 elsewhere.")
+    BackendOptions.Precision precision;
     @Option(names = "--gpus", paramLabel = "N", description = "Data-parallel training on N GPUs of this host: one process per GPU, "
             + "--batch-size sequences each, LoRA gradients all-reduced with NCCL; only rank 0 writes. Across hosts start one process per GPU "
             + "with WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set (README).") Integer gpus;
@@ -115,7 +117,7 @@ final class FinetuneCommand implements Callable<Integer> {
         }
         if (out == null) out = Path.of("jsloth-out", "run");
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
-                .backend(backend).precision(precision.dtype).recompute(dev.jsloth.api.blocks.Recompute.parse(recompute))
+                .backend(backend).precision(precision == null ? null : precision.dtype).recompute(dev.jsloth.api.blocks.Recompute.parse(recompute))
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
                 .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
                 .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE)

@@ -93,7 +93,7 @@ public final class FineTuneJob {
         private LoraSettings lora = LoraSettings.allProjections(16, 16);
         private TrainingConfig training = TrainingConfig.defaults();
         private String backend;
-        private DType precision = DType.F32;
+        private DType precision; // null: the backend's preferred training type
         private dev.jsloth.api.blocks.Recompute recompute = dev.jsloth.api.blocks.Recompute.MLP;
         private DatasetFormat format = DatasetFormat.AUTO;
         private BadRowPolicy badRows = BadRowPolicy.SKIP;
@@ -111,6 +111,10 @@ public final class FineTuneJob {
         public Builder training(TrainingConfig c) { this.training = c; return this; }
         /** Backend name; null = {@code -Djsloth.backend}/{@code JSLOTH_BACKEND} or the best available. */
         public Builder backend(String name) { this.backend = name; return this; }
+        /**
+         * The compute (activation) type; null (the default): the backend's {@link Backend#preferredTrainingType}, bf16 on
+         * GPUs with tensor cores (F32 LoRA weights, gradients and optimizer state), F32 elsewhere.
+         */
         public Builder precision(DType t) { this.precision = t; return this; }
         /** What gradient checkpointing recomputes (default: the MLP half only). */
         public Builder recompute(dev.jsloth.api.blocks.Recompute r) { this.recompute = java.util.Objects.requireNonNull(r); return this; }
@@ -202,7 +206,7 @@ public final class FineTuneJob {
         Tokenizer tok = Tokenizer.load(model);
         ChatTemplate tpl = template(model, templateName);
         try (Backend be = Backends.create(backendName != null ? backendName : Backends.requestedName());
-             LlamaModel m = LlamaModel.load(model, be, precision, quantization)) {
+             LlamaModel m = LlamaModel.load(model, be, precision != null ? precision : be.preferredTrainingType(), quantization)) {
             m.recompute(recompute);
             int eos = eosId(m, tok);
             PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, completionOnly, training.seqLen(), evalSplit, training.seed());
@@ -210,8 +214,8 @@ public final class FineTuneJob {
                     pd.train().size(), pd.eval().size(), data, pd.skippedRows(), pd.truncated(), training.seqLen()));
             for (String p : pd.problems().subList(0, Math.min(5, pd.problems().size()))) log.accept("  skipped: " + p);
             try (LoraAdapter a = m.attachNewAdapter(lora, training.seed())) {
-                log.accept(String.format("model: %s on %s (%s)%s, base weights %.1f MiB; LoRA r=%d alpha=%s on %s: %,d trainable parameters",
-                        model, be.name(), be.description(), m.weights().hasNf4() ? ", QLoRA (NF4 base weights)" : "",
+                log.accept(String.format("model: %s on %s (%s) in %s%s, base weights %.1f MiB; LoRA r=%d alpha=%s on %s: %,d trainable parameters",
+                        model, be.name(), be.description(), m.computeType(), m.weights().hasNf4() ? ", QLoRA (NF4 base weights)" : "",
                         m.weights().backendBytes() / 1048576.0, lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
                 Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos);
                 listeners.forEach(t::listen);

@@ -58,6 +58,8 @@ class CliTest {
         assertEquals(0, r.code(), r.err() + r.out());
         assertEquals(0.1, dev.jsloth.io.Json.read(tmp.resolve("out/adapter/adapter_config.json")).get("lora_dropout").asDouble(), r.out());
         assertTrue(r.out().contains("1 rows skipped") && r.out().contains("train.jsonl:3"), r.out());
+        // no --precision: the backend's preferred training type (F32 on a CPU; bf16 on a GPU with tensor cores)
+        assertTrue(r.out().contains(") in F32"), r.out());
         assertTrue(Files.isRegularFile(tmp.resolve("out/adapter/adapter_config.json")));
         assertTrue(Files.isRegularFile(tmp.resolve("out/loss.png")));
         assertTrue(Files.isRegularFile(tmp.resolve("out/checkpoint-2/trainer_state.json")));
