@@ -125,9 +125,11 @@ final class FinetuneCommand implements Callable<Integer> {
         TrainingSummary s = job.run(root ? List.of(new ProgressListener()) : List.of());
         if (!root) return 0;
         System.out.println();
-        System.out.printf(Locale.ROOT, "trained %d steps in %.1f s: loss %.4f -> %.4f%s, %,.0f tokens/s, peak tensor memory %.1f MiB, peak heap %.1f MiB%n",
+        System.out.printf(Locale.ROOT, "trained %d steps in %.1f s: loss %.4f -> %.4f%s, %,.0f tokens/s%s, peak tensor memory %.1f MiB, peak heap %.1f MiB%n",
                 s.steps(), s.seconds(), s.firstLoss(), s.lastLoss(), s.evalLoss() == null ? "" : String.format(Locale.ROOT, " (eval %.4f)", s.evalLoss()),
-                s.tokensPerSecond(), s.peakBackendBytes() / 1048576.0, s.peakHeapBytes() / 1048576.0);
+                s.tokensPerSecond(), Double.isNaN(s.steadyTokensPerSecond()) ? ""
+                        : String.format(Locale.ROOT, " (%,.0f after the first steps)", s.steadyTokensPerSecond()),
+                s.peakBackendBytes() / 1048576.0, s.peakHeapBytes() / 1048576.0);
         System.out.println("adapter (PEFT format): " + s.adapterDir().toAbsolutePath());
         System.out.println("metrics:               " + s.metricsFile().toAbsolutePath());
         System.out.println("loss curve:            " + s.plotFile().toAbsolutePath());

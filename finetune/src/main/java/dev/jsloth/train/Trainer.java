@@ -146,6 +146,7 @@ public final class Trainer {
             List<TrainingListener> active = root() ? listeners : List.of(); // only rank 0 reports
             for (TrainingListener l : active) l.onStart(start, total);
             long t0 = System.nanoTime(), tokens = 0;
+            List<double[]> progress = new java.util.ArrayList<>(); // {tokens, seconds} after each step, for the steady rate
             int cachedEpoch = -1;
             List<Batcher.MicroBatch> epochBatches = List.of();
             Path lastCheckpoint = store.latest().orElse(null);
@@ -198,6 +199,7 @@ public final class Trainer {
                     opt.step(lr);
                 }
                 double elapsed = (System.nanoTime() - t0) / 1e9;
+                progress.add(new double[]{tokens, elapsed});
                 TrainingListener.StepMetrics m = new TrainingListener.StepMetrics(step, total, epoch, loss, lr, norm, tokens,
                         elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
                 if (root()) appendMetrics(metrics, m);
@@ -214,7 +216,7 @@ public final class Trainer {
             Path plot = output.resolve("loss.png");
             if (!root()) { // the root writes; the others report what they computed
                 double seconds = (System.nanoTime() - t0) / 1e9;
-                return new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, Double.NaN, Double.NaN,
+                return new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress), Double.NaN, Double.NaN,
                         finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
             }
             saveAtomically(adapterDir);
@@ -225,7 +227,7 @@ public final class Trainer {
                 System.err.println("jsloth: the loss plot " + plot + " was not written (" + e + "); the curve is in " + metrics);
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
-            TrainingSummary s = new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0,
+            TrainingSummary s = new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress),
                     history.isEmpty() ? Double.NaN : history.getFirst()[1], history.isEmpty() ? Double.NaN : history.getLast()[1],
                     finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
             Json.write(output.resolve("summary.json"), Json.MAPPER.valueToTree(s));
@@ -251,6 +253,16 @@ public final class Trainer {
         } finally {
             CheckpointStore.deleteTree(tmp);
         }
+    }
+
+    /**
+     * Tokens a second after the first fifth of the steps (at least the first one): the rate without the start's one-off
+     * costs (kernel compilation, GEMM plans, the JIT); NaN for a run of under three steps.
+     */
+    static double steadyRate(List<double[]> progress) {
+        if (progress.size() < 3) return Double.NaN;
+        double[] from = progress.get(Math.max(1, progress.size() / 5) - 1), to = progress.getLast();
+        return to[1] > from[1] ? (to[0] - from[0]) / (to[1] - from[1]) : Double.NaN;
     }
 
     private String baseModelName() {

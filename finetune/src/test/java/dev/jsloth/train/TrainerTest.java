@@ -217,6 +217,18 @@ class TrainerTest {
             TrainingSummary s = new Trainer(m, data, List.of(), cfg, tmp, 0).run(false);
             assertEquals(3, s.steps());
             assertTrue(Files.readString(tmp.resolve("metrics.jsonl")).contains("\"skipped\":true"));
+            assertTrue(s.steadyTokensPerSecond() > 0, "steady rate " + s.steadyTokensPerSecond());
         }
+    }
+
+    /** The steady rate leaves out the first fifth of the steps (at least the first), and needs three steps. */
+    @Test
+    void steadyRateLeavesOutTheFirstSteps() {
+        List<double[]> p = new java.util.ArrayList<>();
+        p.add(new double[]{100, 5.0}); // a slow first step: compilation
+        for (int i = 2; i <= 10; i++) p.add(new double[]{100 * i, 5.0 + 0.1 * (i - 1)});
+        assertEquals(1000, Trainer.steadyRate(p), 1e-9); // from after step 2: 800 tokens in 0.8 s
+        assertEquals(1000, Trainer.steadyRate(p.subList(0, 3)), 1e-9); // from after step 1
+        assertTrue(Double.isNaN(Trainer.steadyRate(p.subList(0, 2))));
     }
 }
