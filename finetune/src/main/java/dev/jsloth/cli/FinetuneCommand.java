@@ -4,6 +4,7 @@ import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.spi.Backends;
 import dev.jsloth.data.BadRowPolicy;
+import dev.jsloth.data.LongRowPolicy;
 import dev.jsloth.data.ChatTemplate;
 import dev.jsloth.data.DatasetFormat;
 import dev.jsloth.data.Message;
@@ -48,6 +49,9 @@ final class FinetuneCommand implements Callable<Integer> {
     boolean trainOnPrompts;
     @Option(names = "--bad-rows", defaultValue = "skip", description = "skip (with a count) or fail on malformed rows (default: ${DEFAULT-VALUE}).")
     String badRows;
+    @Option(names = "--long-rows", defaultValue = "auto", description = "Rows longer than --seq-len: split (into pieces that overlap by one token, "
+            + "so no target is lost), truncate, or auto: split plain text rows, truncate prompt/response rows (default: ${DEFAULT-VALUE}).")
+    String longRows;
     @Option(names = "--lora-r", defaultValue = "16") int rank;
     @Option(names = "--lora-alpha", defaultValue = "16") double alpha;
     @Option(names = "--rslora", description = "Scale by alpha/sqrt(r) instead of alpha/r.") boolean rsLora;
@@ -100,6 +104,7 @@ final class FinetuneCommand implements Callable<Integer> {
         boolean root = group.isRoot();
         boolean demo = model == null && data == null;
         if (!demo && (model == null || data == null)) throw new IllegalArgumentException("give both --model DIR and --data FILE (or neither, for the demo)");
+        LongRowPolicy longRowPolicy = longRowPolicy(longRows); // before anything runs
         TrainingConfig cfg = demo ? demoConfig() : config();
         LoraSettings lora = loraSettings(demo);
         Path modelDir = model, dataFile = data, out = output;
@@ -119,6 +124,7 @@ final class FinetuneCommand implements Callable<Integer> {
         FineTuneJob job = FineTuneJob.builder().model(modelDir).data(dataFile).output(out).lora(lora).training(cfg)
                 .backend(backend).precision(precision == null ? null : precision.dtype).recompute(dev.jsloth.api.blocks.Recompute.parse(recompute))
                 .format(DatasetFormat.valueOf(format.toUpperCase(Locale.ROOT))).badRows(BadRowPolicy.valueOf(badRows.toUpperCase(Locale.ROOT)))
+                .longRows(longRowPolicy)
                 .template(template).completionOnly(!trainOnPrompts).evalSplit(evalSplit).resume(resume).merge(merge)
                 .quantization(qlora ? dev.jsloth.model.LlamaWeights.Quantization.NF4_DOUBLE : dev.jsloth.model.LlamaWeights.Quantization.NONE)
                 .processGroup(group).build();
@@ -200,5 +206,13 @@ final class FinetuneCommand implements Callable<Integer> {
         List<String> all = spec.commandLine().getParseResult().originalArgs();
         int at = all.indexOf(spec.name());
         return at < 0 ? all : all.subList(at + 1, all.size());
+    }
+
+    private static LongRowPolicy longRowPolicy(String v) {
+        try {
+            return LongRowPolicy.valueOf(v.toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--long-rows takes auto, split or truncate, got '" + v + "'");
+        }
     }
 }

@@ -6,6 +6,7 @@ import dev.jsloth.api.distributed.ProcessGroup;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.spi.Backends;
 import dev.jsloth.data.BadRowPolicy;
+import dev.jsloth.data.LongRowPolicy;
 import dev.jsloth.data.ChatTemplate;
 import dev.jsloth.data.DatasetException;
 import dev.jsloth.data.DatasetFormat;
@@ -53,6 +54,7 @@ public final class FineTuneJob {
     private final dev.jsloth.api.blocks.Recompute recompute;
     private final DatasetFormat format;
     private final BadRowPolicy badRows;
+    private final LongRowPolicy longRows;
     private final String templateName;
     private final boolean completionOnly;
     private final double evalSplit;
@@ -73,6 +75,7 @@ public final class FineTuneJob {
         this.recompute = b.recompute;
         this.format = b.format;
         this.badRows = b.badRows;
+        this.longRows = b.longRows;
         this.templateName = b.template;
         this.completionOnly = b.completionOnly;
         this.evalSplit = b.evalSplit;
@@ -97,6 +100,7 @@ public final class FineTuneJob {
         private dev.jsloth.api.blocks.Recompute recompute = dev.jsloth.api.blocks.Recompute.MLP;
         private DatasetFormat format = DatasetFormat.AUTO;
         private BadRowPolicy badRows = BadRowPolicy.SKIP;
+        private LongRowPolicy longRows = LongRowPolicy.AUTO;
         private String template;
         private boolean completionOnly = true, resume, merge;
         private double evalSplit;
@@ -120,6 +124,8 @@ public final class FineTuneJob {
         public Builder recompute(dev.jsloth.api.blocks.Recompute r) { this.recompute = java.util.Objects.requireNonNull(r); return this; }
         public Builder format(DatasetFormat f) { this.format = f; return this; }
         public Builder badRows(BadRowPolicy p) { this.badRows = p; return this; }
+        /** Rows longer than the sequence length: split (text rows, by default) or truncated (prompt/response rows). */
+        public Builder longRows(LongRowPolicy p) { this.longRows = java.util.Objects.requireNonNull(p); return this; }
         /** Chat template: null = the model's own (tokenizer_config.json), else a built-in (llama3, chatml, alpaca). */
         public Builder template(String name) { this.template = name; return this; }
         public Builder completionOnly(boolean on) { this.completionOnly = on; return this; }
@@ -140,19 +146,32 @@ public final class FineTuneJob {
         }
     }
 
-    /** The tokenized data of a run: training and evaluation examples, and how many rows were dropped or cut. */
-    public record PreparedData(List<Example> train, List<Example> eval, int skippedRows, int truncated, List<String> problems) {
+    /**
+     * The tokenized data of a run: training and evaluation examples, how many rows were dropped, truncated, or split
+     * (into how many pieces in all), and the problems met.
+     */
+    public record PreparedData(List<Example> train, List<Example> eval, int skippedRows, int truncated, int splitRows, int pieces,
+                               List<String> problems) {
     }
 
-    /** Loads, renders, masks, tokenizes and splits the dataset. */
+    /** {@link #prepare(Path, Tokenizer, ChatTemplate, int, DatasetFormat, BadRowPolicy, LongRowPolicy, boolean, int, double, long)} with long rows handled as {@link LongRowPolicy#AUTO}. */
     public static PreparedData prepare(Path data, Tokenizer tok, ChatTemplate template, int eosId, DatasetFormat format,
                                        BadRowPolicy policy, boolean completionOnly, int seqLen, double evalSplit, long seed)
             throws IOException {
+        return prepare(data, tok, template, eosId, format, policy, LongRowPolicy.AUTO, completionOnly, seqLen, evalSplit, seed);
+    }
+
+    /** Loads, renders, masks, tokenizes and splits the dataset; rows longer than {@code seqLen} as {@code longRows} says. */
+    public static PreparedData prepare(Path data, Tokenizer tok, ChatTemplate template, int eosId, DatasetFormat format,
+                                       BadRowPolicy policy, LongRowPolicy longRows, boolean completionOnly, int seqLen,
+                                       double evalSplit, long seed)
+            throws IOException {
+        if (seqLen < 2) throw new IllegalArgumentException("the sequence length must be at least 2, got " + seqLen);
         LoadedDataset ds = DatasetLoader.load(data, format, policy);
         ExampleBuilder eb = new ExampleBuilder(tok, template, completionOnly, true, eosId);
         List<Example> all = new ArrayList<>();
         List<String> problems = new ArrayList<>(ds.problems());
-        int truncated = 0, skipped = ds.skipped();
+        int truncated = 0, splitRows = 0, pieces = 0, skipped = ds.skipped();
         for (Record r : ds.records()) {
             Example e;
             try {
@@ -162,6 +181,15 @@ public final class FineTuneJob {
                 problems.add(ex.getMessage());
                 skipped++;
                 continue;
+            }
+            if (e.inputIds().length > seqLen && longRows.splits(r)) {
+                List<Example> cut = splitLongRow(e, seqLen);
+                if (!cut.isEmpty()) {
+                    all.addAll(cut);
+                    splitRows++;
+                    pieces += cut.size();
+                    continue;
+                }
             }
             if (e.inputIds().length > seqLen) {
                 e = new Example(Arrays.copyOf(e.inputIds(), seqLen), Arrays.copyOf(e.labels(), seqLen));
@@ -187,7 +215,27 @@ public final class FineTuneJob {
         if (evalSplit > 0 && nEval == 0 && all.size() > 1) nEval = 1;
         List<Example> eval = new ArrayList<>(), train = new ArrayList<>();
         for (int i = 0; i < order.length; i++) (i < nEval ? eval : train).add(all.get(order[i]));
-        return new PreparedData(train, eval, skipped, truncated, problems);
+        return new PreparedData(train, eval, skipped, truncated, splitRows, pieces, problems);
+    }
+
+    /**
+     * {@link LongRowPolicy#SPLIT}: pieces of {@code seqLen} tokens, each starting with the last token of the one before
+     * (stride {@code seqLen - 1}), so every label after the first position is a target in exactly one piece (the model
+     * predicts position j + 1 from position j, and a piece's first label is never a target). Pieces without a trained
+     * target are left out.
+     */
+    static List<Example> splitLongRow(Example e, int seqLen) {
+        List<Example> out = new ArrayList<>();
+        int n = e.inputIds().length, stride = seqLen - 1;
+        for (int start = 0; start + 1 < n; start += stride) {
+            int end = Math.min(n, start + seqLen);
+            Example piece = new Example(Arrays.copyOfRange(e.inputIds(), start, end), Arrays.copyOfRange(e.labels(), start, end));
+            boolean targets = false;
+            for (int j = 1; j < piece.labels().length && !targets; j++) targets = piece.labels()[j] != Example.IGNORE;
+            if (targets) out.add(piece);
+            if (end == n) break;
+        }
+        return out;
     }
 
     /** The chat template for a model directory: a named built-in, else the model's own, else ChatML. */
@@ -209,9 +257,10 @@ public final class FineTuneJob {
              LlamaModel m = LlamaModel.load(model, be, precision != null ? precision : be.preferredTrainingType(), quantization)) {
             m.recompute(recompute);
             int eos = eosId(m, tok);
-            PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, completionOnly, training.seqLen(), evalSplit, training.seed());
-            log.accept(String.format("data: %d training and %d evaluation examples from %s (%d rows skipped, %d truncated to %d tokens)",
-                    pd.train().size(), pd.eval().size(), data, pd.skippedRows(), pd.truncated(), training.seqLen()));
+            PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, longRows, completionOnly, training.seqLen(), evalSplit, training.seed());
+            log.accept(String.format("data: %d training and %d evaluation examples from %s (%d rows skipped, %d truncated to %d tokens%s)",
+                    pd.train().size(), pd.eval().size(), data, pd.skippedRows(), pd.truncated(), training.seqLen(),
+                    pd.splitRows() == 0 ? "" : String.format(", %d split into %d pieces", pd.splitRows(), pd.pieces())));
             for (String p : pd.problems().subList(0, Math.min(5, pd.problems().size()))) log.accept("  skipped: " + p);
             try (LoraAdapter a = m.attachNewAdapter(lora, training.seed())) {
                 log.accept(String.format("model: %s on %s (%s) in %s%s, base weights %.1f MiB; LoRA r=%d alpha=%s on %s: %,d trainable parameters",

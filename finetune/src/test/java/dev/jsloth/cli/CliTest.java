@@ -212,6 +212,8 @@ class CliTest {
         Files.writeString(batch, "{\"input_ids\": [[1, 2, 300]]}");
         Run range = run("loss", "--model", fixture("gqa-untied").toString(), "--batch", batch.toString());
         assertTrue(range.err().contains("input id 300") && range.err().contains("vocabulary"), range.err());
+        Run longRows = run("finetune", "--long-rows", "sideways");
+        assertTrue(longRows.code() != 0 && longRows.err().contains("--long-rows takes auto, split or truncate, got 'sideways'"), longRows.err());
     }
 
     @Test
