@@ -169,7 +169,7 @@ public final class FineTuneJob {
         if (seqLen < 2) throw new IllegalArgumentException("the sequence length must be at least 2, got " + seqLen);
         LoadedDataset ds = DatasetLoader.load(data, format, policy);
         ExampleBuilder eb = new ExampleBuilder(tok, template, completionOnly, true, eosId);
-        List<Example> all = new ArrayList<>();
+        List<List<Example>> all = new ArrayList<>(); // per row: its example, or its pieces (kept together for the eval split)
         List<String> problems = new ArrayList<>(ds.problems());
         int truncated = 0, splitRows = 0, pieces = 0, skipped = ds.skipped();
         for (Record r : ds.records()) {
@@ -185,7 +185,7 @@ public final class FineTuneJob {
             if (e.inputIds().length > seqLen && longRows.splits(r)) {
                 List<Example> cut = splitLongRow(e, seqLen);
                 if (!cut.isEmpty()) {
-                    all.addAll(cut);
+                    all.add(cut);
                     splitRows++;
                     pieces += cut.size();
                     continue;
@@ -200,7 +200,7 @@ public final class FineTuneJob {
                 skipped++;
                 continue;
             }
-            all.add(e);
+            all.add(List.of(e));
         }
         if (all.isEmpty()) throw new DatasetException(data + ": no usable training rows (" + skipped + " skipped)");
         int[] order = new int[all.size()];
@@ -214,7 +214,8 @@ public final class FineTuneJob {
         int nEval = (int) Math.floor(all.size() * evalSplit);
         if (evalSplit > 0 && nEval == 0 && all.size() > 1) nEval = 1;
         List<Example> eval = new ArrayList<>(), train = new ArrayList<>();
-        for (int i = 0; i < order.length; i++) (i < nEval ? eval : train).add(all.get(order[i]));
+        // rows, not pieces, are held out: a split row's pieces are all trained on or all evaluated
+        for (int i = 0; i < order.length; i++) (i < nEval ? eval : train).addAll(all.get(order[i]));
         return new PreparedData(train, eval, skipped, truncated, splitRows, pieces, problems);
     }
 

@@ -65,6 +65,11 @@ class LongRowsTest {
         assertEquals(0, auto.truncated());
         assertEquals(auto.pieces() + 1, auto.train().size());
         assertTrue(auto.pieces() >= 1000 / 127, auto.pieces() + " pieces");
+        // an eval split holds out rows, not pieces: the long row's pieces stay together on one side
+        FineTuneJob.PreparedData held = FineTuneJob.prepare(text, tok, tpl, 0, DatasetFormat.AUTO, BadRowPolicy.SKIP,
+                LongRowPolicy.AUTO, true, 128, 0.5, 1);
+        assertEquals(1, Math.min(held.train().size(), held.eval().size()), held.train().size() + " / " + held.eval().size());
+        assertEquals(auto.pieces() + 1, held.train().size() + held.eval().size());
         FineTuneJob.PreparedData cut = FineTuneJob.prepare(text, tok, tpl, 0, DatasetFormat.AUTO, BadRowPolicy.SKIP,
                 LongRowPolicy.TRUNCATE, true, 128, 0, 1);
         assertEquals(List.of(0, 1, 2), List.of(cut.splitRows(), cut.truncated(), cut.train().size()));
