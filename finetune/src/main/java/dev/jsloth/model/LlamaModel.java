@@ -359,12 +359,11 @@ public final class LlamaModel implements AutoCloseable {
                 try (Tensor last = backend.allocate(computeType, 1, d); Tensor rstd = backend.allocate(computeType, 1);
                      Tensor logits = backend.allocate(computeType, 1, config.vocabSize())) {
                     k.rmsNormForward(h.rows(n - 1, 1), weights.finalNorm(), config.rmsNormEps(), last, rstd);
-                    if (h != x) h.close();
                     k.gemm(false, true, 1.0, last, weights.lmHead(), 0.0, logits);
                     return backend.download(logits);
                 }
             } finally {
-                if (h != x) h.close(); // a layer's output when a later step failed (closing twice is harmless)
+                if (h != x) h.close(); // the last layer's output, also when a later step failed
             }
         }
     }

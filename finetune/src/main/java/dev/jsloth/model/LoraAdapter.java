@@ -3,6 +3,7 @@ package dev.jsloth.model;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
@@ -185,7 +186,7 @@ public final class LoraAdapter implements AutoCloseable {
     public static LoraAdapter initialise(LlamaConfig cfg, LoraSettings s, Backend be, DType dtype, long seed) {
         SplittableRandom rnd = new SplittableRandom(seed);
         Map<String, Pair> pairs = new LinkedHashMap<>();
-        try {
+        try (Allocations made = new Allocations()) { // a failure part way frees the pairs made so far
             for (int l = 0; l < cfg.numLayers(); l++) {
                 for (Projection p : Projection.values()) {
                     if (!s.targets().contains(p)) continue;
@@ -194,28 +195,12 @@ public final class LoraAdapter implements AutoCloseable {
                     double bound = 1.0 / Math.sqrt(in);
                     double[] a = new double[s.rank() * in];
                     for (int i = 0; i < a.length; i++) a[i] = rnd.nextDouble(-bound, bound);
-                    Parameter pa = new Parameter(peftName(l, p, "lora_A"), be.upload(dtype, Shape.of(s.rank(), in), a));
-                    try {
-                        Parameter pb = new Parameter(peftName(l, p, "lora_B"), be.allocate(dtype, Shape.of(out, s.rank())));
-                        pairs.put(key(l, p), new Pair(l, p, pa, pb, s.scaling()));
-                    } catch (RuntimeException | Error e) {
-                        pa.close();
-                        throw e;
-                    }
+                    Parameter pa = made.add(new Parameter(peftName(l, p, "lora_A"), be.upload(dtype, Shape.of(s.rank(), in), a)));
+                    Parameter pb = made.add(new Parameter(peftName(l, p, "lora_B"), be.allocate(dtype, Shape.of(out, s.rank()))));
+                    pairs.put(key(l, p), new Pair(l, p, pa, pb, s.scaling()));
                 }
             }
-            return new LoraAdapter(s, pairs);
-        } catch (RuntimeException | Error e) {
-            closeAll(pairs);
-            throw e;
-        }
-    }
-
-    /** Closes the parameters of pairs that never reached an adapter (a load or initialisation that failed part way). */
-    private static void closeAll(Map<String, Pair> pairs) {
-        for (Pair p : pairs.values()) {
-            p.a().close();
-            p.b().close();
+            return made.handOver(new LoraAdapter(s, pairs));
         }
     }
 
@@ -283,22 +268,14 @@ public final class LoraAdapter implements AutoCloseable {
             for (String n : f.names())
                 if (!used.contains(n)) throw new CheckpointFormatException(weights, "tensor '" + n + "'", "is not a LoRA weight of this model");
             if (found.isEmpty()) throw new CheckpointFormatException(weights, "", "holds no LoRA weights");
-            try {
+            try (Allocations made = new Allocations()) {
                 for (Found x : found) {
-                    Parameter pa = new Parameter(peftName(x.layer(), x.p(), "lora_A"), Weights.upload(be, f, x.aName(), dtype));
-                    try {
-                        Parameter pb = new Parameter(peftName(x.layer(), x.p(), "lora_B"), Weights.upload(be, f, x.bName(), dtype));
-                        pairs.put(key(x.layer(), x.p()), new Pair(x.layer(), x.p(), pa, pb, dev.jsloth.api.ops.LoraLinear.scaling(alpha, x.rank(), rs)));
-                    } catch (IOException | RuntimeException | Error e) {
-                        pa.close();
-                        throw e;
-                    }
+                    Parameter pa = made.add(new Parameter(peftName(x.layer(), x.p(), "lora_A"), Weights.upload(be, f, x.aName(), dtype)));
+                    Parameter pb = made.add(new Parameter(peftName(x.layer(), x.p(), "lora_B"), Weights.upload(be, f, x.bName(), dtype)));
+                    pairs.put(key(x.layer(), x.p()), new Pair(x.layer(), x.p(), pa, pb, dev.jsloth.api.ops.LoraLinear.scaling(alpha, x.rank(), rs)));
                     targets.add(x.p());
                 }
-                return new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs);
-            } catch (IOException | RuntimeException | Error e) {
-                closeAll(pairs);
-                throw e;
+                return made.handOver(new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs));
             }
         }
     }

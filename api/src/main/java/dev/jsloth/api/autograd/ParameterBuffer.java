@@ -1,5 +1,6 @@
 package dev.jsloth.api.autograd;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
@@ -109,10 +110,9 @@ public final class ParameterBuffer implements AutoCloseable {
                 throw new IllegalArgumentException("parameter " + p + " is not on the same backend and type as " + params.getFirst());
             total += p.value().numel();
         }
-        Tensor values = be.allocate(type, Shape.of(Math.toIntExact(total)));
-        Tensor grads = null;
-        try {
-            grads = be.allocate(type, Shape.of(Math.toIntExact(total)));
+        try (Allocations made = new Allocations()) {
+            Tensor values = made.add(be.allocate(type, Shape.of(Math.toIntExact(total))));
+            Tensor grads = made.add(be.allocate(type, Shape.of(Math.toIntExact(total))));
             List<Parameter> out = new ArrayList<>();
             int at = 0;
             for (Parameter p : params) {
@@ -122,13 +122,9 @@ public final class ParameterBuffer implements AutoCloseable {
                 out.add(new Parameter(p.name(), v, grads.rows(at, n).view(p.value().shape())));
                 at += n;
             }
-            ParameterBuffer buffer = new ParameterBuffer(values, grads, List.copyOf(out));
+            ParameterBuffer buffer = made.handOver(new ParameterBuffer(values, grads, List.copyOf(out)));
             for (Parameter p : params) p.close(); // only now: a failure above leaves every parameter the caller's
             return buffer;
-        } catch (RuntimeException | Error e) {
-            values.close();
-            if (grads != null) grads.close();
-            throw e;
         }
     }
 

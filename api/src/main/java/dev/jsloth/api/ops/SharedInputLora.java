@@ -149,14 +149,11 @@ public final class SharedInputLora {
     /** {@link #saveForBackward(Tensor)} in a dropout pass ({@link Dropout.Pass#NONE}: none). */
     public Saved saveForBackward(Tensor x, Dropout.Pass pass) {
         if (eachOnItsOwn(pass)) {
-            List<LoraLinear.Saved> each = new ArrayList<>();
-            try {
-                for (LoraLinear m : members) each.add(m.saveForBackward(x, pass));
-            } catch (RuntimeException | Error e) { // the members saved so far (each with its masked input) are freed
-                for (LoraLinear.Saved s : each) s.close();
-                throw e;
+            try (Allocations made = new Allocations()) { // a failure frees the members saved so far (each with its masked input)
+                List<LoraLinear.Saved> each = new ArrayList<>();
+                for (LoraLinear m : members) each.add(made.add(m.saveForBackward(x, pass)));
+                return made.handOver(new Saved(x, null, null, false, each));
             }
-            return new Saved(x, null, null, false, each);
         }
         checkInput(x);
         Backend be = x.backend();
