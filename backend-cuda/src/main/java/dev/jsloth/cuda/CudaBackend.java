@@ -93,10 +93,13 @@ public final class CudaBackend implements Backend {
             new Peak("H200 NVL", 835e12, 60e12), new Peak("H200", 989.4e12, 66.9e12), new Peak("H100", 989.4e12, 66.9e12),
             new Peak("A100", 312e12, 19.5e12));
 
-    /** BF16: the kernels' 16-bit paths (tensor-core GEMMs through cuBLASLt, flash attention) are the fast ones. */
+    /**
+     * BF16 on compute capability 8.0 and later: the kernels' 16-bit paths (tensor-core GEMMs through cuBLASLt, flash
+     * attention) are the fast ones there. Earlier GPUs have no bf16 tensor cores (and the flash kernels decline them): F32.
+     */
     @Override
     public DType preferredTrainingType() {
-        return DType.BF16;
+        return device.ccMajor >= 8 ? DType.BF16 : DType.F32;
     }
 
     @Override

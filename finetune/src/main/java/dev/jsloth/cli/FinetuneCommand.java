@@ -49,8 +49,9 @@ final class FinetuneCommand implements Callable<Integer> {
     boolean trainOnPrompts;
     @Option(names = "--bad-rows", defaultValue = "skip", description = "skip (with a count) or fail on malformed rows (default: ${DEFAULT-VALUE}).")
     String badRows;
-    @Option(names = "--long-rows", defaultValue = "auto", description = "Rows longer than --seq-len: split (into pieces that overlap by one token, "
-            + "so no target is lost), truncate, or auto: split plain text rows, truncate prompt/response rows (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--long-rows", description = "Rows longer than --seq-len: split (into pieces that overlap by one token, "
+            + "so no target is lost), truncate, or auto: split plain text rows, truncate prompt/response rows (default: auto; with "
+            + "--resume, what the checkpoint was trained with).")
     String longRows;
     @Option(names = "--lora-r", defaultValue = "16") int rank;
     @Option(names = "--lora-alpha", defaultValue = "16") double alpha;
@@ -86,7 +87,8 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--merge", description = "Also write merged weights to OUTPUT/merged.") boolean merge;
     @Option(names = "--backend", paramLabel = "NAME") String backend;
     @Option(names = "--precision", description = "f32, f64, or bf16 (bf16 activations and frozen weights, F32 LoRA weights). "
-            + "Default: the backend's preferred training type: bf16 on GPUs with tensor cores (cuda; opencl on NVIDIA), f32 elsewhere.")
+            + "Default: the backend's preferred training type: bf16 on GPUs with tensor cores (cuda; opencl on NVIDIA), f32 elsewhere; "
+            + "with --resume, the type the checkpoint was trained in.")
     BackendOptions.Precision precision;
     @Option(names = "--gpus", paramLabel = "N", description = "Data-parallel training on N GPUs of this host: one process per GPU, "
             + "--batch-size sequences each, LoRA gradients all-reduced with NCCL; only rank 0 writes. Across hosts start one process per GPU "
@@ -96,6 +98,7 @@ final class FinetuneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        LongRowPolicy longRowPolicy = longRowPolicy(longRows); // before anything runs, ranks launched included
         if (ProcessLauncher.shouldLaunch(gpus)) {
             if (model == null && data == null) DemoAssets.ensure(Path.of("jsloth-out", "demo-assets")); // once, before the ranks read it
             return ProcessLauncher.launch(gpus, "finetune", argumentsAfter(spec));
@@ -104,7 +107,6 @@ final class FinetuneCommand implements Callable<Integer> {
         boolean root = group.isRoot();
         boolean demo = model == null && data == null;
         if (!demo && (model == null || data == null)) throw new IllegalArgumentException("give both --model DIR and --data FILE (or neither, for the demo)");
-        LongRowPolicy longRowPolicy = longRowPolicy(longRows); // before anything runs
         TrainingConfig cfg = demo ? demoConfig() : config();
         LoraSettings lora = loraSettings(demo);
         Path modelDir = model, dataFile = data, out = output;
@@ -209,6 +211,7 @@ final class FinetuneCommand implements Callable<Integer> {
     }
 
     private static LongRowPolicy longRowPolicy(String v) {
+        if (v == null) return null; // not given: auto, or a resumed checkpoint's
         try {
             return LongRowPolicy.valueOf(v.toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {

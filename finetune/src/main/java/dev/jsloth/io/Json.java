@@ -34,6 +34,19 @@ public final class Json {
         }
     }
 
+    /**
+     * {@code node} with every NaN or infinite number replaced by null, in place where it is a container: JSON has no
+     * such numbers (Jackson would write them as the strings "NaN" and "Infinity").
+     */
+    public static JsonNode nonFiniteAsNull(JsonNode node) {
+        if (node.isNumber() && !Double.isFinite(node.doubleValue())) return com.fasterxml.jackson.databind.node.NullNode.getInstance();
+        if (node instanceof com.fasterxml.jackson.databind.node.ObjectNode o)
+            for (java.util.Map.Entry<String, JsonNode> e : o.properties()) e.setValue(nonFiniteAsNull(e.getValue()));
+        else if (node instanceof com.fasterxml.jackson.databind.node.ArrayNode a)
+            for (int i = 0; i < a.size(); i++) a.set(i, nonFiniteAsNull(a.get(i)));
+        return node;
+    }
+
     public static void write(Path file, Object value) throws IOException {
         AtomicFiles.write(file, MAPPER.writeValueAsBytes(value));
     }

@@ -39,6 +39,8 @@ import java.util.stream.Stream;
 public final class CheckpointStore {
     static final String STATE = "trainer_state.json";
     static final String OPTIMIZER = "optimizer.safetensors";
+    /** The state's object of {@link Trainer#recordSetting run settings}. */
+    static final String RUN_SETTINGS = "run";
     private static final String PREFIX = "checkpoint-";
     /** Hidden directories: checkpoints being built ({@code .tmp-checkpoint-N-...}) or being deleted. */
     private static final String HIDDEN = ".tmp-";
@@ -85,6 +87,26 @@ public final class CheckpointStore {
     public Optional<Path> latest() throws IOException {
         List<Path> all = complete();
         return all.isEmpty() ? Optional.empty() : Optional.of(all.getLast());
+    }
+
+    /**
+     * The {@link Trainer#recordSetting run settings} of the latest complete checkpoint in {@code output}: empty where
+     * there is no checkpoint; a map without a key where the checkpoint predates that setting.
+     */
+    public static Optional<Map<String, String>> latestRunSettings(Path output) throws IOException {
+        Optional<Path> ck = new CheckpointStore(output, 0).latest();
+        if (ck.isEmpty()) return Optional.empty();
+        Path file = ck.get().resolve(STATE);
+        JsonNode run = Json.read(file).get(RUN_SETTINGS);
+        Map<String, String> out = new java.util.LinkedHashMap<>();
+        if (run == null) return Optional.of(out);
+        if (!run.isObject()) throw new CheckpointFormatException(file, RUN_SETTINGS, "must be an object, found " + run.getNodeType());
+        for (Map.Entry<String, JsonNode> e : run.properties()) {
+            if (!e.getValue().isTextual())
+                throw new CheckpointFormatException(file, RUN_SETTINGS + "." + e.getKey(), "must be a string, found " + e.getValue().getNodeType());
+            out.put(e.getKey(), e.getValue().asText());
+        }
+        return Optional.of(out);
     }
 
     /** Complete checkpoints, oldest first. */

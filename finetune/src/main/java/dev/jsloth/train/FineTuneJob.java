@@ -27,6 +27,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.function.Consumer;
@@ -100,7 +101,7 @@ public final class FineTuneJob {
         private dev.jsloth.api.blocks.Recompute recompute = dev.jsloth.api.blocks.Recompute.MLP;
         private DatasetFormat format = DatasetFormat.AUTO;
         private BadRowPolicy badRows = BadRowPolicy.SKIP;
-        private LongRowPolicy longRows = LongRowPolicy.AUTO;
+        private LongRowPolicy longRows; // null: AUTO, or on --resume the checkpoint's
         private String template;
         private boolean completionOnly = true, resume, merge;
         private double evalSplit;
@@ -117,15 +118,19 @@ public final class FineTuneJob {
         public Builder backend(String name) { this.backend = name; return this; }
         /**
          * The compute (activation) type; null (the default): the backend's {@link Backend#preferredTrainingType}, bf16 on
-         * GPUs with tensor cores (F32 LoRA weights, gradients and optimizer state), F32 elsewhere.
+         * GPUs with tensor cores (F32 LoRA weights, gradients and optimizer state), F32 elsewhere; a resumed run takes
+         * its checkpoint's.
          */
         public Builder precision(DType t) { this.precision = t; return this; }
         /** What gradient checkpointing recomputes (default: the MLP half only). */
         public Builder recompute(dev.jsloth.api.blocks.Recompute r) { this.recompute = java.util.Objects.requireNonNull(r); return this; }
         public Builder format(DatasetFormat f) { this.format = f; return this; }
         public Builder badRows(BadRowPolicy p) { this.badRows = p; return this; }
-        /** Rows longer than the sequence length: split (text rows, by default) or truncated (prompt/response rows). */
-        public Builder longRows(LongRowPolicy p) { this.longRows = java.util.Objects.requireNonNull(p); return this; }
+        /**
+         * Rows longer than the sequence length: split (text rows, by default) or truncated (prompt/response rows). Not
+         * given, a resumed run takes its checkpoint's (truncate for a checkpoint from before this setting existed).
+         */
+        public Builder longRows(LongRowPolicy p) { this.longRows = p; return this; }
         /** Chat template: null = the model's own (tokenizer_config.json), else a built-in (llama3, chatml, alpaca). */
         public Builder template(String name) { this.template = name; return this; }
         public Builder completionOnly(boolean on) { this.completionOnly = on; return this; }
@@ -166,7 +171,7 @@ public final class FineTuneJob {
                                        BadRowPolicy policy, LongRowPolicy longRows, boolean completionOnly, int seqLen,
                                        double evalSplit, long seed)
             throws IOException {
-        if (seqLen < 2) throw new IllegalArgumentException("the sequence length must be at least 2, got " + seqLen);
+        if (seqLen < 2) throw new IllegalArgumentException("the sequence length (--seq-len) must be at least 2, got " + seqLen);
         LoadedDataset ds = DatasetLoader.load(data, format, policy);
         ExampleBuilder eb = new ExampleBuilder(tok, template, completionOnly, true, eosId);
         List<List<Example>> all = new ArrayList<>(); // per row: its example, or its pieces (kept together for the eval split)
@@ -191,15 +196,15 @@ public final class FineTuneJob {
                     continue;
                 }
             }
-            if (e.inputIds().length > seqLen) {
-                e = new Example(Arrays.copyOf(e.inputIds(), seqLen), Arrays.copyOf(e.labels(), seqLen));
-                truncated++;
-            }
-            if (e.inputIds().length < 2 || e.trainedTokens() == 0) {
-                problems.add(data + ": a row has no trained tokens after masking/truncation; skipped");
+            boolean cut = e.inputIds().length > seqLen;
+            if (cut) e = new Example(Arrays.copyOf(e.inputIds(), seqLen), Arrays.copyOf(e.labels(), seqLen));
+            if (e.inputIds().length < 2 || e.trainedTokens() == 0) { // skipped, so not counted as truncated too
+                problems.add(data + ":" + r.line() + ": the row has no trained tokens " + (cut ? "in its first " + seqLen
+                        + " tokens (--seq-len)" : "after masking") + "; skipped");
                 skipped++;
                 continue;
             }
+            if (cut) truncated++;
             all.add(List.of(e));
         }
         if (all.isEmpty()) throw new DatasetException(data + ": no usable training rows (" + skipped + " skipped)");
@@ -239,6 +244,53 @@ public final class FineTuneJob {
         return out;
     }
 
+    /** The {@link Trainer#recordSetting run setting} of the long-row policy. */
+    static final String LONG_ROWS = "long_rows";
+
+    /**
+     * The long-row policy of a run: the one given, else a resumed checkpoint's (a checkpoint without one was written
+     * before rows were split, when every long row was truncated), else {@link LongRowPolicy#AUTO}. Given and other than
+     * the checkpoint's, the run is refused: its examples, and so the data order the checkpoint continues, would differ.
+     */
+    static LongRowPolicy longRowPolicy(LongRowPolicy given, Optional<Map<String, String>> saved, Path output) {
+        if (saved.isEmpty()) return given != null ? given : LongRowPolicy.AUTO;
+        String name = saved.get().getOrDefault(LONG_ROWS, LongRowPolicy.TRUNCATE.name());
+        LongRowPolicy before;
+        try {
+            before = LongRowPolicy.valueOf(name);
+        } catch (IllegalArgumentException e) {
+            throw new TrainingException("--resume: the latest checkpoint in " + output + " names an unknown long-row policy '" + name + "'");
+        }
+        if (given != null && given != before)
+            throw new TrainingException("--resume: the latest checkpoint in " + output + " was trained with --long-rows "
+                    + before.name().toLowerCase(java.util.Locale.ROOT) + ", now it is " + given.name().toLowerCase(java.util.Locale.ROOT)
+                    + "; the examples and their order would differ. Resume with --long-rows "
+                    + before.name().toLowerCase(java.util.Locale.ROOT) + " (or leave it out).");
+        return before;
+    }
+
+    /**
+     * The compute type of a run: the one given (saying so where a resumed checkpoint trained in another), else a resumed
+     * checkpoint's, else the backend's preferred one.
+     */
+    static DType computeType(DType given, DType preferred, Optional<Map<String, String>> saved, Consumer<String> log) {
+        String before = saved.map(m -> m.get(Trainer.COMPUTE_TYPE)).orElse(null);
+        if (given != null) {
+            if (before != null && !before.equals(given.name()))
+                log.accept("note: the checkpoint resumed was trained in " + before + "; the run goes on in " + given + " as --precision says");
+            return given;
+        }
+        if (before == null) return preferred;
+        try {
+            DType t = DType.valueOf(before);
+            if (t != preferred) log.accept("resuming in " + t + ", the precision the checkpoint was trained in (--precision to change it)");
+            return t;
+        } catch (IllegalArgumentException e) {
+            throw new TrainingException("--resume: the latest checkpoint names an unknown compute type '" + before + "' (run setting "
+                    + Trainer.COMPUTE_TYPE + ")");
+        }
+    }
+
     /** The chat template for a model directory: a named built-in, else the model's own, else ChatML. */
     public static ChatTemplate template(Path modelDir, String name) throws IOException {
         if (name != null) return ChatTemplate.builtin(name);
@@ -254,11 +306,13 @@ public final class FineTuneJob {
     public TrainingSummary run(List<TrainingListener> listeners) throws IOException {
         Tokenizer tok = Tokenizer.load(model);
         ChatTemplate tpl = template(model, templateName);
+        Optional<Map<String, String>> saved = resume ? CheckpointStore.latestRunSettings(output) : Optional.empty();
+        LongRowPolicy rows = longRowPolicy(longRows, saved, output);
         try (Backend be = Backends.create(backendName != null ? backendName : Backends.requestedName());
-             LlamaModel m = LlamaModel.load(model, be, precision != null ? precision : be.preferredTrainingType(), quantization)) {
+             LlamaModel m = LlamaModel.load(model, be, computeType(precision, be.preferredTrainingType(), saved, log), quantization)) {
             m.recompute(recompute);
             int eos = eosId(m, tok);
-            PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, longRows, completionOnly, training.seqLen(), evalSplit, training.seed());
+            PreparedData pd = prepare(data, tok, tpl, eos, format, badRows, rows, completionOnly, training.seqLen(), evalSplit, training.seed());
             log.accept(String.format("data: %d training and %d evaluation examples from %s (%d rows skipped, %d truncated to %d tokens%s)",
                     pd.train().size(), pd.eval().size(), data, pd.skippedRows(), pd.truncated(), training.seqLen(),
                     pd.splitRows() == 0 ? "" : String.format(", %d split into %d pieces", pd.splitRows(), pd.pieces())));
@@ -267,7 +321,7 @@ public final class FineTuneJob {
                 log.accept(String.format("model: %s on %s (%s) in %s%s, base weights %.1f MiB; LoRA r=%d alpha=%s on %s: %,d trainable parameters",
                         model, be.name(), be.description(), m.computeType(), m.weights().hasNf4() ? ", QLoRA (NF4 base weights)" : "",
                         m.weights().backendBytes() / 1048576.0, lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
-                Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos);
+                Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos).recordSetting(LONG_ROWS, rows.name());
                 listeners.forEach(t::listen);
                 TrainingSummary s;
                 if (group.worldSize() > 1) {

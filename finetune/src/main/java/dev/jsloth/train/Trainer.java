@@ -44,6 +44,8 @@ public final class Trainer {
     private final int padId;
     private final List<TrainingListener> listeners = new ArrayList<>();
     private final List<double[]> evalHistory = new ArrayList<>();
+    /** Written into every checkpoint's state (key {@code run}): how the run was set up beyond {@link TrainingConfig}. */
+    private final java.util.Map<String, String> runSettings = new java.util.LinkedHashMap<>();
     private Communicator comm; // data parallelism: null = one process
 
     public Trainer(LlamaModel model, List<Example> train, List<Example> eval, TrainingConfig cfg, Path output, int padId) {
@@ -55,6 +57,19 @@ public final class Trainer {
         this.cfg = cfg;
         this.output = output;
         this.padId = padId;
+        runSettings.put(COMPUTE_TYPE, model.computeType().name());
+    }
+
+    /** The {@link #runSettings} key of the model's compute type ({@code F32}, {@code BF16}, ...). */
+    public static final String COMPUTE_TYPE = "compute_type";
+
+    /**
+     * Records a setting in every checkpoint's state (under {@code run}), for a resumed run to read back (see
+     * {@link CheckpointStore#latestRunSettings}): what the data preparation did, say, which the trainer cannot see.
+     */
+    public Trainer recordSetting(String key, String value) {
+        runSettings.put(java.util.Objects.requireNonNull(key), java.util.Objects.requireNonNull(value));
+        return this;
     }
 
     public Trainer listen(TrainingListener l) {
@@ -230,7 +245,7 @@ public final class Trainer {
             TrainingSummary s = new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress),
                     history.isEmpty() ? Double.NaN : history.getFirst()[1], history.isEmpty() ? Double.NaN : history.getLast()[1],
                     finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
-            Json.write(output.resolve("summary.json"), Json.MAPPER.valueToTree(s));
+            Json.write(output.resolve("summary.json"), Json.nonFiniteAsNull(Json.MAPPER.valueToTree(s))); // a NaN (no eval, a short run) as null
             for (TrainingListener l : active) l.onEnd(s);
             return s;
         }
@@ -320,6 +335,7 @@ public final class Trainer {
         s.put("global_batch", cfg.batchSize() * world());
         s.put("lora_dropout", adapter.settings().dropout());
         s.set("config", Json.MAPPER.valueToTree(cfg));
+        s.set(CheckpointStore.RUN_SETTINGS, Json.MAPPER.valueToTree(runSettings));
         return s;
     }
 
@@ -345,8 +361,8 @@ public final class Trainer {
             throw new TrainingException("--resume: LoRA dropout was " + savedDropout + " in " + ck + " but is " + dropout
                     + " now; the steps after it would follow other maths. Resume with --lora-dropout " + savedDropout + ".");
         if (state.has("train_examples") && state.get("train_examples").asInt() != train.size())
-            throw new TrainingException("--resume: the checkpoint was trained on " + state.get("train_examples").asInt()
-                    + " examples, the data now gives " + train.size());
+            throw new TrainingException("--resume: the checkpoint " + ck + " was trained on " + state.get("train_examples").asInt()
+                    + " examples, the data now gives " + train.size() + " (the same file, --seq-len, --eval-split and --long-rows give the same examples)");
     }
 
     private static void appendMetrics(Path metrics, TrainingListener.StepMetrics m) throws IOException {

@@ -73,6 +73,19 @@ class CliTest {
         Run dropout = run("finetune", "--model", model.toString(), "--data", data.toString(), "--output", tmp.resolve("out3").toString(),
                 "--max-steps", "1", "--lora-dropout", "1");
         assertTrue(dropout.code() != 0 && dropout.err().contains("LoRA dropout must be in [0, 1), got 1.0"), dropout.err());
+
+        // the checkpoint records the run's compute type and long-row policy; a resumed run keeps them unless told
+        var run = dev.jsloth.io.Json.read(tmp.resolve("out/checkpoint-2/trainer_state.json")).get("run");
+        assertEquals("F32", run.get("compute_type").asText(), run.toString());
+        assertEquals("AUTO", run.get("long_rows").asText(), run.toString());
+        String[] resumed = {"finetune", "--model", model.toString(), "--data", data.toString(), "--output", tmp.resolve("out").toString(),
+                "--max-steps", "4", "--batch-size", "2", "--grad-accum", "1", "--seq-len", "512", "--lora-r", "4", "--save-every", "2",
+                "--lora-dropout", "0.1", "--resume"};
+        Run other = run(concat(resumed, new String[]{"--long-rows", "truncate"}));
+        assertTrue(other.code() != 0 && other.err().contains("Resume with --long-rows auto"), other.err() + other.out());
+        Run again = run(resumed);
+        assertEquals(0, again.code(), again.err() + again.out());
+        assertEquals(4, Files.readAllLines(tmp.resolve("out/metrics.jsonl")).size());
     }
 
     @Test

@@ -224,11 +224,19 @@ class TrainerTest {
     /** The steady rate leaves out the first fifth of the steps (at least the first), and needs three steps. */
     @Test
     void steadyRateLeavesOutTheFirstSteps() {
+        // {tokens, seconds} after each step: steps 1 and 2 slow (compilation), step 3 half speed, then 0.1 s a step
         List<double[]> p = new java.util.ArrayList<>();
-        p.add(new double[]{100, 5.0}); // a slow first step: compilation
-        for (int i = 2; i <= 10; i++) p.add(new double[]{100 * i, 5.0 + 0.1 * (i - 1)});
-        assertEquals(1000, Trainer.steadyRate(p), 1e-9); // from after step 2: 800 tokens in 0.8 s
-        assertEquals(1000, Trainer.steadyRate(p.subList(0, 3)), 1e-9); // from after step 1
+        p.add(new double[]{100, 5.0});
+        p.add(new double[]{200, 6.0});
+        p.add(new double[]{300, 6.2});
+        for (int i = 4; i <= 10; i++) p.add(new double[]{100 * i, 6.2 + 0.1 * (i - 3)});
+        // ten steps: from after step 2 (a fifth) on: 800 tokens in 0.9 s; after step 1 it would be 900 / 1.9, after
+        // step 3 700 / 0.7
+        assertEquals(800 / 0.9, Trainer.steadyRate(p), 1e-9);
+        assertEquals(200 / 1.2, Trainer.steadyRate(p.subList(0, 3)), 1e-9); // three steps: from after step 1
+        assertEquals(400 / 1.4, Trainer.steadyRate(p.subList(0, 5)), 1e-9); // five: still from after step 1
         assertTrue(Double.isNaN(Trainer.steadyRate(p.subList(0, 2))));
+        List<double[]> stalled = List.of(new double[]{100, 1.0}, new double[]{200, 1.0}, new double[]{300, 1.0});
+        assertTrue(Double.isNaN(Trainer.steadyRate(stalled)), "no time passed: no rate");
     }
 }
