@@ -100,6 +100,6 @@ class FrozenTensorTest extends CpuBackendTests {
 
     /** Columns packed for n: whole panels of the microkernel's width. */
     private static long panelColumns(int n) {
-        return (long) (n + GemmF32.NR - 1) / GemmF32.NR * GemmF32.NR;
+        return (long) (n + GemmMicrokernels.NR - 1) / GemmMicrokernels.NR * GemmMicrokernels.NR;
     }
 }

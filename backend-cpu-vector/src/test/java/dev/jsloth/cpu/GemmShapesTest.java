@@ -98,7 +98,7 @@ class GemmShapesTest extends CpuBackendTests {
                             Matrix mb = new Matrix(cpu.seg(b), cpu.codec(b), 0, tb ? n : k, tb ? k : n, tb);
                             // a plain F32 A with N of one panel is read in place; then the pair goes through the default's
                             // two products
-                            boolean inPlace = storage == DType.F32 && !ta && n <= GemmF32.NR;
+                            boolean inPlace = storage == DType.F32 && !ta && n <= GemmMicrokernels.NR;
                             boolean fused = GemmF32.fusesLowRank(m, n, k, rank, ma, mb);
                             assertTrue(fused == !inPlace, m + "x" + n + "x" + k + " r=" + rank + " " + storage + " ta=" + ta + " tb=" + tb
                                     + ": fused " + fused);

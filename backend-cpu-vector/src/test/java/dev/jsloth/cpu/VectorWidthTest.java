@@ -21,6 +21,6 @@ class VectorWidthTest {
                 "-XX:UseAVX only narrows vectors on x86");
         int bits = FloatVector.SPECIES_PREFERRED.vectorBitSize();
         assertTrue(bits <= max, "preferred float vectors of " + bits + " bits in a run limited to " + max);
-        assertEquals(bits >= 512 ? 2 * GemmF32.HALF : GemmF32.FIVE_ROWS, GemmF32.MR, "the GEMM's panel height for " + bits + "-bit vectors");
+        assertEquals(bits >= 512 ? 2 * GemmMicrokernels.HALF : GemmMicrokernels.FIVE_ROWS, GemmMicrokernels.MR, "the GEMM's panel height for " + bits + "-bit vectors");
     }
 }
