@@ -191,8 +191,8 @@ final class FinetuneCommand implements Callable<Integer> {
                 System.out.println("generations " + when + ":");
                 for (String country : new String[]{"France", "Japan", "Kenya"}) {
                     String prompt = tpl.render(List.of(new Message("user", DemoAssets.question(country))), true);
-                    int[] ids = tok.encode(prompt, true);
-                    int[] out = m.generate(ids, new GenerationOptions(24, 0, 1, 0, FineTuneJob.stopTokens(m, tok)), null);
+                    int[] ids = dev.jsloth.data.ExampleBuilder.encodeRendered(tok, tpl, prompt);
+                    int[] out = m.generate(ids, new GenerationOptions(24, 0, 1, 0, FineTuneJob.stopTokens(m, tok, true)), null);
                     String text = tok.decode(out, true).replace("\n", "\\n");
                     System.out.println("  " + DemoAssets.question(country) + "  ->  " + text);
                 }

@@ -48,7 +48,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "0")
     long seed;
 
-    @Option(names = "--stop-at-eos", description = "Stop at the config's eos_token_id (off by default for id prompts, to give exactly N tokens).")
+    @Option(names = "--stop-at-eos", description = "Stop at any eos_token_id of config.json and generation_config.json (off by default "
+            + "for id prompts, to give exactly N tokens).")
     boolean stopAtEos;
 
     @Mixin
@@ -57,14 +58,18 @@ final class GenerateCommand implements Callable<Integer> {
     /** Text in, text out, printed token by token as it is generated; stops at end of sequence or turn. */
     private void generateText(LlamaModel m) throws Exception {
         dev.jsloth.tokenizer.Tokenizer tok = dev.jsloth.tokenizer.Tokenizer.load(model);
-        String text = prompt;
-        if (chat) text = dev.jsloth.train.FineTuneJob.template(model, template)
-                .render(java.util.List.of(new dev.jsloth.data.Message("user", prompt)), true);
-        int[] ids = tok.encode(text, true);
-        int[] stops = dev.jsloth.train.FineTuneJob.stopTokens(m, tok);
+        int[] ids;
+        if (chat) {
+            dev.jsloth.data.ChatTemplate tpl = dev.jsloth.train.FineTuneJob.template(model, template);
+            String text = tpl.render(java.util.List.of(new dev.jsloth.data.Message("user", prompt)), true);
+            ids = dev.jsloth.data.ExampleBuilder.encodeRendered(tok, tpl, text); // one BOS, where the template writes its own
+        } else {
+            ids = tok.encode(prompt, true);
+        }
+        int[] stops = dev.jsloth.train.FineTuneJob.stopTokens(m, tok, chat);
         java.util.List<Integer> produced = new java.util.ArrayList<>();
         int[] printed = {0};
-        m.generate(ids, new GenerationOptions(maxNewTokens, temperature, topP, seed, stops), token -> {
+        m.generate(ids, options(stops), token -> {
             produced.add(token);
             String all = tok.decode(produced.stream().mapToInt(Integer::intValue).toArray(), true);
             if (all.length() > printed[0] && !all.endsWith("\uFFFD")) { // hold back incomplete UTF-8 sequences
@@ -73,7 +78,19 @@ final class GenerateCommand implements Callable<Integer> {
                 printed[0] = all.length();
             }
         });
+        // what was held back (generation ended inside a multi-byte character), as transformers' TextStreamer.end() prints it
+        String all = tok.decode(produced.stream().mapToInt(Integer::intValue).toArray(), true);
+        if (all.length() > printed[0]) System.out.print(all.substring(printed[0]));
         System.out.println();
+    }
+
+    /** The options as given, each bad value reported with its flag. */
+    private GenerationOptions options(int[] stops) {
+        if (maxNewTokens < 0) throw new IllegalArgumentException("--max-new-tokens must be >= 0, got " + maxNewTokens);
+        if (!(temperature >= 0) || Double.isInfinite(temperature))
+            throw new IllegalArgumentException("--temperature must be a finite number >= 0 (0: greedy), got " + temperature);
+        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
+        return new GenerationOptions(maxNewTokens, temperature, topP, seed, stops);
     }
 
     @Override
@@ -86,8 +103,9 @@ final class GenerateCommand implements Callable<Integer> {
                     generateText(m);
                     return 0;
                 }
-                int[] stops = stopAtEos && m.config().eosTokenId() != null ? new int[]{m.config().eosTokenId()} : new int[0];
-                GenerationOptions o = new GenerationOptions(maxNewTokens, temperature, topP, seed, stops);
+                // every eos id of config.json and generation_config.json (Llama 3.1 lists three)
+                int[] stops = stopAtEos ? dev.jsloth.model.LlamaConfig.eosTokenIds(model).stream().mapToInt(Integer::intValue).toArray() : new int[0];
+                GenerationOptions o = options(stops);
                 int[] ids = m.generate(promptIds, o, null);
                 Map<String, Object> out = new LinkedHashMap<>();
                 out.put("ids", Arrays.stream(ids).boxed().toList());

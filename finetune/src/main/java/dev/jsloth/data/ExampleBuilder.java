@@ -112,12 +112,30 @@ public final class ExampleBuilder {
      * begins with it, judged by the template's BOS text or by the tokens themselves.
      */
     private int[] firstSegment(String full, String segment) {
+        return withPrefixOnce(encoder, template, full, segment);
+    }
+
+    private static int[] withPrefixOnce(Encoder encoder, ChatTemplate template, String full, String segment) {
         int[] plain = encoder.encode(segment, false);
         if (template.bosToken().map(full::startsWith).orElse(false)) return plain;
         int[] prefix = encoder.encode("", true);
         if (prefix.length > 0 && plain.length >= prefix.length && Arrays.equals(plain, 0, prefix.length, prefix, 0, prefix.length))
             return plain;
         return encoder.encode(segment, true);
+    }
+
+    /**
+     * The tokens of a rendered chat prompt (for generation), as training encodes a conversation's start: with the
+     * tokenizer's special prefix (BOS) unless the rendered text already begins with it (Llama 3's template writes
+     * {@code {{ bos_token }}} itself; encoding that with the prefix too gave two BOS tokens). Hugging Face's
+     * {@code apply_chat_template(tokenize=True)} likewise adds no second one.
+     */
+    public static int[] encodeRendered(Tokenizer tok, ChatTemplate template, String rendered) {
+        return encodeRendered(tok::encode, template, rendered);
+    }
+
+    static int[] encodeRendered(Encoder encoder, ChatTemplate template, String rendered) {
+        return withPrefixOnce(encoder, template, rendered, rendered);
     }
 
     /**

@@ -19,6 +19,17 @@ public final class AtomicFiles {
         void writeTo(FileChannel channel) throws IOException;
     }
 
+    /**
+     * A hidden directory to build in and then rename into place (a checkpoint, an adapter): made with the permissions of
+     * an ordinary directory (rwxr-xr-x), not the owner-only ones of a temporary directory.
+     */
+    public static Path createBuildDirectory(Path parent, String prefix) throws IOException {
+        Path tmp = Files.createTempDirectory(parent, prefix);
+        if (tmp.getFileSystem().supportedFileAttributeViews().contains("posix"))
+            Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        return tmp;
+    }
+
     public static void write(Path target, byte[] bytes) throws IOException {
         write(target, ch -> {
             ByteBuffer b = ByteBuffer.wrap(bytes);
@@ -31,6 +42,11 @@ public final class AtomicFiles {
         Files.createDirectories(dir);
         Path tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
         try {
+            // a temporary file is made owner-only (0600); the file it becomes is an ordinary one: the permissions of the
+            // file it replaces, else rw-r--r--
+            if (tmp.getFileSystem().supportedFileAttributeViews().contains("posix"))
+                Files.setPosixFilePermissions(tmp, Files.exists(target) ? Files.getPosixFilePermissions(target)
+                        : java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 content.writeTo(ch);
                 ch.force(true);

@@ -29,9 +29,17 @@ public final class BnbNf4 {
     }
 
     /** Whether the checkpoint stores {@code weightName} (e.g. {@code model.layers.0.mlp.up_proj.weight}) in 4-bit form. */
-    public static boolean isQuantized(SafeTensorsCheckpoint ck, String weightName) {
+    public static boolean isQuantized(SafeTensorsCheckpoint ck, String weightName) throws CheckpointFormatException {
+        if (ck.contains(weightName + FP4_STATE_SUFFIX))
+            throw new CheckpointFormatException(ck.file(weightName + FP4_STATE_SUFFIX).path(), "tensor '" + weightName + "'",
+                    "is a bitsandbytes FP4 weight: only NF4 (bnb_4bit_quant_type=\"nf4\") is supported");
         return ck.contains(weightName + STATE_SUFFIX);
     }
+
+    /** bitsandbytes' FP4 weights: recognised, so that they are refused by name rather than read as U8. */
+    private static final String FP4_STATE_SUFFIX = ".quant_state.bitsandbytes__fp4";
+    /** The largest quant-state JSON read (bitsandbytes writes ~200 bytes). */
+    private static final long MAX_STATE_BYTES = 64 << 10;
 
     /** A weight read back: its logical shape, packed codes and reconstructed block scales. */
     public record Loaded(int[] shape, MemorySegment packed, float[] scales, String dtype) {
@@ -42,6 +50,9 @@ public final class BnbNf4 {
         SafeTensorsFile f = ck.file(w + STATE_SUFFIX);
         Path file = f.path();
         String stateName = w + STATE_SUFFIX;
+        TensorEntry stateEntry = ck.entry(stateName);
+        if (!stateEntry.dtype().equals("U8") || stateEntry.byteLength() > MAX_STATE_BYTES)
+            throw new CheckpointFormatException(file, "tensor '" + stateName + "'", "must be U8 JSON of at most " + MAX_STATE_BYTES + " bytes, is " + stateEntry);
         byte[] jsonBytes = ck.bytes(stateName).toArray(ValueLayout.JAVA_BYTE);
         JsonNode st;
         try {
@@ -52,12 +63,14 @@ public final class BnbNf4 {
         if (st == null || !st.isObject()) throw new CheckpointFormatException(file, "tensor '" + stateName + "'", "is not a JSON object");
         if (!"nf4".equals(st.path("quant_type").asText()))
             throw new CheckpointFormatException(file, stateName + ".quant_type", "'" + st.path("quant_type").asText() + "' is not supported (only nf4)");
-        if (st.path("blocksize").asInt(-1) != Nf4.BLOCK)
+        if (!st.path("blocksize").isInt() || st.path("blocksize").asInt() != Nf4.BLOCK) // exactly the integer 64: not "64", 64.9 or 2^32 + 64
             throw new CheckpointFormatException(file, stateName + ".blocksize", st.path("blocksize") + " is not supported (only 64)");
         JsonNode shapeNode = st.get("shape");
         if (shapeNode == null || !shapeNode.isArray() || shapeNode.size() != 2)
             throw new CheckpointFormatException(file, stateName + ".shape", "missing or not [out, in]");
-        int[] shape = {shapeNode.get(0).asInt(-1), shapeNode.get(1).asInt(-1)};
+        if (!shapeNode.get(0).isInt() || !shapeNode.get(1).isInt())
+            throw new CheckpointFormatException(file, stateName + ".shape", shapeNode + " is not two integers");
+        int[] shape = {shapeNode.get(0).asInt(), shapeNode.get(1).asInt()};
         if (!java.util.Arrays.equals(shape, expectedShape))
             throw new CheckpointFormatException(file, stateName + ".shape", java.util.Arrays.toString(shape) + " does not match the config's " + java.util.Arrays.toString(expectedShape));
         long numel = (long) shape[0] * shape[1];
@@ -71,21 +84,34 @@ public final class BnbNf4 {
         TensorEntry absmax = ck.entry(w + ".absmax");
         float[] scales;
         if (absmax.dtype().equals("F32")) {
-            scales = floats(ck, w + ".absmax", blocks);
+            scales = scales(ck, w + ".absmax", blocks);
         } else if (absmax.dtype().equals("U8")) {
             if (absmax.byteLength() != blocks) throw new CheckpointFormatException(file, "tensor '" + w + ".absmax'", "must hold " + blocks + " codes");
             int nested = (blocks + Nf4.NESTED_BLOCK - 1) / Nf4.NESTED_BLOCK;
-            if (st.path("nested_blocksize").asInt(-1) != Nf4.NESTED_BLOCK)
-                throw new CheckpointFormatException(file, stateName + ".nested_blocksize", "must be 256");
+            if (!st.path("nested_blocksize").isInt() || st.path("nested_blocksize").asInt() != Nf4.NESTED_BLOCK)
+                throw new CheckpointFormatException(file, stateName + ".nested_blocksize", "must be 256, is " + st.path("nested_blocksize"));
             JsonNode off = st.get("nested_offset");
-            if (off == null || !off.isNumber()) throw new CheckpointFormatException(file, stateName + ".nested_offset", "missing or not a number");
-            float[] nestedAbsmax = floats(ck, w + ".nested_absmax", nested);
+            if (off == null || !off.isNumber() || !Float.isFinite((float) off.asDouble()))
+                throw new CheckpointFormatException(file, stateName + ".nested_offset", "missing or not a finite number: " + off);
+            float[] nestedAbsmax = scales(ck, w + ".nested_absmax", nested);
             float[] map8 = floats(ck, w + ".nested_quant_map", 256);
+            for (float v : map8)
+                if (!Float.isFinite(v)) throw new CheckpointFormatException(file, "tensor '" + w + ".nested_quant_map'", "holds " + v);
             scales = Nf4Weight.dequantizeScales(ck.bytes(w + ".absmax").toArray(ValueLayout.JAVA_BYTE), nestedAbsmax, (float) off.asDouble(), map8);
         } else {
             throw new CheckpointFormatException(file, "tensor '" + w + ".absmax'", "dtype " + absmax.dtype() + " is not F32 or U8");
         }
         return new Loaded(shape, ck.bytes(w), scales, st.path("dtype").asText("float32"));
+    }
+
+    /** Block scales (absolute maxima): finite and not negative. */
+    private static float[] scales(SafeTensorsCheckpoint ck, String name, int expected) throws IOException {
+        float[] v = floats(ck, name, expected);
+        for (int i = 0; i < v.length; i++)
+            if (!(v[i] >= 0) || Float.isInfinite(v[i]))
+                throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "block " + i + " has scale " + v[i]
+                        + " (an absolute maximum: finite, not negative)");
+        return v;
     }
 
     private static float[] floats(SafeTensorsCheckpoint ck, String name, int expected) throws IOException {

@@ -56,7 +56,8 @@ public final class SafeTensorsCheckpoint implements AutoCloseable {
         return new SafeTensorsCheckpoint(by, files);
     }
 
-    private static SafeTensorsCheckpoint openSharded(Path dir, Path index) throws IOException {
+    private static SafeTensorsCheckpoint openSharded(Path given, Path index) throws IOException {
+        Path dir = given.toAbsolutePath().normalize(); // "." normalizes to an empty path, whose files have no parent
         JsonNode root = Json.read(index);
         JsonNode map = root.get("weight_map");
         if (map == null || !map.isObject()) throw new CheckpointFormatException(index, "weight_map", "missing or not an object");
@@ -67,7 +68,7 @@ public final class SafeTensorsCheckpoint implements AutoCloseable {
             if (!e.getValue().isTextual()) throw new CheckpointFormatException(index, "weight_map." + e.getKey(), "must be a file name");
             String file = e.getValue().asText();
             Path p = dir.resolve(file).normalize();
-            if (file.contains("/") || file.contains("\\") || file.startsWith(".") || !p.getParent().equals(dir.normalize()))
+            if (file.contains("/") || file.contains("\\") || file.startsWith(".") || !dir.equals(p.getParent()))
                 throw new CheckpointFormatException(index, "weight_map." + e.getKey(), "shard '" + file + "' is not a plain file name in " + dir);
             if (!shards.contains(p)) shards.add(p);
             shardOf.put(e.getKey(), file);
@@ -103,7 +104,7 @@ public final class SafeTensorsCheckpoint implements AutoCloseable {
     public SafeTensorsFile file(String name) throws CheckpointFormatException {
         SafeTensorsFile f = byTensor.get(name);
         if (f == null) {
-            Path where = files.isEmpty() ? Path.of("?") : files.getFirst().path().getParent();
+            Path where = files.isEmpty() ? Path.of("?") : files.getFirst().path().toAbsolutePath().getParent();
             throw new CheckpointFormatException(where, "tensor '" + name + "'", "not found in the checkpoint");
         }
         return f;

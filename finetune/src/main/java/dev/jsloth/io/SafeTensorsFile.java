@@ -33,7 +33,8 @@ import java.util.Map;
 public final class SafeTensorsFile implements AutoCloseable {
     /** Headers larger than this are refused (the reference implementation's limit is 100 MB). */
     public static final long MAX_HEADER_BYTES = 100L << 20;
-    private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+    private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+            .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS); // one JSON value, then only padding
 
     private final Path path;
     private final Arena arena;
@@ -102,13 +103,24 @@ public final class SafeTensorsFile implements AutoCloseable {
             }
             out.put(name, parseEntry(path, name, v, dataSize));
         }
+        // as the format requires (and the reference loader checks): the tensors, in offset order, fill the data section
+        // back to back from its start to its end, with no byte shared and none left over
         List<TensorEntry> sorted = new ArrayList<>(out.values());
         sorted.sort(Comparator.comparingLong(TensorEntry::begin).thenComparingLong(TensorEntry::end));
-        for (int i = 1; i < sorted.size(); i++) {
-            TensorEntry prev = sorted.get(i - 1), cur = sorted.get(i);
-            if (cur.begin() < prev.end() && cur.byteLength() > 0 && prev.byteLength() > 0)
-                throw new CheckpointFormatException(path, "tensor '" + cur.name() + "'", "data_offsets overlap tensor '" + prev.name() + "'");
+        long next = 0;
+        TensorEntry before = null;
+        for (TensorEntry cur : sorted) {
+            if (cur.begin() < next)
+                throw new CheckpointFormatException(path, "tensor '" + cur.name() + "'", "data_offsets [" + cur.begin() + ", " + cur.end()
+                        + ") overlap tensor '" + before.name() + "' [" + before.begin() + ", " + before.end() + ")");
+            if (cur.begin() > next)
+                throw new CheckpointFormatException(path, "tensor '" + cur.name() + "'", "data_offsets start at " + cur.begin() + ": bytes ["
+                        + next + ", " + cur.begin() + ") of the data belong to no tensor");
+            next = cur.end();
+            before = cur;
         }
+        if (next != dataSize)
+            throw new CheckpointFormatException(path, "data", (dataSize - next) + " bytes after the last tensor's data belong to no tensor");
         return Collections.unmodifiableMap(out);
     }
 

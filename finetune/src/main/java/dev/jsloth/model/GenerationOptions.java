@@ -8,9 +8,11 @@ package dev.jsloth.model;
  */
 public record GenerationOptions(int maxNewTokens, double temperature, double topP, long seed, int[] stopTokenIds) {
     public GenerationOptions {
-        if (maxNewTokens < 0) throw new IllegalArgumentException("maxNewTokens must be >= 0");
-        if (temperature < 0) throw new IllegalArgumentException("temperature must be >= 0");
-        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("top_p must be in (0, 1]");
+        if (maxNewTokens < 0) throw new IllegalArgumentException("maxNewTokens must be >= 0, got " + maxNewTokens);
+        // NaN fails every comparison: it is refused here, not sampled from (it made every probability NaN)
+        if (!(temperature >= 0) || Double.isInfinite(temperature))
+            throw new IllegalArgumentException("temperature must be a finite number >= 0, got " + temperature);
+        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("top_p must be in (0, 1], got " + topP);
         stopTokenIds = stopTokenIds == null ? new int[0] : stopTokenIds.clone();
     }
 

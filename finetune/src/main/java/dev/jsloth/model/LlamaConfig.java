@@ -23,6 +23,28 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
 
     private static final Set<String> MODEL_TYPES = Set.of("llama", "mistral", "qwen2");
 
+    /**
+     * Every end-of-sequence id a model directory names: {@code config.json}'s {@code eos_token_id} (an integer or a list:
+     * all of them, where the record keeps the first) and then {@code generation_config.json}'s, as transformers'
+     * {@code generate} stops at any of them (Llama 3.1's instruct models list end of text, end of message and end of
+     * turn). Empty where neither file names one.
+     */
+    public static java.util.List<Integer> eosTokenIds(Path dir) throws IOException {
+        java.util.LinkedHashSet<Integer> ids = new java.util.LinkedHashSet<>();
+        for (String name : java.util.List.of("config.json", "generation_config.json")) {
+            Path f = dir.resolve(name);
+            if (!java.nio.file.Files.isRegularFile(f)) continue;
+            JsonNode n = Json.read(f).get("eos_token_id");
+            if (n == null || n.isNull()) continue;
+            for (JsonNode e : n.isArray() ? n : java.util.List.of(n)) {
+                if (!e.isIntegralNumber() || !e.canConvertToInt() || e.asInt() < 0)
+                    throw new CheckpointFormatException(f, "eos_token_id", "must be a non-negative integer or a list of them, got " + n);
+                ids.add(e.asInt());
+            }
+        }
+        return java.util.List.copyOf(ids);
+    }
+
     public static LlamaConfig read(Path dir) throws IOException {
         Path file = dir.resolve("config.json");
         return parse(file, Json.read(file));

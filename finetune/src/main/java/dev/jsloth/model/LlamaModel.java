@@ -315,13 +315,17 @@ public final class LlamaModel implements AutoCloseable {
     public int[] generate(int[] prompt, GenerationOptions opts, IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt must hold at least one token");
         checkIds(new Batch(1, prompt.length, prompt, null, null));
+        if ((long) prompt.length + opts.maxNewTokens() > config.maxPositionEmbeddings())
+            throw new IllegalArgumentException("a prompt of " + prompt.length + " tokens and " + opts.maxNewTokens() + " new ones pass the "
+                    + "model's max_position_embeddings (" + config.maxPositionEmbeddings() + " in config.json): ask for fewer new tokens");
         int capacity = prompt.length + opts.maxNewTokens();
+        int window = config.slidingWindow() == null ? 0 : config.slidingWindow();
         List<KvCache> caches = new ArrayList<>();
         SplittableRandom rnd = new SplittableRandom(opts.seed());
         int[] out = new int[opts.maxNewTokens()];
         int produced = 0;
         try {
-            for (int l = 0; l < layers.size(); l++) caches.add(new KvCache(backend, computeType, capacity, config.kvDim()));
+            for (int l = 0; l < layers.size(); l++) caches.add(new KvCache(backend, computeType, capacity, config.kvDim(), window));
             int[] feed = prompt;
             int pos = 0;
             while (produced < opts.maxNewTokens()) {

@@ -4,6 +4,12 @@ import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.quant.Nf4Weight;
+import dev.jsloth.io.AtomicFiles;
+import dev.jsloth.io.BnbNf4;
+import dev.jsloth.io.CheckpointFormatException;
+import dev.jsloth.io.Json;
 import dev.jsloth.io.SafeTensorsCheckpoint;
 import dev.jsloth.io.SafeTensorsWriter;
 import dev.jsloth.io.TensorBytes;
@@ -11,15 +17,18 @@ import dev.jsloth.io.TensorEntry;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
+import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.stream.Stream;
 
 /**
  * Folds a LoRA adapter into the base weights, {@code W' = W + s B A} computed in float64 and rounded once to the
  * weight's stored type, and writes a checkpoint transformers loads: {@code model.safetensors} plus every other
- * file of the base directory (config, tokenizer, generation config) copied.
+ * file of the base directory (config, tokenizer, generation config) copied. A QLoRA base (bitsandbytes NF4 weights, as
+ * {@code jsloth quantize} or transformers write them) is merged as PEFT's {@code merge_and_unload} does it: every 4-bit
+ * weight is dequantized, merged where the adapter has a pair for it, and written in the type its quant state names;
+ * the quantization tensors and {@code config.json}'s {@code quantization_config} are left out.
  */
 public final class Merge {
     private Merge() {
@@ -27,6 +36,7 @@ public final class Merge {
 
     public static void merge(Path modelDir, Path adapterDir, Path outDir, Backend be) throws IOException {
         LlamaConfig cfg = LlamaConfig.read(modelDir);
+        boolean dequantized;
         if (Files.exists(outDir) && Files.isSameFile(outDir, modelDir))
             throw new IllegalArgumentException("--out must differ from --model (the base would be overwritten)");
         Files.createDirectories(outDir);
@@ -34,14 +44,39 @@ public final class Merge {
              SafeTensorsCheckpoint ck = SafeTensorsCheckpoint.open(modelDir);
              Arena arena = Arena.ofConfined()) {
             SafeTensorsWriter w = new SafeTensorsWriter().metadata("format", "pt");
+            java.util.Set<String> quantization = quantizationTensors(ck);
+            dequantized = !quantization.isEmpty();
             for (String name : ck.names()) {
+                if (quantization.contains(name)) continue;
                 TensorEntry e = ck.entry(name);
                 LoraAdapter.Pair pair = pairFor(adapter, cfg, name);
+                if (BnbNf4.isQuantized(ck, name)) {
+                    int[] shape = projectionShape(cfg, name);
+                    if (shape == null)
+                        throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "is 4-bit but not a projection weight");
+                    BnbNf4.Loaded q = BnbNf4.read(ck, name, shape);
+                    String dtype = storedType(ck, name, q.dtype());
+                    float[] dense = Nf4Weight.dequantize(q.packed().toArray(ValueLayout.JAVA_BYTE), q.scales(), (long) shape[0] * shape[1], Nf4.CODE);
+                    double[] merged = new double[dense.length];
+                    for (int i = 0; i < dense.length; i++) merged[i] = dense[i];
+                    if (pair != null) {
+                        try (Tensor wide = be.upload(DType.F64, Shape.of(shape), merged)) {
+                            be.kernels().gemm(false, false, pair.scaling(), pair.b().value(), pair.a().value(), 1.0, wide);
+                            merged = be.download(wide);
+                        }
+                    }
+                    w.add(name, dtype, new long[]{shape[0], shape[1]}, TensorBytes.encode(dtype, merged, arena));
+                    continue;
+                }
                 if (pair == null) {
                     w.add(name, e.dtype(), e.shape(), ck.bytes(name));
                     continue;
                 }
                 DType stored = e.engineType();
+                int[] expected = projectionShape(cfg, name);
+                if (stored == null || !java.util.Arrays.equals(e.intShape(), expected))
+                    throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "is " + e + "; merging needs a floating"
+                            + " weight of shape " + java.util.Arrays.toString(expected) + " (the config's)");
                 try (Tensor raw = be.uploadRaw(stored, Shape.of(e.intShape()), ck.bytes(name));
                      Tensor wide = be.allocate(DType.F64, Shape.of(e.intShape()))) {
                     be.kernels().copy(raw, wide);
@@ -56,9 +91,46 @@ public final class Merge {
                 String n = f.getFileName().toString();
                 if (!Files.isRegularFile(f) || n.endsWith(".safetensors") || n.equals(SafeTensorsCheckpoint.INDEX)
                         || n.endsWith(".bin") || n.endsWith(".pt") || n.endsWith(".pth")) continue;
-                Files.copy(f, outDir.resolve(n), StandardCopyOption.REPLACE_EXISTING);
+                if (dequantized && n.equals("config.json")) { // the weights are no longer 4-bit
+                    com.fasterxml.jackson.databind.node.ObjectNode config = (com.fasterxml.jackson.databind.node.ObjectNode) Json.read(f);
+                    config.remove("quantization_config");
+                    Json.write(outDir.resolve(n), config);
+                    continue;
+                }
+                AtomicFiles.write(outDir.resolve(n), Files.readAllBytes(f));
             }
         }
+    }
+
+    /** The bitsandbytes tensors that hold 4-bit weights' quantization (block scales, code tables, quant states). */
+    private static java.util.Set<String> quantizationTensors(SafeTensorsCheckpoint ck) {
+        java.util.Set<String> out = new java.util.HashSet<>();
+        for (String name : ck.names()) {
+            if (!name.endsWith(BnbNf4.STATE_SUFFIX)) continue;
+            String w = name.substring(0, name.length() - BnbNf4.STATE_SUFFIX.length());
+            for (String part : new String[]{".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map", BnbNf4.STATE_SUFFIX})
+                if (ck.contains(w + part)) out.add(w + part);
+        }
+        return out;
+    }
+
+    /** The safetensors type of a dequantized weight: the one its quant state names (bfloat16, float16, float32). */
+    private static String storedType(SafeTensorsCheckpoint ck, String name, String quantStateDtype) throws IOException {
+        String t = quantStateDtype.startsWith("torch.") ? quantStateDtype.substring("torch.".length()) : quantStateDtype;
+        return switch (t) {
+            case "bfloat16" -> "BF16";
+            case "float16" -> "F16";
+            case "float32" -> "F32";
+            default -> throw new CheckpointFormatException(ck.file(name + BnbNf4.STATE_SUFFIX).path(), name + BnbNf4.STATE_SUFFIX + ".dtype",
+                    "'" + quantStateDtype + "' is not bfloat16, float16 or float32");
+        };
+    }
+
+    private static int[] projectionShape(LlamaConfig cfg, String tensorName) {
+        for (int l = 0; l < cfg.numLayers(); l++)
+            for (Projection p : Projection.values())
+                if (tensorName.equals(p.path(l) + ".weight")) return p.shape(cfg);
+        return null;
     }
 
     private static LoraAdapter.Pair pairFor(LoraAdapter a, LlamaConfig cfg, String tensorName) {

@@ -56,7 +56,7 @@ public final class CheckpointStore {
     public Path save(long step, LoraAdapter adapter, AdamW opt, JsonNode state, String baseModel) throws IOException {
         Files.createDirectories(output);
         removeHiddenLeftovers();
-        Path tmp = Files.createTempDirectory(output, HIDDEN + PREFIX + step + "-");
+        Path tmp = AtomicFiles.createBuildDirectory(output, HIDDEN + PREFIX + step + "-");
         try {
             adapter.save(tmp, baseModel);
             SafeTensorsWriter w = new SafeTensorsWriter();

@@ -343,12 +343,19 @@ public final class FineTuneJob {
         }
     }
 
-    /** Tokens that end generation: the eos id and the usual end-of-turn tokens the tokenizer has. */
-    public static int[] stopTokens(LlamaModel m, Tokenizer tok) {
+    /**
+     * Tokens that end generation: every end-of-sequence id of the model's {@code config.json} and
+     * {@code generation_config.json} (else {@link #eosId}), as transformers' {@code generate} uses them; for a chat
+     * prompt also the end-of-turn and end-of-text tokens the tokenizer has (a template's turn ends there even where the
+     * model's files name only the end of text).
+     */
+    public static int[] stopTokens(LlamaModel m, Tokenizer tok, boolean chat) throws IOException {
         java.util.LinkedHashSet<Integer> ids = new java.util.LinkedHashSet<>();
-        ids.add(eosId(m, tok));
-        for (String s : List.of("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "</s>", "<|endoftext|>"))
-            tok.tokenToId(s).ifPresent(ids::add);
+        if (m.directory() != null) ids.addAll(dev.jsloth.model.LlamaConfig.eosTokenIds(m.directory()));
+        if (ids.isEmpty()) ids.add(eosId(m, tok));
+        if (chat)
+            for (String s : List.of("<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|end_of_text|>", "</s>", "<|endoftext|>"))
+                tok.tokenToId(s).ifPresent(ids::add);
         return ids.stream().mapToInt(Integer::intValue).toArray();
     }
 

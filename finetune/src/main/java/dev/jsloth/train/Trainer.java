@@ -253,7 +253,7 @@ public final class Trainer {
 
     /** Writes the adapter into a temporary directory, then renames it into place (replacing an older one). */
     private void saveAtomically(Path dir) throws IOException {
-        Path tmp = Files.createTempDirectory(output, ".tmp-adapter-");
+        Path tmp = dev.jsloth.io.AtomicFiles.createBuildDirectory(output, ".tmp-adapter-");
         try {
             adapter.save(tmp, baseModelName());
             if (Files.exists(dir)) {

@@ -237,6 +237,39 @@ class CliTest {
         assertEquals("{\"ids\":[" + String.join(",", ids(dir, "gen_base")) + "]}", g.out().trim());
     }
 
+    /** A sharded checkpoint in the working directory, opened as {@code --model .} (its shards' paths then have no parent). */
+    @Test
+    void shardedCheckpointOpenedAsTheWorkingDirectory(@TempDir Path tmp) throws Exception {
+        Path src = fixture("tied-odd"), dir = tmp.resolve("sharded");
+        Files.createDirectories(dir);
+        Files.copy(src.resolve("config.json"), dir.resolve("config.json"));
+        var map = dev.jsloth.io.Json.MAPPER.createObjectNode();
+        try (dev.jsloth.io.SafeTensorsFile f = dev.jsloth.io.SafeTensorsFile.open(src.resolve("model.safetensors"))) {
+            java.util.List<String> names = f.names();
+            for (int s = 0; s < 2; s++) {
+                String file = "model-0000" + (s + 1) + "-of-00002.safetensors";
+                dev.jsloth.io.SafeTensorsWriter w = new dev.jsloth.io.SafeTensorsWriter();
+                for (String n : names.subList(s * names.size() / 2, (s + 1) * names.size() / 2)) {
+                    w.add(n, f.entry(n).dtype(), f.entry(n).shape(), f.bytes(n));
+                    map.put(n, file);
+                }
+                w.write(dir.resolve(file));
+            }
+        }
+        var index = dev.jsloth.io.Json.MAPPER.createObjectNode();
+        index.putObject("metadata");
+        index.set("weight_map", map);
+        dev.jsloth.io.Json.write(dir.resolve(dev.jsloth.io.SafeTensorsCheckpoint.INDEX), index);
+        String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Process p = new ProcessBuilder(javaBin, "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+                "-cp", System.getProperty("java.class.path"), "dev.jsloth.cli.Main", "generate", "--model", ".", "--backend", "cpu",
+                "--prompt-ids", String.join(",", ids(src, "gen_prompt")), "--max-new-tokens", "16", "--precision", "f64")
+                .directory(dir.toFile()).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        assertEquals(0, p.waitFor(), out);
+        assertTrue(out.contains("{\"ids\":[" + String.join(",", ids(src, "gen_base")) + "]}"), out);
+    }
+
     static String[] ids(Path dir, String field) throws Exception {
         var n = dev.jsloth.io.Json.read(dir.resolve("expected.json")).get(field);
         String[] out = new String[n.size()];

@@ -96,6 +96,21 @@ class ExampleBuilderTest {
         assertLabelsConsistent(e);
     }
 
+    /** A generation prompt is encoded as training encodes a conversation's start: one BOS, whoever writes it. */
+    @Test
+    void generationPromptsGetOneBos() throws Exception {
+        List<Message> ask = List.of(new Message("user", "Hi"));
+        ChatTemplate llama3 = ChatTemplate.builtin("llama3"); // writes {{ bos_token }} itself
+        int[] ids = ExampleBuilder.encodeRendered(LLAMA3_STYLE, llama3, llama3.render(ask, true));
+        int bos = LLAMA3_STYLE.id("<|begin_of_text|>");
+        assertEquals(bos, ids[0]);
+        assertTrue(ids[1] != bos, "BOS added twice");
+        ChatTemplate chatml = ChatTemplate.builtin("chatml"); // writes none: the tokenizer's is added
+        int[] plain = ExampleBuilder.encodeRendered(LLAMA2_STYLE, chatml, chatml.render(ask, true));
+        assertEquals(LLAMA2_STYLE.id("<s>"), plain[0]);
+        assertEquals(chatml.render(ask, true), LLAMA2_STYLE.decode(java.util.Arrays.copyOfRange(plain, 1, plain.length)));
+    }
+
     @Test
     void chatWithoutBosInTextGetsTheTokenizersBos() throws Exception {
         Example e = new ExampleBuilder(LLAMA2_STYLE, ChatTemplate.builtin("chatml"), true, true, EOS).build(TWO_TURNS);

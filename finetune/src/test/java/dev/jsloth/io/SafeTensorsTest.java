@@ -61,6 +61,19 @@ class SafeTensorsTest {
         assertTrue(rejected(raw(dir, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12)).contains("overlap"));
         assertTrue(rejected(raw(dir, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8)).contains("not valid JSON"));
         assertTrue(rejected(raw(dir, "[1,2]", 0)).contains("JSON object"));
+        // the tensors must fill the data section back to back, as the format requires: no gap, nothing left over, and an
+        // empty tensor inside another cannot hide an overlap after it
+        assertTrue(rejected(raw(dir, "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12))
+                .contains("bytes [4, 8) of the data belong to no tensor"));
+        assertTrue(rejected(raw(dir, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12)).contains("4 bytes after the last tensor"));
+        assertTrue(rejected(raw(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                + "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 16)).contains("overlap"));
+        assertTrue(rejected(raw(dir, "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} {}", 8)).contains("not valid JSON"));
+        // an empty tensor where the next one starts, and header padding with spaces, are fine
+        try (SafeTensorsFile ok = SafeTensorsFile.open(raw(dir, "{\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+                + "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}    ", 8))) {
+            assertEquals(2, ok.names().size());
+        }
         Path p = dir.resolve("short.safetensors");
         Files.write(p, new byte[]{1, 2, 3});
         assertTrue(rejected(p).contains("too short"));
@@ -74,5 +87,19 @@ class SafeTensorsTest {
         Files.writeString(dir.resolve(SafeTensorsCheckpoint.INDEX), "{\"weight_map\":{\"x\":\"../evil.safetensors\"}}");
         CheckpointFormatException e = assertThrows(CheckpointFormatException.class, () -> SafeTensorsCheckpoint.open(dir).close());
         assertTrue(e.getMessage().contains("not a plain file name"), e.getMessage());
+    }
+
+    /** Written files are ordinary ones (rw-r--r--), not the owner-only temporary files they are built as. */
+    @Test
+    void atomicWritesLeaveOrdinaryPermissions(@TempDir Path dir) throws IOException {
+        org.junit.jupiter.api.Assumptions.assumeTrue(dir.getFileSystem().supportedFileAttributeViews().contains("posix"), "no POSIX permissions here");
+        Path f = dir.resolve("a.json");
+        AtomicFiles.write(f, new byte[]{'{', '}'});
+        assertEquals("rw-r--r--", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(f)));
+        Files.setPosixFilePermissions(f, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));
+        AtomicFiles.write(f, new byte[]{'[', ']'});
+        assertEquals("rw-rw----", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(f)), "a replaced file keeps its own");
+        Path d = AtomicFiles.createBuildDirectory(dir, ".tmp-");
+        assertEquals("rwxr-xr-x", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(d)));
     }
 }

@@ -73,4 +73,28 @@ class LlamaConfigTest {
         CheckpointFormatException missing = assertThrows(CheckpointFormatException.class, () -> parse("{\"hidden_size\":64}"));
         assertTrue(missing.getMessage().contains("intermediate_size"), missing.getMessage());
     }
+
+    /** Every eos id of config.json and generation_config.json, in order without repeats; a bad one named by file and field. */
+    @Test
+    void eosTokenIdsFromBothFiles(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        java.nio.file.Files.writeString(dir.resolve("config.json"), "{\"eos_token_id\": [128001, 128008, 128009]}");
+        assertEquals(java.util.List.of(128001, 128008, 128009), LlamaConfig.eosTokenIds(dir));
+        java.nio.file.Files.writeString(dir.resolve("generation_config.json"), "{\"eos_token_id\": [128009, 7]}");
+        assertEquals(java.util.List.of(128001, 128008, 128009, 7), LlamaConfig.eosTokenIds(dir));
+        java.nio.file.Files.writeString(dir.resolve("config.json"), "{\"eos_token_id\": 2}");
+        assertEquals(java.util.List.of(2, 128009, 7), LlamaConfig.eosTokenIds(dir));
+        java.nio.file.Files.writeString(dir.resolve("generation_config.json"), "{\"eos_token_id\": [\"</s>\"]}");
+        CheckpointFormatException e = assertThrows(CheckpointFormatException.class, () -> LlamaConfig.eosTokenIds(dir));
+        assertTrue(e.getMessage().contains("generation_config.json") && e.getMessage().contains("eos_token_id"), e.getMessage());
+        java.nio.file.Files.delete(dir.resolve("generation_config.json"));
+        java.nio.file.Files.writeString(dir.resolve("config.json"), "{}");
+        assertEquals(java.util.List.of(), LlamaConfig.eosTokenIds(dir));
+    }
+
+    @Test
+    void generationOptionsRefuseNaNAndNameTheValue() {
+        var e = assertThrows(IllegalArgumentException.class, () -> new GenerationOptions(4, Double.NaN, 1, 0, null));
+        assertTrue(e.getMessage().contains("temperature") && e.getMessage().contains("NaN"), e.getMessage());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> new GenerationOptions(4, 1, 1.5, 0, null)).getMessage().contains("1.5"));
+    }
 }

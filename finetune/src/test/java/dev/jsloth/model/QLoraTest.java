@@ -106,4 +106,77 @@ class QLoraTest {
             }
         }
     }
+
+    /**
+     * Merging into a 4-bit base (PEFT's merge_and_unload on a QLoRA model): the weights come out dequantized and merged,
+     * in the type the quant state names, with the quantization tensors and quantization_config gone; the merged model
+     * without the adapter gives the loss the 4-bit model gives with it.
+     */
+    @Test
+    void mergeIntoAFourBitBaseWritesDequantizedMergedWeights(@TempDir Path tmp) throws Exception {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            Path q = tmp.resolve("q"), merged = tmp.resolve("merged");
+            Quantize.quantize(fx.dir(), q, true);
+            Merge.merge(q, fx.dir().resolve("adapter"), merged, be);
+            assertTrue(Json.read(merged.resolve("config.json")).get("quantization_config") == null);
+            try (SafeTensorsFile f = SafeTensorsFile.open(merged.resolve("model.safetensors"))) {
+                for (String n : f.names()) assertTrue(!n.contains("absmax") && !n.contains("quant_"), n);
+                assertEquals("F32", f.entry("model.layers.0.self_attn.q_proj.weight").dtype()); // the fixture's weights are F32
+            }
+            Batch b = Batch.of(fx.ints("input_ids"), fx.ints("labels"));
+            try (LlamaModel fourBit = LlamaModel.load(q, be, DType.F64); LlamaModel dense = LlamaModel.load(merged, be, DType.F64);
+                 LoraAdapter a = fourBit.loadAdapter(fx.dir().resolve("adapter"))) {
+                assertTrue(fourBit.weights().hasNf4() && !dense.weights().hasNf4());
+                double withAdapter = fourBit.loss(b).meanLoss(), mergedLoss = dense.loss(b).meanLoss();
+                System.out.printf("[qlora] 4-bit base + adapter %.9f, merged dense %.9f%n", withAdapter, mergedLoss);
+                assertEquals(withAdapter, mergedLoss, 1e-5 * withAdapter); // one rounding of the merged weights to F32
+            }
+        }
+    }
+
+    /** A quant state's fields are read exactly: no string or fractional block size, no shape past int, no infinite offset; FP4 named. */
+    @Test
+    void malformedQuantStatesAreNamedErrors(@TempDir Path tmp) throws Exception {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            Path q = tmp.resolve("q");
+            Quantize.quantize(fx.dir(), q, true);
+            String w = "model.layers.0.mlp.up_proj.weight", state = w + ".quant_state.bitsandbytes__nf4";
+            JsonNode good;
+            try (SafeTensorsFile f = SafeTensorsFile.open(q.resolve("model.safetensors"))) {
+                good = Json.MAPPER.readTree(new String(f.bytes(state).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+            }
+            String[][] cases = {
+                    {"blocksize", "\"64\"", "blocksize"},
+                    {"blocksize", "64.5", "blocksize"},
+                    {"nested_offset", "1e300", "nested_offset"},
+                    {"shape", "[4294967456, 64]", "shape"},
+            };
+            for (int i = 0; i < cases.length; i++) {
+                String[] c = cases[i];
+                com.fasterxml.jackson.databind.node.ObjectNode bad = good.deepCopy();
+                bad.set(c[0], Json.MAPPER.readTree(c[1]));
+                Path dir = withTensor(q, tmp.resolve("bad-" + i), state, state, Json.MAPPER.writeValueAsBytes(bad));
+                var e = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class, () -> LlamaModel.load(dir, be, DType.F32).close());
+                assertTrue(e.getMessage().contains(c[2]) && e.getMessage().contains("model.safetensors"), c[0] + " = " + c[1] + ": " + e.getMessage());
+            }
+            Path fp4 = withTensor(q, tmp.resolve("fp4"), state, w + ".quant_state.bitsandbytes__fp4", Json.MAPPER.writeValueAsBytes(good));
+            var e = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class, () -> LlamaModel.load(fp4, be, DType.F32).close());
+            assertTrue(e.getMessage().contains("FP4") && e.getMessage().contains(w), e.getMessage());
+        }
+    }
+
+    /** A copy of checkpoint {@code src} whose tensor {@code name} is replaced by U8 {@code bytes} named {@code newName}. */
+    private static Path withTensor(Path src, Path dst, String name, String newName, byte[] bytes) throws Exception {
+        java.nio.file.Files.createDirectories(dst);
+        for (String file : new String[]{"config.json"}) java.nio.file.Files.copy(src.resolve(file), dst.resolve(file));
+        try (SafeTensorsFile f = SafeTensorsFile.open(src.resolve("model.safetensors")); java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            dev.jsloth.io.SafeTensorsWriter out = new dev.jsloth.io.SafeTensorsWriter();
+            for (String n : f.names()) {
+                if (n.equals(name)) out.add(newName, "U8", new long[]{bytes.length}, arena.allocateFrom(ValueLayout.JAVA_BYTE, bytes));
+                else out.add(n, f.entry(n).dtype(), f.entry(n).shape(), f.bytes(n));
+            }
+            out.write(dst.resolve("model.safetensors"));
+        }
+        return dst;
+    }
 }

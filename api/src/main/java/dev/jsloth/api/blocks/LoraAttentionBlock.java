@@ -201,8 +201,9 @@ public final class LoraAttentionBlock implements Block<LoraAttentionBlock.Saved>
             } else {
                 if (ctx.batch() != 1) throw new IllegalArgumentException("KV-cached decoding runs one sequence at a time");
                 cache.append(kern, k, v);
-                AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, cache.length());
-                kern.attentionForward(d, q, cache.keysSoFar(), cache.valuesSoFar(), null, scale(), attn, lse);
+                int visible = cache.visibleLength(ctx.seq()); // the queries are the last of the visible keys' positions
+                AttentionDims d = new AttentionDims(1, ctx.seq(), qHeads, kvHeads, headDim, visible);
+                kern.attentionForward(d, q, cache.keysSoFar(visible), cache.valuesSoFar(visible), null, scale(), attn, lse);
             }
             LoraLinear.Forward fo = o.forwardSavingPlus(attn, x, ctx.dropout());
             return made.handOver(new Forward<>(fo.y(), new Saved(x, h, rstd, f.saved(), q, k, v, attn, lse, fo.saved())));
