@@ -42,6 +42,21 @@ public record TensorEntry(String name, String dtype, long[] shape, long begin, l
         };
     }
 
+    /** Whether this tensor has exactly the shape {@code s} (compared as longs: no dimension overflows an int here). */
+    public boolean hasShape(int[] s) {
+        if (s == null || s.length != shape.length) return false;
+        for (int i = 0; i < s.length; i++) if (shape[i] != s[i]) return false;
+        return true;
+    }
+
+    /** Whether the values are floating point (F32, F64, BF16, F16): what a weight must be to be decoded, merged or quantized. */
+    public boolean isFloating() {
+        return switch (dtype) {
+            case "F32", "F64", "BF16", "F16" -> true;
+            default -> false;
+        };
+    }
+
     public int[] intShape() {
         int[] s = new int[shape.length];
         for (int i = 0; i < shape.length; i++) s[i] = Math.toIntExact(shape[i]);

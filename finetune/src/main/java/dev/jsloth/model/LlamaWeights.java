@@ -182,9 +182,12 @@ public final class LlamaWeights implements AutoCloseable {
                 return be.uploadNf4(dev.jsloth.api.Shape.of(shape), q.packed(), q.scales());
             }
             dev.jsloth.io.TensorEntry e = ck.entry(name);
-            if (!java.util.Arrays.equals(e.intShape(), shape))
+            if (!e.hasShape(shape))
                 throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "shape " + java.util.Arrays.toString(e.shape())
                         + " does not match the config's " + java.util.Arrays.toString(shape));
+            if (!e.isFloating())
+                throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "dtype " + e.dtype() + " is not a floating type"
+                        + " (a 4-bit weight needs its bitsandbytes quant state beside it)");
             Nf4Weight q = Nf4.quantize(TensorBytes.decodeFloats(e.dtype(), ck.bytes(name)), doubleQuant);
             return be.uploadNf4(dev.jsloth.api.Shape.of(shape), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.blockScales());
         } catch (CheckpointFormatException e) {

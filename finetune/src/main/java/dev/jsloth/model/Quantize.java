@@ -53,8 +53,9 @@ public final class Quantize {
                     after += e.byteLength();
                     continue;
                 }
-                if (!java.util.Arrays.equals(e.intShape(), shape))
-                    throw new dev.jsloth.io.CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "shape does not match the config");
+                if (!e.hasShape(shape) || !e.isFloating())
+                    throw new dev.jsloth.io.CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "is " + e
+                            + "; quantizing needs a floating weight of the config's shape " + java.util.Arrays.toString(shape));
                 Nf4Weight q = Nf4.quantize(TensorBytes.decodeFloats(e.dtype(), ck.bytes(name)), doubleQuant);
                 BnbNf4.write(w, name, shape, q, torchName(e.dtype()), arena);
                 after += q.packed().length + (doubleQuant ? q.absmaxCodes().length + 4L * q.nestedAbsmax().length : 4L * q.absmax().length);

@@ -25,7 +25,7 @@ final class Weights {
             throws CheckpointFormatException {
         TensorEntry e = ck.entry(name);
         SafeTensorsFile f = ck.file(name);
-        if (!java.util.Arrays.equals(e.intShape(), expectedShape))
+        if (!e.hasShape(expectedShape))
             throw new CheckpointFormatException(f.path(), "tensor '" + name + "'", "shape " + java.util.Arrays.toString(e.shape())
                     + " does not match the config's " + java.util.Arrays.toString(expectedShape));
         return upload(be, e, ck.bytes(name), f.path(), want);
@@ -36,6 +36,9 @@ final class Weights {
         DType stored = e.engineType();
         if (stored == null || !stored.isFloating())
             throw new CheckpointFormatException(file, "tensor '" + e.name() + "'", "dtype " + e.dtype() + " is not a floating type the engine reads");
+        for (long dim : e.shape())
+            if (dim > Integer.MAX_VALUE)
+                throw new CheckpointFormatException(file, "tensor '" + e.name() + "'", "shape " + java.util.Arrays.toString(e.shape()) + " has a dimension past 2^31 - 1");
         Shape shape = Shape.of(e.intShape());
         Tensor raw = be.uploadRaw(stored, shape, bytes);
         if (want == null || want == stored) return raw;

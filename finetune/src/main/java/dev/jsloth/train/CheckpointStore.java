@@ -167,7 +167,7 @@ public final class CheckpointStore {
 
     private static void copyInto(SafeTensorsFile f, String name, Tensor dst) throws IOException {
         TensorEntry e = f.entry(name);
-        if (!java.util.Arrays.equals(e.intShape(), dst.shape().dims()) || e.engineType() == null || !e.engineType().isFloating())
+        if (!e.hasShape(dst.shape().dims()) || !e.isFloating())
             throw new CheckpointFormatException(f.path(), "tensor '" + name + "'", e.dtype() + java.util.Arrays.toString(e.shape())
                     + " does not match the run's " + dst.shape() + " (different model or LoRA settings?)");
         Backend be = dst.backend();

@@ -165,14 +165,37 @@ class QLoraTest {
         }
     }
 
+    /** A projection weight stored as integers (of the right shape) is named as such, when loading it as NF4 and when quantizing. */
+    @Test
+    void nonFloatingProjectionWeightsAreNamed(@TempDir Path tmp) throws Exception {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            String w = "model.layers.1.self_attn.o_proj.weight";
+            long[] shape;
+            try (SafeTensorsFile f = SafeTensorsFile.open(fx.dir().resolve("model.safetensors"))) {
+                shape = f.entry(w).shape();
+            }
+            Path bad = withTensor(fx.dir(), tmp.resolve("i32"), w, w, "I32", shape, new byte[Math.toIntExact(4 * shape[0] * shape[1])]);
+            var e = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class,
+                    () -> LlamaModel.load(bad, be, DType.F32, LlamaWeights.Quantization.NF4).close());
+            assertTrue(e.getMessage().contains(w) && e.getMessage().contains("I32"), e.getMessage());
+            var q = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class,
+                    () -> Quantize.quantize(bad, tmp.resolve("out"), true));
+            assertTrue(q.getMessage().contains(w) && q.getMessage().contains("floating"), q.getMessage());
+        }
+    }
+
     /** A copy of checkpoint {@code src} whose tensor {@code name} is replaced by U8 {@code bytes} named {@code newName}. */
     private static Path withTensor(Path src, Path dst, String name, String newName, byte[] bytes) throws Exception {
+        return withTensor(src, dst, name, newName, "U8", new long[]{bytes.length}, bytes);
+    }
+
+    private static Path withTensor(Path src, Path dst, String name, String newName, String dtype, long[] shape, byte[] bytes) throws Exception {
         java.nio.file.Files.createDirectories(dst);
         for (String file : new String[]{"config.json"}) java.nio.file.Files.copy(src.resolve(file), dst.resolve(file));
         try (SafeTensorsFile f = SafeTensorsFile.open(src.resolve("model.safetensors")); java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
             dev.jsloth.io.SafeTensorsWriter out = new dev.jsloth.io.SafeTensorsWriter();
             for (String n : f.names()) {
-                if (n.equals(name)) out.add(newName, "U8", new long[]{bytes.length}, arena.allocateFrom(ValueLayout.JAVA_BYTE, bytes));
+                if (n.equals(name)) out.add(newName, dtype, shape, arena.allocateFrom(ValueLayout.JAVA_BYTE, bytes));
                 else out.add(n, f.entry(n).dtype(), f.entry(n).shape(), f.bytes(n));
             }
             out.write(dst.resolve("model.safetensors"));
