@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * Decoding with a sliding window (Mistral's {@code sliding_window}): a tiny random Mistral with a window of 4 tokens,
  * greedy from a 4-token prompt, against transformers 5.17 (float64, eager attention; {@code fixtures/mistral-window},
- * made by the reference stack on the GPU machine). Its expected ids with the window differ from the ids without it from
+ * made by the reference stack on the GPU machine with tools/gpu/make-test-fixtures.py). Its expected ids with the window differ from the ids without it from
  * the third token on, so attending to the whole cache fails this test.
  */
 class SlidingWindowGenerationTest {
