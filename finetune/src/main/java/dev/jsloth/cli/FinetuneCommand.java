@@ -59,7 +59,8 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--lora-dropout", paramLabel = "P",
             description = "LoRA dropout on the adapters' input while training, in [0, 1) (PEFT's lora_dropout; default: 0).")
     double loraDropout;
-    @Option(names = "--targets", split = ",", paramLabel = "PROJ", description = "Projections to adapt (default: all seven: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
+    @Option(names = "--targets", split = ",", paramLabel = "PROJ", description = "Projections to adapt (default: all seven: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; "
+            + "all-linear, as PEFT names them).")
     List<String> targets;
     @Option(names = "--lr", defaultValue = "2e-4") double lr;
     @Option(names = "--epochs", defaultValue = "1") int epochs;
@@ -68,7 +69,8 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--grad-accum", defaultValue = "4") int gradAccum;
     @Option(names = "--seq-len", defaultValue = "512") int seqLen;
     @Option(names = "--packing", description = "Pack several examples per sequence (attention kept within each).") boolean packing;
-    @Option(names = "--schedule", defaultValue = "linear", description = "constant, linear or cosine (after warmup).") String schedule;
+    @Option(names = "--schedule", defaultValue = "linear", description = "linear, cosine or constant_with_warmup (each after --warmup-steps), "
+            + "or constant (no warmup), as transformers names them (default: ${DEFAULT-VALUE}).") String schedule;
     @Option(names = "--warmup-steps", defaultValue = "5") int warmup;
     @Option(names = "--weight-decay", defaultValue = "0.01") double weightDecay;
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "Clip the global gradient norm (0 = off).") double maxGradNorm;
@@ -150,7 +152,7 @@ final class FinetuneCommand implements Callable<Integer> {
 
     private TrainingConfig config() {
         return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, 0.9, 0.999, 1e-8,
-                TrainingConfig.Schedule.valueOf(schedule.toUpperCase(Locale.ROOT)), warmup, maxGradNorm, !noGc, packing,
+                TrainingConfig.Schedule.parse(schedule), warmup, maxGradNorm, !noGc, packing,
                 saveEvery, saveLimit, evalEvery, seed, skipNonFinite, 1);
     }
 
@@ -160,7 +162,7 @@ final class FinetuneCommand implements Callable<Integer> {
      */
     TrainingConfig demoConfig() {
         int steps = maxSteps > 0 ? maxSteps : given("--epochs") ? 0 : 100;
-        TrainingConfig.Schedule sched = TrainingConfig.Schedule.valueOf((given("--schedule") ? schedule : "cosine").toUpperCase(Locale.ROOT));
+        TrainingConfig.Schedule sched = TrainingConfig.Schedule.parse(given("--schedule") ? schedule : "cosine");
         return new TrainingConfig(epochs, steps, given("--batch-size") ? batchSize : 5, given("--grad-accum") ? gradAccum : 1,
                 given("--seq-len") ? seqLen : 128, given("--lr") ? lr : 4e-3, given("--weight-decay") ? weightDecay : 0.0, 0.9, 0.999, 1e-8,
                 sched, warmup, maxGradNorm, !noGc, packing, saveEvery, saveLimit, evalEvery, seed, skipNonFinite, 1);
@@ -170,7 +172,10 @@ final class FinetuneCommand implements Callable<Integer> {
     LoraSettings loraSettings(boolean demo) {
         Set<Projection> targetSet = EnumSet.noneOf(Projection.class);
         if (targets == null || targets.isEmpty()) targetSet = EnumSet.allOf(Projection.class);
-        else for (String t : targets) targetSet.add(Projection.parse(t));
+        else for (String t : targets) {
+            if (t.trim().equalsIgnoreCase(Projection.ALL_LINEAR)) targetSet.addAll(EnumSet.allOf(Projection.class));
+            else targetSet.add(Projection.parse(t));
+        }
         int r = demo && !given("--lora-r") ? 16 : rank;
         double a = demo && !given("--lora-alpha") ? 32 : alpha;
         return new LoraSettings(r, a, rsLora, targetSet, loraDropout);

@@ -218,7 +218,9 @@ public final class LoraAdapter implements AutoCloseable {
         if (c.path("use_dora").asBoolean(false)) throw new CheckpointFormatException(cfgFile, "use_dora", "DoRA is not supported");
         if (!c.path("bias").asText("none").equals("none"))
             throw new CheckpointFormatException(cfgFile, "bias", "'" + c.path("bias").asText() + "' is not supported (only \"none\")");
-        if (c.path("fan_in_fan_out").asBoolean(false)) throw new CheckpointFormatException(cfgFile, "fan_in_fan_out", "must be false for Llama");
+        // fan_in_fan_out: PEFT sets it back to false for nn.Linear (with a warning) and loads the same tensors, so it is
+        // accepted either way
+        checkFieldsThatChangeTheMaths(cfgFile, c);
         if (c.hasNonNull("modules_to_save") && !c.get("modules_to_save").isEmpty())
             throw new CheckpointFormatException(cfgFile, "modules_to_save", "fully trained extra modules are not supported");
         if (c.hasNonNull("alpha_pattern") && !c.get("alpha_pattern").isEmpty())
@@ -267,6 +269,11 @@ public final class LoraAdapter implements AutoCloseable {
             }
             for (String n : f.names())
                 if (!used.contains(n)) throw new CheckpointFormatException(weights, "tensor '" + n + "'", "is not a LoRA weight of this model");
+            boolean perModuleRanks = c.hasNonNull("rank_pattern") && !c.get("rank_pattern").isEmpty();
+            for (Found x : found) // PEFT builds every module at r unless rank_pattern says otherwise, and fails on another rank
+                if (!perModuleRanks && x.rank() != rNode.asInt())
+                    throw new CheckpointFormatException(weights, "tensor '" + x.aName() + "'", "has rank " + x.rank() + " where r is " + rNode.asInt()
+                            + " and no rank_pattern names another");
             if (found.isEmpty()) throw new CheckpointFormatException(weights, "", "holds no LoRA weights");
             try (Allocations made = new Allocations()) {
                 for (Found x : found) {
@@ -278,6 +285,49 @@ public final class LoraAdapter implements AutoCloseable {
                 return made.handOver(new LoraAdapter(new LoraSettings(rNode.asInt(), alpha, rs, targets, dropout), pairs));
             }
         }
+    }
+
+    /** {@code init_lora_weights} values that leave the base weights as they are (the adapter alone holds what training learnt). */
+    private static final Set<String> BASE_KEEPING_INITS = Set.of("true", "false", "gaussian", "eva");
+
+    /**
+     * adapter_config.json fields that would change what the adapter computes, which this engine does not implement: each
+     * must be absent or its "off" value (null, false, empty), else the adapter is refused naming the field rather than
+     * applied wrongly. {@code lora_bias}: a bias on B; {@code layer_replication}: base layers run more than once;
+     * {@code alora_invocation_tokens}: the adapter only from given tokens on; the others are PEFT variants (QA-LoRA,
+     * KaSA, VeLoRA, MonteCLoRA, BD-LoRA, Arrow routing, LoRA on parameters, trainable tokens).
+     */
+    private static final Set<String> MUST_BE_OFF = Set.of("lora_bias", "layer_replication", "alora_invocation_tokens", "use_qalora",
+            "kasa_config", "velora_config", "monteclora_config", "use_bdlora", "arrow_config", "target_parameters", "trainable_token_indices");
+
+    /** Fields read above, or that only describe the adapter (where it came from, how PEFT found its modules, options of inits). */
+    private static final Set<String> UNDERSTOOD = Set.of("peft_type", "use_dora", "bias", "fan_in_fan_out", "modules_to_save", "alpha_pattern",
+            "rank_pattern", "r", "lora_alpha", "use_rslora", "lora_dropout", "init_lora_weights", "target_modules", "exclude_modules",
+            "layers_to_transform", "layers_pattern", "base_model_name_or_path", "revision", "task_type", "inference_mode", "peft_version",
+            "auto_mapping", "megatron_config", "megatron_core", "ensure_weight_tying", "eva_config", "loftq_config", "corda_config",
+            "lora_ga_config", "qalora_group_size");
+
+    private static void checkFieldsThatChangeTheMaths(Path cfgFile, JsonNode c) throws CheckpointFormatException {
+        JsonNode init = c.get("init_lora_weights");
+        if (init != null && !init.isNull() && !BASE_KEEPING_INITS.contains(init.asText().toLowerCase(java.util.Locale.ROOT)))
+            throw new CheckpointFormatException(cfgFile, "init_lora_weights", "'" + init.asText() + "' initialises by rewriting the base weights"
+                    + " (PiSSA, OLoRA, LoftQ, CorDA and the like): this adapter only fits that rewritten base, which is not loaded here");
+        for (var it = c.fields(); it.hasNext(); ) {
+            var e = it.next();
+            String name = e.getKey();
+            boolean off = isOff(e.getValue());
+            if (MUST_BE_OFF.contains(name) && !off)
+                throw new CheckpointFormatException(cfgFile, name, "is " + e.getValue() + ": this PEFT feature changes what the adapter computes and is not supported");
+            if (!MUST_BE_OFF.contains(name) && !UNDERSTOOD.contains(name) && !off)
+                throw new CheckpointFormatException(cfgFile, name, "is " + e.getValue() + ": a field this reader does not know, refused rather than ignored"
+                        + " (it may change what the adapter computes)");
+        }
+    }
+
+    /** null, false, 0, "" or an empty list/object. */
+    private static boolean isOff(JsonNode v) {
+        return v == null || v.isNull() || (v.isBoolean() && !v.asBoolean()) || (v.isNumber() && v.asDouble() == 0)
+                || ((v.isContainerNode() || v.isTextual()) && v.isEmpty());
     }
 
     private static String find(SafeTensorsFile f, int layer, Projection p, String which) {

@@ -30,6 +30,9 @@ public enum Projection {
         return "model.layers." + layer + "." + parent + "." + module;
     }
 
+    /** {@code all-linear}, PEFT's name for every linear layer but the output head: the seven projections of a Llama layer. */
+    public static final String ALL_LINEAR = "all-linear";
+
     /** Accepts {@code q_proj}, {@code q}, {@code Q}... */
     public static Projection parse(String name) {
         String n = name.trim().toLowerCase(Locale.ROOT);

@@ -13,7 +13,9 @@ import java.util.SplittableRandom;
  * either right-padding to the longest example of each batch (pad labels -100; causal attention makes right
  * padding harmless) or packing several examples into rows of {@code seqLen} tokens with segment ids, so
  * attention stays inside each example and positions restart; the first token of every packed example is
- * labelled -100 so no example is trained to predict its neighbour.
+ * labelled -100 so no example is trained to predict its neighbour. Packed rows are made once, from epoch 0's order
+ * (as TRL packs the dataset once), and each later epoch shuffles the rows: repacking every epoch gave each epoch its own
+ * number of rows, so a later epoch could lose rows or steps (or fail) against the step count of the first.
  */
 public final class Batcher {
     private final List<Example> examples;
@@ -22,6 +24,7 @@ public final class Batcher {
     private final boolean packing;
     private final int padId;
     private final long seed;
+    private List<int[][]> packedRows; // made once, on first use
 
     public Batcher(List<Example> examples, int batchSize, int seqLen, boolean packing, int padId, long seed) {
         if (examples.isEmpty()) throw new IllegalArgumentException("no training examples");
@@ -38,7 +41,12 @@ public final class Batcher {
 
     /** The example order of an epoch: a Fisher-Yates shuffle seeded by (seed, epoch). */
     int[] order(int epoch) {
-        int[] idx = new int[examples.size()];
+        return shuffled(examples.size(), epoch);
+    }
+
+    /** 0..n-1 in a Fisher-Yates order seeded by (seed, epoch). */
+    private int[] shuffled(int n, int epoch) {
+        int[] idx = new int[n];
         for (int i = 0; i < idx.length; i++) idx[i] = i;
         SplittableRandom r = new SplittableRandom(seed * 1_000_003L + epoch);
         for (int i = idx.length - 1; i > 0; i--) {
@@ -56,8 +64,12 @@ public final class Batcher {
 
     /** The micro-batches of an epoch. */
     public List<MicroBatch> epoch(int epoch) {
-        int[] order = order(epoch);
-        return packing ? packed(order) : padded(order);
+        if (!packing) return padded(order(epoch));
+        if (packedRows == null) packedRows = pack(order(0));
+        int[] rowOrder = new int[packedRows.size()];
+        if (epoch == 0) for (int i = 0; i < rowOrder.length; i++) rowOrder[i] = i; // the rows as packed: epoch 0 as before
+        else rowOrder = shuffled(packedRows.size(), epoch);
+        return batchesOf(packedRows, rowOrder);
     }
 
     private List<MicroBatch> padded(int[] order) {
@@ -83,7 +95,8 @@ public final class Batcher {
         return out;
     }
 
-    private List<MicroBatch> packed(int[] order) {
+    /** Examples in this order, packed into rows: {ids, labels, segments, {real tokens}}. */
+    private List<int[][]> pack(int[] order) {
         List<int[][]> rows = new ArrayList<>(); // {ids, labels, segments, {real tokens}}
         int[][] row = newRow();
         int fill = 0, segment = 0;
@@ -107,13 +120,18 @@ public final class Batcher {
         row[3][0] = fill;
         closeRow(row, fill, segment);
         rows.add(row);
+        return rows;
+    }
+
+    /** Micro-batches of {@code batchSize} packed rows, taken in {@code rowOrder}. */
+    private List<MicroBatch> batchesOf(List<int[][]> rows, int[] rowOrder) {
         List<MicroBatch> out = new ArrayList<>();
-        for (int start = 0; start < rows.size(); start += batchSize) {
-            int b = Math.min(batchSize, rows.size() - start);
+        for (int start = 0; start < rowOrder.length; start += batchSize) {
+            int b = Math.min(batchSize, rowOrder.length - start);
             int[] ids = new int[b * seqLen], labels = new int[b * seqLen], seg = new int[b * seqLen];
             long real = 0;
             for (int i = 0; i < b; i++) {
-                int[][] r = rows.get(start + i);
+                int[][] r = rows.get(rowOrder[start + i]);
                 real += r[3][0];
                 System.arraycopy(r[0], 0, ids, i * seqLen, seqLen);
                 System.arraycopy(r[1], 0, labels, i * seqLen, seqLen);

@@ -163,6 +163,8 @@ public final class Trainer {
             long t0 = System.nanoTime(), tokens = 0;
             List<double[]> progress = new java.util.ArrayList<>(); // {tokens, seconds} after each step, for the steady rate
             int cachedEpoch = -1;
+            long lastEvalStep = -1;
+            double lastEval = Double.NaN;
             List<Batcher.MicroBatch> epochBatches = List.of();
             Path lastCheckpoint = store.latest().orElse(null);
             for (long step = start + 1; step <= total; step++) {
@@ -219,14 +221,17 @@ public final class Trainer {
                         elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
                 if (root()) appendMetrics(metrics, m);
                 for (TrainingListener l : active) l.onStep(m);
-                if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) evaluate(step, metrics);
+                if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) {
+                    lastEval = evaluate(step, metrics);
+                    lastEvalStep = step;
+                }
                 if (cfg.saveEvery() > 0 && step % cfg.saveEvery() == 0 && root()) {
                     lastCheckpoint = store.save(step, adapter, opt, state(step, epoch), baseModelName());
                     for (TrainingListener l : active) l.onCheckpoint(step, lastCheckpoint);
                 }
             }
             Double finalEval = null;
-            if (!eval.isEmpty()) finalEval = evaluate(total, metrics);
+            if (!eval.isEmpty()) finalEval = lastEvalStep == total ? lastEval : evaluate(total, metrics); // not twice at the last step
             Path adapterDir = output.resolve("adapter");
             Path plot = output.resolve("loss.png");
             if (!root()) { // the root writes; the others report what they computed
@@ -339,7 +344,7 @@ public final class Trainer {
         return s;
     }
 
-    private void checkCompatible(JsonNode state, Path ck) {
+    private void checkCompatible(JsonNode state, Path ck) throws IOException {
         JsonNode saved = state.get("config");
         JsonNode now = Json.MAPPER.valueToTree(cfg);
         int savedGlobal = state.has("global_batch") ? state.get("global_batch").asInt()
@@ -354,6 +359,7 @@ public final class Trainer {
                 throw new TrainingException("--resume: " + key + " was " + saved.get(key) + " in " + ck + " but is " + now.get(key)
                         + " now; the data order would differ. Resume with the same settings.");
         }
+        checkSameAdapter(ck);
         double dropout = adapter.settings().dropout();
         // a checkpoint without the key was written before LoRA dropout existed: it trained with none
         double savedDropout = state.has("lora_dropout") ? state.get("lora_dropout").asDouble() : 0.0;
@@ -363,6 +369,37 @@ public final class Trainer {
         if (state.has("train_examples") && state.get("train_examples").asInt() != train.size())
             throw new TrainingException("--resume: the checkpoint " + ck + " was trained on " + state.get("train_examples").asInt()
                     + " examples, the data now gives " + train.size() + " (the same file, --seq-len, --eval-split and --long-rows give the same examples)");
+    }
+
+    /**
+     * The checkpoint's adapter was trained with this run's LoRA settings: another alpha or rsLoRA setting would rescale
+     * what it learnt, and other targets would drop (or add untrained) pairs; another rank fails on the shapes anyway.
+     */
+    private void checkSameAdapter(Path ck) throws IOException {
+        Path file = ck.resolve(dev.jsloth.model.LoraAdapter.CONFIG_FILE);
+        if (!Files.isRegularFile(file)) return;
+        JsonNode saved = Json.read(file);
+        dev.jsloth.model.LoraSettings now = adapter.settings();
+        double alpha = saved.path("lora_alpha").asDouble(Double.NaN);
+        if (saved.has("lora_alpha") && alpha != now.alpha())
+            throw new TrainingException("--resume: the checkpoint " + ck + " was trained with --lora-alpha " + alpha + ", now it is " + now.alpha()
+                    + "; resume with --lora-alpha " + alpha + ".");
+        boolean rs = saved.path("use_rslora").asBoolean(false);
+        if (rs != now.rsLora())
+            throw new TrainingException("--resume: the checkpoint " + ck + " was trained " + (rs ? "with" : "without") + " --rslora; resume "
+                    + (rs ? "with" : "without") + " it.");
+        JsonNode t = saved.get("target_modules");
+        if (t != null && t.isArray()) {
+            java.util.Set<dev.jsloth.model.Projection> before = java.util.EnumSet.noneOf(dev.jsloth.model.Projection.class);
+            for (JsonNode n : t) before.add(dev.jsloth.model.Projection.parse(n.asText()));
+            if (!before.equals(now.targets()))
+                throw new TrainingException("--resume: the checkpoint " + ck + " adapts " + names(before) + ", this run " + names(now.targets())
+                        + "; resume with --targets " + names(before) + ".");
+        }
+    }
+
+    private static String names(java.util.Set<dev.jsloth.model.Projection> ps) {
+        return ps.stream().map(dev.jsloth.model.Projection::module).collect(java.util.stream.Collectors.joining(","));
     }
 
     private static void appendMetrics(Path metrics, TrainingListener.StepMetrics m) throws IOException {

@@ -10,8 +10,19 @@ public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAc
                              int warmupSteps, double maxGradNorm, boolean checkpointing, boolean packing,
                              int saveEvery, int saveTotalLimit, int evalEvery, long seed, boolean skipNonFinite,
                              int logEvery) {
-    /** Learning-rate schedules, each after a linear warmup from 0. */
-    public enum Schedule { CONSTANT, LINEAR, COSINE }
+    /**
+     * Learning-rate schedules, as transformers names them: {@code CONSTANT} takes no warmup (its
+     * {@code get_constant_schedule}), the others start with a linear warmup from 0.
+     */
+    public enum Schedule {
+        CONSTANT, CONSTANT_WITH_WARMUP, LINEAR, COSINE;
+
+        /** The schedule of a name as transformers spells it ({@code cosine}, {@code constant_with_warmup}, ...). */
+        public static Schedule parse(String name) {
+            for (Schedule s : values()) if (s.name().equalsIgnoreCase(name)) return s;
+            throw new IllegalArgumentException("--schedule takes linear, cosine, constant or constant_with_warmup, got '" + name + "'");
+        }
+    }
 
     public TrainingConfig {
         if (epochs <= 0 && maxSteps <= 0) throw new IllegalArgumentException("need epochs > 0 or max steps > 0");
@@ -55,13 +66,15 @@ public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAc
     /**
      * The learning rate of optimizer step {@code step} (counted from 1) of {@code total}, exactly as transformers'
      * schedulers give it (they see the 0-based step {@code s = step - 1}): {@code lr * s / warmup} during warmup,
-     * then constant, linear to 0 ({@code (total - s) / (total - warmup)}) or half-cosine to 0.
+     * then constant, linear to 0 ({@code (total - s) / (total - warmup)}) or half-cosine to 0; {@code CONSTANT} is
+     * {@code lr} from the first step (no warmup, as transformers' {@code constant}).
      */
     public double learningRate(long step, long total) {
         long s = step - 1;
+        if (schedule == Schedule.CONSTANT) return lr;
         if (s < warmupSteps) return lr * s / Math.max(1, warmupSteps);
         return switch (schedule) {
-            case CONSTANT -> lr;
+            case CONSTANT, CONSTANT_WITH_WARMUP -> lr;
             case LINEAR -> lr * Math.max(0.0, (double) (total - s) / Math.max(1, total - warmupSteps));
             case COSINE -> {
                 double progress = (double) (s - warmupSteps) / Math.max(1, total - warmupSteps);

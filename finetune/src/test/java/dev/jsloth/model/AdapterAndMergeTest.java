@@ -190,6 +190,48 @@ class AdapterAndMergeTest {
         }
     }
 
+    /**
+     * adapter_config.json fields that change what PEFT computes are applied or refused, never ignored: an init that
+     * rewrote the base (PiSSA), layer replication, an unknown field set to something; fan_in_fan_out (PEFT resets it for
+     * Linear) and "off" values load; a tensor rank other than r without a rank_pattern is refused as PEFT refuses it.
+     */
+    @Test
+    void adapterConfigFieldsThatChangeTheMathsAreRefusedByName(@TempDir Path tmp) throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            Path src = fx.dir().resolve("adapter");
+            LlamaConfig cfg = LlamaConfig.read(fx.dir());
+            String[][] refused = {
+                    {"init_lora_weights", "\"pissa\"", "init_lora_weights"},
+                    {"layer_replication", "[[0, 1], [0, 1]]", "layer_replication"},
+                    {"alora_invocation_tokens", "[5, 6]", "alora_invocation_tokens"},
+                    {"some_future_config", "{\"mode\": 2}", "some_future_config"},
+                    {"r", "4", "rank 8 where r is 4"},
+            };
+            for (int i = 0; i < refused.length; i++) {
+                Path dir = adapterWith(src, tmp.resolve("bad" + i), refused[i][0], refused[i][1]);
+                var e = org.junit.jupiter.api.Assertions.assertThrows(dev.jsloth.io.CheckpointFormatException.class,
+                        () -> LoraAdapter.load(dir, cfg, be, DType.F32).close());
+                assertTrue(e.getMessage().contains(refused[i][2]), refused[i][0] + ": " + e.getMessage());
+            }
+            String[][] loaded = {{"fan_in_fan_out", "true"}, {"some_future_config", "null"}, {"init_lora_weights", "\"gaussian\""},
+                    {"layer_replication", "null"}, {"use_qalora", "false"}};
+            for (int i = 0; i < loaded.length; i++)
+                try (LoraAdapter a = LoraAdapter.load(adapterWith(src, tmp.resolve("ok" + i), loaded[i][0], loaded[i][1]), cfg, be, DType.F32)) {
+                    assertEquals(8, a.settings().rank());
+                }
+        }
+    }
+
+    /** A copy of an adapter directory with one field of its adapter_config.json set to {@code json}. */
+    private static Path adapterWith(Path src, Path dst, String field, String json) throws IOException {
+        Files.createDirectories(dst);
+        Files.copy(src.resolve(LoraAdapter.WEIGHTS_FILE), dst.resolve(LoraAdapter.WEIGHTS_FILE));
+        var c = (com.fasterxml.jackson.databind.node.ObjectNode) dev.jsloth.io.Json.read(src.resolve(LoraAdapter.CONFIG_FILE));
+        c.set(field, dev.jsloth.io.Json.MAPPER.readTree(json));
+        dev.jsloth.io.Json.write(dst.resolve(LoraAdapter.CONFIG_FILE), c);
+        return dst;
+    }
+
     /** Fuzzer finding (adapter iteration 742): a negative lora_alpha escaped as IllegalArgumentException. */
     @Test
     void adapterConfigWithNegativeAlphaIsAFormatError(@TempDir Path tmp) throws IOException {

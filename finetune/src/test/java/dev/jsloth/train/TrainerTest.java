@@ -145,6 +145,19 @@ class TrainerTest {
              LoraAdapter a = LoraAdapter.load(tmp.resolve("with").resolve("adapter"), m.config(), be, DType.F64)) {
             assertEquals(0.2, a.settings().dropout());
         }
+        // another alpha or other targets would rescale or drop what the checkpoint learnt: refused, naming the value
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64);
+             LoraAdapter a = m.attachNewAdapter(new LoraSettings(4, 16, false, java.util.EnumSet.allOf(dev.jsloth.model.Projection.class), 0.2), 11)) {
+            TrainingException e = assertThrows(TrainingException.class,
+                    () -> new Trainer(m, data, List.of(), config(2, 1, 6, false).withSchedule(2, 2, 0, 1), tmp.resolve("resumed"), 0).run(true));
+            assertTrue(e.getMessage().contains("--lora-alpha 8"), e.getMessage());
+        }
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64);
+             LoraAdapter a = m.attachNewAdapter(new LoraSettings(4, 8, false, java.util.EnumSet.of(dev.jsloth.model.Projection.parse("q_proj")), 0.2), 11)) {
+            TrainingException e = assertThrows(TrainingException.class,
+                    () -> new Trainer(m, data, List.of(), config(2, 1, 6, false).withSchedule(2, 2, 0, 1), tmp.resolve("resumed"), 0).run(true));
+            assertTrue(e.getMessage().contains("--targets q_proj,k_proj"), e.getMessage());
+        }
         // resuming a dropout run without its dropout would follow other maths: refused, naming the value
         try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
             TrainingException e = assertThrows(TrainingException.class,
@@ -238,5 +251,59 @@ class TrainerTest {
         assertTrue(Double.isNaN(Trainer.steadyRate(p.subList(0, 2))));
         List<double[]> stalled = List.of(new double[]{100, 1.0}, new double[]{200, 1.0}, new double[]{300, 1.0});
         assertTrue(Double.isNaN(Trainer.steadyRate(stalled)), "no time passed: no rate");
+    }
+
+    /** Learning rates as transformers' schedulers give them (lr 1, warmup 2, 10 steps); constant takes no warmup. */
+    @Test
+    void learningRateSchedulesAsTransformersGivesThem() {
+        TrainingConfig base = TrainingConfig.defaults();
+        java.util.function.Function<TrainingConfig.Schedule, TrainingConfig> with = sch -> base.withOptimizer(1.0, 0, sch, 2, 1.0);
+        TrainingConfig lin = with.apply(TrainingConfig.Schedule.LINEAR), cos = with.apply(TrainingConfig.Schedule.COSINE);
+        assertEquals(0.0, lin.learningRate(1, 10));
+        assertEquals(0.5, lin.learningRate(2, 10));
+        assertEquals(1.0, lin.learningRate(3, 10));
+        assertEquals(1.0 / 8, lin.learningRate(10, 10), 1e-15);
+        assertEquals(0.5 * (1 + Math.cos(Math.PI * 3 / 8)), cos.learningRate(6, 10), 1e-15);
+        assertEquals(0.5, with.apply(TrainingConfig.Schedule.CONSTANT_WITH_WARMUP).learningRate(2, 10));
+        assertEquals(1.0, with.apply(TrainingConfig.Schedule.CONSTANT_WITH_WARMUP).learningRate(3, 10));
+        assertEquals(1.0, with.apply(TrainingConfig.Schedule.CONSTANT).learningRate(1, 10), "constant: no warmup");
+        assertEquals(TrainingConfig.Schedule.CONSTANT_WITH_WARMUP, TrainingConfig.Schedule.parse("constant_with_warmup"));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TrainingConfig.Schedule.parse("polynomial")).getMessage().contains("'polynomial'"));
+    }
+
+    /**
+     * Packed rows are made once: every epoch has as many micro-batches as the first and holds every example once. Lengths
+     * {3, 3, 1, 1} at seqLen 4 pack into 2 or 3 rows depending on their order, which used to change from epoch to epoch.
+     */
+    @Test
+    void packedEpochsKeepTheirRows() {
+        List<Example> data = new ArrayList<>();
+        int[] lengths = {3, 3, 1, 1, 2, 3, 1, 2, 2, 1, 3, 1};
+        for (int i = 0; i < lengths.length; i++) {
+            int[] ids = new int[lengths[i]];
+            java.util.Arrays.fill(ids, 10 + i);
+            data.add(new Example(ids, ids.clone()));
+        }
+        Batcher b = new Batcher(data, 2, 4, true, 0, 5);
+        int first = b.epoch(0).size();
+        for (int e = 0; e < 8; e++) {
+            List<Batcher.MicroBatch> mbs = b.epoch(e);
+            assertEquals(first, mbs.size(), "epoch " + e);
+            int[] seen = new int[lengths.length];
+            for (Batcher.MicroBatch mb : mbs)
+                for (int id : mb.batch().inputIds()) if (id >= 10) seen[id - 10]++;
+            for (int i = 0; i < lengths.length; i++) assertEquals(lengths[i], seen[i], "example " + i + " in epoch " + e);
+        }
+    }
+
+    /** With --eval-every dividing the step count, the last step is evaluated once, not again as the final evaluation. */
+    @Test
+    void theLastStepIsEvaluatedOnce(@TempDir Path tmp) throws Exception {
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            TrainingSummary s = new Trainer(m, examples(8, 4), examples(3, 9), config(2, 1, 4, false).withSchedule(0, 2, 2, 1), tmp, 0).run(false);
+            long evals = Files.readAllLines(tmp.resolve("metrics.jsonl")).stream().filter(l -> l.contains("eval_loss")).count();
+            assertEquals(2, evals, "evaluations at steps 2 and 4");
+            assertTrue(s.evalLoss() != null && Double.isFinite(s.evalLoss()), "the final evaluation is the step-4 one");
+        }
     }
 }
