@@ -10,19 +10,22 @@ import java.util.List;
  * Tokenizes {@link Record}s into training {@link Example}s, with labels that say which tokens are trained.
  *
  * <ul>
- *   <li><b>Alpaca</b>: {@code encode(AlpacaPrompt.prompt(instruction, input), true)} (the tokenizer's post-processor
- *       adds BOS), then {@code encode(output, false)}, then EOS if {@code addEos}. Completion-only trains the output
- *       (and EOS), not the prompt.</li>
- *   <li><b>Chat</b>: the conversation rendered by the chat template. The text of each assistant turn, from the end of
- *       the generation prompt before it to the end of the turn (including end-of-turn tokens the template writes,
- *       such as {@code <|eot_id|>} or {@code <|im_end|>}), is found by rendering the conversation up to that turn with
- *       and without the generation prompt. The rendered text is tokenized segment by segment (other text and
- *       assistant text separately, then concatenated), so labels align exactly with the trained text.
- *       Completion-only trains the assistant segments only. BOS is added by the tokenizer (to the first segment)
- *       only when the rendered text does not already start with it (the template's BOS text, or the tokens the
- *       tokenizer would add). Chat rows end as the template ends them:
- *       {@code addEos} does not apply.</li>
- *   <li><b>Text</b>: {@code encode(text, true)}, then EOS if {@code addEos}; every token is trained.</li>
+ *   <li><b>Alpaca</b>: the tokenizer's special prefix (BOS), then {@code prompt + output} tokenized as one text, as
+ *       TRL tokenizes a prompt and its completion; the tokens after those of the prompt alone (their longest common
+ *       prefix) are the output's. Then EOS if {@code addEos}. Completion-only trains the output (and EOS), not the
+ *       prompt.</li>
+ *   <li><b>Chat</b>: the conversation rendered by the chat template and tokenized as one text without added special
+ *       tokens, as transformers' {@code apply_chat_template(tokenize=True)} does (the template writes the BOS it wants:
+ *       Llama 3's and Mistral's do, ChatML's and Zephyr's do not). The text of each assistant turn, from the end of the
+ *       generation prompt before it to the end of the turn (including end-of-turn tokens the template writes, such as
+ *       {@code <|eot_id|>} or {@code <|im_end|>}), is found by rendering the conversation up to that turn with and
+ *       without the generation prompt; its tokens are those past the tokens of the text before it (longest common
+ *       prefix), up to those of the text through it. Tokenizing segment by segment instead gave SentencePiece-style
+ *       tokenizers (Llama 2, TinyLlama, Mistral) an extra {@code ▁} at the start of every segment. Completion-only
+ *       trains the assistant turns only. Chat rows end as the template ends them: {@code addEos} does not apply.</li>
+ *   <li><b>Text</b>: the special prefix, {@code encode(text, false)}, then EOS if {@code addEos}; every token is
+ *       trained. (Only the prefix of the tokenizer's post-processor is used: one that also appends EOS put it in the
+ *       middle of an Alpaca example and twice at the end of a text.)</li>
  * </ul>
  *
  * With {@code completionOnly == false}, every label equals its input id.
@@ -39,6 +42,7 @@ public final class ExampleBuilder {
     private final boolean completionOnly;
     private final boolean addEos;
     private final int eosId;
+    private int[] specialPrefix; // the tokenizer's special tokens before a text, found on first use
 
     /**
      * @param tok            the model's tokenizer
@@ -76,66 +80,98 @@ public final class ExampleBuilder {
 
     private Example alpaca(AlpacaRecord a) {
         Tokens out = new Tokens();
-        out.add(encoder.encode(AlpacaPrompt.prompt(a.instruction(), a.input()), true), !completionOnly);
-        out.add(encoder.encode(a.output(), false), true);
+        out.add(specialPrefix(), !completionOnly);
+        String prompt = AlpacaPrompt.prompt(a.instruction(), a.input());
+        segmented(out, prompt + a.output(), new int[]{prompt.length(), prompt.length() + a.output().length()},
+                new boolean[]{!completionOnly, true});
         if (addEos) out.add(new int[]{eosId}, true);
         return out.example();
     }
 
     private Example text(TextRecord t) {
         Tokens out = new Tokens();
-        out.add(encoder.encode(t.text(), true), true);
+        out.add(specialPrefix(), true);
+        out.add(encoder.encode(t.text(), false), true);
         if (addEos) out.add(new int[]{eosId}, true);
         return out.example();
+    }
+
+    /**
+     * {@code full} tokenized once and labelled by pieces: piece i is the text before {@code ends[i]} (after the piece
+     * before it) and is trained when {@code trained[i]}. Its tokens are those past the tokens of the text before it,
+     * as far as the tokens of {@code full[0, ends[i])} on its own agree with those of {@code full}: a token that a merge
+     * makes across a boundary goes with the piece it ends in.
+     */
+    private void segmented(Tokens out, String full, int[] ends, boolean[] trained) {
+        int[] ids = encoder.encode(full, false);
+        int from = 0;
+        for (int i = 0; i < ends.length; i++) {
+            int to = ends[i] >= full.length() ? ids.length : Math.max(from, commonPrefix(encoder.encode(full.substring(0, ends[i]), false), ids));
+            out.add(Arrays.copyOfRange(ids, from, to), trained[i]);
+            from = to;
+        }
+        if (from < ids.length) out.add(Arrays.copyOfRange(ids, from, ids.length), trained[trained.length - 1]);
+    }
+
+    private static int commonPrefix(int[] a, int[] b) {
+        int n = Math.min(a.length, b.length), i = 0;
+        while (i < n && a[i] == b[i]) i++;
+        return i;
+    }
+
+    /**
+     * The special tokens the tokenizer's post-processor puts before a text (BOS), without any it puts after it: found by
+     * encoding a one-character text with and without special tokens.
+     */
+    private int[] specialPrefix() {
+        if (specialPrefix == null) {
+            int[] with = encoder.encode("a", true), plain = encoder.encode("a", false);
+            int at = -1;
+            for (int i = 0; i + plain.length <= with.length && at < 0; i++)
+                if (Arrays.equals(with, i, i + plain.length, plain, 0, plain.length)) at = i;
+            specialPrefix = at < 0 ? encoder.encode("", true) : Arrays.copyOf(with, at);
+        }
+        return specialPrefix;
     }
 
     private Example chat(ChatRecord c) throws DatasetException {
         if (template == null) throw new DatasetException("line " + c.line() + ": a chat row needs a chat template");
         String full = render(c, c.messages(), false, "the conversation");
         List<int[]> spans = assistantSpans(c, full);
-        Tokens out = new Tokens();
-        // The first segment is never an assistant span (it may be empty), so an added BOS is never trained.
-        int firstEnd = spans.isEmpty() ? full.length() : spans.getFirst()[0];
-        out.add(firstSegment(full, full.substring(0, firstEnd)), !completionOnly);
-        int cursor = firstEnd;
+        List<Integer> ends = new ArrayList<>();
+        List<Boolean> trained = new ArrayList<>();
+        int cursor = 0;
         for (int[] span : spans) {
-            if (span[0] > cursor) out.add(encoder.encode(full.substring(cursor, span[0]), false), !completionOnly);
-            out.add(encoder.encode(full.substring(span[0], span[1]), false), true);
+            if (span[0] > cursor) {
+                ends.add(span[0]);
+                trained.add(!completionOnly);
+            }
+            ends.add(span[1]);
+            trained.add(true);
             cursor = span[1];
         }
-        if (cursor < full.length()) out.add(encoder.encode(full.substring(cursor), false), !completionOnly);
+        if (cursor < full.length() || ends.isEmpty()) {
+            ends.add(full.length());
+            trained.add(!completionOnly);
+        }
+        Tokens out = new Tokens();
+        boolean[] t = new boolean[trained.size()];
+        for (int i = 0; i < t.length; i++) t[i] = trained.get(i);
+        segmented(out, full, ends.stream().mapToInt(Integer::intValue).toArray(), t);
         return out.example();
     }
 
     /**
-     * The tokens of the first segment: with the tokenizer's special prefix (BOS) unless the rendered text already
-     * begins with it, judged by the template's BOS text or by the tokens themselves.
-     */
-    private int[] firstSegment(String full, String segment) {
-        return withPrefixOnce(encoder, template, full, segment);
-    }
-
-    private static int[] withPrefixOnce(Encoder encoder, ChatTemplate template, String full, String segment) {
-        int[] plain = encoder.encode(segment, false);
-        if (template.bosToken().map(full::startsWith).orElse(false)) return plain;
-        int[] prefix = encoder.encode("", true);
-        if (prefix.length > 0 && plain.length >= prefix.length && Arrays.equals(plain, 0, prefix.length, prefix, 0, prefix.length))
-            return plain;
-        return encoder.encode(segment, true);
-    }
-
-    /**
-     * The tokens of a rendered chat prompt (for generation), as training encodes a conversation's start: with the
-     * tokenizer's special prefix (BOS) unless the rendered text already begins with it (Llama 3's template writes
-     * {@code {{ bos_token }}} itself; encoding that with the prefix too gave two BOS tokens). Hugging Face's
-     * {@code apply_chat_template(tokenize=True)} likewise adds no second one.
+     * The tokens of a rendered chat prompt (for generation), as training tokenizes a conversation and as transformers'
+     * {@code apply_chat_template(tokenize=True)} does: without added special tokens, the template having written the
+     * BOS it wants (Llama 3's writes {@code {{ bos_token }}}; adding the tokenizer's as well gave two).
      */
     public static int[] encodeRendered(Tokenizer tok, ChatTemplate template, String rendered) {
         return encodeRendered(tok::encode, template, rendered);
     }
 
     static int[] encodeRendered(Encoder encoder, ChatTemplate template, String rendered) {
-        return withPrefixOnce(encoder, template, rendered, rendered);
+        return encoder.encode(rendered, false);
     }
 
     /**

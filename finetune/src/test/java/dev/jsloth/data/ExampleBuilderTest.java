@@ -1,5 +1,6 @@
 package dev.jsloth.data;
 
+import dev.jsloth.tokenizer.Tokenizer;
 import org.junit.jupiter.api.Test;
 
 import java.nio.charset.StandardCharsets;
@@ -96,7 +97,10 @@ class ExampleBuilderTest {
         assertLabelsConsistent(e);
     }
 
-    /** A generation prompt is encoded as training encodes a conversation's start: one BOS, whoever writes it. */
+    /**
+     * A generation prompt is tokenized as training tokenizes a conversation and as apply_chat_template(tokenize=True)
+     * does: no added special tokens, so the BOS is the template's (one, where it writes one; none where it does not).
+     */
     @Test
     void generationPromptsGetOneBos() throws Exception {
         List<Message> ask = List.of(new Message("user", "Hi"));
@@ -105,18 +109,18 @@ class ExampleBuilderTest {
         int bos = LLAMA3_STYLE.id("<|begin_of_text|>");
         assertEquals(bos, ids[0]);
         assertTrue(ids[1] != bos, "BOS added twice");
-        ChatTemplate chatml = ChatTemplate.builtin("chatml"); // writes none: the tokenizer's is added
+        ChatTemplate chatml = ChatTemplate.builtin("chatml"); // writes none: none is added
         int[] plain = ExampleBuilder.encodeRendered(LLAMA2_STYLE, chatml, chatml.render(ask, true));
-        assertEquals(LLAMA2_STYLE.id("<s>"), plain[0]);
-        assertEquals(chatml.render(ask, true), LLAMA2_STYLE.decode(java.util.Arrays.copyOfRange(plain, 1, plain.length)));
+        assertEquals(0, IntStream.of(plain).filter(id -> id == LLAMA2_STYLE.id("<s>")).count());
+        assertEquals(chatml.render(ask, true), LLAMA2_STYLE.decode(plain));
     }
 
+    /** As apply_chat_template(tokenize=True): a template that writes no BOS gets none from the tokenizer either. */
     @Test
-    void chatWithoutBosInTextGetsTheTokenizersBos() throws Exception {
+    void chatWithoutBosInTextGetsNoneAdded() throws Exception {
         Example e = new ExampleBuilder(LLAMA2_STYLE, ChatTemplate.builtin("chatml"), true, true, EOS).build(TWO_TURNS);
-        assertEquals(256, e.inputIds()[0]);
-        assertEquals(IGNORE, e.labels()[0]);
-        assertEquals(1, IntStream.of(e.inputIds()).filter(id -> id == 256).count());
+        assertEquals(0, IntStream.of(e.inputIds()).filter(id -> id == 256).count());
+        assertEquals(ChatTemplate.builtin("chatml").render(TWO_TURNS.messages(), false), LLAMA2_STYLE.decode(e.inputIds()));
         assertEquals(List.of("Hello.<|im_end|>\n", "  Bye!  <|im_end|>\n"), LLAMA2_STYLE.trainedRuns(e));
     }
 
@@ -177,7 +181,6 @@ class ExampleBuilderTest {
     void conversationStartingWithTheAssistant() throws Exception {
         ChatRecord r = new ChatRecord(1, List.of(new Message("assistant", "x"), new Message("user", "y")));
         Example e = new ExampleBuilder(LLAMA2_STYLE, ChatTemplate.builtin("chatml"), true, true, EOS).build(r);
-        assertEquals(256, e.inputIds()[0]);
         assertEquals(List.of("x<|im_end|>\n"), LLAMA2_STYLE.trainedRuns(e));
     }
 
@@ -204,5 +207,40 @@ class ExampleBuilderTest {
     void exampleRecordChecksLengths() {
         assertThrows(IllegalArgumentException.class, () -> new Example(new int[2], new int[3]));
         assertEquals(new Example(new int[]{1, 2}, new int[]{IGNORE, 2}), new Example(new int[]{1, 2}, new int[]{IGNORE, 2}));
+    }
+
+    /**
+     * With a SentencePiece-style tokenizer (Metaspace prepending "▁" to a text's first piece; Llama 2, TinyLlama,
+     * Mistral), an example's tokens are those of its whole text tokenized once, as TRL and apply_chat_template give them:
+     * tokenizing prompt and response (or turns) one by one gave each piece's start its own "▁". Checked on the fixture
+     * tokenizers whose pieces tokenize differently alone, for an Alpaca row and a chat row.
+     */
+    @Test
+    void sentencePieceExamplesAreTheWholeTextTokenizedOnce() throws Exception {
+        for (String fixture : new String[]{"spm-first", "spm-llama2-legacy", "spm-always-split"}) {
+            java.nio.file.Path dir = java.nio.file.Path.of(ExampleBuilderTest.class.getResource("/fixtures/tok-variants/" + fixture).toURI());
+            Tokenizer tok = Tokenizer.load(dir);
+            int eos = 2;
+            AlpacaRecord a = new AlpacaRecord(1, "Write two lines", "", "line2\nend");
+            Example e = new ExampleBuilder(tok, null, true, true, eos).build(a);
+            String prompt = AlpacaPrompt.prompt(a.instruction(), a.input());
+            int[] whole = tok.encode(prompt + a.output(), true);
+            assertEquals(whole.length + 1, e.inputIds().length, fixture);
+            assertArrayEquals(whole, java.util.Arrays.copyOf(e.inputIds(), whole.length), fixture);
+            assertEquals(eos, e.inputIds()[whole.length]);
+            int trainedFrom = 0;
+            while (e.labels()[trainedFrom] == IGNORE) trainedFrom++;
+            int[] alone = tok.encode(prompt, true);
+            int agree = 0;
+            while (agree < alone.length && alone[agree] == whole[agree]) agree++;
+            assertEquals(agree, trainedFrom, fixture + ": the prompt's own tokens are what is masked");
+            assertTrue(trainedFrom > 20 && trainedFrom < whole.length, fixture + ": " + trainedFrom);
+
+            ChatTemplate zephyr = ChatTemplate.of("{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}"
+                    + "{% if add_generation_prompt %}<|assistant|>\n{% endif %}", "<s>", "</s>");
+            Example c = new ExampleBuilder(tok, zephyr, true, true, eos).build(TWO_TURNS);
+            String full = zephyr.render(TWO_TURNS.messages(), false);
+            assertArrayEquals(tok.encode(full, false), c.inputIds(), fixture + ": the conversation tokenized once, no BOS added");
+        }
     }
 }
