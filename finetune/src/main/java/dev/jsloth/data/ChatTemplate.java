@@ -175,6 +175,10 @@ public final class ChatTemplate {
         variables.put("add_generation_prompt", addGenerationPrompt);
         variables.put("bos_token", bosToken == null ? "" : bosToken);
         variables.put("eos_token", eosToken == null ? "" : eosToken);
+        // transformers' global functions are also defined names: Llama 3.2's template tests "strftime_now is defined"
+        // before it writes today's date (else a fixed one)
+        variables.put("strftime_now", "strftime_now");
+        variables.put("raise_exception", "raise_exception");
         return JinjaSandbox.render(source, variables);
     }
 

@@ -57,6 +57,9 @@ final class RowParser {
     }
 
     private static List<Message> messages(JsonNode row) throws BadRowException {
+        if (row.hasNonNull("tools"))
+            throw new BadRowException("field \"tools\" is not supported (tool definitions are not passed to the chat template; the row"
+                    + " would be trained without them)");
         boolean shareGpt = !row.has("messages") && row.has("conversations");
         String field = shareGpt ? "conversations" : "messages";
         JsonNode list = row.get(field);
@@ -75,7 +78,17 @@ final class RowParser {
         return messages;
     }
 
+    /**
+     * Message fields a chat template may render that this reader does not pass on (tool calls and their results):
+     * a message that has one is refused, not trained on with the field silently left out of the rendered text.
+     */
+    private static final List<String> TOOL_FIELDS = List.of("tool_calls", "tool_call_id", "name", "function_call");
+
     private static Message roleContentMessage(JsonNode m, String at) throws BadRowException {
+        for (String f : TOOL_FIELDS)
+            if (m.hasNonNull(f))
+                throw new BadRowException("field \"" + at + "." + f + "\" is not supported (tool calls are not passed to the chat template;"
+                        + " the row would be trained without them)");
         String role = requiredText(m, "role", at + ".role");
         if (!role.equals(Message.SYSTEM) && !role.equals(Message.USER) && !role.equals(Message.ASSISTANT))
             throw new BadRowException("field \"" + at + ".role\" must be one of system, user, assistant (got " + quote(role) + ")");

@@ -21,7 +21,10 @@ final class TemplateFilters {
         return List.of(new ToJson(), new Trim(), new Items());
     }
 
-    /** {@code value | tojson(indent=None, sort_keys=False, ensure_ascii=False, separators=None)}. */
+    /**
+     * {@code value | tojson(ensure_ascii=False, indent=None, separators=None, sort_keys=False)}: transformers' filter,
+     * whose positional arguments come in that order ({@code tojson(4)} sets ensure_ascii, not the indent).
+     */
     static final class ToJson implements Filter {
         @Override
         public String getName() {
@@ -35,7 +38,7 @@ final class TemplateFilters {
 
         @Override
         public Object filter(Object var, JinjavaInterpreter interpreter, Object[] args, Map<String, Object> kwargs) {
-            Object indentArg = kwargs.containsKey("indent") ? kwargs.get("indent") : args.length > 0 ? args[0] : null;
+            Object indentArg = argument(args, kwargs, 1, "indent");
             String indent = switch (indentArg) {
                 case null -> null;
                 case Number n -> " ".repeat(Math.max(0, Math.min(64, n.intValue())));
@@ -44,15 +47,27 @@ final class TemplateFilters {
             };
             String itemSep = indent == null ? ", " : ",";
             String keySep = ": ";
-            if (kwargs.get("separators") instanceof List<?> seps && seps.size() == 2) {
+            if (argument(args, kwargs, 2, "separators") instanceof List<?> seps && seps.size() == 2) {
                 itemSep = String.valueOf(seps.get(0));
                 keySep = String.valueOf(seps.get(1));
             }
-            return PyJson.dumps(var, indent, itemSep, keySep, truthy(kwargs.get("sort_keys")), truthy(kwargs.get("ensure_ascii")));
+            return PyJson.dumps(var, indent, itemSep, keySep, truthy(argument(args, kwargs, 3, "sort_keys")),
+                    truthy(argument(args, kwargs, 0, "ensure_ascii")));
         }
 
-        private static boolean truthy(Object o) {
-            return o instanceof Boolean b ? b : o != null;
+        /** The argument given by keyword, else the one at {@code position}, else null. */
+        private static Object argument(Object[] args, Map<String, Object> kwargs, int position, String name) {
+            return kwargs.containsKey(name) ? kwargs.get(name) : args.length > position ? args[position] : null;
+        }
+
+        private static boolean truthy(Object o) { // Python's: false, 0 and empty are false
+            return switch (o) {
+                case null -> false;
+                case Boolean b -> b;
+                case Number n -> n.doubleValue() != 0;
+                case CharSequence cs -> !cs.isEmpty();
+                default -> true;
+            };
         }
     }
 

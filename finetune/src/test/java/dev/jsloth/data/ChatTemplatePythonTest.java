@@ -6,6 +6,7 @@ import java.time.LocalDateTime;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The Python/Jinja2 behaviour HF templates depend on: str methods, dict/list methods, tojson, trim, items, loop. */
@@ -16,6 +17,17 @@ class ChatTemplatePythonTest {
 
     static String eval(String expression) throws TemplateException {
         return render("{{ " + expression + " }}", new Message("user", "  Hello, World \n"));
+    }
+
+    /** Llama 3.2's template writes today's date where strftime_now is defined (transformers defines it), else 26 Jul 2024. */
+    @Test
+    void hfGlobalFunctionsAreDefinedNames() throws TemplateException {
+        String year = String.valueOf(java.time.LocalDate.now().getYear());
+        String out = render("{% if strftime_now is defined %}{{ strftime_now('%Y') }}{% else %}fixed{% endif %}|{{ raise_exception is defined }}",
+                new Message("user", "x"));
+        assertTrue(out.equals(year + "|true") || out.equals(year + "|True"), out);
+        TemplateException e = assertThrows(TemplateException.class, () -> render("{{ raise_exception('no system role') }}", new Message("user", "x")));
+        assertTrue(e.getMessage().contains("no system role"), e.getMessage());
     }
 
     @Test
@@ -66,6 +78,9 @@ class ChatTemplatePythonTest {
                 eval("{'name': 'f', 'args': {'x': [1, 2.5, none, true]}, 'u': 'é\\n\"'}|tojson"));
         assertEquals("{\n    \"a\": [\n        1\n    ],\n    \"b\": {}\n}", eval("{'b': {}, 'a': [1]}|tojson(indent=4, sort_keys=true)"));
         assertEquals("\"\\u00e9\"", eval("'é'|tojson(ensure_ascii=true)"));
+        // positional arguments in transformers' order: ensure_ascii first, then indent
+        assertEquals("[\"\\u00e9\"]", eval("['é']|tojson(4)"));
+        assertEquals("[\n  \"é\"\n]", eval("['é']|tojson(false, 2)"));
         assertEquals("1e-05|0.0001|1e+16|123.0|-0.5", String.join("|", PyJson.pyFloat(1e-5), PyJson.pyFloat(1e-4),
                 PyJson.pyFloat(1e16), PyJson.pyFloat(123.0), PyJson.pyFloat(-0.5)));
         assertTrue(assertThrowsTemplate("{% for m in messages %}{{ loop|tojson }}{% endfor %}").contains("not JSON serializable"));
