@@ -92,7 +92,7 @@ final class RowParser {
         String role = requiredText(m, "role", at + ".role");
         if (!role.equals(Message.SYSTEM) && !role.equals(Message.USER) && !role.equals(Message.ASSISTANT))
             throw new BadRowException("field \"" + at + ".role\" must be one of system, user, assistant (got " + quote(role) + ")");
-        return new Message(role, requiredText(m, "content", at + ".content"));
+        return new Message(role, content(m, "content", at + ".content", role));
     }
 
     private static Message shareGptMessage(JsonNode m, String at) throws BadRowException {
@@ -100,7 +100,19 @@ final class RowParser {
         String role = SHAREGPT_ROLES.get(from.toLowerCase(Locale.ROOT));
         if (role == null)
             throw new BadRowException("field \"" + at + ".from\" must be one of human, gpt, system (got " + quote(from) + ")");
-        return new Message(role, requiredText(m, "value", at + ".value"));
+        return new Message(role, content(m, "value", at + ".value", role));
+    }
+
+    /**
+     * A message's text: a string, which may be empty for a system or user message (templates render an empty system
+     * prompt, as transformers does) but not for an assistant one (nothing to train on).
+     */
+    private static String content(JsonNode m, String name, String path, String role) throws BadRowException {
+        if (role.equals(Message.ASSISTANT)) return requiredText(m, name, path);
+        JsonNode v = m.get(name);
+        if (v == null) throw new BadRowException("missing field \"" + path + "\"");
+        if (!v.isTextual()) throw new BadRowException("field \"" + path + "\" must be a string (got " + typeName(v) + ")");
+        return v.textValue();
     }
 
     /** A present, string-typed, non-blank field. */

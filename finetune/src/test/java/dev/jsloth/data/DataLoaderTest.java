@@ -209,9 +209,10 @@ class DataLoaderTest {
                 "{\"messages\":[]}",
                 "{\"messages\":\"hi\"}",
                 "{\"messages\":[\"hi\"]}",
-                "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"\"}]}"));
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"\"}]}",
+                "{\"messages\":[{\"role\":\"system\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"yo\"}]}"));
         LoadedDataset d = DatasetLoader.load(f, DatasetFormat.CHAT, BadRowPolicy.SKIP);
-        assertEquals(1, d.records().size());
+        assertEquals(2, d.records().size(), "an empty system prompt is a message transformers renders");
         assertEquals(List.of(
                 "chat.jsonl:2: field \"messages\" has no assistant message to train on",
                 "chat.jsonl:3: field \"messages[0].role\" must be one of system, user, assistant (got \"tool\")",
