@@ -31,6 +31,13 @@ final class TestData {
         return new Placed(t, be.download(t));
     }
 
+    /** Uniform values in an {@code [n, d]} tensor whose first row is all zeros. */
+    static Placed randomWithZeroRow(Backend be, DType dt, SplittableRandom r, double lo, double hi, int n, int d) {
+        double[] v = uniform(r, n * d, lo, hi);
+        java.util.Arrays.fill(v, 0, d, 0.0);
+        return place(be, dt, Shape.of(n, d), v);
+    }
+
     static Placed random(Backend be, DType dt, SplittableRandom r, double lo, double hi, int... dims) {
         Shape s = Shape.of(dims);
         return place(be, dt, s, uniform(r, Math.toIntExact(s.numel()), lo, hi));
