@@ -94,6 +94,7 @@ final class BenchCommand implements Callable<Integer> {
         if (threads != null) System.setProperty("jsloth.threads", Integer.toString(threads));
         if ((gemm == null) == (shape == null)) throw new IllegalArgumentException("give exactly one of --gemm MxNxK or --shape NAME");
         if (dtype == BackendOptions.Precision.f64) throw new IllegalArgumentException("--dtype takes bf16 or f32, got f64");
+        if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1, got " + steps);
         if (ProcessLauncher.shouldLaunch(gpus)) {
             if (shape == null) throw new IllegalArgumentException("--gpus goes with --shape");
             return ProcessLauncher.launch(gpus, "bench", FinetuneCommand.argumentsAfter(spec));
@@ -154,6 +155,13 @@ final class BenchCommand implements Callable<Integer> {
         private final boolean transB;
         private final Tensor a, b, c;
         private final double warmSecondsPerCall;
+
+        /** Device bytes of the three operands (live through the training steps beside which the GEMM runs). */
+        long bytes() {
+            long sum = 0;
+            for (Tensor t : new Tensor[]{a, b, c}) sum += t.numel() * t.dtype().bits() / 8;
+            return sum;
+        }
 
         GemmRun(Backend be, String spec, boolean transB, DType operands) {
             String[] p = spec.toLowerCase(java.util.Locale.ROOT).split("x");
@@ -315,7 +323,8 @@ final class BenchCommand implements Callable<Integer> {
             // how long the host waited for the device once the step was queued (after its last read back, the loss after
             // the forward): near 0, the host is what sets the pace
             out.put("device_wait_s", waits[waits.length / 2]);
-            out.put("peak_bytes", be.memoryStats().peakBytes());
+            // the training's peak: a paired GEMM's operands, allocated before and live throughout, are not the step's
+            out.put("peak_bytes", be.memoryStats().peakBytes() - (paired == null ? 0 : paired.bytes()));
             out.put("gflops", flops / 1e9);
             out.put("executed_gflops", executedPerStep * group.worldSize() / step / 1e9);
             java.util.OptionalDouble peak = be.peakFlops(run.model().computeType()); // per device: the flops above are per device too

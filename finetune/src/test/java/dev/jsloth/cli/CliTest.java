@@ -128,6 +128,13 @@ class CliTest {
         assertEquals(plain.get("gflops").asDouble(), plain.get("executed_gflops").asDouble(), 1e-9 * plain.get("gflops").asDouble(), noGc.out());
         Run bad = run("bench", "--shape", "tiny", "--backend", "cpu", "--vs-gemm", "32x48");
         assertTrue(bad.code() != 0 && bad.err().contains("MxNxK"), bad.err());
+        // the paired GEMM's operands are not the training's memory: the same peak as without it
+        Run alone = run("bench", "--shape", "tiny", "--batch", "1", "--seq", "32", "--steps", "2", "--backend", "cpu", "--threads", "1", "--no-gc");
+        assertEquals(0, alone.code(), alone.err() + alone.out());
+        assertEquals(new com.fasterxml.jackson.databind.ObjectMapper().readTree(alone.out().strip()).get("peak_bytes").asLong(),
+                plain.get("peak_bytes").asLong(), alone.out() + noGc.out());
+        Run zero = run("bench", "--shape", "tiny", "--steps", "0", "--backend", "cpu");
+        assertTrue(zero.code() != 0 && zero.err().contains("--steps must be at least 1"), zero.err());
     }
 
     /**
