@@ -109,6 +109,58 @@ class Nf4Properties {
         }
     }
 
+    /**
+     * QLoRA's linear on every backend: an NF4 base weight inside the LoRA product (the fused base + adapter forward and
+     * the dX / dA / dB backward the engine runs), against F64 formulas on the dequantized weight:
+     * {@code Y = X W^T + s (X A^T) B^T}, {@code dX = dY W + s (dY B) A}, {@code dB = s dY^T (X A^T)},
+     * {@code dA = s (dY B)^T X}.
+     */
+    @Property(tries = 30)
+    void qloraLinearMatchesTheFormulasOnEveryBackend(@ForAll @IntRange(min = 1, max = 24) int n, @ForAll @IntRange(min = 1, max = 80) int halfIn,
+                                                     @ForAll @IntRange(min = 1, max = 70) int out, @ForAll @IntRange(min = 1, max = 12) int rank,
+                                                     @ForAll("computeTypes") DType dt, @ForAll long seed) {
+        int in = 2 * halfIn;
+        SplittableRandom r = new SplittableRandom(seed);
+        Nf4Weight q = Nf4.quantize(randomWeights(r, out * in), seed % 2 == 0);
+        float[] deq = q.dequantize();
+        double[] wd = new double[deq.length];
+        for (int i = 0; i < deq.length; i++) wd[i] = deq[i];
+        double s = 0.5 + r.nextDouble() * 2;
+        double[] xv = TestData.uniform(r, n * in, -1, 1), av = TestData.uniform(r, rank * in, -0.3, 0.3);
+        double[] bv = TestData.uniform(r, out * rank, -0.3, 0.3), dyv = TestData.uniform(r, n * out, -1, 1);
+        for (Backend be : BackendsUnderTest.all()) {
+            try (var x = TestData.place(be, dt, Shape.of(n, in), xv); var dy = TestData.place(be, dt, Shape.of(n, out), dyv);
+                 Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+                 Parameter a = new Parameter("A", be.upload(dt, Shape.of(rank, in), av));
+                 Parameter b = new Parameter("B", be.upload(dt, Shape.of(out, rank), bv))) {
+                double[] x64 = x.values(), dy64 = dy.values(), a64 = be.download(a.value()), b64 = be.download(b.value());
+                double[] xa = Reference.gemm(false, true, 1, x64, n, in, a64, rank, in, 0, null);
+                double[] want = Reference.gemm(false, true, 1, x64, n, in, wd, out, in, 0, null);
+                double[] low = Reference.gemm(false, true, s, xa, n, rank, b64, out, rank, 0, null);
+                for (int i = 0; i < want.length; i++) want[i] += low[i];
+                double[] g = Reference.gemm(false, false, 1, dy64, n, out, b64, out, rank, 0, null);
+                double[] dxWant = Reference.gemm(false, false, 1, dy64, n, out, wd, out, in, 0, null);
+                double[] dxLow = Reference.gemm(false, false, s, g, n, rank, a64, rank, in, 0, null);
+                for (int i = 0; i < dxWant.length; i++) dxWant[i] += dxLow[i];
+                double[] dbWant = Reference.gemm(true, false, s, dy64, n, out, xa, n, rank, 0, null);
+                double[] daWant = Reference.gemm(true, false, s, g, n, rank, x64, n, in, 0, null);
+                LoraLinear layer = new LoraLinear(w, null, a, b, s);
+                String tag = be.name() + " QLoRA linear " + n + "x" + in + "->" + out + " r" + rank;
+                LoraLinear.Forward f = layer.forwardSaving(x.tensor());
+                try (Tensor y = f.y(); LoraLinear.Saved saved = f.saved()) {
+                    Compare.close(tag + " Y", want, be.download(y), dt);
+                    a.zeroGrad();
+                    b.zeroGrad();
+                    try (Tensor dx = layer.backward(dy.tensor(), saved)) {
+                        Compare.close(tag + " dX", dxWant, be.download(dx), dt);
+                    }
+                    Compare.close(tag + " dB", dbWant, be.download(b.grad()), dt);
+                    Compare.close(tag + " dA", daWant, be.download(a.grad()), dt);
+                }
+            }
+        }
+    }
+
     @Provide
     Arbitrary<DType> computeTypes() {
         return Arbitraries.of(DType.F32, DType.F64);
