@@ -19,7 +19,7 @@ class AttentionProperties {
 
     @Provide
     Arbitrary<DType> computeTypes() {
-        return Arbitraries.of(DType.F32, DType.F64);
+        return Arbitraries.of(DType.F32, DType.F64, DType.BF16);
     }
 
     @Provide
@@ -83,7 +83,7 @@ class AttentionProperties {
                  var v = TestData.random(be, dt, r, -1, 1, batch, seq, hkv, hd);
                  var dOut = TestData.random(be, dt, r, -1, 1, batch, seq, hq, hd);
                  Tensor segments = seg == null ? null : be.uploadInts(Shape.of(batch, seq), seg);
-                 Tensor out = be.allocate(dt, batch, seq, hq, hd); Tensor lse = be.allocate(dt, batch, hq, seq);
+                 Tensor out = be.allocate(dt, batch, seq, hq, hd); Tensor lse = be.allocate(TestData.statsType(dt), batch, hq, seq);
                  Tensor dq = be.allocate(dt, batch, seq, hq, hd); Tensor dk = be.allocate(dt, batch, seq, hkv, hd);
                  Tensor dv = be.allocate(dt, batch, seq, hkv, hd)) {
                 for (Tensor t : new Tensor[]{out, lse, dq, dk, dv}) be.kernels().fill(t, Double.NaN); // outputs are written, not added to
@@ -134,7 +134,7 @@ class AttentionProperties {
                     System.arraycopy(full[0], from, want, b * seq * rowLen, seq * rowLen);
                 }
                 try (Tensor q = be.upload(dt, Shape.of(batch, seq, hq, hd), qLast); Tensor out = be.allocate(dt, batch, seq, hq, hd);
-                     Tensor lse = be.allocate(dt, batch, hq, seq)) {
+                     Tensor lse = be.allocate(TestData.statsType(dt), batch, hq, seq)) {
                     be.kernels().attentionForward(new AttentionDims(batch, seq, hq, hkv, hd, kvSeq), q, k.tensor(), v.tensor(), null, scale, out, lse);
                     Compare.close(be.name() + " attention with KV cache kvSeq=" + kvSeq + " seq=" + seq, want, be.download(out), dt);
                 }

@@ -23,7 +23,7 @@ class LossProperties {
 
     @Provide
     Arbitrary<DType> computeTypes() {
-        return Arbitraries.of(DType.F32, DType.F64);
+        return Arbitraries.of(DType.F32, DType.F64, DType.BF16);
     }
 
     @Provide
@@ -46,7 +46,7 @@ class LossProperties {
             // logits around +-200 at times: exp without subtracting the row's maximum overflows (F32) or loses everything
             double shift = new SplittableRandom(seed ^ 0xCE).nextInt(3) == 0 ? (seed % 2 == 0 ? 200 : -200) : 0;
             try (var logits = TestData.random(be, dt, r, shift - 8, shift + 8, n, vocab); Tensor lab = be.uploadInts(Shape.of(n), y);
-                 Tensor loss = be.allocate(dt, n); Tensor lse = be.allocate(dt, n); Tensor d = be.allocate(dt, n, vocab)) {
+                 Tensor loss = be.allocate(TestData.statsType(dt), n); Tensor lse = be.allocate(TestData.statsType(dt), n); Tensor d = be.allocate(dt, n, vocab)) {
                 for (Tensor t : new Tensor[]{loss, lse, d}) be.kernels().fill(t, Double.NaN);
                 be.kernels().crossEntropyForward(logits.tensor(), lab, CrossEntropy.IGNORE_INDEX, loss, lse);
                 double[][] want = Reference.crossEntropy(logits.values(), y, CrossEntropy.IGNORE_INDEX, n, vocab);

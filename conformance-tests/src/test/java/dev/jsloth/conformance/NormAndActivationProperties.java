@@ -18,7 +18,7 @@ class NormAndActivationProperties {
 
     @Provide
     Arbitrary<DType> computeTypes() {
-        return Arbitraries.of(DType.F32, DType.F64);
+        return Arbitraries.of(DType.F32, DType.F64, DType.BF16);
     }
 
     @Provide

@@ -31,6 +31,14 @@ final class TestData {
         return new Placed(t, be.download(t));
     }
 
+    /**
+     * The type of the row statistics (log-sum-exp, per-row loss) for activations of type {@code dt}: F32 beside 16-bit
+     * activations, as the engine keeps them (an lse rounded to 8 bits would put each probability off by up to ~50%).
+     */
+    static DType statsType(DType dt) {
+        return dt.bits() < 32 ? DType.F32 : dt;
+    }
+
     /** Uniform values in an {@code [n, d]} tensor whose first row is all zeros. */
     static Placed randomWithZeroRow(Backend be, DType dt, SplittableRandom r, double lo, double hi, int n, int d) {
         double[] v = uniform(r, n * d, lo, hi);
