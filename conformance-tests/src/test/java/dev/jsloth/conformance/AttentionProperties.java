@@ -92,6 +92,11 @@ class AttentionProperties {
                 String tag = be.name() + " attention " + d + (packed ? " packed" : "");
                 Compare.close(tag + " out", want[0], be.download(out), dt);
                 Compare.close(tag + " lse", want[1], be.download(lse), dt);
+                // 16-bit: the forward only. The backward's D = rowsum(dO O) is formed from a rounded O and then
+                // subtracted (dP - D): its error is a fraction of terms much larger than dQ and dK, so an elementwise bound
+                // fits no real kernel; the BF16 backward is checked through the model's gradients against transformers
+                // (HfParityTest: cosine >= 0.999 on every LoRA gradient, on every backend)
+                if (dt.bits() < 32) continue; // the next backend
                 be.kernels().attentionBackward(d, dOut.tensor(), q.tensor(), k.tensor(), v.tensor(), segments, scale, out, lse, dq, dk, dv);
                 double[][] grads = Reference.attentionBackward(batch, seq, hq, hkv, hd, q.values(), k.values(), v.values(), seg, scale, dOut.values());
                 Compare.close(tag + " dq", grads[0], be.download(dq), dt);
