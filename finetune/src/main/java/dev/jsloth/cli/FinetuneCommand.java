@@ -151,6 +151,9 @@ final class FinetuneCommand implements Callable<Integer> {
     }
 
     private TrainingConfig config() {
+        if (TrainingConfig.Schedule.parse(schedule) == TrainingConfig.Schedule.CONSTANT && given("--warmup-steps") && warmup > 0)
+            System.err.println("jsloth: note: --schedule constant takes no warmup (as transformers' constant); --schedule "
+                    + "constant_with_warmup warms up over --warmup-steps");
         return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, 0.9, 0.999, 1e-8,
                 TrainingConfig.Schedule.parse(schedule), warmup, maxGradNorm, !noGc, packing,
                 saveEvery, saveLimit, evalEvery, seed, skipNonFinite, 1);
@@ -196,7 +199,7 @@ final class FinetuneCommand implements Callable<Integer> {
                 System.out.println("generations " + when + ":");
                 for (String country : new String[]{"France", "Japan", "Kenya"}) {
                     String prompt = tpl.render(List.of(new Message("user", DemoAssets.question(country))), true);
-                    int[] ids = dev.jsloth.data.ExampleBuilder.encodeRendered(tok, tpl, prompt);
+                    int[] ids = dev.jsloth.data.ExampleBuilder.encodeRendered(tok, prompt);
                     int[] out = m.generate(ids, new GenerationOptions(24, 0, 1, 0, FineTuneJob.stopTokens(m, tok, true)), null);
                     String text = tok.decode(out, true).replace("\n", "\\n");
                     System.out.println("  " + DemoAssets.question(country) + "  ->  " + text);

@@ -62,7 +62,7 @@ final class GenerateCommand implements Callable<Integer> {
         if (chat) {
             dev.jsloth.data.ChatTemplate tpl = dev.jsloth.train.FineTuneJob.template(model, template);
             String text = tpl.render(java.util.List.of(new dev.jsloth.data.Message("user", prompt)), true);
-            ids = dev.jsloth.data.ExampleBuilder.encodeRendered(tok, tpl, text); // one BOS, where the template writes its own
+            ids = dev.jsloth.data.ExampleBuilder.encodeRendered(tok, text); // one BOS, where the template writes its own
         } else {
             ids = tok.encode(prompt, true);
         }

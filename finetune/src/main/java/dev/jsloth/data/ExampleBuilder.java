@@ -42,7 +42,7 @@ public final class ExampleBuilder {
     private final boolean completionOnly;
     private final boolean addEos;
     private final int eosId;
-    private int[] specialPrefix; // the tokenizer's special tokens before a text, found on first use
+    private final int[] specialPrefix; // the tokenizer's special tokens before a text (BOS)
 
     /**
      * @param tok            the model's tokenizer
@@ -58,6 +58,7 @@ public final class ExampleBuilder {
     ExampleBuilder(Encoder encoder, ChatTemplate template, boolean completionOnly, boolean addEos, int eosId) {
         if (addEos && eosId < 0) throw new IllegalArgumentException("addEos needs an EOS token id, got " + eosId);
         this.encoder = encoder;
+        this.specialPrefix = specialPrefixOf(encoder);
         this.template = template;
         this.completionOnly = completionOnly;
         this.addEos = addEos;
@@ -124,14 +125,14 @@ public final class ExampleBuilder {
      * encoding a one-character text with and without special tokens.
      */
     private int[] specialPrefix() {
-        if (specialPrefix == null) {
-            int[] with = encoder.encode("a", true), plain = encoder.encode("a", false);
-            int at = -1;
-            for (int i = 0; i + plain.length <= with.length && at < 0; i++)
-                if (Arrays.equals(with, i, i + plain.length, plain, 0, plain.length)) at = i;
-            specialPrefix = at < 0 ? encoder.encode("", true) : Arrays.copyOf(with, at);
-        }
         return specialPrefix;
+    }
+
+    private static int[] specialPrefixOf(Encoder encoder) {
+        int[] with = encoder.encode("a", true), plain = encoder.encode("a", false);
+        for (int i = 0; i + plain.length <= with.length; i++)
+            if (Arrays.equals(with, i, i + plain.length, plain, 0, plain.length)) return Arrays.copyOf(with, i);
+        return encoder.encode("", true);
     }
 
     private Example chat(ChatRecord c) throws DatasetException {
@@ -166,11 +167,11 @@ public final class ExampleBuilder {
      * {@code apply_chat_template(tokenize=True)} does: without added special tokens, the template having written the
      * BOS it wants (Llama 3's writes {@code {{ bos_token }}}; adding the tokenizer's as well gave two).
      */
-    public static int[] encodeRendered(Tokenizer tok, ChatTemplate template, String rendered) {
-        return encodeRendered(tok::encode, template, rendered);
+    public static int[] encodeRendered(Tokenizer tok, String rendered) {
+        return encodeRendered(tok::encode, rendered);
     }
 
-    static int[] encodeRendered(Encoder encoder, ChatTemplate template, String rendered) {
+    static int[] encodeRendered(Encoder encoder, String rendered) {
         return encoder.encode(rendered, false);
     }
 

@@ -57,7 +57,7 @@ final class RowParser {
     }
 
     private static List<Message> messages(JsonNode row) throws BadRowException {
-        if (row.hasNonNull("tools"))
+        if (given(row, "tools"))
             throw new BadRowException("field \"tools\" is not supported (tool definitions are not passed to the chat template; the row"
                     + " would be trained without them)");
         boolean shareGpt = !row.has("messages") && row.has("conversations");
@@ -82,11 +82,17 @@ final class RowParser {
      * Message fields a chat template may render that this reader does not pass on (tool calls and their results):
      * a message that has one is refused, not trained on with the field silently left out of the rendered text.
      */
-    private static final List<String> TOOL_FIELDS = List.of("tool_calls", "tool_call_id", "name", "function_call");
+    private static final List<String> TOOL_FIELDS = List.of("tool_calls", "tool_call_id", "function_call");
+
+    /** Present with something in it: exported datasets carry {@code "tools": []} or {@code "tool_calls": null} on every row. */
+    private static boolean given(JsonNode obj, String field) {
+        JsonNode v = obj.get(field);
+        return v != null && !v.isNull() && !((v.isContainerNode() || v.isTextual()) && v.isEmpty());
+    }
 
     private static Message roleContentMessage(JsonNode m, String at) throws BadRowException {
         for (String f : TOOL_FIELDS)
-            if (m.hasNonNull(f))
+            if (given(m, f))
                 throw new BadRowException("field \"" + at + "." + f + "\" is not supported (tool calls are not passed to the chat template;"
                         + " the row would be trained without them)");
         String role = requiredText(m, "role", at + ".role");

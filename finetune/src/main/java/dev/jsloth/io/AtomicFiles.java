@@ -24,10 +24,17 @@ public final class AtomicFiles {
      * an ordinary directory (rwxr-xr-x), not the owner-only ones of a temporary directory.
      */
     public static Path createBuildDirectory(Path parent, String prefix) throws IOException {
-        Path tmp = Files.createTempDirectory(parent, prefix);
-        if (tmp.getFileSystem().supportedFileAttributeViews().contains("posix"))
-            Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
-        return tmp;
+        for (int attempt = 0; ; attempt++) { // createDirectory honours the umask (createTempDirectory makes 0700)
+            try {
+                return Files.createDirectory(parent.resolve(prefix + randomSuffix()));
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                if (attempt > 100) throw e;
+            }
+        }
+    }
+
+    private static String randomSuffix() {
+        return Long.toHexString(java.util.concurrent.ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE);
     }
 
     public static void write(Path target, byte[] bytes) throws IOException {
@@ -40,17 +47,23 @@ public final class AtomicFiles {
     public static void write(Path target, Content content) throws IOException {
         Path dir = target.toAbsolutePath().getParent();
         Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
+        // an ordinary new file (the umask's permissions; createTempFile would make it owner-only, 0600)
+        Path tmp = null;
+        for (int attempt = 0; tmp == null; attempt++) {
+            try {
+                tmp = Files.createFile(dir.resolve("." + target.getFileName() + "." + randomSuffix() + ".tmp"));
+            } catch (java.nio.file.FileAlreadyExistsException e) {
+                if (attempt > 100) throw e;
+            }
+        }
         try {
-            // a temporary file is made owner-only (0600); the file it becomes is an ordinary one: the permissions of the
-            // file it replaces, else rw-r--r--
-            if (tmp.getFileSystem().supportedFileAttributeViews().contains("posix"))
-                Files.setPosixFilePermissions(tmp, Files.exists(target) ? Files.getPosixFilePermissions(target)
-                        : java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 content.writeTo(ch);
                 ch.force(true);
             }
+            // a replaced file keeps its permissions (set now that the content is written: a read-only one stays so)
+            if (Files.exists(target) && tmp.getFileSystem().supportedFileAttributeViews().contains("posix"))
+                Files.setPosixFilePermissions(tmp, Files.getPosixFilePermissions(target));
             try {
                 Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } catch (AtomicMoveNotSupportedException e) {

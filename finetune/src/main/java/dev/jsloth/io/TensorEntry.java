@@ -51,10 +51,8 @@ public record TensorEntry(String name, String dtype, long[] shape, long begin, l
 
     /** Whether the values are floating point (F32, F64, BF16, F16): what a weight must be to be decoded, merged or quantized. */
     public boolean isFloating() {
-        return switch (dtype) {
-            case "F32", "F64", "BF16", "F16" -> true;
-            default -> false;
-        };
+        DType t = engineType();
+        return t != null && t.isFloating();
     }
 
     public int[] intShape() {

@@ -97,7 +97,11 @@ public final class Merge {
                     Json.write(outDir.resolve(n), config);
                     continue;
                 }
-                AtomicFiles.write(outDir.resolve(n), Files.readAllBytes(f));
+                AtomicFiles.write(outDir.resolve(n), ch -> { // streamed: another file may be large
+                    try (java.nio.channels.FileChannel in = java.nio.channels.FileChannel.open(f)) {
+                        for (long at = 0, size = in.size(); at < size; ) at += in.transferTo(at, size - at, ch);
+                    }
+                });
             }
         }
     }

@@ -248,13 +248,15 @@ public final class FineTuneJob {
     static final String LONG_ROWS = "long_rows";
 
     /**
-     * The long-row policy of a run: the one given, else a resumed checkpoint's (a checkpoint without one was written
-     * before rows were split, when every long row was truncated), else {@link LongRowPolicy#AUTO}. Given and other than
-     * the checkpoint's, the run is refused: its examples, and so the data order the checkpoint continues, would differ.
+     * The long-row policy of a run: the one given, else a resumed checkpoint's, else {@link LongRowPolicy#AUTO}. Given and
+     * other than the checkpoint's, the run is refused: its examples, and so the data order the checkpoint continues,
+     * would differ. A checkpoint that records none (written before the policy was recorded: by a version that truncated
+     * every long row, or by one that already split them) decides nothing: the trainer's example count then tells whether
+     * the data is the same (its message names {@code --long-rows}).
      */
     static LongRowPolicy longRowPolicy(LongRowPolicy given, Optional<Map<String, String>> saved, Path output) {
-        if (saved.isEmpty()) return given != null ? given : LongRowPolicy.AUTO;
-        String name = saved.get().getOrDefault(LONG_ROWS, LongRowPolicy.TRUNCATE.name());
+        if (saved.isEmpty() || !saved.get().containsKey(LONG_ROWS)) return given != null ? given : LongRowPolicy.AUTO;
+        String name = saved.get().get(LONG_ROWS);
         LongRowPolicy before;
         try {
             before = LongRowPolicy.valueOf(name);

@@ -391,7 +391,13 @@ public final class Trainer {
         JsonNode t = saved.get("target_modules");
         if (t != null && t.isArray()) {
             java.util.Set<dev.jsloth.model.Projection> before = java.util.EnumSet.noneOf(dev.jsloth.model.Projection.class);
-            for (JsonNode n : t) before.add(dev.jsloth.model.Projection.parse(n.asText()));
+            for (JsonNode n : t) {
+                try {
+                    before.add(dev.jsloth.model.Projection.parse(n.asText()));
+                } catch (IllegalArgumentException e) {
+                    throw new dev.jsloth.io.CheckpointFormatException(file, "target_modules", e.getMessage());
+                }
+            }
             if (!before.equals(now.targets()))
                 throw new TrainingException("--resume: the checkpoint " + ck + " adapts " + names(before) + ", this run " + names(now.targets())
                         + "; resume with --targets " + names(before) + ".");

@@ -92,9 +92,10 @@ class DataLoaderTest {
                 {"messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Checking", "tool_calls": [{"type": "function"}]}]}
                 {"tools": [{"type": "function"}], "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
                 {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+                {"tools": [], "messages": [{"role": "user", "content": "Hi", "name": "ann"}, {"role": "assistant", "content": "Hello", "tool_calls": null}]}
                 """);
         LoadedDataset d = DatasetLoader.load(f, DatasetFormat.AUTO, BadRowPolicy.SKIP);
-        assertEquals(1, d.records().size());
+        assertEquals(2, d.records().size(), "empty tool fields and a speaker's name are no tool use");
         assertEquals(2, d.problems().size(), d.problems().toString());
         assertTrue(d.problems().get(0).startsWith("tools.jsonl:1: field \"messages[1].tool_calls\" is not supported"), d.problems().get(0));
         assertTrue(d.problems().get(1).startsWith("tools.jsonl:2: field \"tools\" is not supported"), d.problems().get(1));

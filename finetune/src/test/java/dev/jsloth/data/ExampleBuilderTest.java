@@ -105,12 +105,12 @@ class ExampleBuilderTest {
     void generationPromptsGetOneBos() throws Exception {
         List<Message> ask = List.of(new Message("user", "Hi"));
         ChatTemplate llama3 = ChatTemplate.builtin("llama3"); // writes {{ bos_token }} itself
-        int[] ids = ExampleBuilder.encodeRendered(LLAMA3_STYLE, llama3, llama3.render(ask, true));
+        int[] ids = ExampleBuilder.encodeRendered(LLAMA3_STYLE, llama3.render(ask, true));
         int bos = LLAMA3_STYLE.id("<|begin_of_text|>");
         assertEquals(bos, ids[0]);
         assertTrue(ids[1] != bos, "BOS added twice");
         ChatTemplate chatml = ChatTemplate.builtin("chatml"); // writes none: none is added
-        int[] plain = ExampleBuilder.encodeRendered(LLAMA2_STYLE, chatml, chatml.render(ask, true));
+        int[] plain = ExampleBuilder.encodeRendered(LLAMA2_STYLE, chatml.render(ask, true));
         assertEquals(0, IntStream.of(plain).filter(id -> id == LLAMA2_STYLE.id("<s>")).count());
         assertEquals(chatml.render(ask, true), LLAMA2_STYLE.decode(plain));
     }

@@ -89,17 +89,21 @@ class SafeTensorsTest {
         assertTrue(e.getMessage().contains("not a plain file name"), e.getMessage());
     }
 
-    /** Written files are ordinary ones (rw-r--r--), not the owner-only temporary files they are built as. */
+    /** Written files and build directories are ordinary ones (the umask's permissions), not owner-only temporary ones. */
     @Test
     void atomicWritesLeaveOrdinaryPermissions(@TempDir Path dir) throws IOException {
         org.junit.jupiter.api.Assumptions.assumeTrue(dir.getFileSystem().supportedFileAttributeViews().contains("posix"), "no POSIX permissions here");
+        // what an ordinary new file and directory get here (the umask's)
+        Path probe = Files.createFile(dir.resolve("probe")), probeDir = Files.createDirectory(dir.resolve("probe-dir"));
         Path f = dir.resolve("a.json");
         AtomicFiles.write(f, new byte[]{'{', '}'});
-        assertEquals("rw-r--r--", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(f)));
-        Files.setPosixFilePermissions(f, java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw----"));
+        assertEquals(Files.getPosixFilePermissions(probe), Files.getPosixFilePermissions(f), "not owner-only as a temporary file");
+        Files.setPosixFilePermissions(f, java.nio.file.attribute.PosixFilePermissions.fromString("r--r-----"));
         AtomicFiles.write(f, new byte[]{'[', ']'});
-        assertEquals("rw-rw----", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(f)), "a replaced file keeps its own");
+        assertEquals("r--r-----", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(f)),
+                "a replaced file keeps its own, read-only too");
+        assertEquals("[]", Files.readString(f));
         Path d = AtomicFiles.createBuildDirectory(dir, ".tmp-");
-        assertEquals("rwxr-xr-x", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(d)));
+        assertEquals(Files.getPosixFilePermissions(probeDir), Files.getPosixFilePermissions(d));
     }
 }

@@ -149,11 +149,12 @@ class LongRowsTest {
         var split = java.util.Optional.of(java.util.Map.of(FineTuneJob.LONG_ROWS, "SPLIT"));
         assertEquals(LongRowPolicy.SPLIT, FineTuneJob.longRowPolicy(null, split, out));
         assertEquals(LongRowPolicy.SPLIT, FineTuneJob.longRowPolicy(LongRowPolicy.SPLIT, split, out));
-        // a checkpoint from before the setting: every long row was truncated then
+        // a checkpoint from before the setting was recorded decides nothing (the example count does)
         var old = java.util.Optional.of(java.util.Map.<String, String>of());
-        assertEquals(LongRowPolicy.TRUNCATE, FineTuneJob.longRowPolicy(null, old, out));
+        assertEquals(LongRowPolicy.AUTO, FineTuneJob.longRowPolicy(null, old, out));
+        assertEquals(LongRowPolicy.TRUNCATE, FineTuneJob.longRowPolicy(LongRowPolicy.TRUNCATE, old, out));
         TrainingException e = org.junit.jupiter.api.Assertions.assertThrows(TrainingException.class,
-                () -> FineTuneJob.longRowPolicy(LongRowPolicy.AUTO, old, out));
+                () -> FineTuneJob.longRowPolicy(LongRowPolicy.AUTO, java.util.Optional.of(java.util.Map.of(FineTuneJob.LONG_ROWS, "TRUNCATE")), out));
         assertTrue(e.getMessage().contains("--long-rows truncate") && e.getMessage().contains("now it is auto"), e.getMessage());
         var bad = java.util.Optional.of(java.util.Map.of(FineTuneJob.LONG_ROWS, "SIDEWAYS"));
         assertTrue(org.junit.jupiter.api.Assertions.assertThrows(TrainingException.class, () -> FineTuneJob.longRowPolicy(null, bad, out))

@@ -285,10 +285,11 @@ class TrainerTest {
             data.add(new Example(ids, ids.clone()));
         }
         Batcher b = new Batcher(data, 2, 4, true, 0, 5);
-        int first = b.epoch(0).size();
+        int first = b.epoch(0).size(), firstRows = b.epoch(0).stream().mapToInt(mb -> mb.batch().batch()).sum();
         for (int e = 0; e < 8; e++) {
             List<Batcher.MicroBatch> mbs = b.epoch(e);
             assertEquals(first, mbs.size(), "epoch " + e);
+            assertEquals(firstRows, mbs.stream().mapToInt(mb -> mb.batch().batch()).sum(), "rows of epoch " + e);
             int[] seen = new int[lengths.length];
             for (Batcher.MicroBatch mb : mbs)
                 for (int id : mb.batch().inputIds()) if (id >= 10) seen[id - 10]++;
