@@ -71,7 +71,9 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--packing", description = "Pack several examples per sequence (attention kept within each).") boolean packing;
     @Option(names = "--schedule", defaultValue = "linear", description = "linear, cosine or constant_with_warmup (each after --warmup-steps), "
             + "or constant (no warmup), as transformers names them (default: ${DEFAULT-VALUE}).") String schedule;
-    @Option(names = "--warmup-steps", defaultValue = "5") int warmup;
+    @Option(names = {"--warmup-steps", "--warmup-ratio"}, defaultValue = "5", description = "Linear warmup: a whole number of steps, or "
+            + "below 1 a ratio of the run's steps (rounded up), as transformers reads warmup_steps / warmup_ratio (default: ${DEFAULT-VALUE}).")
+    double warmup;
     @Option(names = "--weight-decay", defaultValue = "0.01") double weightDecay;
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "Clip the global gradient norm (0 = off).") double maxGradNorm;
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of rows held out for evaluation.") double evalSplit;
@@ -151,7 +153,7 @@ final class FinetuneCommand implements Callable<Integer> {
     }
 
     private TrainingConfig config() {
-        if (TrainingConfig.Schedule.parse(schedule) == TrainingConfig.Schedule.CONSTANT && given("--warmup-steps") && warmup > 0)
+        if (TrainingConfig.Schedule.parse(schedule) == TrainingConfig.Schedule.CONSTANT && (given("--warmup-steps") || given("--warmup-ratio")) && warmup > 0)
             System.err.println("jsloth: note: --schedule constant takes no warmup (as transformers' constant); --schedule "
                     + "constant_with_warmup warms up over --warmup-steps");
         return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, 0.9, 0.999, 1e-8,

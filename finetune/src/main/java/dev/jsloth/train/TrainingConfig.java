@@ -2,12 +2,12 @@ package dev.jsloth.train;
 
 /**
  * Hyper-parameters of a LoRA training run. {@code maxSteps > 0} overrides {@code epochs}; {@code warmupSteps}
- * counts optimizer steps; {@code saveEvery}/{@code evalEvery} of 0 disable periodic checkpoints/evaluation
+ * counts optimizer steps (below 1: a ratio of the run's steps); {@code saveEvery}/{@code evalEvery} of 0 disable periodic checkpoints/evaluation
  * (a final adapter is always written).
  */
 public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAccum, int seqLen, double lr,
                              double weightDecay, double beta1, double beta2, double eps, Schedule schedule,
-                             int warmupSteps, double maxGradNorm, boolean checkpointing, boolean packing,
+                             double warmupSteps, double maxGradNorm, boolean checkpointing, boolean packing,
                              int saveEvery, int saveTotalLimit, int evalEvery, long seed, boolean skipNonFinite,
                              int logEvery) {
     /**
@@ -28,7 +28,9 @@ public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAc
         if (epochs <= 0 && maxSteps <= 0) throw new IllegalArgumentException("need epochs > 0 or max steps > 0");
         if (batchSize <= 0 || gradAccum <= 0 || seqLen <= 1) throw new IllegalArgumentException("batch size, grad accumulation must be positive and seq len > 1");
         if (!(lr > 0)) throw new IllegalArgumentException("learning rate must be positive");
-        if (warmupSteps < 0 || saveEvery < 0 || evalEvery < 0 || saveTotalLimit < 0) throw new IllegalArgumentException("negative step counts");
+        if (saveEvery < 0 || evalEvery < 0 || saveTotalLimit < 0) throw new IllegalArgumentException("negative step counts");
+        if (!(warmupSteps >= 0) || (warmupSteps >= 1 && warmupSteps != Math.rint(warmupSteps)) || Double.isInfinite(warmupSteps))
+            throw new IllegalArgumentException("warmup takes a whole number of steps or a ratio of the run's steps in [0, 1), got " + warmupSteps);
         if (!(maxGradNorm >= 0)) throw new IllegalArgumentException("max grad norm must be >= 0 (0 = no clipping)");
     }
 
@@ -48,7 +50,7 @@ public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAc
                 warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
     }
 
-    public TrainingConfig withOptimizer(double lr, double weightDecay, Schedule schedule, int warmupSteps, double maxGradNorm) {
+    public TrainingConfig withOptimizer(double lr, double weightDecay, Schedule schedule, double warmupSteps, double maxGradNorm) {
         return new TrainingConfig(epochs, maxSteps, batchSize, gradAccum, seqLen, lr, weightDecay, beta1, beta2, eps, schedule,
                 warmupSteps, maxGradNorm, checkpointing, packing, saveEvery, saveTotalLimit, evalEvery, seed, skipNonFinite, logEvery);
     }
@@ -64,20 +66,28 @@ public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAc
     }
 
     /**
+     * Warmup steps in a run of {@code total}: {@code warmupSteps} itself, or where it is below 1 that ratio of the run
+     * rounded up, as transformers 5 reads {@code warmup_steps} (its {@code warmup_ratio} before).
+     */
+    public long warmupSteps(long total) {
+        return warmupSteps < 1 ? (long) Math.ceil(total * warmupSteps) : (long) warmupSteps;
+    }
+
+    /**
      * The learning rate of optimizer step {@code step} (counted from 1) of {@code total}, exactly as transformers'
      * schedulers give it (they see the 0-based step {@code s = step - 1}): {@code lr * s / warmup} during warmup,
      * then constant, linear to 0 ({@code (total - s) / (total - warmup)}) or half-cosine to 0; {@code CONSTANT} is
      * {@code lr} from the first step (no warmup, as transformers' {@code constant}).
      */
     public double learningRate(long step, long total) {
-        long s = step - 1;
+        long s = step - 1, warmup = warmupSteps(total);
         if (schedule == Schedule.CONSTANT) return lr;
-        if (s < warmupSteps) return lr * s / Math.max(1, warmupSteps);
+        if (s < warmup) return lr * s / Math.max(1, warmup);
         return switch (schedule) {
             case CONSTANT, CONSTANT_WITH_WARMUP -> lr;
-            case LINEAR -> lr * Math.max(0.0, (double) (total - s) / Math.max(1, total - warmupSteps));
+            case LINEAR -> lr * Math.max(0.0, (double) (total - s) / Math.max(1, total - warmup));
             case COSINE -> {
-                double progress = (double) (s - warmupSteps) / Math.max(1, total - warmupSteps);
+                double progress = (double) (s - warmup) / Math.max(1, total - warmup);
                 yield lr * Math.max(0.0, 0.5 * (1 + Math.cos(Math.PI * progress)));
             }
         };

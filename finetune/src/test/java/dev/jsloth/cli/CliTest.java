@@ -207,6 +207,9 @@ class CliTest {
         assertEquals(1e-3, c.lr());
         assertEquals(dev.jsloth.train.TrainingConfig.Schedule.LINEAR, c.schedule());
         assertTrue(c.packing());
+        FinetuneCommand ratio = new FinetuneCommand();
+        new CommandLine(ratio).parseArgs("--warmup-ratio", "0.03");
+        assertEquals(0.03, ratio.demoConfig().warmupSteps(), "a ratio of the run's steps");
         assertEquals(16, given.loraSettings(false).alpha(), 0.0, "outside the demo the option defaults stand");
     }
 

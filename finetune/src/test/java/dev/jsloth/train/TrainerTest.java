@@ -267,6 +267,12 @@ class TrainerTest {
         assertEquals(0.5, with.apply(TrainingConfig.Schedule.CONSTANT_WITH_WARMUP).learningRate(2, 10));
         assertEquals(1.0, with.apply(TrainingConfig.Schedule.CONSTANT_WITH_WARMUP).learningRate(3, 10));
         assertEquals(1.0, with.apply(TrainingConfig.Schedule.CONSTANT).learningRate(1, 10), "constant: no warmup");
+        // below 1, a ratio of the run (transformers 5's warmup_steps, 4's warmup_ratio): ceil(10 x 0.25) = 3 steps
+        TrainingConfig ratio = base.withOptimizer(1.0, 0, TrainingConfig.Schedule.LINEAR, 0.25, 1.0);
+        assertEquals(3, ratio.warmupSteps(10));
+        assertEquals(1.0 / 3, ratio.learningRate(2, 10), 1e-15);
+        assertEquals(1.0, ratio.learningRate(4, 10));
+        assertThrows(IllegalArgumentException.class, () -> base.withOptimizer(1.0, 0, TrainingConfig.Schedule.LINEAR, 2.5, 1.0));
         assertEquals(TrainingConfig.Schedule.CONSTANT_WITH_WARMUP, TrainingConfig.Schedule.parse("constant_with_warmup"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> TrainingConfig.Schedule.parse("polynomial")).getMessage().contains("'polynomial'"));
     }
