@@ -269,7 +269,7 @@ public final class LlamaModel implements AutoCloseable {
              Tensor x = backend.allocateForOverwrite(computeType, Shape.of(n, d))) {
             k.embeddingForward(weights.embedding(), ids, x);
             BatchContext ctx = new BatchContext(b.batch(), b.seq(), rope.cos(), rope.sin(), seg, backward ? dropout : Dropout.Pass.NONE);
-            try (Tape tape = new Tape(ctx, checkpointing)) {
+            try (Tape tape = backward ? new Tape(ctx, checkpointing) : Tape.forwardOnly(ctx)) { // evaluation keeps no activations
                 Tensor h = x;
                 for (DecoderLayer layer : layers) h = tape.forward(layer, h);
                 try (Tensor normed = backend.allocateForOverwrite(computeType, Shape.of(n, d)); Tensor rstd = backend.allocateForOverwrite(computeType, Shape.of(n))) {

@@ -232,6 +232,35 @@ class AdapterAndMergeTest {
         return dst;
     }
 
+    /**
+     * Evaluation (a loss with no backward) holds one layer's activations at a time, not every layer's: its peak above
+     * the weights is well under a training step's (which keeps every layer's for the backward), and nothing stays
+     * alive after it.
+     */
+    @Test
+    void evaluationKeepsNoActivations() throws IOException {
+        try (Fixture fx = Fixture.open("tied-odd"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64);
+             LoraAdapter a = m.loadAdapter(fx.dir().resolve("adapter"))) {
+            // a longer batch than the fixture's, so that activations outweigh the LM head's chunks
+            int seq = 96, rows = 4;
+            int[] ids = new int[rows * seq];
+            java.util.SplittableRandom r = new java.util.SplittableRandom(3);
+            for (int i = 0; i < ids.length; i++) ids[i] = 3 + r.nextInt(m.config().vocabSize() - 3);
+            Batch b = new Batch(rows, seq, ids, ids.clone(), null);
+            m.loss(b); // first use: rope tables and the like
+            long base = be.memoryStats().liveBytes(), live = be.memoryStats().liveTensors();
+            be.resetPeak();
+            m.loss(b);
+            long eval = be.memoryStats().peakBytes() - base;
+            assertEquals(live, be.memoryStats().liveTensors(), "nothing left alive by the evaluation");
+            be.resetPeak();
+            m.lossAndBackward(b, 1.0 / b.countedTokens(), false);
+            long train = be.memoryStats().peakBytes() - base;
+            System.out.printf("[memory] eval peak %d bytes above the weights, a no-GC training step %d%n", eval, train);
+            assertTrue(eval < train / 2, "eval " + eval + " against training " + train);
+        }
+    }
+
     /** Fuzzer finding (adapter iteration 742): a negative lora_alpha escaped as IllegalArgumentException. */
     @Test
     void adapterConfigWithNegativeAlphaIsAFormatError(@TempDir Path tmp) throws IOException {
