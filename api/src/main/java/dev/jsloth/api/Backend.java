@@ -99,6 +99,6 @@ public interface Backend extends AutoCloseable {
      * GPU backends override it with their collective library (NCCL for CUDA).
      */
     default dev.jsloth.api.distributed.Communicator communicator(dev.jsloth.api.distributed.ProcessGroup group) throws java.io.IOException {
-        return dev.jsloth.api.distributed.TcpCommunicator.connect(group, this, dev.jsloth.api.distributed.TcpCommunicator.DEFAULT_TIMEOUT);
+        return dev.jsloth.api.distributed.TcpCommunicator.connect(group, this, dev.jsloth.api.distributed.TcpCommunicator.rendezvousTimeout());
     }
 }

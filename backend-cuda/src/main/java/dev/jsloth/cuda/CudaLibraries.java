@@ -91,13 +91,15 @@ final class CudaLibraries {
     }
 
     /**
-     * The device to use: system property {@value #DEVICE_PROPERTY}, else {@value #DEVICE_ENV}, else {@code LOCAL_RANK}
-     * in a data-parallel process group (one GPU per process), else 0.
+     * The device to use: {@code LOCAL_RANK} in a data-parallel process group (one GPU per process), else system property
+     * {@value #DEVICE_PROPERTY}, else {@value #DEVICE_ENV}, else 0.
      */
     static int deviceOrdinal() {
-        String s = System.getProperty(DEVICE_PROPERTY);
+        // in a process group, LOCAL_RANK first: a device setting the launcher copied into every rank would put them all
+        // on one GPU (NCCL: "Duplicate GPU")
+        String s = System.getenv("WORLD_SIZE") != null ? System.getenv("LOCAL_RANK") : null;
+        if (s == null || s.isBlank()) s = System.getProperty(DEVICE_PROPERTY);
         if (s == null || s.isBlank()) s = System.getenv(DEVICE_ENV);
-        if ((s == null || s.isBlank()) && System.getenv("WORLD_SIZE") != null) s = System.getenv("LOCAL_RANK");
         if (s == null || s.isBlank()) return 0;
         try {
             return Integer.parseInt(s.trim());

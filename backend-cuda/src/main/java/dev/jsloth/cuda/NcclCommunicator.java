@@ -65,7 +65,7 @@ final class NcclCommunicator implements Communicator {
 
     static NcclCommunicator connect(CudaBackend be, Nccl nccl, ProcessGroup group) throws IOException {
         keepNvlsOff();
-        TcpCommunicator host = TcpCommunicator.connect(group, null, TcpCommunicator.DEFAULT_TIMEOUT);
+        TcpCommunicator host = TcpCommunicator.connect(group, null, TcpCommunicator.rendezvousTimeout());
         try {
             byte[] id = host.broadcastBytes(group.isRoot() ? nccl.uniqueId() : new byte[Nccl.UNIQUE_ID_BYTES]);
             if (id.length != Nccl.UNIQUE_ID_BYTES) throw new IOException("NCCL unique id of " + id.length + " bytes received");

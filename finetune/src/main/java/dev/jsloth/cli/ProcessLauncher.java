@@ -49,7 +49,10 @@ final class ProcessLauncher {
         base.add(Main.class.getName());
         base.add(subcommand);
         base.addAll(withoutGpus(args));
-        List<Process> ranks = new ArrayList<>();
+        List<Process> ranks = new java.util.concurrent.CopyOnWriteArrayList<>();
+        // a launcher ended by a signal (a scheduler's SIGTERM, Ctrl-C) takes its ranks with it: they would go on holding GPUs
+        Thread stopRanks = new Thread(() -> ranks.forEach(Process::destroyForcibly), "jsloth-stop-ranks");
+        Runtime.getRuntime().addShutdownHook(stopRanks);
         try {
             for (int r = 0; r < gpus; r++) {
                 ProcessBuilder pb = new ProcessBuilder(base);
@@ -83,6 +86,11 @@ final class ProcessLauncher {
             return status;
         } finally {
             for (Process p : ranks) if (p.isAlive()) p.destroyForcibly();
+            try {
+                Runtime.getRuntime().removeShutdownHook(stopRanks);
+            } catch (IllegalStateException shuttingDown) {
+                // the hook is running or about to: nothing to remove
+            }
         }
     }
 

@@ -28,8 +28,26 @@ import java.util.List;
  */
 public final class TcpCommunicator implements Communicator {
     private static final int MAGIC = 0x4A534C54; // "JSLT"
-    /** How long the rendezvous waits for the other ranks ({@code JSLOTH_RENDEZVOUS_TIMEOUT_S} overrides). */
-    public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(envSeconds("JSLOTH_RENDEZVOUS_TIMEOUT_S", 300));
+    /** How long the rendezvous waits for the other ranks unless {@code JSLOTH_RENDEZVOUS_TIMEOUT_S} says otherwise. */
+    public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(300);
+    /** The environment variable that sets the rendezvous wait, in whole seconds. */
+    public static final String TIMEOUT_ENV = "JSLOTH_RENDEZVOUS_TIMEOUT_S";
+
+    /** The rendezvous wait: {@value #TIMEOUT_ENV} when set (a positive whole number of seconds, else an error naming it), else 300 s. */
+    public static Duration rendezvousTimeout() {
+        return rendezvousTimeout(System.getenv(TIMEOUT_ENV));
+    }
+
+    static Duration rendezvousTimeout(String value) {
+        if (value == null || value.isBlank()) return DEFAULT_TIMEOUT;
+        try {
+            long s = Long.parseLong(value.trim());
+            if (s > 0) return Duration.ofSeconds(s);
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException(TIMEOUT_ENV + " must be a positive whole number of seconds, got '" + value + "'");
+    }
 
     private final ProcessGroup group;
     private final Backend backend;
@@ -53,15 +71,6 @@ public final class TcpCommunicator implements Communicator {
             if (sockets[i] == null) continue;
             in[i] = new DataInputStream(new BufferedInputStream(sockets[i].getInputStream(), 1 << 16));
             out[i] = new DataOutputStream(new BufferedOutputStream(sockets[i].getOutputStream(), 1 << 16));
-        }
-    }
-
-    private static long envSeconds(String name, long fallback) {
-        String v = System.getenv(name);
-        try {
-            return v == null ? fallback : Long.parseLong(v.trim());
-        } catch (NumberFormatException e) {
-            return fallback;
         }
     }
 

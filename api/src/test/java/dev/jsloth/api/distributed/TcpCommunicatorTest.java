@@ -93,4 +93,15 @@ class TcpCommunicatorTest {
                 () -> TcpCommunicator.connect(new ProcessGroup(1, 2, 1, "127.0.0.1", unused), null, Duration.ofSeconds(1)));
         assertTrue(e.getMessage().contains("could not join the root at 127.0.0.1:" + unused), e.getMessage());
     }
+
+    /** JSLOTH_RENDEZVOUS_TIMEOUT_S: a positive whole number of seconds, else an error naming it (it fell back to 300 s silently). */
+    @org.junit.jupiter.api.Test
+    void rendezvousTimeoutIsReadExactly() {
+        org.junit.jupiter.api.Assertions.assertEquals(java.time.Duration.ofSeconds(300), TcpCommunicator.rendezvousTimeout((String) null));
+        org.junit.jupiter.api.Assertions.assertEquals(java.time.Duration.ofSeconds(45), TcpCommunicator.rendezvousTimeout(" 45 "));
+        for (String bad : new String[]{"0", "-5", "5m", "1.5"}) {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> TcpCommunicator.rendezvousTimeout(bad));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("JSLOTH_RENDEZVOUS_TIMEOUT_S") && e.getMessage().contains("'" + bad + "'"), e.getMessage());
+        }
+    }
 }
