@@ -81,17 +81,16 @@ public final class ExampleBuilder {
 
     private Example alpaca(AlpacaRecord a) {
         Tokens out = new Tokens();
-        out.add(specialPrefix(), !completionOnly);
+        out.add(specialPrefix, !completionOnly);
         String prompt = AlpacaPrompt.prompt(a.instruction(), a.input());
-        segmented(out, prompt + a.output(), new int[]{prompt.length(), prompt.length() + a.output().length()},
-                new boolean[]{!completionOnly, true});
+        segmented(out, prompt + a.output(), List.of(prompt.length(), prompt.length() + a.output().length()), List.of(!completionOnly, true));
         if (addEos) out.add(new int[]{eosId}, true);
         return out.example();
     }
 
     private Example text(TextRecord t) {
         Tokens out = new Tokens();
-        out.add(specialPrefix(), true);
+        out.add(specialPrefix, true);
         out.add(encoder.encode(t.text(), false), true);
         if (addEos) out.add(new int[]{eosId}, true);
         return out.example();
@@ -103,15 +102,16 @@ public final class ExampleBuilder {
      * as far as the tokens of {@code full[0, ends[i])} on its own agree with those of {@code full}: a token that a merge
      * makes across a boundary goes with the piece it ends in.
      */
-    private void segmented(Tokens out, String full, int[] ends, boolean[] trained) {
+    private void segmented(Tokens out, String full, List<Integer> ends, List<Boolean> trained) {
         int[] ids = encoder.encode(full, false);
         int from = 0;
-        for (int i = 0; i < ends.length; i++) {
-            int to = ends[i] >= full.length() ? ids.length : Math.max(from, commonPrefix(encoder.encode(full.substring(0, ends[i]), false), ids));
-            out.add(Arrays.copyOfRange(ids, from, to), trained[i]);
+        for (int i = 0; i < ends.size(); i++) {
+            int end = ends.get(i);
+            int to = end >= full.length() ? ids.length : Math.max(from, commonPrefix(encoder.encode(full.substring(0, end), false), ids));
+            out.add(Arrays.copyOfRange(ids, from, to), trained.get(i));
             from = to;
         }
-        if (from < ids.length) out.add(Arrays.copyOfRange(ids, from, ids.length), trained[trained.length - 1]);
+        if (from < ids.length) out.add(Arrays.copyOfRange(ids, from, ids.length), trained.getLast());
     }
 
     private static int commonPrefix(int[] a, int[] b) {
@@ -124,10 +124,6 @@ public final class ExampleBuilder {
      * The special tokens the tokenizer's post-processor puts before a text (BOS), without any it puts after it: found by
      * encoding a one-character text with and without special tokens.
      */
-    private int[] specialPrefix() {
-        return specialPrefix;
-    }
-
     private static int[] specialPrefixOf(Encoder encoder) {
         int[] with = encoder.encode("a", true), plain = encoder.encode("a", false);
         for (int i = 0; i + plain.length <= with.length; i++)
@@ -156,9 +152,7 @@ public final class ExampleBuilder {
             trained.add(!completionOnly);
         }
         Tokens out = new Tokens();
-        boolean[] t = new boolean[trained.size()];
-        for (int i = 0; i < t.length; i++) t[i] = trained.get(i);
-        segmented(out, full, ends.stream().mapToInt(Integer::intValue).toArray(), t);
+        segmented(out, full, ends, trained);
         return out.example();
     }
 

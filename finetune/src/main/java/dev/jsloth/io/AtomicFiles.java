@@ -24,17 +24,24 @@ public final class AtomicFiles {
      * an ordinary directory (rwxr-xr-x), not the owner-only ones of a temporary directory.
      */
     public static Path createBuildDirectory(Path parent, String prefix) throws IOException {
-        for (int attempt = 0; ; attempt++) { // createDirectory honours the umask (createTempDirectory makes 0700)
+        return createUnique(parent, prefix, "", Files::createDirectory); // createDirectory honours the umask (createTempDirectory: 0700)
+    }
+
+    /** One way of making a new path that fails where it exists ({@code Files::createFile}, {@code Files::createDirectory}). */
+    private interface Creator {
+        Path create(Path p, java.nio.file.attribute.FileAttribute<?>... attributes) throws IOException;
+    }
+
+    /** {@code prefix + random + suffix} in {@code dir}, made new by {@code creator} (another random name where one exists). */
+    private static Path createUnique(Path dir, String prefix, String suffix, Creator creator) throws IOException {
+        for (int attempt = 0; ; attempt++) {
+            String random = Long.toHexString(java.util.concurrent.ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE);
             try {
-                return Files.createDirectory(parent.resolve(prefix + randomSuffix()));
+                return creator.create(dir.resolve(prefix + random + suffix));
             } catch (java.nio.file.FileAlreadyExistsException e) {
                 if (attempt > 100) throw e;
             }
         }
-    }
-
-    private static String randomSuffix() {
-        return Long.toHexString(java.util.concurrent.ThreadLocalRandom.current().nextLong() & Long.MAX_VALUE);
     }
 
     public static void write(Path target, byte[] bytes) throws IOException {
@@ -48,14 +55,7 @@ public final class AtomicFiles {
         Path dir = target.toAbsolutePath().getParent();
         Files.createDirectories(dir);
         // an ordinary new file (the umask's permissions; createTempFile would make it owner-only, 0600)
-        Path tmp = null;
-        for (int attempt = 0; tmp == null; attempt++) {
-            try {
-                tmp = Files.createFile(dir.resolve("." + target.getFileName() + "." + randomSuffix() + ".tmp"));
-            } catch (java.nio.file.FileAlreadyExistsException e) {
-                if (attempt > 100) throw e;
-            }
-        }
+        Path tmp = createUnique(dir, "." + target.getFileName() + ".", ".tmp", Files::createFile);
         try {
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
                 content.writeTo(ch);

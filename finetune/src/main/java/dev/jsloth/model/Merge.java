@@ -49,11 +49,12 @@ public final class Merge {
             for (String name : ck.names()) {
                 if (quantization.contains(name)) continue;
                 TensorEntry e = ck.entry(name);
-                LoraAdapter.Pair pair = pairFor(adapter, cfg, name);
+                Site site = projectionOf(cfg, name);
+                LoraAdapter.Pair pair = site == null ? null : adapter.pair(site.layer(), site.projection());
                 if (BnbNf4.isQuantized(ck, name)) {
-                    int[] shape = projectionShape(cfg, name);
-                    if (shape == null)
+                    if (site == null)
                         throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "is 4-bit but not a projection weight");
+                    int[] shape = site.projection().shape(cfg);
                     BnbNf4.Loaded q = BnbNf4.read(ck, name, shape);
                     String dtype = storedType(ck, name, q.dtype());
                     float[] dense = Nf4Weight.dequantize(q.packed().toArray(ValueLayout.JAVA_BYTE), q.scales(), (long) shape[0] * shape[1], Nf4.CODE);
@@ -61,8 +62,7 @@ public final class Merge {
                     for (int i = 0; i < dense.length; i++) merged[i] = dense[i];
                     if (pair != null) {
                         try (Tensor wide = be.upload(DType.F64, Shape.of(shape), merged)) {
-                            be.kernels().gemm(false, false, pair.scaling(), pair.b().value(), pair.a().value(), 1.0, wide);
-                            merged = be.download(wide);
+                            merged = foldIn(be, pair, wide);
                         }
                     }
                     w.add(name, dtype, new long[]{shape[0], shape[1]}, TensorBytes.encode(dtype, merged, arena));
@@ -73,15 +73,14 @@ public final class Merge {
                     continue;
                 }
                 DType stored = e.engineType();
-                int[] expected = projectionShape(cfg, name);
+                int[] expected = site.projection().shape(cfg);
                 if (!e.isFloating() || !e.hasShape(expected))
                     throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "is " + e + "; merging needs a floating"
                             + " weight of shape " + java.util.Arrays.toString(expected) + " (the config's)");
                 try (Tensor raw = be.uploadRaw(stored, Shape.of(e.intShape()), ck.bytes(name));
                      Tensor wide = be.allocate(DType.F64, Shape.of(e.intShape()))) {
                     be.kernels().copy(raw, wide);
-                    be.kernels().gemm(false, false, pair.scaling(), pair.b().value(), pair.a().value(), 1.0, wide);
-                    w.add(name, e.dtype(), e.shape(), TensorBytes.encode(e.dtype(), be.download(wide), arena));
+                    w.add(name, e.dtype(), e.shape(), TensorBytes.encode(e.dtype(), foldIn(be, pair, wide), arena));
                 }
             }
             w.write(outDir.resolve(SafeTensorsCheckpoint.SINGLE));
@@ -130,17 +129,21 @@ public final class Merge {
         };
     }
 
-    private static int[] projectionShape(LlamaConfig cfg, String tensorName) {
+    /** A projection weight's place: its layer and which projection. */
+    private record Site(int layer, Projection projection) {
+    }
+
+    /** The projection weight {@code tensorName} names, or null for any other tensor. */
+    private static Site projectionOf(LlamaConfig cfg, String tensorName) {
         for (int l = 0; l < cfg.numLayers(); l++)
             for (Projection p : Projection.values())
-                if (tensorName.equals(p.path(l) + ".weight")) return p.shape(cfg);
+                if (tensorName.equals(p.path(l) + ".weight")) return new Site(l, p);
         return null;
     }
 
-    private static LoraAdapter.Pair pairFor(LoraAdapter a, LlamaConfig cfg, String tensorName) {
-        for (int l = 0; l < cfg.numLayers(); l++)
-            for (Projection p : Projection.values())
-                if (tensorName.equals(p.path(l) + ".weight")) return a.pair(l, p);
-        return null;
+    /** {@code W + s B A} in float64: the F64 weight {@code wide} updated in place, and its values. */
+    private static double[] foldIn(Backend be, LoraAdapter.Pair pair, Tensor wide) {
+        be.kernels().gemm(false, false, pair.scaling(), pair.b().value(), pair.a().value(), 1.0, wide);
+        return be.download(wide);
     }
 }
