@@ -1,5 +1,7 @@
 package dev.jsloth.api;
 
+import dev.jsloth.api.quant.Nf4Scales;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -48,6 +50,15 @@ public interface Backend extends AutoCloseable {
      * {@code w_i = NF4[q_i] * scale[i/64]}.
      */
     Tensor uploadNf4(Shape shape, MemorySegment packedCodes, float[] blockScales);
+
+    /**
+     * As {@link #uploadNf4(Shape, MemorySegment, float[])}, with the scales as stored. A backend may keep
+     * double-quantized scales in that form (a byte a block instead of four) if its kernels reconstruct exactly
+     * {@link Nf4Scales#values()}; by default they are reconstructed here and uploaded as float32.
+     */
+    default Tensor uploadNf4(Shape shape, MemorySegment packedCodes, Nf4Scales scales) {
+        return uploadNf4(shape, packedCodes, scales.values());
+    }
 
     /** The values of a floating tensor, widened to double (an NF4 tensor is dequantized). */
     double[] download(Tensor t);

@@ -25,7 +25,7 @@ final class Conversions {
         // aligned packed bytes into 16-byte aligned dst), else a thread an element
         boolean whole = first % 32 == 0 && (nf4.address() + first / 2) % 16 == 0 && dst % 16 == 0;
         be.kernel(KernelId.NF4_DEQUANTIZE, to).launch(Grid.linear(whole ? Math.ceilDiv(n, 32) : n),
-                LaunchArgs.of().ptr(nf4.address()).ptr(nf4.scalesAddress()).i64(first).i64(n).ptr(dst));
+                nf4.scales().addTo(LaunchArgs.of().ptr(nf4.address())).i64(first).i64(n).ptr(dst));
     }
 
     /** Queues writing elements {@code [first, first+n)} of a floating or NF4 tensor into {@code dst} as {@code to}. */

@@ -7,6 +7,7 @@ import dev.jsloth.api.MemoryStats;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
 import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.quant.Nf4Scales;
 import dev.jsloth.api.spi.LiveTensors;
 
 import java.lang.foreign.Arena;
@@ -157,7 +158,7 @@ public final class CudaBackend implements Backend {
     void release(CudaTensor t) {
         if (live.remove(t, t.accountedBytes())) {
             allocator.release(t.block());
-            if (t.scalesBlock() != null) allocator.release(t.scalesBlock());
+            if (t.nf4Scales() != null) allocator.release(t.nf4Scales().block());
         }
     }
 
@@ -203,25 +204,39 @@ public final class CudaBackend implements Backend {
 
     @Override
     public Tensor uploadNf4(Shape shape, MemorySegment packedCodes, float[] blockScales) {
+        return uploadNf4(shape, packedCodes, Nf4Scales.plain(blockScales));
+    }
+
+    /** Keeps double-quantized scales in that form on the device (see {@link Nf4DeviceScales}). */
+    @Override
+    public Tensor uploadNf4(Shape shape, MemorySegment packedCodes, Nf4Scales blockScales) {
         if (closed) throw new IllegalStateException("backend is closed");
         long bytes = DType.NF4.byteSize(shape.numel());
         if (shape.numel() % 2 != 0) throw new IllegalArgumentException("NF4 tensors need an even element count, got " + shape);
         if (packedCodes.byteSize() != bytes)
             throw new IllegalArgumentException("NF4 " + shape + " needs " + bytes + " packed bytes, got " + packedCodes.byteSize());
         int blocks = Nf4.blocks(shape.numel());
-        if (blockScales.length != blocks)
-            throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.length);
+        if (blockScales.blocks() != blocks)
+            throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.blocks());
         device.bind();
         DeviceAllocator.Block codes = deviceAllocate(bytes, shape + " NF4");
-        DeviceAllocator.Block scales = deviceAllocate(4L * blocks, shape + " NF4 scales");
-        CudaTensor t = register(new CudaTensor(this, DType.NF4, shape, codes, scales));
-        toDevice(codes.pointer(), packedCodes, bytes);
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment host = a.allocate(Math.max(4, 4L * blocks), 8);
-            MemorySegment.copy(blockScales, 0, host, ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, blocks);
-            toDevice(scales.pointer(), host, 4L * blocks);
+        DeviceAllocator.Block scaleBlock;
+        try {
+            scaleBlock = deviceAllocate(Nf4DeviceScales.bytesOf(blockScales), shape + " NF4 scales");
+        } catch (RuntimeException e) {
+            allocator.release(codes);
+            throw e;
         }
-        return t;
+        Nf4DeviceScales scales;
+        try {
+            toDevice(codes.pointer(), packedCodes, bytes);
+            scales = Nf4DeviceScales.upload(this, scaleBlock, blockScales);
+        } catch (RuntimeException e) {
+            allocator.release(codes);
+            allocator.release(scaleBlock);
+            throw e;
+        }
+        return register(new CudaTensor(this, DType.NF4, shape, codes, scales));
     }
 
     @Override

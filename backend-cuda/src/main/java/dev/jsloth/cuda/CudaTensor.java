@@ -7,20 +7,20 @@ import dev.jsloth.api.spi.BackendTensor;
 
 /**
  * A tensor in device memory. An owning tensor holds a block of the backend's caching allocator (and, for NF4, a
- * second block with the float32 block scales); a view shares its root's memory and liveness.
+ * second block with the block scales, {@link Nf4DeviceScales}); a view shares its root's memory and liveness.
  */
 final class CudaTensor extends BackendTensor<CudaTensor> {
     private final CudaBackend backend;
     private final long address;
     private final DeviceAllocator.Block block;
-    private final DeviceAllocator.Block scales; // NF4 block scales, owned by the root
+    private final Nf4DeviceScales scales; // NF4 block scales, owned by the root
 
-    CudaTensor(CudaBackend backend, DType dtype, Shape shape, DeviceAllocator.Block block, DeviceAllocator.Block scales) {
+    CudaTensor(CudaBackend backend, DType dtype, Shape shape, DeviceAllocator.Block block, Nf4DeviceScales scales) {
         this(backend, dtype, shape, block.pointer(), null, block, scales);
     }
 
     private CudaTensor(CudaBackend backend, DType dtype, Shape shape, long address, CudaTensor root,
-                       DeviceAllocator.Block block, DeviceAllocator.Block scales) {
+                       DeviceAllocator.Block block, Nf4DeviceScales scales) {
         super(dtype, shape, root);
         this.backend = backend;
         this.address = address;
@@ -39,17 +39,17 @@ final class CudaTensor extends BackendTensor<CudaTensor> {
         return address;
     }
 
-    /** The device address of an NF4 tensor's float32 block scales. */
-    long scalesAddress() {
+    /** An NF4 tensor's block scales (its root's), after checking the tensor is alive. */
+    Nf4DeviceScales scales() {
         address();
-        return rootOrSelf().scales.pointer();
+        return rootOrSelf().scales;
     }
 
     /** Bytes of device memory this tensor accounts for in the memory statistics (0 for views). */
     long accountedBytes() {
         if (!owns()) return 0;
         long bytes = dtype().byteSize(shape().numel());
-        if (dtype() == DType.NF4) bytes += 4L * dev.jsloth.api.quant.Nf4.blocks(shape().numel());
+        if (scales != null) bytes += scales.bytes();
         return bytes;
     }
 
@@ -57,7 +57,8 @@ final class CudaTensor extends BackendTensor<CudaTensor> {
         return block;
     }
 
-    DeviceAllocator.Block scalesBlock() {
+    /** The NF4 scales this tensor owns (null for views and other types). */
+    Nf4DeviceScales nf4Scales() {
         return scales;
     }
 

@@ -15,17 +15,34 @@ __constant__ float NF4_CODE[16] = {
     0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
 /**
+ * The scale of 64-block b: scales[b], or, where the scales are kept double-quantized (codes not null),
+ * table[codes[b]] * nested[b / 256] + offset with the product and then the sum rounded to float32, exactly as the
+ * host reconstructs them (dev.jsloth.api.quant.Nf4Scales.values(); no fused multiply-add).
+ */
+__device__ __forceinline__ float nf4_block_scale(const float* scales, const unsigned char* codes, const float* table,
+                                                 const float* nested, float offset, i64 b) {
+    if (codes == nullptr) return scales[b];
+    return __fadd_rn(__fmul_rn(table[codes[b]], nested[b >> 8]), offset);
+}
+
+/**
  * dst[i] = NF4[q(first + i)] * scale[(first + i) / 64] in float32, for n elements starting at element `first` of
- * the packed weight (two codes per byte, the even element in the high nibble). Where `first` is a multiple of 32 and
- * the packed bytes and dst are 16-byte aligned (a whole weight, or whole rows of one), a thread takes 16 packed bytes
- * (32 codes, one scale) and writes them as 16-byte packs; the code table is read from shared memory, where 32 threads
- * looking up different codes are served at once (from constant memory the differing lookups of a warp are served
- * one after another). The elements left, and any other slice, one a thread.
+ * the packed weight (two codes per byte, the even element in the high nibble); the scales as nf4_block_scale reads
+ * them. Where `first` is a multiple of 32 and the packed bytes and dst are 16-byte aligned (a whole weight, or whole
+ * rows of one), a thread takes 16 packed bytes (32 codes, one scale) and writes them as 16-byte packs; the code
+ * tables are read from shared memory, where 32 threads looking up different codes are served at once (from constant
+ * memory the differing lookups of a warp are served one after another). The elements left, and any other slice, one
+ * a thread.
  */
 template <typename D>
-__global__ void nf4_dequantize_kernel(const unsigned char* packed, const float* scales, i64 first, i64 n, D* dst) {
+__global__ void nf4_dequantize_kernel(const unsigned char* packed, const float* scales, const unsigned char* scale_codes,
+                                      const float* scale_table, const float* nested, float offset, i64 first, i64 n,
+                                      D* dst) {
     __shared__ float code[16];
+    __shared__ float table[256];
     if (threadIdx.x < 16) code[threadIdx.x] = NF4_CODE[threadIdx.x];
+    if (scale_codes != nullptr)
+        for (int i = threadIdx.x; i < 256; i += blockDim.x) table[i] = scale_table[i];
     __syncthreads();
     constexpr int N = Pack16<D>::N;
     const bool whole = (first & 31) == 0 && aligned16(dst) && aligned16(packed + (first >> 1));
@@ -33,7 +50,8 @@ __global__ void nf4_dequantize_kernel(const unsigned char* packed, const float* 
     JSLOTH_GRID_STRIDE(g, groups) {
         const i64 e0 = first + g * 32;
         const Pack16<unsigned> words = load_pack(reinterpret_cast<const unsigned*>(packed + (e0 >> 1)), 0);
-        const float s = scales[e0 >> 6]; // 32 codes from a multiple of 32: one block of 64
+        // 32 codes from a multiple of 32: one block of 64
+        const float s = nf4_block_scale(scales, scale_codes, table, nested, offset, e0 >> 6);
         Pack16<D> out;
         int k = 0;
         i64 pack = g * (32 / N);
@@ -55,7 +73,7 @@ __global__ void nf4_dequantize_kernel(const unsigned char* packed, const float* 
         const i64 i = groups * 32 + j, e = first + i;
         const unsigned b = packed[e >> 1];
         const unsigned q = (e & 1) == 0 ? (b >> 4) : (b & 15u);
-        store(dst, i, code[q] * scales[e / 64]);
+        store(dst, i, code[q] * nf4_block_scale(scales, scale_codes, table, nested, offset, e / 64));
     }
 }
 

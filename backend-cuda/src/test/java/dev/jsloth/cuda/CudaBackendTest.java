@@ -265,38 +265,51 @@ class CudaBackendTest {
         }
     }
 
+    /**
+     * NF4 weights as GEMM operands, whole and tiled by rows, against the CPU. The GPU keeps the double-quantized
+     * scales in that form (the CPU gets their float32 reconstruction); with 208 columns rows start inside a 64-block
+     * and off the kernel's 32-element groups.
+     */
     @Test
     void nf4GemmsTiledAndWholeMatchTheCpu() {
         assumeGpu();
         SplittableRandom r = new SplittableRandom(7);
-        int out = 96, in = 256, n = 40;
-        float[] w = new float[out * in];
-        for (int i = 0; i < w.length; i++) w[i] = (float) (r.nextGaussian() * 0.05);
-        Nf4Weight q = Nf4.quantize(w, true);
-        GemmOp op = ((CudaKernels) gpu.kernels()).gemmOp();
-        for (long tile : new long[]{GemmOp.TILE_ELEMENTS, 3 * in}) {
-            op.tileElements(tile);
-            try (Tensor wg = gpu.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
-                 Tensor wc = cpu.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
-                 Pair x = Pair.of(DType.F32, Shape.of(n, in), random(r, n * in, -1, 1));
-                 Pair dy = Pair.of(DType.F32, Shape.of(n, out), random(r, n * out, -1, 1));
-                 Pair y = Pair.zeros(DType.F32, Shape.of(n, out)); Pair dx = Pair.zeros(DType.F32, Shape.of(n, in));
-                 Tensor wideG = gpu.allocate(DType.F32, out, in); Tensor wideC = cpu.allocate(DType.F32, out, in)) {
-                assertArrayEquals(cpu.download(wc), gpu.download(wg), 0.0, "NF4 download");
-                gpu.kernels().copy(wg, wideG);
-                cpu.kernels().copy(wc, wideC);
-                close("NF4 copy", wideC, wideG, 0);
-                gpu.kernels().gemm(false, true, 1, x.g(), wg, 0, y.g());
-                cpu.kernels().gemm(false, true, 1, x.c(), wc, 0, y.c());
-                close("X W_nf4^T tile " + tile, y.c(), y.g(), 5e-5);
-                gpu.kernels().gemm(false, false, 1, dy.g(), wg, 0, dx.g());
-                cpu.kernels().gemm(false, false, 1, dy.c(), wc, 0, dx.c());
-                close("dY W_nf4 tile " + tile, dx.c(), dx.g(), 5e-5);
-            } finally {
-                op.tileElements(GemmOp.TILE_ELEMENTS);
+        for (int in : new int[]{256, 208}) {
+            int out = 96, n = 40;
+            float[] w = new float[out * in];
+            for (int i = 0; i < w.length; i++) w[i] = (float) (r.nextGaussian() * 0.05);
+            Nf4Weight q = Nf4.quantize(w, true);
+            GemmOp op = ((CudaKernels) gpu.kernels()).gemmOp();
+            for (long tile : new long[]{GemmOp.TILE_ELEMENTS, 3L * in}) {
+                op.tileElements(tile);
+                long before = gpu.memoryStats().liveBytes();
+                try (Tensor wg = gpu.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.scales());
+                     Tensor wc = cpu.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+                     Pair x = Pair.of(DType.F32, Shape.of(n, in), random(r, n * in, -1, 1));
+                     Pair dy = Pair.of(DType.F32, Shape.of(n, out), random(r, n * out, -1, 1));
+                     Pair y = Pair.zeros(DType.F32, Shape.of(n, out)); Pair dx = Pair.zeros(DType.F32, Shape.of(n, in));
+                     Tensor wideG = gpu.allocate(DType.F32, out, in); Tensor wideC = cpu.allocate(DType.F32, out, in)) {
+                    int blocks = Nf4.blocks((long) out * in);
+                    long scaleBytes = 1024 + 4L * Math.ceilDiv(blocks, 256) + blocks;
+                    assertEquals((long) out * in / 2 + scaleBytes, gpu.memoryStats().liveBytes() - before
+                            - 4L * (2L * n * in + 2L * n * out + (long) out * in), "NF4 weight with its double-quantized scales");
+                    assertArrayEquals(cpu.download(wc), gpu.download(wg), 0.0, "NF4 download");
+                    gpu.kernels().copy(wg, wideG);
+                    cpu.kernels().copy(wc, wideC);
+                    close("NF4 copy", wideC, wideG, 0);
+                    gpu.kernels().gemm(false, true, 1, x.g(), wg, 0, y.g());
+                    cpu.kernels().gemm(false, true, 1, x.c(), wc, 0, y.c());
+                    close("X W_nf4^T in " + in + " tile " + tile, y.c(), y.g(), 5e-5);
+                    gpu.kernels().gemm(false, false, 1, dy.g(), wg, 0, dx.g());
+                    cpu.kernels().gemm(false, false, 1, dy.c(), wc, 0, dx.c());
+                    close("dY W_nf4 in " + in + " tile " + tile, dx.c(), dx.g(), 5e-5);
+                } finally {
+                    op.tileElements(GemmOp.TILE_ELEMENTS);
+                }
             }
         }
     }
+
 
     @Test
     void gemmOnRowViewsAndBatches() {

@@ -85,6 +85,32 @@ class Nf4Properties {
         assertEquals(0.55e-6f, m[128], 1e-12f);
     }
 
+    /**
+     * Scales kept double-quantized on a device (several nested blocks of 256 scales, the last one partial)
+     * dequantize to exactly the host's float32 values, on every backend, downloaded and as a GEMM operand.
+     */
+    @Example
+    void doubleQuantizedScalesReconstructExactlyAcrossNestedBlocks() {
+        int out = 640, in = 130; // 83,200 elements: 1,300 blocks of 64, 6 nested blocks (the last one partial)
+        SplittableRandom r = new SplittableRandom(20261201);
+        Nf4Weight q = Nf4.quantize(randomWeights(r, out * in), true);
+        float[] want = q.dequantize();
+        for (Backend be : BackendsUnderTest.all()) {
+            try (Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.scales())) {
+                double[] got = be.download(w);
+                for (int i = 0; i < want.length; i++)
+                    if (got[i] != want[i]) throw new AssertionError(be.name() + " element " + i + ": " + got[i] + " != " + want[i]);
+                double[] wd = new double[want.length];
+                for (int i = 0; i < wd.length; i++) wd[i] = want[i];
+                int n = 3;
+                try (var x = TestData.random(be, DType.F32, new SplittableRandom(7), -1, 1, n, in); Tensor y = be.allocate(DType.F32, n, out)) {
+                    be.kernels().gemm(false, true, 1, x.tensor(), w, 0, y);
+                    Compare.close(be.name() + " X W_nf4^T", Reference.gemm(false, true, 1, x.values(), n, in, wd, out, in, 0, null), be.download(y), DType.F32);
+                }
+            }
+        }
+    }
+
     @Property(tries = 40)
     void nf4WeightAsGemmOperandDequantizesExactly(@ForAll @IntRange(min = 1, max = 40) int n, @ForAll @IntRange(min = 1, max = 100) int halfIn,
                                                    @ForAll @IntRange(min = 1, max = 70) int out, @ForAll boolean doubleQuant,
@@ -97,7 +123,7 @@ class Nf4Properties {
         for (int i = 0; i < deq.length; i++) wd[i] = deq[i];
         for (Backend be : BackendsUnderTest.all()) {
             try (var x = TestData.random(be, dt, new SplittableRandom(seed + 1), -1, 1, n, in);
-                 Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+                 Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.scales());
                  Tensor y = be.allocate(dt, n, out); Tensor dy = be.upload(dt, Shape.of(n, out), TestData.uniform(r, n * out, -1, 1));
                  Tensor dx = be.allocate(dt, n, in)) {
                 assertArrayEquals(wd, be.download(w), 0.0, be.name() + " NF4 download");
@@ -130,7 +156,7 @@ class Nf4Properties {
         double[] bv = TestData.uniform(r, out * rank, -0.3, 0.3), dyv = TestData.uniform(r, n * out, -1, 1);
         for (Backend be : BackendsUnderTest.all()) {
             try (var x = TestData.place(be, dt, Shape.of(n, in), xv); var dy = TestData.place(be, dt, Shape.of(n, out), dyv);
-                 Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+                 Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.scales());
                  Parameter a = new Parameter("A", be.upload(dt, Shape.of(rank, in), av));
                  Parameter b = new Parameter("B", be.upload(dt, Shape.of(out, rank), bv))) {
                 double[] x64 = x.values(), dy64 = dy.values(), a64 = be.download(a.value()), b64 = be.download(b.value());
@@ -173,7 +199,7 @@ class Nf4Properties {
         SplittableRandom r = new SplittableRandom(5);
         int n = 5, in = 64, out = 12, rank = 3;
         Nf4Weight q = Nf4.quantize(randomWeights(r, out * in), true);
-        try (Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.blockScales());
+        try (Tensor w = be.uploadNf4(Shape.of(out, in), MemorySegment.ofArray(q.packed()), q.scales());
              Tensor x = be.upload(DType.F64, Shape.of(n, in), TestData.uniform(r, n * in, -1, 1))) {
             Parameter a = new Parameter("A", be.upload(DType.F64, Shape.of(rank, in), TestData.uniform(r, rank * in, -0.3, 0.3)));
             Parameter b = new Parameter("B", be.upload(DType.F64, Shape.of(out, rank), TestData.uniform(r, out * rank, -0.3, 0.3)));

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jsloth.api.quant.DynamicMap;
 import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.quant.Nf4Scales;
 import dev.jsloth.api.quant.Nf4Weight;
 
 import java.io.IOException;
@@ -41,8 +42,8 @@ public final class BnbNf4 {
     /** The largest quant-state JSON read (bitsandbytes writes ~200 bytes). */
     private static final long MAX_STATE_BYTES = 64 << 10;
 
-    /** A weight read back: its logical shape, packed codes and reconstructed block scales. */
-    public record Loaded(int[] shape, MemorySegment packed, float[] scales, String dtype) {
+    /** A weight read back: its logical shape, packed codes and block scales (as stored: plain or double-quantized). */
+    public record Loaded(int[] shape, MemorySegment packed, Nf4Scales scales, String dtype) {
     }
 
     /** Reads and validates one 4-bit weight; {@code expectedShape} is what the config says it must be. */
@@ -82,9 +83,9 @@ public final class BnbNf4 {
         for (int i = 0; i < 16; i++)
             if (quantMap[i] != Nf4.CODE[i]) throw new CheckpointFormatException(file, "tensor '" + w + ".quant_map'", "is not the NF4 code table");
         TensorEntry absmax = ck.entry(w + ".absmax");
-        float[] scales;
+        Nf4Scales scales;
         if (absmax.dtype().equals("F32")) {
-            scales = scales(ck, w + ".absmax", blocks);
+            scales = Nf4Scales.plain(scales(ck, w + ".absmax", blocks));
         } else if (absmax.dtype().equals("U8")) {
             if (absmax.byteLength() != blocks) throw new CheckpointFormatException(file, "tensor '" + w + ".absmax'", "must hold " + blocks + " codes");
             int nested = (blocks + Nf4.NESTED_BLOCK - 1) / Nf4.NESTED_BLOCK;
@@ -97,7 +98,7 @@ public final class BnbNf4 {
             float[] map8 = floats(ck, w + ".nested_quant_map", 256);
             for (float v : map8)
                 if (!Float.isFinite(v)) throw new CheckpointFormatException(file, "tensor '" + w + ".nested_quant_map'", "holds " + v);
-            scales = Nf4Weight.dequantizeScales(ck.bytes(w + ".absmax").toArray(ValueLayout.JAVA_BYTE), nestedAbsmax, (float) off.asDouble(), map8);
+            scales = Nf4Scales.doubleQuantized(ck.bytes(w + ".absmax").toArray(ValueLayout.JAVA_BYTE), map8, nestedAbsmax, (float) off.asDouble());
         } else {
             throw new CheckpointFormatException(file, "tensor '" + w + ".absmax'", "dtype " + absmax.dtype() + " is not F32 or U8");
         }

@@ -140,7 +140,7 @@ public final class LlamaWeights implements AutoCloseable {
                     float[] v = new float[sh[0] * sh[1]];
                     for (int i = 0; i < v.length; i++) v[i] = (float) ((r.nextDouble() + r.nextDouble() + r.nextDouble() - 1.5) * 2 * std);
                     Nf4Weight q = Nf4.quantize(v, true);
-                    Tensor t = be.uploadNf4(dev.jsloth.api.Shape.of(sh), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.blockScales());
+                    Tensor t = be.uploadNf4(dev.jsloth.api.Shape.of(sh), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.scales());
                     owned.add(t);
                     w.put(p, t);
                 } else {
@@ -189,7 +189,7 @@ public final class LlamaWeights implements AutoCloseable {
                 throw new CheckpointFormatException(ck.file(name).path(), "tensor '" + name + "'", "dtype " + e.dtype() + " is not a floating type"
                         + " (a 4-bit weight needs its bitsandbytes quant state beside it)");
             Nf4Weight q = Nf4.quantize(TensorBytes.decodeFloats(e.dtype(), ck.bytes(name)), doubleQuant);
-            return be.uploadNf4(dev.jsloth.api.Shape.of(shape), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.blockScales());
+            return be.uploadNf4(dev.jsloth.api.Shape.of(shape), java.lang.foreign.MemorySegment.ofArray(q.packed()), q.scales());
         } catch (CheckpointFormatException e) {
             throw e;
         } catch (IOException e) {

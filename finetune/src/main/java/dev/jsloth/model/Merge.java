@@ -57,7 +57,7 @@ public final class Merge {
                     int[] shape = site.projection().shape(cfg);
                     BnbNf4.Loaded q = BnbNf4.read(ck, name, shape);
                     String dtype = storedType(ck, name, q.dtype());
-                    float[] dense = Nf4Weight.dequantize(q.packed().toArray(ValueLayout.JAVA_BYTE), q.scales(), (long) shape[0] * shape[1], Nf4.CODE);
+                    float[] dense = Nf4Weight.dequantize(q.packed().toArray(ValueLayout.JAVA_BYTE), q.scales().values(), (long) shape[0] * shape[1], Nf4.CODE);
                     double[] merged = new double[dense.length];
                     for (int i = 0; i < dense.length; i++) merged[i] = dense[i];
                     if (pair != null) {

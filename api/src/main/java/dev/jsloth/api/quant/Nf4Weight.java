@@ -14,6 +14,11 @@ public record Nf4Weight(long numel, byte[] packed, float[] absmax, byte[] absmax
         return dequantizeScales(absmaxCodes, nestedAbsmax, offset, DynamicMap.SIGNED);
     }
 
+    /** The scales as stored: the absmax values, or their double quantization (with the signed dynamic map). */
+    public Nf4Scales scales() {
+        return doubleQuant ? Nf4Scales.doubleQuantized(absmaxCodes, DynamicMap.SIGNED, nestedAbsmax, offset) : Nf4Scales.plain(absmax);
+    }
+
     /** {@code map8[a_b] * nested[b/256] + offset}, in float32. */
     public static float[] dequantizeScales(byte[] codes, float[] nested, float offset, float[] map8) {
         float[] out = new float[codes.length];
