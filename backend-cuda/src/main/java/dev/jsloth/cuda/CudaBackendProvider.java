@@ -26,6 +26,12 @@ public final class CudaBackendProvider implements BackendProvider {
         return CudaLibraries.probe().availability();
     }
 
+    /** The devices the driver shows (after {@code CUDA_VISIBLE_DEVICES}); 0 without a driver. */
+    @Override
+    public java.util.OptionalInt deviceCount() {
+        return java.util.OptionalInt.of(CudaLibraries.probe().deviceCount());
+    }
+
     @Override
     public Backend create() {
         CudaLibraries.Probe p = CudaLibraries.probe();

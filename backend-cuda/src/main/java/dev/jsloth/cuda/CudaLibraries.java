@@ -13,8 +13,11 @@ final class CudaLibraries {
     static final String DEVICE_PROPERTY = "jsloth.cuda.device";
     static final String DEVICE_ENV = "JSLOTH_CUDA_DEVICE";
 
-    /** What the probe found: the loaded libraries (null when unavailable) and the availability. */
-    record Probe(CudaLibraries libraries, Availability availability) {
+    /**
+     * What the probe found: the loaded libraries (null when unavailable), the availability, and how many devices the
+     * driver reports (0 where it did not get that far).
+     */
+    record Probe(CudaLibraries libraries, Availability availability, int deviceCount) {
     }
 
     private static Probe probe;
@@ -37,7 +40,7 @@ final class CudaLibraries {
             try {
                 probe = runProbe();
             } catch (RuntimeException | LinkageError e) {
-                probe = new Probe(null, Availability.unavailable("CUDA probe failed: " + e));
+                probe = new Probe(null, Availability.unavailable("CUDA probe failed: " + e), 0);
             }
         }
         return probe;
@@ -58,8 +61,8 @@ final class CudaLibraries {
         if (count == 0) return unavailable("no CUDA device found (cuDeviceGetCount returned 0)");
         int ordinal = deviceOrdinal();
         if (ordinal < 0 || ordinal >= count)
-            return unavailable("CUDA device " + ordinal + " requested (" + DEVICE_PROPERTY + " / " + DEVICE_ENV + ") but only "
-                    + count + " present");
+            return new Probe(null, Availability.unavailable("CUDA device " + ordinal + " requested (" + deviceSetting() + ") but only "
+                    + count + " present" + visibleDevicesNote()), count);
 
         Optional<NativeLibraries.Loaded> nvrtcLib = NativeLibraries.load(Nvrtc.LIBRARIES);
         if (nvrtcLib.isEmpty()) return unavailable("NVRTC not found: " + NativeLibraries.describeSearch(Nvrtc.LIBRARIES));
@@ -83,11 +86,24 @@ final class CudaLibraries {
                 driver.deviceName(device), major, minor, driver.attribute(CudaDriver.ATTR_MULTIPROCESSOR_COUNT, device),
                 driver.totalMemory(device) / (double) (1L << 30), version / 1000, (version % 1000) / 10, nvrtc.version(),
                 cublas.version());
-        return new Probe(new CudaLibraries(driver, nvrtc, cublas, ordinal), Availability.available(detail));
+        return new Probe(new CudaLibraries(driver, nvrtc, cublas, ordinal), Availability.available(detail), count);
     }
 
     private static Probe unavailable(String why) {
-        return new Probe(null, Availability.unavailable(why));
+        return new Probe(null, Availability.unavailable(why), 0);
+    }
+
+    /** Where the device ordinal came from, for messages. */
+    private static String deviceSetting() {
+        String local = System.getenv("WORLD_SIZE") != null ? System.getenv("LOCAL_RANK") : null;
+        if (local != null && !local.isBlank()) return "LOCAL_RANK=" + local.trim() + " of a process group";
+        return DEVICE_PROPERTY + " / " + DEVICE_ENV;
+    }
+
+    /** ", CUDA_VISIBLE_DEVICES=..." when that variable narrows what the driver shows. */
+    static String visibleDevicesNote() {
+        String v = System.getenv("CUDA_VISIBLE_DEVICES");
+        return v == null ? "" : " (CUDA_VISIBLE_DEVICES=" + v + ")";
     }
 
     /**

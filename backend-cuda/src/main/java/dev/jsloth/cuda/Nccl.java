@@ -28,7 +28,7 @@ final class Nccl {
     static final int INT32 = 2, FLOAT16 = 6, FLOAT32 = 7, FLOAT64 = 8, BFLOAT16 = 9, SUM = 0;
 
     private final String location;
-    private final MethodHandle getUniqueId, commInitRank, commDestroy, allReduce, broadcast, groupStart, groupEnd, errorString,
+    private final MethodHandle getUniqueId, commInitRank, commDestroy, commAbort, allReduce, broadcast, groupStart, groupEnd, errorString,
             getVersion;
 
     private Nccl(NativeFunctions f) {
@@ -36,6 +36,7 @@ final class Nccl {
         getUniqueId = f.bind("ncclGetUniqueId", FunctionDescriptor.of(INT, PTR));
         commInitRank = f.bind("ncclCommInitRank", FunctionDescriptor.of(INT, PTR, INT, UNIQUE_ID, INT));
         commDestroy = f.bind("ncclCommDestroy", FunctionDescriptor.of(INT, PTR));
+        commAbort = f.bind("ncclCommAbort", FunctionDescriptor.of(INT, PTR));
         allReduce = f.bind("ncclAllReduce", FunctionDescriptor.of(INT, LONG, LONG, LONG, INT, INT, PTR, PTR));
         broadcast = f.bind("ncclBroadcast", FunctionDescriptor.of(INT, LONG, LONG, LONG, INT, INT, PTR, PTR));
         groupStart = f.bind("ncclGroupStart", FunctionDescriptor.of(INT));
@@ -102,6 +103,15 @@ final class Nccl {
     void destroy(MemorySegment comm) {
         try {
             check((int) commDestroy.invokeExact(comm), "ncclCommDestroy");
+        } catch (Throwable t) {
+            throw rethrow(t);
+        }
+    }
+
+    /** ncclCommAbort: frees the communicator and stops its operations still queued or running (a peer may be gone). */
+    void abort(MemorySegment comm) {
+        try {
+            check((int) commAbort.invokeExact(comm), "ncclCommAbort");
         } catch (Throwable t) {
             throw rethrow(t);
         }

@@ -33,6 +33,7 @@ final class NcclCommunicator implements Communicator {
      */
     static final boolean OVERLAP = !"false".equals(System.getProperty("jsloth.nccl.overlap"));
     private MemorySegment sideStream;
+    private boolean closed;
 
     private NcclCommunicator(CudaBackend be, Nccl nccl, TcpCommunicator host, MemorySegment comm) {
         this.be = be;
@@ -65,7 +66,7 @@ final class NcclCommunicator implements Communicator {
 
     static NcclCommunicator connect(CudaBackend be, Nccl nccl, ProcessGroup group) throws IOException {
         keepNvlsOff();
-        TcpCommunicator host = TcpCommunicator.connect(group, null, TcpCommunicator.rendezvousTimeout());
+        TcpCommunicator host = TcpCommunicator.connect(group, null, TcpCommunicator.rendezvousTimeout(), "nccl", TcpCommunicator.rendezvousFile());
         try {
             byte[] id = host.broadcastBytes(group.isRoot() ? nccl.uniqueId() : new byte[Nccl.UNIQUE_ID_BYTES]);
             if (id.length != Nccl.UNIQUE_ID_BYTES) throw new IOException("NCCL unique id of " + id.length + " bytes received");
@@ -140,6 +141,8 @@ final class NcclCommunicator implements Communicator {
 
     @Override
     public void close() {
+        if (closed) return;
+        closed = true;
         try {
             be.device.synchronize();
             if (sideStream != null) {
@@ -147,6 +150,22 @@ final class NcclCommunicator implements Communicator {
                 be.device.driver.destroyStream(sideStream);
             }
             nccl.destroy(comm);
+        } finally {
+            host.close();
+        }
+    }
+
+    /**
+     * After a failure: {@code ncclCommAbort} stops the collectives queued on the streams (with a peer gone they would
+     * never finish, and {@link #close}'s synchronize would wait for ever), then the sockets close, so the other ranks'
+     * host collectives fail at once instead of waiting. The side stream is left to the driver (it goes with the context).
+     */
+    @Override
+    public void abort() {
+        if (closed) return;
+        closed = true;
+        try {
+            nccl.abort(comm);
         } finally {
             host.close();
         }

@@ -97,7 +97,7 @@ final class BenchCommand implements Callable<Integer> {
         if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1, got " + steps);
         if (ProcessLauncher.shouldLaunch(gpus)) {
             if (shape == null) throw new IllegalArgumentException("--gpus goes with --shape");
-            return ProcessLauncher.launch(gpus, "bench", FinetuneCommand.argumentsAfter(spec));
+            return ProcessLauncher.launch(gpus, "bench", FinetuneCommand.argumentsAfter(spec), backend);
         }
         try (Backend be = dev.jsloth.api.spi.Backends.create(backend != null ? backend : dev.jsloth.api.spi.Backends.requestedName())) {
             Map<String, Object> result = gemm != null ? gemm(be) : shape(be);
@@ -255,10 +255,16 @@ final class BenchCommand implements Callable<Integer> {
 
     private Map<String, Object> shape(Backend be) throws java.io.IOException {
         ProcessGroup group = ProcessLauncher.currentGroup().orElse(ProcessGroup.single());
+        if (group.worldSize() == 1) return shape(be, group, null);
+        try (Communicator comm = be.communicator(group)) { // a failure aborts the collectives under way (close would wait for them)
+            return comm.abortOnFailure(() -> shape(be, group, comm));
+        }
+    }
+
+    private Map<String, Object> shape(Backend be, ProcessGroup group, Communicator comm) throws java.io.IOException {
         LlamaConfig c = Shapes.get(shape);
         try (RandomLoraTraining run = new RandomLoraTraining(be, c, batch, seq, rank, qlora, dtype != null ? dtype.dtype : null,
                 Recompute.parse(recompute), 2 + group.rank(), loraDropout); // each rank its own data
-             Communicator comm = group.worldSize() > 1 ? be.communicator(group) : null;
              GemmRun paired = vsGemm == null ? null : new GemmRun(be, vsGemm, false, dtype != null ? dtype.dtype : DType.F32)) {
             be.resetPeak();
             double[] secs = new double[steps], ratios = new double[steps], gemmSecs = new double[steps], waits = new double[steps];

@@ -105,7 +105,7 @@ final class FinetuneCommand implements Callable<Integer> {
         LongRowPolicy longRowPolicy = longRowPolicy(longRows); // before anything runs, ranks launched included
         if (ProcessLauncher.shouldLaunch(gpus)) {
             if (model == null && data == null) DemoAssets.ensure(Path.of("jsloth-out", "demo-assets")); // once, before the ranks read it
-            return ProcessLauncher.launch(gpus, "finetune", argumentsAfter(spec));
+            return ProcessLauncher.launch(gpus, "finetune", argumentsAfter(spec), backend);
         }
         dev.jsloth.api.distributed.ProcessGroup group = ProcessLauncher.currentGroup().orElse(dev.jsloth.api.distributed.ProcessGroup.single());
         boolean root = group.isRoot();

@@ -17,12 +17,33 @@ public final class Main implements Runnable {
         CommandLine cl = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true);
         cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
             if (Boolean.getBoolean("jsloth.debug")) e.printStackTrace();
-            String msg = e instanceof java.nio.file.NoSuchFileException nf ? "no such file: " + nf.getFile()
-                    : e.getMessage() == null ? e.toString() : e.getMessage();
-            cmd.getErr().println("jsloth " + cmd.getCommandName() + ": error: " + msg);
+            cmd.getErr().println(rankPrefix() + "jsloth " + cmd.getCommandName() + ": error: " + describe(e));
             return 1;
         });
         return cl;
+    }
+
+    /** The message of an error and of the errors under it that add something (an I/O wrapper's EOF, a peer's reset). */
+    static String describe(Throwable e) {
+        StringBuilder sb = new StringBuilder(message(e));
+        java.util.Set<Throwable> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        seen.add(e);
+        for (Throwable c = e.getCause(); c != null && seen.add(c) && seen.size() <= 4; c = c.getCause()) {
+            String m = message(c);
+            if (!sb.toString().contains(m)) sb.append(": ").append(m);
+        }
+        return sb.toString();
+    }
+
+    private static String message(Throwable e) {
+        return e instanceof java.nio.file.NoSuchFileException nf ? "no such file: " + nf.getFile()
+                : e.getMessage() == null ? e.toString() : e.getMessage();
+    }
+
+    /** "[rank 1] " in a process group of several ranks, where every rank's errors reach one terminal. */
+    private static String rankPrefix() {
+        return dev.jsloth.api.distributed.ProcessGroup.fromEnvironmentOrEmpty()
+                .filter(g -> g.worldSize() > 1).map(g -> "[rank " + g.rank() + "] ").orElse("");
     }
 
     @Override

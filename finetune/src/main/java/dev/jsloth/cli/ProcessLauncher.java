@@ -1,10 +1,13 @@
 package dev.jsloth.cli;
 
 import dev.jsloth.api.distributed.ProcessGroup;
+import dev.jsloth.api.distributed.TcpCommunicator;
+import dev.jsloth.api.spi.BackendProvider;
+import dev.jsloth.api.spi.Backends;
 
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
-import java.net.ServerSocket;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -14,8 +17,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * {@code --gpus N} on one host: starts N copies of this command, one per GPU, as a data-parallel process group
- * (the torchrun environment: WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR=127.0.0.1, a free MASTER_PORT, and
- * NCCL_NVLS_ENABLE=0), with the same JVM, class path and arguments minus {@code --gpus}. Rank 0's output is this
+ * (the torchrun environment: WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR=127.0.0.1, MASTER_PORT=0 with
+ * JSLOTH_RENDEZVOUS_FILE where rank 0 publishes the port it binds, and NCCL_NVLS_ENABLE=0), with the same JVM, class path and arguments minus {@code --gpus}. Rank 0's output is this
  * process's; the others print only errors. If one rank fails the others are stopped and its exit status returned.
  * Across hosts, start one process per GPU yourself with that environment (see the README).
  */
@@ -34,12 +37,36 @@ final class ProcessLauncher {
         return currentGroup().isEmpty();
     }
 
-    /** Runs {@code gpus} ranks of {@code subcommand args} and waits for them; returns the exit status. */
-    static int launch(int gpus, String subcommand, List<String> args) throws IOException, InterruptedException {
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
+    /**
+     * Checks, before any rank starts, that the backend the ranks will pick has {@code gpus} devices: with fewer, the
+     * extra ranks would find no GPU and fall back to the CPU backend. A backend that is not one-a-device (the CPU's)
+     * runs only when named ({@code --backend cpu}), not as the fallback of a host without a usable GPU.
+     */
+    static void checkDevices(int gpus, String backendOption) {
+        String named = backendOption != null ? backendOption : Backends.requestedName();
+        List<BackendProvider> providers = Backends.providers();
+        BackendProvider p = Backends.choose(named, providers);
+        java.util.OptionalInt count = p.deviceCount();
+        if (count.isPresent() && gpus > count.getAsInt())
+            throw new IllegalArgumentException("--gpus " + gpus + " starts one process a GPU, but the " + p.name() + " backend sees "
+                    + count.getAsInt() + " device" + (count.getAsInt() == 1 ? "" : "s") + " on this host"
+                    + (System.getenv("CUDA_VISIBLE_DEVICES") == null ? "" : " (CUDA_VISIBLE_DEVICES=" + System.getenv("CUDA_VISIBLE_DEVICES") + ")"));
+        if (count.isEmpty() && named == null) {
+            StringBuilder why = new StringBuilder();
+            for (Backends.Status st : Backends.statuses(providers))
+                if (!st.availability().available()) why.append("; ").append(st.name()).append(": ").append(st.availability().reason());
+            throw new IllegalArgumentException("--gpus " + gpus + ": no GPU backend is usable here, the best available is " + p.name() + why
+                    + " (to run " + gpus + " processes on it anyway, name it: --backend " + p.name() + ")");
         }
+    }
+
+    /** Runs {@code gpus} ranks of {@code subcommand args} and waits for them; returns the exit status. */
+    static int launch(int gpus, String subcommand, List<String> args, String backendOption) throws IOException, InterruptedException {
+        checkDevices(gpus, backendOption);
+        // rank 0 binds a free port when it gets there and publishes it in this file (MASTER_PORT=0): a port chosen
+        // here could be taken by then
+        var rendezvousDir = Files.createTempDirectory("jsloth-rendezvous");
+        var rendezvousFile = rendezvousDir.resolve("port");
         String java = ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         List<String> base = new ArrayList<>();
         base.add(java);
@@ -61,7 +88,8 @@ final class ProcessLauncher {
                 env.put("RANK", Integer.toString(r));
                 env.put("LOCAL_RANK", Integer.toString(r));
                 env.put("MASTER_ADDR", "127.0.0.1");
-                env.put("MASTER_PORT", Integer.toString(port));
+                env.put("MASTER_PORT", "0");
+                env.put(TcpCommunicator.RENDEZVOUS_FILE_ENV, rendezvousFile.toString());
                 env.putIfAbsent("NCCL_NVLS_ENABLE", "0");
                 if (r == 0) pb.inheritIO();
                 else pb.redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectError(ProcessBuilder.Redirect.INHERIT);
@@ -86,6 +114,8 @@ final class ProcessLauncher {
             return status;
         } finally {
             for (Process p : ranks) if (p.isAlive()) p.destroyForcibly();
+            Files.deleteIfExists(rendezvousFile);
+            Files.deleteIfExists(rendezvousDir);
             try {
                 Runtime.getRuntime().removeShutdownHook(stopRanks);
             } catch (IllegalStateException shuttingDown) {

@@ -328,9 +328,11 @@ public final class FineTuneJob {
                 TrainingSummary s;
                 if (group.worldSize() > 1) {
                     try (Communicator comm = be.communicator(group)) {
-                        log.accept(String.format("data parallel: %d processes, this is rank %d (GPU %d); %d sequences per micro-batch in all",
-                                group.worldSize(), group.rank(), group.localRank(), training.batchSize() * group.worldSize()));
-                        s = t.distributed(comm).run(resume);
+                        log.accept(String.format("data parallel: %d processes, this is rank %d (%s %d); %d sequences per micro-batch in all",
+                                group.worldSize(), group.rank(), be.name(), group.localRank(), training.batchSize() * group.worldSize()));
+                        // a failure here (a peer gone, a full disk on rank 0) aborts the collectives under way: close
+                        // would wait for them for ever
+                        s = comm.abortOnFailure(() -> t.distributed(comm).run(resume));
                     }
                 } else {
                     s = t.run(resume);

@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The command line end to end: a real fine-tune on an HF checkpoint + Alpaca JSONL, and bad input reported clearly. */
@@ -167,6 +168,32 @@ class CliTest {
             assertEquals(la, lb, 1e-10 * Math.abs(la), "step " + (i + 1) + " loss");
         }
         assertTrue(Files.isRegularFile(tmp.resolve("two/adapter/adapter_model.safetensors")));
+    }
+
+    /**
+     * {@code --gpus N} checks the devices before any rank starts: past the GPUs present (the extra ranks would fall
+     * back to the CPU) or with no GPU backend at all (unless the CPU backend is named), a clear error and no rank.
+     */
+    @Test
+    void gpusPastTheDevicesPresentIsRefusedBeforeAnyRankStarts() {
+        int cudaDevices = dev.jsloth.api.spi.Backends.providers().stream().filter(p -> p.name().equals("cuda"))
+                .mapToInt(p -> p.deviceCount().orElse(0)).findFirst().orElse(0);
+        int ask = Math.max(2, cudaDevices + 1);
+        Run r = run("bench", "--shape", "llama-25m", "--batch", "1", "--seq", "16", "--steps", "1", "--gpus", Integer.toString(ask));
+        assertEquals(1, r.code(), r.out() + r.err());
+        String want = cudaDevices > 0 ? "--gpus " + ask + " starts one process a GPU, but the cuda backend sees " + cudaDevices
+                : "--gpus " + ask + ": no GPU backend is usable here";
+        assertTrue(r.err().contains(want), r.err());
+        assertFalse(r.out().contains("tok_s"), r.out());
+    }
+
+    @Test
+    void errorsCarryTheMessagesUnderThem() {
+        var e = new java.io.UncheckedIOException("all-reduce over TCP (rank 1 of 2)", new java.io.EOFException("peer closed"));
+        assertEquals("all-reduce over TCP (rank 1 of 2): peer closed", Main.describe(e));
+        assertEquals("no such file: x.json", Main.describe(new java.nio.file.NoSuchFileException("x.json")));
+        var same = new IllegalStateException("bad row", new IllegalArgumentException("bad row"));
+        assertEquals("bad row", Main.describe(same));
     }
 
     /**

@@ -52,6 +52,35 @@ public interface Communicator extends AutoCloseable {
         allReduceSum(new double[1]);
     }
 
+    /**
+     * Tears the communicator down after a failure, without waiting for collectives under way (a peer that died would
+     * never complete them): NCCL's {@code ncclCommAbort}, then the sockets. Later calls, {@link #close} included, do
+     * nothing. The default is {@link #close}.
+     */
+    default void abort() {
+        close();
+    }
+
+    /** Runs {@code work}; if it throws, aborts this communicator before the exception goes on (and before any close). */
+    default <T, E extends Exception> T abortOnFailure(Work<T, E> work) throws E {
+        try {
+            return work.run();
+        } catch (Throwable t) {
+            try {
+                abort();
+            } catch (RuntimeException | Error suppressed) {
+                t.addSuppressed(suppressed);
+            }
+            throw t;
+        }
+    }
+
+    /** Work that returns a value and may throw {@code E}. */
+    @FunctionalInterface
+    interface Work<T, E extends Exception> {
+        T run() throws E;
+    }
+
     @Override
     void close();
 }

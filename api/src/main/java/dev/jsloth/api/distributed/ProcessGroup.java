@@ -6,7 +6,9 @@ import java.util.Optional;
 /**
  * Where this process sits in a data-parallel job, from the usual launcher environment (torchrun's names):
  * {@code WORLD_SIZE} processes, this one {@code RANK} (0 = the root, which writes checkpoints), {@code LOCAL_RANK}
- * (its GPU on this host; defaults to RANK), and the root's rendezvous address {@code MASTER_ADDR:MASTER_PORT}.
+ * (its GPU on this host; defaults to RANK), and the root's rendezvous address {@code MASTER_ADDR:MASTER_PORT}. A port
+ * of 0 (or none, with {@code JSLOTH_RENDEZVOUS_FILE} set) means rank 0 binds a free port and publishes it in that file,
+ * as the {@code --gpus} launcher does: no port is chosen before it is bound.
  */
 public record ProcessGroup(int rank, int worldSize, int localRank, String masterAddr, int masterPort) {
     public ProcessGroup {
@@ -14,7 +16,9 @@ public record ProcessGroup(int rank, int worldSize, int localRank, String master
         if (rank < 0 || rank >= worldSize) throw new IllegalArgumentException("RANK " + rank + " is outside [0, WORLD_SIZE=" + worldSize + ")");
         if (localRank < 0) throw new IllegalArgumentException("LOCAL_RANK must not be negative, got " + localRank);
         if (masterAddr == null || masterAddr.isBlank()) throw new IllegalArgumentException("MASTER_ADDR is empty");
-        if (masterPort < 1 || masterPort > 65535) throw new IllegalArgumentException("MASTER_PORT " + masterPort + " is not a TCP port (1-65535)");
+        if (masterPort < 0 || masterPort > 65535)
+            throw new IllegalArgumentException("MASTER_PORT " + masterPort + " is not a TCP port (1-65535, or 0: rank 0 binds a free one and publishes it in "
+                    + TcpCommunicator.RENDEZVOUS_FILE_ENV + ")");
     }
 
     /** A group of one process (no communication). */
@@ -31,6 +35,15 @@ public record ProcessGroup(int rank, int worldSize, int localRank, String master
         return fromEnvironment(System.getenv());
     }
 
+    /** As {@link #fromEnvironment()}, empty also where the environment is malformed (for messages, not for running). */
+    public static Optional<ProcessGroup> fromEnvironmentOrEmpty() {
+        try {
+            return fromEnvironment();
+        } catch (IllegalArgumentException e) {
+            return Optional.empty();
+        }
+    }
+
     public static Optional<ProcessGroup> fromEnvironment(Map<String, String> env) {
         String ws = env.get("WORLD_SIZE");
         if (ws == null || ws.isBlank()) return Optional.empty();
@@ -40,7 +53,8 @@ public record ProcessGroup(int rank, int worldSize, int localRank, String master
         String addr = env.get("MASTER_ADDR");
         if (addr == null && world == 1) addr = "127.0.0.1";
         if (addr == null) throw new IllegalArgumentException("WORLD_SIZE=" + world + " but MASTER_ADDR is not set (the root's host name or address)");
-        int port = env.containsKey("MASTER_PORT") || world > 1 ? number(env, "MASTER_PORT") : 29500;
+        boolean published = env.get(TcpCommunicator.RENDEZVOUS_FILE_ENV) != null && !env.get(TcpCommunicator.RENDEZVOUS_FILE_ENV).isBlank();
+        int port = env.containsKey("MASTER_PORT") ? number(env, "MASTER_PORT") : published ? 0 : world > 1 ? number(env, "MASTER_PORT") : 29500;
         return Optional.of(new ProcessGroup(rank, world, local, addr, port));
     }
 

@@ -9,11 +9,16 @@ import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -32,6 +37,8 @@ public final class TcpCommunicator implements Communicator {
     public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(300);
     /** The environment variable that sets the rendezvous wait, in whole seconds. */
     public static final String TIMEOUT_ENV = "JSLOTH_RENDEZVOUS_TIMEOUT_S";
+    /** The file where rank 0 publishes the port it bound when {@code MASTER_PORT} is 0 (the {@code --gpus} launcher's way). */
+    public static final String RENDEZVOUS_FILE_ENV = "JSLOTH_RENDEZVOUS_FILE";
 
     /** The rendezvous wait: {@value #TIMEOUT_ENV} when set (a positive whole number of seconds, else an error naming it), else 300 s. */
     public static Duration rendezvousTimeout() {
@@ -76,42 +83,108 @@ public final class TcpCommunicator implements Communicator {
 
     /** Connects the group (blocking until every rank has joined, or the timeout). {@code backend} may be null (host values only). */
     public static TcpCommunicator connect(ProcessGroup g, Backend backend, Duration timeout) throws IOException {
-        if (g.worldSize() == 1) return new TcpCommunicator(g, backend, new Socket[0]);
-        return g.isRoot() ? accept(g, backend, timeout) : join(g, backend, timeout);
+        return connect(g, backend, timeout, "tcp/" + (backend == null ? "host" : backend.name()), rendezvousFile());
     }
 
-    private static TcpCommunicator accept(ProcessGroup g, Backend backend, Duration timeout) throws IOException {
+    /**
+     * Connects the group for a {@code transport} (a short name every rank must share, e.g. {@code nccl} or
+     * {@code tcp/cpu}: a rank that fell back to another backend is refused by name). With {@code MASTER_PORT} 0 the
+     * root binds a free port and publishes it in {@code rendezvousFile}, where the other ranks read it.
+     */
+    public static TcpCommunicator connect(ProcessGroup g, Backend backend, Duration timeout, String transport, Path rendezvousFile)
+            throws IOException {
+        if (g.worldSize() == 1) return new TcpCommunicator(g, backend, new Socket[0]);
+        if (g.masterPort() == 0 && rendezvousFile == null)
+            throw new IllegalArgumentException("MASTER_PORT=0 needs " + RENDEZVOUS_FILE_ENV + " (the file where rank 0 publishes the port it binds)");
+        return g.isRoot() ? accept(g, backend, timeout, transport, rendezvousFile) : join(g, backend, timeout, transport, rendezvousFile);
+    }
+
+    /** The file named by {@value #RENDEZVOUS_FILE_ENV}, or null. */
+    public static Path rendezvousFile() {
+        String f = System.getenv(RENDEZVOUS_FILE_ENV);
+        return f == null || f.isBlank() ? null : Path.of(f);
+    }
+
+    /** What a rank sends first: magic, rank, world size, transport. */
+    private record Hello(int magic, int rank, int world, String transport) {
+        static Hello read(DataInputStream in) throws IOException {
+            int magic = in.readInt();
+            if (magic != MAGIC) return new Hello(magic, -1, -1, "");
+            int rank = in.readInt(), world = in.readInt(), n = in.readUnsignedShort();
+            if (n > MAX_TRANSPORT) throw new IOException("transport name of " + n + " bytes");
+            byte[] b = new byte[n];
+            in.readFully(b);
+            return new Hello(magic, rank, world, new String(b, StandardCharsets.UTF_8));
+        }
+
+        void write(DataOutputStream out) throws IOException {
+            byte[] b = transport.getBytes(StandardCharsets.UTF_8);
+            if (b.length > MAX_TRANSPORT) throw new IllegalArgumentException("transport name too long: " + transport);
+            out.writeInt(magic);
+            out.writeInt(rank);
+            out.writeInt(world);
+            out.writeShort(b.length);
+            out.write(b);
+            out.flush();
+        }
+    }
+
+    private static final int MAX_TRANSPORT = 64;
+    /** How long the root gives one connection to introduce itself before it drops it and listens on. */
+    private static final int HELLO_MILLIS = 5_000;
+
+    private static TcpCommunicator accept(ProcessGroup g, Backend backend, Duration timeout, String transport, Path rendezvousFile)
+            throws IOException {
         Socket[] peers = new Socket[g.worldSize()];
         long deadline = System.nanoTime() + timeout.toNanos();
+        int port = g.masterPort();
         try (ServerSocket server = new ServerSocket()) {
             server.setReuseAddress(true);
-            server.bind(new InetSocketAddress(g.masterPort()), g.worldSize());
+            // a loopback MASTER_ADDR (the --gpus launcher's) listens on loopback only: nothing off this host can join
+            InetAddress bindTo = isLoopback(g.masterAddr()) ? InetAddress.getLoopbackAddress() : null;
+            server.bind(new InetSocketAddress(bindTo, g.masterPort()), g.worldSize());
+            port = server.getLocalPort();
+            if (g.masterPort() == 0) publishPort(rendezvousFile, port);
             int joined = 0;
             while (joined < g.worldSize() - 1) {
                 long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0) throw timeout(g, joined);
+                if (left <= 0) throw timeout(g, joined, port);
                 server.setSoTimeout((int) Math.min(Integer.MAX_VALUE, left));
                 Socket s;
                 try {
                     s = server.accept();
                 } catch (SocketTimeoutException e) {
-                    throw timeout(g, joined);
+                    throw timeout(g, joined, port);
                 }
-                s.setTcpNoDelay(true);
-                DataInputStream din = new DataInputStream(s.getInputStream());
-                s.setSoTimeout(30_000);
-                int magic = din.readInt(), rank = din.readInt(), world = din.readInt();
-                s.setSoTimeout(0);
-                if (magic != MAGIC) {
+                Hello h;
+                try {
+                    s.setTcpNoDelay(true);
+                    s.setSoTimeout((int) Math.max(1, Math.min(HELLO_MILLIS, left)));
+                    h = Hello.read(new DataInputStream(s.getInputStream()));
+                    s.setSoTimeout(0);
+                } catch (IOException e) { // a port probe, a half-open or silent connection: not a rank, listen on
+                    s.close();
+                    continue;
+                }
+                if (h.magic() != MAGIC) {
                     s.close(); // not one of ours: keep listening
                     continue;
                 }
-                if (world != g.worldSize())
-                    throw new IOException("rendezvous: rank " + rank + " says WORLD_SIZE=" + world + ", the root has " + g.worldSize());
-                if (rank <= 0 || rank >= g.worldSize() || peers[rank] != null)
-                    throw new IOException("rendezvous: a second process claims RANK=" + rank + " (each rank must be unique, 1.."
-                            + (g.worldSize() - 1) + " besides the root)");
-                peers[rank] = s;
+                try {
+                    if (h.world() != g.worldSize())
+                        throw new IOException("rendezvous: rank " + h.rank() + " says WORLD_SIZE=" + h.world() + ", the root has " + g.worldSize());
+                    if (h.rank() <= 0 || h.rank() >= g.worldSize() || peers[h.rank()] != null)
+                        throw new IOException("rendezvous: a second process claims RANK=" + h.rank() + " (each rank must be unique, 1.."
+                                + (g.worldSize() - 1) + " besides the root)");
+                    if (!h.transport().equals(transport))
+                        throw new IOException("rendezvous: rank " + h.rank() + " joined for " + h.transport() + " where the root runs " + transport
+                                + ": every rank must run the same backend (a rank whose GPU is missing or unusable falls back to another"
+                                + " backend: check LOCAL_RANK against the GPUs present, or name --backend)");
+                } catch (IOException e) {
+                    s.close();
+                    throw e;
+                }
+                peers[h.rank()] = s;
                 joined++;
             }
         } catch (IOException e) {
@@ -119,45 +192,113 @@ public final class TcpCommunicator implements Communicator {
             throw e;
         }
         TcpCommunicator c = new TcpCommunicator(g, backend, peers);
-        for (int r = 1; r < peers.length; r++) { // everyone is in: release the others
-            c.out[r].writeInt(MAGIC);
+        for (int r = 1; r < peers.length; r++) { // everyone is in: release the others, each with its own acknowledgement
+            c.out[r].writeInt(MAGIC ^ r);
             c.out[r].flush();
         }
         return c;
     }
 
-    private static IOException timeout(ProcessGroup g, int joined) {
-        return new IOException("rendezvous: only " + (joined + 1) + " of WORLD_SIZE=" + g.worldSize() + " ranks reached the root on port "
-                + g.masterPort() + " within the timeout (start every rank with the same MASTER_ADDR/MASTER_PORT; JSLOTH_RENDEZVOUS_TIMEOUT_S sets the wait)");
+    private static boolean isLoopback(String addr) {
+        try {
+            return InetAddress.getByName(addr).isLoopbackAddress();
+        } catch (java.net.UnknownHostException e) {
+            return false;
+        }
     }
 
-    private static TcpCommunicator join(ProcessGroup g, Backend backend, Duration timeout) throws IOException {
+    /** Writes the bound port into the rendezvous file at once (a reader sees no file or the whole number). */
+    private static void publishPort(Path file, int port) throws IOException {
+        Path dir = file.toAbsolutePath().getParent();
+        Path tmp = Files.createTempFile(dir, ".port", ".tmp");
+        try {
+            Files.writeString(tmp, port + "\n", StandardCharsets.US_ASCII);
+            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    /** The port rank 0 published, waiting for the file until the deadline; -1 if it did not appear. */
+    private static int publishedPort(Path file, long deadline) throws IOException {
+        while (System.nanoTime() < deadline) {
+            if (Files.isRegularFile(file)) {
+                String text = Files.readString(file, StandardCharsets.US_ASCII).trim();
+                try {
+                    int p = Integer.parseInt(text);
+                    if (p >= 1 && p <= 65535) return p;
+                } catch (NumberFormatException e) {
+                    // reported below
+                }
+                throw new IOException("rendezvous: " + file + " holds '" + text + "', not a TCP port");
+            }
+            sleep(100);
+        }
+        return -1;
+    }
+
+    private static void sleep(long millis) throws IOException {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException ie) {
+            Thread.currentThread().interrupt();
+            throw new IOException("rendezvous interrupted", ie);
+        }
+    }
+
+    private static IOException timeout(ProcessGroup g, int joined, int port) {
+        return new IOException("rendezvous: only " + (joined + 1) + " of WORLD_SIZE=" + g.worldSize() + " ranks reached the root on port "
+                + port + " within the timeout (start every rank with the same MASTER_ADDR/MASTER_PORT; " + TIMEOUT_ENV + " sets the wait)");
+    }
+
+    private static TcpCommunicator join(ProcessGroup g, Backend backend, Duration timeout, String transport, Path rendezvousFile)
+            throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
+        int port = g.masterPort();
+        if (port == 0) {
+            port = publishedPort(rendezvousFile, deadline);
+            if (port < 0)
+                throw new IOException("rendezvous: rank " + g.rank() + " found no port from rank 0 in " + rendezvousFile
+                        + " within the timeout (is rank 0 running?)");
+        }
         IOException last = null;
         while (System.nanoTime() < deadline) {
             Socket s = new Socket();
             try {
-                s.connect(new InetSocketAddress(g.masterAddr(), g.masterPort()), 2000);
+                s.connect(new InetSocketAddress(g.masterAddr(), port), 2000);
                 s.setTcpNoDelay(true);
                 TcpCommunicator c = new TcpCommunicator(g, backend, new Socket[]{s});
-                c.out[0].writeInt(MAGIC);
-                c.out[0].writeInt(g.rank());
-                c.out[0].writeInt(g.worldSize());
-                c.out[0].flush();
-                if (c.in[0].readInt() != MAGIC) throw new IOException("rendezvous: unexpected reply from " + g.masterAddr() + ":" + g.masterPort());
+                new Hello(MAGIC, g.rank(), g.worldSize(), transport).write(c.out[0]);
+                // the root answers once every rank is in: wait for it until the deadline, no longer
+                s.setSoTimeout((int) Math.max(1, Math.min(Integer.MAX_VALUE, (deadline - System.nanoTime()) / 1_000_000)));
+                int reply;
+                try {
+                    reply = c.in[0].readInt();
+                } catch (SocketTimeoutException e) {
+                    s.close();
+                    throw new IOException("rendezvous: rank " + g.rank() + " reached " + g.masterAddr() + ":" + port
+                            + " but not every rank joined within the timeout (" + TIMEOUT_ENV + " sets the wait)", e);
+                } catch (java.io.EOFException e) {
+                    s.close();
+                    throw new IOException("rendezvous: rank 0 at " + g.masterAddr() + ":" + port + " closed the connection"
+                            + " (its own error says why: another WORLD_SIZE, RANK or backend)", e);
+                }
+                s.setSoTimeout(0);
+                if (reply != (MAGIC ^ g.rank())) {
+                    s.close();
+                    throw new IOException("rendezvous: unexpected reply from " + g.masterAddr() + ":" + port + " (not a jsloth rank 0)");
+                }
                 return c;
-            } catch (IOException e) {
+            } catch (java.net.ConnectException | SocketTimeoutException e) { // not listening yet: try again
                 s.close();
                 last = e;
-                try {
-                    Thread.sleep(200);
-                } catch (InterruptedException ie) {
-                    Thread.currentThread().interrupt();
-                    throw new IOException("rendezvous interrupted", ie);
-                }
+                sleep(200);
+            } catch (IOException e) {
+                s.close();
+                throw e;
             }
         }
-        throw new IOException("rendezvous: rank " + g.rank() + " could not join the root at " + g.masterAddr() + ":" + g.masterPort()
+        throw new IOException("rendezvous: rank " + g.rank() + " could not join the root at " + g.masterAddr() + ":" + port
                 + " within the timeout (is rank 0 running? check MASTER_ADDR/MASTER_PORT)" + (last == null ? "" : ": " + last.getMessage()), last);
     }
 

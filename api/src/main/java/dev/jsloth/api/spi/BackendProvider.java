@@ -17,6 +17,14 @@ public interface BackendProvider {
     /** Whether this backend can run on this machine; when it cannot, the reason says why. */
     Availability availability();
 
+    /**
+     * How many devices of this kind the host shows, for launches of one process a device ({@code --gpus N}), whether
+     * or not the one this process would pick is usable; empty for backends that are not one-a-device (the CPU's).
+     */
+    default java.util.OptionalInt deviceCount() {
+        return java.util.OptionalInt.empty();
+    }
+
     /** A new backend instance; throws {@link BackendUnavailableException} if unavailable. */
     Backend create();
 }

@@ -104,4 +104,92 @@ class TcpCommunicatorTest {
             org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("JSLOTH_RENDEZVOUS_TIMEOUT_S") && e.getMessage().contains("'" + bad + "'"), e.getMessage());
         }
     }
+
+    /**
+     * Connections that are not ranks (a port probe that closes at once, bytes that are not a hello, a hello cut short)
+     * are dropped and the rendezvous goes on; with MASTER_PORT 0 the root binds a free port and publishes it in the
+     * rendezvous file, where the others read it.
+     */
+    @Test
+    void strayConnectionsAreDroppedAndAPublishedPortIsFound(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
+        java.nio.file.Path file = tmp.resolve("port");
+        int world = 3;
+        ExecutorService ex = Executors.newFixedThreadPool(world);
+        try {
+            Future<double[]> root = ex.submit(() -> {
+                try (TcpCommunicator c = TcpCommunicator.connect(new ProcessGroup(0, world, 0, "127.0.0.1", 0), null, Duration.ofSeconds(60), "test", file)) {
+                    return c.allReduceSum(new double[]{1});
+                }
+            });
+            long until = System.nanoTime() + 30_000_000_000L;
+            while (!java.nio.file.Files.exists(file) && System.nanoTime() < until) Thread.sleep(20);
+            int port = Integer.parseInt(java.nio.file.Files.readString(file).trim());
+            try (java.net.Socket probe = new java.net.Socket("127.0.0.1", port)) { // connects and closes
+                assertTrue(probe.isConnected());
+            }
+            try (java.net.Socket junk = new java.net.Socket("127.0.0.1", port)) {
+                junk.getOutputStream().write("GET / HTTP/1.0\r\n\r\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+                junk.getOutputStream().flush();
+            }
+            try (java.net.Socket cut = new java.net.Socket("127.0.0.1", port)) { // our magic, then nothing more
+                new java.io.DataOutputStream(cut.getOutputStream()).writeInt(0x4A534C54);
+            }
+            List<Future<double[]>> others = new ArrayList<>();
+            for (int r = 1; r < world; r++) {
+                final int rank = r;
+                others.add(ex.submit(() -> {
+                    try (TcpCommunicator c = TcpCommunicator.connect(new ProcessGroup(rank, world, rank, "127.0.0.1", 0), null, Duration.ofSeconds(60), "test", file)) {
+                        return c.allReduceSum(new double[]{rank + 1});
+                    }
+                }));
+            }
+            assertArrayEquals(new double[]{6}, root.get(90, TimeUnit.SECONDS), 0.0);
+            for (Future<double[]> f : others) assertArrayEquals(new double[]{6}, f.get(90, TimeUnit.SECONDS), 0.0);
+        } finally {
+            ex.shutdownNow();
+        }
+        assertEquals(0, ProcessGroup.fromEnvironment(Map.of("WORLD_SIZE", "2", "RANK", "1", "MASTER_ADDR", "127.0.0.1",
+                TcpCommunicator.RENDEZVOUS_FILE_ENV, file.toString())).orElseThrow().masterPort());
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> TcpCommunicator.connect(new ProcessGroup(1, 2, 1, "127.0.0.1", 0), null,
+                Duration.ofSeconds(1), "test", null)).getMessage().contains(TcpCommunicator.RENDEZVOUS_FILE_ENV));
+    }
+
+    /**
+     * A rank that joins for another transport (one whose GPU was missing fell back to the CPU backend) is refused by
+     * name at the root, and the rank itself hears that the root closed the connection.
+     */
+    @Test
+    void aRankOnAnotherBackendIsRefusedByName() throws Exception {
+        int port = freePort();
+        ExecutorService ex = Executors.newFixedThreadPool(2);
+        try {
+            Future<?> root = ex.submit(() -> TcpCommunicator.connect(new ProcessGroup(0, 2, 0, "127.0.0.1", port), null, Duration.ofSeconds(30), "nccl", null));
+            Future<?> other = ex.submit(() -> TcpCommunicator.connect(new ProcessGroup(1, 2, 1, "127.0.0.1", port), null, Duration.ofSeconds(30), "tcp/cpu", null));
+            var e = assertThrows(java.util.concurrent.ExecutionException.class, () -> root.get(60, TimeUnit.SECONDS));
+            assertTrue(e.getCause().getMessage().contains("rank 1 joined for tcp/cpu where the root runs nccl"), e.getCause().getMessage());
+            var o = assertThrows(java.util.concurrent.ExecutionException.class, () -> other.get(60, TimeUnit.SECONDS));
+            assertTrue(o.getCause().getMessage().contains("closed the connection"), o.getCause().getMessage());
+        } finally {
+            ex.shutdownNow();
+        }
+    }
+
+    /** abortOnFailure aborts (not closes) the communicator when the work throws, and passes the exception on. */
+    @Test
+    void aFailureAbortsTheCommunicator() throws Exception {
+        List<String> calls = new ArrayList<>();
+        Communicator c = new Communicator() {
+            public ProcessGroup group() { return ProcessGroup.single(); }
+            public void allReduceSum(List<dev.jsloth.api.Tensor> tensors) { }
+            public double[] allReduceSum(double[] values) { return values; }
+            public void broadcast(List<dev.jsloth.api.Tensor> tensors, int root) { }
+            public void abort() { calls.add("abort"); }
+            public void close() { calls.add("close"); }
+        };
+        assertEquals(5, c.abortOnFailure(() -> 5));
+        assertEquals(List.of(), calls);
+        IOException e = assertThrows(IOException.class, () -> c.abortOnFailure(() -> { throw new IOException("disk full"); }));
+        assertEquals("disk full", e.getMessage());
+        assertEquals(List.of("abort"), calls);
+    }
 }
