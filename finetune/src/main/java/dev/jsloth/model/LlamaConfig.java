@@ -14,12 +14,15 @@ import java.util.Set;
  * forms are read: transformers 5's {@code rope_parameters} and the older top-level {@code rope_theta} +
  * {@code rope_scaling}. Fields that would change the maths and are not supported are errors naming the file and
  * field, never silently ignored. {@code slidingWindow} (Mistral) is kept: sequences longer than it are refused,
- * since within the window sliding attention equals full causal attention.
+ * since within the window sliding attention equals full causal attention. {@code attentionDropout} is kept for the
+ * trainer, which refuses to train with it above 0 (transformers drops attention probabilities while training; this
+ * engine does not).
  */
 public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numLayers, int numHeads,
                           int numKvHeads, int headDim, int vocabSize, double rmsNormEps, RopeTables.Config rope,
                           boolean tieWordEmbeddings, int maxPositionEmbeddings, boolean qkvBias, boolean outputBias,
-                          boolean mlpBias, Integer slidingWindow, Integer bosTokenId, Integer eosTokenId, String torchDtype) {
+                          boolean mlpBias, Integer slidingWindow, Integer bosTokenId, Integer eosTokenId, String torchDtype,
+                          double attentionDropout) {
 
     private static final Set<String> MODEL_TYPES = Set.of("llama", "mistral", "qwen2");
 
@@ -56,7 +59,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (!MODEL_TYPES.contains(type))
             throw new CheckpointFormatException(file, "model_type", "'" + type + "' is not supported (supported: " + MODEL_TYPES + ")");
         String act = text(file, c, "hidden_act", "silu");
-        if (!act.equals("silu")) throw new CheckpointFormatException(file, "hidden_act", "'" + act + "' is not supported (only silu)");
+        if (!act.equals("silu") && !act.equals("swish")) // transformers' ACT2FN maps both to SiLU
+            throw new CheckpointFormatException(file, "hidden_act", "'" + act + "' is not supported (only silu / swish)");
         int hidden = positive(file, c, "hidden_size", null);
         int inter = positive(file, c, "intermediate_size", null);
         int layers = positive(file, c, "num_hidden_layers", null);
@@ -84,9 +88,12 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         int tp = c.hasNonNull("pretraining_tp") ? positive(file, c, "pretraining_tp", 1) : 1; // same maths for any tp
         if (tp < 1) throw new CheckpointFormatException(file, "pretraining_tp", "must be positive");
         RopeTables.Config rope = rope(file, c, maxPos);
+        double attentionDropout = number(file, c, "attention_dropout", 0.0);
+        if (!(attentionDropout >= 0 && attentionDropout < 1))
+            throw new CheckpointFormatException(file, "attention_dropout", attentionDropout + " is not in [0, 1)");
         String dtype = c.hasNonNull("dtype") ? c.get("dtype").asText() : c.hasNonNull("torch_dtype") ? c.get("torch_dtype").asText() : null;
         return new LlamaConfig(type, hidden, inter, layers, heads, kv, headDim, vocab, eps, rope, tie, maxPos, qkvBias, oBias,
-                mlpBias, window, optionalInt(file, c, "bos_token_id"), optionalInt(file, c, "eos_token_id"), dtype);
+                mlpBias, window, optionalInt(file, c, "bos_token_id"), optionalInt(file, c, "eos_token_id"), dtype, attentionDropout);
     }
 
     private static RopeTables.Config rope(Path file, JsonNode c, int maxPositions) throws CheckpointFormatException {
@@ -100,15 +107,32 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             scaling = params;
         } else {
             prefix = "rope_scaling.";
-            theta = number(file, c, "rope_theta", 10000.0);
             scaling = c.get("rope_scaling");
             if (scaling != null && !scaling.isNull() && !scaling.isObject())
                 throw new CheckpointFormatException(file, "rope_scaling", "must be an object or null");
-            if (scaling == null || scaling.isNull()) return RopeTables.Config.standard(theta);
+            if (scaling == null || scaling.isNull()) {
+                theta = number(file, c, "rope_theta", 10000.0);
+                if (!(theta > 0)) throw new CheckpointFormatException(file, "rope_theta", "must be positive");
+                return RopeTables.Config.standard(theta);
+            }
+            // transformers turns rope_scaling into the parameters and fills rope_theta from the top only where it is missing
+            theta = scaling.hasNonNull("rope_theta") ? number(file, scaling, "rope_theta", null, prefix) : number(file, c, "rope_theta", 10000.0);
         }
         if (!(theta > 0)) throw new CheckpointFormatException(file, prefix + "rope_theta", "must be positive");
         String type = scaling.hasNonNull("rope_type") ? scaling.get("rope_type").asText()
                 : scaling.hasNonNull("type") ? scaling.get("type").asText() : "default";
+        // partial rotary embeddings: Llama's default type ignores the factor, the scaled types rotate fewer dimensions
+        // than the attention applies them to (transformers cannot run such a model)
+        for (JsonNode holder : new JsonNode[]{c, scaling}) {
+            if (!holder.hasNonNull("partial_rotary_factor") || type.equals("default")) continue;
+            String where = (holder == c ? "" : prefix) + "partial_rotary_factor";
+            double f = number(file, holder, "partial_rotary_factor", null);
+            if (f != 1.0) throw new CheckpointFormatException(file, where, f + " is not supported with rope_type " + type + " (only 1.0)");
+        }
+        // a top-level original_max_position_embeddings is copied over the rope parameters' (transformers'
+        // standardize_rope_params) for the types that read it
+        Integer topOriginal = null;
+        if (c.hasNonNull("original_max_position_embeddings")) topOriginal = positive(file, c, "original_max_position_embeddings", null);
         return switch (type) {
             case "default" -> RopeTables.Config.standard(theta);
             case "linear" -> {
@@ -116,20 +140,32 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 if (!(factor > 0)) throw new CheckpointFormatException(file, prefix + "factor", "must be positive");
                 yield RopeTables.Config.linear(theta, factor);
             }
+            case "dynamic" -> {
+                double factor = number(file, scaling, "factor", null, prefix);
+                if (!(factor > 0)) throw new CheckpointFormatException(file, prefix + "factor", "must be positive");
+                yield RopeTables.Config.dynamic(theta, factor, maxPositions);
+            }
             case "llama3" -> {
                 double factor = number(file, scaling, "factor", null, prefix);
                 double low = number(file, scaling, "low_freq_factor", null, prefix);
                 double high = number(file, scaling, "high_freq_factor", null, prefix);
                 if (!(high > low)) throw new CheckpointFormatException(file, prefix + "high_freq_factor", "must exceed low_freq_factor");
-                JsonNode orig = scaling.get("original_max_position_embeddings");
-                if (orig == null || !orig.canConvertToInt() || orig.asInt() <= 0)
-                    throw new CheckpointFormatException(file, prefix + "original_max_position_embeddings", "missing or not a positive integer");
-                yield RopeTables.Config.llama3(theta, factor, low, high, orig.asInt());
+                int original = topOriginal != null ? topOriginal : originalPositions(file, scaling, prefix, maxPositions);
+                yield RopeTables.Config.llama3(theta, factor, low, high, original);
             }
-            case "yarn" -> yarn(file, scaling, prefix, theta, maxPositions);
+            case "yarn" -> yarn(file, scaling, prefix, theta, maxPositions, topOriginal);
             default -> throw new CheckpointFormatException(file, prefix + "rope_type",
-                    "'" + type + "' is not supported (supported: default, linear, llama3, yarn)");
+                    "'" + type + "' is not supported (supported: default, linear, dynamic, llama3, yarn)");
         };
+    }
+
+    /** {@code original_max_position_embeddings} of the rope parameters: a positive integer, or {@code maxPositions} where absent. */
+    private static int originalPositions(Path file, JsonNode s, String prefix, int maxPositions) throws CheckpointFormatException {
+        JsonNode orig = s.get("original_max_position_embeddings");
+        if (orig == null || orig.isNull()) return maxPositions;
+        if (!orig.canConvertToInt() || orig.asInt() <= 0 || !orig.isIntegralNumber())
+            throw new CheckpointFormatException(file, prefix + "original_max_position_embeddings", "must be a positive integer, got " + orig);
+        return orig.asInt();
     }
 
     /**
@@ -138,17 +174,11 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
      * missing or zero; truncation on unless {@code truncate} is false; the attention factor given, or from mscale and
      * mscale_all_dim when both are non-zero, or {@code 0.1 ln(factor) + 1} (1 for a factor up to 1).
      */
-    private static RopeTables.Config yarn(Path file, JsonNode s, String prefix, double theta, int maxPositions)
+    private static RopeTables.Config yarn(Path file, JsonNode s, String prefix, double theta, int maxPositions, Integer topOriginal)
             throws CheckpointFormatException {
         double factor = number(file, s, "factor", null, prefix);
         if (!(factor > 0)) throw new CheckpointFormatException(file, prefix + "factor", "must be positive");
-        int original = maxPositions;
-        JsonNode orig = s.get("original_max_position_embeddings");
-        if (orig != null && !orig.isNull()) {
-            if (!orig.canConvertToInt() || orig.asInt() <= 0)
-                throw new CheckpointFormatException(file, prefix + "original_max_position_embeddings", "must be a positive integer");
-            original = orig.asInt();
-        }
+        int original = topOriginal != null ? topOriginal : originalPositions(file, s, prefix, maxPositions);
         double betaFast = number(file, s, "beta_fast", 32.0, prefix), betaSlow = number(file, s, "beta_slow", 1.0, prefix);
         if (betaFast == 0) betaFast = 32; // transformers: `get("beta_fast") or 32`
         if (betaSlow == 0) betaSlow = 1;

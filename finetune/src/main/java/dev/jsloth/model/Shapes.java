@@ -13,7 +13,7 @@ public final class Shapes {
     private static LlamaConfig llama(int hidden, int inter, int layers, int heads, int kv, int headDim, int vocab,
                                      RopeTables.Config rope, boolean tie, int maxPos) {
         return new LlamaConfig("llama", hidden, inter, layers, heads, kv, headDim, vocab, 1e-5, rope, tie, maxPos,
-                false, false, false, null, 1, 2, "bfloat16");
+                false, false, false, null, 1, 2, "bfloat16", 0.0);
     }
 
     public static final Map<String, LlamaConfig> ALL = new LinkedHashMap<>();

@@ -15,6 +15,7 @@ import dev.jsloth.data.Example;
 import dev.jsloth.data.ExampleBuilder;
 import dev.jsloth.data.LoadedDataset;
 import dev.jsloth.data.Record;
+import dev.jsloth.model.LlamaConfig;
 import dev.jsloth.model.LlamaModel;
 import dev.jsloth.model.LoraAdapter;
 import dev.jsloth.model.LoraSettings;
@@ -308,6 +309,7 @@ public final class FineTuneJob {
     public TrainingSummary run(List<TrainingListener> listeners) throws IOException {
         Tokenizer tok = Tokenizer.load(model);
         ChatTemplate tpl = template(model, templateName);
+        refuseAttentionDropout(LlamaConfig.read(model), model.resolve("config.json"));
         Optional<Map<String, String>> saved = resume ? CheckpointStore.latestRunSettings(output) : Optional.empty();
         LongRowPolicy rows = longRowPolicy(longRows, saved, output);
         try (Backend be = Backends.create(backendName != null ? backendName : Backends.requestedName());
@@ -345,6 +347,17 @@ public final class FineTuneJob {
                 return s;
             }
         }
+    }
+
+    /**
+     * Training with a config's {@code attention_dropout} above 0 is refused: transformers drops attention
+     * probabilities while training, this engine does not, so the run would silently differ from the model's recipe.
+     * (Evaluation, loss and generation are not affected: transformers turns it off outside training.)
+     */
+    public static void refuseAttentionDropout(LlamaConfig c, Path configFile) {
+        if (c.attentionDropout() > 0)
+            throw new IllegalArgumentException(configFile + ": attention_dropout " + c.attentionDropout() + " is not supported for training"
+                    + " (attention dropout is not implemented; set it to 0.0 in a copy of the checkpoint's config.json to train without it)");
     }
 
     /**

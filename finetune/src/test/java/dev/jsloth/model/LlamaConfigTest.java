@@ -55,7 +55,11 @@ class LlamaConfigTest {
     void unsupportedFieldsAreNamed() {
         String[][] cases = {
                 {"\"hidden_act\":\"gelu\"", "hidden_act"},
-                {"\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":4.0}", "rope_scaling.rope_type"},
+                {"\"rope_scaling\":{\"type\":\"longrope\",\"factor\":4.0}", "rope_scaling.rope_type"},
+                {"\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0,\"partial_rotary_factor\":0.5}", "rope_scaling.partial_rotary_factor"},
+                {"\"partial_rotary_factor\":0.5,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2.0}", "partial_rotary_factor"},
+                {"\"attention_dropout\":1.0", "attention_dropout"},
+                {"\"original_max_position_embeddings\":0,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2.0}", "original_max_position_embeddings"},
                 {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0,\"truncate\":\"yes\"}", "rope_scaling.truncate"},
                 {"\"rope_scaling\":{\"type\":\"yarn\",\"factor\":4.0,\"original_max_position_embeddings\":-5}",
                         "rope_scaling.original_max_position_embeddings"},
@@ -72,6 +76,43 @@ class LlamaConfigTest {
         }
         CheckpointFormatException missing = assertThrows(CheckpointFormatException.class, () -> parse("{\"hidden_size\":64}"));
         assertTrue(missing.getMessage().contains("intermediate_size"), missing.getMessage());
+    }
+
+    /**
+     * Fields transformers reads around the rope parameters: swish is SiLU; a top-level original_max_position_embeddings
+     * is copied over the parameters' (llama3 and yarn), llama3 without one takes max_position_embeddings; a rope_theta
+     * inside the older rope_scaling wins over the top-level one; partial_rotary_factor is ignored by the default type;
+     * dynamic NTK equals the default frequencies within max_position_embeddings and refuses positions past it;
+     * attention_dropout is kept for the trainer, which refuses it above 0.
+     */
+    @Test
+    void fieldsAroundTheRopeParametersAreReadAsTransformersReadsThem() throws Exception {
+        assertEquals(16, parse("{" + BASE + ",\"hidden_act\":\"swish\"}").headDim());
+        String llama3 = "\"rope_type\":\"llama3\",\"rope_theta\":500000.0,\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0";
+        assertEquals(1024, parse("{" + BASE + ",\"max_position_embeddings\":8192,\"original_max_position_embeddings\":1024,"
+                + "\"rope_parameters\":{" + llama3 + ",\"original_max_position_embeddings\":2048}}").rope().originalMaxPositions());
+        assertEquals(4096, parse("{" + BASE + ",\"max_position_embeddings\":4096,\"rope_parameters\":{" + llama3 + "}}").rope().originalMaxPositions());
+        assertEquals(4096, parse("{" + BASE + ",\"max_position_embeddings\":32768,\"original_max_position_embeddings\":4096,"
+                + "\"rope_parameters\":{\"rope_type\":\"yarn\",\"factor\":8.0}}").rope().originalMaxPositions());
+        assertEquals(500000.0, parse("{" + BASE + ",\"rope_theta\":10000.0,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2.0,"
+                + "\"rope_theta\":500000.0}}").rope().theta());
+        assertEquals("default", parse("{" + BASE + ",\"partial_rotary_factor\":0.5}").rope().type());
+        LlamaConfig dyn = parse("{" + BASE + ",\"max_position_embeddings\":64,\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2.0}}");
+        assertEquals("dynamic", dyn.rope().type());
+        org.junit.jupiter.api.Assertions.assertArrayEquals(dev.jsloth.api.ops.RopeTables.inverseFrequencies(
+                dev.jsloth.api.ops.RopeTables.Config.standard(10000), 16), dev.jsloth.api.ops.RopeTables.inverseFrequencies(dyn.rope(), 16));
+        try (dev.jsloth.api.Backend be = dev.jsloth.api.spi.Backends.create("cpu")) {
+            dev.jsloth.api.ops.RopeTables.compute(be, dev.jsloth.api.DType.F32, dyn.rope(), 16, new int[]{0, 63}).close();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> dev.jsloth.api.ops.RopeTables.compute(be, dev.jsloth.api.DType.F32, dyn.rope(), 16, new int[]{0, 64}));
+            assertTrue(e.getMessage().contains("position 64 is past max_position_embeddings 64"), e.getMessage());
+        }
+        LlamaConfig dropping = parse("{" + BASE + ",\"attention_dropout\":0.1}");
+        assertEquals(0.1, dropping.attentionDropout());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> dev.jsloth.train.FineTuneJob.refuseAttentionDropout(dropping, FILE));
+        assertTrue(e.getMessage().contains("config.json: attention_dropout 0.1 is not supported for training"), e.getMessage());
+        dev.jsloth.train.FineTuneJob.refuseAttentionDropout(parse("{" + BASE + ",\"attention_dropout\":0.0}"), FILE);
     }
 
     /** Every eos id of config.json and generation_config.json, in order without repeats; a bad one named by file and field. */

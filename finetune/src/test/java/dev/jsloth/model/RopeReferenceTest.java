@@ -9,6 +9,7 @@ import org.junit.jupiter.api.Test;
 import java.io.InputStream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -61,5 +62,55 @@ class RopeReferenceTest {
         assertTrue(checked >= 18, "cases checked: " + checked);
         System.out.printf("[rope] %d configs, %d of %d frequencies bit-identical to transformers, worst %d ulp%n", checked, exact,
                 total, worstUlps);
+    }
+
+    /**
+     * Whole config.json files as transformers' {@code AutoConfig.from_pretrained} reads them ({@code configs} in the
+     * same file): a top-level original_max_position_embeddings over the parameters', llama3 without one, the older
+     * rope_scaling form with and without its own rope_theta, partial_rotary_factor, dynamic NTK, and llama3 at 16
+     * random small sizes (its wavelength arithmetic: torch divides a number by a tensor as a reciprocal and a multiply).
+     * Where transformers refuses the config, so must this; where it runs one with a rope type this engine does not
+     * support (longrope), the refusal must name the rope type.
+     */
+    @Test
+    void wholeConfigsReadAsTransformersReadsThem() throws Exception {
+        JsonNode ref;
+        try (InputStream in = RopeReferenceTest.class.getResourceAsStream("/hf-rope/inv_freq.json")) {
+            ref = Json.MAPPER.readTree(in);
+        }
+        int checked = 0, refused = 0, exact = 0, total = 0;
+        for (JsonNode c : ref.get("configs")) {
+            String name = c.get("name").asText();
+            JsonNode config = c.get("config");
+            if (c.has("error")) {
+                assertThrows(dev.jsloth.io.CheckpointFormatException.class, () -> LlamaConfig.parse(LlamaConfigTest.FILE, config),
+                        name + ": transformers refuses it (" + c.get("error").asText() + ")");
+                refused++;
+                continue;
+            }
+            LlamaConfig parsed;
+            try {
+                parsed = LlamaConfig.parse(LlamaConfigTest.FILE, config);
+            } catch (dev.jsloth.io.CheckpointFormatException e) {
+                assertTrue(name.equals("longrope") && e.getMessage().contains("rope_type"), name + ": " + e.getMessage());
+                refused++;
+                continue;
+            }
+            float[] ours = RopeTables.inverseFrequencies(parsed.rope(), parsed.headDim());
+            JsonNode want = c.get("inv_freq");
+            assertEquals(want.size(), ours.length, name);
+            for (int i = 0; i < ours.length; i++) {
+                int ulps = Math.abs(Float.floatToIntBits((float) want.get(i).asDouble()) - Float.floatToIntBits(ours[i]));
+                assertTrue(ulps <= 1, name + " inv_freq[" + i + "]: ours " + ours[i] + ", transformers " + want.get(i) + " (" + ulps + " ulps)");
+                if (ulps == 0) exact++;
+                total++;
+            }
+            assertEquals(c.get("attention_scaling").asDouble(), parsed.rope().attentionScaling(), 1e-15, name);
+            checked++;
+        }
+        assertEquals(27, checked + refused, "configs in the reference file");
+        assertTrue(checked >= 25, "configs compared: " + checked);
+        System.out.printf("[rope] %d whole configs compared (%d refused as transformers does or by rope type), %d of %d frequencies"
+                + " bit-identical%n", checked, refused, exact, total);
     }
 }

@@ -21,13 +21,21 @@ import dev.jsloth.api.Tensor;
 public final class RopeTables {
 
     /**
-     * Rotary configuration; {@code type} is {@code default}, {@code linear}, {@code llama3} or {@code yarn}. The
+     * Rotary configuration; {@code type} is {@code default}, {@code linear}, {@code dynamic}, {@code llama3} or {@code yarn}. The
      * frequency factors are llama3's; {@code betaFast}, {@code betaSlow} and {@code truncate} YaRN's.
      */
     public record Config(double theta, String type, double factor, double lowFreqFactor, double highFreqFactor,
                          int originalMaxPositions, double attentionScaling, double betaFast, double betaSlow, boolean truncate) {
         public static Config standard(double theta) {
             return new Config(theta, "default", 1, 1, 1, 0, 1.0, 0, 0, false);
+        }
+
+        /**
+         * Dynamic NTK scaling: below {@code maxPositions} the frequencies are the default ones (transformers rescales
+         * the base only for a forward pass that reaches past {@code max_position_embeddings}, which these tables refuse).
+         */
+        public static Config dynamic(double theta, double factor, int maxPositions) {
+            return new Config(theta, "dynamic", factor, 1, 1, maxPositions, 1.0, 0, 0, false);
         }
 
         /** Linear scaling (position interpolation): positions count {@code 1/factor} as far. */
@@ -74,14 +82,14 @@ public final class RopeTables {
             inv[i] = 1.0f / pos[i];
         }
         switch (c.type()) {
-            case "default" -> { }
+            case "default", "dynamic" -> { }
             case "linear" -> { // transformers' _compute_linear_scaling_rope_parameters: inv_freq /= factor, in float32
                 float factor = (float) c.factor();
                 for (int i = 0; i < half; i++) inv[i] = inv[i] / factor;
             }
             case "llama3" -> applyLlama3(c, inv);
             case "yarn" -> applyYarn(c, headDim, pos, inv);
-            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, linear, llama3, yarn)");
+            default -> throw new IllegalArgumentException("unsupported rope type '" + c.type() + "' (supported: default, linear, dynamic, llama3, yarn)");
         }
         return inv;
     }
@@ -95,9 +103,11 @@ public final class RopeTables {
         float lowWavelen = oldLen / low;
         float highWavelen = oldLen / high;
         for (int i = 0; i < inv.length; i++) {
-            float wavelen = (float) (2 * Math.PI) / inv[i];
+            // `2 * math.pi / inv_freq` and `old_context_len / wavelen` are a Python number over a tensor: torch's
+            // __rtruediv__, a reciprocal and then a multiply (not one division)
+            float wavelen = (1f / inv[i]) * (float) (2 * Math.PI);
             float llama = wavelen > lowWavelen ? inv[i] / factor : inv[i];
-            float smooth = (oldLen / wavelen - low) / (high - low);
+            float smooth = ((1f / wavelen) * oldLen - low) / (high - low);
             float smoothed = (1 - smooth) * llama / factor + smooth * llama;
             boolean medium = !(wavelen < highWavelen) && !(wavelen > lowWavelen);
             inv[i] = medium ? smoothed : llama;
@@ -135,6 +145,12 @@ public final class RopeTables {
 
     /** Tables for the given token positions (one row per token). */
     public static Tables compute(Backend backend, DType dtype, Config c, int headDim, int[] positions) {
+        if (c.type().equals("dynamic"))
+            for (int p : positions)
+                if (p >= c.originalMaxPositions())
+                    throw new IllegalArgumentException("rope_type dynamic: position " + p + " is past max_position_embeddings "
+                            + c.originalMaxPositions() + ", where transformers rescales the frequencies for each forward pass"
+                            + " (not supported: keep sequences within max_position_embeddings)");
         float[] inv = inverseFrequencies(c, headDim);
         int half = inv.length;
         double[] cos = new double[positions.length * half];

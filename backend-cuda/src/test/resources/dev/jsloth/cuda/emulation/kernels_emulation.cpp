@@ -221,11 +221,37 @@ static void elementwise() {
             wantBf[i] = of(to<bf16_t>(code[q] * scales[e / 64]));
         }
         std::vector<double> got(n);
-        emu_launch({2, 1, 1}, {32, 1, 1}, [&] { nf4_dequantize_kernel<double>(packed.data(), scales.data(), first, n, got.data()); });
+        emu_launch({2, 1, 1}, {32, 1, 1}, [&] { nf4_dequantize_kernel<double>(packed.data(), scales.data(), nullptr, nullptr, nullptr, 0.f, first, n, got.data()); });
         expect("nf4 dequantize from " + std::to_string(first), want, got, 0);
         std::vector<bf16_t> gotBf(n);
-        emu_launch({1, 1, 1}, {32, 1, 1}, [&] { nf4_dequantize_kernel<bf16_t>(packed.data(), scales.data(), first, n, gotBf.data()); });
+        emu_launch({1, 1, 1}, {32, 1, 1}, [&] { nf4_dequantize_kernel<bf16_t>(packed.data(), scales.data(), nullptr, nullptr, nullptr, 0.f, first, n, gotBf.data()); });
         expect("nf4 dequantize to bf16 from " + std::to_string(first), wantBf, gotBf, 0);
+    }
+    // double-quantized scales: table[code] * nested[b / 256] + offset, the product and the sum each rounded to float32,
+    // over three nested blocks (the last partial)
+    {
+        int dqNumel = 64 * 521 + 10, blocks = (dqNumel + 63) / 64;
+        std::vector<unsigned char> dqPacked(dqNumel / 2), codes(blocks);
+        for (auto& b : dqPacked) b = (unsigned char) below(256);
+        for (auto& c : codes) c = (unsigned char) below(256);
+        std::vector<float> table(256), nested((blocks + 255) / 256);
+        for (auto& t : table) t = (float) uniform(-1, 1);
+        for (auto& v : nested) v = (float) uniform(0.001, 0.1);
+        float offset = (float) uniform(0.01, 0.05);
+        for (int first : {0, 33, 64 * 257, 64 * 512 + 7}) {
+            int n = dqNumel - first;
+            std::vector<double> want(n), got(n);
+            for (int i = 0; i < n; i++) {
+                int e = first + i, b = dqPacked[e >> 1], q = (e & 1) == 0 ? b >> 4 : b & 15, blk = e / 64;
+                volatile float prod = table[codes[blk]] * nested[blk / 256];
+                volatile float scale = prod + offset;
+                want[i] = (double) (code[q] * scale);
+            }
+            emu_launch({2, 1, 1}, {64, 1, 1}, [&] {
+                nf4_dequantize_kernel<double>(dqPacked.data(), nullptr, codes.data(), table.data(), nested.data(), offset, first, n, got.data());
+            });
+            expect("nf4 dequantize, double-quantized scales, from " + std::to_string(first), want, got, 0);
+        }
     }
 }
 

@@ -30,6 +30,9 @@ static std::vector<std::unique_ptr<std::barrier<>>> emu_warp_barriers;
 static double emu_exchange[32][32];
 
 inline void __syncthreads() { emu_block_barrier->arrive_and_wait(); }
+// round-to-nearest float32 arithmetic without contraction (the device's __fmul_rn / __fadd_rn)
+inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline float __fadd_rn(float a, float b) { volatile float r = a + b; return r; }
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
