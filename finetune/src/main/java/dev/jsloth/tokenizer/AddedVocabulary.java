@@ -20,7 +20,11 @@ import java.util.Set;
 final class AddedVocabulary {
     /** One added token as declared in the file. */
     record AddedToken(int id, String content, boolean singleWord, boolean lstrip, boolean rstrip,
-                      boolean normalized, boolean special) {}
+                      boolean normalized, boolean special) {
+        AddedToken withId(int newId) {
+            return new AddedToken(newId, content, singleWord, lstrip, rstrip, normalized, special);
+        }
+    }
 
     private final Map<String, Integer> idsByContent = new HashMap<>();
     private final Map<Integer, AddedToken> tokensById = new HashMap<>();
@@ -70,30 +74,44 @@ final class AddedVocabulary {
     }
 
     /**
-     * Parses the {@code added_tokens} array. Ids follow tokenizers: a token already in the model
-     * vocabulary takes the model's id, any other takes the id the file gives it.
+     * Parses the {@code added_tokens} array, with tokenizers' {@code add_tokens} rules for the ids (the file's own id is
+     * only checked, as tokenizers only warns about it): a token in the model vocabulary takes the model's id; a token
+     * listed again keeps its first id and takes the later entry's flags (an identical entry is skipped); any other takes
+     * the next id, one past the largest added id if that is at or past the model vocabulary, else the vocabulary's size.
      */
     static AddedVocabulary parse(Json json, Bpe model, Normalizers.Normalizer normalizer)
             throws TokenizerFormatException {
-        List<AddedToken> tokens = new ArrayList<>();
+        Map<String, Integer> ids = new HashMap<>();
+        Map<Integer, AddedToken> byId = new LinkedHashMap<>();
+        int maxId = -1;
+        int vocabSize = model.vocabSize();
         if (!json.isNull()) {
             for (Json t : json.elements()) {
                 t.requireObject();
                 String content = t.string("content");
-                int id = t.require("id").asNonNegativeInt();
+                t.require("id").asNonNegativeInt();
                 if (content.isEmpty()) {
                     continue; // tokenizers ignores empty tokens
                 }
-                Integer modelId = model.tokenToId(content);
-                if (modelId != null) {
-                    id = modelId;
-                }
                 boolean special = t.bool("special", false);
-                tokens.add(new AddedToken(id, content, t.bool("single_word", false), t.bool("lstrip", false),
-                        t.bool("rstrip", false), t.bool("normalized", !special), special));
+                AddedToken flags = new AddedToken(-1, content, t.bool("single_word", false), t.bool("lstrip", false),
+                        t.bool("rstrip", false), t.bool("normalized", !special), special);
+                if (byId.containsKey(ids.getOrDefault(content, -1)) && byId.get(ids.get(content)).withId(-1).equals(flags)) {
+                    continue; // the same token again
+                }
+                Integer id = ids.get(content);
+                if (id == null) {
+                    id = model.tokenToId(content);
+                }
+                if (id == null) {
+                    id = maxId < 0 ? vocabSize : maxId >= vocabSize || vocabSize == 0 ? maxId + 1 : vocabSize;
+                }
+                maxId = Math.max(maxId, id);
+                ids.put(content, id);
+                byId.put(id, flags.withId(id));
             }
         }
-        return new AddedVocabulary(tokens, normalizer);
+        return new AddedVocabulary(new ArrayList<>(byId.values()), normalizer);
     }
 
     Integer tokenToId(String content) {
@@ -188,9 +206,9 @@ final class AddedVocabulary {
                 }
                 out.add(new PreTokenizedString.Split(ns.slice(start, stop), token.id()));
                 last = stop;
-                // The search continues after the pattern match, not after the stripped space
-                // (the automaton in tokenizers does the same); skip what rstrip swallowed.
-                pos = Math.max(pos, stop);
+                // The search goes on from the end of the match itself, not past what rstrip swallowed, as tokenizers'
+                // find_matches does: a token that starts with that whitespace still matches there (its piece then
+                // overlaps the previous one, as its offsets do in tokenizers).
             }
         }
         if (last < s.length() || s.isEmpty()) {

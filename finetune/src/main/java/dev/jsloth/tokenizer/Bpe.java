@@ -36,8 +36,6 @@ final class Bpe {
      */
     private final int[] charIds;
     private final Map<String, int[]> cache = new ConcurrentHashMap<>();
-    /** Id used for unknown characters when the unknown token is not in the model vocabulary (-1: none). */
-    private int unkFallbackId = -1;
 
     private Bpe(Map<String, Integer> vocab, BpeMerges merges, String unkToken, String continuingSubwordPrefix,
                 String endOfWordSuffix, boolean fuseUnk, boolean byteFallback, boolean ignoreMerges,
@@ -90,6 +88,9 @@ final class Bpe {
             Json m = mergeList.get(rank);
             String a;
             String b;
+            if (m.isString() && m.asString().startsWith("#version")) {
+                continue; // a merges.txt header carried over: tokenizers skips it
+            }
             if (m.isString()) {
                 String[] parts = m.asString().split(" ", -1);
                 if (parts.length != 2) {
@@ -148,11 +149,6 @@ final class Bpe {
         return new String(bytes, prefixBytes, bytes.length - prefixBytes, java.nio.charset.StandardCharsets.UTF_8);
     }
 
-    /** Declares the id to use for unknown characters when the unknown token is only an added token. */
-    void setUnknownFallback(Integer id) {
-        unkFallbackId = id == null ? -1 : id;
-    }
-
     Integer tokenToId(String token) {
         return vocab.get(token);
     }
@@ -167,6 +163,11 @@ final class Bpe {
             max = Math.max(max, id);
         }
         return max;
+    }
+
+    /** Entries in the model vocabulary (tokenizers' get_vocab_size for BPE). */
+    int vocabSize() {
+        return vocab.size();
     }
 
     String unkToken() {
@@ -211,11 +212,6 @@ final class Bpe {
         return true;
     }
 
-    private int unknownId() {
-        Integer id = unkToken == null ? null : vocab.get(unkToken);
-        return id != null ? id : unkFallbackId;
-    }
-
     /** Splits the word into initial symbols, then applies the merges. */
     private int[] mergeWord(String w) {
         BpeWord word = new BpeWord(w.length());
@@ -258,9 +254,10 @@ final class Bpe {
                 continue; // like tokenizers, a pending unknown token stays pending
             }
             if (unkToken != null) {
-                int unk = unknownId();
-                if (unk < 0) {
-                    continue; // no id at all for the unknown token: the character is dropped
+                Integer unk = vocab.get(unkToken);
+                if (unk == null) { // tokenizers' merge_word: UnkTokenOutOfVocabulary (an added token of that name does not count)
+                    throw new IllegalArgumentException("unk_token \"" + unkToken + "\" is not in the model vocabulary,"
+                            + " and the text has a character the vocabulary cannot spell (tokenizers fails on it too)");
                 }
                 if (pendingUnk >= 0 && fuseUnk) {
                     pendingUnkLen += byteLen;

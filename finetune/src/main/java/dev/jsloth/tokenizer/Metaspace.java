@@ -39,11 +39,10 @@ record Metaspace(int replacement, Prepend prependScheme, boolean split) implemen
         }
         // Files written before prepend_scheme existed only have add_prefix_space.
         Json legacy = json.get("add_prefix_space");
-        if (!legacy.isNull() && !json.bool("add_prefix_space", true)) {
-            if (scheme != Prepend.NEVER && !schemeField.isNull()) {
-                throw legacy.error("add_prefix_space does not match declared prepend_scheme");
-            }
-            scheme = Prepend.NEVER;
+        // tokenizers 0.23 accepts add_prefix_space: false only beside prepend_scheme "never" (without one, the
+        // default "always" disagrees with it and loading fails)
+        if (!legacy.isNull() && !json.bool("add_prefix_space", true) && scheme != Prepend.NEVER) {
+            throw legacy.error("add_prefix_space does not match declared prepend_scheme");
         }
         return new Metaspace(replacement, scheme, json.bool("split", true));
     }

@@ -7,7 +7,7 @@ import java.util.Locale;
 
 /**
  * Normalizers: they rewrite the text before it is split. Supported types: {@code Sequence},
- * {@code Prepend}, {@code Append}, {@code Replace}, {@code NFC}, {@code NFD}, {@code NFKC},
+ * {@code Prepend}, {@code Replace}, {@code NFC}, {@code NFD}, {@code NFKC},
  * {@code NFKD}, {@code Lowercase}, {@code Strip}, {@code StripAccents} and {@code ByteLevel}.
  */
 final class Normalizers {
@@ -44,14 +44,17 @@ final class Normalizers {
                 yield new Sequence(List.copyOf(steps));
             }
             case "Prepend" -> new Prepend(json.string("prepend"));
-            case "Append" -> new Append(json.string("append"));
             case "Replace" -> new Replace(TextPattern.parse(json.require("pattern")), json.string("content"));
             case "NFC" -> new Unicode(Form.NFC);
             case "NFD" -> new Unicode(Form.NFD);
             case "NFKC" -> new Unicode(Form.NFKC);
             case "NFKD" -> new Unicode(Form.NFKD);
             case "Lowercase" -> new Lowercase();
-            case "Strip" -> new Strip(json.bool("strip_left", true), json.bool("strip_right", true));
+            case "Strip" -> { // both fields required, as tokenizers' serde reads them
+                json.require("strip_left");
+                json.require("strip_right");
+                yield new Strip(json.bool("strip_left", true), json.bool("strip_right", true));
+            }
             case "StripAccents" -> new StripAccents();
             case "ByteLevel" -> new ByteLevelNormalizer();
             default -> throw json.get("type").error("unsupported normalizer type \"" + type + "\"");
@@ -73,14 +76,6 @@ final class Normalizers {
         @Override
         public void normalize(NormalizedString ns) {
             ns.prepend(prefix);
-        }
-    }
-
-    /** Appends a string to non-empty text. */
-    record Append(String suffix) implements Normalizer {
-        @Override
-        public void normalize(NormalizedString ns) {
-            ns.append(suffix);
         }
     }
 

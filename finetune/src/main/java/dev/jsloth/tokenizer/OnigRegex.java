@@ -20,6 +20,16 @@ final class OnigRegex {
     private static final int FLAGS = Pattern.UNICODE_CHARACTER_CLASS | Pattern.UNICODE_CASE
             | Pattern.MULTILINE | Pattern.UNIX_LINES;
 
+    /**
+     * Oniguruma's Unicode word characters, as tokenizers 0.23's Oniguruma matches them (measured: tok-edge fixture):
+     * outside a bracket class {@code \w}, {@code \W}, {@code \b} and {@code \B} take Alphabetic, marks, numbers of
+     * every kind ({@code ²}, {@code ½}) and connector punctuation; inside a bracket class {@code \w}, and
+     * {@code [[:word:]]}, only decimal numbers. Neither is Java's {@code \w} (which takes Join_Control, the zero-width
+     * joiner), nor each other.
+     */
+    private static final String WORD = "\\p{IsAlphabetic}\\p{M}\\p{N}\\p{Pc}";
+    private static final String WORD_IN_CLASS = "\\p{IsAlphabetic}\\p{M}\\p{Nd}\\p{Pc}";
+
     /** Long general-category names accepted by Oniguruma, normalized (lower case, no separators). */
     private static final Map<String, String> CATEGORIES = Map.ofEntries(
             Map.entry("letter", "L"), Map.entry("casedletter", "LC"), Map.entry("uppercaseletter", "Lu"),
@@ -46,14 +56,15 @@ final class OnigRegex {
             Map.entry("digit", new String[] {"\\p{Digit}", "\\P{Digit}"}),
             Map.entry("upper", new String[] {"\\p{Upper}", "\\P{Upper}"}),
             Map.entry("lower", new String[] {"\\p{Lower}", "\\P{Lower}"}),
-            Map.entry("punct", new String[] {"\\p{Punct}", "\\P{Punct}"}),
+            // Oniguruma's [[:punct:]] takes symbols too (\p{S}: currency, maths, emoji)
+            Map.entry("punct", new String[] {"\\p{P}\\p{S}", "[^\\p{P}\\p{S}]"}),
             Map.entry("graph", new String[] {"\\p{Graph}", "\\P{Graph}"}),
             Map.entry("print", new String[] {"\\p{Print}", "\\P{Print}"}),
             Map.entry("blank", new String[] {"\\p{Blank}", "\\P{Blank}"}),
             Map.entry("cntrl", new String[] {"\\p{Cntrl}", "\\P{Cntrl}"}),
             Map.entry("xdigit", new String[] {"\\p{XDigit}", "\\P{XDigit}"}),
             Map.entry("space", new String[] {"\\s", "\\S"}),
-            Map.entry("word", new String[] {"\\w", "\\W"}),
+            Map.entry("word", new String[] {WORD_IN_CLASS, "[^" + WORD_IN_CLASS + "]"}),
             Map.entry("ascii", new String[] {"\\x{0}-\\x{7F}", "\\x{80}-\\x{10FFFF}"}),
             Map.entry("any", new String[] {"\\x{0}-\\x{10FFFF}", null}));
 
@@ -179,6 +190,24 @@ final class OnigRegex {
         }
         char e = p.charAt(i + 1);
         switch (e) {
+            case 'w' -> {
+                out.append(inClass ? WORD_IN_CLASS : "[" + WORD + "]");
+                return i + 2;
+            }
+            case 'W' -> {
+                out.append("[^" + (inClass ? WORD_IN_CLASS : WORD) + "]");
+                return i + 2;
+            }
+            case 'b', 'B' -> {
+                if (inClass) { // a backspace inside a class
+                    out.append("\\x08");
+                    return i + 2;
+                }
+                String w = "[" + WORD + "]";
+                out.append(e == 'b' ? "(?:(?<=" + w + ")(?!" + w + ")|(?<!" + w + ")(?=" + w + "))"
+                        : "(?:(?<=" + w + ")(?=" + w + ")|(?<!" + w + ")(?!" + w + "))");
+                return i + 2;
+            }
             case 'h' -> {
                 out.append(inClass ? "0-9a-fA-F" : "[0-9a-fA-F]");
                 return i + 2;
@@ -213,7 +242,8 @@ final class OnigRegex {
                     name = name.substring(1);
                 }
                 String prop = property(name, negated, p);
-                out.append(inClass || !prop.contains("-") ? prop : "[" + prop + "]");
+                boolean oneItem = prop.startsWith("[") || prop.matches("\\\\[pPsSdD](\\{[^}]*\\})?");
+                out.append(inClass || oneItem ? prop : "[" + prop + "]");
                 return next;
             }
             case 'K', 'O', 'y', 'Y' -> throw new PatternSyntaxException("unsupported escape \\" + e, p, i);
@@ -233,6 +263,9 @@ final class OnigRegex {
         String category = CATEGORIES.get(key);
         if (category != null) {
             return (negated ? "\\P{" : "\\p{") + category + "}";
+        }
+        if (key.equals("punct")) { // \p{Punct}: the Punctuation category only, unlike [[:punct:]]
+            return negated ? "\\P{P}" : "\\p{P}";
         }
         if (POSIX.containsKey(key)) {
             return posix(key, negated, pattern);

@@ -43,7 +43,7 @@ final class PreTokenizers {
             }
             case "ByteLevel" -> ByteLevel.PreTokenizer.parse(json);
             case "Metaspace" -> Metaspace.parse(json);
-            case "Whitespace" -> new Split(TextPattern.regex("\\w+|[^\\w\\s]+").inverted(), SplitBehavior.REMOVED);
+            case "Whitespace" -> new Split(TextPattern.rustRegex("\\w+|[^\\w\\s]+").inverted(), SplitBehavior.REMOVED);
             case "WhitespaceSplit" -> new Split(TextPattern.chars(UnicodeText::isWhiteSpace), SplitBehavior.REMOVED);
             case "Digits" -> new Split(TextPattern.chars(PreTokenizers::isNumeric),
                     json.bool("individual_digits", false) ? SplitBehavior.ISOLATED : SplitBehavior.CONTIGUOUS);

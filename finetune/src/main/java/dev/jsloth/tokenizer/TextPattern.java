@@ -31,6 +31,15 @@ abstract sealed class TextPattern {
         return new Regex(OnigRegex.compile(onigPattern));
     }
 
+    /**
+     * A pattern tokenizers compiles with Rust's {@code regex} crate rather than Oniguruma (the Whitespace
+     * pre-tokenizer's): its Unicode {@code \w} (Alphabetic, marks, decimal digits, connector punctuation,
+     * Join_Control) is Java's under {@link Pattern#UNICODE_CHARACTER_CLASS}.
+     */
+    static TextPattern rustRegex(String pattern) {
+        return new Regex(Pattern.compile(pattern, Pattern.UNICODE_CHARACTER_CLASS));
+    }
+
     /** A literal string (compiled as an escaped regex, as tokenizers does). */
     static TextPattern literal(String s) {
         return new Regex(Pattern.compile(Pattern.quote(s)));

@@ -114,9 +114,6 @@ public final class Tokenizer {
         PostProcessor postProcessor = PostProcessor.parse(root.get("post_processor"));
         Decoders.Decoder decoder = Decoders.parse(root.get("decoder"));
         AddedVocabulary added = AddedVocabulary.parse(root.get("added_tokens"), model, normalizer);
-        if (model.unkToken() != null && model.tokenToId(model.unkToken()) == null) {
-            model.setUnknownFallback(added.tokenToId(model.unkToken()));
-        }
         for (String ignored : new String[] {"truncation", "padding"}) {
             Json f = root.get(ignored);
             if (!f.isNull()) {
