@@ -371,7 +371,12 @@ public final class LoraAdapter implements AutoCloseable {
         c.put("use_dora", false);
         c.putNull("modules_to_save");
         c.putNull("layers_to_transform");
-        c.putObject("rank_pattern");
+        // modules at another rank than r (an adapter loaded with a rank_pattern): PEFT builds each at r unless named here
+        ObjectNode ranks = c.putObject("rank_pattern");
+        for (Pair p : pairs.values()) {
+            int rank = p.a().value().shape().dims()[0];
+            if (rank != settings.rank()) ranks.put(p.projection().path(p.layer()), rank);
+        }
         c.putObject("alpha_pattern");
         ArrayNode t = c.putArray("target_modules");
         List<String> names = new ArrayList<>();

@@ -222,6 +222,35 @@ class AdapterAndMergeTest {
         }
     }
 
+    /**
+     * An adapter loaded with a rank_pattern (its modules at another rank than r) is saved with the ranks PEFT needs to
+     * build it again: every module whose rank is not r named in rank_pattern (it was written empty, and PEFT would
+     * then fail on the shapes).
+     */
+    @Test
+    void aRankPatternSurvivesSaving(@TempDir Path tmp) throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied")) {
+            Path src = adapterWith(fx.dir().resolve("adapter"), tmp.resolve("r4"), "r", "4");
+            Path dir = adapterWith(src, tmp.resolve("patterned"), "rank_pattern", "{\"proj\": 8}");
+            LlamaConfig cfg = LlamaConfig.read(fx.dir());
+            long params;
+            try (LoraAdapter a = LoraAdapter.load(dir, cfg, be, DType.F32)) {
+                assertEquals(4, a.settings().rank());
+                params = a.parameterCount();
+                a.save(tmp.resolve("saved"), "base");
+            }
+            var saved = dev.jsloth.io.Json.read(tmp.resolve("saved").resolve(LoraAdapter.CONFIG_FILE));
+            assertEquals(4, saved.get("r").asInt());
+            var pattern = saved.get("rank_pattern");
+            assertEquals(cfg.numLayers() * 7, pattern.size(), pattern.toString());
+            pattern.forEach(v -> assertEquals(8, v.asInt()));
+            assertEquals(8, pattern.get("model.layers.0.self_attn.q_proj").asInt());
+            try (LoraAdapter again = LoraAdapter.load(tmp.resolve("saved"), cfg, be, DType.F32)) {
+                assertEquals(params, again.parameterCount());
+            }
+        }
+    }
+
     /** A copy of an adapter directory with one field of its adapter_config.json set to {@code json}. */
     private static Path adapterWith(Path src, Path dst, String field, String json) throws IOException {
         Files.createDirectories(dst);
