@@ -45,6 +45,10 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--top-p", defaultValue = "1.0", description = "Nucleus sampling mass (with temperature > 0).")
     double topP;
 
+    @Option(names = "--top-k", defaultValue = "50", paramLabel = "K", description = "With temperature > 0: sample among the K most "
+            + "likely tokens (ties kept), before --top-p; 0 = off. Default ${DEFAULT-VALUE}, as transformers' GenerationConfig.")
+    int topK;
+
     @Option(names = "--seed", defaultValue = "0")
     long seed;
 
@@ -90,7 +94,8 @@ final class GenerateCommand implements Callable<Integer> {
         if (!(temperature >= 0) || Double.isInfinite(temperature))
             throw new IllegalArgumentException("--temperature must be a finite number >= 0 (0: greedy), got " + temperature);
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must be in (0, 1], got " + topP);
-        return new GenerationOptions(maxNewTokens, temperature, topP, seed, stops);
+        if (topK < 0) throw new IllegalArgumentException("--top-k must be >= 0 (0: off), got " + topK);
+        return new GenerationOptions(maxNewTokens, temperature, topP, topK, seed, stops);
     }
 
     @Override

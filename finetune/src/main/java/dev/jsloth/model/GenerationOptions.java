@@ -6,8 +6,9 @@ package dev.jsloth.model;
  * {@code topP} (nucleus sampling), and sampled with a generator seeded by {@code seed}. Generation stops after
  * {@code maxNewTokens}, or after any of {@code stopTokenIds} (end of sequence, end of turn) is produced.
  */
-public record GenerationOptions(int maxNewTokens, double temperature, double topP, long seed, int[] stopTokenIds) {
+public record GenerationOptions(int maxNewTokens, double temperature, double topP, int topK, long seed, int[] stopTokenIds) {
     public GenerationOptions {
+        if (topK < 0) throw new IllegalArgumentException("top_k must be >= 0 (0: off), got " + topK);
         if (maxNewTokens < 0) throw new IllegalArgumentException("maxNewTokens must be >= 0, got " + maxNewTokens);
         // NaN fails every comparison: it is refused here, not sampled from (it made every probability NaN)
         if (!(temperature >= 0) || Double.isInfinite(temperature))
@@ -16,8 +17,13 @@ public record GenerationOptions(int maxNewTokens, double temperature, double top
         stopTokenIds = stopTokenIds == null ? new int[0] : stopTokenIds.clone();
     }
 
+    /** Without top-k. */
+    public GenerationOptions(int maxNewTokens, double temperature, double topP, long seed, int[] stopTokenIds) {
+        this(maxNewTokens, temperature, topP, 0, seed, stopTokenIds);
+    }
+
     public static GenerationOptions greedy(int maxNewTokens) {
-        return new GenerationOptions(maxNewTokens, 0, 1, 0, new int[0]);
+        return new GenerationOptions(maxNewTokens, 0, 1, 0, 0, new int[0]);
     }
 
     public boolean stopsAt(int token) {

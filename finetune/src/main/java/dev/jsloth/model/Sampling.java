@@ -3,7 +3,11 @@ package dev.jsloth.model;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
-/** Greedy, temperature and nucleus (top-p) choice of the next token, in transformers' order of operations. */
+/**
+ * Greedy, or temperature, top-k and nucleus (top-p) choice of the next token, in transformers' order of operations:
+ * the logits divided by the temperature, those below the k-th largest dropped (ties kept, as TopKLogitsWarper), then
+ * the smallest set of the most likely tokens whose probability reaches top_p.
+ */
 final class Sampling {
     private Sampling() {
     }
@@ -18,6 +22,12 @@ final class Sampling {
             max = Math.max(max, z[i]);
         }
         double sum = 0;
+        if (o.topK() > 0 && o.topK() < v) {
+            double[] sorted = z.clone();
+            Arrays.sort(sorted);
+            double kth = sorted[v - o.topK()];
+            for (int i = 0; i < v; i++) if (z[i] < kth) z[i] = Double.NEGATIVE_INFINITY;
+        }
         for (int i = 0; i < v; i++) {
             z[i] = Math.exp(z[i] - max);
             sum += z[i];
