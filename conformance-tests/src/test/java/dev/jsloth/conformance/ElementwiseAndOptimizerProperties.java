@@ -29,6 +29,12 @@ class ElementwiseAndOptimizerProperties {
         return Arbitraries.of(DType.F32, DType.F64);
     }
 
+    /** The types activations are stored in: BF16 too (embedding and the elementwise maps run on bf16 activations). */
+    @Provide
+    Arbitrary<DType> activationTypes() {
+        return Arbitraries.of(DType.F32, DType.F64, DType.BF16);
+    }
+
     @Provide
     Arbitrary<DType> storageTypes() {
         return Arbitraries.of(DType.F32, DType.F64, DType.BF16, DType.F16);
@@ -36,7 +42,7 @@ class ElementwiseAndOptimizerProperties {
 
     @Property(tries = 50)
     void embedding(@ForAll @IntRange(min = 1, max = 50) int vocab, @ForAll @IntRange(min = 1, max = 70) int dim,
-                   @ForAll @IntRange(min = 1, max = 40) int n, @ForAll("computeTypes") DType dt, @ForAll long seed) {
+                   @ForAll @IntRange(min = 1, max = 40) int n, @ForAll("activationTypes") DType dt, @ForAll long seed) {
         for (Backend be : BackendsUnderTest.all()) {
             SplittableRandom r = new SplittableRandom(seed);
             int[] ids = new int[n];
@@ -75,7 +81,7 @@ class ElementwiseAndOptimizerProperties {
 
     @Property(tries = 60)
     void elementwise(@ForAll @IntRange(min = 1, max = 60) int rows, @ForAll @IntRange(min = 1, max = 300) int cols,
-                     @ForAll("computeTypes") DType dt, @ForAll long seed) {
+                     @ForAll("activationTypes") DType dt, @ForAll long seed) {
         for (Backend be : BackendsUnderTest.all()) {
             Kernels k = be.kernels();
             SplittableRandom r = new SplittableRandom(seed);
