@@ -20,6 +20,7 @@ final class CrossEntropyKernel {
                     int len = Math.min(VOCAB_CHUNK, vocab - c0);
                     logits.read(base + c0, buf, 0, len);
                     double m = VectorMath.max(buf, len, max);
+                    if (m == Double.NEGATIVE_INFINITY) continue; // nothing seen yet but -inf logits: they add 0 (-inf - -inf is NaN)
                     if (m > max) {
                         sum = sum == 0 ? 0 : sum * Math.exp(max - m);
                         max = m;

@@ -64,7 +64,7 @@ final class BufferPool {
         }
         try {
             return new Block(create.apply(size), size);
-        } catch (CLException e) {
+        } catch (CLException | dev.jsloth.api.DeviceOutOfMemoryException e) {
             if (cachedBytes == 0) throw e;
             releaseCached();
             return new Block(create.apply(size), size);
@@ -89,11 +89,14 @@ final class BufferPool {
     /** Gives every cached buffer back to the driver. */
     synchronized void releaseCached() {
         if (free.isEmpty()) return;
-        drain.run();
-        for (Map.Entry<Long, ArrayDeque<cl_mem>> e : free.entrySet())
-            for (cl_mem m : e.getValue()) CL.clReleaseMemObject(m);
-        free.clear();
-        cachedBytes = 0;
+        try {
+            drain.run();
+        } finally { // released even if the drain failed: clReleaseMemObject itself waits for queued work that uses a buffer
+            for (Map.Entry<Long, ArrayDeque<cl_mem>> e : free.entrySet())
+                for (cl_mem m : e.getValue()) CL.clReleaseMemObject(m);
+            free.clear();
+            cachedBytes = 0;
+        }
     }
 
     synchronized long cachedBytes() {

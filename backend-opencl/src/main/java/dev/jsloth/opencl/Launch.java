@@ -2,6 +2,7 @@ package dev.jsloth.opencl;
 
 import dev.jsloth.api.DType;
 import org.jocl.CL;
+import org.jocl.CLException;
 import org.jocl.Pointer;
 import org.jocl.Sizeof;
 import org.jocl.cl_event;
@@ -117,12 +118,31 @@ final class Launch {
         for (long g : global) if (g <= 0) return;
         KernelProfiler profiler = backend.profiler();
         synchronized (backend.launchLock()) {
-            for (int i = 0; i < args.size(); i++) CL.clSetKernelArg(kernel, i, args.get(i).size(), args.get(i).value());
-            cl_event event = profiler == null ? null : new cl_event();
-            CL.clEnqueueNDRangeKernel(backend.queue(), kernel, global.length, null, global, local, 0, null, event);
-            if (profiler != null) profiler.add(profileName == null ? profiler.name(kernel) : profileName, event);
+            try {
+                for (int i = 0; i < args.size(); i++) CL.clSetKernelArg(kernel, i, args.get(i).size(), args.get(i).value());
+                cl_event event = profiler == null ? null : new cl_event();
+                CL.clEnqueueNDRangeKernel(backend.queue(), kernel, global.length, null, global, local, 0, null, event);
+                if (profiler != null) profiler.add(profileName == null ? profiler.name(kernel) : profileName, event);
+            } catch (CLException e) { // name the kernel and its sizes: JOCL's message is the status alone
+                String where = "kernel " + kernelName() + ", global " + java.util.Arrays.toString(global) + ", local "
+                        + java.util.Arrays.toString(local);
+                if (OpenClBackend.isOutOfMemory(e)) throw backend.outOfMemory(0, "launching " + where + ": " + CL.stringFor_errorCode(e.getStatus()));
+                throw new IllegalStateException("OpenCL " + CL.stringFor_errorCode(e.getStatus()) + " launching " + where, e);
+            }
         }
         if (profiler != null) profiler.drainIfFull();
+    }
+
+    private String kernelName() {
+        try {
+            long[] size = new long[1];
+            CL.clGetKernelInfo(kernel, CL.CL_KERNEL_FUNCTION_NAME, 0, null, size);
+            byte[] bytes = new byte[(int) size[0]];
+            CL.clGetKernelInfo(kernel, CL.CL_KERNEL_FUNCTION_NAME, bytes.length, Pointer.to(bytes), null);
+            return new String(bytes, 0, Math.max(0, bytes.length - 1), java.nio.charset.StandardCharsets.US_ASCII);
+        } catch (RuntimeException e) {
+            return profileName != null ? profileName : "(unnamed)";
+        }
     }
 
     static long roundUp(long n, long m) {

@@ -2,6 +2,7 @@ package dev.jsloth.opencl;
 
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
+import dev.jsloth.api.DeviceOutOfMemoryException;
 import dev.jsloth.api.Kernels;
 import dev.jsloth.api.MemoryStats;
 import dev.jsloth.api.Shape;
@@ -9,6 +10,7 @@ import dev.jsloth.api.Tensor;
 import dev.jsloth.api.spi.LiveTensors;
 import dev.jsloth.api.quant.Nf4;
 import org.jocl.CL;
+import org.jocl.CLException;
 import org.jocl.Pointer;
 import org.jocl.cl_command_queue;
 import org.jocl.cl_context;
@@ -140,9 +142,48 @@ final class OpenClBackend implements Backend {
     private cl_mem createBuffer(long bytes) {
         if (closed) throw new IllegalStateException("backend is closed");
         if (bytes > device.maxAllocBytes())
-            throw new OutOfMemoryError("an OpenCL buffer of " + bytes + " bytes exceeds " + device.name()
-                    + "'s largest allocation (" + device.maxAllocBytes() + " bytes)");
-        return CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, bytes, null, null);
+            throw outOfMemory(bytes, "one OpenCL buffer may hold at most " + device.maxAllocBytes() + " bytes on this device");
+        try {
+            return CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, bytes, null, null);
+        } catch (CLException e) {
+            if (isOutOfMemory(e)) throw outOfMemory(bytes, CL.stringFor_errorCode(e.getStatus()));
+            throw e;
+        }
+    }
+
+    /** The driver's out-of-memory answers (NVIDIA reports a failed reservation at the first enqueue that uses a buffer). */
+    static boolean isOutOfMemory(CLException e) {
+        return e.getStatus() == CL.CL_MEM_OBJECT_ALLOCATION_FAILURE || e.getStatus() == CL.CL_OUT_OF_RESOURCES
+                || e.getStatus() == CL.CL_OUT_OF_HOST_MEMORY;
+    }
+
+    DeviceOutOfMemoryException outOfMemory(long bytes, String detail) {
+        return new DeviceOutOfMemoryException(device.name(), bytes, live.stats().liveBytes(), detail);
+    }
+
+    /** Runs an enqueue, the driver's out-of-memory answer turned into a {@link DeviceOutOfMemoryException}. */
+    void enqueue(String what, long bytes, Runnable call) {
+        try {
+            call.run();
+        } catch (CLException e) {
+            if (isOutOfMemory(e)) throw outOfMemory(bytes, what + ": " + CL.stringFor_errorCode(e.getStatus()));
+            throw e;
+        }
+    }
+
+    /** Closes {@code t} if {@code work} fails (a tensor registered but never handed over would stay live). */
+    private static <T extends Tensor> T filled(T t, Runnable work) {
+        try {
+            work.run();
+            return t;
+        } catch (RuntimeException | Error e) {
+            try {
+                t.close();
+            } catch (RuntimeException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
     }
 
     /** A tensor with uninitialised contents, in a buffer of the pool (its size class is the tensor's device bytes). */
@@ -154,8 +195,8 @@ final class OpenClBackend implements Backend {
     @Override
     public Tensor allocate(DType dtype, Shape shape) {
         OpenClTensor t = create(dtype, shape);
-        CL.clEnqueueFillBuffer(queue, t.rawBuffer(), Pointer.to(new byte[]{0}), 1, 0, t.deviceBytes(), 0, null, null);
-        return t;
+        return filled(t, () -> enqueue("zero-fill", t.deviceBytes(),
+                () -> CL.clEnqueueFillBuffer(queue, t.rawBuffer(), Pointer.to(new byte[]{0}), 1, 0, t.deviceBytes(), 0, null, null)));
     }
 
     @Override
@@ -185,12 +226,13 @@ final class OpenClBackend implements Backend {
         if (values.length != shape.numel())
             throw new IllegalArgumentException(values.length + " values for shape " + shape);
         OpenClTensor t = create(dtype, shape);
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment host = arena.allocate(Math.max(1, dtype.byteSize(values.length)), 8);
-            HostCodec.encode(dtype, values, host);
-            write(t.rawBuffer(), 0, host.asSlice(0, dtype.byteSize(values.length)));
-        }
-        return t;
+        return filled(t, () -> {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment host = arena.allocate(Math.max(1, dtype.byteSize(values.length)), 8);
+                HostCodec.encode(dtype, values, host);
+                write(t.rawBuffer(), 0, host.asSlice(0, dtype.byteSize(values.length)));
+            }
+        });
     }
 
     @Override
@@ -198,12 +240,13 @@ final class OpenClBackend implements Backend {
         if (values.length != shape.numel())
             throw new IllegalArgumentException(values.length + " values for shape " + shape);
         OpenClTensor t = create(DType.I32, shape);
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment host = arena.allocate(Math.max(1, 4L * values.length), 8);
-            MemorySegment.copy(values, 0, host, HostCodec.INT, 0, values.length);
-            write(t.rawBuffer(), 0, host.asSlice(0, 4L * values.length));
-        }
-        return t;
+        return filled(t, () -> {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment host = arena.allocate(Math.max(1, 4L * values.length), 8);
+                MemorySegment.copy(values, 0, host, HostCodec.INT, 0, values.length);
+                write(t.rawBuffer(), 0, host.asSlice(0, 4L * values.length));
+            }
+        });
     }
 
     @Override
@@ -212,8 +255,7 @@ final class OpenClBackend implements Backend {
         if (bytes.byteSize() != want)
             throw new IllegalArgumentException(shape + " " + dtype + " needs " + want + " bytes, got " + bytes.byteSize());
         OpenClTensor t = create(dtype, shape);
-        write(t.rawBuffer(), 0, bytes);
-        return t;
+        return filled(t, () -> write(t.rawBuffer(), 0, bytes));
     }
 
     @Override
@@ -230,18 +272,19 @@ final class OpenClBackend implements Backend {
         cl_mem scales;
         try {
             scales = createBuffer(scaleSize);
-        } catch (RuntimeException | OutOfMemoryError e) {
+        } catch (RuntimeException | Error e) {
             CL.clReleaseMemObject(codes);
             throw e;
         }
         OpenClTensor t = track(DType.NF4, shape, codes, scales, codeSize + scaleSize);
-        write(codes, 0, packedCodes);
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment host = arena.allocate(4L * blocks, 4);
-            MemorySegment.copy(blockScales, 0, host, HostCodec.FLOAT, 0, blocks);
-            write(scales, 0, host);
-        }
-        return t;
+        return filled(t, () -> {
+            write(codes, 0, packedCodes);
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment host = arena.allocate(4L * blocks, 4);
+                MemorySegment.copy(blockScales, 0, host, HostCodec.FLOAT, 0, blocks);
+                write(scales, 0, host);
+            }
+        });
     }
 
     @Override
@@ -283,6 +326,10 @@ final class OpenClBackend implements Backend {
 
     /** Blocking copy of host bytes into a buffer, through a native staging area when the source is on the heap. */
     private void write(cl_mem dst, long dstOffset, MemorySegment src) {
+        enqueue("writing to the device", src.byteSize(), () -> writeChunks(dst, dstOffset, src));
+    }
+
+    private void writeChunks(cl_mem dst, long dstOffset, MemorySegment src) {
         long size = src.byteSize();
         if (size == 0) return;
         if (src.isNative()) {
@@ -356,13 +403,28 @@ final class OpenClBackend implements Backend {
     public void close() {
         if (closed) return;
         closed = true;
-        CL.clFinish(queue);
-        if (profiler != null) System.err.print(profiler.report(40));
-        live.closeAll();
-        pool.releaseCached();
-        library.close();
-        CL.clReleaseMemObject(placeholder);
-        CL.clReleaseCommandQueue(queue);
-        CL.clReleaseContext(context);
+        // every step runs even if one before it fails (a deferred allocation failure can surface at clFinish); the
+        // first failure is thrown at the end
+        RuntimeException first = null;
+        Runnable[] steps = {
+                () -> CL.clFinish(queue),
+                () -> {
+                    if (profiler != null) System.err.print(profiler.report(40));
+                },
+                live::closeAll,
+                pool::releaseCached,
+                library::close,
+                () -> CL.clReleaseMemObject(placeholder),
+                () -> CL.clReleaseCommandQueue(queue),
+                () -> CL.clReleaseContext(context)};
+        for (Runnable step : steps) {
+            try {
+                step.run();
+            } catch (RuntimeException e) {
+                if (first == null) first = e;
+                else first.addSuppressed(e);
+            }
+        }
+        if (first != null) throw first;
     }
 }

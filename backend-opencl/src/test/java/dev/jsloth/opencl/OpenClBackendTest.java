@@ -152,6 +152,25 @@ class OpenClBackendTest {
         assertEquals(0, be.memoryStats().liveBytes());
     }
 
+    /**
+     * A tensor past the device's largest allocation is a {@link dev.jsloth.api.DeviceOutOfMemoryException} naming the
+     * limit (it was a java.lang.OutOfMemoryError, which the cleanup paths that catch RuntimeException did not see),
+     * and nothing is left registered.
+     */
+    @Test
+    void aTensorPastTheLargestAllocationIsADeviceOutOfMemoryError() {
+        requireDevice();
+        try (OpenClBackend be = (OpenClBackend) provider.create()) {
+            long max = be.device().maxAllocBytes();
+            int cols = 1 << 20;
+            int rows = Math.toIntExact(Math.min(Integer.MAX_VALUE, max / (4L * cols) + 1));
+            Assumptions.assumeTrue((long) rows * cols * 4 > max, "the device's largest allocation does not fit an int-sized shape");
+            var e = assertThrows(dev.jsloth.api.DeviceOutOfMemoryException.class, () -> be.allocate(DType.F32, rows, cols));
+            assertTrue(e.getMessage().contains("at most " + max + " bytes"), e.getMessage());
+            assertEquals(0, be.memoryStats().liveTensors());
+        }
+    }
+
     /** bench trains in BF16 only where the tensor-core kernels run (NVIDIA GPUs of compute capability 8.0+). */
     @Test
     void prefersBf16TrainingOnlyWithTensorCores() {

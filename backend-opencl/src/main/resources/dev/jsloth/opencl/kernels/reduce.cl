@@ -125,6 +125,7 @@ kernel void cross_entropy_forward(int vocab, int ignoreIndex, TENSOR(logits), IN
     real m = -INFINITY, s = 0;
     for (int j = lid; j < vocab; j += RED_WG) {
         const real v = LD(logits, base + j);
+        if (v == -INFINITY) continue; /* adds 0; before any finite value exp(-inf - -inf) would be NaN */
         if (v > m) {
             s = s == 0 ? 0 : s * exp(m - v);
             m = v;
