@@ -167,6 +167,7 @@ public final class Trainer {
             double lastEval = Double.NaN;
             List<Batcher.MicroBatch> epochBatches = List.of();
             Path lastCheckpoint = store.latest().orElse(null);
+            long end = total; // a listener's StopTraining ends the run earlier
             for (long step = start + 1; step <= total; step++) {
                 int epoch = (int) ((step - 1) / perEpoch);
                 if (epoch != cachedEpoch) {
@@ -220,7 +221,7 @@ public final class Trainer {
                 TrainingListener.StepMetrics m = new TrainingListener.StepMetrics(step, total, epoch, loss, lr, norm, tokens,
                         elapsed > 0 ? tokens / elapsed : 0, elapsed, skipped);
                 if (root()) appendMetrics(metrics, m);
-                for (TrainingListener l : active) l.onStep(m);
+                tell(active, l -> l.onStep(m));
                 if (cfg.evalEvery() > 0 && step % cfg.evalEvery() == 0 && !eval.isEmpty()) {
                     lastEval = evaluate(step, metrics);
                     lastEvalStep = step;
@@ -229,14 +230,22 @@ public final class Trainer {
                     lastCheckpoint = store.save(step, adapter, opt, state(step, epoch), baseModelName());
                     for (TrainingListener l : active) l.onCheckpoint(step, lastCheckpoint);
                 }
+                boolean stop = stopReason != null;
+                if (world() > 1) stop = comm.allReduceSum(new double[]{stop ? 1 : 0})[0] > 0; // rank 0's listeners decide for all
+                if (stop && step < total) {
+                    end = step;
+                    if (root()) System.err.println("jsloth: stopping after step " + step + " of " + total
+                            + (stopReason == null ? "" : ": " + stopReason));
+                    break;
+                }
             }
             Double finalEval = null;
-            if (!eval.isEmpty()) finalEval = lastEvalStep == total ? lastEval : evaluate(total, metrics); // not twice at the last step
+            if (!eval.isEmpty()) finalEval = lastEvalStep == end ? lastEval : evaluate(end, metrics); // not twice at the last step
             Path adapterDir = output.resolve("adapter");
             Path plot = output.resolve("loss.png");
             if (!root()) { // the root writes; the others report what they computed
                 double seconds = (System.nanoTime() - t0) / 1e9;
-                return new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress), Double.NaN, Double.NaN,
+                return new TrainingSummary(end - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress), Double.NaN, Double.NaN,
                         finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
             }
             saveAtomically(adapterDir);
@@ -247,7 +256,7 @@ public final class Trainer {
                 System.err.println("jsloth: the loss plot " + plot + " was not written (" + e + "); the curve is in " + metrics);
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
-            TrainingSummary s = new TrainingSummary(total - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress),
+            TrainingSummary s = new TrainingSummary(end - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress),
                     history.isEmpty() ? Double.NaN : history.getFirst()[1], history.isEmpty() ? Double.NaN : history.getLast()[1],
                     finalEval, be.memoryStats().peakBytes(), peakHeap(), adapterDir, metrics, plot);
             Json.write(output.resolve("summary.json"), Json.nonFiniteAsNull(Json.MAPPER.valueToTree(s))); // a NaN (no eval, a short run) as null
@@ -303,6 +312,20 @@ public final class Trainer {
         adapter.buffer().values().backend().kernels().scale(adapter.buffer().grads(), coef);
     }
 
+    /** Why a listener asked to stop (null: it did not). */
+    private String stopReason;
+
+    /** Calls each listener; a {@link TrainingListener.StopTraining} is noted (the run ends after this step), not thrown. */
+    private void tell(List<TrainingListener> to, java.util.function.Consumer<TrainingListener> call) {
+        for (TrainingListener l : to) {
+            try {
+                call.accept(l);
+            } catch (TrainingListener.StopTraining stop) {
+                if (stopReason == null) stopReason = stop.getMessage() == null ? "a listener asked to stop" : stop.getMessage();
+            }
+        }
+    }
+
     /** Token-weighted mean loss over the evaluation examples. */
     private double evaluate(long step, Path metrics) throws IOException {
         Batcher b = new Batcher(eval, cfg.batchSize(), cfg.seqLen(), false, padId, cfg.seed());
@@ -326,7 +349,7 @@ public final class Trainer {
         ObjectNode o = COMPACT.createObjectNode().put("step", step).put("eval_loss", loss);
         Files.writeString(metrics, COMPACT.writeValueAsString(o) + "\n", StandardCharsets.UTF_8,
                 java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.APPEND);
-        for (TrainingListener l : listeners) l.onEval(step, loss);
+        tell(listeners, l -> l.onEval(step, loss));
         return loss;
     }
 

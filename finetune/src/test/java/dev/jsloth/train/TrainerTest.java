@@ -24,6 +24,7 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -218,6 +219,49 @@ class TrainerTest {
         }
         try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter ok = m.loadAdapter(tmp.resolve("checkpoint-2"))) {
             for (Parameter p : ok.parameters()) assertTrue(Double.isFinite(be.kernels().sumOfSquares(p.value())));
+        }
+    }
+
+    /**
+     * A listener's StopTraining ends the run after that step and keeps what it trained: the adapter (equal to the
+     * model's parameters at that step), the summary and the metrics of the steps run; the final evaluation is at the
+     * stopping step. Another exception from a listener still aborts.
+     */
+    @Test
+    void aListenerStopsTheRunEarlyAndTheAdapterIsKept(@TempDir Path tmp) throws Exception {
+        List<Example> data = examples(12, 7);
+        TrainingConfig cfg = config(2, 1, 5, false);
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            List<Long> evals = new ArrayList<>();
+            TrainingSummary s = new Trainer(m, data, examples(3, 9), cfg, tmp, 0).listen(new TrainingListener() {
+                @Override
+                public void onStep(StepMetrics sm) {
+                    if (sm.step() == 2) throw new StopTraining("loss is good enough");
+                }
+
+                @Override
+                public void onEval(long step, double loss) {
+                    evals.add(step);
+                }
+            }).run(false);
+            assertEquals(2, s.steps());
+            assertEquals(List.of(2L), evals, "the final evaluation at the stopping step");
+            assertEquals(2, Files.readAllLines(tmp.resolve("metrics.jsonl")).stream().filter(l -> l.contains("\"loss\"")).count());
+            assertTrue(Files.isRegularFile(tmp.resolve("summary.json")));
+            try (LoraAdapter saved = m.loadAdapter(tmp.resolve("adapter"))) {
+                for (int i = 0; i < a.parameters().size(); i++)
+                    assertArrayEquals(be.download(a.parameters().get(i).value()), be.download(saved.parameters().get(i).value()), 0.0);
+            }
+        }
+        try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
+            Trainer t = new Trainer(m, data, List.of(), cfg, tmp.resolve("aborted"), 0).listen(new TrainingListener() {
+                @Override
+                public void onStep(StepMetrics sm) {
+                    throw new IllegalStateException("listener failed");
+                }
+            });
+            assertEquals("listener failed", assertThrows(IllegalStateException.class, () -> t.run(false)).getMessage());
+            assertFalse(Files.exists(tmp.resolve("aborted").resolve("adapter")));
         }
     }
 
