@@ -107,6 +107,60 @@ class GradientChecks {
         toClose.clear();
     }
 
+    /**
+     * GradCheck itself fails wrong backwards: a gradient off by a factor, a gradient left out (null) for an input that
+     * changes y; it refuses inputs it cannot check (F32), and leaves the inputs as they were when forward throws midway.
+     * The function: y = (x + w) * 3, so dx = dw = 3 dy.
+     */
+    @Test
+    void gradCheckFailsWrongBackwardsAndRefusesWhatItCannotCheck() {
+        Tensor x = rand(-1, 1, 4, 5), w = rand(-1, 1, 4, 5);
+        double[] x0 = BE.download(x);
+        java.util.function.BiFunction<Double, Boolean, GradCheck.Function> op = (factor, dropW) -> fn(List.of(new Input("x", x), new Input("w", w)), () -> {
+            Tensor y = alloc(4, 5);
+            K.add(x, w, y);
+            K.scale(y, 3);
+            return y;
+        }, dy -> {
+            Tensor dx = alloc(4, 5), dw = alloc(4, 5);
+            K.copy(dy, dx);
+            K.scale(dx, 3);
+            K.copy(dy, dw);
+            K.scale(dw, 3 * factor);
+            if (dropW) {
+                dw.close();
+                return java.util.Arrays.asList(dx, null);
+            }
+            return List.of(dx, dw);
+        });
+        assertTrue(GradCheck.check(op.apply(1.0, false), OPTIONS).passed());
+        GradCheck.Report doubled = GradCheck.check(op.apply(2.0, false), OPTIONS);
+        assertFalse(doubled.passed());
+        assertTrue(doubled.toString().contains("w ") && doubled.toString().contains("FAIL"), doubled.toString());
+        GradCheck.Report missing = GradCheck.check(op.apply(1.0, true), OPTIONS);
+        assertFalse(missing.passed(), missing.toString());
+        assertTrue(missing.toString().contains("w (no gradient returned)"), missing.toString());
+        try (Tensor f32 = BE.upload(DType.F32, Shape.of(3), new double[]{1, 2, 3})) {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> GradCheck.check(
+                    fn(List.of(new Input("h", f32)), () -> BE.upload(DType.F32, Shape.of(1), new double[1]), dy -> java.util.Arrays.asList((Tensor) null)), OPTIONS));
+            assertTrue(e.getMessage().contains("h is F32"), e.getMessage());
+        }
+        int[] calls = {0};
+        GradCheck.Function throwing = fn(List.of(new Input("x", x)), () -> {
+            if (++calls[0] == 4) throw new IllegalStateException("forward failed");
+            Tensor y = alloc(4, 5);
+            K.copy(x, y);
+            return y;
+        }, dy -> {
+            Tensor dx = alloc(4, 5);
+            K.copy(dy, dx);
+            return List.of(dx);
+        });
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalStateException.class, () -> GradCheck.check(throwing, OPTIONS));
+        assertArrayEquals(x0, BE.download(x), 0.0, "x holds its own values again");
+        closeAll();
+    }
+
     @AfterAll
     static void summary() {
         System.out.printf(Locale.ROOT, "[gradcheck] largest relative error over all checks: %.3e%n", largestRelativeError);

@@ -1,6 +1,7 @@
 package dev.jsloth.api.gradcheck;
 
 import dev.jsloth.api.Backend;
+import dev.jsloth.api.DType;
 import dev.jsloth.api.Tensor;
 
 import java.util.ArrayList;
@@ -13,10 +14,12 @@ import java.util.SplittableRandom;
  *
  * <p>For a function {@code y = f(x_1..x_m)} it draws a fixed random cotangent R (same shape as y) and compares,
  * element by element, the analytic {@code dL/dx} returned by the backward for {@code L = sum(R * y)} with
- * {@code (L(x + h e) - L(x - h e)) / 2h}. Run it in F64 (tensors of type F64) so that truncation and rounding
- * error stay far below the tolerances. An element passes when
+ * {@code (L(x + h e) - L(x - h e)) / 2h}. Inputs must be F64 (refused otherwise: a step of 1e-6 is below F32's
+ * resolution, so even a right backward would fail). An element passes when
  * {@code |analytic - numeric| <= absTol + relTol * max(|analytic|, |numeric|)}; the report names the worst
- * element of every input.
+ * element of every input. An input whose backward returns null is checked against a zero gradient (so a backward that
+ * forgets a gradient fails, and one for an input that does not change y passes). The inputs hold their own values
+ * again when the check returns or throws.
  *
  * <pre>{@code
  * GradCheck.Report r = GradCheck.check(myOp, GradCheck.Options.defaults());
@@ -31,7 +34,7 @@ public final class GradCheck {
 
     /** The function under test and its backward. */
     public interface Function {
-        /** The inputs whose gradients are checked (F64 tensors recommended). */
+        /** The inputs whose gradients are checked (F64 tensors). */
         List<Input> inputs();
 
         /** Computes y from the inputs' current values; returns a new tensor the checker closes. */
@@ -39,7 +42,7 @@ public final class GradCheck {
 
         /**
          * Returns the gradients of {@code sum(dy * y)} with respect to each input, in {@link #inputs()} order, as new
-         * tensors (the checker closes them); an entry may be null for an input without a gradient.
+         * tensors (the checker closes them); an entry may be null for an input that does not change y (checked as zeros).
          */
         List<Tensor> backward(Tensor dy);
     }
@@ -52,6 +55,13 @@ public final class GradCheck {
      * @param seed                seed for R and the element choice
      */
     public record Options(double step, double absTol, double relTol, int maxElementsPerInput, long seed) {
+        public Options {
+            if (!(step > 0) || Double.isInfinite(step)) throw new IllegalArgumentException("step must be a positive finite number, got " + step);
+            if (!(absTol >= 0) || !(relTol >= 0)) throw new IllegalArgumentException("absTol and relTol must be >= 0, got " + absTol + " and " + relTol);
+            if (!(absTol > 0 || relTol > 0)) throw new IllegalArgumentException("absTol and relTol cannot both be 0");
+            if (maxElementsPerInput < 1) throw new IllegalArgumentException("maxElementsPerInput must be at least 1, got " + maxElementsPerInput);
+        }
+
         public static Options defaults() {
             return new Options(1e-6, 1e-7, 1e-5, 64, 1234);
         }
@@ -103,6 +113,10 @@ public final class GradCheck {
     public static Report check(Function f, Options o) {
         List<Input> inputs = f.inputs();
         if (inputs.isEmpty()) throw new IllegalArgumentException("no inputs to check");
+        for (Input in : inputs)
+            if (in.tensor().dtype() != DType.F64)
+                throw new IllegalArgumentException("GradCheck needs F64 inputs; " + in.name() + " is " + in.tensor().dtype()
+                        + " (central differences with a step of " + o.step() + " are below its resolution)");
         Backend be = inputs.getFirst().tensor().backend();
         SplittableRandom rnd = new SplittableRandom(o.seed());
 
@@ -127,39 +141,47 @@ public final class GradCheck {
         List<InputReport> reports = new ArrayList<>();
         for (int in = 0; in < inputs.size(); in++) {
             Input input = inputs.get(in);
-            double[] a = analytic.get(in);
-            if (a == null) continue;
             double[] values = be.download(input.tensor());
+            double[] a = analytic.get(in);
+            String name = input.name();
+            if (a == null) { // "no gradient": checked as zeros
+                a = new double[values.length];
+                name += " (no gradient returned)";
+            }
             if (a.length != values.length)
                 throw new IllegalStateException("gradient of " + input.name() + " has " + a.length + " elements, input has " + values.length);
             int[] idx = chooseElements(values.length, o.maxElementsPerInput(), rnd);
             long worst = -1;
             double worstScore = -1, worstA = 0, worstN = 0, maxAbs = 0, maxRel = 0;
-            for (int e : idx) {
-                double orig = values[e];
-                double h = o.step() * Math.max(1.0, Math.abs(orig));
-                values[e] = orig + h;
-                double plus = objective(f, input.tensor(), values, cot);
-                values[e] = orig - h;
-                double minus = objective(f, input.tensor(), values, cot);
-                values[e] = orig;
-                double num = (plus - minus) / (2 * h);
-                double abs = Math.abs(a[e] - num);
-                double mag = Math.max(Math.abs(a[e]), Math.abs(num));
-                double rel = mag == 0 ? 0 : abs / mag;
-                double score = abs / (o.absTol() + o.relTol() * mag);
-                if (Double.isNaN(score)) score = Double.POSITIVE_INFINITY;
-                maxAbs = Math.max(maxAbs, abs);
-                if (mag > 1e-6) maxRel = Math.max(maxRel, rel);
-                if (score > worstScore) {
-                    worstScore = score;
-                    worst = e;
-                    worstA = a[e];
-                    worstN = num;
+            double[] original = values.clone();
+            try {
+                for (int e : idx) {
+                    double orig = values[e];
+                    double h = o.step() * Math.max(1.0, Math.abs(orig));
+                    values[e] = orig + h;
+                    double plus = objective(f, input.tensor(), values, cot);
+                    values[e] = orig - h;
+                    double minus = objective(f, input.tensor(), values, cot);
+                    values[e] = orig;
+                    double num = (plus - minus) / (2 * h);
+                    double abs = Math.abs(a[e] - num);
+                    double mag = Math.max(Math.abs(a[e]), Math.abs(num));
+                    double rel = mag == 0 ? 0 : abs / mag;
+                    double score = abs / (o.absTol() + o.relTol() * mag);
+                    if (Double.isNaN(score)) score = Double.POSITIVE_INFINITY;
+                    maxAbs = Math.max(maxAbs, abs);
+                    if (mag > 1e-6) maxRel = Math.max(maxRel, rel);
+                    if (score > worstScore) {
+                        worstScore = score;
+                        worst = e;
+                        worstA = a[e];
+                        worstN = num;
+                    }
                 }
+            } finally {
+                restore(input.tensor(), original); // also when forward throws midway
             }
-            restore(input.tensor(), values);
-            reports.add(new InputReport(input.name(), idx.length, worst, worstA, worstN, maxAbs, maxRel, worstScore <= 1.0));
+            reports.add(new InputReport(name, idx.length, worst, worstA, worstN, maxAbs, maxRel, worstScore <= 1.0));
         }
         return new Report(reports);
     }
