@@ -29,6 +29,9 @@ import java.util.function.IntConsumer;
  * A Llama-family causal language model with an optional LoRA adapter, built from the api's blocks:
  * embedding, N decoder layers (each a tape block, checkpointed during training by default), final RMSNorm, and
  * the output projection fused with the cross-entropy loss.
+ *
+ * <p>Not thread-safe: one thread at a time (it caches per-batch state such as the rotary tables). Two models on one
+ * backend may run from two threads.
  */
 public final class LlamaModel implements AutoCloseable {
     private static final long LOGITS_CHUNK_ELEMENTS = 1L << 25;
@@ -123,13 +126,30 @@ public final class LlamaModel implements AutoCloseable {
         return recompute;
     }
 
-    /** Attaches a LoRA adapter (the model does not own it); null detaches. */
+    /**
+     * Attaches a LoRA adapter (the model does not own it: close it yourself, after the model is done with it); null
+     * detaches. The adapter must be this model's: its layers within the model's, each pair's shapes those of its
+     * projection here, its tensors on this model's backend (checked now, not at the next pass).
+     */
     public void attach(LoraAdapter a) {
+        if (a != null) {
+            for (LoraAdapter.Pair pr : a.pairs()) {
+                String where = "adapter pair " + pr.projection().path(pr.layer());
+                if (pr.layer() < 0 || pr.layer() >= config.numLayers())
+                    throw new IllegalArgumentException(where + ": the model has " + config.numLayers() + " layers");
+                int[] w = pr.projection().shape(config), as = pr.a().value().shape().dims(), bs = pr.b().value().shape().dims();
+                if (as.length != 2 || bs.length != 2 || as[1] != w[1] || bs[0] != w[0] || as[0] != bs[1])
+                    throw new IllegalArgumentException(where + ": A " + java.util.Arrays.toString(as) + " and B " + java.util.Arrays.toString(bs)
+                            + " do not fit the weight " + java.util.Arrays.toString(w) + " (A must be [r, " + w[1] + "], B [" + w[0] + ", r])");
+                if (pr.a().value().backend() != backend || pr.b().value().backend() != backend)
+                    throw new IllegalArgumentException(where + ": its tensors are on another backend than the model's (" + backend.name() + ")");
+            }
+        }
         this.adapter = a;
         this.layers = buildLayers();
     }
 
-    /** A fresh PEFT-initialised adapter for this model, attached. */
+    /** A fresh PEFT-initialised adapter for this model, attached (the model does not own it: close it yourself). */
     public LoraAdapter attachNewAdapter(LoraSettings s, long seed) {
         LoraAdapter a = LoraAdapter.initialise(config, s, backend, parameterType(), seed);
         attach(a);

@@ -148,6 +148,11 @@ public final class FineTuneJob {
             if (model == null) throw new IllegalArgumentException("no model directory given");
             if (data == null) throw new IllegalArgumentException("no dataset file given");
             if (!(evalSplit >= 0 && evalSplit < 1)) throw new IllegalArgumentException("eval split must be in [0, 1)");
+            // checked here, before anything is loaded (each was a NullPointerException after the model had loaded)
+            String[] names = {"output", "lora", "training", "format", "badRows", "log", "processGroup", "quantization"};
+            Object[] values = {output, lora, training, format, badRows, log, group, quantization};
+            for (int i = 0; i < names.length; i++)
+                if (values[i] == null) throw new IllegalArgumentException("FineTuneJob." + names[i] + " is null");
             return new FineTuneJob(this);
         }
     }
@@ -305,8 +310,20 @@ public final class FineTuneJob {
         return ChatTemplate.builtin("chatml");
     }
 
-    /** Runs the job; {@code listeners} receive progress. */
+    /**
+     * Runs the job; {@code listeners} receive progress (one may end it early with {@link TrainingListener.StopTraining}).
+     *
+     * @throws dev.jsloth.io.CheckpointFormatException a model, adapter or checkpoint file that is malformed (names the
+     *         file and field; an {@link IOException})
+     * @throws dev.jsloth.tokenizer.TokenizerFormatException a tokenizer.json it cannot read (an {@link IOException})
+     * @throws IOException the files cannot be read or the output written
+     * @throws dev.jsloth.api.spi.BackendUnavailableException the backend asked for cannot run here (says why)
+     * @throws dev.jsloth.api.DeviceOutOfMemoryException a tensor does not fit (nothing the run allocated stays alive)
+     * @throws TrainingException the run cannot go on (non-finite loss without skipping, a resume that does not match)
+     * @throws IllegalArgumentException a setting or the data do not allow training (the message names which)
+     */
     public TrainingSummary run(List<TrainingListener> listeners) throws IOException {
+        java.util.Objects.requireNonNull(listeners, "listeners (an empty list for none)");
         Tokenizer tok = Tokenizer.load(model);
         ChatTemplate tpl = template(model, templateName);
         refuseAttentionDropout(LlamaConfig.read(model), model.resolve("config.json"));

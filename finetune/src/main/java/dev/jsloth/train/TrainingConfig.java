@@ -3,7 +3,8 @@ package dev.jsloth.train;
 /**
  * Hyper-parameters of a LoRA training run. {@code maxSteps > 0} overrides {@code epochs}; {@code warmupSteps}
  * counts optimizer steps (below 1: a ratio of the run's steps); {@code saveEvery}/{@code evalEvery} of 0 disable periodic checkpoints/evaluation
- * (a final adapter is always written).
+ * (a final adapter is always written). {@code logEvery} is not read by the trainer: every step goes to
+ * {@code metrics.jsonl} and to the listeners, which choose what to print.
  */
 public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAccum, int seqLen, double lr,
                              double weightDecay, double beta1, double beta2, double eps, Schedule schedule,
@@ -32,6 +33,12 @@ public record TrainingConfig(int epochs, int maxSteps, int batchSize, int gradAc
         if (!(warmupSteps >= 0) || (warmupSteps >= 1 && warmupSteps != Math.rint(warmupSteps)) || Double.isInfinite(warmupSteps))
             throw new IllegalArgumentException("warmup takes a whole number of steps or a ratio of the run's steps in [0, 1), got " + warmupSteps);
         if (!(maxGradNorm >= 0)) throw new IllegalArgumentException("max grad norm must be >= 0 (0 = no clipping)");
+        if (!(weightDecay >= 0) || Double.isInfinite(weightDecay)) throw new IllegalArgumentException("weight decay must be a finite number >= 0, got " + weightDecay);
+        if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+            throw new IllegalArgumentException("AdamW betas must be in [0, 1), got " + beta1 + " and " + beta2);
+        if (!(eps > 0) || Double.isInfinite(eps)) throw new IllegalArgumentException("AdamW eps must be a finite number > 0, got " + eps);
+        if (schedule == null) throw new IllegalArgumentException("schedule is null (linear, cosine, constant or constant_with_warmup)");
+        if (logEvery < 1) throw new IllegalArgumentException("logEvery must be at least 1, got " + logEvery);
     }
 
     /** Unsloth-like defaults: lr 2e-4, AdamW(0.9, 0.999, 1e-8), wd 0.01, linear schedule, 5 warmup steps, clip 1.0. */

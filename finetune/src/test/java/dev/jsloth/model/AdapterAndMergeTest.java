@@ -251,6 +251,37 @@ class AdapterAndMergeTest {
         }
     }
 
+    /**
+     * attach checks the adapter against the model at once: pairs for layers the model does not have, shapes of another
+     * intermediate size, tensors of another backend are refused by name (they ran silently, or failed at the next pass).
+     */
+    @Test
+    void attachRefusesAnAdapterOfAnotherModel() throws IOException {
+        try (Fixture fx = Fixture.open("gqa-untied"); LlamaModel m = LlamaModel.load(fx.dir(), be, DType.F64)) {
+            LlamaConfig cfg = m.config();
+            var json = (com.fasterxml.jackson.databind.node.ObjectNode) dev.jsloth.io.Json.read(fx.dir().resolve("config.json"));
+            LlamaConfig deeper = LlamaConfig.parse(fx.dir().resolve("config.json"), json.deepCopy().put("num_hidden_layers", cfg.numLayers() + 1));
+            LlamaConfig wider = LlamaConfig.parse(fx.dir().resolve("config.json"), json.deepCopy().put("intermediate_size", cfg.intermediateSize() + 8));
+            LoraSettings s = LoraSettings.allProjections(4, 8);
+            try (LoraAdapter a = LoraAdapter.initialise(deeper, s, be, DType.F64, 1)) {
+                var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> m.attach(a));
+                assertTrue(e.getMessage().contains("model.layers." + cfg.numLayers() + ".") && e.getMessage().contains("layers"), e.getMessage());
+            }
+            try (LoraAdapter a = LoraAdapter.initialise(wider, s, be, DType.F64, 1)) {
+                var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> m.attach(a));
+                assertTrue(e.getMessage().contains("do not fit the weight"), e.getMessage());
+            }
+            try (dev.jsloth.api.Backend other = dev.jsloth.api.spi.Backends.create("cpu"); LoraAdapter a = LoraAdapter.initialise(cfg, s, other, DType.F64, 1)) {
+                var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> m.attach(a));
+                assertTrue(e.getMessage().contains("another backend"), e.getMessage());
+            }
+            try (LoraAdapter a = LoraAdapter.initialise(cfg, s, be, DType.F64, 1)) {
+                m.attach(a); // its own: fine
+                m.attach(null);
+            }
+        }
+    }
+
     /** A copy of an adapter directory with one field of its adapter_config.json set to {@code json}. */
     private static Path adapterWith(Path src, Path dst, String field, String json) throws IOException {
         Files.createDirectories(dst);
