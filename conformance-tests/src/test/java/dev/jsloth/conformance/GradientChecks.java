@@ -763,6 +763,51 @@ class GradientChecks {
         closeAll();
     }
 
+    /**
+     * A user block that saves nothing (null) runs on every kind of tape (recording, checkpointed, forward-only), its
+     * backward gives the right dX, and nothing is left alive (it threw, and leaked its output, with checkpointing).
+     */
+    @Test
+    void aBlockThatSavesNothingRunsOnEveryTape() {
+        BatchContext ctx = context(1, 4, 4, null);
+        Tensor x = rand(-1, 1, 4, 8), dy = rand(-1, 1, 4, 8);
+        long live = BE.memoryStats().liveTensors();
+        dev.jsloth.api.autograd.Block<AutoCloseable> noState = new dev.jsloth.api.autograd.Block<>() {
+            @Override
+            public Forward<AutoCloseable> forward(Tensor in, BatchContext c) {
+                Tensor y = BE.allocate(in.dtype(), in.shape());
+                K.axpy(2.0, in, y);
+                return new Forward<>(y, null);
+            }
+
+            @Override
+            public Tensor backward(Tensor d, AutoCloseable saved, BatchContext c) {
+                Tensor dx = BE.allocate(d.dtype(), d.shape());
+                K.axpy(2.0, d, dx);
+                return dx;
+            }
+        };
+        double[] want = BE.download(dy);
+        for (int i = 0; i < want.length; i++) want[i] *= 8; // three doublings
+        for (boolean checkpointing : new boolean[]{false, true}) {
+            try (Tape tape = new Tape(ctx, checkpointing)) {
+                Tensor h = x;
+                for (int b = 0; b < 3; b++) h = tape.forward(noState, h);
+                try (Tensor dx = tape.backward(dy)) {
+                    assertArrayEquals(want, BE.download(dx), 0.0, "checkpointing " + checkpointing);
+                }
+            }
+            assertEquals(live, BE.memoryStats().liveTensors(), "checkpointing " + checkpointing);
+        }
+        try (Tape tape = Tape.forwardOnly(ctx)) {
+            Tensor h = x;
+            for (int b = 0; b < 3; b++) h = tape.forward(noState, h);
+            assertEquals(8 * BE.download(x)[0], BE.download(h)[0], 0.0);
+        }
+        assertEquals(live, BE.memoryStats().liveTensors(), "forward-only");
+        closeAll();
+    }
+
     /** y = 2x; its backward dx = 2 dy, or a failure. */
     private record Doubling(boolean fails) implements dev.jsloth.api.autograd.Block<AutoCloseable> {
         @Override

@@ -10,7 +10,7 @@ import dev.jsloth.api.Tensor;
  */
 public interface Block<S extends AutoCloseable> {
 
-    /** The output and the saved state. The output is a new tensor owned by the caller. */
+    /** The output and the saved state (null when the backward needs nothing). The output is a new tensor owned by the caller. */
     record Forward<S extends AutoCloseable>(Tensor y, S saved) {
     }
 

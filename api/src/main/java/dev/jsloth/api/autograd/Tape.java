@@ -31,6 +31,7 @@ public final class Tape implements AutoCloseable {
         final Tensor input;
         S saved;
         AutoCloseable kept; // what the block keeps across checkpointing (selective recompute), or null
+        boolean handedOver; // checkpointed: the saved state was given up and is recomputed before the backward
 
         Entry(Block<S> block, Tensor input, S saved) {
             this.block = block;
@@ -39,7 +40,8 @@ public final class Tape implements AutoCloseable {
         }
 
         S savedOrRecompute(BatchContext ctx) {
-            if (saved == null) {
+            if (handedOver) { // a block that saved nothing (null) is not run again
+                handedOver = false;
                 saved = block.recompute(input, kept, ctx);
                 kept = null; // now owned by the recomputed state
             }
@@ -48,14 +50,19 @@ public final class Tape implements AutoCloseable {
 
         /** Frees the saved state and what the block kept for its recompute. */
         void release() {
-            try {
-                if (saved != null) saved.close();
-                if (kept != null) kept.close();
-            } catch (Exception e) {
-                throw new IllegalStateException("closing saved activations failed", e);
-            }
+            AutoCloseable s = saved, k = kept;
             saved = null;
             kept = null;
+            Exception failed = null;
+            for (AutoCloseable c : new AutoCloseable[]{s, k}) { // both, even if the first fails
+                try {
+                    if (c != null) c.close();
+                } catch (Exception e) {
+                    if (failed == null) failed = e;
+                    else failed.addSuppressed(e);
+                }
+            }
+            if (failed != null) throw new IllegalStateException("closing saved activations failed", failed);
         }
     }
 
@@ -88,24 +95,24 @@ public final class Tape implements AutoCloseable {
     /** Runs {@code block} forward on x and records it; returns the output (owned by the tape). */
     public <S extends AutoCloseable> Tensor forward(Block<S> block, Tensor x) {
         Block.Forward<S> f = block.forward(x, ctx);
+        boolean inputOwned = !owned.isEmpty() && owned.getLast() == x;
+        owned.add(f.y()); // the tape's from here, so that it is freed with the tape whatever fails below
         if (!recording) {
             try {
-                f.saved().close();
+                if (f.saved() != null) f.saved().close(); // a block may save nothing (null)
             } catch (Exception e) {
-                f.y().close();
                 throw e instanceof RuntimeException re ? re : new IllegalStateException(e);
             }
-            if (!owned.isEmpty() && owned.getLast() == x) owned.removeLast().close(); // the input, made by this tape, is read
-            owned.add(f.y());
+            if (inputOwned) owned.remove(owned.size() - 2).close(); // the input, made by this tape, is read
             return f.y();
         }
         Entry<S> e = new Entry<>(block, x, f.saved());
-        if (checkpointing) {
+        if (checkpointing && f.saved() != null) {
             e.saved = null; // handed over: the block keeps part of it and frees the rest
+            e.handedOver = true;
             e.kept = block.keepForRecompute(f.saved());
         }
         entries.push(e);
-        owned.add(f.y());
         return f.y();
     }
 
@@ -181,11 +188,28 @@ public final class Tape implements AutoCloseable {
         }
     }
 
+    /** Frees every entry's saved state and every output the tape owns, all of them even if one fails (the first failure is thrown). */
     @Override
     public void close() {
-        for (Entry<?> e : entries) e.release();
+        RuntimeException failed = null;
+        for (Entry<?> e : entries) {
+            try {
+                e.release();
+            } catch (RuntimeException x) {
+                if (failed == null) failed = x;
+                else failed.addSuppressed(x);
+            }
+        }
         entries.clear();
-        for (Tensor t : owned) t.close();
+        for (Tensor t : owned) {
+            try {
+                t.close();
+            } catch (RuntimeException x) {
+                if (failed == null) failed = x;
+                else failed.addSuppressed(x);
+            }
+        }
         owned.clear();
+        if (failed != null) throw failed;
     }
 }
