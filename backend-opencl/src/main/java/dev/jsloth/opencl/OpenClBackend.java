@@ -188,7 +188,10 @@ final class OpenClBackend implements Backend {
 
     /** A tensor with uninitialised contents, in a buffer of the pool (its size class is the tensor's device bytes). */
     private OpenClTensor create(DType dtype, Shape shape) {
-        BufferPool.Block b = pool.acquire(deviceSize(dtype.byteSize(shape.numel())));
+        long bytes = deviceSize(dtype.byteSize(shape.numel()));
+        if (bytes > device.maxAllocBytes()) // before the pool, which would empty its cache to retry what cannot fit
+            throw outOfMemory(bytes, "one OpenCL buffer may hold at most " + device.maxAllocBytes() + " bytes on this device");
+        BufferPool.Block b = pool.acquire(bytes);
         return track(dtype, shape, b.buffer(), null, b.size());
     }
 

@@ -39,8 +39,9 @@ final class ProcessLauncher {
 
     /**
      * Checks, before any rank starts, that the backend the ranks will pick has {@code gpus} devices: with fewer, the
-     * extra ranks would find no GPU and fall back to the CPU backend. A backend that is not one-a-device (the CPU's)
-     * runs only when named ({@code --backend cpu}), not as the fallback of a host without a usable GPU.
+     * extra ranks would find no GPU and fall back to the CPU backend. The CPU backend runs only when named
+     * ({@code --backend cpu}), not as the fallback of a host without a usable GPU; a backend that does not count its
+     * devices (OpenCL) is not checked.
      */
     static void checkDevices(int gpus, String backendOption) {
         String named = backendOption != null ? backendOption : Backends.requestedName();
@@ -51,7 +52,7 @@ final class ProcessLauncher {
             throw new IllegalArgumentException("--gpus " + gpus + " starts one process a GPU, but the " + p.name() + " backend sees "
                     + count.getAsInt() + " device" + (count.getAsInt() == 1 ? "" : "s") + " on this host"
                     + (System.getenv("CUDA_VISIBLE_DEVICES") == null ? "" : " (CUDA_VISIBLE_DEVICES=" + System.getenv("CUDA_VISIBLE_DEVICES") + ")"));
-        if (count.isEmpty() && named == null) {
+        if (count.isEmpty() && named == null && p.name().equals("cpu")) { // the CPU as the fallback of a host without a GPU
             StringBuilder why = new StringBuilder();
             for (Backends.Status st : Backends.statuses(providers))
                 if (!st.availability().available()) why.append("; ").append(st.name()).append(": ").append(st.availability().reason());
@@ -90,6 +91,7 @@ final class ProcessLauncher {
                 env.put("MASTER_ADDR", "127.0.0.1");
                 env.put("MASTER_PORT", "0");
                 env.put(TcpCommunicator.RENDEZVOUS_FILE_ENV, rendezvousFile.toString());
+                env.put(TcpCommunicator.BIND_ENV, "address"); // rank 0 listens on 127.0.0.1 only
                 env.putIfAbsent("NCCL_NVLS_ENABLE", "0");
                 if (r == 0) pb.inheritIO();
                 else pb.redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectError(ProcessBuilder.Redirect.INHERIT);

@@ -2,8 +2,10 @@ package dev.jsloth.model;
 
 /**
  * How to pick new tokens: {@code temperature == 0} is greedy (the first most likely token, as {@code argmax});
- * otherwise logits are divided by the temperature, restricted to the smallest set whose probability reaches
- * {@code topP} (nucleus sampling), and sampled with a generator seeded by {@code seed}. Generation stops after
+ * otherwise logits are divided by the temperature, restricted to the {@code topK} largest (ties kept; 0 = off),
+ * then to the smallest set whose probability reaches {@code topP} (nucleus sampling), and sampled with a generator
+ * seeded by {@code seed}, in transformers' order. The constructor without {@code topK} leaves it off (the CLI's
+ * {@code --top-k} defaults to 50, as transformers' GenerationConfig). Generation stops after
  * {@code maxNewTokens}, or after any of {@code stopTokenIds} (end of sequence, end of turn) is produced.
  */
 public record GenerationOptions(int maxNewTokens, double temperature, double topP, int topK, long seed, int[] stopTokenIds) {

@@ -168,6 +168,7 @@ public final class Trainer {
             List<Batcher.MicroBatch> epochBatches = List.of();
             Path lastCheckpoint = store.latest().orElse(null);
             long end = total; // a listener's StopTraining ends the run earlier
+            stopReason = null;
             for (long step = start + 1; step <= total; step++) {
                 int epoch = (int) ((step - 1) / perEpoch);
                 if (epoch != cachedEpoch) {

@@ -34,16 +34,22 @@ class SamplingTest {
 
     @Test
     void topKComesBeforeTopPAndAfterTheTemperature() {
-        // probabilities 0.4 / 0.3 / 0.2 / 0.1 at temperature 1; top_k 3 renormalises to 4/9, 3/9, 2/9; top_p 0.7 then
-        // keeps 4/9 + 3/9 = 0.78 >= 0.7 (without top_k it would keep 0.4 + 0.3 = 0.7 as well, but with other weights)
-        double[] logits = {Math.log(0.4), Math.log(0.3), Math.log(0.2), Math.log(0.1)};
+        // probabilities 0.5 / 0.25 / 0.15 / 0.1, top_k 2, top_p 0.6. top_k first (transformers' order) keeps 0.5 and 0.25,
+        // renormalised 2/3 and 1/3, and top_p then keeps token 0 alone (2/3 >= 0.6). top_p first would keep tokens 0
+        // and 1 (0.5 + 0.25 = 0.75), and top_k 2 would leave both.
+        double[] logits = {Math.log(0.5), Math.log(0.25), Math.log(0.15), Math.log(0.1)};
+        int[] c = counts(logits, new GenerationOptions(1, 1.0, 0.6, 2, 0, null), 5000);
+        assertEquals(5000, c[0]);
+        // without top_k, top_p 0.6 keeps tokens 0 and 1 in the ratio 2 : 1
         int n = 40_000;
-        int[] c = counts(logits, new GenerationOptions(1, 1.0, 0.7, 3, 0, null), n);
-        assertEquals(0, c[2] + c[3]);
-        assertEquals(4 / 7.0, c[0] / (double) n, 4 * Math.sqrt(0.25 / n));
-        // a temperature of 0.5 squares the odds before top_k: 16 : 9 : 4 : 1, top_k 1 keeps the first only
-        int[] t = counts(logits, new GenerationOptions(1, 0.5, 1.0, 1, 0, null), 1000);
-        assertEquals(1000, t[0]);
+        int[] p = counts(logits, new GenerationOptions(1, 1.0, 0.6, 0, 0, null), n);
+        assertEquals(0, p[2] + p[3]);
+        assertEquals(2 / 3.0, p[0] / (double) n, 4 * Math.sqrt(0.25 / n));
+        // a temperature of 2 flattens the odds before top_k: sqrt(0.5) : sqrt(0.25) : ... , so top_k 2 then top_p 0.6
+        // keeps both of the first two (sqrt(2) / (sqrt(2) + 1) = 0.586 < 0.6)
+        int[] t = counts(logits, new GenerationOptions(1, 2.0, 0.6, 2, 0, null), n);
+        assertEquals(0, t[2] + t[3]);
+        assertEquals(Math.sqrt(2) / (Math.sqrt(2) + 1), t[0] / (double) n, 4 * Math.sqrt(0.25 / n));
     }
 
     @Test

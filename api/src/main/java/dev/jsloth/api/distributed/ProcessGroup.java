@@ -55,6 +55,8 @@ public record ProcessGroup(int rank, int worldSize, int localRank, String master
         if (addr == null) throw new IllegalArgumentException("WORLD_SIZE=" + world + " but MASTER_ADDR is not set (the root's host name or address)");
         boolean published = env.get(TcpCommunicator.RENDEZVOUS_FILE_ENV) != null && !env.get(TcpCommunicator.RENDEZVOUS_FILE_ENV).isBlank();
         int port = env.containsKey("MASTER_PORT") ? number(env, "MASTER_PORT") : published ? 0 : world > 1 ? number(env, "MASTER_PORT") : 29500;
+        if (port == 0 && !published && world > 1) // refused here, before a model is loaded, not at the rendezvous
+            throw new IllegalArgumentException("MASTER_PORT=0 needs " + TcpCommunicator.RENDEZVOUS_FILE_ENV + " (the file where rank 0 publishes the port it binds)");
         return Optional.of(new ProcessGroup(rank, world, local, addr, port));
     }
 

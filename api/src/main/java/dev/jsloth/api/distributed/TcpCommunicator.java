@@ -34,13 +34,18 @@ import java.util.List;
 public final class TcpCommunicator implements Communicator {
     private static final int MAGIC = 0x4A534C54; // "JSLT"
     /** How long the rendezvous waits for the other ranks unless {@code JSLOTH_RENDEZVOUS_TIMEOUT_S} says otherwise. */
-    public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(300);
+    public static final Duration DEFAULT_TIMEOUT = Duration.ofSeconds(1800); // torch.distributed's default: ranks may load a large model at different speeds
     /** The environment variable that sets the rendezvous wait, in whole seconds. */
     public static final String TIMEOUT_ENV = "JSLOTH_RENDEZVOUS_TIMEOUT_S";
     /** The file where rank 0 publishes the port it bound when {@code MASTER_PORT} is 0 (the {@code --gpus} launcher's way). */
     public static final String RENDEZVOUS_FILE_ENV = "JSLOTH_RENDEZVOUS_FILE";
+    /**
+     * Set to {@code address} (the {@code --gpus} launcher does): rank 0 listens on {@code MASTER_ADDR} only, not on every
+     * interface, so nothing off this host can join.
+     */
+    public static final String BIND_ENV = "JSLOTH_RENDEZVOUS_BIND";
 
-    /** The rendezvous wait: {@value #TIMEOUT_ENV} when set (a positive whole number of seconds, else an error naming it), else 300 s. */
+    /** The rendezvous wait: {@value #TIMEOUT_ENV} when set (a positive whole number of seconds, else an error naming it), else 30 minutes. */
     public static Duration rendezvousTimeout() {
         return rendezvousTimeout(System.getenv(TIMEOUT_ENV));
     }
@@ -140,8 +145,9 @@ public final class TcpCommunicator implements Communicator {
         int port = g.masterPort();
         try (ServerSocket server = new ServerSocket()) {
             server.setReuseAddress(true);
-            // a loopback MASTER_ADDR (the --gpus launcher's) listens on loopback only: nothing off this host can join
-            InetAddress bindTo = isLoopback(g.masterAddr()) ? InetAddress.getLoopbackAddress() : null;
+            // every interface, as torchrun's store (MASTER_ADDR may name this host by an address other hosts use); only
+            // MASTER_ADDR itself where asked (the --gpus launcher, on loopback)
+            InetAddress bindTo = "address".equals(System.getenv(BIND_ENV)) ? InetAddress.getByName(g.masterAddr()) : null;
             server.bind(new InetSocketAddress(bindTo, g.masterPort()), g.worldSize());
             port = server.getLocalPort();
             if (g.masterPort() == 0) publishPort(rendezvousFile, port);
@@ -187,25 +193,44 @@ public final class TcpCommunicator implements Communicator {
                 peers[h.rank()] = s;
                 joined++;
             }
+            // everyone is in: each gets its own acknowledgement and answers "ready", so that a rank that gave up
+            // meanwhile (its own deadline passed) is an error here, not a wait for ever in the collectives that follow
+            for (int r = 1; r < peers.length; r++) {
+                try {
+                    DataOutputStream o = new DataOutputStream(peers[r].getOutputStream());
+                    o.writeInt(MAGIC ^ r);
+                    o.flush();
+                } catch (IOException e) {
+                    throw leftEarly(r, e);
+                }
+            }
+            for (int r = 1; r < peers.length; r++) {
+                peers[r].setSoTimeout(READY_MILLIS);
+                int ready;
+                try {
+                    ready = new DataInputStream(peers[r].getInputStream()).readInt();
+                } catch (IOException e) {
+                    throw leftEarly(r, e);
+                }
+                peers[r].setSoTimeout(0);
+                if (ready != (READY ^ r)) throw new IOException("rendezvous: rank " + r + " answered " + ready + " instead of ready");
+            }
         } catch (IOException e) {
             for (Socket s : peers) if (s != null) s.close();
             throw e;
+        } finally {
+            if (g.masterPort() == 0) Files.deleteIfExists(rendezvousFile); // read by every rank by now, or useless
         }
-        TcpCommunicator c = new TcpCommunicator(g, backend, peers);
-        for (int r = 1; r < peers.length; r++) { // everyone is in: release the others, each with its own acknowledgement
-            c.out[r].writeInt(MAGIC ^ r);
-            c.out[r].flush();
-        }
-        return c;
+        return new TcpCommunicator(g, backend, peers);
     }
 
-    private static boolean isLoopback(String addr) {
-        try {
-            return InetAddress.getByName(addr).isLoopbackAddress();
-        } catch (java.net.UnknownHostException e) {
-            return false;
-        }
+    private static IOException leftEarly(int rank, IOException e) {
+        return new IOException("rendezvous: rank " + rank + " left before the group was complete (its own wait ended: "
+                + TIMEOUT_ENV + " sets it; start the ranks within it)", e);
     }
+
+    private static final int READY = 0x52454459; // "REDY"
+    private static final int READY_MILLIS = 30_000;
 
     /** Writes the bound port into the rendezvous file at once (a reader sees no file or the whole number). */
     private static void publishPort(Path file, int port) throws IOException {
@@ -254,18 +279,23 @@ public final class TcpCommunicator implements Communicator {
     private static TcpCommunicator join(ProcessGroup g, Backend backend, Duration timeout, String transport, Path rendezvousFile)
             throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
-        int port = g.masterPort();
-        if (port == 0) {
-            port = publishedPort(rendezvousFile, deadline);
-            if (port < 0)
-                throw new IOException("rendezvous: rank " + g.rank() + " found no port from rank 0 in " + rendezvousFile
-                        + " within the timeout (is rank 0 running?)");
-        }
         IOException last = null;
+        int port = g.masterPort();
         while (System.nanoTime() < deadline) {
+            if (g.masterPort() == 0) { // read again after every failed connect: a file left by an earlier run names a dead port
+                port = publishedPort(rendezvousFile, deadline);
+                if (port < 0) break;
+            }
             Socket s = new Socket();
             try {
                 s.connect(new InetSocketAddress(g.masterAddr(), port), 2000);
+            } catch (IOException e) { // not listening yet, not resolvable yet (a pod coming up), no route yet: try again
+                s.close();
+                last = e;
+                sleep(200);
+                continue;
+            }
+            try {
                 s.setTcpNoDelay(true);
                 TcpCommunicator c = new TcpCommunicator(g, backend, new Socket[]{s});
                 new Hello(MAGIC, g.rank(), g.worldSize(), transport).write(c.out[0]);
@@ -275,29 +305,26 @@ public final class TcpCommunicator implements Communicator {
                 try {
                     reply = c.in[0].readInt();
                 } catch (SocketTimeoutException e) {
-                    s.close();
                     throw new IOException("rendezvous: rank " + g.rank() + " reached " + g.masterAddr() + ":" + port
                             + " but not every rank joined within the timeout (" + TIMEOUT_ENV + " sets the wait)", e);
                 } catch (java.io.EOFException e) {
-                    s.close();
                     throw new IOException("rendezvous: rank 0 at " + g.masterAddr() + ":" + port + " closed the connection"
                             + " (its own error says why: another WORLD_SIZE, RANK or backend)", e);
                 }
-                s.setSoTimeout(0);
-                if (reply != (MAGIC ^ g.rank())) {
-                    s.close();
+                if (reply != (MAGIC ^ g.rank()))
                     throw new IOException("rendezvous: unexpected reply from " + g.masterAddr() + ":" + port + " (not a jsloth rank 0)");
-                }
+                c.out[0].writeInt(READY ^ g.rank());
+                c.out[0].flush();
+                s.setSoTimeout(0);
                 return c;
-            } catch (java.net.ConnectException | SocketTimeoutException e) { // not listening yet: try again
-                s.close();
-                last = e;
-                sleep(200);
             } catch (IOException e) {
                 s.close();
                 throw e;
             }
         }
+        if (g.masterPort() == 0 && port <= 0)
+            throw new IOException("rendezvous: rank " + g.rank() + " found no port from rank 0 in " + rendezvousFile
+                    + " within the timeout (is rank 0 running?)");
         throw new IOException("rendezvous: rank " + g.rank() + " could not join the root at " + g.masterAddr() + ":" + port
                 + " within the timeout (is rank 0 running? check MASTER_ADDR/MASTER_PORT)" + (last == null ? "" : ": " + last.getMessage()), last);
     }

@@ -94,10 +94,10 @@ class TcpCommunicatorTest {
         assertTrue(e.getMessage().contains("could not join the root at 127.0.0.1:" + unused), e.getMessage());
     }
 
-    /** JSLOTH_RENDEZVOUS_TIMEOUT_S: a positive whole number of seconds, else an error naming it (it fell back to 300 s silently). */
+    /** JSLOTH_RENDEZVOUS_TIMEOUT_S: a positive whole number of seconds, else an error naming it (it fell back to the default silently); the default is torch's 30 minutes. */
     @org.junit.jupiter.api.Test
     void rendezvousTimeoutIsReadExactly() {
-        org.junit.jupiter.api.Assertions.assertEquals(java.time.Duration.ofSeconds(300), TcpCommunicator.rendezvousTimeout((String) null));
+        org.junit.jupiter.api.Assertions.assertEquals(java.time.Duration.ofSeconds(1800), TcpCommunicator.rendezvousTimeout((String) null));
         org.junit.jupiter.api.Assertions.assertEquals(java.time.Duration.ofSeconds(45), TcpCommunicator.rendezvousTimeout(" 45 "));
         for (String bad : new String[]{"0", "-5", "5m", "1.5"}) {
             var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> TcpCommunicator.rendezvousTimeout(bad));
@@ -152,6 +152,9 @@ class TcpCommunicatorTest {
                 TcpCommunicator.RENDEZVOUS_FILE_ENV, file.toString())).orElseThrow().masterPort());
         assertTrue(assertThrows(IllegalArgumentException.class, () -> TcpCommunicator.connect(new ProcessGroup(1, 2, 1, "127.0.0.1", 0), null,
                 Duration.ofSeconds(1), "test", null)).getMessage().contains(TcpCommunicator.RENDEZVOUS_FILE_ENV));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> ProcessGroup.fromEnvironment(Map.of("WORLD_SIZE", "2", "RANK", "1",
+                "MASTER_ADDR", "a", "MASTER_PORT", "0"))).getMessage().contains(TcpCommunicator.RENDEZVOUS_FILE_ENV));
+        assertTrue(!java.nio.file.Files.exists(file), "rank 0 deletes the rendezvous file once every rank has joined");
     }
 
     /**
@@ -191,5 +194,35 @@ class TcpCommunicatorTest {
         IOException e = assertThrows(IOException.class, () -> c.abortOnFailure(() -> { throw new IOException("disk full"); }));
         assertEquals("disk full", e.getMessage());
         assertEquals(List.of("abort"), calls);
+    }
+
+    /**
+     * A rank whose own wait ends before the group is complete leaves; rank 0 then reports it (the ready round trip)
+     * rather than going on to collectives that would wait for it for ever.
+     */
+    @Test
+    void aRankThatGaveUpIsReportedByTheRoot() throws Exception {
+        int port = freePort();
+        ExecutorService ex = Executors.newFixedThreadPool(3);
+        try {
+            Future<?> root = ex.submit(() -> TcpCommunicator.connect(new ProcessGroup(0, 3, 0, "127.0.0.1", port), null, Duration.ofSeconds(60), "t", null));
+            Future<?> early = ex.submit(() -> TcpCommunicator.connect(new ProcessGroup(1, 3, 1, "127.0.0.1", port), null, Duration.ofSeconds(2), "t", null));
+            var e1 = assertThrows(java.util.concurrent.ExecutionException.class, () -> early.get(60, TimeUnit.SECONDS));
+            assertTrue(e1.getCause().getMessage().contains("not every rank joined"), e1.getCause().getMessage());
+            Future<?> late = ex.submit(() -> {
+                try (TcpCommunicator c = TcpCommunicator.connect(new ProcessGroup(2, 3, 2, "127.0.0.1", port), null, Duration.ofSeconds(60), "t", null)) {
+                    return null;
+                }
+            });
+            var e0 = assertThrows(java.util.concurrent.ExecutionException.class, () -> root.get(90, TimeUnit.SECONDS));
+            assertTrue(e0.getCause().getMessage().contains("rank 1 left before the group was complete"), e0.getCause().getMessage());
+            try {
+                late.get(60, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.ExecutionException ignored) {
+                // rank 2 may have been released before rank 0 saw rank 1 gone: its first collective would then fail
+            }
+        } finally {
+            ex.shutdownNow();
+        }
     }
 }
