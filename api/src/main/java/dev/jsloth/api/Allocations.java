@@ -46,17 +46,33 @@ public final class Allocations implements AutoCloseable {
     @Override
     public void close() {
         if (handedOver) return;
+        List<AutoCloseable> newestFirst = new ArrayList<>(held);
+        java.util.Collections.reverse(newestFirst);
+        held.clear();
+        closeInOrder(newestFirst);
+    }
+
+    /**
+     * Closes every item in the order given (null entries skipped), each even if one before it fails; the first failure
+     * is rethrown (a checked one wrapped in {@link IllegalStateException}) with the others suppressed.
+     */
+    public static void closeInOrder(Iterable<? extends AutoCloseable> items) {
         RuntimeException first = null;
-        for (int i = held.size() - 1; i >= 0; i--) {
+        for (AutoCloseable c : items) {
+            if (c == null) continue;
             try {
-                held.get(i).close();
+                c.close();
             } catch (Exception e) {
                 RuntimeException r = e instanceof RuntimeException re ? re : new IllegalStateException(e);
                 if (first == null) first = r;
                 else first.addSuppressed(r);
             }
         }
-        held.clear();
         if (first != null) throw first;
+    }
+
+    /** {@link #closeInOrder(Iterable)} of the items given. */
+    public static void closeInOrder(AutoCloseable... items) {
+        closeInOrder(java.util.Arrays.asList(items));
     }
 }

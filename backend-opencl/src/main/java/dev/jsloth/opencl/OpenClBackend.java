@@ -408,8 +408,7 @@ final class OpenClBackend implements Backend {
         closed = true;
         // every step runs even if one before it fails (a deferred allocation failure can surface at clFinish); the
         // first failure is thrown at the end
-        RuntimeException first = null;
-        Runnable[] steps = {
+        dev.jsloth.api.Allocations.closeInOrder(
                 () -> CL.clFinish(queue),
                 () -> {
                     if (profiler != null) System.err.print(profiler.report(40));
@@ -419,15 +418,6 @@ final class OpenClBackend implements Backend {
                 library::close,
                 () -> CL.clReleaseMemObject(placeholder),
                 () -> CL.clReleaseCommandQueue(queue),
-                () -> CL.clReleaseContext(context)};
-        for (Runnable step : steps) {
-            try {
-                step.run();
-            } catch (RuntimeException e) {
-                if (first == null) first = e;
-                else first.addSuppressed(e);
-            }
-        }
-        if (first != null) throw first;
+                () -> CL.clReleaseContext(context));
     }
 }

@@ -53,16 +53,11 @@ public final class Tape implements AutoCloseable {
             AutoCloseable s = saved, k = kept;
             saved = null;
             kept = null;
-            Exception failed = null;
-            for (AutoCloseable c : new AutoCloseable[]{s, k}) { // both, even if the first fails
-                try {
-                    if (c != null) c.close();
-                } catch (Exception e) {
-                    if (failed == null) failed = e;
-                    else failed.addSuppressed(e);
-                }
+            try {
+                dev.jsloth.api.Allocations.closeInOrder(s, k); // both, even if the first fails
+            } catch (RuntimeException e) {
+                throw new IllegalStateException("closing saved activations failed", e);
             }
-            if (failed != null) throw new IllegalStateException("closing saved activations failed", failed);
         }
     }
 
@@ -191,25 +186,11 @@ public final class Tape implements AutoCloseable {
     /** Frees every entry's saved state and every output the tape owns, all of them even if one fails (the first failure is thrown). */
     @Override
     public void close() {
-        RuntimeException failed = null;
-        for (Entry<?> e : entries) {
-            try {
-                e.release();
-            } catch (RuntimeException x) {
-                if (failed == null) failed = x;
-                else failed.addSuppressed(x);
-            }
-        }
+        List<AutoCloseable> all = new ArrayList<>();
+        for (Entry<?> e : entries) all.add(e::release);
+        all.addAll(owned);
         entries.clear();
-        for (Tensor t : owned) {
-            try {
-                t.close();
-            } catch (RuntimeException x) {
-                if (failed == null) failed = x;
-                else failed.addSuppressed(x);
-            }
-        }
         owned.clear();
-        if (failed != null) throw failed;
+        dev.jsloth.api.Allocations.closeInOrder(all);
     }
 }
