@@ -342,7 +342,7 @@ public final class FineTuneJob {
                 log.accept(String.format("model: %s on %s (%s) in %s%s, base weights %.1f MiB; LoRA r=%d alpha=%s on %s: %,d trainable parameters",
                         model, be.name(), be.description(), m.computeType(), m.weights().hasNf4() ? ", QLoRA (NF4 base weights)" : "",
                         m.weights().backendBytes() / 1048576.0, lora.rank(), lora.alpha(), lora.targets(), a.parameterCount()));
-                Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos).recordSetting(LONG_ROWS, rows.name());
+                Trainer t = new Trainer(m, pd.train(), pd.eval(), training, output, eos).recordSetting(LONG_ROWS, rows.name()).warnings(log);
                 listeners.forEach(t::listen);
                 TrainingSummary s;
                 if (group.worldSize() > 1) {

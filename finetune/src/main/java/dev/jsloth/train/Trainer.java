@@ -72,6 +72,14 @@ public final class Trainer {
         return this;
     }
 
+    private java.util.function.Consumer<String> warn = System.err::println;
+
+    /** Where the trainer's warnings go (a skipped step, an early stop, a plot not written); default standard error. */
+    public Trainer warnings(java.util.function.Consumer<String> sink) {
+        this.warn = java.util.Objects.requireNonNull(sink);
+        return this;
+    }
+
     public Trainer listen(TrainingListener l) {
         listeners.add(l);
         return this;
@@ -210,7 +218,7 @@ public final class Trainer {
                                 + (lastCheckpoint == null ? "none (no checkpoint was written yet)" : lastCheckpoint)
                                 + ". Lower the learning rate, check the data, or pass --skip-nonfinite to skip such steps.");
                     skipped = true;
-                    System.err.println("jsloth: skipping " + what);
+                    if (root()) warn.accept("jsloth: skipping " + what); // every rank takes the same decision: one line
                 }
                 double lr = cfg.learningRate(step, total);
                 if (!skipped) {
@@ -235,7 +243,7 @@ public final class Trainer {
                 if (world() > 1) stop = comm.allReduceSum(new double[]{stop ? 1 : 0})[0] > 0; // rank 0's listeners decide for all
                 if (stop && step < total) {
                     end = step;
-                    if (root()) System.err.println("jsloth: stopping after step " + step + " of " + total
+                    if (root()) warn.accept("jsloth: stopping after step " + step + " of " + total
                             + (stopReason == null ? "" : ": " + stopReason));
                     break;
                 }
@@ -254,7 +262,7 @@ public final class Trainer {
             try {
                 LossPlot.write(plot, history, evalHistory);
             } catch (IOException | RuntimeException | Error e) { // e.g. a headless server without fonts: the run still counts
-                System.err.println("jsloth: the loss plot " + plot + " was not written (" + e + "); the curve is in " + metrics);
+                warn.accept("jsloth: the loss plot " + plot + " was not written (" + e + "); the curve is in " + metrics);
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
             TrainingSummary s = new TrainingSummary(end - start, seconds, tokens, seconds > 0 ? tokens / seconds : 0, steadyRate(progress),

@@ -233,7 +233,8 @@ class TrainerTest {
         TrainingConfig cfg = config(2, 1, 5, false);
         try (LlamaModel m = LlamaModel.load(modelDir, be, DType.F64); LoraAdapter a = m.attachNewAdapter(LoraSettings.allProjections(4, 8), 11)) {
             List<Long> evals = new ArrayList<>();
-            TrainingSummary s = new Trainer(m, data, examples(3, 9), cfg, tmp, 0).listen(new TrainingListener() {
+            List<String> warned = new ArrayList<>();
+            TrainingSummary s = new Trainer(m, data, examples(3, 9), cfg, tmp, 0).warnings(warned::add).listen(new TrainingListener() {
                 @Override
                 public void onStep(StepMetrics sm) {
                     if (sm.step() == 2) throw new StopTraining("loss is good enough");
@@ -245,6 +246,7 @@ class TrainerTest {
                 }
             }).run(false);
             assertEquals(2, s.steps());
+            assertEquals(List.of("jsloth: stopping after step 2 of 5: loss is good enough"), warned);
             assertEquals(List.of(2L), evals, "the final evaluation at the stopping step");
             assertEquals(2, Files.readAllLines(tmp.resolve("metrics.jsonl")).stream().filter(l -> l.contains("\"loss\"")).count());
             assertTrue(Files.isRegularFile(tmp.resolve("summary.json")));
