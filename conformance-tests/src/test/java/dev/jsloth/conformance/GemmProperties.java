@@ -20,9 +20,10 @@ class GemmProperties {
         return Arbitraries.oneOf(Arbitraries.of(1, 2, 3, 5, 7, 8, 13, 16, 17, 31, 33, 64, 65, 97), Arbitraries.integers().between(1, 130));
     }
 
+    /** Operand types: F16 too (every backend takes it; it was covered on OpenCL only). */
     @Provide
     Arbitrary<DType> storage() {
-        return Arbitraries.of(DType.F32, DType.F64, DType.BF16);
+        return Arbitraries.of(DType.F32, DType.F64, DType.BF16, DType.F16);
     }
 
     @Property(tries = 150)
