@@ -105,22 +105,13 @@ final class CublasGemm implements AutoCloseable {
         device.bind();
         this.handle = lt.createHandle();
         try {
-            this.workspace = scratch(allocator, WORKSPACE_BYTES, "the cuBLASLt workspace");
+            this.workspace = allocator.allocate(WORKSPACE_BYTES, "cuda (" + device + ")", 0, "the cuBLASLt workspace");
         } catch (RuntimeException e) {
             lt.destroyHandle(handle);
             throw e;
         }
     }
 
-    /** A device block for cuBLASLt's own use; out of memory is a {@link dev.jsloth.api.DeviceOutOfMemoryException} as for tensors. */
-    private static DeviceAllocator.Block scratch(DeviceAllocator allocator, long bytes, String what) {
-        try {
-            return allocator.allocate(bytes);
-        } catch (CudaException e) {
-            if (e.code() != CudaDriver.ERROR_OUT_OF_MEMORY) throw e;
-            throw new dev.jsloth.api.DeviceOutOfMemoryException("cuda", bytes, 0, what);
-        }
-    }
 
     /** Whether cuBLASLt takes operands of type {@code in} with an output of type {@code out} here. */
     static boolean supports(ElementType in, ElementType out) {
@@ -187,7 +178,7 @@ final class CublasGemm implements AutoCloseable {
         plan.tuned = true;
         CudaDriver driver = device.driver;
         long outputBytes = ((batch > 1 ? (batch - 1) * strideC : 0) + (c.rows() - 1) * c.ld() + c.cols()) * c.type().bytes;
-        DeviceAllocator.Block scratch = accumulates ? scratch(allocator, outputBytes, "a GEMM autotuning output") : null;
+        DeviceAllocator.Block scratch = accumulates ? allocator.allocate(outputBytes, "cuda (" + device + ")", 0, "a GEMM autotuning output") : null;
         long d = scratch == null ? c.ptr() : scratch.pointer();
         MemorySegment start = driver.createEvent(), end = driver.createEvent();
         try {

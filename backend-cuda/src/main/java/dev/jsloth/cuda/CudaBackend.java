@@ -69,12 +69,7 @@ public final class CudaBackend implements Backend {
 
     /** A device block; running out of device memory is a {@link dev.jsloth.api.DeviceOutOfMemoryException} with advice. */
     private DeviceAllocator.Block deviceAllocate(long bytes, String what) {
-        try {
-            return allocator.allocate(bytes);
-        } catch (CudaException e) {
-            if (e.code() != CudaDriver.ERROR_OUT_OF_MEMORY) throw e;
-            throw new dev.jsloth.api.DeviceOutOfMemoryException("cuda (" + device + ")", bytes, live.liveBytes(), "tensor " + what);
-        }
+        return allocator.allocate(bytes, "cuda (" + device + ")", live.liveBytes(), "tensor " + what);
     }
 
     @Override
@@ -219,21 +214,15 @@ public final class CudaBackend implements Backend {
         if (blockScales.blocks() != blocks)
             throw new IllegalArgumentException("NF4 " + shape + " needs " + blocks + " block scales, got " + blockScales.blocks());
         device.bind();
-        DeviceAllocator.Block codes = deviceAllocate(bytes, shape + " NF4");
-        DeviceAllocator.Block scaleBlock;
-        try {
-            scaleBlock = deviceAllocate(Nf4DeviceScales.bytesOf(blockScales), shape + " NF4 scales");
-        } catch (RuntimeException e) {
-            allocator.release(codes);
-            throw e;
-        }
+        DeviceAllocator.Block codes = deviceAllocate(bytes, shape + " NF4"), scaleBlock = null;
         Nf4DeviceScales scales;
         try {
+            scaleBlock = deviceAllocate(Nf4DeviceScales.bytesOf(blockScales), shape + " NF4 scales");
             toDevice(codes.pointer(), packedCodes, bytes);
             scales = Nf4DeviceScales.upload(this, scaleBlock, blockScales);
         } catch (RuntimeException e) {
             allocator.release(codes);
-            allocator.release(scaleBlock);
+            if (scaleBlock != null) allocator.release(scaleBlock);
             throw e;
         }
         return register(new CudaTensor(this, DType.NF4, shape, codes, scales));

@@ -48,6 +48,19 @@ final class DeviceAllocator {
         return Math.ceilDiv(bytes, LARGE_GRANULE) * LARGE_GRANULE;
     }
 
+    /**
+     * {@link #allocate(long)}, with running out of device memory reported as a {@link dev.jsloth.api.DeviceOutOfMemoryException}
+     * naming {@code device} and {@code what} (the tensors' live bytes beside it, as the user sees them).
+     */
+    Block allocate(long bytes, String device, long liveBytes, String what) {
+        try {
+            return allocate(bytes);
+        } catch (CudaException e) {
+            if (e.code() != CudaDriver.ERROR_OUT_OF_MEMORY) throw e;
+            throw new dev.jsloth.api.DeviceOutOfMemoryException(device, bytes, liveBytes, what);
+        }
+    }
+
     /** A block of at least {@code bytes}; a zero-byte request gets the null block. */
     synchronized Block allocate(long bytes) {
         if (bytes == 0) return new Block(0, 0);

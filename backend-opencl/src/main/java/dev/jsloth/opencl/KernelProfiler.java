@@ -36,13 +36,16 @@ final class KernelProfiler {
 
     /** The kernel's function name (cached: the same {@code cl_kernel} is launched many times). */
     synchronized String name(cl_kernel kernel) {
-        return names.computeIfAbsent(kernel, k -> {
-            long[] size = new long[1];
-            CL.clGetKernelInfo(k, CL.CL_KERNEL_FUNCTION_NAME, 0, null, size);
-            byte[] bytes = new byte[(int) size[0]];
-            CL.clGetKernelInfo(k, CL.CL_KERNEL_FUNCTION_NAME, bytes.length, Pointer.to(bytes), null);
-            return new String(bytes, 0, Math.max(0, bytes.length - 1), java.nio.charset.StandardCharsets.US_ASCII);
-        });
+        return names.computeIfAbsent(kernel, KernelProfiler::functionName);
+    }
+
+    /** A kernel's function name, as OpenCL reports it. */
+    static String functionName(cl_kernel k) {
+        long[] size = new long[1];
+        CL.clGetKernelInfo(k, CL.CL_KERNEL_FUNCTION_NAME, 0, null, size);
+        byte[] bytes = new byte[(int) size[0]];
+        CL.clGetKernelInfo(k, CL.CL_KERNEL_FUNCTION_NAME, bytes.length, Pointer.to(bytes), null);
+        return new String(bytes, 0, Math.max(0, bytes.length - 1), java.nio.charset.StandardCharsets.US_ASCII);
     }
 
     synchronized void add(String name, cl_event event) {

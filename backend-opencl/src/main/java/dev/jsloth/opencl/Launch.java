@@ -135,11 +135,7 @@ final class Launch {
 
     private String kernelName() {
         try {
-            long[] size = new long[1];
-            CL.clGetKernelInfo(kernel, CL.CL_KERNEL_FUNCTION_NAME, 0, null, size);
-            byte[] bytes = new byte[(int) size[0]];
-            CL.clGetKernelInfo(kernel, CL.CL_KERNEL_FUNCTION_NAME, bytes.length, Pointer.to(bytes), null);
-            return new String(bytes, 0, Math.max(0, bytes.length - 1), java.nio.charset.StandardCharsets.US_ASCII);
+            return KernelProfiler.functionName(kernel);
         } catch (RuntimeException e) {
             return profileName != null ? profileName : "(unnamed)";
         }

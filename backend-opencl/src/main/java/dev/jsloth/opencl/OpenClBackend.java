@@ -1,5 +1,6 @@
 package dev.jsloth.opencl;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Backend;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.DeviceOutOfMemoryException;
@@ -141,14 +142,19 @@ final class OpenClBackend implements Backend {
 
     private cl_mem createBuffer(long bytes) {
         if (closed) throw new IllegalStateException("backend is closed");
-        if (bytes > device.maxAllocBytes())
-            throw outOfMemory(bytes, "one OpenCL buffer may hold at most " + device.maxAllocBytes() + " bytes on this device");
+        requireAllocatable(bytes);
         try {
             return CL.clCreateBuffer(context, CL.CL_MEM_READ_WRITE, bytes, null, null);
         } catch (CLException e) {
             if (isOutOfMemory(e)) throw outOfMemory(bytes, CL.stringFor_errorCode(e.getStatus()));
             throw e;
         }
+    }
+
+    /** A buffer of {@code bytes} within the device's largest single allocation, else a {@link DeviceOutOfMemoryException}. */
+    private void requireAllocatable(long bytes) {
+        if (bytes > device.maxAllocBytes())
+            throw outOfMemory(bytes, "one OpenCL buffer may hold at most " + device.maxAllocBytes() + " bytes on this device");
     }
 
     /** The driver's out-of-memory answers (NVIDIA reports a failed reservation at the first enqueue that uses a buffer). */
@@ -173,24 +179,17 @@ final class OpenClBackend implements Backend {
 
     /** Closes {@code t} if {@code work} fails (a tensor registered but never handed over would stay live). */
     private static <T extends Tensor> T filled(T t, Runnable work) {
-        try {
+        try (Allocations made = new Allocations()) {
+            made.add(t);
             work.run();
-            return t;
-        } catch (RuntimeException | Error e) {
-            try {
-                t.close();
-            } catch (RuntimeException suppressed) {
-                e.addSuppressed(suppressed);
-            }
-            throw e;
+            return made.handOver(t);
         }
     }
 
     /** A tensor with uninitialised contents, in a buffer of the pool (its size class is the tensor's device bytes). */
     private OpenClTensor create(DType dtype, Shape shape) {
         long bytes = deviceSize(dtype.byteSize(shape.numel()));
-        if (bytes > device.maxAllocBytes()) // before the pool, which would empty its cache to retry what cannot fit
-            throw outOfMemory(bytes, "one OpenCL buffer may hold at most " + device.maxAllocBytes() + " bytes on this device");
+        requireAllocatable(bytes); // before the pool, which would empty its cache to retry what cannot fit
         BufferPool.Block b = pool.acquire(bytes);
         return track(dtype, shape, b.buffer(), null, b.size());
     }
@@ -408,7 +407,7 @@ final class OpenClBackend implements Backend {
         closed = true;
         // every step runs even if one before it fails (a deferred allocation failure can surface at clFinish); the
         // first failure is thrown at the end
-        dev.jsloth.api.Allocations.closeInOrder(
+        Allocations.closeInOrder(
                 () -> CL.clFinish(queue),
                 () -> {
                     if (profiler != null) System.err.print(profiler.report(40));

@@ -96,10 +96,10 @@ final class AddedVocabulary {
                 boolean special = t.bool("special", false);
                 AddedToken flags = new AddedToken(-1, content, t.bool("single_word", false), t.bool("lstrip", false),
                         t.bool("rstrip", false), t.bool("normalized", !special), special);
-                if (byId.containsKey(ids.getOrDefault(content, -1)) && byId.get(ids.get(content)).withId(-1).equals(flags)) {
+                Integer id = ids.get(content);
+                if (id != null && byId.get(id).withId(-1).equals(flags)) {
                     continue; // the same token again
                 }
-                Integer id = ids.get(content);
                 if (id == null) {
                     id = model.tokenToId(content);
                 }

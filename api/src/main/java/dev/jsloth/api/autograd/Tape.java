@@ -1,5 +1,6 @@
 package dev.jsloth.api.autograd;
 
+import dev.jsloth.api.Allocations;
 import dev.jsloth.api.Tensor;
 
 import java.util.ArrayDeque;
@@ -54,7 +55,7 @@ public final class Tape implements AutoCloseable {
             saved = null;
             kept = null;
             try {
-                dev.jsloth.api.Allocations.closeInOrder(s, k); // both, even if the first fails
+                Allocations.closeInOrder(s, k); // both, even if the first fails
             } catch (RuntimeException e) {
                 throw new IllegalStateException("closing saved activations failed", e);
             }
@@ -93,11 +94,7 @@ public final class Tape implements AutoCloseable {
         boolean inputOwned = !owned.isEmpty() && owned.getLast() == x;
         owned.add(f.y()); // the tape's from here, so that it is freed with the tape whatever fails below
         if (!recording) {
-            try {
-                if (f.saved() != null) f.saved().close(); // a block may save nothing (null)
-            } catch (Exception e) {
-                throw e instanceof RuntimeException re ? re : new IllegalStateException(e);
-            }
+            Allocations.closeInOrder(f.saved()); // a block may save nothing (null)
             if (inputOwned) owned.remove(owned.size() - 2).close(); // the input, made by this tape, is read
             return f.y();
         }
@@ -191,6 +188,6 @@ public final class Tape implements AutoCloseable {
         all.addAll(owned);
         entries.clear();
         owned.clear();
-        dev.jsloth.api.Allocations.closeInOrder(all);
+        Allocations.closeInOrder(all);
     }
 }
