@@ -33,7 +33,8 @@ import java.util.stream.Collectors;
  *   <li>Bounded: output and strings are capped at {@link #MAX_OUTPUT_CHARS}, lists and dicts at
  *       {@link #MAX_COLLECTION_SIZE}, {@code range()} at {@link #MAX_RANGE}, macro recursion and render depth are
  *       limited, and {@link RenderGuard} caps the nodes and time of each render.</li>
- *   <li>Jinja2 behaviour as Hugging Face configures it: {@code trim_blocks} and {@code lstrip_blocks} on.</li>
+ *   <li>Jinja2 behaviour as Hugging Face configures it: {@code trim_blocks} and {@code lstrip_blocks} on; values print
+ *       as Python's {@code str()} ({@link PythonOutput}).</li>
  * </ul>
  */
 final class JinjaSandbox {
@@ -81,6 +82,7 @@ final class JinjaSandbox {
                         .withKeepNullableLoopValues(true)
                         .withUsePyishObjectMapper(true)
                         .build())
+                .withExecutionMode(PythonOutput.INSTANCE)                  // values print as Python's str()
                 .withProcessors(JinjavaProcessors.newBuilder().withNodePreProcessor(new RenderGuard()).build())
                 .build();
         Jinjava jinjava = new Jinjava(config);

@@ -18,7 +18,7 @@ final class TemplateFilters {
     }
 
     static List<Filter> all() {
-        return List.of(new ToJson(), new Trim(), new Items());
+        return List.of(new ToJson(), new Trim(), new Items(), new Str());
     }
 
     /**
@@ -99,6 +99,22 @@ final class TemplateFilters {
             List<Map.Entry<Object, Object>> items = new ArrayList<>(m.size());
             for (Map.Entry<?, ?> e : m.entrySet()) items.add(new AbstractMap.SimpleImmutableEntry<>(e.getKey(), e.getValue()));
             return items;
+        }
+    }
+
+    /**
+     * {@code value | string}: Python's {@code str()} ({@link PyRepr#str}: {@code True}, {@code [1, None]}), in place of
+     * Jinjava's, which gives Java's forms. Undefined (null here, see {@link PythonOutput}) gives the empty string.
+     */
+    static final class Str implements Filter {
+        @Override
+        public String getName() {
+            return "string";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            return var == null ? "" : PyRepr.str(var);
         }
     }
 }

@@ -62,14 +62,28 @@ class ChatTemplatePythonTest {
         Message m = new Message("user", "u");
         assertEquals("role=user;content=u;", render("{% for k, v in messages[0].items() %}{{ k }}={{ v }};{% endfor %}", m));
         assertEquals("role=user;content=u;", render("{% for k, v in messages[0]|items %}{{ k }}={{ v }};{% endfor %}", m));
-        assertEquals("role,content|none|dflt|true|false", render("{{ messages[0].keys()|join(',') }}|{{ 'none' if messages[0].get('tool_calls') is none }}"
+        assertEquals("role,content|none|dflt|True|False", render("{{ messages[0].keys()|join(',') }}|{{ 'none' if messages[0].get('tool_calls') is none }}"
                 + "|{{ messages[0].get('x', 'dflt') }}|{{ 'role' in messages[0] }}|{{ 'tool_calls' in messages[0] }}", m));
         assertEquals("[1, 2]", render("{% set xs = [1] %}{% do xs.append(2) %}{{ xs }}", m));
         assertEquals("found", render("{% set ns = namespace(hit=false) %}{% for m in messages %}{% set ns.hit = true %}{% endfor %}{{ 'found' if ns.hit }}", m));
-        assertEquals("0:1:2:true:false:b;1:2:1:false:true:a;", render(
+        assertEquals("0:1:2:True:False:b;1:2:1:False:True:a;", render(
                 "{% for m in messages %}{{ loop.index0 }}:{{ loop.index }}:{{ loop.revindex }}:{{ loop.first }}:{{ loop.last }}:{{ loop.cycle('b', 'a') }};{% endfor %}", m, m));
         assertEquals("1", render("{{ messages[1:]|length }}", m, m));
         assertEquals("<s>x</s>", render("{{ bos_token + 'x' + eos_token }}", m));
+    }
+
+    /** Expected strings are what jinja2 3.1 prints for the same templates (Python's str() of each value). */
+    @Test
+    void valuesPrintAsPythonsStr() throws TemplateException {
+        Message m = new Message("user", "u");
+        assertEquals("True|False|True", render("{{ true }}|{{ false }}|{{ 1 == 1 }}", m));
+        assertEquals("[True, None, 1.0, 'a', \"it's\", 1e+20, 1e-05, {'k': False}]",
+                render("{{ [true, none, 1.0, 'a', \"it's\", 1e20, 1e-5, {'k': false}] }}", m));
+        assertEquals("['a\\nb', 'tab\\there', 'back\\\\slash', 'x\\x00y']", render("{{ ['a\nb', 'tab\there', 'back\\\\slash', 'x\u0000y'] }}", m));
+        assertEquals("True|[1, 2]|1.5|2.0|-0.0|1234567.0|1e+16", render("{{ true|string }}|{{ [1, 2]|string }}|{{ 3 / 2 }}|{{ 4 / 2 }}|{{ -0.0 }}|{{ 1234567.0 }}|{{ 1e16 }}", m));
+        assertEquals("{'role': 'user', 'content': 'u'}", render("{{ messages[0] }}", m));
+        // an undefined name prints nothing, as in Jinja2; so does none (Jinja2: None), which Jinjava resolves alike
+        assertEquals("||", render("{{ no_such_name }}|{{ messages[0].no_such_key }}|{{ no_such_name|string }}", m));
     }
 
     @Test

@@ -57,7 +57,7 @@ class ChatTemplateSandboxTest {
     void javaPropertiesAreNotReachable(String source) {
         try {
             String out = render(source);
-            assertTrue(out.isEmpty() || out.equals("[null, null]"), source + " rendered " + out);
+            assertTrue(out.isEmpty() || out.equals("[None, None]"), source + " rendered " + out);
         } catch (TemplateException e) {
             assertTrue(e.getMessage().contains("Cannot resolve property"), e.getMessage());
         }
