@@ -58,4 +58,91 @@ class SamplingTest {
         var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> new GenerationOptions(1, 1, 1, -1, 0, null));
         assertTrue(e.getMessage().contains("top_k"), e.getMessage());
     }
+
+    /**
+     * The selection (top-k) and the partial sort (top-p) choose what sorting the whole vocabulary chose: the same tokens
+     * for the same draws, over logits with ties, -inf and flat and peaked shapes, vocabularies of 1 to 4098 tokens.
+     */
+    @Test
+    void filtersMatchFullSorting() {
+        SplittableRandom gen = new SplittableRandom(5);
+        int[] sizes = {1, 2, 13, 207, 1000, 4098};
+        for (int round = 0; round < 300; round++) {
+            int v = sizes[round % sizes.length];
+            double[] logits = new double[v];
+            int shape = gen.nextInt(4);
+            for (int i = 0; i < v; i++) {
+                logits[i] = switch (shape) {
+                    case 0 -> gen.nextGaussian() * 3;                     // peaked
+                    case 1 -> gen.nextGaussian() * 0.05;                  // flat
+                    case 2 -> gen.nextInt(5);                             // many ties
+                    default -> gen.nextInt(10) == 0 ? Double.NEGATIVE_INFINITY : gen.nextGaussian() * 8;
+                };
+            }
+            if (shape == 3) logits[gen.nextInt(v)] = 1; // at least one finite
+            int k = gen.nextInt(3) == 0 ? 0 : 1 + gen.nextInt(Math.max(1, v + 2));
+            double p = gen.nextInt(3) == 0 ? 1.0 : gen.nextDouble();
+            double t = 0.1 + 2 * gen.nextDouble();
+            GenerationOptions o = new GenerationOptions(1, t, p, k, 0, null);
+            SplittableRandom a = new SplittableRandom(round), b = new SplittableRandom(round);
+            for (int d = 0; d < 20; d++)
+                assertEquals(sortedReference(logits, o, b), Sampling.choose(logits, o, a), "v " + v + " k " + k + " p " + p + " t " + t);
+        }
+        double[] x = {3, 1, 2, 2, 5, -1};
+        for (int kk = 1; kk <= x.length; kk++) {
+            double[] s = x.clone();
+            java.util.Arrays.sort(s);
+            assertEquals(s[x.length - kk], Sampling.kthLargest(x, kk), "k " + kk);
+        }
+    }
+
+    /** The filters by sorting everything: the k-th largest from a sorted copy, the top-p order from a stable sort of all ids. */
+    private static int sortedReference(double[] logits, GenerationOptions o, SplittableRandom rnd) {
+        int v = logits.length;
+        double[] z = new double[v];
+        double max = Double.NEGATIVE_INFINITY;
+        for (int i = 0; i < v; i++) {
+            z[i] = logits[i] / o.temperature();
+            max = Math.max(max, z[i]);
+        }
+        if (o.topK() > 0 && o.topK() < v) {
+            double[] sorted = z.clone();
+            java.util.Arrays.sort(sorted);
+            double kth = sorted[v - o.topK()];
+            for (int i = 0; i < v; i++) if (z[i] < kth) z[i] = Double.NEGATIVE_INFINITY;
+        }
+        double sum = 0;
+        for (int i = 0; i < v; i++) {
+            z[i] = Math.exp(z[i] - max);
+            sum += z[i];
+        }
+        for (int i = 0; i < v; i++) z[i] /= sum;
+        if (o.topP() < 1) {
+            Integer[] order = new Integer[v];
+            for (int i = 0; i < v; i++) order[i] = i;
+            java.util.Arrays.sort(order, (a, b) -> Double.compare(z[b], z[a]));
+            double cum = 0;
+            boolean[] keep = new boolean[v];
+            for (int r = 0; r < v; r++) {
+                keep[order[r]] = true;
+                cum += z[order[r]];
+                if (cum >= o.topP()) break;
+            }
+            double kept = 0;
+            for (int i = 0; i < v; i++) {
+                if (!keep[i]) z[i] = 0;
+                kept += z[i];
+            }
+            for (int i = 0; i < v; i++) z[i] /= kept;
+        }
+        double u = rnd.nextDouble(), acc = 0;
+        int last = 0;
+        for (int i = 0; i < v; i++) {
+            if (z[i] == 0) continue;
+            acc += z[i];
+            last = i;
+            if (u < acc) return i;
+        }
+        return last;
+    }
 }
