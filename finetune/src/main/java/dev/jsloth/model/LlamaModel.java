@@ -329,12 +329,18 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Generates up to {@code opts.maxNewTokens()} tokens after {@code prompt} with a KV cache, calling
-     * {@code onToken} for each as it is chosen; returns the new tokens.
+     * Where the model's warnings go: the JDK's platform logger (java.util.logging unless the application routes it
+     * elsewhere, e.g. to SLF4J), not the embedding application's standard error.
      */
+    private static final System.Logger LOG = System.getLogger(LlamaModel.class.getName());
+
     /** The most tokens (prompt and new ones) a generation's KV cache is made for. */
     static final int MAX_CACHE_TOKENS = 1 << 24;
 
+    /**
+     * Generates up to {@code opts.maxNewTokens()} tokens after {@code prompt} with a KV cache, calling
+     * {@code onToken} for each as it is chosen; returns the new tokens.
+     */
     public int[] generate(int[] prompt, GenerationOptions opts, IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt must hold at least one token");
         checkIds(new Batch(1, prompt.length, prompt, null, null));
@@ -342,9 +348,9 @@ public final class LlamaModel implements AutoCloseable {
         if (wanted > MAX_CACHE_TOKENS) // the KV cache is allocated for all of it up front
             throw new IllegalArgumentException("a prompt of " + prompt.length + " tokens and " + opts.maxNewTokens() + " new ones: more than "
                     + MAX_CACHE_TOKENS + " tokens (max_position_embeddings is " + config.maxPositionEmbeddings() + "); ask for fewer new tokens");
-        if (wanted > config.maxPositionEmbeddings()) // transformers warns and goes on; so does this
-            System.err.println("jsloth: warning: " + wanted + " tokens pass the model's max_position_embeddings (" + config.maxPositionEmbeddings()
-                    + "): positions past it were not trained, the output may degrade");
+        if (wanted > config.maxPositionEmbeddings()) // transformers warns and goes on; so does this, through the platform logger
+            LOG.log(System.Logger.Level.WARNING, "{0} tokens pass the model''s max_position_embeddings ({1}): positions past it were not"
+                    + " trained, the output may degrade", wanted, config.maxPositionEmbeddings());
         int capacity = prompt.length + opts.maxNewTokens();
         int window = config.slidingWindow() == null ? 0 : config.slidingWindow();
         List<KvCache> caches = new ArrayList<>();
