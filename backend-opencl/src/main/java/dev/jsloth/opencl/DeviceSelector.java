@@ -20,6 +20,11 @@ import java.util.Locale;
  */
 final class DeviceSelector {
     static final String PLATFORM_PROPERTY = "jsloth.opencl.platform";
+    /**
+     * {@code -Djsloth.opencl.fp64=false}: the device is taken as having no doubles (F64 tensors refused, the sum of
+     * squares in float pairs), so that those paths run on a device that has them (the tests' PoCL).
+     */
+    static final String FP64_PROPERTY = "jsloth.opencl.fp64";
     static final String DEVICE_PROPERTY = "jsloth.opencl.device";
     static final String PLATFORM_ENV = "JSLOTH_OPENCL_PLATFORM";
     static final String DEVICE_ENV = "JSLOTH_OPENCL_DEVICE";
@@ -183,7 +188,8 @@ final class DeviceSelector {
                 : (typeBits & CL.CL_DEVICE_TYPE_ACCELERATOR) != 0 ? OpenClDevice.Type.ACCELERATOR
                 : (typeBits & CL.CL_DEVICE_TYPE_CPU) != 0 ? OpenClDevice.Type.CPU : OpenClDevice.Type.OTHER;
         String extensions = ClInfo.deviceString(d, CL.CL_DEVICE_EXTENSIONS);
-        boolean fp64 = ClInfo.deviceLong(d, CL.CL_DEVICE_DOUBLE_FP_CONFIG) != 0 || extensions.contains("cl_khr_fp64");
+        boolean fp64 = (ClInfo.deviceLong(d, CL.CL_DEVICE_DOUBLE_FP_CONFIG) != 0 || extensions.contains("cl_khr_fp64"))
+                && Boolean.parseBoolean(System.getProperty(FP64_PROPERTY, "true"));
         int nvidia = extensions.contains("cl_nv_device_attribute_query")
                 ? 10 * ClInfo.deviceInt(d, CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV) + ClInfo.deviceInt(d, CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV) : 0;
         return new OpenClDevice(p, d, pname, dname, type, ClInfo.deviceString(d, CL.CL_DEVICE_VERSION), fp64,

@@ -665,11 +665,20 @@ final class OpenClKernels implements Kernels {
         OpenClTensor tx = t(x);
         long n = x.numel();
         if (n == 0) return 0;
-        // accumulate in double wherever the device can (the contract's "in double"), else in float
-        Precision p = be.device().fp64() ? Precision.DOUBLE : Precision.of(x);
-        be.require(p);
+        // accumulate in double wherever the device can (the contract's "in double"), else in float pairs of about
+        // twice float's precision (reduce.cl's sum_squares_partial_pairs), the groups' pairs added here in double
         int group = cfg.reductionGroup();
         int groups = (int) Math.min(64, Math.ceilDiv(n, group));
+        if (!be.device().fp64()) {
+            try (OpenClTensor partial = be.scratch(Precision.FLOAT, 2L * groups)) {
+                new Launch(be, be.library().kernel(Precision.FLOAT, "sum_squares_partial_pairs"), Precision.FLOAT).i64(n).tensor(tx)
+                        .scratch(partial).run((long) groups * group, group);
+                double total = 0;
+                for (double v : be.download(partial)) total += v;
+                return total;
+            }
+        }
+        Precision p = Precision.DOUBLE;
         try (OpenClTensor partial = be.scratch(p, groups)) {
             new Launch(be, be.library().kernel(p, "sum_squares_partial"), p).i64(n).tensor(tx).scratch(partial)
                     .run((long) groups * group, group);

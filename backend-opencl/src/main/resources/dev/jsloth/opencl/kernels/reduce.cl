@@ -198,3 +198,58 @@ kernel void sum_squares_partial(long n, TENSOR(x), global real *partial) {
     s = group_sum(s, scratch);
     if (get_local_id(0) == 0) partial[get_group_id(0)] = s;
 }
+
+/*
+ * The sum of squares without fp64 (sumOfSquares on a device that has no doubles): each work-item and the work-group
+ * tree keep a float pair (hi, lo) whose sum carries about twice float's precision. A square is split exactly into
+ * its rounded value and its rounding error (an fma where the device has a fast one, else Dekker's product), each
+ * addition into hi gives its exact error (Knuth's two-sum) to lo, and the host adds the groups' pairs in double.
+ * Contraction is off in these functions: a fused a*b+c in place of a written multiply and add would change the
+ * error terms the algorithms rely on.
+ */
+inline float2 two_sum(float a, float b) {
+#pragma OPENCL FP_CONTRACT OFF
+    const float s = a + b, bv = s - a;
+    return (float2)(s, (a - (s - bv)) + (b - bv));
+}
+
+/* v*v as (rounded square, its exact error) */
+inline float2 two_square(float v) {
+#pragma OPENCL FP_CONTRACT OFF
+    const float p = v * v;
+#ifdef FP_FAST_FMAF
+    return (float2)(p, fma(v, v, -p));
+#else
+    const float c = 4097.0f * v, hi = c - (c - v), lo = v - hi;  /* Veltkamp's split: hi and lo of 12 bits each */
+    return (float2)(p, ((hi * hi - p) + 2.0f * hi * lo) + lo * lo);
+#endif
+}
+
+/* (a.x + a.y) + (b.x + b.y) as a pair, renormalised so that |lo| is within half an ulp of hi */
+inline float2 pair_add(float2 a, float2 b) {
+#pragma OPENCL FP_CONTRACT OFF
+    const float2 s = two_sum(a.x, b.x);
+    const float lo = s.y + a.y + b.y, hi = s.x + lo;
+    return (float2)(hi, lo - (hi - s.x));
+}
+
+#ifndef REAL_IS_DOUBLE
+__attribute__((reqd_work_group_size(RED_WG, 1, 1)))
+kernel void sum_squares_partial_pairs(long n, TENSOR(x), global float *partial) {
+    local float2 scratch[RED_WG];
+    const long stride = get_global_size(0);
+    const int lid = get_local_id(0);
+    float2 s = (float2)(0.0f, 0.0f);
+    for (long i = get_global_id(0); i < n; i += stride) s = pair_add(s, two_square(LD(x, i)));
+    scratch[lid] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int h = RED_WG / 2; h > 0; h >>= 1) {
+        if (lid < h) scratch[lid] = pair_add(scratch[lid], scratch[lid + h]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        partial[2 * get_group_id(0)] = scratch[0].x;
+        partial[2 * get_group_id(0) + 1] = scratch[0].y;
+    }
+}
+#endif
