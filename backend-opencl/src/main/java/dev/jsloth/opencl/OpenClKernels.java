@@ -670,6 +670,7 @@ final class OpenClKernels implements Kernels {
         int group = cfg.reductionGroup();
         int groups = (int) Math.min(64, Math.ceilDiv(n, group));
         if (!be.device().fp64()) {
+            be.require(Precision.of(x)); // an F64 tensor needs doubles to be read at all
             try (OpenClTensor partial = be.scratch(Precision.FLOAT, 2L * groups)) {
                 new Launch(be, be.library().kernel(Precision.FLOAT, "sum_squares_partial_pairs"), Precision.FLOAT).i64(n).tensor(tx)
                         .scratch(partial).run((long) groups * group, group);

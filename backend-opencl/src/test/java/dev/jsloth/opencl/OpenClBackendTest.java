@@ -252,7 +252,7 @@ class OpenClBackendTest {
             }
             be.kernels().gemm(false, false, 1, x32, x32, 0, y32);
             assertArrayEquals(new double[]{7, 10, 15, 22}, be.download(y32), 0.0);
-            assertEquals(30.0, be.kernels().sumOfSquares(x32), 0.0); // accumulated in float without fp64
+            assertEquals(30.0, be.kernels().sumOfSquares(x32), 0.0); // accumulated in float pairs without fp64
         }
     }
 
