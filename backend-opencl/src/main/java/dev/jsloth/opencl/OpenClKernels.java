@@ -669,20 +669,12 @@ final class OpenClKernels implements Kernels {
         // twice float's precision (reduce.cl's sum_squares_partial_pairs), the groups' pairs added here in double
         int group = cfg.reductionGroup();
         int groups = (int) Math.min(64, Math.ceilDiv(n, group));
-        if (!be.device().fp64()) {
-            be.require(Precision.of(x)); // an F64 tensor needs doubles to be read at all
-            try (OpenClTensor partial = be.scratch(Precision.FLOAT, 2L * groups)) {
-                new Launch(be, be.library().kernel(Precision.FLOAT, "sum_squares_partial_pairs"), Precision.FLOAT).i64(n).tensor(tx)
-                        .scratch(partial).run((long) groups * group, group);
-                double total = 0;
-                for (double v : be.download(partial)) total += v;
-                return total;
-            }
-        }
-        Precision p = Precision.DOUBLE;
-        try (OpenClTensor partial = be.scratch(p, groups)) {
-            new Launch(be, be.library().kernel(p, "sum_squares_partial"), p).i64(n).tensor(tx).scratch(partial)
-                    .run((long) groups * group, group);
+        boolean pairs = !be.device().fp64();
+        if (pairs) be.require(Precision.of(x)); // an F64 tensor needs doubles to be read at all
+        Precision p = pairs ? Precision.FLOAT : Precision.DOUBLE;
+        try (OpenClTensor partial = be.scratch(p, pairs ? 2L * groups : groups)) {
+            new Launch(be, be.library().kernel(p, pairs ? "sum_squares_partial_pairs" : "sum_squares_partial"), p).i64(n).tensor(tx)
+                    .scratch(partial).run((long) groups * group, group);
             double total = 0;
             for (double v : be.download(partial)) total += v;
             return total;

@@ -39,14 +39,8 @@ final class PyRepr {
         switch (value) {
             case null -> out.append("None");
             case Boolean b -> out.append(b ? "True" : "False");
-            case Integer i -> out.append(i);
-            case Long l -> out.append(l);
-            case Short s -> out.append(s);
-            case Byte b -> out.append(b);
-            case BigInteger b -> out.append(b);
-            case Double d -> out.append(floatRepr(d));
-            case Float f -> out.append(floatRepr(f));
-            case Number n -> out.append(floatRepr(n.doubleValue()));
+            case Integer _, Long _, Short _, Byte _, BigInteger _ -> out.append(value); // Python's int: its digits
+            case Number n -> out.append(floatRepr(n.doubleValue()));                     // float, double, BigDecimal
             case CharSequence cs -> quote(cs.toString(), out);
             case SafeString s -> quote(s.toString(), out);
             case Map<?, ?> m -> {

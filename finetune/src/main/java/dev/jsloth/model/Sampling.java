@@ -67,9 +67,16 @@ final class Sampling {
      */
     static boolean[] nucleus(double[] z, double topP) {
         int v = z.length;
-        double[] mass = new double[1 + 1074]; // by -exponent: 2^0 (p = 1) down to the subnormals
-        for (double p : z) if (p > 0) mass[-Math.getExponent(p)] += p;
-        int cut = mass.length - 1;
+        // by -exponent: 2^0 (p = 1) down to 2^-1022, then all subnormals together (getExponent gives them -1023)
+        double[] mass = new double[2 - Double.MIN_EXPONENT];
+        int[] count = new int[mass.length];
+        for (double p : z) {
+            if (p > 0) {
+                mass[-Math.getExponent(p)] += p;
+                count[-Math.getExponent(p)]++;
+            }
+        }
+        int cut = mass.length - 1, n = 0;
         double reached = 0;
         for (int b = 0; b < mass.length; b++) {
             reached += mass[b];
@@ -78,8 +85,7 @@ final class Sampling {
                 break;
             }
         }
-        int n = 0;
-        for (double p : z) if (p > 0 && -Math.getExponent(p) <= cut) n++;
+        for (int b = 0; b <= cut; b++) n += count[b];
         double[] prefix = new double[n];
         for (int i = 0, j = 0; i < v; i++) if (z[i] > 0 && -Math.getExponent(z[i]) <= cut) prefix[j++] = z[i];
         boolean[] keep = new boolean[v];
