@@ -35,6 +35,37 @@ public final class ExampleBuilder {
     @FunctionalInterface
     interface Encoder {
         int[] encode(String text, boolean addSpecialTokens);
+
+        /** As {@link Tokenizer#prefixes}; this default encodes each prefix from the start. */
+        default Tokenizer.Prefixes prefixes(String text) {
+            int[] ids = encode(text, false);
+            return new Tokenizer.Prefixes() {
+                @Override
+                public int[] ids() {
+                    return ids.clone();
+                }
+
+                @Override
+                public int agreement(int end) {
+                    return end >= text.length() ? ids.length : commonPrefix(encode(text.substring(0, end), false), ids);
+                }
+            };
+        }
+    }
+
+    /** A tokenizer as an {@link Encoder}, its prefixes found from the added tokens ({@link Tokenizer#prefixes}). */
+    static Encoder of(Tokenizer tok) {
+        return new Encoder() {
+            @Override
+            public int[] encode(String text, boolean addSpecialTokens) {
+                return tok.encode(text, addSpecialTokens);
+            }
+
+            @Override
+            public Tokenizer.Prefixes prefixes(String text) {
+                return tok.prefixes(text);
+            }
+        };
     }
 
     private final Encoder encoder;
@@ -52,7 +83,7 @@ public final class ExampleBuilder {
      * @param eosId          the EOS token id (ignored unless {@code addEos})
      */
     public ExampleBuilder(Tokenizer tok, ChatTemplate template, boolean completionOnly, boolean addEos, int eosId) {
-        this(tok::encode, template, completionOnly, addEos, eosId);
+        this(of(tok), template, completionOnly, addEos, eosId);
     }
 
     ExampleBuilder(Encoder encoder, ChatTemplate template, boolean completionOnly, boolean addEos, int eosId) {
@@ -103,11 +134,12 @@ public final class ExampleBuilder {
      * makes across a boundary goes with the piece it ends in.
      */
     private void segmented(Tokens out, String full, List<Integer> ends, List<Boolean> trained) {
-        int[] ids = encoder.encode(full, false);
+        Tokenizer.Prefixes prefixes = encoder.prefixes(full);
+        int[] ids = prefixes.ids();
         int from = 0;
         for (int i = 0; i < ends.size(); i++) {
             int end = ends.get(i);
-            int to = end >= full.length() ? ids.length : Math.max(from, commonPrefix(encoder.encode(full.substring(0, end), false), ids));
+            int to = end >= full.length() ? ids.length : Math.max(from, prefixes.agreement(end));
             out.add(Arrays.copyOfRange(ids, from, to), trained.get(i));
             from = to;
         }

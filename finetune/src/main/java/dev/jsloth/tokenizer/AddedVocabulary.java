@@ -133,6 +133,16 @@ final class AddedVocabulary {
         return form != null ? form : idToToken(id);
     }
 
+    /**
+     * Whether the added token with this id is matched on the raw text and takes nothing around it (not normalized, no
+     * single_word, lstrip or rstrip): where it is found, the text before it and the text after it are encoded apart,
+     * whatever follows ({@link Tokenizer#prefixes}).
+     */
+    boolean isPlainRawToken(int id) {
+        AddedToken t = tokensById.get(id);
+        return t != null && !t.normalized() && !t.singleWord() && !t.lstrip() && !t.rstrip();
+    }
+
     boolean isSpecialContent(String content) {
         return specialContents.contains(content);
     }

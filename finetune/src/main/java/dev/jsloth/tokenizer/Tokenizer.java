@@ -132,6 +132,15 @@ public final class Tokenizer {
      * @return the token ids
      */
     public int[] encode(String text, boolean addSpecialTokens) {
+        int[] out = plainIds(text, null);
+        return postProcessor == null ? out : postProcessor.process(out, addSpecialTokens);
+    }
+
+    /**
+     * The text's ids before post-processing; with {@code anchors} (start offsets, end offsets and token indices, each
+     * an IntList), each added token that {@link AddedVocabulary#isPlainRawToken} is recorded there.
+     */
+    private int[] plainIds(String text, NormalizedString.IntList[] anchors) {
         PreTokenizedString pts = added.extractAndNormalize(UnicodeText.wellFormed(text), normalizer);
         if (preTokenizer != null) {
             preTokenizer.preTokenize(pts);
@@ -139,13 +148,90 @@ public final class Tokenizer {
         NormalizedString.IntList ids = new NormalizedString.IntList(text.length());
         for (PreTokenizedString.Split split : pts.splits()) {
             if (split.isToken()) {
+                if (anchors != null && added.isPlainRawToken(split.tokenId())) { // raw: its text is the input's, unnormalized
+                    anchors[0].add(split.text().originalStart());
+                    anchors[1].add(split.text().originalStart() + split.text().length());
+                    anchors[2].add(ids.size());
+                }
                 ids.add(split.tokenId());
             } else {
                 ids.addAll(model.tokenize(split.text().get()));
             }
         }
-        int[] out = ids.toArray();
-        return postProcessor == null ? out : postProcessor.process(out, addSpecialTokens);
+        return ids.toArray();
+    }
+
+    /**
+     * A text's ids and, for a cut anywhere in it, how many of those ids the text before the cut encodes to as well
+     * ({@link #prefixes}).
+     */
+    public interface Prefixes {
+        /** {@code encode(text, false)}. */
+        int[] ids();
+
+        /**
+         * The length of the common prefix of {@code encode(text.substring(0, end), false)} and {@link #ids()}.
+         *
+         * @param end a cut in {@code [0, text.length()]}
+         */
+        int agreement(int end);
+    }
+
+    /**
+     * The text's ids (no special tokens added) and the agreement of each of its prefixes with them, as {@code
+     * encode(text.substring(0, end), false)} compared with {@code encode(text, false)} token by token, without encoding
+     * each prefix from the start. Where an added token that is matched on the raw text and takes nothing around it
+     * (a chat template's {@code <|eot_id|>} or {@code <|im_start|>}) ends at or before the cut, the text before it
+     * encodes the same with or without what follows (added tokens split the text first; each piece between them is
+     * normalized, pre-tokenized and encoded on its own, and the pieces after the first do not start the input), so
+     * only the text from the last such token to the cut is encoded; with none before the cut, the whole prefix is. A
+     * conversation's turn boundaries then cost the length of a turn each, not of the conversation so far.
+     *
+     * @param text the text; unpaired surrogates are encoded as U+FFFD
+     * @return its ids and their agreement with each prefix's
+     */
+    public Prefixes prefixes(String text) {
+        NormalizedString.IntList[] anchors = {new NormalizedString.IntList(16), new NormalizedString.IntList(16), new NormalizedString.IntList(16)};
+        int[] plain = plainIds(text, anchors);
+        int[] out = postProcessor == null ? plain : postProcessor.process(plain, false);
+        // a post-processor that changed the ids without special tokens would move them away from the anchors
+        boolean anchored = java.util.Arrays.equals(out, plain);
+        int[] starts = anchors[0].toArray(), ends = anchors[1].toArray(), at = anchors[2].toArray();
+        return new Prefixes() {
+            @Override
+            public int[] ids() {
+                return out.clone();
+            }
+
+            @Override
+            public int agreement(int end) {
+                if (end < 0 || end > text.length())
+                    throw new IndexOutOfBoundsException("cut " + end + " outside a text of " + text.length() + " characters");
+                if (end == text.length()) return out.length;
+                // the last anchor that ends at or before the cut (anchor ends increase)
+                int lo = 0, hi = anchored ? ends.length : 0;
+                while (lo < hi) {
+                    int mid = (lo + hi) >>> 1;
+                    if (ends[mid] <= end) lo = mid + 1;
+                    else hi = mid;
+                }
+                if (lo > 0) {
+                    int a = lo - 1;
+                    // the text from the token on; it must start with the token (a check: should anything have joined
+                    // it to what comes before, the whole prefix is encoded instead)
+                    int[] tail = encode(text.substring(starts[a], end), false);
+                    if (tail.length > 0 && tail[0] == out[at[a]]) return at[a] + common(tail, out, at[a]);
+                }
+                return common(encode(text.substring(0, end), false), out, 0);
+            }
+        };
+    }
+
+    /** The length of the common prefix of {@code a} and {@code b[at..]}. */
+    private static int common(int[] a, int[] b, int at) {
+        int n = Math.min(a.length, b.length - at), i = 0;
+        while (i < n && a[i] == b[at + i]) i++;
+        return i;
     }
 
     /**
