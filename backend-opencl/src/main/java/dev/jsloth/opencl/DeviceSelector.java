@@ -26,6 +26,14 @@ final class DeviceSelector {
      */
     static final String FP64_PROPERTY = "jsloth.opencl.fp64";
     static final String DEVICE_PROPERTY = "jsloth.opencl.device";
+
+    /** {@link #FP64_PROPERTY}: true (the default) or false; anything else is refused, naming the property. */
+    static boolean fp64Allowed() {
+        String v = System.getProperty(FP64_PROPERTY, "true").trim();
+        if (v.equalsIgnoreCase("true")) return true;
+        if (v.equalsIgnoreCase("false")) return false;
+        throw new IllegalArgumentException("-D" + FP64_PROPERTY + " takes true or false, got '" + v + "'");
+    }
     static final String PLATFORM_ENV = "JSLOTH_OPENCL_PLATFORM";
     static final String DEVICE_ENV = "JSLOTH_OPENCL_DEVICE";
 
@@ -189,7 +197,7 @@ final class DeviceSelector {
                 : (typeBits & CL.CL_DEVICE_TYPE_CPU) != 0 ? OpenClDevice.Type.CPU : OpenClDevice.Type.OTHER;
         String extensions = ClInfo.deviceString(d, CL.CL_DEVICE_EXTENSIONS);
         boolean fp64 = (ClInfo.deviceLong(d, CL.CL_DEVICE_DOUBLE_FP_CONFIG) != 0 || extensions.contains("cl_khr_fp64"))
-                && Boolean.parseBoolean(System.getProperty(FP64_PROPERTY, "true"));
+                && fp64Allowed();
         int nvidia = extensions.contains("cl_nv_device_attribute_query")
                 ? 10 * ClInfo.deviceInt(d, CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV) + ClInfo.deviceInt(d, CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV) : 0;
         return new OpenClDevice(p, d, pname, dname, type, ClInfo.deviceString(d, CL.CL_DEVICE_VERSION), fp64,

@@ -54,6 +54,15 @@ class OpenClBackendTest {
     }
 
     @Test
+    void anFp64SettingOtherThanTrueOrFalseIsRefusedByName() {
+        requireDevice();
+        Availability a = withProperty(DeviceSelector.FP64_PROPERTY, "1", provider::availability);
+        assertFalse(a.available());
+        assertTrue(a.reason().contains(DeviceSelector.FP64_PROPERTY + " takes true or false, got '1'"), a.reason());
+        assertTrue(withProperty(DeviceSelector.FP64_PROPERTY, " FALSE ", provider::availability).available());
+    }
+
+    @Test
     void aBogusPlatformFilterMakesTheProviderUnavailableWithAReason() {
         Availability a = withProperty(DeviceSelector.PLATFORM_PROPERTY, "no-such-platform-4711", provider::availability);
         assertFalse(a.available());
@@ -278,8 +287,7 @@ class OpenClBackendTest {
         double[] v = new double[n];
         for (int i = 0; i < n; i++) v[i] = (float) (r.nextGaussian() * Math.pow(10, r.nextDouble(-3, 3)));
         try (OpenClBackend be = (OpenClBackend) provider.create()) {
-            assertEquals(!Boolean.parseBoolean(System.getProperty(DeviceSelector.FP64_PROPERTY, "true")), !be.device().fp64(),
-                    "the fp64 property is honoured");
+            assertEquals(!DeviceSelector.fp64Allowed(), !be.device().fp64(), "the fp64 property is honoured");
             for (DType dt : new DType[]{DType.F32, DType.BF16}) {
                 try (Tensor x = be.upload(dt, Shape.of(n), v)) {
                     java.math.BigDecimal exact = java.math.BigDecimal.ZERO;
@@ -287,6 +295,16 @@ class OpenClBackendTest {
                     double got = be.kernels().sumOfSquares(x), want = exact.doubleValue();
                     assertEquals(want, got, 1e-12 * want, dt + (be.device().fp64() ? " in double" : " in float pairs"));
                 }
+            }
+            // squares past float's range: inf in float pairs (the error term of an infinite sum is inf - inf, which gave
+            // NaN, read as NaN gradients), the exact sum in double; a NaN stays NaN
+            try (Tensor big = be.upload(DType.F32, Shape.of(3), new double[]{1.5e19, 1.5e19, 1});
+                 Tensor nan = be.upload(DType.F32, Shape.of(2), new double[]{1, Double.NaN})) {
+                double got = be.kernels().sumOfSquares(big);
+                double[] d = be.download(big);
+                if (be.device().fp64()) assertEquals(d[0] * d[0] + d[1] * d[1] + d[2] * d[2], got, 1e-12 * got);
+                else assertEquals(Double.POSITIVE_INFINITY, got);
+                assertTrue(Double.isNaN(be.kernels().sumOfSquares(nan)));
             }
         }
     }

@@ -41,6 +41,7 @@ final class PyJson {
                 case Short s -> out.append(s);
                 case Byte b -> out.append(b);
                 case BigInteger b -> out.append(b);
+                case Float f -> out.append(pyFloat(Double.parseDouble(Float.toString(f)))); // a Java float: its shortest decimal
                 case Number n -> out.append(pyFloat(n.doubleValue()));
                 case CharSequence cs -> string(cs.toString());
                 case SafeString s -> string(s.toString());

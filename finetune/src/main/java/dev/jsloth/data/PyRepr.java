@@ -40,7 +40,8 @@ final class PyRepr {
             case null -> out.append("None");
             case Boolean b -> out.append(b ? "True" : "False");
             case Integer _, Long _, Short _, Byte _, BigInteger _ -> out.append(value); // Python's int: its digits
-            case Number n -> out.append(floatRepr(n.doubleValue()));                     // float, double, BigDecimal
+            case Float f -> out.append(floatRepr(Double.parseDouble(Float.toString(f)))); // a Java float: its shortest decimal
+            case Number n -> out.append(floatRepr(n.doubleValue()));                     // double, BigDecimal
             case CharSequence cs -> quote(cs.toString(), out);
             case SafeString s -> quote(s.toString(), out);
             case Map<?, ?> m -> {
@@ -58,6 +59,13 @@ final class PyRepr {
                     repr(e.getValue(), out, depth + 1);
                 }
                 out.append('}');
+            }
+            case Map.Entry<?, ?> e -> { // a dict's items() pair: a tuple
+                out.append('(');
+                repr(e.getKey(), out, depth + 1);
+                out.append(", ");
+                repr(e.getValue(), out, depth + 1);
+                out.append(')');
             }
             case Iterable<?> it -> {
                 if (depth >= MAX_DEPTH) {

@@ -18,7 +18,7 @@ final class TemplateFilters {
     }
 
     static List<Filter> all() {
-        return List.of(new ToJson(), new Trim(), new Items(), new Str());
+        return List.of(new ToJson(), new Trim(), new Items(), new Str(), new ToFloat());
     }
 
     /**
@@ -80,7 +80,7 @@ final class TemplateFilters {
 
         @Override
         public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
-            String s = var == null ? "" : var.toString();
+            String s = var == null ? "" : PyRepr.str(var); // Jinja2's soft_str: True, not true
             return PyStrings.strip(s, args.length > 0 ? args[0] : null, true, true);
         }
     }
@@ -99,6 +99,56 @@ final class TemplateFilters {
             List<Map.Entry<Object, Object>> items = new ArrayList<>(m.size());
             for (Map.Entry<?, ?> e : m.entrySet()) items.add(new AbstractMap.SimpleImmutableEntry<>(e.getKey(), e.getValue()));
             return items;
+        }
+    }
+
+    /**
+     * {@code value | float(default=0.0)}: Python's {@code float()} of the value, else the default (Jinja2's filter), as
+     * a double. Jinjava's own filter parses into a Java float, which then printed as {@code 0.699999988079071} for
+     * {@code "0.7"}. Strings are read as Python reads them: surrounding whitespace, underscores between digits,
+     * {@code inf}, {@code infinity} and {@code nan} in any case; a Java-only form ({@code 1.5f}, {@code 0x1p3},
+     * {@code Infinity} with its capital aside) is not a number here.
+     */
+    static final class ToFloat implements Filter {
+        private static final java.util.regex.Pattern DECIMAL = java.util.regex.Pattern.compile(
+                "[+-]?(?:\\d(?:_?\\d)*(?:\\.(?:\\d(?:_?\\d)*)?)?|\\.\\d(?:_?\\d)*)(?:[eE][+-]?\\d(?:_?\\d)*)?");
+        private static final java.util.regex.Pattern SPECIAL = java.util.regex.Pattern.compile("[+-]?(?i:inf|infinity|nan)");
+
+        @Override
+        public String getName() {
+            return "float";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            return filter(var, interpreter, (Object[]) args, Map.of());
+        }
+
+        /** The default ({@code float(x, 2)} or {@code default=2}) is returned as it is given, as Jinja2 returns it. */
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, Object[] args, Map<String, Object> kwargs) {
+            Double parsed = parse(var);
+            if (parsed != null) return parsed;
+            return kwargs.containsKey("default") ? kwargs.get("default") : args.length > 0 ? args[0] : 0.0;
+        }
+
+        /** Python's {@code float(value)}, or null where it raises. */
+        static Double parse(Object value) {
+            return switch (value) {
+                case Boolean b -> b ? 1.0 : 0.0;
+                case Float f -> Double.parseDouble(Float.toString(f)); // the float's shortest decimal, as written
+                case Number n -> n.doubleValue();
+                case CharSequence cs -> {
+                    String t = PyStrings.strip(cs.toString(), null, true, true);
+                    if (DECIMAL.matcher(t).matches()) yield Double.parseDouble(t.replace("_", ""));
+                    if (SPECIAL.matcher(t).matches()) {
+                        String u = t.toLowerCase(java.util.Locale.ROOT);
+                        yield u.endsWith("nan") ? Double.NaN : u.startsWith("-") ? Double.NEGATIVE_INFINITY : Double.POSITIVE_INFINITY;
+                    }
+                    yield null;
+                }
+                case null, default -> null;
+            };
         }
     }
 

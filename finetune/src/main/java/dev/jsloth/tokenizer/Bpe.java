@@ -175,6 +175,11 @@ final class Bpe {
     }
 
     /** The ids of one pre-tokenized word. */
+    /** Whether a word always gives the same tokens (no BPE dropout). */
+    boolean isDeterministic() {
+        return dropout == 0f;
+    }
+
     int[] tokenize(String word) {
         if (word.isEmpty()) {
             return new int[0];

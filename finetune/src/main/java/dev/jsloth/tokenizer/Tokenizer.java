@@ -185,7 +185,8 @@ public final class Tokenizer {
      * encodes the same with or without what follows (added tokens split the text first; each piece between them is
      * normalized, pre-tokenized and encoded on its own, and the pieces after the first do not start the input), so
      * only the text from the last such token to the cut is encoded; with none before the cut, the whole prefix is. A
-     * conversation's turn boundaries then cost the length of a turn each, not of the conversation so far.
+     * conversation's turn boundaries then cost the length of a turn each, not of the conversation so far. (Not with BPE
+     * dropout, whose encodings differ from call to call: there each prefix is encoded whole.)
      *
      * @param text the text; unpaired surrogates are encoded as U+FFFD
      * @return its ids and their agreement with each prefix's
@@ -194,8 +195,9 @@ public final class Tokenizer {
         NormalizedString.IntList[] anchors = {new NormalizedString.IntList(16), new NormalizedString.IntList(16), new NormalizedString.IntList(16)};
         int[] plain = plainIds(text, anchors);
         int[] out = postProcessor == null ? plain : postProcessor.process(plain, false);
-        // a post-processor that changed the ids without special tokens would move them away from the anchors
-        boolean anchored = java.util.Arrays.equals(out, plain);
+        // a post-processor that changed the ids without special tokens would move them away from the anchors; with BPE
+        // dropout no two encodings agree anyway, and each prefix is encoded whole as before
+        boolean anchored = java.util.Arrays.equals(out, plain) && model.isDeterministic();
         int[] starts = anchors[0].toArray(), ends = anchors[1].toArray(), at = anchors[2].toArray();
         return new Prefixes() {
             @Override

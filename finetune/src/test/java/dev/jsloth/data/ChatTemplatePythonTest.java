@@ -82,6 +82,12 @@ class ChatTemplatePythonTest {
         assertEquals("['a\\nb', 'tab\\there', 'back\\\\slash', 'x\\x00y']", render("{{ ['a\nb', 'tab\there', 'back\\\\slash', 'x\u0000y'] }}", m));
         assertEquals("True|[1, 2]|1.5|2.0|-0.0|1234567.0|1e+16", render("{{ true|string }}|{{ [1, 2]|string }}|{{ 3 / 2 }}|{{ 4 / 2 }}|{{ -0.0 }}|{{ 1234567.0 }}|{{ 1e16 }}", m));
         assertEquals("{'role': 'user', 'content': 'u'}", render("{{ messages[0] }}", m));
+        // the float filter is Python's float() (Jinjava's parsed into a Java float: 0.699999988079071), items are tuples
+        assertEquals("0.7|0.1|1000.5|0.0|2|-inf|nan|1.0|0.0|5.0", render("{{ \"0.7\"|float }}|{{ 0.1|float }}|{{ \" 1_000.5 \"|float }}"
+                + "|{{ \"abc\"|float }}|{{ \"abc\"|float(2) }}|{{ \"-INF\"|float }}|{{ \"nan\"|float }}|{{ true|float }}|{{ \"1.5f\"|float }}"
+                + "|{{ \".5e1\"|float }}", m));
+        assertEquals("[('a', 1), ('b', None)]|True|1.4|[0.25]",
+                render("{{ {\"a\": 1, \"b\": none}|items|list }}|{{ true|trim }}|{{ (\"0.7\"|float) * 2 }}|{{ [\"0.25\"|float]|tojson }}", m));
         // an undefined name prints nothing, as in Jinja2; so does none (Jinja2: None), which Jinjava resolves alike
         assertEquals("||", render("{{ no_such_name }}|{{ messages[0].no_such_key }}|{{ no_such_name|string }}", m));
     }

@@ -229,6 +229,7 @@ inline float2 two_square(float v) {
 inline float2 pair_add(float2 a, float2 b) {
 #pragma OPENCL FP_CONTRACT OFF
     const float2 s = two_sum(a.x, b.x);
+    if (!isfinite(s.x)) return (float2)(s.x, 0.0f); /* past FLT_MAX: inf (its error term would be inf - inf); NaN stays NaN */
     const float lo = s.y + a.y + b.y, hi = s.x + lo;
     return (float2)(hi, lo - (hi - s.x));
 }
