@@ -19,6 +19,7 @@ final class PyRepr {
     /** {@code str(value)}; null (Python's None) is "None". */
     static String str(Object value) {
         return switch (value) {
+            case null -> "None";
             case CharSequence cs -> cs.toString();
             case SafeString s -> s.toString();
             default -> repr(value);

@@ -18,7 +18,7 @@ final class TemplateFilters {
     }
 
     static List<Filter> all() {
-        return List.of(new ToJson(), new Trim(), new Items(), new Str(), new ToFloat());
+        return List.of(new ToJson(), new Trim(), new Items(), new Str(), new ToFloat(), new Join());
     }
 
     /**
@@ -149,6 +149,47 @@ final class TemplateFilters {
                 }
                 case null, default -> null;
             };
+        }
+    }
+
+    /**
+     * {@code value | join(d='', attribute=None)}: the items' Python {@code str()} ({@code True}, {@code 1e-05}, {@code
+     * None}), joined by d; a string joins its characters; with {@code attribute}, each item's attribute or key. Jinjava's
+     * own printed Java's forms ({@code true}, {@code 1.0E-5}).
+     */
+    static final class Join implements Filter {
+        @Override
+        public String getName() {
+            return "join";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            return filter(var, interpreter, (Object[]) args, Map.of());
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, Object[] args, Map<String, Object> kwargs) {
+            Object d = kwargs.containsKey("d") ? kwargs.get("d") : args.length > 0 ? args[0] : "";
+            Object attribute = kwargs.containsKey("attribute") ? kwargs.get("attribute") : args.length > 1 ? args[1] : null;
+            String separator = d == null ? "None" : PyRepr.str(d);
+            Iterable<?> items = switch (var) {
+                case null -> List.of();
+                case CharSequence cs -> cs.codePoints().mapToObj(Character::toString).toList();
+                case Map<?, ?> m -> m.keySet();
+                case Iterable<?> it -> it;
+                case Object[] a -> java.util.Arrays.asList(a);
+                default -> throw new IllegalArgumentException("join: " + TemplateValues.typeName(var) + " is not iterable");
+            };
+            StringBuilder out = new StringBuilder();
+            boolean first = true;
+            for (Object item : items) {
+                if (!first) out.append(separator);
+                first = false;
+                Object v = attribute == null ? item : item instanceof Map<?, ?> m ? m.get(attribute.toString()) : null;
+                out.append(PyRepr.str(v));
+            }
+            return out.toString();
         }
     }
 

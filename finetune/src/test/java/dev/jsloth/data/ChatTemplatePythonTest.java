@@ -86,6 +86,8 @@ class ChatTemplatePythonTest {
         assertEquals("0.7|0.1|1000.5|0.0|2|-inf|nan|1.0|0.0|5.0", render("{{ \"0.7\"|float }}|{{ 0.1|float }}|{{ \" 1_000.5 \"|float }}"
                 + "|{{ \"abc\"|float }}|{{ \"abc\"|float(2) }}|{{ \"-INF\"|float }}|{{ \"nan\"|float }}|{{ true|float }}|{{ \"1.5f\"|float }}"
                 + "|{{ \".5e1\"|float }}", m));
+        assertEquals("True, None, 1e-05, a, [1, 'b']|a-b-c|1|False|12", render("{{ [true, none, 1e-5, \"a\", [1, \"b\"]]|join(\", \") }}"
+                + "|{{ \"abc\"|join(\"-\") }}|{{ [{\"n\": 1}, {\"n\": false}]|join(\"|\", attribute=\"n\") }}|{{ [1, 2]|join }}", m));
         assertEquals("[('a', 1), ('b', None)]|True|1.4|[0.25]",
                 render("{{ {\"a\": 1, \"b\": none}|items|list }}|{{ true|trim }}|{{ (\"0.7\"|float) * 2 }}|{{ [\"0.25\"|float]|tojson }}", m));
         // an undefined name prints nothing, as in Jinja2; so does none (Jinja2: None), which Jinjava resolves alike
