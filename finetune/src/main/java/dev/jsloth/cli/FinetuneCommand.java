@@ -71,9 +71,12 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--packing", description = "Pack several examples per sequence (attention kept within each).") boolean packing;
     @Option(names = "--schedule", defaultValue = "linear", description = "linear, cosine or constant_with_warmup (each after --warmup-steps), "
             + "or constant (no warmup), as transformers names them (default: ${DEFAULT-VALUE}).") String schedule;
-    @Option(names = {"--warmup-steps", "--warmup-ratio"}, defaultValue = "5", description = "Linear warmup: a whole number of steps, or "
-            + "below 1 a ratio of the run's steps (rounded up), as transformers reads warmup_steps / warmup_ratio (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup-steps", defaultValue = "5", description = "Linear warmup: a whole number of steps, or "
+            + "below 1 a ratio of the run's steps (rounded up), as transformers 5 reads warmup_steps (default: ${DEFAULT-VALUE}).")
     double warmup;
+    @Option(names = "--warmup-ratio", paramLabel = "R", description = "Linear warmup over this ratio of the run's steps (rounded up), "
+            + "in [0, 1), as transformers 4's warmup_ratio; instead of --warmup-steps.")
+    Double warmupRatio;
     @Option(names = "--weight-decay", defaultValue = "0.01") double weightDecay;
     @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "Clip the global gradient norm (0 = off).") double maxGradNorm;
     @Option(names = "--eval-split", defaultValue = "0", description = "Fraction of rows held out for evaluation.") double evalSplit;
@@ -152,7 +155,19 @@ final class FinetuneCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** The warmup as TrainingConfig takes it: --warmup-steps, or --warmup-ratio (always a ratio; the two together refused). */
+    private double warmup() {
+        if (warmupRatio == null) return warmup;
+        if (given("--warmup-steps"))
+            throw new IllegalArgumentException("give --warmup-steps or --warmup-ratio, not both");
+        if (!(warmupRatio >= 0 && warmupRatio < 1))
+            throw new IllegalArgumentException("--warmup-ratio takes a ratio of the run's steps in [0, 1), got " + warmupRatio
+                    + " (a number of steps is --warmup-steps)");
+        return warmupRatio;
+    }
+
     private TrainingConfig config() {
+        double warmup = warmup();
         if (TrainingConfig.Schedule.parse(schedule) == TrainingConfig.Schedule.CONSTANT && (given("--warmup-steps") || given("--warmup-ratio")) && warmup > 0)
             System.err.println("jsloth: note: --schedule constant takes no warmup (as transformers' constant); --schedule "
                     + "constant_with_warmup warms up over --warmup-steps");
@@ -166,6 +181,7 @@ final class FinetuneCommand implements Callable<Integer> {
      * schedule, 100 steps (or the epochs asked for). Every option given is taken as it is.
      */
     TrainingConfig demoConfig() {
+        double warmup = warmup();
         int steps = maxSteps > 0 ? maxSteps : given("--epochs") ? 0 : 100;
         TrainingConfig.Schedule sched = TrainingConfig.Schedule.parse(given("--schedule") ? schedule : "cosine");
         return new TrainingConfig(epochs, steps, given("--batch-size") ? batchSize : 5, given("--grad-accum") ? gradAccum : 1,

@@ -14,6 +14,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The command line end to end: a real fine-tune on an HF checkpoint + Alpaca JSONL, and bad input reported clearly. */
@@ -237,6 +238,15 @@ class CliTest {
         FinetuneCommand ratio = new FinetuneCommand();
         new CommandLine(ratio).parseArgs("--warmup-ratio", "0.03");
         assertEquals(0.03, ratio.demoConfig().warmupSteps(), "a ratio of the run's steps");
+        for (String bad : new String[]{"1", "1.0", "2", "-0.1"}) { // a ratio, never a number of steps
+            FinetuneCommand r = new FinetuneCommand();
+            new CommandLine(r).parseArgs("--warmup-ratio", bad);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, r::demoConfig);
+            assertTrue(e.getMessage().contains("--warmup-ratio takes a ratio"), e.getMessage());
+        }
+        FinetuneCommand both = new FinetuneCommand();
+        new CommandLine(both).parseArgs("--warmup-ratio", "0.1", "--warmup-steps", "3");
+        assertTrue(assertThrows(IllegalArgumentException.class, both::demoConfig).getMessage().contains("not both"));
         assertEquals(16, given.loraSettings(false).alpha(), 0.0, "outside the demo the option defaults stand");
     }
 
