@@ -201,6 +201,11 @@ final class GemmF32 {
             if (overwrite) c.asSlice(0, 4L * m * n).fill((byte) 0);
             return;
         }
+        if (GemmFewRows.takes(m, n, k, b)) { // decoding: W read once, as stored; a low-rank pair (K = rank) after it
+            GemmFewRows.multiply(m, n, k, alpha, a, b, c, overwrite);
+            if (rank > 0) multiply(m, n, rank, alpha * lowFactor, l, r, c, false);
+            return;
+        }
         if (rank > 0 && !fusesLowRank(m, n, k, rank, a, b)) throw new IllegalArgumentException("low-rank pair not fusable here");
         if (rank == 0 && computesTransposed(m, n, a, b)) {
             multiplyTransposed(m, n, k, alpha, a, b, c, overwrite);

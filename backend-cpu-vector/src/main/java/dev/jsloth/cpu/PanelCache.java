@@ -61,6 +61,16 @@ final class PanelCache {
         return seg;
     }
 
+    /**
+     * Whether this tensor's panels in one layout ({@code trans}) are kept, or would be: some are held already, or
+     * {@code bytes} more fit the budget ({@link GemmFewRows} reads a weight as stored where they would not).
+     */
+    synchronized boolean keeps(boolean trans, long bytes) {
+        if (freed) return false;
+        for (Key key : blocks.keySet()) if (key.trans() == trans) return true;
+        return HELD.get() + bytes <= LIMIT;
+    }
+
     /** Frees every block (the tensor is being freed). */
     synchronized void free() {
         if (freed) return;

@@ -1,0 +1,186 @@
+package dev.jsloth.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * {@code C = alpha X W^T} (or {@code C += ...}) for a few rows of X and a frozen W stored {@code [n, k]}, F32 or BF16:
+ * decoding's products (one token's activations against every weight, the LM head included). Each output is the dot
+ * product of an X row with a stored row of W, read once, in its own layout and type, at the memory's speed. The packed
+ * path ({@link GemmF32}) reads W's kept panels instead, or, where the panel cache's budget is spent (a model's F32 weights
+ * past 1 GiB: tinyllama's 4.4 GB), packs all of W for every token. tinyllama-1.1b decoding on two Zen 3 cores (random
+ * weights, greedy, KV cache): F32 weights 3.4-4.4 tokens/s against 0.6 before, BF16 weights 5.7-6.3 against 0.6; a
+ * 16-token prompt to its first token 0.80-0.97 s against 2.15. llama-25m (its panels kept): 79-87 tokens/s against
+ * 81-89, alike. A BF16 W is widened as it is read, two values from each int (the even-indexed ones shifted up, the odd
+ * ones masked), against X's even and odd elements apart.
+ * <p>
+ * The sums run in another order than the packed kernel's (vector lanes across k, then the lanes added), so a decoded
+ * token's logits can differ in the last bits from the same position's in a whole-sequence forward; each output is
+ * summed by one thread, in an order fixed by k alone, whatever the thread count.
+ */
+final class GemmFewRows {
+    /** The most rows of X this path takes always: decoding (one row a sequence) and short batches of it. */
+    static final int DECODING_ROWS = 4;
+    /**
+     * The most rows it takes where W's panels are not kept (the panel cache's budget spent): a short prompt's prefill,
+     * which would pack all of W for the product. tinyllama-1.1b in F32, two Zen 3 cores, prompt then first token: 8
+     * tokens 443 ms against 1,990 packing W; 32 tokens 1,136 against 2,162; 64 tokens 2,177 against 3,086.
+     */
+    static final int UNKEPT_ROWS = 64;
+    private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Integer> INTS = IntVector.SPECIES_PREFERRED;
+    private static final int L = SP.length();
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    /** Rows of W a task takes at the least (4 at a time). */
+    private static final int MIN_ROWS_A_TASK = 64;
+
+    private GemmFewRows() {
+    }
+
+    /**
+     * Whether {@link #multiply} takes {@code op(A) op(B)} with these operands: op(B) = W^T, W frozen, F32 or BF16, and
+     * X of at most {@link #DECODING_ROWS} rows, or {@link #UNKEPT_ROWS} where W's panels are not kept.
+     */
+    static boolean takes(int m, int n, int k, Matrix b) {
+        if (m > UNKEPT_ROWS || !b.trans() || b.panels() == null || k < 1) return false;
+        if (b.codec() != ElementCodec.F32 && !(b.codec() == ElementCodec.BF16 && k % 2 == 0 && b.base() % 2 == 0)) return false;
+        return m <= DECODING_ROWS || !b.panels().keeps(true, 4L * k * Math.ceilDiv(n, GemmMicrokernels.NR) * GemmMicrokernels.NR);
+    }
+
+    /** C (F32, row-major m x n) = or += alpha op(A) op(B), for operands {@link #takes} takes. */
+    static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
+        boolean bf16 = b.codec() == ElementCodec.BF16;
+        float[] x = rows(m, k, a, bf16);
+        Parallel.forRange(Math.ceilDiv(n, 4), MIN_ROWS_A_TASK / 4, (lo, hi) -> {
+            float[] sums = new float[8];
+            for (int g = lo; g < hi; g++) {
+                int j = 4 * g, rows = Math.min(4, n - j);
+                long w = b.base() + (long) j * k;
+                for (int i = 0; i < m; i += 2) { // X's rows two at a time (each W vector loaded once for both), the last alone
+                    int xo2 = i + 1 < m ? (i + 1) * k : i * k;
+                    if (bf16) dotsBf16(x, i * k, xo2, k, b.seg(), w, rows, sums);
+                    else dotsF32(x, i * k, xo2, k, b.seg(), w, rows, sums);
+                    for (int t = 0; t < Math.min(2, m - i); t++)
+                        for (int r = 0; r < rows; r++) {
+                            long at = 4 * ((long) (i + t) * n + j + r);
+                            float v = alpha * sums[4 * t + r];
+                            c.set(FLOAT, at, overwrite ? v : c.get(FLOAT, at) + v);
+                        }
+                }
+            }
+        });
+    }
+
+    /**
+     * op(A)'s m rows as floats, one after another (k each); for a BF16 W each row's even elements first, then its odd
+     * ones, as {@link #dotsBf16} pairs them.
+     */
+    private static float[] rows(int m, int k, Matrix a, boolean deinterleave) {
+        float[] x = new float[m * k];
+        if (!a.trans()) for (int i = 0; i < m; i++) a.codec().readFloats(a.seg(), a.at(i, 0), x, i * k, k);
+        else for (int i = 0; i < m; i++) for (int p = 0; p < k; p++) x[i * k + p] = (float) a.codec().get(a.seg(), a.at(i, p));
+        if (!deinterleave) return x;
+        float[] out = new float[m * k];
+        int half = k / 2;
+        for (int i = 0; i < m; i++)
+            for (int q = 0; q < half; q++) {
+                out[i * k + q] = x[i * k + 2 * q];
+                out[i * k + half + q] = x[i * k + 2 * q + 1];
+            }
+        return out;
+    }
+
+    /**
+     * sums[4 t + r] = (X row t) . (W's row r), t 0 for x[xo..xo + k) and 1 for x[xo2..xo2 + k), r < rows (at most 4; W's
+     * rows from element w, F32, k apart; past rows re-read the last row, their sums unused).
+     */
+    private static void dotsF32(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] sums) {
+        long r0 = 4 * w, r1 = r0 + 4L * k * Math.min(1, rows - 1), r2 = r0 + 4L * k * Math.min(2, rows - 1), r3 = r0 + 4L * k * Math.min(3, rows - 1);
+        FloatVector s0 = FloatVector.zero(SP), s1 = FloatVector.zero(SP), s2 = FloatVector.zero(SP), s3 = FloatVector.zero(SP);
+        FloatVector u0 = FloatVector.zero(SP), u1 = FloatVector.zero(SP), u2 = FloatVector.zero(SP), u3 = FloatVector.zero(SP);
+        int kv = k - k % L, p = 0;
+        for (; p < kv; p += L) {
+            FloatVector xv = FloatVector.fromArray(SP, x, xo + p), yv = FloatVector.fromArray(SP, x, xo2 + p);
+            long off = 4L * p;
+            FloatVector w0 = FloatVector.fromMemorySegment(SP, seg, r0 + off, ByteOrder.LITTLE_ENDIAN);
+            FloatVector w1 = FloatVector.fromMemorySegment(SP, seg, r1 + off, ByteOrder.LITTLE_ENDIAN);
+            s0 = w0.fma(xv, s0);
+            u0 = w0.fma(yv, u0);
+            s1 = w1.fma(xv, s1);
+            u1 = w1.fma(yv, u1);
+            FloatVector w2 = FloatVector.fromMemorySegment(SP, seg, r2 + off, ByteOrder.LITTLE_ENDIAN);
+            FloatVector w3 = FloatVector.fromMemorySegment(SP, seg, r3 + off, ByteOrder.LITTLE_ENDIAN);
+            s2 = w2.fma(xv, s2);
+            u2 = w2.fma(yv, u2);
+            s3 = w3.fma(xv, s3);
+            u3 = w3.fma(yv, u3);
+        }
+        float[] t = {s0.reduceLanes(VectorOperators.ADD), s1.reduceLanes(VectorOperators.ADD), s2.reduceLanes(VectorOperators.ADD),
+                s3.reduceLanes(VectorOperators.ADD), u0.reduceLanes(VectorOperators.ADD), u1.reduceLanes(VectorOperators.ADD),
+                u2.reduceLanes(VectorOperators.ADD), u3.reduceLanes(VectorOperators.ADD)};
+        long[] rowAt = {r0, r1, r2, r3};
+        for (int r = 0; r < 4; r++)
+            for (int q = p; q < k; q++) {
+                float wq = seg.get(FLOAT, rowAt[r] + 4L * q);
+                t[r] = Math.fma(wq, x[xo + q], t[r]);
+                t[4 + r] = Math.fma(wq, x[xo2 + q], t[4 + r]);
+            }
+        System.arraycopy(t, 0, sums, 0, 8);
+    }
+
+    /**
+     * As {@link #dotsF32} for a BF16 W (k even, rows starting on an even element): each int holds an even-indexed value
+     * (low half) and the odd one after it (high half); x's rows are stored deinterleaved ({@link #rows}).
+     */
+    private static void dotsBf16(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] sums) {
+        int half = k / 2;
+        long r0 = 2 * w, r1 = r0 + 2L * k * Math.min(1, rows - 1), r2 = r0 + 2L * k * Math.min(2, rows - 1), r3 = r0 + 2L * k * Math.min(3, rows - 1);
+        FloatVector s0 = FloatVector.zero(SP), s1 = FloatVector.zero(SP), s2 = FloatVector.zero(SP), s3 = FloatVector.zero(SP);
+        FloatVector u0 = FloatVector.zero(SP), u1 = FloatVector.zero(SP), u2 = FloatVector.zero(SP), u3 = FloatVector.zero(SP);
+        int qv = half - half % L, q = 0;
+        for (; q < qv; q += L) { // L pairs: W's elements 2q .. 2q + 2L
+            FloatVector xe = FloatVector.fromArray(SP, x, xo + q), xd = FloatVector.fromArray(SP, x, xo + half + q);
+            FloatVector ye = FloatVector.fromArray(SP, x, xo2 + q), yd = FloatVector.fromArray(SP, x, xo2 + half + q);
+            long off = 4L * q;
+            IntVector p0 = IntVector.fromMemorySegment(INTS, seg, r0 + off, ByteOrder.LITTLE_ENDIAN);
+            IntVector p1 = IntVector.fromMemorySegment(INTS, seg, r1 + off, ByteOrder.LITTLE_ENDIAN);
+            FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), d0 = p0.lanewise(VectorOperators.AND, 0xFFFF0000).reinterpretAsFloats();
+            FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), d1 = p1.lanewise(VectorOperators.AND, 0xFFFF0000).reinterpretAsFloats();
+            s0 = d0.fma(xd, e0.fma(xe, s0));
+            u0 = d0.fma(yd, e0.fma(ye, u0));
+            s1 = d1.fma(xd, e1.fma(xe, s1));
+            u1 = d1.fma(yd, e1.fma(ye, u1));
+            IntVector p2 = IntVector.fromMemorySegment(INTS, seg, r2 + off, ByteOrder.LITTLE_ENDIAN);
+            IntVector p3 = IntVector.fromMemorySegment(INTS, seg, r3 + off, ByteOrder.LITTLE_ENDIAN);
+            FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), d2 = p2.lanewise(VectorOperators.AND, 0xFFFF0000).reinterpretAsFloats();
+            FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(), d3 = p3.lanewise(VectorOperators.AND, 0xFFFF0000).reinterpretAsFloats();
+            s2 = d2.fma(xd, e2.fma(xe, s2));
+            u2 = d2.fma(yd, e2.fma(ye, u2));
+            s3 = d3.fma(xd, e3.fma(xe, s3));
+            u3 = d3.fma(yd, e3.fma(ye, u3));
+        }
+        float[] t = {s0.reduceLanes(VectorOperators.ADD), s1.reduceLanes(VectorOperators.ADD), s2.reduceLanes(VectorOperators.ADD),
+                s3.reduceLanes(VectorOperators.ADD), u0.reduceLanes(VectorOperators.ADD), u1.reduceLanes(VectorOperators.ADD),
+                u2.reduceLanes(VectorOperators.ADD), u3.reduceLanes(VectorOperators.ADD)};
+        long[] rowAt = {r0, r1, r2, r3};
+        for (int r = 0; r < 4; r++)
+            for (int i = q; i < half; i++) {
+                long off = rowAt[r] + 4L * i;
+                float we = bf16(seg, off), wd = bf16(seg, off + 2);
+                t[r] = Math.fma(wd, x[xo + half + i], Math.fma(we, x[xo + i], t[r]));
+                t[4 + r] = Math.fma(wd, x[xo2 + half + i], Math.fma(we, x[xo2 + i], t[4 + r]));
+            }
+        System.arraycopy(t, 0, sums, 0, 8);
+    }
+
+    private static float bf16(MemorySegment seg, long byteOffset) {
+        return Float.intBitsToFloat((seg.get(SHORT, byteOffset) & 0xFFFF) << 16);
+    }
+}

@@ -1,0 +1,116 @@
+package dev.jsloth.cpu;
+
+import dev.jsloth.api.DType;
+import dev.jsloth.api.Shape;
+import dev.jsloth.api.Tensor;
+import org.junit.jupiter.api.Test;
+
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@link GemmFewRows}: X W^T for a few rows of X and a frozen W read as stored (F32, BF16), against sums in double, on
+ * awkward sizes (k past and short of a vector, odd; n not a multiple of 4; 1 to 64 rows), storing and accumulating,
+ * X plain and transposed; and the backend's GEMM takes it for decoding's shapes (the same bits), low-rank pair included.
+ */
+class GemmFewRowsTest extends CpuBackendTests {
+    @Test
+    void productsMatchDoublePrecisionSums() {
+        SplittableRandom r = new SplittableRandom(11);
+        int checked = 0;
+        for (DType storage : new DType[]{DType.F32, DType.BF16})
+            for (int m : new int[]{1, 2, 3, 4, 5, 17, 64})
+                for (int n : new int[]{1, 3, 4, 5, 13, 207})
+                    for (int k : new int[]{1, 2, 7, 8, 9, 16, 18, 206, 207, 4098}) {
+                        if (storage == DType.BF16 && k % 2 == 1) continue; // BF16 rows pair up two values an int
+                        for (boolean transA : new boolean[]{false, true})
+                            for (boolean overwrite : new boolean[]{true, false}) {
+                                check(r, storage, m, n, k, transA, overwrite);
+                                checked++;
+                            }
+                    }
+        assertTrue(checked > 700, "cases: " + checked);
+    }
+
+    private static void check(SplittableRandom r, DType storage, int m, int n, int k, boolean transA, boolean overwrite) {
+        double[] xv = random(r, m * k), wv = random(r, n * k), cv = random(r, m * n);
+        try (Tensor x = be.upload(DType.F32, transA ? Shape.of(k, m) : Shape.of(m, k), xv);
+             Tensor w = be.upload(storage, Shape.of(n, k), wv);
+             Tensor c = be.upload(DType.F32, Shape.of(m, n), cv)) {
+            be.freeze(w);
+            CpuBackend cpu = (CpuBackend) be;
+            Matrix a = new Matrix(cpu.seg(x), cpu.codec(x), 0, transA ? k : m, transA ? m : k, transA);
+            Matrix b = new Matrix(cpu.seg(w), cpu.codec(w), 0, n, k, true, cpu.panels(w));
+            assertTrue(GemmFewRows.takes(Math.min(m, GemmFewRows.DECODING_ROWS), n, k, b));
+            float alpha = 0.75f;
+            GemmFewRows.multiply(m, n, k, alpha, a, b, cpu.seg(c), overwrite);
+            double[] xs = be.download(x), ws = be.download(w), got = be.download(c);
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                    double sum = 0, mag = 0;
+                    for (int p = 0; p < k; p++) {
+                        double xp = transA ? xs[p * m + i] : xs[i * k + p];
+                        sum += xp * ws[j * k + p];
+                        mag += Math.abs(xp * ws[j * k + p]);
+                    }
+                    double want = alpha * sum + (overwrite ? 0 : (float) cv[i * n + j]);
+                    assertEquals(want, got[i * n + j], 1e-5 * mag + 1e-6 * Math.abs(want) + 1e-30,
+                            storage + " " + m + "x" + n + "x" + k + " transA=" + transA + " overwrite=" + overwrite + " at " + i + "," + j);
+                }
+        }
+    }
+
+    /** Decoding's products take this path through the backend: the same bits as calling it, a low-rank pair added after. */
+    @Test
+    void theBackendsGemmTakesDecodingProducts() {
+        SplittableRandom r = new SplittableRandom(5);
+        for (DType storage : new DType[]{DType.F32, DType.BF16})
+            for (int m = 1; m <= GemmFewRows.DECODING_ROWS; m++) {
+                int n = 37, k = 130, rank = 4;
+                try (Tensor x = be.upload(DType.F32, Shape.of(m, k), random(r, m * k));
+                     Tensor w = be.upload(storage, Shape.of(n, k), random(r, n * k));
+                     Tensor l = be.upload(DType.F32, Shape.of(m, rank), random(r, m * rank));
+                     Tensor rt = be.upload(DType.F32, Shape.of(n, rank), random(r, n * rank));
+                     Tensor c = be.allocate(DType.F32, m, n);
+                     Tensor direct = be.allocate(DType.F32, m, n);
+                     Tensor low = be.allocate(DType.F32, m, n)) {
+                    be.freeze(w);
+                    CpuBackend cpu = (CpuBackend) be;
+                    be.kernels().gemm(false, true, 0.5, x, w, 0.0, c);
+                    GemmFewRows.multiply(m, n, k, 0.5f, new Matrix(cpu.seg(x), cpu.codec(x), 0, m, k, false),
+                            new Matrix(cpu.seg(w), cpu.codec(w), 0, n, k, true, cpu.panels(w)), cpu.seg(direct), true);
+                    assertArrayEquals(be.download(direct), be.download(c), 0.0, storage + " m=" + m);
+                    // C = 0.5 X W^T + 1.5 L R^T: the base product as above, then the pair's
+                    be.kernels().gemmPlusLowRank(false, true, 0.5, x, w, 1.5, l, rt, 0.0, c);
+                    be.kernels().gemm(false, true, 1.5, l, rt, 0.0, low);
+                    double[] base = be.download(direct), pair = be.download(low), both = be.download(c);
+                    for (int i = 0; i < base.length; i++) assertEquals(base[i] + pair[i], both[i], 1e-5, storage + " m=" + m + " with a pair");
+                }
+            }
+    }
+
+    /** Not for a W that is not frozen, stored untransposed, of another type, or a BF16 W with an odd k. */
+    @Test
+    void takesOnlyFrozenTransposedF32OrBf16Weights() {
+        try (Tensor w = be.upload(DType.F32, Shape.of(8, 6), new double[48]);
+             Tensor odd = be.upload(DType.BF16, Shape.of(8, 7), new double[56]);
+             Tensor f16 = be.upload(DType.F16, Shape.of(8, 6), new double[48])) {
+            CpuBackend cpu = (CpuBackend) be;
+            assertFalse(GemmFewRows.takes(1, 8, 6, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, true)), "not frozen");
+            be.freeze(w);
+            be.freeze(odd);
+            be.freeze(f16);
+            assertTrue(GemmFewRows.takes(1, 8, 6, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, true, cpu.panels(w))));
+            assertFalse(GemmFewRows.takes(1, 6, 8, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, false, cpu.panels(w))), "untransposed");
+            assertFalse(GemmFewRows.takes(1, 8, 7, new Matrix(cpu.seg(odd), cpu.codec(odd), 0, 8, 7, true, cpu.panels(odd))), "BF16, odd k");
+            assertFalse(GemmFewRows.takes(1, 8, 6, new Matrix(cpu.seg(f16), cpu.codec(f16), 0, 8, 6, true, cpu.panels(f16))), "F16");
+            assertFalse(GemmFewRows.takes(GemmFewRows.UNKEPT_ROWS + 1, 8, 6, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, true, cpu.panels(w))));
+            // 5 rows: only where the panels are not kept (here they fit the budget)
+            assertFalse(GemmFewRows.takes(5, 8, 6, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, true, cpu.panels(w))));
+        }
+    }
+}
