@@ -52,7 +52,7 @@ final class CpuKernels implements Kernels {
     /**
      * With an F32 C and both operands packed, the low-rank pair is concatenated along K with the base product inside
      * one GEMM ({@link GemmF32#fusesLowRank}): op(L) scaled by lowScale / alpha while packed, so the pair costs no
-     * product and no pass over C of its own. Otherwise (or with {@code -Djsloth.cpu.fuseLowRank=false}, for
+     * product and no pass over C of its own (decoding's products, {@link GemmFewRows}, add it after). Otherwise (or with {@code -Djsloth.cpu.fuseLowRank=false}, for
      * comparisons) the two products of the default.
      */
     @Override

@@ -192,7 +192,8 @@ final class GemmF32 {
      * K with the base product), so it costs no pass over C of its own; its panels are in buffers of their own. As a
      * K block of its own, with its own C update, it took a 6-row kernel call, a C store and a C reload per tile: the
      * plain 6-row kernel and the C updates were 4.6% and 3.6% of a llama-25m training step's samples. Needs
-     * {@link #fusesLowRank}; rank 0 is the plain product.
+     * {@link #fusesLowRank}; rank 0 is the plain product. Where {@link GemmFewRows} takes the base product (decoding),
+     * the pair follows it as a rank-deep product into C.
      */
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, Matrix l, Matrix r, int rank, float lowFactor,
                          MemorySegment c, boolean overwrite) {
@@ -353,7 +354,8 @@ final class GemmF32 {
      * {@link #MIRRORED_MAX_M}): op(B)^T is then B as stored, the transposed product's A (read in place where M fits one
      * panel), where packing op(B) transposed would copy all of it for M rows of work; only where M is the short side, so
      * the transposed product never turns back (M and N both in (NR, 64] otherwise recursed without end). Not for a
-     * frozen B (a weight, e.g. decoding's X W^T): its kept panels serve it, and its sums keep the order prefill gives them.
+     * frozen B (a weight): its kept panels serve it, and decoding's X W^T goes to {@link GemmFewRows} (whose sums run in
+     * another order than prefill's).
      */
     private static boolean computesTransposed(int m, int n, Matrix a, Matrix b) {
         int narrow = Math.min(NR, STREAM_B_MAX_M);

@@ -61,14 +61,23 @@ final class PanelCache {
         return seg;
     }
 
+    /** {@link #keeps}'s answer for each layout (index 1: transposed), decided at its first question. */
+    private final Boolean[] keeps = new Boolean[2];
+
     /**
-     * Whether this tensor's panels in one layout ({@code trans}) are kept, or would be: some are held already, or
-     * {@code bytes} more fit the budget ({@link GemmFewRows} reads a weight as stored where they would not).
+     * Whether this tensor's panels in one layout ({@code trans}) are kept, or would be: asked first, some are held
+     * already or {@code bytes} more fit the budget; the answer then stays for the tensor's life, so that which kernel
+     * serves its products ({@link GemmFewRows} reads a weight as stored where the panels are not kept), and with it the
+     * bits, do not change as other tensors come and go.
      */
     synchronized boolean keeps(boolean trans, long bytes) {
-        if (freed) return false;
-        for (Key key : blocks.keySet()) if (key.trans() == trans) return true;
-        return HELD.get() + bytes <= LIMIT;
+        int at = trans ? 1 : 0;
+        if (keeps[at] == null) {
+            boolean held = false;
+            for (Key key : blocks.keySet()) held |= key.trans() == trans;
+            keeps[at] = !freed && (held || HELD.get() + bytes <= LIMIT);
+        }
+        return keeps[at];
     }
 
     /** Frees every block (the tensor is being freed). */
