@@ -37,6 +37,8 @@ final class PyRepr {
     private static final int MAX_DEPTH = 64;
 
     private static void repr(Object value, StringBuilder out, int depth) {
+        if (out.length() > JinjaSandbox.MAX_OUTPUT_CHARS) // a container of long strings: the sandbox's bound, as it grows
+            throw new IllegalArgumentException("a value printed past " + JinjaSandbox.MAX_OUTPUT_CHARS + " characters");
         switch (value) {
             case null -> out.append("None");
             case Boolean b -> out.append(b ? "True" : "False");

@@ -188,6 +188,8 @@ final class TemplateFilters {
                 first = false;
                 Object v = attribute == null ? item : item instanceof Map<?, ?> m ? m.get(attribute.toString()) : null;
                 out.append(PyRepr.str(v));
+                if (out.length() > JinjaSandbox.MAX_OUTPUT_CHARS) // the sandbox's bound on strings, checked as the result grows
+                    throw new IllegalArgumentException("join: the result passes " + JinjaSandbox.MAX_OUTPUT_CHARS + " characters");
             }
             return out.toString();
         }

@@ -88,6 +88,10 @@ class ChatTemplatePythonTest {
                 + "|{{ \".5e1\"|float }}", m));
         assertEquals("True, None, 1e-05, a, [1, 'b']|a-b-c|1|False|12", render("{{ [true, none, 1e-5, \"a\", [1, \"b\"]]|join(\", \") }}"
                 + "|{{ \"abc\"|join(\"-\") }}|{{ [{\"n\": 1}, {\"n\": false}]|join(\"|\", attribute=\"n\") }}|{{ [1, 2]|join }}", m));
+        String sep = "x".repeat(500); // 10,000 x 500 characters: past the sandbox's 4 Mi, refused before it is built
+        assertTrue(assertThrowsTemplate("{{ range(10000)|join('" + sep + "') }}").contains("characters"));
+        assertTrue(assertThrowsTemplate("{% set xs = [] %}{% for i in range(10000) %}{% do xs.append('" + sep + "') %}{% endfor %}{{ xs }}")
+                .contains("characters"));
         assertEquals("[('a', 1), ('b', None)]|True|1.4|[0.25]",
                 render("{{ {\"a\": 1, \"b\": none}|items|list }}|{{ true|trim }}|{{ (\"0.7\"|float) * 2 }}|{{ [\"0.25\"|float]|tojson }}", m));
         // an undefined name prints nothing, as in Jinja2; so does none (Jinja2: None), which Jinjava resolves alike
