@@ -41,8 +41,7 @@ final class PyJson {
                 case Short s -> out.append(s);
                 case Byte b -> out.append(b);
                 case BigInteger b -> out.append(b);
-                case Float f -> out.append(pyFloat(Double.parseDouble(Float.toString(f)))); // a Java float: its shortest decimal
-                case Number n -> out.append(pyFloat(n.doubleValue()));
+                case Number n -> out.append(pyFloat(asDouble(n)));
                 case CharSequence cs -> string(cs.toString());
                 case SafeString s -> string(s.toString());
                 case Map<?, ?> m -> dict(m, depth);
@@ -137,6 +136,14 @@ final class PyJson {
             }
             out.append('"');
         }
+    }
+
+    /**
+     * A floating value as Python holds it (a double): a Java float by its shortest decimal (0.7f as 0.7, not
+     * 0.699999988079071, as Java floats that reach a template print widened), any other number as it widens.
+     */
+    static double asDouble(Number n) {
+        return n instanceof Float f ? Double.parseDouble(Float.toString(f)) : n.doubleValue();
     }
 
     /** Python's {@code repr(float)}: shortest round-trip digits, scientific below 1e-4 and from 1e16. */

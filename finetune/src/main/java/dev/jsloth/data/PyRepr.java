@@ -43,8 +43,7 @@ final class PyRepr {
             case null -> out.append("None");
             case Boolean b -> out.append(b ? "True" : "False");
             case Integer _, Long _, Short _, Byte _, BigInteger _ -> out.append(value); // Python's int: its digits
-            case Float f -> out.append(floatRepr(Double.parseDouble(Float.toString(f)))); // a Java float: its shortest decimal
-            case Number n -> out.append(floatRepr(n.doubleValue()));                     // double, BigDecimal
+            case Number n -> out.append(floatRepr(PyJson.asDouble(n)));                  // float, double, BigDecimal
             case CharSequence cs -> quote(cs.toString(), out);
             case SafeString s -> quote(s.toString(), out);
             case Map<?, ?> m -> {

@@ -136,8 +136,7 @@ final class TemplateFilters {
         static Double parse(Object value) {
             return switch (value) {
                 case Boolean b -> b ? 1.0 : 0.0;
-                case Float f -> Double.parseDouble(Float.toString(f)); // the float's shortest decimal, as written
-                case Number n -> n.doubleValue();
+                case Number n -> PyJson.asDouble(n);
                 case CharSequence cs -> {
                     String t = PyStrings.strip(cs.toString(), null, true, true);
                     if (DECIMAL.matcher(t).matches()) yield Double.parseDouble(t.replace("_", ""));
