@@ -3,8 +3,11 @@ package dev.jsloth.cpu;
 import dev.jsloth.api.DType;
 import dev.jsloth.api.Shape;
 import dev.jsloth.api.Tensor;
+import dev.jsloth.api.quant.Nf4;
+import dev.jsloth.api.quant.Nf4Weight;
 import org.junit.jupiter.api.Test;
 
+import java.lang.foreign.MemorySegment;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -65,6 +68,53 @@ class GemmFewRowsTest extends CpuBackendTests {
         }
     }
 
+    /**
+     * An NF4 W (QLoRA's base weights) read as its codes: against double sums of the dequantized values, rows of one and
+     * of several blocks, 1 to 64 rows of X, n not a multiple of 4; and the backend's GEMM takes decoding's products here.
+     */
+    @Test
+    void nf4WeightsMatchTheirDequantizedValues() {
+        SplittableRandom r = new SplittableRandom(23);
+        CpuBackend cpu = (CpuBackend) be;
+        for (int m : new int[]{1, 2, 3, 4, 5, 64})
+            for (int n : new int[]{1, 3, 4, 13})
+                for (int k : new int[]{64, 128, 320}) {
+                    float[] wv = new float[n * k];
+                    for (int i = 0; i < wv.length; i++) wv[i] = (float) (r.nextGaussian() * (1 + i / k));
+                    Nf4Weight q = Nf4.quantize(wv, (m + n) % 2 == 0);
+                    double[] xv = random(r, m * k), cv = random(r, m * n);
+                    try (Tensor w = be.uploadNf4(Shape.of(n, k), MemorySegment.ofArray(q.packed()), q.scales());
+                         Tensor x = be.upload(DType.F32, Shape.of(m, k), xv);
+                         Tensor c = be.upload(DType.F32, Shape.of(m, n), cv);
+                         Tensor viaGemm = be.allocate(DType.F32, m, n)) {
+                        be.freeze(w);
+                        Matrix b = new Matrix(cpu.seg(w), cpu.codec(w), 0, n, k, true, cpu.panels(w));
+                        assertTrue(GemmFewRows.takes(Math.min(m, GemmFewRows.DECODING_ROWS), n, k, b), "NF4 " + n + "x" + k);
+                        boolean overwrite = m % 2 == 1;
+                        GemmFewRows.multiply(m, n, k, 0.75f, new Matrix(cpu.seg(x), cpu.codec(x), 0, m, k, false), b, cpu.seg(c), overwrite);
+                        double[] ws = be.download(w), got = be.download(c);
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++) {
+                                double sum = 0, mag = 0;
+                                for (int p = 0; p < k; p++) {
+                                    sum += xv[i * k + p] * ws[j * k + p];
+                                    mag += Math.abs(xv[i * k + p] * ws[j * k + p]);
+                                }
+                                double want = 0.75 * sum + (overwrite ? 0 : (float) cv[i * n + j]);
+                                assertEquals(want, got[i * n + j], 1e-5 * mag + 1e-6 * Math.abs(want) + 1e-30,
+                                        "NF4 W " + m + "x" + n + "x" + k + " at " + i + "," + j);
+                            }
+                        if (m <= GemmFewRows.DECODING_ROWS) {
+                            be.kernels().gemm(false, true, 0.75, x, w, 0.0, viaGemm);
+                            try (Tensor direct = be.allocate(DType.F32, m, n)) {
+                                GemmFewRows.multiply(m, n, k, 0.75f, new Matrix(cpu.seg(x), cpu.codec(x), 0, m, k, false), b, cpu.seg(direct), true);
+                                assertArrayEquals(be.download(direct), be.download(viaGemm), 0.0, "NF4 through the backend's GEMM, m=" + m);
+                            }
+                        }
+                    }
+                }
+    }
+
     /** Decoding's products take this path through the backend: the same bits as calling it, a low-rank pair added after. */
     @Test
     void theBackendsGemmTakesDecodingProducts() {
@@ -109,6 +159,11 @@ class GemmFewRowsTest extends CpuBackendTests {
             assertFalse(GemmFewRows.takes(1, 6, 8, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, false, cpu.panels(w))), "untransposed");
             assertFalse(GemmFewRows.takes(1, 8, 7, new Matrix(cpu.seg(odd), cpu.codec(odd), 0, 8, 7, true, cpu.panels(odd))), "BF16, odd k");
             assertFalse(GemmFewRows.takes(1, 8, 6, new Matrix(cpu.seg(f16), cpu.codec(f16), 0, 8, 6, true, cpu.panels(f16))), "F16");
+            try (Tensor nf4 = be.uploadNf4(Shape.of(2, 96), MemorySegment.ofArray(new byte[96]), new float[3])) {
+                be.freeze(nf4);
+                assertFalse(GemmFewRows.takes(1, 2, 96, new Matrix(cpu.seg(nf4), cpu.codec(nf4), 0, 2, 96, true, cpu.panels(nf4))),
+                        "NF4 rows that are not whole blocks");
+            }
             assertFalse(GemmFewRows.takes(GemmFewRows.UNKEPT_ROWS + 1, 8, 6, new Matrix(cpu.seg(w), cpu.codec(w), 0, 8, 6, true, cpu.panels(w))));
             // 5 to 64 rows only where the panels are not kept: here they fit the budget, unless it is 0 (the pom's
             // no-panel-cache run); the answer is the tensor's for its life
