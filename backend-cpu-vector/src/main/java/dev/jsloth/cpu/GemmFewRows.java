@@ -4,8 +4,8 @@ import dev.jsloth.api.quant.Nf4;
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
@@ -24,9 +24,11 @@ import java.nio.ByteOrder;
  * ones masked), against X's even and odd elements apart. An NF4 W (QLoRA's base weights, whose panels are never kept:
  * the packed path dequantized all of W for every token) is read as its codes, looked up in NF4's table a vector at a
  * time ({@link #dotsNf4}), for up to {@link #NF4_ROWS} rows: tinyllama-1.1b decoding with NF4 projections went from 0.4
- * to 3.6-3.9 tokens/s on two Zen 3 cores, an 8-token prompt to its first token from 2.8-3.3 s to 1.0-1.3.
+ * to 4.0-4.5 tokens/s on two Zen 3 cores (an 8-token prompt to its first token from 2.8-3.3 s to 0.9-1.1), and runs at
+ * 45 tokens/s on 16 AVX-512 Xeon cores (BF16 weights 32-33, F32 21-22 there).
  * <p>
- * The sums run in another order than the packed kernel's (vector lanes across k, then the lanes added), so a decoded
+ * The sums run in another order than the packed kernel's (vector lanes across k, then the lanes added from lane 0 up:
+ * {@link #sumInOrder}), so a decoded
  * token's logits can differ in the last bits from the same position's in a whole-sequence forward; each output is
  * summed by one thread, in an order fixed by k alone, whatever the thread count.
  */
@@ -48,8 +50,10 @@ final class GemmFewRows {
     private static final VectorSpecies<Float> SP = FloatVector.SPECIES_PREFERRED;
     private static final VectorSpecies<Integer> INTS = IntVector.SPECIES_PREFERRED;
     private static final int L = SP.length();
-    /** L bytes: one NF4 step of a W row ({@link #dotsNf4}), 2 L codes. */
-    private static final VectorSpecies<Byte> CODE_BYTES = VectorSpecies.of(byte.class, VectorShape.forBitSize(8 * L));
+    /** 4 L bytes of an NF4 row, 8 L codes, read as L ints of 8 codes each ({@link #dotsNf4}). */
+    private static final VectorSpecies<Byte> CODE_BYTES = ByteVector.SPECIES_PREFERRED;
+    /** Elements of an NF4 row one {@link #CODE_BYTES} vector holds. */
+    private static final int NF4_CHUNK = 8 * L;
     /** NF4's 16 values as float bits, for the lookups of {@link #dotsNf4}. */
     private static final int[] CODE_BITS = new int[Nf4.CODE.length];
 
@@ -77,8 +81,8 @@ final class GemmFewRows {
     }
 
     /**
-     * An NF4 W whose rows are whole blocks ({@link Nf4#BLOCK} elements: each row's scales its own) where a step's codes
-     * are 8 or 16 floats (the lookups' one or two table vectors).
+     * An NF4 W whose rows are whole blocks ({@link Nf4#BLOCK} elements: each row's scales its own) where a vector holds
+     * 8 or 16 floats (a vector of codes is then one block or two, and the code table one vector or two).
      */
     private static boolean nf4Rows(int k, Matrix b) {
         return b.codec() instanceof Nf4Codec && k % Nf4.BLOCK == 0 && b.base() % Nf4.BLOCK == 0 && (L == 8 || L == 16);
@@ -88,17 +92,18 @@ final class GemmFewRows {
     static void multiply(int m, int n, int k, float alpha, Matrix a, Matrix b, MemorySegment c, boolean overwrite) {
         boolean bf16 = b.codec() == ElementCodec.BF16;
         float[] scales = b.codec() instanceof Nf4Codec nf4 ? nf4.scales() : null;
-        float[] x = rows(m, k, a, bf16 || scales != null);
+        int stride = scales != null ? Math.ceilDiv(k, NF4_CHUNK) * NF4_CHUNK : k; // floats from one row of x to the next
+        float[] x = scales != null ? codeOrderRows(m, k, stride, a) : rows(m, k, a, bf16);
         Parallel.forRange(Math.ceilDiv(n, 4), MIN_ROWS_A_TASK / 4, (lo, hi) -> {
-            float[] sums = new float[8];
+            float[] sums = new float[8], lanes = new float[L];
             for (int g = lo; g < hi; g++) {
                 int j = 4 * g, rows = Math.min(4, n - j);
                 long w = b.base() + (long) j * k;
                 for (int i = 0; i < m; i += 2) { // X's rows two at a time (each W vector loaded once for both), the last alone
-                    int xo2 = i + 1 < m ? (i + 1) * k : i * k;
-                    if (scales != null) dotsNf4(x, i * k, xo2, k, b.seg(), w, rows, scales, sums);
-                    else if (bf16) dotsBf16(x, i * k, xo2, k, b.seg(), w, rows, sums);
-                    else dotsF32(x, i * k, xo2, k, b.seg(), w, rows, sums);
+                    int xo = i * stride, xo2 = i + 1 < m ? xo + stride : xo;
+                    if (scales != null) dotsNf4(x, xo, xo2, k, b.seg(), w, rows, scales, sums, lanes);
+                    else if (bf16) dotsBf16(x, xo, xo2, k, b.seg(), w, rows, sums, lanes);
+                    else dotsF32(x, xo, xo2, k, b.seg(), w, rows, sums, lanes);
                     for (int t = 0; t < Math.min(2, m - i); t++)
                         for (int r = 0; r < rows; r++) {
                             long at = 4 * ((long) (i + t) * n + j + r);
@@ -130,12 +135,39 @@ final class GemmFewRows {
     }
 
     /**
+     * op(A)'s m rows as floats, {@code stride} apart, in the order {@link #dotsNf4} meets an NF4 row's codes: each run of
+     * {@link #NF4_CHUNK} elements as 8 runs of L, run c lane i holding element 8 i + c; zeros past k.
+     */
+    private static float[] codeOrderRows(int m, int k, int stride, Matrix a) {
+        float[] plain = rows(m, k, a, false), x = new float[m * stride];
+        for (int i = 0; i < m; i++)
+            for (int p = 0; p < k; p++) {
+                int chunk = p / NF4_CHUNK, at = p % NF4_CHUNK;
+                x[i * stride + chunk * NF4_CHUNK + (at % 8) * L + at / 8] = plain[i * k + p];
+            }
+        return x;
+    }
+
+    /**
+     * v's lanes added from lane 0 up, through {@code lanes} (L floats): the same order in every JIT tier, where
+     * {@code reduceLanes(ADD)} associates one way when compiled and another when interpreted (the same product gave other
+     * bits the second time on a 16-lane machine). A helper taking one vector is inlined (one taking eight was not, and C2
+     * boxed them).
+     */
+    private static float sumInOrder(FloatVector v, float[] lanes) {
+        v.intoArray(lanes, 0);
+        float s = 0;
+        for (int i = 0; i < L; i++) s += lanes[i];
+        return s;
+    }
+
+    /**
      * sums[4 t + r] = (X row t) . (W's row r), t 0 for x[xo..xo + k) and 1 for x[xo2..xo2 + k), r < rows (at most 4; W's
      * rows from element w, F32, k apart; past rows re-read the last row, their sums unused). The accumulators are
      * reduced here, not in a helper taking them as arguments: that form made C2 box them (BF16 decoding of tinyllama-1.1b
      * at 1.4 tokens/s against 5.5).
      */
-    private static void dotsF32(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] sums) {
+    private static void dotsF32(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] sums, float[] lanes) {
         long r0 = 4 * w, r1 = row(r0, 4L * k, 1, rows), r2 = row(r0, 4L * k, 2, rows), r3 = row(r0, 4L * k, 3, rows);
         FloatVector s0 = FloatVector.zero(SP), s1 = FloatVector.zero(SP), s2 = FloatVector.zero(SP), s3 = FloatVector.zero(SP);
         FloatVector u0 = FloatVector.zero(SP), u1 = FloatVector.zero(SP), u2 = FloatVector.zero(SP), u3 = FloatVector.zero(SP);
@@ -156,14 +188,14 @@ final class GemmFewRows {
             s3 = w3.fma(xv, s3);
             u3 = w3.fma(yv, u3);
         }
-        sums[0] = s0.reduceLanes(VectorOperators.ADD);
-        sums[1] = s1.reduceLanes(VectorOperators.ADD);
-        sums[2] = s2.reduceLanes(VectorOperators.ADD);
-        sums[3] = s3.reduceLanes(VectorOperators.ADD);
-        sums[4] = u0.reduceLanes(VectorOperators.ADD);
-        sums[5] = u1.reduceLanes(VectorOperators.ADD);
-        sums[6] = u2.reduceLanes(VectorOperators.ADD);
-        sums[7] = u3.reduceLanes(VectorOperators.ADD);
+        sums[0] = sumInOrder(s0, lanes);
+        sums[1] = sumInOrder(s1, lanes);
+        sums[2] = sumInOrder(s2, lanes);
+        sums[3] = sumInOrder(s3, lanes);
+        sums[4] = sumInOrder(u0, lanes);
+        sums[5] = sumInOrder(u1, lanes);
+        sums[6] = sumInOrder(u2, lanes);
+        sums[7] = sumInOrder(u3, lanes);
         for (int r = 0; r < 4; r++) {
             long at = row(r0, 4L * k, r, rows);
             for (int q = p; q < k; q++) {
@@ -178,7 +210,7 @@ final class GemmFewRows {
      * As {@link #dotsF32} for a BF16 W (k even, rows starting on an even element): each int holds an even-indexed value
      * (low half) and the odd one after it (high half); x's rows are stored deinterleaved ({@link #rows}).
      */
-    private static void dotsBf16(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] sums) {
+    private static void dotsBf16(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] sums, float[] lanes) {
         int half = k / 2;
         long r0 = 2 * w, r1 = row(r0, 2L * k, 1, rows), r2 = row(r0, 2L * k, 2, rows), r3 = row(r0, 2L * k, 3, rows);
         FloatVector s0 = FloatVector.zero(SP), s1 = FloatVector.zero(SP), s2 = FloatVector.zero(SP), s3 = FloatVector.zero(SP);
@@ -205,14 +237,14 @@ final class GemmFewRows {
             s3 = d3.fma(xd, e3.fma(xe, s3));
             u3 = d3.fma(yd, e3.fma(ye, u3));
         }
-        sums[0] = s0.reduceLanes(VectorOperators.ADD);
-        sums[1] = s1.reduceLanes(VectorOperators.ADD);
-        sums[2] = s2.reduceLanes(VectorOperators.ADD);
-        sums[3] = s3.reduceLanes(VectorOperators.ADD);
-        sums[4] = u0.reduceLanes(VectorOperators.ADD);
-        sums[5] = u1.reduceLanes(VectorOperators.ADD);
-        sums[6] = u2.reduceLanes(VectorOperators.ADD);
-        sums[7] = u3.reduceLanes(VectorOperators.ADD);
+        sums[0] = sumInOrder(s0, lanes);
+        sums[1] = sumInOrder(s1, lanes);
+        sums[2] = sumInOrder(s2, lanes);
+        sums[3] = sumInOrder(s3, lanes);
+        sums[4] = sumInOrder(u0, lanes);
+        sums[5] = sumInOrder(u1, lanes);
+        sums[6] = sumInOrder(u2, lanes);
+        sums[7] = sumInOrder(u3, lanes);
         for (int r = 0; r < 4; r++) {
             long at = row(r0, 2L * k, r, rows);
             for (int i = q; i < half; i++) {
@@ -226,36 +258,41 @@ final class GemmFewRows {
 
     /**
      * As {@link #dotsBf16} for an NF4 W ({@link #nf4Rows}): byte q of a row holds its element 2q in the high nibble and
-     * 2q + 1 in the low one, each a code of {@link Nf4#CODE} times its block's scale. A step reads L bytes of a row,
-     * widens them to ints, and looks both nibbles' values up in the code table (one vector of 16, or two of 8 with the
-     * second taken where the index is past the first); a block's sums are scaled once, as the block ends. x's rows are
-     * stored deinterleaved ({@link #rows}), so the high nibbles meet the even elements and the low ones the odd.
+     * 2q + 1 in the low one, each a code of {@link Nf4#CODE} times its block's scale. A vector of 4 L bytes is read as L
+     * ints, each holding 8 codes: shifted and masked, code c of every int (element 8 i + c of the run) is looked up in the
+     * code table (one vector of 16, or two of 8) and meets x's run c, which {@link #codeOrderRows} laid out so. A run is
+     * one block where vectors hold 8 floats, two (the lanes' halves) where they hold 16; its sums are scaled once. A
+     * row's last vector may hold one block of two: its bytes past the row read as zeros, against x's zeros past k.
      */
-    private static void dotsNf4(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] scales, float[] sums) {
+    private static void dotsNf4(float[] x, int xo, int xo2, int k, MemorySegment seg, long w, int rows, float[] scales, float[] sums,
+                                float[] lanes) {
         int half = k / 2, blocksARow = k / Nf4.BLOCK, firstBlock = (int) (w / Nf4.BLOCK);
         boolean pair = xo2 != xo; // one row of X (decoding a single sequence): the second row's sums are not formed
         IntVector table = IntVector.fromArray(INTS, CODE_BITS, 0), table2 = L == 8 ? IntVector.fromArray(INTS, CODE_BITS, 8) : table;
-        for (int r = 0; r < rows; r++) { // a row at a time (X's rows from L1 again): four rows' sums and the blocks' would not fit the registers
+        VectorMask<Float> secondBlock = SP.indexInRange(-L / 2, L / 2); // lanes L/2 on: where a run is two blocks, the second
+        for (int r = 0; r < rows; r++) { // a row at a time (X's rows from L1 again): four rows' sums would not fit the registers
             long at = w / 2 + (long) r * half;
             int scaleAt = firstBlock + r * blocksARow;
             FloatVector s = FloatVector.zero(SP), u = FloatVector.zero(SP);
-            for (int q = 0; q < half; q += Nf4.BLOCK / 2) { // a block: BLOCK / 2 bytes
+            for (int q = 0, xc = 0; q < half; q += 4 * L, xc += NF4_CHUNK) { // 4 L bytes: 8 L elements
+                ByteVector bytes = q + 4 * L <= half ? ByteVector.fromMemorySegment(CODE_BYTES, seg, at + q, ByteOrder.LITTLE_ENDIAN)
+                        : ByteVector.fromMemorySegment(CODE_BYTES, seg, at + q, ByteOrder.LITTLE_ENDIAN, CODE_BYTES.indexInRange(0, half - q));
+                IntVector v = bytes.reinterpretAsInts();
                 FloatVector a = FloatVector.zero(SP), c = FloatVector.zero(SP);
-                for (int j = q; j < q + Nf4.BLOCK / 2; j += L) {
-                    IntVector v = (IntVector) ByteVector.fromMemorySegment(CODE_BYTES, seg, at + j, ByteOrder.LITTLE_ENDIAN)
-                            .convertShape(VectorOperators.B2I, INTS, 0);
-                    IntVector hi = v.lanewise(VectorOperators.ASHR, 4).and(15), lo = v.and(15);
-                    FloatVector we = hi.selectFrom(table, table2).reinterpretAsFloats();
-                    FloatVector wd = lo.selectFrom(table, table2).reinterpretAsFloats();
-                    a = wd.fma(FloatVector.fromArray(SP, x, xo + half + j), we.fma(FloatVector.fromArray(SP, x, xo + j), a));
-                    if (pair) c = wd.fma(FloatVector.fromArray(SP, x, xo2 + half + j), we.fma(FloatVector.fromArray(SP, x, xo2 + j), c));
+                for (int code = 0; code < 8; code++) { // code 2b is byte b's high nibble, 2b + 1 its low one
+                    int shift = 8 * (code / 2) + 4 * (1 - code % 2);
+                    FloatVector wv = v.lanewise(VectorOperators.LSHR, shift).and(15).selectFrom(table, table2).reinterpretAsFloats();
+                    a = wv.fma(FloatVector.fromArray(SP, x, xo + xc + code * L), a);
+                    if (pair) c = wv.fma(FloatVector.fromArray(SP, x, xo2 + xc + code * L), c);
                 }
-                FloatVector scale = FloatVector.broadcast(SP, scales[scaleAt + q / (Nf4.BLOCK / 2)]);
+                int block = scaleAt + q / (Nf4.BLOCK / 2);
+                FloatVector scale = FloatVector.broadcast(SP, scales[block]);
+                if (L == 16) scale = scale.blend(q + Nf4.BLOCK / 2 < half ? scales[block + 1] : 0f, secondBlock);
                 s = a.fma(scale, s);
                 u = c.fma(scale, u);
             }
-            sums[r] = s.reduceLanes(VectorOperators.ADD);
-            sums[4 + r] = pair ? u.reduceLanes(VectorOperators.ADD) : sums[r];
+            sums[r] = sumInOrder(s, lanes);
+            sums[4 + r] = pair ? sumInOrder(u, lanes) : sums[r];
         }
     }
 
