@@ -70,7 +70,9 @@ final class GemmFewRows {
 
     /**
      * Whether {@link #multiply} takes {@code op(A) op(B)} with these operands: op(B) = W^T, W frozen, F32 or BF16, and
-     * X of at most {@link #DECODING_ROWS} rows, or {@link #UNKEPT_ROWS} where W's panels are not kept.
+     * X of at most {@link #DECODING_ROWS} rows, or {@link #UNKEPT_ROWS} where W's panels are not kept; or W NF4 in whole
+     * blocks a row ({@link #nf4Rows}) and X of at most {@link #NF4_ROWS} rows (prefill of a short prompt, and QLoRA
+     * training's products on as few tokens).
      */
     static boolean takes(int m, int n, int k, Matrix b) {
         if (m > UNKEPT_ROWS || !b.trans() || k < 1) return false;

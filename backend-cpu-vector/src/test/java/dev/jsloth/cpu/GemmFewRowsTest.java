@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * {@link GemmFewRows}: X W^T for a few rows of X and a frozen W read as stored (F32, BF16), against sums in double, on
+ * {@link GemmFewRows}: X W^T for a few rows of X and a frozen W read as stored (F32, BF16, NF4), against sums in double, on
  * awkward sizes (k past and short of a vector, odd; n not a multiple of 4; 1 to 64 rows), storing and accumulating,
  * X plain and transposed; and the backend's GEMM takes it for decoding's shapes (the same bits), low-rank pair included.
  */
@@ -89,7 +89,12 @@ class GemmFewRowsTest extends CpuBackendTests {
                          Tensor viaGemm = be.allocate(DType.F32, m, n)) {
                         be.freeze(w);
                         Matrix b = new Matrix(cpu.seg(w), cpu.codec(w), 0, n, k, true, cpu.panels(w));
-                        assertTrue(GemmFewRows.takes(Math.min(m, GemmFewRows.DECODING_ROWS), n, k, b), "NF4 " + n + "x" + k);
+                        // vectors of 8 or 16 floats only (one or two table vectors); 128-bit machines pack NF4 W as before
+                        int lanes = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length();
+                        assertEquals(lanes == 8 || lanes == 16, GemmFewRows.takes(Math.min(m, GemmFewRows.DECODING_ROWS), n, k, b), "NF4 " + n + "x" + k);
+                        assertEquals(lanes == 8 || lanes == 16, GemmFewRows.takes(GemmFewRows.NF4_ROWS, n, k, b));
+                        assertFalse(GemmFewRows.takes(GemmFewRows.NF4_ROWS + 1, n, k, b), "NF4 past " + GemmFewRows.NF4_ROWS + " rows: packed");
+                        if (lanes != 8 && lanes != 16) continue;
                         boolean overwrite = m % 2 == 1;
                         GemmFewRows.multiply(m, n, k, 0.75f, new Matrix(cpu.seg(x), cpu.codec(x), 0, m, k, false), b, cpu.seg(c), overwrite);
                         double[] ws = be.download(w), got = be.download(c);
