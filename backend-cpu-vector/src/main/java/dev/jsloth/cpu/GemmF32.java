@@ -11,6 +11,7 @@ import static dev.jsloth.cpu.GemmPacking.packB;
 import static dev.jsloth.cpu.GemmPacking.packBNarrow;
 import static dev.jsloth.cpu.GemmPacking.packBRows;
 import static dev.jsloth.cpu.GemmPacking.packedOffset;
+import static dev.jsloth.cpu.GemmPacking.paddedRows;
 import static dev.jsloth.cpu.GemmPacking.panelHeight;
 
 /**
@@ -28,7 +29,9 @@ import static dev.jsloth.cpu.GemmPacking.panelHeight;
  * in place ({@link GemmMicrokernels#accumulate}, {@link GemmMicrokernels#accumulateNarrow}) read A off-heap. Loop order: B's columns are taken
  * {@code nc} at a time and packed once for all of K (at most {@link #B_FLOATS} floats), then each MC-row block of A runs
  * through all of K in deep K blocks ({@link #KC}; deeper, {@link #KC_DIRECT_A}, where A is read in place), so each C
- * tile is loaded and stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256). Row blocks are
+ * tile is loaded and stored only once per K block (the C update cost ~15% of 2048^3 with blocks of 256); where a K
+ * block of B is larger than {@link #SWEEP_BYTES}, A is packed whole first and all row blocks go over B together, a column
+ * range and a K block at a time, so that B's panels come from the cache rather than memory ({@link #prepacksA}). Row blocks are
  * of equal height, and work is split over (row block, column-panel range) pairs so that both tall and short-wide
  * products (LoRA's) keep every thread busy. A short product (one row block) instead packs B a block at a time, each
  * block by the thread that uses it next ({@link #streamsB}).
@@ -240,107 +243,129 @@ final class GemmF32 {
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, Math.ceilDiv(Parallel.THREADS * 2, mBlocks))),
                     streamB ? Math.ceilDiv(panels, STREAM_PANELS) : 1);
-            Parallel.forRange(mBlocks * splits, 1, (lo, hi) -> {
-                float[] ct = CTILE.get(), ut = UTILE.get();
-                MemorySegment as = A_SEG.get(), streamed = streamB ? STREAM_SEG.get() : null;
-                MemorySegment lowAs = rank > 0 ? threadBuffer(LOW_A_SEG, (long) MC * rank, 0) : null;
-                float[] ah = A_PACKED.get(), lowAh = rank > 0 ? heapBuffer(LOW_A_PACKED, MC * rank) : null;
-                for (int u = lo; u < hi; u++) {
-                    int ib = u / splits, s = u % splits;
-                    int ic = unit * (int) ((long) ib * mPanels / mBlocks);
-                    int mc = Math.min(m, unit * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
-                    int q0 = panels * s / splits, q1 = panels * (s + 1) / splits;
-                    for (int kb = 0; kb < blocks; kb++) { // the C block (mc x nc) is revisited once per K block
-                        int pc = kb * kcMax, kc = Math.min(kcMax, k - pc), lowK = kb == 0 ? rank : 0;
-                        // B's panels from depth pc, or this block of a streamed B (panels q0..q1 only)
-                        MemorySegment blockPanels = streamB ? streamed : bBlocks;
-                        if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
-                        boolean store = overwrite && kb == 0;
-                        boolean sliced = kc >= SLICED_MIN_K;
-                        int pr = panelRows(kc, directA, narrow);
-                        if (!directA) {
-                            // the packed kernels read A from the heap; the plain one (short k) from off-heap
-                            int floats = packA(a, ic, mc, pc, kc, pr, 1f, ah);
-                            if (!sliced) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats);
-                            if (lowK > 0) {
-                                int lowFloats = packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAh);
-                                if (!sliced) MemorySegment.copy(lowAh, 0, lowAs, ElementCodec.FLOAT, 0, lowFloats);
-                            }
-                        }
-                        // the order of the tiles (rowStripe): one row panel across all of B's panels where B's block
-                        // is small, else each B panel across all of A's row panels
-                        int stripe = rowStripe(kc, q1 - q0, pr, mc);
-                        boolean readAhead = sliced && stripe != pr && readsAhead(kc, panels, streamB);
-                        for (int rs = 0, re; rs < mc; rs = re) { // the stripe: rows [rs, re), one row panel or all
-                            re = stripe == mc ? mc : Math.min(mc, rs + panelHeight(pr, mc - rs));
-                            // the wide kernel's read-ahead: each row panel of the stripe reads the next B panel from
-                            // the start of its share on (16 kc bytes: all of it where the stripe has 8 row panels)
-                            long share = (4L * NR * kc - 4L * L) / Math.ceilDiv(re - rs, pr);
-                            // the read-ahead's last offset within the panel (AHEAD_STEP bytes a k step over the longer part)
-                            long aheadLast = 4L * NR * kc - 4L * L - AHEAD_STEP * (Math.max(kc, lowK) - 1);
-                            for (int q = q0; q < q1; q++) {
-                                int col = jcf + q * NR, nr = Math.min(NR, n - col);
-                                long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
-                                long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
-                                MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
-                                MemorySegment lowBPanel = sliced && lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : null; // null: no pair
-                                // the next B panel, which the wide kernel reads ahead where B's block outgrows L2 and
-                                // each panel serves a stripe of row panels (readsAhead); else it reads its own again
-                                MemorySegment next = readAhead && q + 1 < q1 ? blockPanels.asSlice(4L * packedOffset(pc, q + 1, kc, panels), 4L * NR * kc) : bPanel;
-                                for (int ir = rs, h; ir < re; ir += h) {
-                                    h = narrow ? MR : panelHeight(pr, mc - ir);
-                                    int mr = Math.min(h, mc - ir);
-                                    if (directA) { // never with a low-rank pair (fusesLowRank)
-                                        // a narrow product's panels take the narrow kernel, in place (a short last
-                                        // one too, of any height, its missing rows reading its first); the other
-                                        // products' 6-row panels the 6-row kernels: a full panel read where it is, a
-                                        // short last one packed, so the kernel never reads past A
-                                        boolean inPlace = mr == h;
-                                        if (narrow) { // in place, a short last panel's missing rows read its first
-                                            accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, 4L * pc * L, ct);
-                                            updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
-                                            continue;
-                                        }
-                                        if (!inPlace) {
-                                            int floats = packA(a, ic + ir, mr, pc, kc, pr, 1f, ah);
-                                            if (!sliced) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats); // for the plain kernel
-                                        }
-                                        MemorySegment src = inPlace ? a.seg() : as;
-                                        long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
-                                        long aStep = inPlace ? 4 : 4L * h;
-                                        if (inPlace || !sliced)
-                                            accumulate(0, null, 0, null, 0, kc, src, ao, aRow, aStep, blockPanels, bo, ct);
-                                        else
-                                            accumulatePacked(0, null, 0, null, kc, ah, 0, bPanel, ct);
-                                    } else if (!sliced) {
-                                        // short k (LoRA's rank-16 products): the plain kernels, as the packed kernels'
-                                        // slices would cost more than their bounds-check-free loop saves; a whole tile
-                                        // of a plain product that overwrites C goes straight into it
-                                        if (store && lowK == 0 && mr == HALF && nr == NR) {
-                                            storeShort(kc, ah, ir * kc, blockPanels, bo, c, 4L * ((long) (ic + ir) * n + col), 4L * n, alpha);
-                                            continue;
-                                        }
-                                        accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
-                                    } else if (h == FIVE_ROWS) {
-                                        accumulatePackedFive(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
-                                    } else if (h == FOUR_ROWS) {
-                                        accumulatePackedFour(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
-                                    } else if (h > HALF) {
-                                        // a pair much deeper than the K block would read past the panel: it reads this
-                                        // thread's A buffer (384 KB) instead
-                                        boolean fits = aheadLast >= 0;
-                                        accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, fits ? next : as,
-                                                fits ? Math.min(aheadLast, share * ((ir - rs) / pr)) : 0, ct);
-                                    } else {
-                                        accumulatePacked(lowK, lowAh, ir * lowK, lowBPanel, kc, ah, ir * kc, bPanel, ct);
+            // B too large to stay cached between the row blocks that sweep it (prepacksA): A packed first, whole (a
+            // chunk of row blocks at a time), and then the row blocks go over B a column range (sweep) and a K block at
+            // a time, all of them in each before the next; else each row block runs through all of B and K by itself,
+            // its A packed a K block at a time
+            boolean prepack = prepacksA(directA, streamB, k, kcMax, mBlocks, panels);
+            int sweep = prepack ? Math.max(1, (int) (SWEEP_BYTES / (4L * NR * kcMax))) : panels;
+            int chunk = prepack ? chunkBlocks(m, k, mBlocks) : mBlocks;
+            int passes = prepack ? Math.ceilDiv(panels, sweep) * blocks : 1; // (sweep, K block) pairs, or one for all
+            for (int cb0 = 0; cb0 < mBlocks; cb0 += chunk) {
+                int ib0 = cb0, ib1 = Math.min(mBlocks, cb0 + chunk);
+                int ic0 = unit * (int) ((long) ib0 * mPanels / mBlocks);
+                float[] aAll = prepack ? chunkBuffer(m, k, unit, mPanels, mBlocks, ib0, ib1) : null;
+                for (int pass = 0; pass < passes; pass++) {
+                    int j0 = prepack ? pass / blocks * sweep : 0, j1 = Math.min(panels, j0 + sweep);
+                    int kbLo = prepack ? pass % blocks : 0, kbHi = prepack ? kbLo + 1 : blocks;
+                    Parallel.forRange((ib1 - ib0) * splits, 1, (lo, hi) -> {
+                        float[] ct = CTILE.get(), ut = UTILE.get();
+                        MemorySegment as = A_SEG.get(), streamed = streamB ? STREAM_SEG.get() : null;
+                        MemorySegment lowAs = rank > 0 ? threadBuffer(LOW_A_SEG, (long) MC * rank, 0) : null;
+                        float[] ah = A_PACKED.get(), lowAh = rank > 0 ? heapBuffer(LOW_A_PACKED, MC * rank) : null;
+                        for (int u = lo; u < hi; u++) {
+                            int ib = ib0 + u / splits, s = u % splits;
+                            int ic = unit * (int) ((long) ib * mPanels / mBlocks);
+                            int mc = Math.min(m, unit * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
+                            int q0 = Math.max(j0, panels * s / splits), q1 = Math.min(j1, panels * (s + 1) / splits);
+                            if (q0 >= q1) continue;
+                            for (int kb = kbLo; kb < kbHi; kb++) { // the C block (mc x nc) is revisited once per K block
+                                int pc = kb * kcMax, kc = Math.min(kcMax, k - pc), lowK = kb == 0 ? rank : 0;
+                                // B's panels from depth pc, or this block of a streamed B (panels q0..q1 only)
+                                MemorySegment blockPanels = streamB ? streamed : bBlocks;
+                                if (streamB) packBRows(b, pc, pc + kc, pc, kc, k, jcf + q0 * NR, Math.min(nc, q1 * NR) - q0 * NR, streamed);
+                                boolean store = overwrite && kb == 0;
+                                boolean sliced = kc >= SLICED_MIN_K;
+                                int pr = panelRows(kc, directA, narrow);
+                                // the packed block of A: this K block's of the prepacked chunk, or packed here into ah
+                                float[] aBlock = aAll != null ? aAll : ah;
+                                int aAt = aAll != null ? (ic - ic0) * k + paddedRows(pr, mc) * pc : 0;
+                                if (!directA) {
+                                    // the packed kernels read A from the heap; the plain one (short k) from off-heap
+                                    // a prepacked chunk's blocks are packed in the first sweep (then in L2), read in the others
+                                    int floats = aAll != null && j0 > 0 ? paddedRows(pr, mc) * kc : packA(a, ic, mc, pc, kc, pr, 1f, aBlock, aAt);
+                                    if (!sliced) MemorySegment.copy(aBlock, aAt, as, ElementCodec.FLOAT, 0, floats);
+                                    if (lowK > 0) {
+                                        int lowFloats = packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAh, 0);
+                                        if (!sliced) MemorySegment.copy(lowAh, 0, lowAs, ElementCodec.FLOAT, 0, lowFloats);
                                     }
-                                    updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
+                                }
+                                // the order of the tiles (rowStripe): one row panel across all of B's panels where B's block
+                                // is small, else each B panel across all of A's row panels
+                                int stripe = rowStripe(kc, q1 - q0, pr, mc);
+                                boolean readAhead = sliced && stripe != pr && readsAhead(kc, panels, streamB);
+                                for (int rs = 0, re; rs < mc; rs = re) { // the stripe: rows [rs, re), one row panel or all
+                                    re = stripe == mc ? mc : Math.min(mc, rs + panelHeight(pr, mc - rs));
+                                    // the wide kernel's read-ahead: each row panel of the stripe reads the next B panel from
+                                    // the start of its share on (16 kc bytes: all of it where the stripe has 8 row panels)
+                                    long share = (4L * NR * kc - 4L * L) / Math.ceilDiv(re - rs, pr);
+                                    // the read-ahead's last offset within the panel (AHEAD_STEP bytes a k step over the longer part)
+                                    long aheadLast = 4L * NR * kc - 4L * L - AHEAD_STEP * (Math.max(kc, lowK) - 1);
+                                    for (int q = q0; q < q1; q++) {
+                                        int col = jcf + q * NR, nr = Math.min(NR, n - col);
+                                        long bo = 4L * (streamB ? packedOffset(0, q - q0, kc, q1 - q0) : packedOffset(pc, q, kc, panels));
+                                        long lbo = 4L * packedOffset(0, q, lowK, panels); // the pair's panel q
+                                        MemorySegment bPanel = sliced ? blockPanels.asSlice(bo, 4L * NR * kc) : null;
+                                        MemorySegment lowBPanel = sliced && lowK > 0 ? ls.asSlice(lbo, 4L * NR * lowK) : null; // null: no pair
+                                        // the next B panel, which the wide kernel reads ahead where B's block outgrows L2 and
+                                        // each panel serves a stripe of row panels (readsAhead); else it reads its own again
+                                        MemorySegment next = readAhead && q + 1 < q1 ? blockPanels.asSlice(4L * packedOffset(pc, q + 1, kc, panels), 4L * NR * kc) : bPanel;
+                                        for (int ir = rs, h; ir < re; ir += h) {
+                                            h = narrow ? MR : panelHeight(pr, mc - ir);
+                                            int mr = Math.min(h, mc - ir);
+                                            if (directA) { // never with a low-rank pair (fusesLowRank)
+                                                // a narrow product's panels take the narrow kernel, in place (a short last
+                                                // one too, of any height, its missing rows reading its first); the other
+                                                // products' 6-row panels the 6-row kernels: a full panel read where it is, a
+                                                // short last one packed, so the kernel never reads past A
+                                                boolean inPlace = mr == h;
+                                                if (narrow) { // in place, a short last panel's missing rows read its first
+                                                    accumulateNarrow(kc, a.seg(), 4 * a.at(ic + ir, pc), 4L * a.cols(), mr, blockPanels, 4L * pc * L, ct);
+                                                    updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
+                                                    continue;
+                                                }
+                                                if (!inPlace) {
+                                                    int floats = packA(a, ic + ir, mr, pc, kc, pr, 1f, ah, 0);
+                                                    if (!sliced) MemorySegment.copy(ah, 0, as, ElementCodec.FLOAT, 0, floats); // for the plain kernel
+                                                }
+                                                MemorySegment src = inPlace ? a.seg() : as;
+                                                long ao = inPlace ? 4 * a.at(ic + ir, pc) : 0, aRow = inPlace ? 4L * a.cols() : 4;
+                                                long aStep = inPlace ? 4 : 4L * h;
+                                                if (inPlace || !sliced)
+                                                    accumulate(0, null, 0, null, 0, kc, src, ao, aRow, aStep, blockPanels, bo, ct);
+                                                else
+                                                    accumulatePacked(0, null, 0, null, kc, ah, 0, bPanel, ct);
+                                            } else if (!sliced) {
+                                                // short k (LoRA's rank-16 products): the plain kernels, as the packed kernels'
+                                                // slices would cost more than their bounds-check-free loop saves; a whole tile
+                                                // of a plain product that overwrites C goes straight into it
+                                                if (store && lowK == 0 && mr == HALF && nr == NR) {
+                                                    storeShort(kc, aBlock, aAt + ir * kc, blockPanels, bo, c, 4L * ((long) (ic + ir) * n + col), 4L * n, alpha);
+                                                    continue;
+                                                }
+                                                accumulate(lowK, lowAs, 4L * ir * lowK, ls, lbo, kc, as, 4L * ir * kc, 4, 4L * h, blockPanels, bo, ct);
+                                            } else if (h == FIVE_ROWS) {
+                                                accumulatePackedFive(lowK, lowAh, ir * lowK, lowBPanel, kc, aBlock, aAt + ir * kc, bPanel, ct);
+                                            } else if (h == FOUR_ROWS) {
+                                                accumulatePackedFour(lowK, lowAh, ir * lowK, lowBPanel, kc, aBlock, aAt + ir * kc, bPanel, ct);
+                                            } else if (h > HALF) {
+                                                // a pair much deeper than the K block would read past the panel: it reads this
+                                                // thread's A buffer (384 KB) instead
+                                                boolean fits = aheadLast >= 0;
+                                                accumulatePackedWide(lowK, lowAh, ir * lowK, lowBPanel, kc, aBlock, aAt + ir * kc, bPanel, fits ? next : as,
+                                                        fits ? Math.min(aheadLast, share * ((ir - rs) / pr)) : 0, ct);
+                                            } else {
+                                                accumulatePacked(lowK, lowAh, ir * lowK, lowBPanel, kc, aBlock, aAt + ir * kc, bPanel, ct);
+                                            }
+                                            updateTile(c, n, ic + ir, col, mr, nr, alpha, store, ct, ut);
+                                        }
+                                    }
                                 }
                             }
                         }
-                    }
+                    });
                 }
-            });
+            }
         }
     }
 
@@ -436,6 +461,64 @@ final class GemmF32 {
      */
     private static boolean readsAhead(int kc, int panels, boolean streamB) {
         return !streamB && 4L * kc * panels * NR > STRIPED_B_BYTES;
+    }
+
+    /**
+     * Whether {@link #multiply} packs A whole before the products (a chunk of row blocks at a time, {@link #chunkBlocks})
+     * and has all row blocks sweep B together, a column range of {@link #SWEEP_BYTES} and a K block at a time: where B's
+     * K block (kc x all its panels) is larger than that, each thread has at least two row blocks, and every K block is
+     * deep enough for the packed kernels (so that all of A's panels are of one height).
+     */
+    private static boolean prepacksA(boolean directA, boolean streamB, int k, int kcMax, int mBlocks, int panels) {
+        return !directA && !streamB && (k % kcMax == 0 || k % kcMax >= SLICED_MIN_K) && mBlocks >= 2 * Parallel.THREADS
+                && 4L * NR * Math.min(kcMax, k) * panels > SWEEP_BYTES;
+    }
+
+    /** Whether {@link #multiply} (no low-rank pair) packs A first for this product ({@link #prepacksA}): for tests. */
+    static boolean prepacksA(int m, int n, int k, Matrix a, Matrix b) {
+        if (m == 0 || n == 0 || k == 0 || GemmFewRows.takes(m, n, k, b) || computesTransposed(m, n, a, b)) return false;
+        boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
+        boolean narrow = directA && n <= L && MR > HALF && !streamB;
+        int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
+        int nc = streamB ? n : Math.min(n, Math.max(NR, B_FLOATS / k / NR * NR));
+        int unit = panelRows(Math.min(kcMax, k), directA, narrow);
+        return prepacksA(directA, streamB, k, kcMax, rowBlocks(m, Math.ceilDiv(m, unit)), Math.ceilDiv(nc, NR));
+    }
+
+    /**
+     * Bytes of B's K block that the row blocks sweep together where A is packed first ({@link #prepacksA}): 1024
+     * columns of a 1024-deep block. 2048^3 on the AVX-512 Zen 5 VM (1 MB L2 a core), where each row block had swept all
+     * 8 MB of a K block (its B panels then came from memory: the kernel ran at 171-187 GFLOP/s against 205-209 where N
+     * was 1024, one thread), ratio to OpenBLAS in the same process, 2 threads, 3 JVMs each: 1 MB 0.874 / 0.874 / 0.897,
+     * 2 MB 0.853 / 0.937 / 0.929, 4 MB 0.924 / 0.905 / 0.887, 8 MB (one sweep) 0.910 / 0.857 / 0.902.
+     */
+    static final long SWEEP_BYTES = 4L << 20;
+    /** The most floats of A packed at once ({@link #prepacksA}): 32 MB. */
+    private static final long A_ALL_FLOATS = 1 << 23;
+    /** The calling thread's buffer for A packed whole ({@link #packRowBlocks}). */
+    private static final ThreadLocal<float[][]> A_ALL = ThreadLocal.withInitial(() -> new float[1][0]);
+
+    /**
+     * Row blocks packed together where A is packed first: all, or as few equal chunks as keep each within
+     * {@link #A_ALL_FLOATS} (a multiple of the thread count, so each thread has as many).
+     */
+    private static int chunkBlocks(int m, int k, int mBlocks) {
+        long floats = (long) (m + ROWS_MAX) * k;
+        if (floats <= A_ALL_FLOATS) return mBlocks;
+        int chunks = (int) Math.ceilDiv(floats, A_ALL_FLOATS), t = Parallel.THREADS;
+        return Math.ceilDiv(Math.ceilDiv(mBlocks, chunks), t) * t;
+    }
+
+    /**
+     * The calling thread's {@code A_ALL}, grown to hold A's row blocks [ib0, ib1) packed for all of K: block ib's K block
+     * at depth pc at {@code (ic - ic0) * k + paddedRows * pc}, ic0 the first block's row (each the panels
+     * {@link GemmPacking#packA} writes for one block).
+     */
+    private static float[] chunkBuffer(int m, int k, int unit, int mPanels, int mBlocks, int ib0, int ib1) {
+        int ic0 = unit * (int) ((long) ib0 * mPanels / mBlocks);
+        int icEnd = Math.min(m, unit * (int) ((long) ib1 * mPanels / mBlocks));
+        int lastIc = unit * (int) ((long) (ib1 - 1) * mPanels / mBlocks);
+        return heapBuffer(A_ALL, ((lastIc - ic0) + paddedRows(unit, icEnd - lastIc)) * k);
     }
 
     /** The deepest K block done a row panel at a time ({@link #rowStripe}). */

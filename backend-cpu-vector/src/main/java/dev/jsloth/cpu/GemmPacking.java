@@ -109,23 +109,29 @@ final class GemmPacking {
         return pr > HALF && rowsLeft <= HALF ? HALF : pr;
     }
 
+    /** Rows that {@link #packA} writes for mc rows in panels of {@link #panelHeight}(pr, ..): mc and the last panel's padding. */
+    static int paddedRows(int pr, int mc) {
+        int padded = 0;
+        while (padded < mc) padded += panelHeight(pr, mc - padded);
+        return padded;
+    }
+
     /**
      * Packs {@code scale * op(A)[ic..ic+mc, pc..pc+kc]} as panels of {@link #panelHeight} rows (pr, the last one maybe
      * fewer, the first ones 4 where pr is 5), k-major inside a panel, panel after panel (the one at row ir at {@code ir * kc}), zero-padded (scale 1 is
-     * exact), into {@code ap} from its start; returns the floats written. A transposed A is read one stored row (all mc
+     * exact), into {@code ap} from index {@code apAt} on; returns the floats written. A transposed A is read one stored row (all mc
      * values of one k) at a time, a plain one a panel at a time ({@link #packPlainPanel}).
      */
-    static int packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, float[] ap) {
+    static int packA(Matrix a, int ic, int mc, int pc, int kc, int pr, float scale, float[] ap, int apAt) {
         float[] row = ROW.get();
-        int padded = 0; // rows computed
-        while (padded < mc) padded += panelHeight(pr, mc - padded);
+        int padded = paddedRows(pr, mc);
         if (a.trans()) {
             for (int p = 0; p < kc; p++) {
                 a.codec().readFloats(a.seg(), a.at(ic, pc + p), row, 0, mc);
                 java.util.Arrays.fill(row, mc, padded, 0f);
                 for (int ir = 0, h; ir < mc; ir += h) {
                     h = panelHeight(pr, mc - ir);
-                    int at = ir * kc + p * h;
+                    int at = apAt + ir * kc + p * h;
                     for (int r = 0; r < h; r++) ap[at + r] = row[ir + r] * scale;
                 }
             }
@@ -135,7 +141,7 @@ final class GemmPacking {
             for (int ir = 0, h, mapped = 0; ir < mc; ir += h) {
                 h = panelHeight(pr, mc - ir);
                 if (h != mapped) gatherMap(mapped = h, kc, map);
-                packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, ir * kc);
+                packPlainPanel(a, ic + ir, Math.min(h, mc - ir), pc, kc, h, scale, st, map, ap, apAt + ir * kc);
             }
         }
         return padded * kc;

@@ -69,6 +69,44 @@ class GemmShapesTest extends CpuBackendTests {
     }
 
     /**
+     * A product large enough that A is packed first and the row blocks sweep B a column range and a K block at a time
+     * ({@link GemmF32#prepacksA}): two K blocks (the second 76 deep), two sweeps (the second one panel wide, a partial one),
+     * a last row block with a padded panel, against a plain F64 loop; both with A and B as stored and both transposed.
+     * Rows: two row blocks a thread and one more, whatever the vector width and thread count.
+     */
+    @org.junit.jupiter.api.Test
+    void productWithAPackedFirstMatchesTheF64Loop() {
+        int m = 2 * Parallel.THREADS * GemmF32.MC + 7, n = (int) (GemmF32.SWEEP_BYTES / (4L * GemmF32.KC)) + 9, k = GemmF32.KC + 76;
+        SplittableRandom r = new SplittableRandom(42);
+        double[] av = random(r, m * k), bv = random(r, k * n), cv = random(r, m * n);
+        for (boolean trans : new boolean[]{false, true}) {
+            try (Tensor a = be.upload(DType.F32, trans ? Shape.of(k, m) : Shape.of(m, k), av);
+                 Tensor b = be.upload(DType.F32, trans ? Shape.of(n, k) : Shape.of(k, n), bv);
+                 Tensor c = be.upload(DType.F32, Shape.of(m, n), cv)) {
+                CpuBackend cpu = (CpuBackend) be;
+                Matrix ma = new Matrix(cpu.seg(a), cpu.codec(a), 0, trans ? k : m, trans ? m : k, trans);
+                Matrix mb = new Matrix(cpu.seg(b), cpu.codec(b), 0, trans ? n : k, trans ? k : n, trans);
+                assertTrue(GemmF32.prepacksA(m, n, k, ma, mb), m + "x" + n + "x" + k + " trans=" + trans + ": A not packed first");
+                double[] as = be.download(a), bs = be.download(b);
+                be.kernels().gemm(trans, trans, 0.75, a, b, 0.5, c);
+                double[] got = be.download(c);
+                double worst = 0;
+                double[] row = new double[n];
+                for (int i = 0; i < m; i++) {
+                    java.util.Arrays.fill(row, 0);
+                    for (int p = 0; p < k; p++) {
+                        double x = as[trans ? p * m + i : i * k + p];
+                        for (int j = 0; j < n; j++) row[j] += x * bs[trans ? j * k + p : p * n + j];
+                    }
+                    for (int j = 0; j < n; j++)
+                        worst = Math.max(worst, Math.abs(got[i * n + j] - (0.75 * row[j] + 0.5 * cv[i * n + j])) / (Math.sqrt(k) + 1));
+                }
+                assertTrue(worst < 2e-6, m + "x" + n + "x" + k + " trans=" + trans + ": error " + worst);
+            }
+        }
+    }
+
+    /**
      * {@code gemmPlusLowRank} with the pair concatenated along K inside one product (A packed: N above one panel; B packed
      * whole or streamed, {@link GemmF32#streamsB}) and through the default's two products (a plain F32 A read in place),
      * against a plain F64 loop: ranks 1 to 600 (from 64 the pair's block runs on the sliced kernel), depths of one and
