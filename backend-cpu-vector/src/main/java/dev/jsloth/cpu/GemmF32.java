@@ -495,12 +495,13 @@ final class GemmF32 {
     static final long SWEEP_BYTES = 4L << 20;
     /** The most floats of A packed at once ({@link #prepacksA}): 32 MB. */
     private static final long A_ALL_FLOATS = 1 << 23;
-    /** The calling thread's buffer for A packed whole ({@link #packRowBlocks}). */
+    /** The calling thread's buffer for A packed whole ({@link #chunkBuffer}; kept for the next product). */
     private static final ThreadLocal<float[][]> A_ALL = ThreadLocal.withInitial(() -> new float[1][0]);
 
     /**
      * Row blocks packed together where A is packed first: all, or as few equal chunks as keep each within
-     * {@link #A_ALL_FLOATS} (a multiple of the thread count, so each thread has as many).
+     * {@link #A_ALL_FLOATS} (a multiple of the thread count, so each thread has as many; that rounding can take a chunk
+     * past the budget).
      */
     private static int chunkBlocks(int m, int k, int mBlocks) {
         long floats = (long) (m + ROWS_MAX) * k;
