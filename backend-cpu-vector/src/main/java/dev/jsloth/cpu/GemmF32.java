@@ -253,7 +253,7 @@ final class GemmF32 {
             int passes = prepack ? Math.ceilDiv(panels, sweep) * blocks : 1; // (sweep, K block) pairs, or one for all
             for (int cb0 = 0; cb0 < mBlocks; cb0 += chunk) {
                 int ib0 = cb0, ib1 = Math.min(mBlocks, cb0 + chunk);
-                int ic0 = unit * (int) ((long) ib0 * mPanels / mBlocks);
+                int ic0 = blockRow(ib0, unit, mPanels, mBlocks);
                 float[] aAll = prepack ? chunkBuffer(m, k, unit, mPanels, mBlocks, ib0, ib1) : null;
                 for (int pass = 0; pass < passes; pass++) {
                     int j0 = prepack ? pass / blocks * sweep : 0, j1 = Math.min(panels, j0 + sweep);
@@ -265,8 +265,8 @@ final class GemmF32 {
                         float[] ah = A_PACKED.get(), lowAh = rank > 0 ? heapBuffer(LOW_A_PACKED, MC * rank) : null;
                         for (int u = lo; u < hi; u++) {
                             int ib = ib0 + u / splits, s = u % splits;
-                            int ic = unit * (int) ((long) ib * mPanels / mBlocks);
-                            int mc = Math.min(m, unit * (int) ((long) (ib + 1) * mPanels / mBlocks)) - ic;
+                            int ic = blockRow(ib, unit, mPanels, mBlocks);
+                            int mc = Math.min(m, blockRow(ib + 1, unit, mPanels, mBlocks)) - ic;
                             int q0 = Math.max(j0, panels * s / splits), q1 = Math.min(j1, panels * (s + 1) / splits);
                             if (q0 >= q1) continue;
                             for (int kb = kbLo; kb < kbHi; kb++) { // the C block (mc x nc) is revisited once per K block
@@ -279,11 +279,11 @@ final class GemmF32 {
                                 int pr = panelRows(kc, directA, narrow);
                                 // the packed block of A: this K block's of the prepacked chunk, or packed here into ah
                                 float[] aBlock = aAll != null ? aAll : ah;
-                                int aAt = aAll != null ? (ic - ic0) * k + paddedRows(pr, mc) * pc : 0;
+                                int padded = aAll != null ? paddedRows(pr, mc) : 0, aAt = aAll != null ? (ic - ic0) * k + padded * pc : 0;
                                 if (!directA) {
                                     // the packed kernels read A from the heap; the plain one (short k) from off-heap
                                     // a prepacked chunk's blocks are packed in the first sweep (then in L2), read in the others
-                                    int floats = aAll != null && j0 > 0 ? paddedRows(pr, mc) * kc : packA(a, ic, mc, pc, kc, pr, 1f, aBlock, aAt);
+                                    int floats = aAll != null && j0 > 0 ? padded * kc : packA(a, ic, mc, pc, kc, pr, 1f, aBlock, aAt);
                                     if (!sliced) MemorySegment.copy(aBlock, aAt, as, ElementCodec.FLOAT, 0, floats);
                                     if (lowK > 0) {
                                         int lowFloats = packA(l, ic, mc, 0, lowK, pr, lowFactor, lowAh, 0);
@@ -511,14 +511,21 @@ final class GemmF32 {
     }
 
     /**
+     * First row of row block ib of mBlocks (whole panels of {@code unit} rows, spread evenly: {@link #rowBlocks}); for
+     * ib = mBlocks, the rows rounded up to whole panels.
+     */
+    private static int blockRow(int ib, int unit, int mPanels, int mBlocks) {
+        return unit * (int) ((long) ib * mPanels / mBlocks);
+    }
+
+    /**
      * The calling thread's {@code A_ALL}, grown to hold A's row blocks [ib0, ib1) packed for all of K: block ib's K block
      * at depth pc at {@code (ic - ic0) * k + paddedRows * pc}, ic0 the first block's row (each the panels
      * {@link GemmPacking#packA} writes for one block).
      */
     private static float[] chunkBuffer(int m, int k, int unit, int mPanels, int mBlocks, int ib0, int ib1) {
-        int ic0 = unit * (int) ((long) ib0 * mPanels / mBlocks);
-        int icEnd = Math.min(m, unit * (int) ((long) ib1 * mPanels / mBlocks));
-        int lastIc = unit * (int) ((long) (ib1 - 1) * mPanels / mBlocks);
+        int ic0 = blockRow(ib0, unit, mPanels, mBlocks);
+        int icEnd = Math.min(m, blockRow(ib1, unit, mPanels, mBlocks)), lastIc = blockRow(ib1 - 1, unit, mPanels, mBlocks);
         return heapBuffer(A_ALL, ((lastIc - ic0) + paddedRows(unit, icEnd - lastIc)) * k);
     }
 
