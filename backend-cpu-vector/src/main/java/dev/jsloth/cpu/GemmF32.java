@@ -215,15 +215,10 @@ final class GemmF32 {
             multiplyTransposed(m, n, k, alpha, a, b, c, overwrite);
             return;
         }
-        boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
-        // A in place, N within one vector: accumulateNarrow on every row panel, B packed a vector wide (packBNarrow)
-        boolean narrow = directA && n <= L && MR > HALF && !streamB;
-        int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
+        Plan plan = Plan.of(m, n, k, a, b);
+        boolean directA = plan.directA(), streamB = plan.streamB(), narrow = plan.narrow();
+        int kcMax = plan.kcMax(), ncMax = plan.ncMax();
         int blocks = Math.ceilDiv(k, kcMax);
-        // column blocks from K alone (the low-rank pair's panels have a buffer of their own), so that a frozen B's kept
-        // panels are the same blocks whatever pair rides along; a streamed B packs only a block at a time, so it takes all
-        // of N at once
-        int ncMax = streamB ? Math.ceilDiv(n, NR) * NR : Math.max(NR, Math.min(Math.ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
         MemorySegment bs = streamB ? null : threadBuffer(B_SEG, (long) k * ncMax, B_FLOATS);
         MemorySegment ls = rank > 0 ? threadBuffer(LOW_SEG, (long) rank * ncMax, 0) : null;
         for (int jc = 0; jc < n; jc += ncMax) {
@@ -238,7 +233,7 @@ final class GemmF32 {
             // threads); panels of the height the first K block takes (pr below), so that only the product's last block
             // can end in a short one (5-row blocks on the 6-row paths ended each in a padded panel: 4096 x 2048 x 16,
             // 36 blocks, ~4% more rows)
-            int unit = panelRows(Math.min(kcMax, k), directA, narrow);
+            int unit = plan.unit(k);
             int mPanels = Math.ceilDiv(m, unit), mBlocks = rowBlocks(m, mPanels);
             // a streamed block is at most STREAM_PANELS wide
             int splits = Math.max(Math.max(1, Math.min(panels, Math.ceilDiv(Parallel.THREADS * 2, mBlocks))),
@@ -249,7 +244,7 @@ final class GemmF32 {
             // its A packed a K block at a time
             boolean prepack = prepacksA(directA, streamB, k, kcMax, mBlocks, panels);
             int sweep = prepack ? Math.max(1, (int) (SWEEP_BYTES / (4L * NR * kcMax))) : panels;
-            int chunk = prepack ? chunkBlocks(m, k, mBlocks) : mBlocks;
+            int chunk = prepack ? chunkBlocks(m, k, mBlocks, aAllFloats) : mBlocks;
             int passes = prepack ? Math.ceilDiv(panels, sweep) * blocks : 1; // (sweep, K block) pairs, or one for all
             for (int cb0 = 0; cb0 < mBlocks; cb0 += chunk) {
                 int ib0 = cb0, ib1 = Math.min(mBlocks, cb0 + chunk);
@@ -370,6 +365,30 @@ final class GemmF32 {
     }
 
     /**
+     * How {@link #multiply} takes a product (past {@link GemmFewRows} and {@link #computesTransposed}): whether it reads
+     * A in place ({@link #readsAInPlace}), streams B ({@link #streamsB}) or runs the narrow kernel (A in place, N within
+     * one vector: {@link GemmMicrokernels#accumulateNarrow} on every row panel, B packed a vector wide by
+     * {@link GemmPacking#packBNarrow}), the deepest K block, and the widest column block: from K alone (the low-rank
+     * pair's panels have a buffer of their own), so that a frozen B's kept panels are the same blocks whatever pair rides
+     * along; a streamed B packs only a block at a time, so it takes all of N at once. One record, so that the test hooks
+     * ({@link #prepacksA(int, int, int, Matrix, Matrix)}, {@link #prepackChunks}) see the plan the product runs.
+     */
+    record Plan(boolean directA, boolean streamB, boolean narrow, int kcMax, int ncMax) {
+        static Plan of(int m, int n, int k, Matrix a, Matrix b) {
+            boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
+            boolean narrow = directA && n <= L && MR > HALF && !streamB;
+            int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
+            int ncMax = streamB ? Math.ceilDiv(n, NR) * NR : Math.max(NR, Math.min(Math.ceilDiv(n, NR) * NR, B_FLOATS / k / NR * NR));
+            return new Plan(directA, streamB, narrow, kcMax, ncMax);
+        }
+
+        /** Rows of a panel of the row blocks: the first K block's panel height ({@link #panelRows}). */
+        int unit(int k) {
+            return panelRows(Math.min(kcMax, k), directA, narrow);
+        }
+    }
+
+    /**
      * Whether {@link #multiply} forms C^T = op(B)^T op(A)^T instead: N fits one panel and is short enough to stream B
      * ({@link #STREAM_B_MAX_M}), M does not fit a panel, and A is stored transposed (LoRA's dB = dY^T XA). Packing op(A)
      * would copy all of it for NR columns of work; as the transposed product's B, A is streamed ({@link #streamsB}, M = N
@@ -474,15 +493,22 @@ final class GemmF32 {
                 && 4L * NR * Math.min(kcMax, k) * panels > SWEEP_BYTES;
     }
 
-    /** Whether {@link #multiply} (no low-rank pair) packs A first for this product ({@link #prepacksA}): for tests. */
+    /** Whether {@link #multiply} (no low-rank pair) packs A first for this product's first column block ({@link #prepacksA}): for tests. */
     static boolean prepacksA(int m, int n, int k, Matrix a, Matrix b) {
-        if (m == 0 || n == 0 || k == 0 || GemmFewRows.takes(m, n, k, b) || computesTransposed(m, n, a, b)) return false;
-        boolean directA = readsAInPlace(n, a), streamB = streamsB(m, b);
-        boolean narrow = directA && n <= L && MR > HALF && !streamB;
-        int kcMax = streamB ? KC_STREAMED : directA ? KC_DIRECT_A : KC;
-        int nc = streamB ? n : Math.min(n, Math.max(NR, B_FLOATS / k / NR * NR));
-        int unit = panelRows(Math.min(kcMax, k), directA, narrow);
-        return prepacksA(directA, streamB, k, kcMax, rowBlocks(m, Math.ceilDiv(m, unit)), Math.ceilDiv(nc, NR));
+        return prepackChunks(m, n, k, a, b) > 0;
+    }
+
+    /**
+     * The chunks of row blocks that {@link #multiply} (no low-rank pair) packs A in, one after another, for this
+     * product's first column block ({@link #chunkBlocks}, at the current {@link #aAllFloats}); 0 where it does not pack A
+     * first. For tests.
+     */
+    static int prepackChunks(int m, int n, int k, Matrix a, Matrix b) {
+        if (m == 0 || n == 0 || k == 0 || GemmFewRows.takes(m, n, k, b) || computesTransposed(m, n, a, b)) return 0;
+        Plan plan = Plan.of(m, n, k, a, b);
+        int mBlocks = rowBlocks(m, Math.ceilDiv(m, plan.unit(k))), panels = Math.ceilDiv(Math.min(n, plan.ncMax()), NR);
+        if (!prepacksA(plan.directA(), plan.streamB(), k, plan.kcMax(), mBlocks, panels)) return 0;
+        return Math.ceilDiv(mBlocks, chunkBlocks(m, k, mBlocks, aAllFloats));
     }
 
     /**
@@ -494,19 +520,24 @@ final class GemmF32 {
      */
     static final long SWEEP_BYTES = 4L << 20;
     /** The most floats of A packed at once ({@link #prepacksA}): 32 MB. */
-    private static final long A_ALL_FLOATS = 1 << 23;
+    static final long A_ALL_FLOATS = 1 << 23;
+    /**
+     * The budget {@link #multiply} packs A in: {@link #A_ALL_FLOATS}, lowered by tests to run a small product in several
+     * chunks (the chunks change no result: each tile still takes the same K blocks in the same order).
+     */
+    static long aAllFloats = A_ALL_FLOATS;
     /** The calling thread's buffer for A packed whole ({@link #chunkBuffer}; kept for the next product). */
     private static final ThreadLocal<float[][]> A_ALL = ThreadLocal.withInitial(() -> new float[1][0]);
 
     /**
      * Row blocks packed together where A is packed first: all, or as few equal chunks as keep each within
-     * {@link #A_ALL_FLOATS} (a multiple of the thread count, so each thread has as many; that rounding can take a chunk
+     * {@code budget} floats (a multiple of the thread count, so each thread has as many; that rounding can take a chunk
      * past the budget).
      */
-    private static int chunkBlocks(int m, int k, int mBlocks) {
+    private static int chunkBlocks(int m, int k, int mBlocks, long budget) {
         long floats = (long) (m + ROWS_MAX) * k;
-        if (floats <= A_ALL_FLOATS) return mBlocks;
-        int chunks = (int) Math.ceilDiv(floats, A_ALL_FLOATS), t = Parallel.THREADS;
+        if (floats <= budget) return mBlocks;
+        int chunks = (int) Math.ceilDiv(floats, budget), t = Parallel.THREADS;
         return Math.ceilDiv(Math.ceilDiv(mBlocks, chunks), t) * t;
     }
 

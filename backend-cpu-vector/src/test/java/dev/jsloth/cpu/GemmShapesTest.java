@@ -72,7 +72,8 @@ class GemmShapesTest extends CpuBackendTests {
      * A product large enough that A is packed first and the row blocks sweep B a column range and a K block at a time
      * ({@link GemmF32#prepacksA}): two K blocks (the second 76 deep), two sweeps (the second one panel wide, a partial one),
      * a last row block with a padded panel, against a plain F64 loop; both with A and B as stored and both transposed.
-     * Rows: two row blocks a thread and one more, whatever the vector width and thread count.
+     * Rows: two row blocks a thread and one more, whatever the vector width and thread count. Then again with A packed
+     * in several chunks of row blocks ({@link GemmF32#aAllFloats} lowered): bit for bit the same C.
      */
     @org.junit.jupiter.api.Test
     void productWithAPackedFirstMatchesTheF64Loop() {
@@ -102,6 +103,21 @@ class GemmShapesTest extends CpuBackendTests {
                         worst = Math.max(worst, Math.abs(got[i * n + j] - (0.75 * row[j] + 0.5 * cv[i * n + j])) / (Math.sqrt(k) + 1));
                 }
                 assertTrue(worst < 2e-6, m + "x" + n + "x" + k + " trans=" + trans + ": error " + worst);
+                // A packed in three chunks of row blocks, one after another: the same bits
+                long floats = (long) (m + GemmMicrokernels.ROWS_MAX) * k;
+                GemmF32.aAllFloats = floats / 3 + 1;
+                try (Tensor c2 = be.upload(DType.F32, Shape.of(m, n), cv)) {
+                    int chunks = GemmF32.prepackChunks(m, n, k, ma, mb);
+                    assertTrue(chunks >= 2, m + "x" + n + "x" + k + " trans=" + trans + ": " + chunks + " chunk(s)");
+                    be.kernels().gemm(trans, trans, 0.75, a, b, 0.5, c2);
+                    double[] chunked = be.download(c2);
+                    for (int i = 0; i < got.length; i++)
+                        if (Double.doubleToRawLongBits(chunked[i]) != Double.doubleToRawLongBits(got[i]))
+                            throw new AssertionError(chunks + " chunks, trans=" + trans + ": C[" + i / n + "][" + i % n + "] "
+                                    + chunked[i] + " against " + got[i] + " in one chunk");
+                } finally {
+                    GemmF32.aAllFloats = GemmF32.A_ALL_FLOATS;
+                }
             }
         }
     }
