@@ -4,6 +4,7 @@ import com.hubspot.jinjava.Jinjava;
 import com.hubspot.jinjava.JinjavaConfig;
 import com.hubspot.jinjava.LegacyOverrides;
 import com.hubspot.jinjava.el.JinjavaProcessors;
+import com.hubspot.jinjava.el.TruthyTypeConverter;
 import com.hubspot.jinjava.el.ext.ExtendedParser;
 import com.hubspot.jinjava.el.ext.JinjavaListELResolver;
 import com.hubspot.jinjava.el.TypeConvertingMapELResolver;
@@ -11,13 +12,17 @@ import com.hubspot.jinjava.interpret.Context;
 import com.hubspot.jinjava.interpret.RenderResult;
 import com.hubspot.jinjava.interpret.TemplateError;
 import com.hubspot.jinjava.loader.ResourceLocator;
+import jinjava.de.odysseus.el.ExpressionFactoryImpl;
+import jinjava.de.odysseus.el.tree.TreeBuilder;
 import jinjava.javax.el.CompositeELResolver;
+import jinjava.javax.el.ExpressionFactory;
 
 import java.io.IOException;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Properties;
 import java.util.Set;
 import java.util.stream.Collectors;
 
@@ -85,13 +90,34 @@ final class JinjaSandbox {
                 .withExecutionMode(PythonOutput.INSTANCE)                  // values print as Python's str()
                 .withProcessors(JinjavaProcessors.newBuilder().withNodePreProcessor(new RenderGuard()).build())
                 .build();
-        Jinjava jinjava = new Jinjava(config);
+        Jinjava jinjava = new PythonJinjava(config);
         jinjava.setResourceLocator(new RefuseAll());
         Context globals = jinjava.getGlobalContext();
         TemplateFilters.all().forEach(globals::registerFilter);
         TemplateFunctions.all().forEach(globals::registerFunction);
         globals.registerTag(new GenerationTag());
         return jinjava;
+    }
+
+    /**
+     * Jinjava whose expressions parse with {@link PythonSyntax} (Jinja2's {@code ~}); otherwise the factory Jinjava makes
+     * for itself (the same type converter, no parse cache setting). Jinjava fixes its factory's syntax in its
+     * constructor; its interpreters take the factory from {@link #getExpressionFactory}.
+     */
+    private static final class PythonJinjava extends Jinjava {
+        private final ExpressionFactory expressions;
+
+        PythonJinjava(JinjavaConfig config) {
+            super(config);
+            Properties syntax = new Properties();
+            syntax.setProperty(TreeBuilder.class.getName(), PythonSyntax.class.getName());
+            expressions = new ExpressionFactoryImpl(syntax, new TruthyTypeConverter());
+        }
+
+        @Override
+        public ExpressionFactory getExpressionFactory() {
+            return expressions;
+        }
     }
 
     /** Rejects a source that names filters or tests the engine does not have (see {@link TemplateNames}). */

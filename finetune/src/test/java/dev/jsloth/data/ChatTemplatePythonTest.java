@@ -35,7 +35,7 @@ class ChatTemplatePythonTest {
         assertEquals("[Hello, World]", render("[{{ messages[0].content.strip() }}]", new Message("user", " \t Hello, World \u00a0\n")));
         assertEquals("Hello, World \n", eval("messages[0]['content'].lstrip()"));
         assertEquals("ell", eval("'xxellxx'.strip('x')"));
-        assertEquals("true|false|true|true", eval("'abc'.startswith('ab') ~ '|' ~ 'abc'.endswith('ab') ~ '|' ~ 'abc'.endswith(['x', 'bc']) ~ '|' ~ 'abc'.startswith('b', 1)"));
+        assertEquals("True|False|True|True", eval("'abc'.startswith('ab') ~ '|' ~ 'abc'.endswith('ab') ~ '|' ~ 'abc'.endswith(['x', 'bc']) ~ '|' ~ 'abc'.startswith('b', 1)"));
         assertEquals("['a', 'b', '', 'c']", eval("'a,b,,c'.split(',')"));
         assertEquals("['a', 'b c']", eval("' a  b c '.split(none, 1)"));
         assertEquals("['a', 'b', 'c']", eval("' a\tb\n c '.split()"));
@@ -45,7 +45,19 @@ class ChatTemplatePythonTest {
         assertEquals("a-b-c|a-b,c", eval("'a,b,c'.replace(',', '-') ~ '|' ~ 'a,b,c'.replace(',', '-', 1)"));
         assertEquals("2|-1|2|a+b+c|lo", eval("'hello'.find('l') ~ '|' ~ 'hello'.find('z') ~ '|' ~ 'hello'.count('l') ~ '|' ~ '+'.join(['a', 'b', 'c']) ~ '|' ~ 'hello'.removeprefix('hel')"));
         assertEquals("e|o|ell", eval("'hello'[1] ~ '|' ~ 'hello'[-1] ~ '|' ~ 'hello'[1:4]"));
-        assertEquals("true|false", eval("' \\n'.isspace() ~ '|' ~ 'a1'.isdigit()"));
+        assertEquals("True|False", eval("' \\n'.isspace() ~ '|' ~ 'a1'.isdigit()"));
+    }
+
+    /** {@code ~} writes each side as Python's str(), as Jinja2 does (expected strings from jinja2 3.1.6). */
+    @Test
+    void tildeConcatenatesPythonStrings() throws TemplateException {
+        assertEquals("True|False", eval("true ~ '|' ~ false"));
+        assertEquals("x[1, None, 'b', 1.5, True]", eval("'x' ~ [1, none, 'b', 1.5, true]"));
+        assertEquals("x{'k': False}", eval("'x' ~ {'k': false}"));
+        assertEquals("1e+20|0.1|2.0|3", eval("1e20 ~ '|' ~ 0.1 ~ '|' ~ 2.0 ~ '|' ~ 3"));
+        assertEquals("xy", eval("'x' ~ undefined_name ~ 'y'"));
+        assertEquals("2", eval("(1 ~ 2) | length"));
+        assertEquals("user: True", render("{% set s = messages[0].role ~ ': ' ~ (messages | length == 1) %}{{ s }}", new Message("user", "x")));
     }
 
     @Test
