@@ -201,9 +201,30 @@ final class KernelLibrary implements AutoCloseable {
         cl_kernel k = kernels.get(key);
         if (k == null) {
             k = CL.clCreateKernel(program, name, null);
+            long[] required = new long[3];
+            CL.clGetKernelWorkGroupInfo(k, device.device(), CL.CL_KERNEL_COMPILE_WORK_GROUP_SIZE, 3L * Sizeof.size_t, Pointer.to(required), null);
+            String refused = refusedWorkGroup(key, required, maxWorkGroupSize(k), device.name());
+            if (refused != null) {
+                CL.clReleaseKernel(k);
+                throw new UnsupportedOperationException(refused);
+            }
             kernels.put(key, k);
         }
         return k;
+    }
+
+    /**
+     * Why a kernel cannot run here, or null: its {@code reqd_work_group_size} ({@code required}, all zero where it has
+     * none) holds more work-items than {@code allowed} ({@code CL_KERNEL_WORK_GROUP_SIZE}: the device's limit, or lower
+     * where the kernel's registers or local memory take more). Found when the kernel is made, so the error names it,
+     * rather than an {@code CL_INVALID_WORK_GROUP_SIZE} at its first launch.
+     */
+    static String refusedWorkGroup(String kernel, long[] required, long allowed, String deviceName) {
+        long items = required[0] * required[1] * required[2];
+        if (items <= allowed) return null; // no requirement (0), or it fits
+        return "OpenCL kernel " + kernel + " needs work-groups of " + required[0] + " x " + required[1] + " x " + required[2]
+                + " = " + items + " work-items (reqd_work_group_size), but " + deviceName + " runs it in groups of at most "
+                + allowed + " (CL_KERNEL_WORK_GROUP_SIZE); this device cannot run it";
     }
 
     private cl_program build(String what, Precision p, String[] files, String extraOptions) {
