@@ -201,37 +201,41 @@ final class GemmMicrokernels {
      * where it is (plain F32, rows {@code aRow} bytes apart from byte {@code ao}; a short last panel's rows from {@code rows} on read its first row again, and their sums are not
      * stored), for products whose N fits one vector (LoRA's {@code X A^T}, N = rank 16), where {@link #accumulate}'s
      * second column vector would be all padding: every FMA here is useful, and each k step loads one B vector for 12 A
-     * values. Each row is a slice read at {@code 4 p}: with the row pitch as a parameter in the loop's addresses, C2 kept
-     * a compare and a branch for each of the 12 reads (99 instructions a k step for 12 FMAs); one JVM, against that form,
-     * medians of 15 rounds: 4096 x 16 x 2048 1.11-1.30x on 2 threads (1.37x on 1), 512 x 16 x 1408 1.19x, 31 x 16 x 4500
-     * 1.58x (its short panel read in place, not packed); that form against the 6-row kernel had been 1.12-1.15x. Same sums
-     * in the same order as {@link #accumulate} (bit-identical). Only with 512-bit vectors, where {@link #MR} is 12.
+     * values. Same sums in the same order as {@link #accumulate} (bit-identical). Only with 512-bit vectors, where
+     * {@link #MR} is 12.
+     * <p>
+     * Every read is of the operand segments themselves, at each row's offset plus {@code 4 p}. The form before this one
+     * read each row as a slice made before the loop ({@code asSlice}: 13 slices a call), which C2 compiled two ways from
+     * one JVM to the next: in about half of the JVMs that also called OpenBLAS through the FFM linker
+     * ({@code GemmVsOpenBlas}), the slices' making was judged a low-frequency call site (not inlined), and the loop ran
+     * with every segment access a call ({@code checkValidStateRaw}, {@code isAlignedForElement} in the profile): 4096 x 16
+     * x 2048 at 20-35 GFLOP/s against 150-220, 512 x 16 x 1408 at 25-32 against 190 (Zen 5, 2 threads, the old and the
+     * session 42 code alike). This form ran normally in 20 of 20 such JVMs (4096 x 16 x 2048: 95-195 GFLOP/s, ratios to
+     * OpenBLAS 0.80-1.49 on this noisy VM, against 116-213 for the slices' fast case; 512 x 16 x 1408: 171-179 against 192).
      */
     static void accumulateNarrow(int kc, MemorySegment ap, long ao, long aRow, int rows, MemorySegment bp, long bo, float[] t) {
-        long len = 4L * kc;
-        MemorySegment a0 = ap.asSlice(ao, len), a1 = row(ap, ao, aRow, 1, rows, len), a2 = row(ap, ao, aRow, 2, rows, len);
-        MemorySegment a3 = row(ap, ao, aRow, 3, rows, len), a4 = row(ap, ao, aRow, 4, rows, len), a5 = row(ap, ao, aRow, 5, rows, len);
-        MemorySegment a6 = row(ap, ao, aRow, 6, rows, len), a7 = row(ap, ao, aRow, 7, rows, len), a8 = row(ap, ao, aRow, 8, rows, len);
-        MemorySegment a9 = row(ap, ao, aRow, 9, rows, len), a10 = row(ap, ao, aRow, 10, rows, len), a11 = row(ap, ao, aRow, 11, rows, len);
-        MemorySegment b = bp.asSlice(bo, 4L * L * kc);
+        // row r's offset: its own, or (past the panel's rows) the first row's
+        long o0 = ao, o1 = rowAt(ao, aRow, 1, rows), o2 = rowAt(ao, aRow, 2, rows), o3 = rowAt(ao, aRow, 3, rows);
+        long o4 = rowAt(ao, aRow, 4, rows), o5 = rowAt(ao, aRow, 5, rows), o6 = rowAt(ao, aRow, 6, rows), o7 = rowAt(ao, aRow, 7, rows);
+        long o8 = rowAt(ao, aRow, 8, rows), o9 = rowAt(ao, aRow, 9, rows), o10 = rowAt(ao, aRow, 10, rows), o11 = rowAt(ao, aRow, 11, rows);
         FloatVector c0 = FloatVector.zero(SP), c1 = FloatVector.zero(SP), c2 = FloatVector.zero(SP), c3 = FloatVector.zero(SP);
         FloatVector c4 = FloatVector.zero(SP), c5 = FloatVector.zero(SP), c6 = FloatVector.zero(SP), c7 = FloatVector.zero(SP);
         FloatVector c8 = FloatVector.zero(SP), c9 = FloatVector.zero(SP), c10 = FloatVector.zero(SP), c11 = FloatVector.zero(SP);
         for (int p = 0; p < kc; p++) {
             long ak = 4L * p;
-            FloatVector bv = FloatVector.fromMemorySegment(SP, b, 4L * L * p, NATIVE);
-            c0 = FloatVector.broadcast(SP, a0.get(PACKED, ak)).fma(bv, c0);
-            c1 = FloatVector.broadcast(SP, a1.get(PACKED, ak)).fma(bv, c1);
-            c2 = FloatVector.broadcast(SP, a2.get(PACKED, ak)).fma(bv, c2);
-            c3 = FloatVector.broadcast(SP, a3.get(PACKED, ak)).fma(bv, c3);
-            c4 = FloatVector.broadcast(SP, a4.get(PACKED, ak)).fma(bv, c4);
-            c5 = FloatVector.broadcast(SP, a5.get(PACKED, ak)).fma(bv, c5);
-            c6 = FloatVector.broadcast(SP, a6.get(PACKED, ak)).fma(bv, c6);
-            c7 = FloatVector.broadcast(SP, a7.get(PACKED, ak)).fma(bv, c7);
-            c8 = FloatVector.broadcast(SP, a8.get(PACKED, ak)).fma(bv, c8);
-            c9 = FloatVector.broadcast(SP, a9.get(PACKED, ak)).fma(bv, c9);
-            c10 = FloatVector.broadcast(SP, a10.get(PACKED, ak)).fma(bv, c10);
-            c11 = FloatVector.broadcast(SP, a11.get(PACKED, ak)).fma(bv, c11);
+            FloatVector bv = FloatVector.fromMemorySegment(SP, bp, bo + 4L * L * p, NATIVE);
+            c0 = FloatVector.broadcast(SP, ap.get(PACKED, o0 + ak)).fma(bv, c0);
+            c1 = FloatVector.broadcast(SP, ap.get(PACKED, o1 + ak)).fma(bv, c1);
+            c2 = FloatVector.broadcast(SP, ap.get(PACKED, o2 + ak)).fma(bv, c2);
+            c3 = FloatVector.broadcast(SP, ap.get(PACKED, o3 + ak)).fma(bv, c3);
+            c4 = FloatVector.broadcast(SP, ap.get(PACKED, o4 + ak)).fma(bv, c4);
+            c5 = FloatVector.broadcast(SP, ap.get(PACKED, o5 + ak)).fma(bv, c5);
+            c6 = FloatVector.broadcast(SP, ap.get(PACKED, o6 + ak)).fma(bv, c6);
+            c7 = FloatVector.broadcast(SP, ap.get(PACKED, o7 + ak)).fma(bv, c7);
+            c8 = FloatVector.broadcast(SP, ap.get(PACKED, o8 + ak)).fma(bv, c8);
+            c9 = FloatVector.broadcast(SP, ap.get(PACKED, o9 + ak)).fma(bv, c9);
+            c10 = FloatVector.broadcast(SP, ap.get(PACKED, o10 + ak)).fma(bv, c10);
+            c11 = FloatVector.broadcast(SP, ap.get(PACKED, o11 + ak)).fma(bv, c11);
         }
         c0.intoArray(t, 0);
         c1.intoArray(t, NR);
@@ -247,9 +251,9 @@ final class GemmMicrokernels {
         c11.intoArray(t, 11 * NR);
     }
 
-    /** Row r of a panel whose rows start at ao, aRow bytes apart, as a slice of len bytes; row 0 where r is past rows. */
-    private static MemorySegment row(MemorySegment ap, long ao, long aRow, int r, int rows, long len) {
-        return ap.asSlice(r < rows ? ao + r * aRow : ao, len);
+    /** The offset of row r of a panel whose rows start at ao, aRow bytes apart; row 0's where r is past rows. */
+    private static long rowAt(long ao, long aRow, int r, int rows) {
+        return r < rows ? ao + r * aRow : ao;
     }
 
     /**
