@@ -26,6 +26,15 @@ final class PyRepr {
         };
     }
 
+    /**
+     * A template value as Jinja2 writes it out (printed, joined with {@code ~}, or through {@code string} / {@code trim}):
+     * {@link #str}, and null as nothing. Jinjava resolves an undefined name to null, and Jinja2 writes an undefined
+     * value as the empty string (an explicit {@code none}, written {@code None} by Jinja2, cannot be told apart from it).
+     */
+    static String text(Object value) {
+        return value == null ? "" : str(value);
+    }
+
     /** {@code repr(value)}: strings quoted and escaped as Python does, containers with their items' repr. */
     static String repr(Object value) {
         StringBuilder out = new StringBuilder();

@@ -7,11 +7,9 @@ import jinjava.de.odysseus.el.tree.impl.ast.AstBinary;
 import jinjava.de.odysseus.el.tree.impl.ast.AstNode;
 
 /**
- * Jinja2's {@code ~}: both sides as Python's {@code str()} ({@link PyRepr#str}), so {@code true ~ '|'} is
+ * Jinja2's {@code ~}: both sides as Python's {@code str()} ({@link PyRepr#text}), so {@code true ~ '|'} is
  * {@code True|} and {@code 'x' ~ [1, none]} is {@code x[1, None]}, where Jinjava's own operator wrote Java's forms
- * ({@code true|}, {@code x[1, null]}). A null is the empty string, as {@link PythonOutput} prints it: Jinjava resolves
- * an undefined name to null, and Jinja2 concatenates an undefined value as nothing (an explicit {@code none}, which
- * Jinja2 writes {@code None}, cannot be told apart from it here). Jinjava's length limit on the result
+ * ({@code true|}, {@code x[1, null]}); a null (an undefined name) is the empty string. Jinjava's length limit on the result
  * ({@code maxStringLength}) holds as for its own operator.
  */
 final class PythonConcat extends StringConcatOperator {
@@ -29,10 +27,6 @@ final class PythonConcat extends StringConcatOperator {
 
     @Override
     protected Object apply(TypeConverter converter, Object left, Object right) {
-        return getStringBuilder().append(text(left)).append(text(right)).toString();
-    }
-
-    private static String text(Object value) {
-        return value == null ? "" : PyRepr.str(value);
+        return getStringBuilder().append(PyRepr.text(left)).append(PyRepr.text(right)).toString();
     }
 }

@@ -24,7 +24,7 @@ final class PythonOutput implements ExpressionStrategy, ExecutionMode {
     @Override
     public RenderedOutputNode interpretOutput(ExpressionToken master, JinjavaInterpreter interpreter) {
         Object value = interpreter.resolveELExpression(master.getExpr(), master.getLineNumber());
-        return new RenderedOutputNode(value == null ? "" : PyRepr.str(value));
+        return new RenderedOutputNode(PyRepr.text(value));
     }
 
     /** The execution mode's one change to Jinjava's default: this class prints expressions. */

@@ -80,7 +80,7 @@ final class TemplateFilters {
 
         @Override
         public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
-            String s = var == null ? "" : PyRepr.str(var); // Jinja2's soft_str: True, not true
+            String s = PyRepr.text(var); // Jinja2's soft_str: True, not true
             return PyStrings.strip(s, args.length > 0 ? args[0] : null, true, true);
         }
     }
@@ -206,7 +206,7 @@ final class TemplateFilters {
 
         @Override
         public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
-            return var == null ? "" : PyRepr.str(var);
+            return PyRepr.text(var);
         }
     }
 }
