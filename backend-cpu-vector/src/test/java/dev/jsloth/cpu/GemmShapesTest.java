@@ -50,16 +50,7 @@ class GemmShapesTest extends CpuBackendTests {
                          Tensor c = be.upload(DType.F32, Shape.of(m, n), cv)) {
                         double[] as = be.download(a), bs = be.download(b), c0 = be.download(c);
                         be.kernels().gemm(ta, tb, 0.75, a, b, beta, c);
-                        double[] got = be.download(c);
-                        double worst = 0;
-                        for (int i = 0; i < m; i++)
-                            for (int j = 0; j < n; j++) {
-                                double s = 0;
-                                for (int p = 0; p < k; p++)
-                                    s += as[ta ? p * m + i : i * k + p] * bs[tb ? j * k + p : p * n + j];
-                                double want = 0.75 * s + (beta == 0 ? 0 : beta * c0[i * n + j]);
-                                worst = Math.max(worst, Math.abs(got[i * n + j] - want) / (Math.sqrt(k) + 1));
-                            }
+                        double worst = worstError(m, n, k, 0.75, as, ta, bs, tb, beta, c0, be.download(c));
                         assertTrue(worst < 2e-6, m + "x" + n + "x" + k + " transA=" + ta + " transB=" + tb + " " + storage + " beta=" + beta
                                 + ": error " + worst);
                     }
@@ -91,17 +82,7 @@ class GemmShapesTest extends CpuBackendTests {
                 double[] as = be.download(a), bs = be.download(b);
                 be.kernels().gemm(trans, trans, 0.75, a, b, 0.5, c);
                 double[] got = be.download(c);
-                double worst = 0;
-                double[] row = new double[n];
-                for (int i = 0; i < m; i++) {
-                    java.util.Arrays.fill(row, 0);
-                    for (int p = 0; p < k; p++) {
-                        double x = as[trans ? p * m + i : i * k + p];
-                        for (int j = 0; j < n; j++) row[j] += x * bs[trans ? j * k + p : p * n + j];
-                    }
-                    for (int j = 0; j < n; j++)
-                        worst = Math.max(worst, Math.abs(got[i * n + j] - (0.75 * row[j] + 0.5 * cv[i * n + j])) / (Math.sqrt(k) + 1));
-                }
+                double worst = worstError(m, n, k, 0.75, as, trans, bs, trans, 0.5, cv, got);
                 assertTrue(worst < 2e-6, m + "x" + n + "x" + k + " trans=" + trans + ": error " + worst);
                 // A packed in three chunks of row blocks, one after another: the same bits
                 long floats = (long) (m + GemmMicrokernels.ROWS_MAX) * k;
@@ -120,6 +101,28 @@ class GemmShapesTest extends CpuBackendTests {
                 }
             }
         }
+    }
+
+    /**
+     * The largest error of {@code got} against {@code alpha op(A) op(B) + beta C0} summed in F64 (C0 ignored where beta is
+     * 0, so that it may hold NaN), each scaled by {@code sqrt(k) + 1}.
+     */
+    private static double worstError(int m, int n, int k, double alpha, double[] as, boolean ta, double[] bs, boolean tb,
+                                     double beta, double[] c0, double[] got) {
+        double worst = 0;
+        double[] row = new double[n];
+        for (int i = 0; i < m; i++) {
+            java.util.Arrays.fill(row, 0);
+            for (int p = 0; p < k; p++) {
+                double x = as[ta ? p * m + i : i * k + p];
+                for (int j = 0; j < n; j++) row[j] += x * bs[tb ? j * k + p : p * n + j];
+            }
+            for (int j = 0; j < n; j++) {
+                double want = alpha * row[j] + (beta == 0 ? 0 : beta * c0[i * n + j]);
+                worst = Math.max(worst, Math.abs(got[i * n + j] - want) / (Math.sqrt(k) + 1));
+            }
+        }
+        return worst;
     }
 
     /**
